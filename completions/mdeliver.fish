@@ -1,0 +1,9 @@
+complete -c mdeliver -s f -l sender -d 'Envelope sender for the Return-Path: header [default: $SENDER]' -r
+complete -c mdeliver -s a -l recipient -d 'Envelope recipient for the Delivered-To: header and loop detection [default: $RECIPIENT, else $ORIGINAL_RECIPIENT]' -r
+complete -c mdeliver -l folder -d 'Deliver into the Maildir++ folder NAME (.NAME/) instead of the inbox' -r
+complete -c mdeliver -l flags -d 'Store the message in cur/ with these Maildir flags (e.g. S for seen)' -r
+complete -c mdeliver -l max-size -d 'Refuse messages larger than SIZE bytes (suffixes k, M, G) permanently' -r
+complete -c mdeliver -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F
+complete -c mdeliver -s v -l verbose -d 'Print the path of each delivered file on standard output'
+complete -c mdeliver -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mdeliver -s V -l version -d 'Print version'

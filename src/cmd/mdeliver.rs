@@ -1,0 +1,309 @@
+//! mdeliver: the local delivery agent. One message on stdin, one Maildir on disk.
+//!
+//! Design: the message is read whole before anything is written (into memory, or an unlinked
+//! temporary file past 1 MiB), because every decision (loop, size, rules, dedupe) must be made
+//! before the first byte becomes visible; then it is written to each destination with the
+//! Maildir protocol of [`crate::maildir`]. Exit 0 means every destination has the message on
+//! disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
+//! only faults of the message itself (a loop, over the size limit) are permanent.
+
+use crate::config::{self, Config};
+use crate::docs::Page;
+use crate::exit::{Code, Error, Result};
+use crate::header;
+use crate::input;
+use crate::maildir::Maildir;
+use clap::{CommandFactory, Parser};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Deliver one message from standard input into a Maildir.
+///
+/// mdeliver reads one message on standard input and stores it in a Maildir with the Maildir
+/// protocol (unique name in tmp/, write, fsync, rename into new/, fsync new/). It exits 0 only
+/// when the message is on disk, so it can serve as Postfix's mailbox_command, Exim's pipe
+/// transport, OpenSMTPD's mda, fetchmail's --mda and getmail's MDA_external.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "mdeliver",
+    version,
+    about = "deliver one message into a Maildir"
+)]
+pub struct Args {
+    /// The Maildir to deliver into [default: $MAILDIR, else $HOME/Maildir]
+    #[arg(value_name = "MAILDIR")]
+    pub maildir: Option<PathBuf>,
+
+    /// Envelope sender for the Return-Path: header [default: $SENDER]
+    #[arg(short = 'f', long = "sender", value_name = "SENDER")]
+    pub sender: Option<String>,
+
+    /// Envelope recipient for the Delivered-To: header and loop detection
+    /// [default: $RECIPIENT, else $ORIGINAL_RECIPIENT]
+    #[arg(short = 'a', long = "recipient", value_name = "ADDRESS")]
+    pub recipient: Option<String>,
+
+    /// Deliver into the Maildir++ folder NAME (.NAME/) instead of the inbox
+    #[arg(long, value_name = "NAME")]
+    pub folder: Option<String>,
+
+    /// Store the message in cur/ with these Maildir flags (e.g. S for seen)
+    #[arg(long, value_name = "FLAGS")]
+    pub flags: Option<String>,
+
+    /// Refuse messages larger than SIZE bytes (suffixes k, M, G) permanently
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]
+    #[arg(short = 'C', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the path of each delivered file on standard output
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// Parse a size with an optional k/M/G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+/// What the environment and configuration resolve the flags to.
+struct Settings {
+    maildir: PathBuf,
+    sender: Option<String>,
+    recipient: Option<String>,
+    folder: Option<String>,
+    flags: String,
+    max_size: Option<u64>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// An envelope address from an argument or the environment must not be able to add header
+/// lines: refuse control characters outright.
+fn check_envelope(kind: &str, v: Option<String>) -> Result<Option<String>> {
+    match v {
+        Some(a) if a.chars().any(char::is_control) => Err(Error::new(
+            Code::Usage,
+            format!("{kind} {a:?}"),
+            "contains a control character",
+        )),
+        v => Ok(v),
+    }
+}
+
+fn settings(args: Args) -> Result<Settings> {
+    // A broken configuration must not bounce mail: it is our fault, not the sender's.
+    let cfg = Config::load(args.config.as_deref()).map_err(|e| e.with_code(Code::TempFail))?;
+    let defaults = cfg.account(None)?;
+    let maildir = args
+        .maildir
+        .or_else(|| env("MAILDIR").map(PathBuf::from))
+        .or_else(|| defaults.get("maildir").map(config::expand_tilde))
+        .or_else(|| config::home().map(|h| h.join("Maildir")))
+        .ok_or_else(|| {
+            Error::new(
+                Code::TempFail,
+                "no maildir",
+                "give one, or set MAILDIR or HOME",
+            )
+        })?;
+    let max_size = match (args.max_size, defaults.get("max_size")) {
+        (Some(m), _) => Some(m),
+        (None, Some(s)) => {
+            Some(parse_size(s).map_err(|why| Error::new(Code::TempFail, "config: max_size", why))?)
+        }
+        (None, None) => None,
+    };
+    Ok(Settings {
+        maildir,
+        sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
+        recipient: check_envelope(
+            "recipient",
+            args.recipient
+                .or_else(|| env("RECIPIENT"))
+                .or_else(|| env("ORIGINAL_RECIPIENT")),
+        )?,
+        folder: args.folder,
+        flags: args.flags.unwrap_or_default(),
+        max_size,
+    })
+}
+
+/// Run mdeliver.
+pub fn run(args: Args) -> Result<()> {
+    let verbose = args.verbose;
+    let s = settings(args)?;
+    if let Some(f) = &s.folder {
+        crate::maildir::check_folder_name(f).or_else(|e| {
+            if f.eq_ignore_ascii_case("inbox") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    }
+    let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
+    let block = header::block(msg.head()).to_vec();
+
+    // qmail-local's loop rule: a message that already carries our Delivered-To: went round.
+    if let Some(rcpt) = &s.recipient {
+        let seen = header::fields(&block)
+            .iter()
+            .filter(|f| f.is("Delivered-To"))
+            .any(|f| {
+                header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt))
+            });
+        if seen {
+            return Err(Error::new(
+                Code::DataErr,
+                "mail loop",
+                format!("message was already delivered to {rcpt}"),
+            ));
+        }
+    }
+
+    let mut trace = Vec::new();
+    if let Some(sender) = &s.sender {
+        writeln!(trace, "Return-Path: <{}>", header::bare_addr(sender)).ok();
+    }
+    if let Some(rcpt) = &s.recipient {
+        writeln!(trace, "Delivered-To: {}", header::bare_addr(rcpt)).ok();
+    }
+
+    let root = Maildir::open(&s.maildir)?;
+    let target = match &s.folder {
+        Some(f) => root.folder(f)?,
+        None => root,
+    };
+    let delivered = target.deliver(&s.flags, |w| {
+        w.write_all(&trace)?;
+        msg.copy_to(w)
+    })?;
+    if verbose {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", delivered.path.display())
+            .map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+    }
+    Ok(())
+}
+
+/// mdeliver's documentation.
+pub fn page() -> Page {
+    Page {
+        name: "mdeliver",
+        command: Args::command(),
+        description: DESCRIPTION,
+        sections: SECTIONS,
+    }
+}
+
+const DESCRIPTION: &str = r#"
+.PP
+The message is read completely before anything is written: up to 1 MiB in memory, the rest in
+an unlinked temporary file, so a message of any size is delivered with flat memory use.
+A leading mbox
+.B From\~
+line is dropped, CRLF line ends become LF (the Maildir convention), and every other byte,
+8-bit or not valid UTF-8, is stored unchanged.
+.PP
+.B Return-Path:
+(from the envelope sender) and
+.B Delivered-To:
+(from the envelope recipient) are prepended.
+A message that already carries a
+.B Delivered-To:
+header for the same recipient is refused as a mail loop, as qmail-local does.
+.PP
+A missing Maildir is created with its tmp, new and cur directories (mode 0700).
+Maildir++ folders are created with their
+.B maildirfolder
+marker; folder names may not contain a slash, start or end with a dot, or contain "..".
+"#;
+
+const SECTIONS: &str = r#"
+.SH EXIT STATUS
+.TP
+.B 0
+The message is on disk in every destination.
+.TP
+.B 64
+Usage error: an unknown option, a bad folder name, or an envelope address with control
+characters.
+.TP
+.B 65
+The message was refused permanently: a mail loop, or larger than
+.BR \-\-max\-size .
+.TP
+.B 75
+Temporary failure: the disk is full, a directory is not writable, the configuration is
+broken, or anything else that is not the message's fault. Nothing is left in new/ or cur/;
+the caller should keep the message and try again.
+.SH ENVIRONMENT
+.TP
+.B MAILDIR
+The Maildir to deliver into when none is given.
+.TP
+.B HOME
+$HOME/Maildir is the default Maildir; $HOME/.config/mailpipe holds the configuration.
+.TP
+.B SENDER
+The envelope sender, as Postfix's local(8) and pipe(8) and Exim set it.
+.TP
+.BR RECIPIENT ", " ORIGINAL_RECIPIENT
+The envelope recipient, as Postfix sets them.
+.TP
+.B MAILPIPE_CONFIG
+A configuration file to read instead of the default ones.
+.SH FILES
+.TP
+.I ~/.config/mailpipe/config
+User configuration (keys maildir, max_size in the defaults section); see
+.BR mailpipe (7).
+.TP
+.I /etc/mailpipe/config
+System configuration, read before the user's.
+.SH EXAMPLES
+Deliver a composed message to a local user:
+.PP
+.nf
+.RS
+mcompose \-t bob@localhost \-s hello </tmp/body | mdeliver /home/bob/Maildir
+.RE
+.fi
+.PP
+As Postfix's local delivery agent, in main.cf:
+.PP
+.nf
+.RS
+mailbox_command = /usr/bin/mdeliver
+.RE
+.fi
+.PP
+As fetchmail's MDA, into a folder:
+.PP
+.nf
+.RS
+fetchmail \-\-mda "/usr/bin/mdeliver \-\-folder Lists \-f %F"
+.RE
+.fi
+.SH SEE ALSO
+.BR mailpipe (7),
+.BR mcompose (1),
+.BR maildir (5),
+.BR postconf (5)
+"#;

@@ -1,0 +1,303 @@
+//! The configuration file, one format for every tool.
+//!
+//! msmtp's format, which users already know: one `key value` per line, `#` comments, a
+//! `defaults` section, and `account NAME` sections that may inherit from others with
+//! `account NAME : PARENT[, PARENT…]`. Keys before any section header belong to `defaults`.
+//! Values may be double-quoted (`\"` and `\\` escape inside), and `~/` expands to `$HOME`.
+//!
+//! Files are read in order and layered, each later one overriding: `/etc/mailpipe/config`,
+//! then `$XDG_CONFIG_HOME/mailpipe/config` (default `~/.config/mailpipe/config`). An explicit
+//! `--config FILE` (or `$MAILPIPE_CONFIG`) replaces both. Command-line flags override all of
+//! it, and no tool needs a config file at all.
+
+use crate::exit::{Code, Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The system-wide configuration file.
+pub const SYSTEM_FILE: &str = "/etc/mailpipe/config";
+
+/// A key's value with where it came from, for diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The value text, unquoted and with `~/` expanded.
+    pub text: String,
+    /// `file:line` of the definition.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Section {
+    parents: Vec<String>,
+    keys: BTreeMap<String, Value>,
+}
+
+/// The merged configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    defaults: BTreeMap<String, Value>,
+    accounts: BTreeMap<String, Section>,
+    /// The files that were read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// A resolved account: its own keys over its parents' over the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Account {
+    /// The account name (`default` when none was chosen).
+    pub name: String,
+    keys: BTreeMap<String, Value>,
+}
+
+impl Account {
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.keys.get(key).map(|v| v.text.as_str())
+    }
+
+    /// The value of `key` with its origin.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.keys.get(key)
+    }
+
+    /// A boolean key: `on`/`off`, `yes`/`no`, `true`/`false`, `1`/`0`.
+    pub fn flag(&self, key: &str) -> Result<Option<bool>> {
+        self.value(key).map(|v| parse_bool(key, v)).transpose()
+    }
+}
+
+fn parse_bool(key: &str, v: &Value) -> Result<bool> {
+    match v.text.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        _ => Err(Error::new(
+            Code::Config,
+            v.origin.clone(),
+            format!("{key}: expected on or off, got {:?}", v.text),
+        )),
+    }
+}
+
+impl Config {
+    /// Load the configuration: `explicit` (or `$MAILPIPE_CONFIG`) alone when given, which must
+    /// exist; else the system file then the user file, each only if present.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let env = std::env::var_os("MAILPIPE_CONFIG").filter(|v| !v.is_empty());
+        let mut cfg = Config::default();
+        if let Some(path) = explicit.map(Path::to_path_buf).or(env.map(PathBuf::from)) {
+            cfg.read_file(&path, true)?;
+            return Ok(cfg);
+        }
+        cfg.read_file(Path::new(SYSTEM_FILE), false)?;
+        if let Some(user) = user_file() {
+            cfg.read_file(&user, false)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Parse configuration text (as if read from `origin`) on top of what is loaded.
+    pub fn parse(&mut self, text: &str, origin: &str) -> Result<()> {
+        let mut current: Option<String> = None;
+        for (n, line) in text.lines().enumerate() {
+            let at = format!("{origin}:{}", n + 1);
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, rest) = match line.find(char::is_whitespace) {
+                Some(i) => (&line[..i], line[i..].trim()),
+                None => (line, ""),
+            };
+            match key {
+                "defaults" => current = None,
+                "account" => {
+                    let (name, parents) = match rest.split_once(':') {
+                        Some((n, p)) => (n.trim(), p.split(',').map(|s| s.trim()).collect()),
+                        None => (rest, Vec::new()),
+                    };
+                    if name.is_empty() || name.contains(char::is_whitespace) {
+                        return Err(Error::new(Code::Config, at, "account needs one name"));
+                    }
+                    let mut sec = Section::default();
+                    for p in parents {
+                        if !self.accounts.contains_key(p) {
+                            return Err(Error::new(
+                                Code::Config,
+                                at,
+                                format!("account {name}: unknown parent account {p:?}"),
+                            ));
+                        }
+                        sec.parents.push(p.to_string());
+                    }
+                    self.accounts.insert(name.to_string(), sec);
+                    current = Some(name.to_string());
+                }
+                _ => {
+                    let value = Value {
+                        text: unquote(rest).map_err(|why| Error::new(Code::Config, &at, why))?,
+                        origin: at.clone(),
+                    };
+                    let map = match &current {
+                        None => &mut self.defaults,
+                        Some(a) => match self.accounts.get_mut(a) {
+                            Some(sec) => &mut sec.keys,
+                            None => &mut self.defaults,
+                        },
+                    };
+                    map.insert(key.to_string(), value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, path: &Path, must_exist: bool) -> Result<()> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(Code::Config, path.display().to_string(), e)),
+        };
+        let text = String::from_utf8(text)
+            .map_err(|_| Error::new(Code::Config, path.display().to_string(), "not valid UTF-8"))?;
+        self.parse(&text, &path.display().to_string())?;
+        self.files.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// A key of the `defaults` section.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.defaults.get(key).map(|v| v.text.as_str())
+    }
+
+    /// The names of the configured accounts.
+    pub fn account_names(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
+    }
+
+    /// The account `name` resolved through its parents over the defaults; `None` gives the
+    /// defaults alone (msmtp's implicit account when none is configured).
+    pub fn account(&self, name: Option<&str>) -> Result<Account> {
+        let mut keys = self.defaults.clone();
+        if let Some(name) = name {
+            if !self.accounts.contains_key(name) {
+                return Err(Error::new(
+                    Code::Config,
+                    format!("account {name:?}"),
+                    "not defined in the configuration",
+                ));
+            }
+            self.overlay(name, &mut keys, 0)?;
+        }
+        Ok(Account {
+            name: name.unwrap_or("default").to_string(),
+            keys,
+        })
+    }
+
+    fn overlay(&self, name: &str, keys: &mut BTreeMap<String, Value>, depth: usize) -> Result<()> {
+        if depth > 32 {
+            return Err(Error::new(
+                Code::Config,
+                format!("account {name:?}"),
+                "inheritance too deep",
+            ));
+        }
+        if let Some(sec) = self.accounts.get(name) {
+            for p in &sec.parents {
+                self.overlay(p, keys, depth + 1)?;
+            }
+            for (k, v) in &sec.keys {
+                keys.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The user's configuration file: `$XDG_CONFIG_HOME/mailpipe/config` or
+/// `~/.config/mailpipe/config`.
+pub fn user_file() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("config"))
+}
+
+/// The user's mailpipe configuration directory (also home of `rules`).
+pub fn config_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty());
+    match xdg {
+        Some(x) => Some(PathBuf::from(x).join("mailpipe")),
+        None => home().map(|h| h.join(".config/mailpipe")),
+    }
+}
+
+/// `$HOME`, if set and not empty.
+pub fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Expand a leading `~/` to `$HOME/`.
+pub fn expand_tilde(s: &str) -> PathBuf {
+    match (s.strip_prefix("~/"), home()) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => PathBuf::from(s),
+    }
+}
+
+fn unquote(s: &str) -> std::result::Result<String, String> {
+    let Some(inner) = s.strip_prefix('"') else {
+        return Ok(expand_tilde(s).to_string_lossy().into_owned());
+    };
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) => out.push(e),
+                None => return Err("unterminated quoted value".into()),
+            },
+            '"' => {
+                if chars.as_str().trim().is_empty() {
+                    return Ok(out);
+                }
+                return Err("text after closing quote".into());
+            }
+            c => out.push(c),
+        }
+    }
+    Err("unterminated quoted value".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_inherit_and_override() {
+        let mut c = Config::default();
+        c.parse(
+            "# c\nport 587\ndefaults\ntls on\naccount base\nhost a.test\n\
+             account work : base\nuser \"me \\\"x\\\"\"\nport 465\n",
+            "t",
+        )
+        .unwrap();
+        let a = c.account(Some("work")).unwrap();
+        assert_eq!(a.get("host"), Some("a.test"));
+        assert_eq!(a.get("port"), Some("465"));
+        assert_eq!(a.get("user"), Some("me \"x\""));
+        assert_eq!(a.flag("tls").unwrap(), Some(true));
+        assert_eq!(c.account(None).unwrap().get("port"), Some("587"));
+        assert_eq!(a.value("port").unwrap().origin, "t:9");
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let mut c = Config::default();
+        let e = c.parse("account a : nope\n", "f").unwrap_err();
+        assert_eq!(e.code(), Code::Config);
+        assert!(e.to_string().starts_with("f:1: "), "{e}");
+        let e = c.parse("x \"open\n", "g").unwrap_err();
+        assert!(e.to_string().contains("g:1"));
+        assert!(c.account(Some("missing")).is_err());
+    }
+}

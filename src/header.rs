@@ -1,0 +1,190 @@
+//! Reading the header block of a message, tolerantly.
+//!
+//! A delivery agent must decide on headers (loops, rules, dedupe) for whatever bytes it is
+//! handed, malformed or not, and must never refuse mail because a header is odd. So the block
+//! is split into fields here with a total, allocation-light scanner (a field is a line with a
+//! colon plus its continuation lines; anything else is skipped), and values are decoded (RFC
+//! 2047 encoded-words, unfolding) by mailparse, which is good at that.
+
+/// Offset where the body starts: just after the first empty line (LF or CRLF). `None` when
+/// `msg` holds no empty line, i.e. everything seen so far is header.
+pub fn body_offset(msg: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while start < msg.len() {
+        let end = memchr(b'\n', &msg[start..]).map(|i| start + i);
+        let line = &msg[start..end.unwrap_or(msg.len())];
+        if line.is_empty() || line == b"\r" {
+            return Some(end.map_or(msg.len(), |e| e + 1));
+        }
+        start = end? + 1;
+    }
+    None
+}
+
+/// The header block of `msg`: its fields with their line ends, without the empty line.
+pub fn block(msg: &[u8]) -> &[u8] {
+    match body_offset(msg) {
+        Some(off) => {
+            let b = &msg[..off];
+            b.strip_suffix(b"\r\n")
+                .or_else(|| b.strip_suffix(b"\n"))
+                .unwrap_or(b)
+        }
+        None => msg,
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// One header field: its name and its raw value (folded, undecoded, without the final line end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field name as written.
+    pub name: &'a [u8],
+    /// The raw value after the colon, continuation lines included.
+    pub raw: &'a [u8],
+}
+
+impl Field<'_> {
+    /// True when the name matches `name`, ignoring ASCII case (RFC 5322 §1.2.2).
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The value unfolded, trimmed and decoded (RFC 2047), lossy for non-UTF-8 bytes.
+    pub fn value(&self) -> String {
+        let mut line = Vec::with_capacity(self.name.len() + self.raw.len() + 2);
+        line.extend_from_slice(self.name);
+        line.push(b':');
+        line.extend_from_slice(self.raw);
+        line.push(b'\n');
+        match mailparse::parse_header(&line) {
+            Ok((h, _)) => h.get_value().trim().to_string(),
+            Err(_) => unfold(self.raw),
+        }
+    }
+
+    /// The value unfolded and trimmed, bytes as they are (lossy UTF-8), no decoding.
+    pub fn value_raw(&self) -> String {
+        unfold(self.raw)
+    }
+}
+
+fn unfold(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(s.len());
+    for part in s.split('\n') {
+        out.push_str(part.strip_suffix('\r').unwrap_or(part));
+    }
+    out.trim().to_string()
+}
+
+/// The fields of a header block, in order. Lines that are neither a field nor a continuation
+/// (no colon, or a name with spaces) are skipped rather than ending the scan.
+pub fn fields<'a>(block: &'a [u8]) -> Vec<Field<'a>> {
+    let mut out: Vec<Field<'a>> = Vec::new();
+    let mut start = 0;
+    let mut current: Option<(usize, usize, usize)> = None; // (name start, colon, value end)
+    let flush = |out: &mut Vec<Field<'a>>, cur: Option<(usize, usize, usize)>| {
+        if let Some((s, c, e)) = cur {
+            out.push(Field {
+                name: &block[s..c],
+                raw: &block[c + 1..e],
+            });
+        }
+    };
+    while start < block.len() {
+        let end = memchr(b'\n', &block[start..]).map_or(block.len(), |i| start + i);
+        let line = &block[start..end];
+        let line_end = if line.ends_with(b"\r") { end - 1 } else { end };
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            if let Some(cur) = current.as_mut() {
+                cur.2 = line_end;
+            }
+        } else {
+            flush(&mut out, current.take());
+            if let Some(colon) = memchr(b':', line) {
+                let name = &line[..colon];
+                let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
+                if ok {
+                    current = Some((start, start + colon, line_end));
+                }
+            }
+        }
+        start = end + 1;
+    }
+    flush(&mut out, current);
+    out
+}
+
+/// Decoded values of every field called `name`.
+pub fn values(block: &[u8], name: &str) -> Vec<String> {
+    fields(block)
+        .iter()
+        .filter(|f| f.is(name))
+        .map(Field::value)
+        .collect()
+}
+
+/// The decoded value of the first field called `name`.
+pub fn first(block: &[u8], name: &str) -> Option<String> {
+    fields(block).iter().find(|f| f.is(name)).map(Field::value)
+}
+
+/// Strip the angle brackets and blanks around an address or message-id: `<a@b>` → `a@b`.
+pub fn bare_addr(s: &str) -> &str {
+    let s = s.trim();
+    let s = s.strip_prefix('<').unwrap_or(s);
+    s.strip_suffix('>').unwrap_or(s).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_body_after_lf_or_crlf_blank_line() {
+        assert_eq!(body_offset(b"A: b\n\nbody"), Some(6));
+        assert_eq!(body_offset(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(body_offset(b"A: b\nC: d\n"), None);
+        assert_eq!(body_offset(b"\nbody"), Some(1));
+        assert_eq!(block(b"A: b\n\nbody"), b"A: b\n");
+    }
+
+    #[test]
+    fn fields_unfold_and_match_case_insensitively() {
+        let b =
+            b"Subject: one\n two\r\ndelivered-to: a@b\nnot a header\nX: =?utf-8?q?caf=C3=A9?=\n";
+        let f = fields(b);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].value(), "one two");
+        assert!(f[1].is("Delivered-To"));
+        assert_eq!(values(b, "DELIVERED-TO"), vec!["a@b"]);
+        assert_eq!(first(b, "x").as_deref(), Some("café"));
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        for b in [
+            &b"\xff\xfe:\n"[..],
+            b":",
+            b"\n\n\n",
+            b" cont\n",
+            b"a:\r",
+            b"\r\r\r:",
+        ] {
+            let _ = fields(b);
+            let _ = body_offset(b);
+            let _ = values(b, "a");
+        }
+    }
+
+    #[test]
+    fn bare_addr_strips_brackets() {
+        assert_eq!(bare_addr(" <a@b> "), "a@b");
+        assert_eq!(bare_addr("a@b"), "a@b");
+        assert_eq!(bare_addr("<>"), "");
+    }
+}

@@ -1,0 +1,251 @@
+//! Maildir delivery with the durability the format promises.
+//!
+//! The protocol (qmail's maildir(5), as mblaze's mdeliver and dovecot-lda do it): create a
+//! uniquely named file in `tmp/` with O_EXCL, write, fsync the file, rename it into `new/`,
+//! fsync `new/`, and only then report success. The `maildir` crate does the unique name, the
+//! exclusive create, the file fsync and the rename; we wrap it because it never fsyncs the
+//! directory (after a crash the rename, and so the message, could be gone although we said
+//! "delivered"), and because its `subfolder` lets `./../x` through, so folder names are
+//! validated here. Maildir++ folders (`.Name/`) get the `maildirfolder` marker file that
+//! Courier and Dovecot expect, which the crate never writes.
+
+use crate::exit::{Code, Context, Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A Maildir (or a Maildir++ folder inside one) that we can deliver into.
+#[derive(Debug)]
+pub struct Maildir {
+    inner: maildir::Maildir,
+}
+
+/// Where a delivered message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The full path of the file in `new/` or `cur/`.
+    pub path: PathBuf,
+}
+
+impl Maildir {
+    /// Open the Maildir at `root`, creating `tmp`, `new` and `cur` (mode 0700) when missing,
+    /// as dovecot-lda does. The new directories are fsynced into their parents.
+    pub fn open(root: &Path) -> Result<Maildir> {
+        create_tree(root)?;
+        Ok(Maildir {
+            inner: maildir::Maildir::from(root.to_path_buf()),
+        })
+    }
+
+    /// The Maildir's root directory.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    /// The Maildir++ folder `name` (`.name/` under this root), created when missing with its
+    /// `maildirfolder` marker. `INBOX` (any case) is the root itself. Nested folders use a dot:
+    /// `Lists.rust`.
+    pub fn folder(&self, name: &str) -> Result<Maildir> {
+        if name.eq_ignore_ascii_case("inbox") {
+            return Maildir::open(self.path());
+        }
+        check_folder_name(name)?;
+        let root = self.path().join(format!(".{name}"));
+        let fresh = !root.join("cur").is_dir();
+        let md = Maildir::open(&root)?;
+        if fresh {
+            let marker = root.join("maildirfolder");
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&marker)
+                .and_then(|f| f.sync_all())
+                .and_then(|_| sync_dir(&root))
+                .or_code_with(Code::TempFail, || format!("create {}", marker.display()))?;
+        }
+        Ok(md)
+    }
+
+    /// Deliver one message: `write` streams it into a fresh file in `tmp/`. With `flags`
+    /// (Maildir info letters such as `S` or `FS`) the message goes to `cur/` with those flags,
+    /// as IMAP servers expect of a message already marked; otherwise to `new/`.
+    ///
+    /// Returns only after the file and the directory entry are on disk. On any failure the
+    /// temporary file is removed and nothing is visible in `new/` or `cur/`.
+    pub fn deliver(
+        &self,
+        flags: &str,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Delivered> {
+        let what = || format!("deliver to {}", self.path().display());
+        let mut tmp = self
+            .inner
+            .open_file_in_tmp()
+            .map_err(|e| maildir_error(e, what()))?;
+        {
+            let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp);
+            write(&mut buf).or_code_with(Code::TempFail, what)?;
+            buf.flush().or_code_with(Code::TempFail, what)?;
+        }
+        // The crate fsyncs the file before the rename; we fsync the directory after it.
+        let flags = normalize_flags(flags);
+        let (id, sub) = if flags.is_empty() {
+            let id = self.inner.move_tmp_to_new(tmp);
+            (id, "new")
+        } else {
+            (self.inner.move_tmp_to_cur_with_flags(tmp, &flags), "cur")
+        };
+        let id = id.map_err(|e| maildir_error(e, what()))?;
+        let dir = self.path().join(sub);
+        sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))?;
+        let name = if sub == "new" {
+            id
+        } else {
+            format!("{id}:2,{flags}")
+        };
+        Ok(Delivered {
+            path: dir.join(name),
+        })
+    }
+}
+
+/// Maildir flags in the order the spec wants them (ASCII order), each once.
+pub fn normalize_flags(flags: &str) -> String {
+    let mut f: Vec<char> = flags.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+    f.sort_unstable();
+    f.dedup();
+    f.into_iter().collect()
+}
+
+/// Check a Maildir++ folder name: no path separators, no `..`, no leading or trailing dot,
+/// no empty hierarchy level, no control characters.
+pub fn check_folder_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::new(
+            Code::Usage,
+            format!("folder {name:?}"),
+            why.to_string(),
+        ))
+    };
+    if name.is_empty() {
+        return bad("empty name");
+    }
+    if name.contains('/') || name.contains('\\') {
+        return bad("contains a path separator");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return bad("contains a control character");
+    }
+    if name.split('.').any(str::is_empty) {
+        return bad("empty level (leading, trailing or double dot)");
+    }
+    Ok(())
+}
+
+fn maildir_error(e: maildir::MaildirError, what: String) -> Error {
+    match e {
+        maildir::MaildirError::Io(io) => Error::io(Code::TempFail, what, io),
+        other => Error::new(Code::TempFail, what, other),
+    }
+}
+
+/// Create `root/{tmp,new,cur}` as needed, fsyncing each directory that gained an entry.
+fn create_tree(root: &Path) -> Result<()> {
+    if root.join("tmp").is_dir() && root.join("new").is_dir() && root.join("cur").is_dir() {
+        return Ok(());
+    }
+    let what = || format!("create maildir {}", root.display());
+    create_dir(root).or_code_with(Code::TempFail, what)?;
+    for sub in ["tmp", "new", "cur"] {
+        create_dir(&root.join(sub)).or_code_with(Code::TempFail, what)?;
+    }
+    sync_dir(root).or_code_with(Code::TempFail, what)?;
+    Ok(())
+}
+
+/// mkdir -p with mode 0700, fsyncing the parent of every directory it makes.
+fn create_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => sync_dir(Path::new(".")),
+    }
+}
+
+/// fsync a directory, making the entries created or renamed in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_are_checked() {
+        for bad in [
+            "", "../x", "a/b", ".hidden", "a..b", "a.", "x\ny", "..", ".",
+        ] {
+            assert!(check_folder_name(bad).is_err(), "{bad:?} passed");
+        }
+        for good in ["Lists", "Lists.rust", "Spam", "ünï"] {
+            assert!(check_folder_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn delivers_into_new_and_cur_with_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&dir.path().join("Maildir")).unwrap();
+        let d = md
+            .deliver("", |w| w.write_all(b"Subject: x\n\nhi\n"))
+            .unwrap();
+        assert!(d.path.starts_with(dir.path().join("Maildir/new")));
+        assert_eq!(fs::read(&d.path).unwrap(), b"Subject: x\n\nhi\n");
+        let d = md.deliver("SF", |w| w.write_all(b"x")).unwrap();
+        assert!(d.path.to_str().unwrap().ends_with(":2,FS"));
+        assert!(d.path.exists());
+        let f = md.folder("Lists.rust").unwrap();
+        assert!(
+            dir.path()
+                .join("Maildir/.Lists.rust/maildirfolder")
+                .exists()
+        );
+        f.deliver("", |w| w.write_all(b"y")).unwrap();
+        assert_eq!(
+            fs::read_dir(dir.path().join("Maildir/.Lists.rust/new"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let e = md
+            .deliver("", |w| {
+                w.write_all(b"partial")?;
+                Err(io::Error::other("boom"))
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), Code::TempFail);
+        for sub in ["tmp", "new", "cur"] {
+            assert_eq!(fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
+        }
+    }
+}

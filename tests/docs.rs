@@ -1,0 +1,48 @@
+//! The committed man pages and completions must be what the clap definitions render now.
+//! `make docs` (MAILPIPE_REGEN=1) rewrites them.
+
+use std::path::Path;
+
+#[test]
+fn generated_docs_are_fresh() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let regen = std::env::var_os("MAILPIPE_REGEN").is_some();
+    let mut stale = Vec::new();
+    for (rel, want) in mailpipe::docs::generated() {
+        let path = root.join(&rel);
+        if regen {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+            stale.push(rel.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated docs (run `make docs`): {stale:?}"
+    );
+}
+
+#[test]
+fn every_binary_has_a_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pages: Vec<_> = mailpipe::cmd::pages().iter().map(|p| p.name).collect();
+    for entry in std::fs::read_dir(root.join("src/bin")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let tool = name.trim_end_matches(".rs");
+        assert!(
+            pages.contains(&tool),
+            "{tool} has no docs page in cmd::pages()"
+        );
+    }
+    for page in mailpipe::cmd::pages() {
+        let man = mailpipe::docs::man(&page);
+        for section in ["EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+            assert!(
+                man.contains(&format!(".SH {section}")),
+                "{}: no {section}",
+                page.name
+            );
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! mdeliver: delivery, headers, loops, sizes and folders through the real binary.
+
+mod common;
+use common::*;
+use std::fs;
+
+fn mdeliver(home: &std::path::Path) -> std::process::Command {
+    tool(bin!("mdeliver"), home)
+}
+
+#[test]
+fn delivers_to_the_argument_with_lf_line_ends_and_trace_headers() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    let out = run(
+        mdeliver(t.path())
+            .arg(&md)
+            .args(["-f", "a@x.test", "-a", "b@y.test"]),
+        b"From a@x.test Mon Jan  1 00:00:00 2024\r\nSubject: hi\r\n\r\nbody \xff\r\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "not quiet");
+    assert_eq!(
+        only_message(&md),
+        b"Return-Path: <a@x.test>\nDelivered-To: b@y.test\nSubject: hi\n\nbody \xff\n"
+    );
+    assert!(files(&md.join("tmp")).is_empty());
+}
+
+#[test]
+fn destination_falls_back_to_maildir_env_then_home() {
+    let t = tempfile::tempdir().unwrap();
+    let other = t.path().join("Other");
+    let out = run(
+        mdeliver(t.path()).env("MAILDIR", &other),
+        b"Subject: 1\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&other).len(), 1);
+    let out = run(&mut mdeliver(t.path()), b"Subject: 2\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&t.path().join("Maildir")).len(), 1);
+}
+
+#[test]
+fn envelope_comes_from_postfix_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path())
+            .arg(&md)
+            .env("SENDER", "")
+            .env("RECIPIENT", "u@h.test"),
+        b"Subject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let m = only_message(&md);
+    assert!(
+        m.starts_with(b"Delivered-To: u@h.test\nSubject"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+}
+
+#[test]
+fn a_loop_is_refused_permanently_and_nothing_is_stored() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["-a", "Bob@Y.test"]),
+        b"Delivered-To: other@y.test\nDelivered-To: <bob@y.test>\nSubject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 65);
+    assert!(
+        stderr(&out).starts_with("mdeliver: mail loop: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(messages(&md).is_empty());
+    // Delivered-To in the body is not a loop.
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["-a", "bob@y.test"]),
+        b"Subject: x\n\nDelivered-To: bob@y.test\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn max_size_refuses_permanently() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["--max-size", "1k"]),
+        &[b'x'; 1025],
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(messages(&md).is_empty());
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["--max-size", "1k"]),
+        &[b'x'; 1024],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn folders_are_created_with_marker_and_names_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["--folder", "Lists.rust"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md.join(".Lists.rust")).len(), 1);
+    assert!(md.join(".Lists.rust/maildirfolder").is_file());
+    for bad in ["../escape", "a/b", "..", ".x"] {
+        let out = run(
+            mdeliver(t.path()).arg(&md).args(["--folder", bad]),
+            b"S: x\n\nx\n",
+        );
+        assert_eq!(code(&out), 64, "{bad}: {}", stderr(&out));
+    }
+    assert!(!t.path().join("escape").exists());
+}
+
+#[test]
+fn flags_put_the_message_in_cur() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["--flags", "SF", "-v"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.trim_end().ends_with(":2,FS"), "{printed}");
+    assert_eq!(files(&md.join("cur")).len(), 1);
+}
+
+#[test]
+fn an_unwritable_maildir_is_a_temporary_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    fs::write(&md, b"a file, not a directory").unwrap();
+    let out = run(mdeliver(t.path()).arg(&md), b"S: x\n\nx\n");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("mdeliver: "));
+}
+
+#[test]
+fn envelope_with_newline_cannot_inject_headers() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path())
+            .arg(&md)
+            .args(["-f", "a@b\nX-Injected: yes"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 64);
+    assert!(messages(&md).is_empty());
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let t = tempfile::tempdir().unwrap();
+    let out = run(mdeliver(t.path()).arg("--no-such-flag"), b"");
+    assert_eq!(code(&out), 64);
+    assert!(
+        stderr(&out).starts_with("mdeliver: usage: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_large_message_streams_through_intact() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let mut msg = b"Subject: big\n\n".to_vec();
+    for i in 0..200_000u32 {
+        msg.extend_from_slice(format!("line {i} {}\n", "y".repeat(40)).as_bytes());
+    }
+    let out = run(mdeliver(t.path()).arg(&md), &msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(only_message(&md), msg);
+}
