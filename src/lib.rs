@@ -14,5 +14,6 @@ pub mod header;
 pub mod input;
 pub mod maildir;
 pub mod run;
+pub mod stamp;
 
 pub use exit::{Code, Context, Error, Result};
