@@ -8,11 +8,12 @@
 //! only faults of the message itself (a loop, over the size limit) are permanent.
 
 use crate::config::{self, Config};
+use crate::dedupe::{self, Cache};
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
-use crate::header;
-use crate::input;
 use crate::maildir::Maildir;
+use crate::rules::{self, Facts, Rules, Step};
+use crate::{header, input, run};
 use clap::{CommandFactory, Parser};
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,25 +60,33 @@ pub struct Args {
     #[arg(short = 'C', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Filter with the rules in FILE (see mailpipe-rules(5))
+    /// [default: the config key rules, else ~/.config/mailpipe/rules]
+    #[arg(short = 'r', long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Ignore every rules file: deliver to the inbox (or --folder)
+    #[arg(long, conflicts_with = "rules")]
+    pub no_rules: bool,
+
+    /// Drop a message whose Message-ID was delivered before (exit 0, nothing stored)
+    #[arg(short = 'D', long)]
+    pub dedupe: bool,
+
+    /// The Message-ID cache for --dedupe (implies --dedupe) [default: MAILDIR/mailpipe-dedupe]
+    #[arg(long, value_name = "FILE")]
+    pub dedupe_file: Option<PathBuf>,
+
+    /// Print what would be done, one step a line, and deliver nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
     /// Print the path of each delivered file on standard output
     #[arg(short = 'v', long)]
     pub verbose: bool,
 }
 
-/// Parse a size with an optional k/M/G suffix (powers of 1024).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}"))
-}
+pub use crate::rules::parse_size;
 
 /// What the environment and configuration resolve the flags to.
 struct Settings {
@@ -87,6 +96,18 @@ struct Settings {
     folder: Option<String>,
     flags: String,
     max_size: Option<u64>,
+    rules: RulesFile,
+    dedupe: Option<PathBuf>,
+}
+
+/// Where the rules come from, and whether a missing file is a problem.
+enum RulesFile {
+    /// --no-rules.
+    Off,
+    /// The default file: its absence just means no rules.
+    Default(PathBuf),
+    /// Named by --rules or the configuration: it must be there.
+    Named(PathBuf),
 }
 
 fn env(name: &str) -> Option<String> {
@@ -129,7 +150,29 @@ fn settings(args: Args) -> Result<Settings> {
         }
         (None, None) => None,
     };
+    let rules = match (args.no_rules, args.rules, defaults.get("rules")) {
+        (true, _, _) => RulesFile::Off,
+        (false, Some(p), _) => RulesFile::Named(p),
+        (false, None, Some(p)) => RulesFile::Named(config::expand_tilde(p)),
+        (false, None, None) => match config::config_dir() {
+            Some(d) => RulesFile::Default(d.join("rules")),
+            None => RulesFile::Off,
+        },
+    };
+    let dedupe_on = args.dedupe
+        || args.dedupe_file.is_some()
+        || defaults
+            .flag("dedupe")
+            .map_err(|e| e.with_code(Code::TempFail))?
+            .unwrap_or(false);
+    let dedupe = dedupe_on.then(|| {
+        args.dedupe_file
+            .or_else(|| defaults.get("dedupe_file").map(config::expand_tilde))
+            .unwrap_or_else(|| maildir.join(dedupe::DEFAULT_NAME))
+    });
     Ok(Settings {
+        rules,
+        dedupe,
         maildir,
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
         recipient: check_envelope(
@@ -146,16 +189,12 @@ fn settings(args: Args) -> Result<Settings> {
 
 /// Run mdeliver.
 pub fn run(args: Args) -> Result<()> {
-    let verbose = args.verbose;
+    let (verbose, dry_run) = (args.verbose, args.dry_run);
     let s = settings(args)?;
-    if let Some(f) = &s.folder {
-        crate::maildir::check_folder_name(f).or_else(|e| {
-            if f.eq_ignore_ascii_case("inbox") {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+    if let Some(f) = &s.folder
+        && !f.eq_ignore_ascii_case("inbox")
+    {
+        crate::maildir::check_folder_name(f)?;
     }
     let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     let block = header::block(msg.head()).to_vec();
@@ -177,29 +216,89 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
+    let sender = s.sender.as_deref().map(header::bare_addr);
+    let recipient = s.recipient.as_deref().map(header::bare_addr);
     let mut trace = Vec::new();
-    if let Some(sender) = &s.sender {
-        writeln!(trace, "Return-Path: <{}>", header::bare_addr(sender)).ok();
+    if let Some(sender) = sender {
+        writeln!(trace, "Return-Path: <{sender}>").ok();
     }
-    if let Some(rcpt) = &s.recipient {
-        writeln!(trace, "Delivered-To: {}", header::bare_addr(rcpt)).ok();
+    if let Some(rcpt) = recipient {
+        writeln!(trace, "Delivered-To: {rcpt}").ok();
+    }
+
+    let facts = Facts {
+        header: &block,
+        sender: sender.unwrap_or(""),
+        recipient: recipient.unwrap_or(""),
+        size: msg.len(),
+    };
+    let default_folder = s.folder.as_deref().unwrap_or("INBOX");
+    let steps = load_rules(&s.rules).plan(&facts, default_folder, &s.flags);
+    let mut out = std::io::stdout().lock();
+    let stdout = |e| Error::io(Code::IoErr, "stdout", e);
+    if dry_run {
+        for step in &steps {
+            writeln!(out, "{step}").map_err(stdout)?;
+        }
+        return Ok(());
     }
 
     let root = Maildir::open(&s.maildir)?;
-    let target = match &s.folder {
-        Some(f) => root.folder(f)?,
-        None => root,
+    // The lock is held from the check until the id is recorded: see crate::dedupe.
+    let id = s.dedupe.as_ref().and(dedupe::message_id(&block));
+    let mut cache = match (&s.dedupe, &id) {
+        (Some(path), Some(_)) => Some(Cache::open(path)?),
+        _ => None,
     };
-    let delivered = target.deliver(&s.flags, |w| {
-        w.write_all(&trace)?;
-        msg.copy_to(w)
-    })?;
-    if verbose {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", delivered.path.display())
-            .map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+    if let (Some(c), Some(id)) = (&cache, &id)
+        && c.contains(id)
+    {
+        return Ok(()); // formail -D: a duplicate is dropped quietly.
+    }
+    for step in &steps {
+        match step {
+            Step::Store { folder, flags } => {
+                let delivered = root.folder(folder)?.deliver(flags, |w| {
+                    w.write_all(&trace)?;
+                    msg.copy_to(w)
+                })?;
+                if verbose {
+                    writeln!(out, "{}", delivered.path.display()).map_err(stdout)?;
+                }
+            }
+            Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
+                w.write_all(&trace)?;
+                msg.copy_to(w)
+            })?,
+            Step::Discard => {}
+        }
+    }
+    if let (Some(c), Some(id)) = (cache.as_mut(), &id)
+        && let Err(e) = c.record(id)
+    {
+        // The message is stored: failing now would make the MTA deliver it again.
+        run::warn(format_args!("dedupe: {e}"));
     }
     Ok(())
+}
+
+/// The rules to apply. A broken or unreadable file is never a reason to refuse or delay mail
+/// (maildrop's rule): warn and deliver as if there were no rules.
+fn load_rules(file: &RulesFile) -> Rules {
+    let path = match file {
+        RulesFile::Off => return Rules::default(),
+        RulesFile::Default(p) => {
+            if matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                return Rules::default();
+            }
+            p
+        }
+        RulesFile::Named(p) => p,
+    };
+    Rules::load(path).unwrap_or_else(|e| {
+        run::warn(format_args!("rules: {e}; delivering without rules"));
+        Rules::default()
+    })
 }
 
 /// mdeliver's documentation.
