@@ -319,3 +319,42 @@ fn concurrent_duplicates_store_exactly_one() {
         assert_eq!(messages(&md).len(), round + 1, "round {round}");
     }
 }
+
+#[test]
+fn the_examples_in_the_man_page_are_valid_rules() {
+    use mailpipe::rules::{Facts, Rules};
+    let man =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mailpipe-rules.5"))
+            .unwrap();
+    let examples = man.split(".SH EXAMPLES").nth(1).unwrap();
+    let block = examples.split(".RS\n").nth(1).unwrap();
+    let block = block.split("\n.RE").next().unwrap();
+    let text = block
+        .replace("\\-", "-")
+        .replace("\\(aq", "'")
+        .replace("\\e", "\\");
+    let rules = Rules::parse(&text, "mailpipe-rules.5").unwrap();
+    assert_eq!(rules.len(), 8);
+    let plan = |header: &[u8], sender: &str| -> Vec<String> {
+        let facts = Facts {
+            header,
+            sender,
+            recipient: "me@example.org",
+            size: 100,
+        };
+        rules
+            .plan(&facts, "INBOX", "")
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(
+        plan(b"List-Id: Debian <debian-user.lists.debian.org>\n", ""),
+        ["store Lists.debian"]
+    );
+    assert_eq!(
+        plan(b"Subject: [ANNOUNCE] x\nX-Spam-Flag: YES\n", ""),
+        ["store Announce", "store Junk flags S"]
+    );
+    assert_eq!(plan(b"Subject: hi\n", "x@junk.test"), ["discard"]);
+}

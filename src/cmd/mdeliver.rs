@@ -332,13 +332,43 @@ A missing Maildir is created with its tmp, new and cur directories (mode 0700).
 Maildir++ folders are created with their
 .B maildirfolder
 marker; folder names may not contain a slash, start or end with a dot, or contain "..".
+.PP
+Before delivery the message goes through the filtering rules of
+.BR mailpipe\-rules (5)
+(from
+.BR \-\-rules ,
+the
+.B rules
+configuration key, or
+.IR ~/.config/mailpipe/rules ):
+tests on headers, the envelope and the size choose folders, copies, flags, a command to pipe
+the message into (run directly, never through a shell), or to discard it.
+Without a matching rule the message goes to the inbox, or to
+.BR \-\-folder .
+A rules file that cannot be read or has an error is reported on standard error and the
+message is delivered as if there were no rules: a broken filter never loses mail.
+.B \-n
+shows what the rules decide and delivers nothing.
+.PP
+With
+.B \-\-dedupe
+(or
+.B dedupe on
+in the configuration) a message whose Message-ID was delivered before is dropped, like
+.B formail \-D
+does: exit 0, nothing stored.
+The cache remembers at least the last 5000 ids; it is locked from the check until the new id
+is recorded, so concurrent deliveries of one message store it exactly once, and an id is
+recorded only after a successful delivery.
+Messages without a Message-ID are never dropped.
 "#;
 
 const SECTIONS: &str = r#"
 .SH EXIT STATUS
 .TP
 .B 0
-The message is on disk in every destination.
+The message is on disk in every destination chosen (and any pipe command exited 0), or it was
+discarded by a rule or dropped as a duplicate.
 .TP
 .B 64
 Usage error: an unknown option, a bad folder name, or an envelope address with control
@@ -350,8 +380,9 @@ The message was refused permanently: a mail loop, or larger than
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
-broken, or anything else that is not the message's fault. Nothing is left in new/ or cur/;
-the caller should keep the message and try again.
+broken, a rule's pipe command failed, the dedupe cache cannot be locked, or anything else that
+is not the message's fault. Nothing partial is left in new/ or cur/; the caller should keep
+the message and try again. (Copies stored by rules before a failing step stay.)
 .SH ENVIRONMENT
 .TP
 .B MAILDIR
@@ -371,8 +402,19 @@ A configuration file to read instead of the default ones.
 .SH FILES
 .TP
 .I ~/.config/mailpipe/config
-User configuration (keys maildir, max_size in the defaults section); see
+User configuration (keys maildir, max_size, rules, dedupe, dedupe_file in the defaults
+section); see
 .BR mailpipe (7).
+.TP
+.I ~/.config/mailpipe/rules
+The default filtering rules; see
+.BR mailpipe\-rules (5).
+.TP
+.I MAILDIR/mailpipe\-dedupe
+The default Message-ID cache of
+.BR \-\-dedupe ,
+with its lock file
+.IR mailpipe\-dedupe.lock .
 .TP
 .I /etc/mailpipe/config
 System configuration, read before the user's.
@@ -393,6 +435,24 @@ mailbox_command = /usr/bin/mdeliver
 .RE
 .fi
 .PP
+Check what a rules file does with a message, then deliver it, dropping duplicates:
+.PP
+.nf
+.RS
+mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
+mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
+.RE
+.fi
+.PP
+As Postfix's pipe(8) transport (master.cf), one recipient per run:
+.PP
+.nf
+.RS
+mdeliver unix \- n n \- \- pipe
+  user=vmail argv=/usr/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
+.RE
+.fi
+.PP
 As fetchmail's MDA, into a folder:
 .PP
 .nf
@@ -402,6 +462,7 @@ fetchmail \-\-mda "/usr/bin/mdeliver \-\-folder Lists \-f %F"
 .fi
 .SH SEE ALSO
 .BR mailpipe (7),
+.BR mailpipe\-rules (5),
 .BR mcompose (1),
 .BR maildir (5),
 .BR postconf (5)
