@@ -245,7 +245,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let root = Maildir::open(&s.maildir)?;
     // The lock is held from the check until the id is recorded: see crate::dedupe.
-    let id = s.dedupe.as_ref().and(dedupe::message_id(&block));
+    let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
     let mut cache = match (&s.dedupe, &id) {
         (Some(path), Some(_)) => Some(Cache::open(path)?),
         _ => None,
