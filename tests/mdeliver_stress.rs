@@ -68,15 +68,19 @@ impl Rng {
 #[test]
 fn eight_parallel_writers_deliver_a_thousand_intact_messages() {
     const WORKERS: usize = 8;
-    const EACH: usize = 125;
+    // 1000 in total by default; MAILPIPE_STRESS_EACH=1000 runs 8 x 1000.
+    let each: usize = std::env::var("MAILPIPE_STRESS_EACH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(125);
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("M");
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
             let (home, md) = (t.path().to_path_buf(), md.clone());
             std::thread::spawn(move || {
-                for i in 0..EACH {
-                    let n = w * EACH + i;
+                for i in 0..each {
+                    let n = w * each + i;
                     let out = run(mdeliver(&home).arg(&md), &message(n, n % 50));
                     assert_eq!(code(&out), 0, "message {n}: {}", stderr(&out));
                 }
@@ -88,8 +92,8 @@ fn eight_parallel_writers_deliver_a_thousand_intact_messages() {
     }
     let found = check_files(&md.join("new"), |n| message(n, n % 50));
     let unique: HashSet<usize> = found.iter().copied().collect();
-    assert_eq!(found.len(), WORKERS * EACH);
-    assert_eq!(unique.len(), WORKERS * EACH, "a message was stored twice");
+    assert_eq!(found.len(), WORKERS * each);
+    assert_eq!(unique.len(), WORKERS * each, "a message was stored twice");
     assert!(files(&md.join("tmp")).is_empty() && files(&md.join("cur")).is_empty());
 }
 
