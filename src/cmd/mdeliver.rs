@@ -444,7 +444,9 @@ mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
 .RE
 .fi
 .PP
-As Postfix's pipe(8) transport (master.cf), one recipient per run:
+As Postfix's pipe(8) transport in master.cf, with
+.B mdeliver_destination_recipient_limit = 1
+in main.cf:
 .PP
 .nf
 .RS
