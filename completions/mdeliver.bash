@@ -23,7 +23,7 @@ _mdeliver() {
 
     case "${cmd}" in
         mdeliver)
-            opts="-f -a -C -v -h -V --sender --recipient --folder --flags --max-size --config --verbose --help --version"
+            opts="-f -a -C -r -D -n -v -h -V --sender --recipient --folder --flags --max-size --config --rules --no-rules --dedupe --dedupe-file --dry-run --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,6 +62,18 @@ _mdeliver() {
                     return 0
                     ;;
                 -C)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dedupe-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -3,16 +3,19 @@
 //! The domain lives here; each `src/bin/<tool>.rs` is a few lines that hand the command line
 //! to [`run::main`] and the tool's module under [`cmd`]. Shared concerns have one module each:
 //! exit codes ([`exit`]), the binary edge ([`run`]), message input and spooling ([`input`]),
-//! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]) and
-//! the generated documentation ([`docs`]).
+//! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
+//! the generated documentation ([`docs`]), and mdeliver's filtering rules ([`rules`]) and
+//! duplicate suppression ([`dedupe`]).
 
 pub mod cmd;
 pub mod config;
+pub mod dedupe;
 pub mod docs;
 pub mod exit;
 pub mod header;
 pub mod input;
 pub mod maildir;
+pub mod rules;
 pub mod run;
 pub mod stamp;
 

@@ -8,11 +8,12 @@
 //! only faults of the message itself (a loop, over the size limit) are permanent.
 
 use crate::config::{self, Config};
+use crate::dedupe::{self, Cache};
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
-use crate::header;
-use crate::input;
 use crate::maildir::Maildir;
+use crate::rules::{self, Facts, Rules, Step};
+use crate::{header, input, run};
 use clap::{CommandFactory, Parser};
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,25 +60,33 @@ pub struct Args {
     #[arg(short = 'C', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Filter with the rules in FILE (see mailpipe-rules(5))
+    /// [default: the config key rules, else ~/.config/mailpipe/rules]
+    #[arg(short = 'r', long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Ignore every rules file: deliver to the inbox (or --folder)
+    #[arg(long, conflicts_with = "rules")]
+    pub no_rules: bool,
+
+    /// Drop a message whose Message-ID was delivered before (exit 0, nothing stored)
+    #[arg(short = 'D', long)]
+    pub dedupe: bool,
+
+    /// The Message-ID cache for --dedupe (implies --dedupe) [default: MAILDIR/mailpipe-dedupe]
+    #[arg(long, value_name = "FILE")]
+    pub dedupe_file: Option<PathBuf>,
+
+    /// Print what would be done, one step a line, and deliver nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
     /// Print the path of each delivered file on standard output
     #[arg(short = 'v', long)]
     pub verbose: bool,
 }
 
-/// Parse a size with an optional k/M/G suffix (powers of 1024).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}"))
-}
+pub use crate::rules::parse_size;
 
 /// What the environment and configuration resolve the flags to.
 struct Settings {
@@ -87,6 +96,18 @@ struct Settings {
     folder: Option<String>,
     flags: String,
     max_size: Option<u64>,
+    rules: RulesFile,
+    dedupe: Option<PathBuf>,
+}
+
+/// Where the rules come from, and whether a missing file is a problem.
+enum RulesFile {
+    /// --no-rules.
+    Off,
+    /// The default file: its absence just means no rules.
+    Default(PathBuf),
+    /// Named by --rules or the configuration: it must be there.
+    Named(PathBuf),
 }
 
 fn env(name: &str) -> Option<String> {
@@ -129,7 +150,29 @@ fn settings(args: Args) -> Result<Settings> {
         }
         (None, None) => None,
     };
+    let rules = match (args.no_rules, args.rules, defaults.get("rules")) {
+        (true, _, _) => RulesFile::Off,
+        (false, Some(p), _) => RulesFile::Named(p),
+        (false, None, Some(p)) => RulesFile::Named(config::expand_tilde(p)),
+        (false, None, None) => match config::config_dir() {
+            Some(d) => RulesFile::Default(d.join("rules")),
+            None => RulesFile::Off,
+        },
+    };
+    let dedupe_on = args.dedupe
+        || args.dedupe_file.is_some()
+        || defaults
+            .flag("dedupe")
+            .map_err(|e| e.with_code(Code::TempFail))?
+            .unwrap_or(false);
+    let dedupe = dedupe_on.then(|| {
+        args.dedupe_file
+            .or_else(|| defaults.get("dedupe_file").map(config::expand_tilde))
+            .unwrap_or_else(|| maildir.join(dedupe::DEFAULT_NAME))
+    });
     Ok(Settings {
+        rules,
+        dedupe,
         maildir,
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
         recipient: check_envelope(
@@ -146,16 +189,12 @@ fn settings(args: Args) -> Result<Settings> {
 
 /// Run mdeliver.
 pub fn run(args: Args) -> Result<()> {
-    let verbose = args.verbose;
+    let (verbose, dry_run) = (args.verbose, args.dry_run);
     let s = settings(args)?;
-    if let Some(f) = &s.folder {
-        crate::maildir::check_folder_name(f).or_else(|e| {
-            if f.eq_ignore_ascii_case("inbox") {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+    if let Some(f) = &s.folder
+        && !f.eq_ignore_ascii_case("inbox")
+    {
+        crate::maildir::check_folder_name(f)?;
     }
     let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     let block = header::block(msg.head()).to_vec();
@@ -177,29 +216,89 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
+    let sender = s.sender.as_deref().map(header::bare_addr);
+    let recipient = s.recipient.as_deref().map(header::bare_addr);
     let mut trace = Vec::new();
-    if let Some(sender) = &s.sender {
-        writeln!(trace, "Return-Path: <{}>", header::bare_addr(sender)).ok();
+    if let Some(sender) = sender {
+        writeln!(trace, "Return-Path: <{sender}>").ok();
     }
-    if let Some(rcpt) = &s.recipient {
-        writeln!(trace, "Delivered-To: {}", header::bare_addr(rcpt)).ok();
+    if let Some(rcpt) = recipient {
+        writeln!(trace, "Delivered-To: {rcpt}").ok();
+    }
+
+    let facts = Facts {
+        header: &block,
+        sender: sender.unwrap_or(""),
+        recipient: recipient.unwrap_or(""),
+        size: msg.len(),
+    };
+    let default_folder = s.folder.as_deref().unwrap_or("INBOX");
+    let steps = load_rules(&s.rules).plan(&facts, default_folder, &s.flags);
+    let mut out = std::io::stdout().lock();
+    let stdout = |e| Error::io(Code::IoErr, "stdout", e);
+    if dry_run {
+        for step in &steps {
+            writeln!(out, "{step}").map_err(stdout)?;
+        }
+        return Ok(());
     }
 
     let root = Maildir::open(&s.maildir)?;
-    let target = match &s.folder {
-        Some(f) => root.folder(f)?,
-        None => root,
+    // The lock is held from the check until the id is recorded: see crate::dedupe.
+    let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
+    let mut cache = match (&s.dedupe, &id) {
+        (Some(path), Some(_)) => Some(Cache::open(path)?),
+        _ => None,
     };
-    let delivered = target.deliver(&s.flags, |w| {
-        w.write_all(&trace)?;
-        msg.copy_to(w)
-    })?;
-    if verbose {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", delivered.path.display())
-            .map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+    if let (Some(c), Some(id)) = (&cache, &id)
+        && c.contains(id)
+    {
+        return Ok(()); // formail -D: a duplicate is dropped quietly.
+    }
+    for step in &steps {
+        match step {
+            Step::Store { folder, flags } => {
+                let delivered = root.folder(folder)?.deliver(flags, |w| {
+                    w.write_all(&trace)?;
+                    msg.copy_to(w)
+                })?;
+                if verbose {
+                    writeln!(out, "{}", delivered.path.display()).map_err(stdout)?;
+                }
+            }
+            Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
+                w.write_all(&trace)?;
+                msg.copy_to(w)
+            })?,
+            Step::Discard => {}
+        }
+    }
+    if let (Some(c), Some(id)) = (cache.as_mut(), &id)
+        && let Err(e) = c.record(id)
+    {
+        // The message is stored: failing now would make the MTA deliver it again.
+        run::warn(format_args!("dedupe: {e}"));
     }
     Ok(())
+}
+
+/// The rules to apply. A broken or unreadable file is never a reason to refuse or delay mail
+/// (maildrop's rule): warn and deliver as if there were no rules.
+fn load_rules(file: &RulesFile) -> Rules {
+    let path = match file {
+        RulesFile::Off => return Rules::default(),
+        RulesFile::Default(p) => {
+            if matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                return Rules::default();
+            }
+            p
+        }
+        RulesFile::Named(p) => p,
+    };
+    Rules::load(path).unwrap_or_else(|e| {
+        run::warn(format_args!("rules: {e}; delivering without rules"));
+        Rules::default()
+    })
 }
 
 /// mdeliver's documentation.
@@ -233,13 +332,43 @@ A missing Maildir is created with its tmp, new and cur directories (mode 0700).
 Maildir++ folders are created with their
 .B maildirfolder
 marker; folder names may not contain a slash, start or end with a dot, or contain "..".
+.PP
+Before delivery the message goes through the filtering rules of
+.BR mailpipe\-rules (5)
+(from
+.BR \-\-rules ,
+the
+.B rules
+configuration key, or
+.IR ~/.config/mailpipe/rules ):
+tests on headers, the envelope and the size choose folders, copies, flags, a command to pipe
+the message into (run directly, never through a shell), or to discard it.
+Without a matching rule the message goes to the inbox, or to
+.BR \-\-folder .
+A rules file that cannot be read or has an error is reported on standard error and the
+message is delivered as if there were no rules: a broken filter never loses mail.
+.B \-n
+shows what the rules decide and delivers nothing.
+.PP
+With
+.B \-\-dedupe
+(or
+.B dedupe on
+in the configuration) a message whose Message-ID was delivered before is dropped, like
+.B formail \-D
+does: exit 0, nothing stored.
+The cache remembers at least the last 5000 ids; it is locked from the check until the new id
+is recorded, so concurrent deliveries of one message store it exactly once, and an id is
+recorded only after a successful delivery.
+Messages without a Message-ID are never dropped.
 "#;
 
 const SECTIONS: &str = r#"
 .SH EXIT STATUS
 .TP
 .B 0
-The message is on disk in every destination.
+The message is on disk in every destination chosen (and any pipe command exited 0), or it was
+discarded by a rule or dropped as a duplicate.
 .TP
 .B 64
 Usage error: an unknown option, a bad folder name, or an envelope address with control
@@ -251,8 +380,9 @@ The message was refused permanently: a mail loop, or larger than
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
-broken, or anything else that is not the message's fault. Nothing is left in new/ or cur/;
-the caller should keep the message and try again.
+broken, a rule's pipe command failed, the dedupe cache cannot be locked, or anything else that
+is not the message's fault. Nothing partial is left in new/ or cur/; the caller should keep
+the message and try again. (Copies stored by rules before a failing step stay.)
 .SH ENVIRONMENT
 .TP
 .B MAILDIR
@@ -272,8 +402,19 @@ A configuration file to read instead of the default ones.
 .SH FILES
 .TP
 .I ~/.config/mailpipe/config
-User configuration (keys maildir, max_size in the defaults section); see
+User configuration (keys maildir, max_size, rules, dedupe, dedupe_file in the defaults
+section); see
 .BR mailpipe (7).
+.TP
+.I ~/.config/mailpipe/rules
+The default filtering rules; see
+.BR mailpipe\-rules (5).
+.TP
+.I MAILDIR/mailpipe\-dedupe
+The default Message-ID cache of
+.BR \-\-dedupe ,
+with its lock file
+.IR mailpipe\-dedupe.lock .
 .TP
 .I /etc/mailpipe/config
 System configuration, read before the user's.
@@ -294,6 +435,26 @@ mailbox_command = /usr/bin/mdeliver
 .RE
 .fi
 .PP
+Check what a rules file does with a message, then deliver it, dropping duplicates:
+.PP
+.nf
+.RS
+mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
+mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
+.RE
+.fi
+.PP
+As Postfix's pipe(8) transport in master.cf, with
+.B mdeliver_destination_recipient_limit = 1
+in main.cf:
+.PP
+.nf
+.RS
+mdeliver unix \- n n \- \- pipe
+  user=vmail argv=/usr/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
+.RE
+.fi
+.PP
 As fetchmail's MDA, into a folder:
 .PP
 .nf
@@ -303,6 +464,7 @@ fetchmail \-\-mda "/usr/bin/mdeliver \-\-folder Lists \-f %F"
 .fi
 .SH SEE ALSO
 .BR mailpipe (7),
+.BR mailpipe\-rules (5),
 .BR mcompose (1),
 .BR maildir (5),
 .BR postconf (5)

@@ -1,0 +1,360 @@
+//! mdeliver's filtering rules and duplicate suppression, through the real binary.
+
+mod common;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn mdeliver(home: &Path) -> Command {
+    tool(bin!("mdeliver"), home)
+}
+
+/// A Maildir and a rules file under a fresh HOME.
+struct Setup {
+    t: tempfile::TempDir,
+    md: PathBuf,
+    rules: PathBuf,
+}
+
+impl Setup {
+    fn new(rules: &str) -> Setup {
+        let t = tempfile::tempdir().unwrap();
+        let md = t.path().join("Maildir");
+        let rules_path = t.path().join("rules");
+        fs::write(&rules_path, rules).unwrap();
+        Setup {
+            t,
+            md,
+            rules: rules_path,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = mdeliver(self.t.path());
+        c.current_dir(self.t.path())
+            .arg(&self.md)
+            .arg("--rules")
+            .arg(&self.rules);
+        c
+    }
+
+    fn deliver(&self, extra: &[&str], msg: &[u8]) -> std::process::Output {
+        let out = run(self.cmd().args(extra), msg);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        out
+    }
+
+    /// Message counts of the inbox and the named folders.
+    fn counts(&self, folders: &[&str]) -> Vec<usize> {
+        let mut v = vec![messages(&self.md).len()];
+        for f in folders {
+            v.push(messages(&self.md.join(format!(".{f}"))).len());
+        }
+        v
+    }
+}
+
+const RULES: &str = r#"
+# every test kind, and every action
+header List-Id contains rust-users          folder Lists.rust
+header Subject matches '^\[ann(ounce)?\]'   copy Announce
+header Subject: is "hello there"            flags FS folder Greetings
+sender contains @spam.test                  discard
+size > 10k                                  folder Big
+recipient is archive@h.test                 copy Archive
+not header X-Keep exists and header Subject contains drop  discard
+"#;
+
+#[test]
+fn each_test_kind_files_into_its_folder() {
+    let s = Setup::new(RULES);
+    let f = ["Lists.rust", "Announce", "Greetings", "Big", "Archive"];
+    s.deliver(
+        &[],
+        b"List-ID: <Rust-Users.lists.test>\nSubject: x\n\nbody\n",
+    );
+    assert_eq!(s.counts(&f), [0, 1, 0, 0, 0, 0], "header contains");
+    s.deliver(&[], b"Subject: hello THERE\n\nbody\n");
+    assert_eq!(s.counts(&f), [0, 1, 0, 1, 0, 0], "header is");
+    let g = files(&s.md.join(".Greetings/cur"));
+    assert!(g[0].to_str().unwrap().ends_with(":2,FS"), "flags: {g:?}");
+    s.deliver(&["-f", "bob@spam.test"], b"Subject: buy\n\nbody\n");
+    assert_eq!(s.counts(&f), [0, 1, 0, 1, 0, 0], "sender discard");
+    let mut big = b"Subject: big\n\n".to_vec();
+    big.resize(10 * 1024 + 1, b'x');
+    s.deliver(&[], &big);
+    assert_eq!(s.counts(&f), [0, 1, 0, 1, 1, 0], "size");
+    s.deliver(&[], &big[..10 * 1024]);
+    assert_eq!(s.counts(&f), [1, 1, 0, 1, 1, 0], "size at the limit");
+    s.deliver(&[], b"Subject: please drop\n\nbody\n");
+    assert_eq!(s.counts(&f), [1, 1, 0, 1, 1, 0], "not/and discard");
+    s.deliver(&[], b"Subject: please drop\nX-Keep: 1\n\nbody\n");
+    assert_eq!(s.counts(&f), [2, 1, 0, 1, 1, 0], "not/and passes");
+}
+
+#[test]
+fn copy_continues_and_the_first_terminal_match_wins() {
+    let s = Setup::new(RULES);
+    let f = ["Lists.rust", "Announce", "Archive"];
+    // Copies into Announce (regex on the decoded Subject) and Archive (recipient), then inbox.
+    s.deliver(
+        &["-a", "archive@h.test"],
+        b"Subject: =?utf-8?q?[Announce]_caf=C3=A9?=\n\nbody\n",
+    );
+    assert_eq!(s.counts(&f), [1, 0, 1, 1]);
+    // The earlier terminal rule wins over a later copy: Lists.rust only.
+    s.deliver(
+        &["-a", "archive@h.test"],
+        b"List-Id: rust-users\nSubject: [ann] x\n\nbody\n",
+    );
+    assert_eq!(s.counts(&f), [1, 1, 1, 1]);
+    // Each copy is the whole message with the trace headers.
+    let copy = fs::read(&messages(&s.md.join(".Archive"))[0]).unwrap();
+    assert!(copy.starts_with(b"Delivered-To: archive@h.test\nSubject: =?utf-8?q?[Ann"));
+}
+
+#[test]
+fn without_a_match_the_message_goes_to_the_default_folder() {
+    let s = Setup::new(RULES);
+    s.deliver(
+        &["--folder", "Other"],
+        b"Subject: nothing special\n\nbody\n",
+    );
+    assert_eq!(s.counts(&["Other"]), [0, 1]);
+}
+
+#[test]
+fn a_broken_rules_file_delivers_to_the_inbox_with_a_warning() {
+    let s = Setup::new("header Subject contains x folder Good\nheader Subject frobs y folder Z\n");
+    let out = s.deliver(&[], b"Subject: x\n\nbody\n");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("mdeliver: rules: ") && err.contains(":2: unknown comparison \"frobs\""),
+        "{err}"
+    );
+    assert_eq!(s.counts(&["Good"]), [1, 0]);
+
+    // Unreadable (a directory) and missing named files: same rule.
+    fs::remove_file(&s.rules).unwrap();
+    let out = s.deliver(&[], b"Subject: x\n\nbody\n");
+    assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+    fs::create_dir(&s.rules).unwrap();
+    let out = s.deliver(&[], b"Subject: x\n\nbody\n");
+    assert!(stderr(&out).starts_with("mdeliver: rules: "));
+    assert_eq!(s.counts(&["Good"]), [3, 0]);
+}
+
+#[test]
+fn rules_come_from_the_default_file_then_the_config_and_no_rules_wins() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let conf = t.path().join(".config/mailpipe");
+    fs::create_dir_all(&conf).unwrap();
+    // No rules file at all: quiet delivery to the inbox.
+    let out = run(mdeliver(t.path()).arg(&md), b"Subject: a\n\nx\n");
+    assert!(code(&out) == 0 && out.stderr.is_empty(), "{}", stderr(&out));
+    fs::write(conf.join("rules"), "all folder FromDefault\n").unwrap();
+    assert_eq!(code(&run(mdeliver(t.path()).arg(&md), b"S: a\n\nx\n")), 0);
+    assert_eq!(messages(&md.join(".FromDefault")).len(), 1);
+    fs::write(t.path().join("other"), "all folder FromConfig\n").unwrap();
+    fs::write(conf.join("config"), "rules ~/other\n").unwrap();
+    assert_eq!(code(&run(mdeliver(t.path()).arg(&md), b"S: a\n\nx\n")), 0);
+    assert_eq!(messages(&md.join(".FromConfig")).len(), 1);
+    let out = run(
+        mdeliver(t.path()).arg(&md).arg("--no-rules"),
+        b"S: a\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 2);
+}
+
+#[test]
+fn pipe_runs_argv_directly_with_the_message_and_envelope() {
+    let s = Setup::new("");
+    let dir = s.t.path();
+    // Commands run in mdeliver's working directory: the test's temporary one.
+    let marker = dir.join("pwned");
+    let out_file = dir.join("out;$(touch pwned); touch pwned");
+    fs::write(
+        &s.rules,
+        format!(
+            // tee gets a file name full of shell syntax; a shell would run it.
+            "header Subject contains pipe-me pipe /usr/bin/tee '{}'\n\
+             header Subject contains env pipe /bin/sh -c 'printf \"%s|%s\\n\" \"$SENDER\" \"$RECIPIENT\" >\"$0\"; cat >>\"$0\"' '{}'\n",
+            out_file.display(),
+            dir.join("env").display()
+        ),
+    )
+    .unwrap();
+    let msg = format!(
+        "Subject: pipe-me $(touch {m}); touch {m}; `touch {m}`\n\nbody\n",
+        m = marker.display()
+    );
+    s.deliver(&["-f", "s@x.test", "-a", "r@y.test"], msg.as_bytes());
+    let piped = fs::read(&out_file).expect("tee wrote the literal file name");
+    assert_eq!(
+        piped,
+        format!("Return-Path: <s@x.test>\nDelivered-To: r@y.test\n{msg}").into_bytes()
+    );
+    assert!(!marker.exists(), "something ran a shell");
+    assert!(messages(&s.md).is_empty(), "a pipe ends delivery");
+
+    s.deliver(
+        &["-f", "$(touch x)@x.test", "-a", "r@y.test"],
+        b"Subject: env\n\nb\n",
+    );
+    let env = fs::read_to_string(dir.join("env")).unwrap();
+    assert!(
+        env.starts_with("$(touch x)@x.test|r@y.test\nReturn-Path:"),
+        "{env}"
+    );
+}
+
+#[test]
+fn a_failing_pipe_is_a_temporary_failure() {
+    for cmd in ["/bin/false", "/nonexistent/filter"] {
+        let s = Setup::new(&format!("all copy Kept pipe {cmd}\n"));
+        let out = run(&mut s.cmd(), b"Subject: x\n\nbody\n");
+        assert_eq!(code(&out), 75, "{cmd}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(&format!("mdeliver: pipe to {cmd}: ")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(messages(&s.md).is_empty());
+    }
+    // A filter that exits 0 without reading its input succeeded.
+    let s = Setup::new("all pipe /bin/true\n");
+    let mut big = b"Subject: x\n\n".to_vec();
+    big.resize(4 << 20, b'y');
+    s.deliver(&[], &big);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_stores_nothing() {
+    let s = Setup::new(RULES);
+    let out = s.deliver(
+        &["-n", "-a", "archive@h.test", "--flags", "S"],
+        b"Subject: [ann] x\n\nbody\n",
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "store Announce flags S\nstore Archive flags S\nstore INBOX flags S\n"
+    );
+    assert!(!s.md.exists());
+}
+
+fn with_id(id: &str, n: usize) -> Vec<u8> {
+    format!("Message-ID: <{id}>\nSubject: {n}\n\nbody {n}\n").into_bytes()
+}
+
+#[test]
+fn dedupe_drops_a_second_copy_quietly() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let go = |extra: &[&str], msg: &[u8]| {
+        let out = run(mdeliver(t.path()).arg(&md).args(extra), msg);
+        assert!(code(&out) == 0 && out.stderr.is_empty(), "{}", stderr(&out));
+    };
+    go(&["--dedupe"], &with_id("a@x", 1));
+    go(&["--dedupe"], &with_id("a@x", 2));
+    go(&["--dedupe"], &with_id("b@x", 3));
+    assert_eq!(messages(&md).len(), 2);
+    assert!(md.join("mailpipe-dedupe").is_file());
+    // Without --dedupe, or without a Message-ID, nothing is dropped.
+    go(&[], &with_id("a@x", 4));
+    go(&["--dedupe"], b"Subject: no id\n\nx\n");
+    go(&["--dedupe"], b"Subject: no id\n\nx\n");
+    assert_eq!(messages(&md).len(), 5);
+    // The config key and an explicit cache file.
+    fs::create_dir_all(t.path().join(".config/mailpipe")).unwrap();
+    fs::write(t.path().join(".config/mailpipe/config"), "dedupe on\n").unwrap();
+    go(&[], &with_id("b@x", 6));
+    assert_eq!(messages(&md).len(), 5);
+    let cache = t.path().join("cache");
+    go(
+        &["--dedupe-file", cache.to_str().unwrap()],
+        &with_id("b@x", 7),
+    );
+    go(
+        &["--dedupe-file", cache.to_str().unwrap()],
+        &with_id("b@x", 8),
+    );
+    assert_eq!(messages(&md).len(), 6);
+}
+
+#[test]
+fn dedupe_records_only_successful_deliveries() {
+    let s = Setup::new("all pipe /bin/false\n");
+    let out = run(s.cmd().arg("--dedupe"), &with_id("c@x", 1));
+    assert_eq!(code(&out), 75);
+    fs::write(&s.rules, "").unwrap();
+    s.deliver(&["--dedupe"], &with_id("c@x", 1));
+    assert_eq!(
+        messages(&s.md).len(),
+        1,
+        "the retry was dropped as a duplicate"
+    );
+}
+
+#[test]
+fn concurrent_duplicates_store_exactly_one() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    for round in 0..5 {
+        let id = format!("race{round}@x");
+        let children: Vec<_> = (0..8)
+            .map(|n| {
+                let mut c = mdeliver(t.path());
+                c.arg(&md).arg("--dedupe");
+                let msg = with_id(&id, n);
+                std::thread::spawn(move || run(&mut c, &msg))
+            })
+            .collect();
+        for c in children {
+            let out = c.join().unwrap();
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+        }
+        assert_eq!(messages(&md).len(), round + 1, "round {round}");
+    }
+}
+
+#[test]
+fn the_examples_in_the_man_page_are_valid_rules() {
+    use mailpipe::rules::{Facts, Rules};
+    let man =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mailpipe-rules.5"))
+            .unwrap();
+    let examples = man.split(".SH EXAMPLES").nth(1).unwrap();
+    let block = examples.split(".RS\n").nth(1).unwrap();
+    let block = block.split("\n.RE").next().unwrap();
+    let text = block
+        .replace("\\-", "-")
+        .replace("\\(aq", "'")
+        .replace("\\e", "\\");
+    let rules = Rules::parse(&text, "mailpipe-rules.5").unwrap();
+    assert_eq!(rules.len(), 8);
+    let plan = |header: &[u8], sender: &str| -> Vec<String> {
+        let facts = Facts {
+            header,
+            sender,
+            recipient: "me@example.org",
+            size: 100,
+        };
+        rules
+            .plan(&facts, "INBOX", "")
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(
+        plan(b"List-Id: Debian <debian-user.lists.debian.org>\n", ""),
+        ["store Lists.debian"]
+    );
+    assert_eq!(
+        plan(b"Subject: [ANNOUNCE] x\nX-Spam-Flag: YES\n", ""),
+        ["store Announce", "store Junk flags S"]
+    );
+    assert_eq!(plan(b"Subject: hi\n", "x@junk.test"), ["discard"]);
+}
