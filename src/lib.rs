@@ -3,8 +3,9 @@
 //! The domain lives here; each `src/bin/<tool>.rs` is a few lines that hand the command line
 //! to [`run::main`] and the tool's module under [`cmd`]. Shared concerns have one module each:
 //! exit codes ([`exit`]), the binary edge ([`run`]), message input and spooling ([`input`]),
-//! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]) and
-//! the generated documentation ([`docs`]).
+//! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
+//! SMTP for client and server ([`smtp`]), TLS ([`tls`]) and the generated documentation
+//! ([`docs`]).
 
 pub mod cmd;
 pub mod config;
@@ -14,6 +15,8 @@ pub mod header;
 pub mod input;
 pub mod maildir;
 pub mod run;
+pub mod smtp;
 pub mod stamp;
+pub mod tls;
 
 pub use exit::{Code, Context, Error, Result};
