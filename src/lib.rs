@@ -16,6 +16,7 @@ pub mod input;
 pub mod maildir;
 pub mod run;
 pub mod smtp;
+pub mod spool;
 pub mod stamp;
 pub mod tls;
 
