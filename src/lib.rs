@@ -4,8 +4,9 @@
 //! to [`run::main`] and the tool's module under [`cmd`]. Shared concerns have one module each:
 //! exit codes ([`exit`]), the binary edge ([`run`]), message input and spooling ([`input`]),
 //! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
-//! the generated documentation ([`docs`]), and mdeliver's filtering rules ([`rules`]) and
-//! duplicate suppression ([`dedupe`]).
+//! SMTP for client and server ([`smtp`]), TLS ([`tls`]), the outgoing spool ([`spool`]),
+//! message stamps ([`stamp`]), the generated documentation ([`docs`]), and mdeliver's
+//! filtering rules ([`rules`]) and duplicate suppression ([`dedupe`]).
 
 pub mod cmd;
 pub mod config;
@@ -17,6 +18,9 @@ pub mod input;
 pub mod maildir;
 pub mod rules;
 pub mod run;
+pub mod smtp;
+pub mod spool;
 pub mod stamp;
+pub mod tls;
 
 pub use exit::{Code, Context, Error, Result};

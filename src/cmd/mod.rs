@@ -3,8 +3,9 @@
 //! every tool for the generated docs.
 
 pub mod mdeliver;
+pub mod msubmit;
 
 /// Every tool's documentation page, in install order.
 pub fn pages() -> Vec<crate::docs::Page> {
-    vec![mdeliver::page()]
+    vec![mdeliver::page(), msubmit::page()]
 }

@@ -1,0 +1,31 @@
+complete -c msubmit -s f -d 'Envelope sender address (also -r) [default: from in the account, else the From: address]' -r
+complete -c msubmit -s F -d 'Full name for the From: header when the message has none' -r
+complete -c msubmit -s N -d 'DSN: when the server should report (never, or a list of success, failure, delay)' -r
+complete -c msubmit -s R -d 'DSN: return the full message or only its headers in a report (full, hdrs)' -r
+complete -c msubmit -s V -d 'DSN: envelope identifier for reports' -r
+complete -c msubmit -s a -l account -d 'Use this account of the configuration [default: by the sender address, else "default"]' -r
+complete -c msubmit -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F
+complete -c msubmit -l host -d 'Server host name or address' -r
+complete -c msubmit -l port -d 'Server port [default: 587 for starttls, 465 for implicit, 25 for none]' -r
+complete -c msubmit -l tls -d 'TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]' -r -f -a "starttls\t''
+implicit\t''
+none\t''"
+complete -c msubmit -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots' -r -F
+complete -c msubmit -l fingerprint -d 'Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)' -r
+complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r
+complete -c msubmit -l user -d 'Log in as USER' -r
+complete -c msubmit -l password-command -d 'Command whose first output line is the password (or XOAUTH2 token)' -r
+complete -c msubmit -l auth -d 'AUTH mechanism: on (PLAIN, else LOGIN), plain, login, xoauth2, off' -r
+complete -c msubmit -l helo -d 'Name to give in EHLO [default: domain in the account, else this host\'s name]' -r
+complete -c msubmit -l timeout -d 'Seconds to wait for the server at each step [default: RFC 5321\'s, 2 to 10 minutes]' -r
+complete -c msubmit -l log -d 'Append one key=value line per message to FILE' -r -F
+complete -c msubmit -l queue-dir -d 'The queue directory [default: queue_dir in the configuration, else ~/.local/share/mailpipe/queue]' -r -F
+complete -c msubmit -l refused -d 'A sendmail option we do not support (set by the legacy option rewriting)' -r
+complete -c msubmit -s t -d 'Also send to the To, Cc and Bcc addresses of the header (the Resent-To, Resent-Cc and Resent-Bcc ones when any is present); added to the RECIPIENT arguments'
+complete -c msubmit -s i -d 'A line with a single dot does not end the message (also -oi); read to end of file'
+complete -c msubmit -s v -l verbose -d 'Print the SMTP dialogue on standard error (passwords masked)'
+complete -c msubmit -l queue -d 'Store the message in the queue instead of sending it (also -odq)'
+complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
+complete -c msubmit -l list -d 'List the queue (also -bp)'
+complete -c msubmit -l version -d 'Print version'
+complete -c msubmit -s h -l help -d 'Print help (see more with \'--help\')'

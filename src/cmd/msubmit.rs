@@ -1,0 +1,590 @@
+//! msubmit: hand a message to the user's mail server over SMTP, with sendmail's interface.
+//!
+//! Design: the message is read whole first (memory, then an unlinked temporary file), its
+//! header fixed as Postfix's cleanup would ([`message`]), the envelope settled (recipients from
+//! arguments and, with `-t`, the header), and only then is the server contacted, so nothing is
+//! half sent because of a local problem. Recipients are all or nothing: when the server
+//! refuses one, no DATA is sent to the others, so fixing the address and sending again
+//! duplicates nothing. Exit 0 only after the server's 250 for the message (or after it is
+//! durably queued); every doubt is 75, so the caller keeps the mail.
+//!
+//! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
+//! `--flush` sends everything over one connection per account, `--list` shows it.
+
+mod message;
+mod settings;
+
+use crate::config::Config;
+use crate::docs::Page;
+use crate::exit::{Code, Error, Result};
+use crate::run;
+use crate::smtp::client::{Direction, Envelope, Outcome, Partial, Recipient, Session, Trace};
+use crate::spool::{self, Queue};
+use clap::{ArgAction, CommandFactory, Parser};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Submit a message to a mail server over SMTP.
+///
+/// msubmit reads a message on standard input and submits it to the configured mail server
+/// (SMTP submission with STARTTLS or implicit TLS, and SASL AUTH), like msmtp, with the
+/// command line of sendmail(8), so cron, git send-email, mutt, mailx and PHP's mail() can use
+/// it as /usr/sbin/sendmail.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "msubmit",
+    version,
+    disable_version_flag = true,
+    about = "submit a message to a mail server over SMTP (sendmail interface)"
+)]
+pub struct Args {
+    /// Recipient addresses (commas also separate)
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Also send to the To, Cc and Bcc addresses of the header (the Resent-To, Resent-Cc
+    /// and Resent-Bcc ones when any is present); added to the RECIPIENT arguments
+    #[arg(short = 't')]
+    pub read_recipients: bool,
+
+    /// A line with a single dot does not end the message (also -oi); read to end of file
+    #[arg(short = 'i')]
+    pub ignore_dots: bool,
+
+    /// Envelope sender address (also -r) [default: from in the account, else the From: address]
+    #[arg(short = 'f', short_alias = 'r', value_name = "SENDER")]
+    pub sender: Option<String>,
+
+    /// Full name for the From: header when the message has none
+    #[arg(short = 'F', value_name = "NAME")]
+    pub full_name: Option<String>,
+
+    /// Print the SMTP dialogue on standard error (passwords masked)
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// DSN: when the server should report (never, or a list of success, failure, delay)
+    #[arg(short = 'N', value_name = "NOTIFY")]
+    pub dsn_notify: Option<String>,
+
+    /// DSN: return the full message or only its headers in a report (full, hdrs)
+    #[arg(short = 'R', value_name = "RET")]
+    pub dsn_return: Option<String>,
+
+    /// DSN: envelope identifier for reports
+    #[arg(short = 'V', value_name = "ENVID")]
+    pub envid: Option<String>,
+
+    /// Use this account of the configuration [default: by the sender address, else "default"]
+    #[arg(short = 'a', long, value_name = "NAME")]
+    pub account: Option<String>,
+
+    /// Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]
+    #[arg(short = 'C', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Server host name or address
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Server port [default: 587 for starttls, 465 for implicit, 25 for none]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]
+    #[arg(long, value_name = "MODE", value_parser = ["starttls", "implicit", "none"])]
+    pub tls: Option<String>,
+
+    /// Trust the CA certificates in this PEM file instead of the built-in roots
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+
+    /// Verify the certificate for this name instead of HOST
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Log in as USER
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Command whose first output line is the password (or XOAUTH2 token)
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
+
+    /// AUTH mechanism: on (PLAIN, else LOGIN), plain, login, xoauth2, off
+    #[arg(long, value_name = "MECH")]
+    pub auth: Option<String>,
+
+    /// Name to give in EHLO [default: domain in the account, else this host's name]
+    #[arg(long, value_name = "NAME")]
+    pub helo: Option<String>,
+
+    /// Seconds to wait for the server at each step [default: RFC 5321's, 2 to 10 minutes]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+
+    /// Append one key=value line per message to FILE
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Store the message in the queue instead of sending it (also -odq)
+    #[arg(long, conflicts_with_all = ["flush", "list"])]
+    pub queue: bool,
+
+    /// Send every queued message that is due (also -q)
+    #[arg(long, conflicts_with = "list")]
+    pub flush: bool,
+
+    /// List the queue (also -bp)
+    #[arg(long)]
+    pub list: bool,
+
+    /// The queue directory [default: queue_dir in the configuration, else ~/.local/share/mailpipe/queue]
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// Print version
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+
+    /// A sendmail option we do not support (set by the legacy option rewriting)
+    #[arg(long, hide = true, value_name = "OPT")]
+    pub refused: Vec<String>,
+}
+
+/// The binary's entry point: sendmail's options rewritten, then parsed and run.
+pub fn main() -> std::process::ExitCode {
+    run::main_from("msubmit", settings::legacy_args(std::env::args_os()), run)
+}
+
+/// Run msubmit.
+pub fn run(args: Args) -> Result<()> {
+    if let Some(r) = args.refused.first() {
+        return Err(settings::refusal(r));
+    }
+    let cfg = Config::load(args.config.as_deref())?;
+    let queue_dir = args
+        .queue_dir
+        .clone()
+        .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
+        .or_else(default_queue_dir)
+        .ok_or_else(|| {
+            Error::new(
+                Code::Config,
+                "no queue directory",
+                "give --queue-dir, or set HOME",
+            )
+        })?;
+    if args.list {
+        return list(&queue_dir);
+    }
+    if args.flush {
+        return flush(&args, &cfg, &queue_dir);
+    }
+    submit(&args, &cfg, &queue_dir)
+}
+
+fn default_queue_dir() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    data.or_else(|| crate::config::home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("mailpipe/queue"))
+}
+
+fn trace(verbose: bool) -> Option<Trace> {
+    verbose.then(|| -> Trace {
+        Arc::new(|dir, line| {
+            let arrow = if dir == Direction::Sent { "-->" } else { "<--" };
+            run::warn(format_args!("{arrow} {}", line.escape_debug()));
+        })
+    })
+}
+
+/// The address of the first mailbox in the From: field.
+fn header_from(head: &[u8]) -> Option<String> {
+    let block = crate::header::block(head);
+    let field = crate::header::fields(block)
+        .into_iter()
+        .find(|f| f.is("From"))?;
+    let mut line = b"From:".to_vec();
+    line.extend_from_slice(field.raw);
+    let (h, _) = mailparse::parse_header(&line).ok()?;
+    match mailparse::addrparse_header(&h).ok()?.iter().next()? {
+        mailparse::MailAddr::Single(s) => Some(s.addr.clone()),
+        mailparse::MailAddr::Group(g) => g.addrs.first().map(|s| s.addr.clone()),
+    }
+}
+
+fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
+    let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
+    let from_header = header_from(spool.head());
+    let hint = args.sender.clone().or_else(|| from_header.clone());
+    let account = settings::choose_account(cfg, args.account.as_deref(), hint.as_deref())?;
+    let acct = cfg.account(account.as_deref())?;
+    let sender = match args.sender.as_deref().or(acct.get("from")) {
+        Some(s) => s.to_string(),
+        None => match from_header {
+            Some(f) => f,
+            None => format!("{}@{}", user_name(), crate::stamp::fqdn()),
+        },
+    };
+    let sender = settings::envelope_address("sender", &sender, None)?;
+    let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
+    let fixes = message::Fixes {
+        sender: &sender,
+        full_name: args.full_name.as_deref(),
+    };
+    let (mut prepared, header_rcpts) = message::prepare(spool, stats, &fixes)?;
+    let mut rcpts: Vec<String> = Vec::new();
+    let given = args
+        .recipients
+        .iter()
+        .flat_map(|r| r.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let from_header = if args.read_recipients {
+        header_rcpts
+    } else {
+        Vec::new()
+    };
+    for r in given.map(str::to_string).chain(from_header) {
+        let r = settings::envelope_address("recipient", &r, domain.as_deref())?;
+        if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
+            rcpts.push(r);
+        }
+    }
+    if rcpts.is_empty() {
+        return Err(Error::new(
+            Code::Usage,
+            "no recipients",
+            "give addresses, or -t to read them from the header",
+        ));
+    }
+    let notify = args
+        .dsn_notify
+        .clone()
+        .or_else(|| acct.get("dsn_notify").map(str::to_string));
+    let ret = args
+        .dsn_return
+        .clone()
+        .or_else(|| acct.get("dsn_return").map(str::to_string));
+    let queued = spool::Envelope {
+        account: account.clone(),
+        from: sender,
+        rcpts: rcpts.into_iter().map(|r| (r, notify.clone())).collect(),
+        ret,
+        envid: args.envid.clone(),
+        eight_bit: prepared.eight_bit(),
+        size: prepared.size_estimate(),
+        queued: spool::now(),
+    };
+    if args.queue {
+        let q = Queue::open(queue_dir)?;
+        let id = q.store(&queued, |w| prepared.write_to(w))?;
+        if args.verbose {
+            run::warn(format_args!("queued as {id} in {}", q.dir().display()));
+        }
+        return Ok(());
+    }
+    let server = settings::server(args, cfg, account, trace(args.verbose))?;
+    let env = client_envelope(&queued);
+    let mut reader = prepared
+        .reader()
+        .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
+    let result = send_one(&server.options, &env, &mut reader);
+    log(&server, &env, &result);
+    let outcome = result?;
+    first_error(outcome.errors(&env))
+}
+
+fn user_name() -> String {
+    ["LOGNAME", "USER"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "root".into())
+}
+
+fn client_envelope(q: &spool::Envelope) -> Envelope {
+    Envelope {
+        from: q.from.clone(),
+        rcpts: q
+            .rcpts
+            .iter()
+            .map(|(a, n)| Recipient {
+                addr: a.clone(),
+                notify: n.clone(),
+            })
+            .collect(),
+        size: Some(q.size),
+        eight_bit: q.eight_bit,
+        smtputf8: !q.from.is_ascii() || q.rcpts.iter().any(|(a, _)| !a.is_ascii()),
+        ret: q.ret.clone(),
+        envid: q.envid.clone(),
+    }
+}
+
+fn send_one(
+    opts: &crate::smtp::Options,
+    env: &Envelope,
+    msg: &mut dyn std::io::Read,
+) -> Result<Outcome> {
+    let mut session = Session::connect(opts)?;
+    let outcome = session.send(env, msg, Partial::Abort)?;
+    session.quit();
+    Ok(outcome)
+}
+
+/// Report every error but the one returned: the first permanent one when there is one (a
+/// retry would fail again), else the first.
+fn first_error(mut errors: Vec<Error>) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let pick = errors
+        .iter()
+        .position(|e| !e.code().is_temporary())
+        .unwrap_or(0);
+    let chosen = errors.remove(pick);
+    for e in &errors {
+        run::warn(e);
+    }
+    Err(chosen)
+}
+
+/// One key=value line per message, appended with a single write (O_APPEND keeps lines of
+/// concurrent processes whole). A log that cannot be written is reported, never fatal.
+fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
+    let Some(path) = &server.log else { return };
+    let o = &server.options;
+    let (status, text, code) = match result {
+        Ok(out) => match first_error(out.errors(env).into_iter().take(1).collect()) {
+            Ok(()) => {
+                let d = out.data.as_ref();
+                (
+                    d.map_or(0, |r| r.code),
+                    d.map(|r| r.text()).unwrap_or_default(),
+                    0,
+                )
+            }
+            Err(e) => (0, e.to_string(), e.code().as_i32()),
+        },
+        Err(e) => (0, e.to_string(), e.code().as_i32()),
+    };
+    let q = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
+        {
+            s.to_string()
+        } else {
+            format!("{s:?}")
+        }
+    };
+    let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.addr.as_str()).collect();
+    let line = format!(
+        "time={} account={} host={} port={} tls={} auth={} from={} recipients={} size={} smtpstatus={} smtpmsg={} exitcode={}\n",
+        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%z"),
+        q(server.account.as_deref().unwrap_or("-")),
+        q(&o.host),
+        o.port,
+        o.security.name(),
+        q(o.auth.as_ref().map_or("off", |c| c.user.as_str())),
+        q(&env.from),
+        q(&rcpts.join(",")),
+        env.size.unwrap_or(0),
+        status,
+        q(&text),
+        code
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        run::warn(format_args!(
+            "log {}: {}",
+            path.display(),
+            crate::exit::describe_io(&e)
+        ));
+    }
+}
+
+fn list(dir: &Path) -> Result<()> {
+    let q = Queue::open(dir)?;
+    let (entries, errors) = q.list()?;
+    let (failed, failed_errors) = q.failed()?;
+    for e in errors.iter().chain(&failed_errors) {
+        run::warn(e);
+    }
+    let mut out = std::io::stdout().lock();
+    let w = |e: std::io::Error| Error::io(Code::IoErr, "stdout", e);
+    if entries.is_empty() && failed.is_empty() {
+        writeln!(out, "Mail queue is empty").map_err(w)?;
+    }
+    let time = |t: u64| {
+        chrono::DateTime::from_timestamp(t as i64, 0)
+            .map(|d| {
+                d.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    for (e, is_failed) in entries
+        .iter()
+        .map(|e| (e, false))
+        .chain(failed.iter().map(|e| (e, true)))
+    {
+        let v = &e.envelope;
+        let rcpts: Vec<&str> = v.rcpts.iter().map(|(a, _)| a.as_str()).collect();
+        writeln!(
+            out,
+            "{}  {} bytes  queued {}  account {}{}\n  from: <{}>\n  to: {}",
+            e.id,
+            v.size,
+            time(v.queued),
+            v.account.as_deref().unwrap_or("-"),
+            if is_failed { "  FAILED" } else { "" },
+            v.from,
+            rcpts.join(", ")
+        )
+        .map_err(w)?;
+        if e.state.attempts > 0 {
+            let next = if is_failed {
+                String::new()
+            } else {
+                format!(", next {}", time(e.state.next))
+            };
+            writeln!(
+                out,
+                "  attempts: {}{next}, last error: {}",
+                e.state.attempts, e.state.error
+            )
+            .map_err(w)?;
+        }
+    }
+    Ok(())
+}
+
+fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
+    let q = Queue::open(dir)?;
+    let _lock = q.lock()?;
+    let (entries, errors) = q.list()?;
+    for e in &errors {
+        run::warn(e);
+    }
+    let now = spool::now();
+    let mut groups: BTreeMap<Option<String>, Vec<spool::Entry>> = BTreeMap::new();
+    for e in entries.into_iter().filter(|e| e.state.next <= now) {
+        groups
+            .entry(e.envelope.account.clone())
+            .or_default()
+            .push(e);
+    }
+    let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
+    let mut worst: Option<Code> = None;
+    let note = |code: Code, worst: &mut Option<Code>| {
+        if worst.is_none_or(|w| w.is_temporary() && !code.is_temporary()) {
+            *worst = Some(code);
+        }
+    };
+    for (account, entries) in groups {
+        let server = match settings::server(args, cfg, account, trace(args.verbose)) {
+            Ok(s) => s,
+            Err(e) => {
+                run::warn(&e);
+                deferred += entries.len();
+                note(e.code(), &mut worst);
+                continue;
+            }
+        };
+        let mut session: Option<Session> = None;
+        for (i, entry) in entries.iter().enumerate() {
+            if session.as_ref().is_none_or(|s| !s.is_usable()) {
+                match Session::connect(&server.options) {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        // The server is unreachable for the rest of this account too.
+                        run::warn(&e);
+                        for rest in &entries[i..] {
+                            q.defer(rest, &e.to_string())?;
+                        }
+                        deferred += entries.len() - i;
+                        note(Code::TempFail, &mut worst);
+                        session = None;
+                        break;
+                    }
+                }
+            }
+            let Some(s) = session.as_mut() else { break };
+            let env = client_envelope(&entry.envelope);
+            let result = q
+                .message(entry)
+                .and_then(|mut r| s.send(&env, &mut r, Partial::Abort));
+            log(&server, &env, &result);
+            let errs = match result {
+                Ok(o) if o.all_accepted(&env) => {
+                    q.remove(entry)?;
+                    sent += 1;
+                    continue;
+                }
+                Ok(o) => o.errors(&env),
+                Err(e) => vec![e],
+            };
+            let permanent = errs.iter().any(|e| !e.code().is_temporary());
+            let text = errs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            run::warn(format_args!("{}: {text}", entry.id));
+            if permanent {
+                q.fail(entry, &text)?;
+                failed += 1;
+            } else {
+                q.defer(entry, &text)?;
+                deferred += 1;
+            }
+            for e in &errs {
+                note(e.code(), &mut worst);
+            }
+        }
+        if let Some(s) = session {
+            s.quit();
+        }
+    }
+    if args.verbose || worst.is_some() {
+        run::warn(format_args!(
+            "flush: {sent} sent, {deferred} deferred, {failed} failed"
+        ));
+    }
+    match worst {
+        None => Ok(()),
+        Some(code) => Err(Error::new(
+            code,
+            "flush",
+            format!("{deferred} deferred, {failed} failed"),
+        )),
+    }
+}
+
+/// msubmit's documentation.
+pub fn page() -> Page {
+    Page {
+        name: "msubmit",
+        command: Args::command(),
+        description: DESCRIPTION,
+        sections: SECTIONS,
+    }
+}
+
+const DESCRIPTION: &str = include_str!("msubmit/description.roff");
+const SECTIONS: &str = include_str!("msubmit/sections.roff");

@@ -1,0 +1,378 @@
+//! msubmit's message handling: read the message as sendmail does, then fix its header the
+//! way Postfix's cleanup(8) does before it leaves: Bcc removed, From/Date/Message-ID added,
+//! and with `-t` the recipients taken from the header.
+//!
+//! Only the header block is rewritten (it is in memory: the first MiB of a [`Spool`]); the
+//! body streams from the spool untouched, so a message of any size costs flat memory.
+
+use crate::exit::{Code, Error, Result};
+use crate::input::Spool;
+use std::io::{self, Read, Write};
+
+/// What reading noticed about the message bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// A byte ≥ 0x80 somewhere (BODY=8BITMIME).
+    pub eight_bit: bool,
+    /// LFs without a CR before them: each becomes CRLF on the wire (for SIZE=).
+    pub bare_lf: u64,
+}
+
+/// Read a message. Unless `ignore_dots` (`-i`), a line that is a single `.` ends the input,
+/// as in sendmail; the dot line itself and anything after it are not part of the message.
+pub fn read(input: &mut dyn Read, ignore_dots: bool) -> Result<(Spool, Stats)> {
+    let mut spool = Spool::new();
+    let mut stats = Stats::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    // 0: in a line, 1: at line start, 2: seen "." at line start, 3: seen ".\r".
+    let mut state = 1u8;
+    let mut prev_cr = false;
+    let mut out = Vec::with_capacity(buf.len() + 2);
+    let mut dot_line = false;
+    'read: loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(Code::IoErr, "read message", e)),
+        };
+        out.clear();
+        for &b in &buf[..n] {
+            if b >= 0x80 {
+                stats.eight_bit = true;
+            }
+            if b == b'\n' && !prev_cr {
+                stats.bare_lf += 1;
+            }
+            prev_cr = b == b'\r';
+            if ignore_dots {
+                continue;
+            }
+            state = match (state, b) {
+                (1, b'.') => 2,
+                (2, b'\n') | (3, b'\n') => {
+                    stats.bare_lf -= u64::from(state == 2);
+                    spool.write_all(&out).map_err(spool_error)?;
+                    dot_line = true;
+                    break 'read;
+                }
+                (2, b'\r') => 3,
+                (2 | 3, _) => {
+                    // Not a lone dot after all: the held bytes are message data.
+                    out.extend_from_slice(if state == 2 { b"." } else { b".\r" });
+                    out.push(b);
+                    if b == b'\n' { 1 } else { 0 }
+                }
+                (_, b'\n') => {
+                    out.push(b);
+                    1
+                }
+                _ => {
+                    out.push(b);
+                    0
+                }
+            };
+        }
+        if ignore_dots {
+            spool.write_all(&buf[..n]).map_err(spool_error)?;
+        } else {
+            spool.write_all(&out).map_err(spool_error)?;
+        }
+    }
+    // A dot (or dot CR) at the very end without its LF is no dot line: it is data.
+    if !ignore_dots && !dot_line && (state == 2 || state == 3) {
+        let held: &[u8] = if state == 2 { b"." } else { b".\r" };
+        spool.write_all(held).map_err(spool_error)?;
+    }
+    Ok((spool, stats))
+}
+
+fn spool_error(e: io::Error) -> Error {
+    Error::io(Code::TempFail, "spool message", e)
+}
+
+/// One header field with its exact bytes (line ends included).
+struct RawField {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// The message as it will be sent: a rewritten header, then the body from the spool.
+pub struct Prepared {
+    header: Vec<u8>,
+    spool: Spool,
+    body_start: usize,
+    stats: Stats,
+}
+
+impl Prepared {
+    /// Bytes of the message as sent (CRLF line ends), for SIZE= and logs.
+    pub fn size_estimate(&self) -> u64 {
+        self.header.len() as u64 + (self.spool.len() - self.body_start as u64) + self.stats.bare_lf
+    }
+
+    /// True when the message has 8-bit bytes.
+    pub fn eight_bit(&self) -> bool {
+        self.stats.eight_bit
+    }
+
+    /// A reader over the whole prepared message.
+    pub fn reader(&mut self) -> io::Result<impl Read + '_> {
+        let mut r = self.spool.reader()?;
+        io::copy(&mut (&mut r).take(self.body_start as u64), &mut io::sink())?;
+        Ok(self.header.as_slice().chain(r))
+    }
+
+    /// Write the whole prepared message to `out`.
+    pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let mut r = self.reader()?;
+        io::copy(&mut r, out).map(|_| ())
+    }
+}
+
+/// What to add or take from the header.
+pub struct Fixes<'a> {
+    /// The envelope sender, for a missing From: and the Message-ID domain.
+    pub sender: &'a str,
+    /// The full name for a missing From: (`-F`).
+    pub full_name: Option<&'a str>,
+}
+
+/// Split the header from the spool, apply the fixes, and return the prepared message with
+/// the recipients found in the header (To, Cc, Bcc; or the Resent- set when present).
+pub fn prepare(spool: Spool, stats: Stats, fixes: &Fixes) -> Result<(Prepared, Vec<String>)> {
+    let head = spool.head();
+    // A leading mbox "From " line is an envelope line, not a header field.
+    let mut pos = 0;
+    if head.starts_with(b"From ") {
+        pos = head
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |i| i + 1);
+    }
+    let mut fields: Vec<RawField> = Vec::new();
+    let mut body_start = head.len();
+    let mut needs_separator = false;
+    let mut crlf = false;
+    while pos < head.len() {
+        let end = head[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |i| pos + i + 1);
+        let line = &head[pos..end];
+        if fields.is_empty() && line.ends_with(b"\r\n") {
+            crlf = true;
+        }
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            body_start = pos;
+            break;
+        }
+        if (line[0] == b' ' || line[0] == b'\t') && !fields.is_empty() {
+            if let Some(f) = fields.last_mut() {
+                f.bytes.extend_from_slice(line);
+            }
+        } else if let Some(name) = field_name(bare) {
+            fields.push(RawField {
+                name,
+                bytes: line.to_vec(),
+            });
+        } else {
+            // Body text without an empty line before it: the header ends here.
+            body_start = pos;
+            needs_separator = true;
+            break;
+        }
+        pos = end;
+    }
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+
+    let has = |n: &str| fields.iter().any(|f| f.name.eq_ignore_ascii_case(n));
+    let resent = ["Resent-To", "Resent-Cc", "Resent-Bcc"]
+        .iter()
+        .any(|n| has(n));
+    let sources: &[&str] = if resent {
+        &["Resent-To", "Resent-Cc", "Resent-Bcc"]
+    } else {
+        &["To", "Cc", "Bcc"]
+    };
+    let mut rcpts = Vec::new();
+    for f in fields
+        .iter()
+        .filter(|f| sources.iter().any(|s| f.name.eq_ignore_ascii_case(s)))
+    {
+        rcpts.extend(addresses(f)?);
+    }
+
+    let mut header = Vec::with_capacity(head.len().min(64 * 1024) + 256);
+    for f in &fields {
+        // Bcc must not reach any recipient (RFC 5322 §3.6.3); the server would not remove it.
+        if f.name.eq_ignore_ascii_case("Bcc") || f.name.eq_ignore_ascii_case("Resent-Bcc") {
+            continue;
+        }
+        header.extend_from_slice(&f.bytes);
+        if !f.bytes.ends_with(b"\n") {
+            header.extend_from_slice(eol);
+        }
+    }
+    let domain = match fixes.sender.rsplit_once('@') {
+        Some((_, d)) if !d.is_empty() => d.to_string(),
+        _ => crate::stamp::fqdn(),
+    };
+    let mut add = |name: &str, value: &str| {
+        header.extend_from_slice(format!("{name}: {value}").as_bytes());
+        header.extend_from_slice(eol);
+    };
+    if !has("From") {
+        match fixes.full_name {
+            Some(n) if !n.is_empty() => {
+                add("From", &format!("{} <{}>", display_name(n), fixes.sender))
+            }
+            _ => add("From", fixes.sender),
+        }
+    }
+    if !has("Date") {
+        add("Date", &crate::stamp::date_now());
+    }
+    if !has("Message-ID") {
+        add("Message-ID", &crate::stamp::message_id(&domain));
+    }
+    if needs_separator {
+        header.extend_from_slice(eol);
+    }
+    Ok((
+        Prepared {
+            header,
+            spool,
+            body_start,
+            stats,
+        },
+        rcpts,
+    ))
+}
+
+/// The field name of a header line, when it is one (RFC 5322 §2.2: printable ASCII but colon).
+fn field_name(line: &[u8]) -> Option<String> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
+    ok.then(|| String::from_utf8_lossy(name).into_owned())
+}
+
+/// A phrase for From:, quoted when it has specials (RFC 5322 §3.2.5); non-ASCII names are
+/// encoded as an RFC 2047 word.
+fn display_name(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+    if !clean.is_ascii() {
+        return format!(
+            "=?utf-8?b?{}?=",
+            crate::smtp::auth::encode(clean.as_bytes())
+        );
+    }
+    if clean
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c))
+    {
+        clean
+    } else {
+        format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The addresses of an address-list field, groups included.
+fn addresses(f: &RawField) -> Result<Vec<String>> {
+    let bad = |why: String| Error::new(Code::DataErr, format!("{}: header", f.name), why);
+    let (h, _) = mailparse::parse_header(&f.bytes).map_err(|e| bad(e.to_string()))?;
+    let list = mailparse::addrparse_header(&h).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for a in list.iter() {
+        match a {
+            mailparse::MailAddr::Single(s) => out.push(s.addr.clone()),
+            mailparse::MailAddr::Group(g) => out.extend(g.addrs.iter().map(|s| s.addr.clone())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], ignore_dots: bool) -> Vec<u8> {
+        let (mut s, _) = read(&mut &input[..], ignore_dots).unwrap();
+        let mut v = Vec::new();
+        s.copy_to(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_lone_dot_ends_input_unless_i() {
+        assert_eq!(read_all(b"a\n.\nb\n", false), b"a\n");
+        assert_eq!(read_all(b"a\r\n.\r\nb\r\n", false), b"a\r\n");
+        assert_eq!(read_all(b".\n", false), b"");
+        assert_eq!(read_all(b"a\n..\n.x\n", false), b"a\n..\n.x\n");
+        assert_eq!(read_all(b"a\n.\nb\n", true), b"a\n.\nb\n");
+        assert_eq!(read_all(b"a.\n.\r", false), b"a.\n.\r");
+    }
+
+    fn prep(msg: &[u8]) -> (String, Vec<String>) {
+        let (spool, stats) = read(&mut &msg[..], true).unwrap();
+        let fixes = Fixes {
+            sender: "me@example.test",
+            full_name: Some("Me Myself"),
+        };
+        let (mut p, rcpts) = prepare(spool, stats, &fixes).unwrap();
+        let mut out = Vec::new();
+        p.write_to(&mut out).unwrap();
+        assert!(p.size_estimate() as usize >= out.len());
+        (String::from_utf8(out).unwrap(), rcpts)
+    }
+
+    #[test]
+    fn removes_bcc_adds_missing_fields_and_finds_recipients() {
+        let (out, rcpts) = prep(b"To: a@x.test, \"B, b\" <b@x.test>\nBcc: secret@x.test,\n  hidden@x.test\nCc: team: c@x.test;\nSubject: s\n\nBcc: body stays\n");
+        assert_eq!(
+            rcpts,
+            vec![
+                "a@x.test",
+                "b@x.test",
+                "secret@x.test",
+                "hidden@x.test",
+                "c@x.test"
+            ]
+        );
+        assert!(!out.contains("secret") && !out.contains("hidden"), "{out}");
+        assert!(
+            out.contains("\nFrom: Me Myself <me@example.test>\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nDate: ") && out.contains("@example.test>\n\nBcc: body stays\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn resent_fields_win_and_existing_fields_stay() {
+        let (out, rcpts) = prep(b"From: x@y.test\r\nDate: d\r\nMessage-ID: <m@y>\r\nTo: old@x.test\r\nResent-To: new@x.test\r\n\r\nbody\r\n");
+        assert_eq!(rcpts, vec!["new@x.test"]);
+        assert_eq!(
+            out,
+            "From: x@y.test\r\nDate: d\r\nMessage-ID: <m@y>\r\nTo: old@x.test\r\nResent-To: new@x.test\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn a_body_without_header_gets_a_separator() {
+        let (out, rcpts) = prep(b"just text\n");
+        assert!(rcpts.is_empty());
+        assert!(
+            out.starts_with("From: Me Myself <me@example.test>\nDate: "),
+            "{out}"
+        );
+        assert!(out.ends_with(">\n\njust text\n"), "{out}");
+        let (out, _) = prep(b"From sender Mon Jan 1 00:00:00 2024\nSubject: x\n\nb\n");
+        assert!(out.starts_with("Subject: x\n"), "{out}");
+    }
+}

@@ -1,0 +1,392 @@
+//! msubmit's settings: sendmail's legacy command line rewritten for clap, the account chosen
+//! from the configuration, and command-line flags laid over it into client options.
+//!
+//! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
+//! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
+//! timeout, logfile, dsn_notify, dsn_return) so an msmtp account block works as it is, with
+//! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
+
+use super::Args;
+use crate::config::{Account, Config};
+use crate::exit::{Code, Error, Result};
+use crate::smtp::auth::Mechanism;
+use crate::smtp::client::{Credentials, Options, Security, Timeouts};
+use crate::tls::TlsOptions;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Short options that take a separate value: their next argument is never rewritten.
+const SHORT_WITH_VALUE: &[&str] = &["-f", "-r", "-F", "-N", "-R", "-V", "-a", "-C"];
+
+/// Rewrite sendmail's legacy options into what clap parses. Options sendmail callers pass
+/// that mean nothing here are dropped; ones we cannot honour become `--refused=OPT`, which
+/// `run` reports as a usage error naming the option.
+pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut it = args.into_iter().peekable();
+    if let Some(argv0) = it.next() {
+        out.push(argv0);
+    }
+    let mut rest_verbatim = false;
+    let mut value_next = false;
+    let mut drop_next = false;
+    while let Some(arg) = it.next() {
+        if rest_verbatim || value_next {
+            value_next = false;
+            out.push(arg);
+            continue;
+        }
+        if drop_next {
+            drop_next = false;
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        let keep = |out: &mut Vec<OsString>, a: &str| out.push(a.into());
+        match s {
+            "--" => {
+                rest_verbatim = true;
+                keep(&mut out, s);
+            }
+            // -i: a lone dot does not end the input.
+            "-oi" | "-oitrue" => keep(&mut out, "-i"),
+            // Deliver in the background / interactively: we always deliver now.
+            "-odb" | "-odi" | "-bm" | "-U" | "-Am" | "-Ac" | "-n" | "-m" | "-om" | "-G" => {}
+            // Queue only (sendmail's deferred mode), list the queue (mailq), run the queue.
+            "-odq" => keep(&mut out, "--queue"),
+            "-bp" => keep(&mut out, "--list"),
+            "-q" => keep(&mut out, "--flush"),
+            // Options with a separate value we ignore: body type, syslog tag, hop count.
+            "-B" | "-L" => drop_next = true,
+            // -h N (hop count) is dropped; a plain -h stays clap's help.
+            "-h" if it
+                .peek()
+                .and_then(|a| a.to_str())
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                drop_next = true
+            }
+            _ if SHORT_WITH_VALUE.contains(&s) => {
+                value_next = true;
+                keep(&mut out, s);
+            }
+            _ if s.starts_with("-oe") || s.starts_with("-oo") || s.starts_with("-os") => {}
+            _ if s.starts_with("-B") || s.starts_with("-L") => {}
+            _ if s.starts_with("-o") || s.starts_with("-b") || s.starts_with("-q") || s == "-X" => {
+                keep(&mut out, &format!("--refused={s}"));
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+/// Why a legacy option is refused.
+pub fn refusal(opt: &str) -> Error {
+    let why = match opt {
+        "-bs" => "SMTP on standard input is not implemented yet (use mreceive)",
+        _ if opt.starts_with("-b") => "this sendmail mode is not supported",
+        _ if opt.starts_with("-q") => "only a plain -q (flush the queue) is supported",
+        _ => "this sendmail option is not supported",
+    };
+    Error::new(Code::Usage, format!("option {opt}"), why)
+}
+
+/// Everything needed to reach the server of one account.
+pub struct Server {
+    /// The account name (`None`: defaults and flags only).
+    pub account: Option<String>,
+    /// Client options.
+    pub options: Options,
+    /// The log file.
+    pub log: Option<PathBuf>,
+}
+
+/// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
+/// account called `default`; else none (the `defaults` section and the flags).
+pub fn choose_account(
+    cfg: &Config,
+    named: Option<&str>,
+    sender: Option<&str>,
+) -> Result<Option<String>> {
+    if let Some(n) = named {
+        cfg.account(Some(n))?;
+        return Ok(Some(n.to_string()));
+    }
+    if let Some(sender) = sender {
+        for name in cfg.account_names() {
+            let acct = cfg.account(Some(name))?;
+            if acct
+                .get("from")
+                .is_some_and(|f| f.eq_ignore_ascii_case(sender))
+            {
+                return Ok(Some(name.to_string()));
+            }
+        }
+    }
+    Ok(cfg
+        .account_names()
+        .any(|n| n == "default")
+        .then(|| "default".to_string()))
+}
+
+fn config_error(acct: &Account, key: &str, why: impl std::fmt::Display) -> Error {
+    let at = acct
+        .value(key)
+        .map_or_else(|| key.to_string(), |v| format!("{}: {key}", v.origin));
+    Error::new(Code::Config, at, why)
+}
+
+/// Lay the flags over the account and build the client options.
+pub fn server(
+    args: &Args,
+    cfg: &Config,
+    account: Option<String>,
+    trace: Option<crate::smtp::client::Trace>,
+) -> Result<Server> {
+    let acct = cfg.account(account.as_deref())?;
+    let security = match args.tls.as_deref() {
+        Some("starttls") => Security::StartTls,
+        Some("implicit") => Security::Implicit,
+        Some("none") => Security::None,
+        Some(other) => {
+            return Err(Error::new(
+                Code::Usage,
+                format!("--tls {other}"),
+                "expected starttls, implicit or none",
+            ));
+        }
+        None => match (
+            acct.flag("tls").map_err(|e| e.with_code(Code::Config))?,
+            acct.flag("tls_starttls")?,
+        ) {
+            (Some(false), _) => Security::None,
+            (_, Some(false)) => Security::Implicit,
+            _ => Security::StartTls,
+        },
+    };
+    let host = args
+        .host
+        .clone()
+        .or_else(|| acct.get("host").map(str::to_string))
+        .ok_or_else(|| {
+            Error::new(
+                Code::Config,
+                "no server",
+                format!(
+                    "give --host or a host in the configuration (account {})",
+                    account.as_deref().unwrap_or("defaults")
+                ),
+            )
+        })?;
+    let port = match (args.port, acct.get("port")) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p
+            .parse()
+            .map_err(|_| config_error(&acct, "port", format!("bad port {p:?}")))?,
+        (None, None) => match security {
+            Security::Implicit => 465,
+            Security::StartTls => 587,
+            Security::None => 25,
+        },
+    };
+    let fingerprint = match args.fingerprint.as_deref().or(acct.get("tls_fingerprint")) {
+        Some(f) => Some(crate::tls::parse_fingerprint(f)?),
+        None => None,
+    };
+    let tls = TlsOptions {
+        ca_file: args
+            .ca_file
+            .clone()
+            .or_else(|| acct.get("tls_trust_file").map(PathBuf::from)),
+        fingerprint,
+        server_name: args
+            .tls_server_name
+            .clone()
+            .or_else(|| acct.get("tls_host_override").map(str::to_string)),
+    };
+    let timeouts = match args.timeout.or(acct
+        .get("timeout")
+        .map(|t| {
+            t.parse::<u64>()
+                .map_err(|_| config_error(&acct, "timeout", "expected seconds"))
+        })
+        .transpose()?)
+    {
+        Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
+        None => Timeouts::default(),
+    };
+    let auth = credentials(args, &acct)?;
+    let helo = args
+        .helo
+        .clone()
+        .or_else(|| acct.get("domain").map(str::to_string))
+        .unwrap_or_else(crate::stamp::fqdn);
+    Ok(Server {
+        account,
+        options: Options {
+            host,
+            port,
+            security,
+            tls,
+            helo,
+            auth,
+            timeouts,
+            trace,
+        },
+        log: args
+            .log
+            .clone()
+            .or_else(|| acct.get("logfile").map(PathBuf::from)),
+    })
+}
+
+fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
+    let auth = args
+        .auth
+        .clone()
+        .or_else(|| acct.get("auth").map(str::to_string));
+    let user = args
+        .user
+        .clone()
+        .or_else(|| acct.get("user").map(str::to_string));
+    let mechanism = match auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("off") => return Ok(None),
+        None | Some("on") => None,
+        Some(m) => Some(Mechanism::from_name(m).ok_or_else(|| {
+            Error::new(
+                Code::Config,
+                format!("auth {m}"),
+                "supported: on, off, plain, login, xoauth2",
+            )
+        })?),
+    };
+    let Some(user) = user else {
+        if auth.as_deref().is_some_and(|a| a != "off") {
+            return Err(Error::new(
+                Code::Config,
+                "auth",
+                "needs a user (--user or user in the configuration)",
+            ));
+        }
+        return Ok(None);
+    };
+    let secret = match (
+        &args.password_command,
+        acct.get("passwordeval"),
+        acct.get("password"),
+    ) {
+        (Some(cmd), _, _) => password_command(cmd)?,
+        (None, Some(cmd), _) => password_command(cmd)?,
+        (None, None, Some(p)) => p.to_string(),
+        (None, None, None) => {
+            return Err(Error::new(
+                Code::Config,
+                format!("user {user}"),
+                "no password: give --password-command, or passwordeval in the configuration",
+            ));
+        }
+    };
+    Ok(Some(Credentials {
+        user,
+        secret,
+        mechanism,
+    }))
+}
+
+/// Run the password command (through `sh -c`, as msmtp's passwordeval) and take the first
+/// line of its output.
+fn password_command(cmd: &str) -> Result<String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::io(Code::Config, "password command", e))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            Code::Config,
+            "password command",
+            format!("failed ({})", out.status),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Check an envelope address given by the user: not an option, no control characters,
+/// valid per RFC 5321; an address without a domain is completed with `domain`.
+pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<String> {
+    let a = crate::header::bare_addr(addr);
+    if a.starts_with('-') {
+        return Err(Error::new(
+            Code::Usage,
+            format!("{kind} {a:?}"),
+            "looks like an option, not an address",
+        ));
+    }
+    let a = match (a.contains('@'), domain) {
+        (false, Some(d)) if !a.is_empty() && !a.eq_ignore_ascii_case("postmaster") => {
+            format!("{a}@{d}")
+        }
+        _ => a.to_string(),
+    };
+    if a.is_empty() && kind == "sender" {
+        return Ok(a);
+    }
+    crate::smtp::command::check_mailbox(&a)
+        .map_err(|e| Error::new(Code::Usage, format!("{kind} {a:?}"), e))?;
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(args: &[&str]) -> Vec<String> {
+        legacy_args(
+            std::iter::once("msubmit")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+        .into_iter()
+        .skip(1)
+        .map(|a| a.into_string().unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn rewrites_sendmail_options() {
+        assert_eq!(rw(&["-oi", "-oem", "-t"]), vec!["-i", "-t"]);
+        assert_eq!(rw(&["-odq", "-bm", "a@b"]), vec!["--queue", "a@b"]);
+        assert_eq!(rw(&["-bs"]), vec!["--refused=-bs"]);
+        assert_eq!(rw(&["-oQ/x"]), vec!["--refused=-oQ/x"]);
+        assert_eq!(
+            rw(&["-f", "-oi", "-B", "8BITMIME", "x@y"]),
+            vec!["-f", "-oi", "x@y"]
+        );
+        assert_eq!(rw(&["--", "-oi"]), vec!["--", "-oi"]);
+        assert_eq!(rw(&["-bp"]), vec!["--list"]);
+        assert_eq!(rw(&["-q"]), vec!["--flush"]);
+        assert_eq!(rw(&["-h", "17", "-h"]), vec!["-h"]);
+    }
+
+    #[test]
+    fn checks_envelope_addresses() {
+        assert_eq!(
+            envelope_address("recipient", "<a@b.test>", None).unwrap(),
+            "a@b.test"
+        );
+        assert_eq!(
+            envelope_address("recipient", "root", Some("h.test")).unwrap(),
+            "root@h.test"
+        );
+        assert!(envelope_address("recipient", "-oQ", None).is_err());
+        assert!(envelope_address("recipient", "a@b\r\nRCPT TO:<c@d>", None).is_err());
+        assert!(envelope_address("recipient", "a b@c", None).is_err());
+        assert_eq!(envelope_address("sender", "<>", None).unwrap(), "");
+    }
+}

@@ -1,0 +1,26 @@
+//! SMTP: the project's one protocol module, for the client (msubmit, mrelay) and the server
+//! (mreceive).
+//!
+//! The protocol pieces are sans-IO, so both sides share them and tests need no sockets:
+//! [`reply`] parses and formats replies with enhanced status codes, [`command`] formats and
+//! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes DATA
+//! content (line ends, dot-stuffing, terminator) and [`auth`] builds SASL responses. The
+//! blocking client over TCP and TLS is [`client`].
+//!
+//! Why not the `smtp-proto` crate: its parsers cover much of this, but the parts that matter
+//! most here are small and policy-laden (bounded reply reading, the reply code a server gives
+//! for each parse error, a streaming DATA encoder that must never emit an early end of data),
+//! and owning them keeps one obvious place to read and fix, with no second SMTP vocabulary.
+
+pub mod auth;
+pub mod client;
+pub mod command;
+pub mod data;
+pub mod ehlo;
+pub mod reply;
+
+pub use client::{Envelope, Options, Outcome, Recipient, Security, Session, Timeouts};
+pub use command::{Command, CommandError, Param};
+pub use data::DataEncoder;
+pub use ehlo::Capabilities;
+pub use reply::{EnhancedCode, Reply, ReplyParser};

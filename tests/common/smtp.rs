@@ -1,0 +1,242 @@
+//! SMTP test servers: Postfix's smtp-sink (a real, fast server that dumps each message to a
+//! file) and a scripted in-test fake for the edge cases no real server produces on demand
+//! (no STARTTLS, injected replies, a dropped connection mid-DATA, a 4xx greeting).
+//! Both listen on 127.0.0.1 only.
+//! Included by the msubmit tests as `#[path = "common/smtp.rs"] mod smtp;` beside `mod common;`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running smtp-sink writing one file per message into `dir`; killed on drop.
+pub struct Sink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sink {
+    /// Start smtp-sink on 127.0.0.1 at a free port.
+    pub fn start() -> Sink {
+        let dir = tempfile::Builder::new()
+            .prefix("mp-sink")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let port = crate::common::free_port();
+        let mut c = Command::new("/usr/sbin/smtp-sink");
+        if crate::common::is_root() {
+            c.args(["-u", "nobody"]);
+        }
+        c.arg("-d")
+            .arg(format!("{}/%H%M%S.", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c.spawn().expect("start smtp-sink");
+        let up = crate::common::wait_until(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "smtp-sink did not start");
+        Sink { port, dir, child }
+    }
+
+    /// The messages received so far, as dumped (smtp-sink's X- and Received: lines first).
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        crate::common::files(self.dir.path())
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the fake does after it sent 354.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterData {
+    /// Read to the end of data, then answer 250 (after `delay`).
+    Accept,
+    /// Read this many bytes of data and close the connection.
+    DropAfter(usize),
+    /// Read to the end of data and never answer.
+    Silent,
+}
+
+/// A scripted fake server.
+#[derive(Clone)]
+pub struct Script {
+    pub greeting: &'static str,
+    pub ehlo: &'static str,
+    /// Raw bytes sent in reply to STARTTLS (the connection is closed after).
+    pub starttls: &'static str,
+    /// The reply to RCPT for an address containing the key.
+    pub rcpt: Vec<(&'static str, &'static str)>,
+    pub after_data: AfterData,
+    pub delay: Duration,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            greeting: "220 fake.test ESMTP\r\n",
+            ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250 8BITMIME\r\n",
+            starttls: "454 4.7.0 TLS not available\r\n",
+            rcpt: Vec::new(),
+            after_data: AfterData::Accept,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A fake server on 127.0.0.1; every connection it served is in `log` (all bytes received),
+/// and each accepted message's content in `accepted`.
+pub struct Fake {
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<u8>>>,
+    pub accepted: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Fake {
+    pub fn start(script: Script) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (l, a) = (log.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (s, l, a) = (script.clone(), l.clone(), a.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &s, &l, &a);
+                });
+            }
+        });
+        Fake {
+            addr,
+            log,
+            accepted,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    s: &Script,
+    log: &Mutex<Vec<u8>>,
+    accepted: &Mutex<Vec<Vec<u8>>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut out = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    out.write_all(s.greeting.as_bytes())?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        log.lock().unwrap().extend_from_slice(&line);
+        let cmd = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        let reply: String = if cmd.starts_with("EHLO") {
+            s.ehlo.into()
+        } else if cmd.starts_with("HELO")
+            || cmd.starts_with("MAIL")
+            || cmd.starts_with("RSET")
+            || cmd.starts_with("NOOP")
+        {
+            "250 2.0.0 ok\r\n".into()
+        } else if cmd.starts_with("RCPT") {
+            s.rcpt
+                .iter()
+                .find(|(k, _)| cmd.contains(&k.to_ascii_uppercase()))
+                .map_or("250 2.1.5 ok\r\n", |(_, r)| r)
+                .into()
+        } else if cmd.starts_with("STARTTLS") {
+            out.write_all(s.starttls.as_bytes())?;
+            if s.starttls.starts_with("220") {
+                // Wait for a handshake that a careful client never starts.
+                let mut buf = [0u8; 1024];
+                let n = r.read(&mut buf).unwrap_or(0);
+                log.lock().unwrap().extend_from_slice(&buf[..n]);
+                return Ok(());
+            }
+            continue;
+        } else if cmd.starts_with("DATA") {
+            out.write_all(b"354 go ahead\r\n")?;
+            let mut data = Vec::new();
+            loop {
+                line.clear();
+                if r.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&line);
+                if let AfterData::DropAfter(n) = s.after_data
+                    && data.len() >= n
+                {
+                    return Ok(());
+                }
+            }
+            if s.after_data == AfterData::Silent {
+                std::thread::sleep(Duration::from_secs(30));
+                return Ok(());
+            }
+            std::thread::sleep(s.delay);
+            out.write_all(b"250 2.0.0 queued\r\n")?;
+            accepted.lock().unwrap().push(data);
+            continue;
+        } else if cmd.starts_with("QUIT") {
+            out.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            "502 5.5.2 what\r\n".into()
+        };
+        out.write_all(reply.as_bytes())?;
+        if reply.starts_with("421") {
+            return Ok(());
+        }
+    }
+}
+
+/// The value of a header field in dumped message bytes (first match, unfolded poorly).
+pub fn header_value(msg: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+}
+
+/// Write a file, creating parents.
+pub fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}

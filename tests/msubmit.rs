@@ -1,0 +1,535 @@
+//! msubmit through the real binary against smtp-sink and scripted fake servers on loopback:
+//! what arrives, exit codes for each failure, the sendmail command line, the queue.
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use common::*;
+use smtp::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn msubmit(home: &Path) -> Command {
+    tool(bin!("msubmit"), home)
+}
+
+/// msubmit aimed at 127.0.0.1:port in clear text.
+fn plain(home: &Path, port: u16) -> Command {
+    plain_timeout(home, port, 5)
+}
+
+fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
+    let mut c = msubmit(home);
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--tls",
+        "none",
+    ]);
+    c.args(["--timeout", &secs.to_string()]);
+    c
+}
+
+fn only(sink: &Sink) -> Vec<u8> {
+    let m = sink.messages();
+    assert_eq!(m.len(), 1, "expected one message at the sink");
+    m.into_iter().next().unwrap()
+}
+
+/// The message as it arrived: smtp-sink's dump starts with its own X- lines and Received:,
+/// and ends with an empty line of its own.
+fn arrived(dump: &[u8]) -> &[u8] {
+    let mut pos = 0;
+    while pos < dump.len() {
+        let end = dump[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(dump.len(), |i| pos + i + 1);
+        let line = &dump[pos..end];
+        if !(line.starts_with(b"X-") || line.starts_with(b"Received:") || line.starts_with(b"\t")) {
+            break;
+        }
+        pos = end;
+    }
+    dump[pos..].strip_suffix(b"\n").unwrap_or(&dump[pos..])
+}
+
+fn arrived_body(dump: &[u8]) -> &[u8] {
+    let m = arrived(dump);
+    let at = m.windows(2).position(|w| w == b"\n\n").expect("header end");
+    &m[at + 2..]
+}
+
+#[test]
+fn bare_lf_and_a_lone_dot_line_arrive_intact_with_i() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let body = b"first\n.\n..two dots\n.x\nlast without newline";
+    let mut msg = b"Subject: dots\nMessage-ID: <m1@a.test>\nDate: x\nFrom: a@a.test\n\n".to_vec();
+    msg.extend_from_slice(body);
+    let out = run(
+        plain(t.path(), sink.port).args(["-i", "-f", "a@a.test", "b@b.test"]),
+        &msg,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "not quiet: {}",
+        stderr(&out)
+    );
+    let dump = only(&sink);
+    // smtp-sink unstuffs and stores LF line ends: the body is what we were given, plus the
+    // line end the last line needed.
+    let mut want = body.to_vec();
+    want.push(b'\n');
+    assert_eq!(
+        String::from_utf8_lossy(arrived_body(&dump)),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn without_i_a_lone_dot_ends_the_message() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), sink.port).args(["-f", "a@a.test", "b@b.test"]),
+        b"Subject: x\n\nkept\n.\nnot part of it\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(arrived_body(&only(&sink)), b"kept\n");
+}
+
+#[test]
+fn t_reads_recipients_removes_bcc_and_adds_missing_fields() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), sink.port).args([
+            "-t",
+            "-oi",
+            "-F",
+            "Ann Example",
+            "-f",
+            "ann@a.test",
+            "extra@c.test",
+        ]),
+        b"To: Bob <bob@b.test>\nBcc: secret@s.test,\n hidden@s.test\nSubject: t\n\nhello\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dump = only(&sink);
+    let text = String::from_utf8_lossy(&dump);
+    let message = String::from_utf8_lossy(arrived(&dump));
+    for rcpt in [
+        "extra@c.test",
+        "bob@b.test",
+        "secret@s.test",
+        "hidden@s.test",
+    ] {
+        assert!(
+            text.contains(&format!("X-Rcpt-Args: <{rcpt}>")),
+            "{rcpt} not in envelope:\n{text}"
+        );
+    }
+    assert!(
+        message.starts_with("To: Bob <bob@b.test>\nSubject: t\n"),
+        "{message}"
+    );
+    assert!(
+        !message.to_ascii_lowercase().contains("bcc"),
+        "Bcc leaked:\n{message}"
+    );
+    assert!(
+        !message.contains("hidden@") && !message.contains("secret@"),
+        "Bcc leaked:\n{message}"
+    );
+    assert_eq!(
+        header_value(&dump, "From").as_deref(),
+        Some("Ann Example <ann@a.test>")
+    );
+    assert!(header_value(&dump, "Date").is_some());
+    assert!(
+        header_value(&dump, "Message-ID")
+            .unwrap()
+            .ends_with("@a.test>")
+    );
+    assert!(text.contains("X-Mail-Args: <ann@a.test>"), "{text}");
+}
+
+#[test]
+fn starttls_required_but_not_offered_sends_nothing() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = msubmit(t.path());
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &fake.port().to_string(),
+        "--timeout",
+        "5",
+        "-f",
+        "a@a.test",
+        "b@b.test",
+    ]);
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not offer STARTTLS"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fake.log_text().contains("MAIL"), "{}", fake.log_text());
+}
+
+#[test]
+fn data_after_the_starttls_reply_is_refused_as_injection() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250 STARTTLS\r\n",
+        starttls: "220 2.0.0 go ahead\r\n250-injected\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let mut c = msubmit(t.path());
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &fake.port().to_string(),
+        "--timeout",
+        "5",
+        "-f",
+        "a@a.test",
+        "b@b.test",
+    ]);
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("response injection"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_4xx_greeting_is_temporary() {
+    let fake = Fake::start(Script {
+        greeting: "421 4.3.2 fake.test busy, try later\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("421 4.3.2 fake.test busy"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_data_is_temporary() {
+    let fake = Fake::start(Script {
+        after_data: AfterData::DropAfter(1000),
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let mut msg = b"Subject: big\n\n".to_vec();
+    for i in 0..50_000 {
+        msg.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    let out = run(
+        plain(t.path(), fake.port()).args(["-i", "-f", "a@a.test", "b@b.test"]),
+        &msg,
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(fake.accepted.lock().unwrap().is_empty());
+}
+
+#[test]
+fn no_reply_after_the_end_of_data_is_temporary() {
+    let fake = Fake::start(Script {
+        after_data: AfterData::Silent,
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let mut c = plain_timeout(t.path(), fake.port(), 1);
+    c.args(["-f", "a@a.test", "b@b.test"]);
+    let out = run(&mut c, b"S: x\n\nx\n");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
+    let fake = Fake::start(Script {
+        rcpt: vec![(
+            "nosuch@",
+            "550 5.1.1 <nosuch@b.test>: Recipient address rejected\r\n",
+        )],
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "nosuch@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 67, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("msubmit: RCPT TO:<nosuch@b.test>: 550 5.1.1 <nosuch@b.test>: Recipient address rejected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        fake.accepted.lock().unwrap().is_empty(),
+        "message sent despite a refused recipient"
+    );
+    // A 4xx on one recipient is temporary, and again nothing is sent.
+    let fake = Fake::start(Script {
+        rcpt: vec![("later@", "451 4.3.0 try again\r\n")],
+        ehlo: "250 fake.test\r\n",
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "later@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        !fake.log_text().contains("DATA"),
+        "no pipelining, so no DATA: {}",
+        fake.log_text()
+    );
+}
+
+#[test]
+fn pipelining_sends_mail_rcpts_and_data_before_reading_replies() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test,c@c.test", "-v"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    // The trace shows all three commands sent before the first reply came back.
+    let sent = err.find("--> DATA").expect("DATA sent");
+    let first_reply = err.find("<-- 250 2.0.0 ok").expect("MAIL reply");
+    assert!(sent < first_reply, "{err}");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn sendmail_command_line_refusals_are_usage_errors() {
+    let t = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (&["--", "-oQ@evil"][..], "looks like an option"),
+        (&["-bs"][..], "-bs"),
+        (&["-oQ/tmp", "a@b.test"][..], "-oQ/tmp"),
+        (&["-f", "a@a.test"][..], "no recipients"),
+        (&["a@b.test\r\nRCPT TO:<x@y>"][..], "recipient"),
+    ] {
+        let out = run(
+            msubmit(t.path())
+                .args(["--host", "127.0.0.1", "--tls", "none"])
+                .args(args),
+            b"S: x\n\nx\n",
+        );
+        assert_eq!(code(&out), 64, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    // Ignored sendmail options do not get in the way.
+    let fake = Fake::start(Script::default());
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "-oem", "-odi", "-oi", "-U", "-B", "8BITMIME", "-f", "a@a.test", "b@b.test",
+        ]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn no_server_is_a_configuration_error() {
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        msubmit(t.path()).args(["-f", "a@a.test", "b@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    // An unreachable server is temporary.
+    let port = free_port();
+    let out = run(
+        plain(t.path(), port).args(["-f", "a@a.test", "b@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+}
+
+#[test]
+fn an_account_is_chosen_by_the_from_address_and_logs_one_line() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("msubmit.log");
+    write(
+        &t.path().join(".config/mailpipe/config"),
+        &format!(
+            "defaults\nhost 127.0.0.9\nport 1\naccount other\nfrom other@o.test\n\
+             account mine\nhost 127.0.0.1\nport {}\ntls off\nfrom me@m.test\nlogfile {}\n",
+            sink.port,
+            log.display()
+        ),
+    );
+    let out = run(
+        msubmit(t.path()).args(["-t"]),
+        b"From: Me <me@m.test>\nTo: you@y.test\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sink.messages().len(), 1);
+    let line = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    for kv in [
+        "account=mine",
+        "host=127.0.0.1",
+        "tls=none",
+        "from=me@m.test",
+        "recipients=you@y.test",
+        "smtpstatus=250",
+        "exitcode=0",
+    ] {
+        assert!(line.contains(kv), "{kv} missing: {line}");
+    }
+}
+
+#[test]
+fn queue_list_and_flush() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for i in 0..3 {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "-odq", "-f", "a@a.test", "b@b.test"]),
+            format!("Subject: queued {i}\n\nbody {i}\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    assert_eq!(files(&qdir.join("new")).len(), 3);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "-bp"]), b"");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listing.matches("to: b@b.test").count(), 3, "{listing}");
+
+    // The server is down: everything stays, with an attempt counted.
+    let down = free_port();
+    let out = run(
+        plain(t.path(), down).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(files(&qdir.join("new")).len(), 3);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("attempts: 1")
+            .count(),
+        3
+    );
+
+    // Backoff: not due yet, so a flush now sends nothing; make them due and flush.
+    let sink = Sink::start();
+    for f in files(&qdir.join("state")) {
+        std::fs::write(&f, "attempts 1\nnext 0\nerror x\n").unwrap();
+    }
+    let out = run(
+        plain(t.path(), sink.port).args(["--queue-dir", q, "-q"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sink.messages().len(), 3);
+    assert!(files(&qdir.join("new")).is_empty());
+    assert!(files(&qdir.join("state")).is_empty());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Mail queue is empty"
+    );
+}
+
+#[test]
+fn a_flush_killed_with_sigkill_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let n = 12;
+    for i in 0..n {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "--queue", "-f", "a@a.test", "b@b.test"]),
+            format!("Subject: msg {i}\n\nbody\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    // A slow server: each message takes 150 ms to be accepted.
+    let slow = Fake::start(Script {
+        delay: Duration::from_millis(150),
+        ..Script::default()
+    });
+    let mut child = plain(t.path(), slow.port())
+        .args(["--queue-dir", q, "--flush"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || slow
+        .accepted
+        .lock()
+        .unwrap()
+        .len()
+        >= 4));
+    std::thread::sleep(Duration::from_millis(70));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = slow.accepted.lock().unwrap().len();
+    assert!(first < n, "the flush finished before the kill");
+
+    let fast = Fake::start(Script::default());
+    let out = run(
+        plain(t.path(), fast.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let subjects = |msgs: &Vec<Vec<u8>>| -> Vec<String> {
+        msgs.iter()
+            .map(|m| header_value(m, "Subject").unwrap())
+            .collect()
+    };
+    let mut all = subjects(&slow.accepted.lock().unwrap());
+    all.extend(subjects(&fast.accepted.lock().unwrap()));
+    for i in 0..n {
+        assert!(all.contains(&format!("msg {i}")), "msg {i} lost: {all:?}");
+    }
+    // At most the message in flight at the kill is sent twice.
+    assert!(all.len() <= n + 1, "{all:?}");
+    assert!(files(&qdir.join("new")).is_empty());
+}
