@@ -1,6 +1,7 @@
 //! mdeliver between the real incumbents: Postfix (fed by swaks) delivers through mdeliver as a
-//! pipe(8) transport, Dovecot serves the result over IMAP, and mblaze reads the Maildir. This
-//! is the job mdeliver exists for; if any of them disagrees with our Maildir, this fails.
+//! pipe(8) transport, Dovecot serves the result over IMAP, and mblaze reads the Maildir; and
+//! Postfix reads our exit codes as sysexits promises (65 bounces, 75 defers). This is the job
+//! mdeliver exists for; if any of them disagrees with us, this fails.
 
 mod common;
 use common::*;
