@@ -156,9 +156,24 @@ pub struct Rules {
 impl Rules {
     /// Read and parse the rules file at `path`. Any problem is a [`Code::Config`] error naming
     /// the file (and line): the caller delivers to the inbox and warns.
+    ///
+    /// Like procmail's "suspicious rcfile" and maildrop's checks, a file that someone else
+    /// could have written (group- or world-writable, or owned by another user than us or
+    /// root) is refused: its `pipe` actions would run their commands as us.
     pub fn load(path: &Path) -> Result<Rules> {
+        use std::os::unix::fs::MetadataExt;
         let what = || path.display().to_string();
         let f = std::fs::File::open(path).or_code_with(Code::Config, what)?;
+        let meta = f.metadata().or_code_with(Code::Config, what)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.mode() & 0o022 != 0 || (meta.uid() != me && meta.uid() != 0) {
+            return Err(Error::new(
+                Code::Config,
+                what(),
+                "writable by others (group or world write permission, or another owner)",
+            ));
+        }
         let mut text = Vec::new();
         f.take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut text)

@@ -1,6 +1,7 @@
 //! mdeliver between the real incumbents: Postfix (fed by swaks) delivers through mdeliver as a
-//! pipe(8) transport, Dovecot serves the result over IMAP, and mblaze reads the Maildir. This
-//! is the job mdeliver exists for; if any of them disagrees with our Maildir, this fails.
+//! pipe(8) transport, Dovecot serves the result over IMAP, and mblaze reads the Maildir; and
+//! Postfix reads our exit codes as sysexits promises (65 bounces, 75 defers). This is the job
+//! mdeliver exists for; if any of them disagrees with us, this fails.
 
 mod common;
 use common::*;
@@ -34,12 +35,12 @@ fn body_of(msg: &[u8]) -> String {
     body.trim_end_matches('\n').to_string()
 }
 
-fn swaks(server: &str, subject: &str) {
+fn swaks(server: &str, msg: &str) {
     let mut c = Command::new("swaks");
     c.args(["--server", server, "--helo", "client.test"])
         .args(["--from", "s@other.test", "--to", "alice@example.test"])
         .args(["--data", "-", "--silent", "2"]);
-    let out = run(&mut c, message(subject).as_bytes());
+    let out = run(&mut c, msg.as_bytes());
     assert_eq!(code(&out), 0, "swaks: {}", stderr(&out));
 }
 
@@ -61,7 +62,12 @@ fn postfix_delivers_through_mdeliver_and_dovecot_serves_it_intact() {
     fs::copy(bin!("mdeliver"), &bin).unwrap();
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     let rules = s.join("rules");
-    fs::write(&rules, "header Subject contains [list] folder Lists\n").unwrap();
+    fs::write(
+        &rules,
+        "header Subject contains [list] folder Lists\n\
+         header Subject contains defer-me pipe /bin/false\n",
+    )
+    .unwrap();
     fs::set_permissions(&rules, fs::Permissions::from_mode(0o644)).unwrap();
 
     let imap = free_port().to_string();
@@ -78,7 +84,7 @@ fn postfix_delivers_through_mdeliver_and_dovecot_serves_it_intact() {
     );
     let listen = format!("127.0.0.61:{}", free_port());
     let mail_base = s.join("mail");
-    let args = format!("--rules {}", rules.display());
+    let args = format!("--dedupe --rules {}", rules.display());
     peers.script(
         "start-postfix.sh",
         &[s.to_str().unwrap(), "mdx", &listen, "example.test"],
@@ -89,15 +95,47 @@ fn postfix_delivers_through_mdeliver_and_dovecot_serves_it_intact() {
         ],
     );
 
-    swaks(&listen, "interop");
-    swaks(&listen, "[list] interop");
+    swaks(&listen, &message("interop"));
+    swaks(&listen, &message("[list] interop"));
+    // A second copy (same Message-ID) is dropped by --dedupe.
+    swaks(&listen, &message("interop"));
+    // sysexits as Postfix reads them: 65 (a loop) bounces, 75 (a failing pipe) defers.
+    swaks(
+        &listen,
+        "Delivered-To: alice@example.test\r\nSubject: loop\r\n\r\nround and round\r\n",
+    );
+    swaks(&listen, "Subject: defer-me\r\n\r\nlater\r\n");
     let md = mail_base.join("alice/Maildir");
     let arrived = wait_until(Duration::from_secs(30), || {
         messages(&md).len() == 1 && messages(&md.join(".Lists")).len() == 1
     });
-    let log = fs::read_to_string(s.join("postfix-mdx/postfix.log")).unwrap_or_default();
-    assert!(arrived, "not delivered; postfix log:\n{log}");
-    assert!(log.contains("relay=mdeliver"), "not via mdeliver:\n{log}");
+    let log_path = s.join("postfix-mdx/postfix.log");
+    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(arrived, "not delivered; postfix log:\n{}", log());
+    let settled = wait_until(Duration::from_secs(30), || {
+        let l = log();
+        l.matches("relay=mdeliver").count() >= 5 && l.contains("status=deferred")
+    });
+    let log = log();
+    assert!(settled, "not all five went via mdeliver:\n{log}");
+    let sent = log
+        .lines()
+        .filter(|l| l.contains("relay=mdeliver") && l.contains("status=sent"))
+        .count();
+    assert_eq!(sent, 3, "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("status=bounced")
+            && l.contains(
+                "mdeliver: mail loop: message was already delivered to alice@example.test"
+            )),
+        "the loop did not bounce:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("status=deferred")
+            && l.contains("mdeliver: pipe to /bin/false: exited with status 1")),
+        "the failing pipe did not defer:\n{log}"
+    );
+    assert_eq!(messages(&md).len(), 1, "the duplicate was stored");
 
     // On disk: our trace headers on top, LF line ends, owned by vmail, body intact.
     let file = &messages(&md)[0];

@@ -135,6 +135,18 @@ fn a_broken_rules_file_delivers_to_the_inbox_with_a_warning() {
     );
     assert_eq!(s.counts(&["Good"]), [1, 0]);
 
+    // A file others could write is not trusted (its pipe commands would run as us).
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(&s.rules, "all folder Good\n").unwrap();
+    fs::set_permissions(&s.rules, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = s.deliver(&[], b"Subject: x\n\nbody\n");
+    assert!(
+        stderr(&out).contains("writable by others"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.counts(&["Good"]), [2, 0]);
+
     // Unreadable (a directory) and missing named files: same rule.
     fs::remove_file(&s.rules).unwrap();
     let out = s.deliver(&[], b"Subject: x\n\nbody\n");
@@ -142,7 +154,7 @@ fn a_broken_rules_file_delivers_to_the_inbox_with_a_warning() {
     fs::create_dir(&s.rules).unwrap();
     let out = s.deliver(&[], b"Subject: x\n\nbody\n");
     assert!(stderr(&out).starts_with("mdeliver: rules: "));
-    assert_eq!(s.counts(&["Good"]), [3, 0]);
+    assert_eq!(s.counts(&["Good"]), [4, 0]);
 }
 
 #[test]

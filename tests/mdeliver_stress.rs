@@ -98,6 +98,39 @@ fn eight_parallel_writers_deliver_a_thousand_intact_messages() {
 }
 
 #[test]
+fn concurrent_first_deliveries_create_the_maildir_and_folder_once() {
+    // Sixteen processes race to create a missing Maildir and a missing folder (by rule and
+    // by flag): every mkdir that loses the race must count as success.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("deep/new/M");
+    let rules = t.path().join("rules");
+    fs::write(&rules, "header X-Index matches '[02468]$' copy Even\n").unwrap();
+    let children: Vec<_> = (0..16)
+        .map(|n| {
+            let mut c = mdeliver(t.path());
+            c.arg(&md)
+                .arg("--rules")
+                .arg(&rules)
+                .args(["--folder", "Fresh"]);
+            std::thread::spawn(move || run(&mut c, &message(n, 3)))
+        })
+        .collect();
+    for c in children {
+        let out = c.join().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    assert_eq!(
+        check_files(&md.join(".Fresh/new"), |n| message(n, 3)).len(),
+        16
+    );
+    assert_eq!(
+        check_files(&md.join(".Even/new"), |n| message(n, 3)).len(),
+        8
+    );
+    assert!(md.join(".Fresh/maildirfolder").is_file() && md.join(".Even/maildirfolder").is_file());
+}
+
+#[test]
 fn sigkill_at_random_moments_never_leaves_a_partial_message() {
     const RUNS: usize = 200;
     let t = tempfile::tempdir().unwrap();

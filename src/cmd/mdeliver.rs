@@ -199,21 +199,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     let block = header::block(msg.head()).to_vec();
 
-    // qmail-local's loop rule: a message that already carries our Delivered-To: went round.
     if let Some(rcpt) = &s.recipient {
-        let seen = header::fields(&block)
-            .iter()
-            .filter(|f| f.is("Delivered-To"))
-            .any(|f| {
-                header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt))
-            });
-        if seen {
-            return Err(Error::new(
-                Code::DataErr,
-                "mail loop",
-                format!("message was already delivered to {rcpt}"),
-            ));
-        }
+        refuse_loop(&block, rcpt)?;
     }
 
     let sender = s.sender.as_deref().map(header::bare_addr);
@@ -278,6 +265,23 @@ pub fn run(args: Args) -> Result<()> {
     {
         // The message is stored: failing now would make the MTA deliver it again.
         run::warn(format_args!("dedupe: {e}"));
+    }
+    Ok(())
+}
+
+/// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
+/// Permanent (65), so the MTA bounces it instead of trying forever.
+fn refuse_loop(block: &[u8], rcpt: &str) -> Result<()> {
+    let seen = header::fields(block)
+        .iter()
+        .filter(|f| f.is("Delivered-To"))
+        .any(|f| header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt)));
+    if seen {
+        return Err(Error::new(
+            Code::DataErr,
+            "mail loop",
+            format!("message was already delivered to {rcpt}"),
+        ));
     }
     Ok(())
 }
