@@ -77,3 +77,18 @@ pub fn finish(result: Result<()>) -> ExitCode {
 fn exit_code(code: Code) -> ExitCode {
     ExitCode::from(code.as_i32() as u8)
 }
+
+/// Print `text` on standard output after the work is already committed (a delivered file's
+/// path). A failure to print is then only a warning: turning it into an error exit would make
+/// the caller retry work that is done, and deliver the message twice. Written straight to fd 1
+/// with no buffering, so nothing is left behind for [`finish`]'s flush to fail on.
+pub fn print_committed(text: &str) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+    let mut out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    if let Err(e) = out.write_all(text.as_bytes())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        warn(format_args!("stdout: {}", crate::exit::describe_io(&e)));
+    }
+}

@@ -185,3 +185,27 @@ fn a_large_message_streams_through_intact() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(only_message(&md), msg);
 }
+
+#[test]
+fn an_unwritable_stdout_after_delivery_is_only_a_warning() {
+    // Exiting non-zero here would make the MTA retry and store the message twice.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = mdeliver(t.path());
+    cmd.arg(&md).arg("-v").stdin(std::process::Stdio::piped());
+    cmd.stdout(full).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"Subject: x\n\nx\n").unwrap();
+    }
+    let out = wait_output(child, std::time::Duration::from_secs(30));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("stdout"), "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 1);
+}

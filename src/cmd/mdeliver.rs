@@ -250,7 +250,7 @@ pub fn run(args: Args) -> Result<()> {
                     msg.copy_to(w)
                 })?;
                 if verbose {
-                    writeln!(out, "{}", delivered.path.display()).map_err(stdout)?;
+                    run::print_committed(&format!("{}\n", delivered.path.display()));
                 }
             }
             Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
