@@ -2,9 +2,10 @@
 //! sections. `src/bin/<tool>.rs` calls `run::main(NAME, cmd::<tool>::run)`; [`pages`] lists
 //! every tool for the generated docs.
 
+pub mod mcompose;
 pub mod mdeliver;
 
 /// Every tool's documentation page, in install order.
 pub fn pages() -> Vec<crate::docs::Page> {
-    vec![mdeliver::page()]
+    vec![mcompose::page(), mdeliver::page()]
 }
