@@ -305,12 +305,12 @@ impl<'a> Parser<'a> {
     /// The error for the element that started at `start`: its text up to the next comma.
     fn error(&self, start: usize, why: impl fmt::Display) -> Error {
         let rest = &self.s[start.min(self.s.len())..];
-        let end = rest.find(',').unwrap_or(rest.len()).max(
-            self.pos
-                .saturating_sub(start)
-                .min(rest.len())
-                .min(rest.find(',').map_or(rest.len(), |_| rest.len())),
-        );
+        // Up to the first comma after where parsing stopped: a quoted comma before that
+        // point belongs to the element.
+        let reached = self.pos.saturating_sub(start).min(rest.len());
+        let end = rest[reached..]
+            .find(',')
+            .map_or(rest.len(), |i| reached + i);
         let text = rest[..end].trim();
         let text = if text.is_empty() { self.s.trim() } else { text };
         Error::new(Code::DataErr, format!("bad address {text:?}"), why)

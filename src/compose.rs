@@ -192,7 +192,10 @@ pub fn msg_ids(field: &str, text: &str) -> Result<Vec<String>> {
 /// Check a `-H` or draft field name: printable ASCII without colon (RFC 5322 §2.2), and not
 /// one mcompose writes itself.
 pub fn check_header_name(name: &str) -> Result<()> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+    if name.is_empty()
+        || name.len() > fold::MAX_NAME
+        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+    {
         return Err(Error::new(
             Code::Usage,
             format!("header name {name:?}"),
@@ -416,7 +419,16 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
     } else {
         &reply_to
     };
-    let parsed = addresses("reply: original Reply-To/From", primary)?;
+    let mut parsed = addresses("reply: original Reply-To/From", primary)?;
+    let mine = |m: &&Mailbox| {
+        m.addr
+            .to_string()
+            .eq_ignore_ascii_case(&me.addr.to_string())
+    };
+    if !parsed.is_empty() && address::mailboxes(&parsed).iter().all(mine) {
+        // A reply to one's own message goes to its recipients again (as mutt does).
+        parsed = addresses("reply: original To", &raw("To"))?;
+    }
     if parsed.is_empty() {
         return Err(Error::new(
             Code::DataErr,

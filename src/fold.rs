@@ -96,11 +96,17 @@ fn layout(name: &str, tokens: &[(&str, &str)]) -> String {
     out
 }
 
-/// True when a word of unstructured text cannot be written as it is.
+/// The longest ASCII word written as it is: with a field name of at most
+/// [`MAX_NAME`] characters it still fits a line within 998.
+const LONG_WORD: usize = 900;
+/// The longest field name mcompose writes.
+pub const MAX_NAME: usize = 76;
+
+/// True when a word of unstructured text cannot be written as it is. A long ASCII word (a
+/// URL in a `-H` field) stays readable and unencoded up to [`LONG_WORD`], past the 78
+/// recommended but far from the 998 allowed: encoding it would break structured fields.
 fn needs_encoding(word: &str) -> bool {
-    word.len() > SOFT_LIMIT - 2
-        || word.contains("=?")
-        || !word.bytes().all(|b| b.is_ascii_graphic())
+    word.len() > LONG_WORD || word.contains("=?") || !word.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The words of a display name or group name (RFC 5322 §3.2.5 phrase): atoms when they are

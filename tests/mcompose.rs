@@ -368,6 +368,7 @@ fn line_breaks_in_any_option_never_start_a_header() {
             "example.org\nBcc: victim@example.net",
         ],
         vec!["-a", &attach_evil],
+        vec!["-A", "work\nBcc: victim@example.net"],
     ] {
         let mut full = vec!["-t", "a@example.org"];
         full.extend(&args);
@@ -520,6 +521,8 @@ fn missing_inputs_and_bad_data_have_their_exit_codes() {
         vec!["-H", "Subject: sneaky"],
         vec!["-H", "no colon"],
         vec!["--reply", "a", "--forward", "b"],
+        vec!["--draft", "a", "--body", "b"],
+        vec!["-H", &format!("X-{}: too long a name", "n".repeat(80))],
     ] {
         assert_eq!(code(&t.run(&usage, b"")), 64, "{usage:?}");
     }
@@ -906,4 +909,55 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
         std::fs::read(&back).unwrap() == std::fs::read(&big).unwrap(),
         "attachment differs"
     );
+}
+
+#[test]
+fn internationalized_addresses_and_long_ascii_words_stay_readable() {
+    let t = T::new();
+    let url = format!(
+        "<https://lists.example.org/unsubscribe/{}>",
+        "t".repeat(120)
+    );
+    let header = format!("X-Long: {url}");
+    let out = t.run(
+        &[
+            "-f",
+            "me@example.org",
+            "-t",
+            "Jörg <jörg@bücher.example>",
+            "-H",
+            &header,
+        ],
+        b"x\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let h = head(&out.stdout);
+    // RFC 6532: the address itself is UTF-8 in the header; the name is encoded.
+    assert!(h.contains("<jörg@bücher.example>"), "{h}");
+    assert!(
+        h.contains(&format!("X-Long: {url}\n")),
+        "a long URL is not encoded: {h}"
+    );
+    assert!(h.lines().all(|l| l.len() <= 998));
+    let p = python(&out.stdout);
+    assert_eq!(py(&p, "a:to"), "jörg@bücher.example");
+    assert_eq!(py(&p, "n:to"), "Jörg");
+    assert_eq!(py(&p, "h:x-long"), url);
+}
+
+#[test]
+fn a_reply_to_ones_own_message_goes_to_its_recipients() {
+    let t = T::new();
+    let sent = t.write(
+        "sent.eml",
+        "From: Me <me@example.org>\nTo: friend@example.net\nSubject: plan\nMessage-ID: <s.1@example.org>\n\nhi\n",
+    );
+    let msg = t.ok(
+        &["-f", "me@example.org", "--reply", sent.to_str().unwrap()],
+        b"more\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "friend@example.net");
+    assert_eq!(py(&p, "h:subject"), "Re: plan");
+    assert_eq!(py(&p, "h:references"), "<s.1@example.org>");
 }

@@ -71,7 +71,7 @@ pub struct Args {
     pub headers: Vec<String>,
 
     /// Read the body from FILE instead of standard input
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "draft")]
     pub body: Option<PathBuf>,
 
     /// Send non-ASCII text as 8bit instead of quoted-printable
