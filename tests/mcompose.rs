@@ -610,7 +610,7 @@ fn sample_original(t: &T) -> PathBuf {
         "orig.eml",
         "From: =?utf-8?q?Bj=C3=B6rn?= <bjorn@example.net>\n\
          To: me@example.org, \"Other, Person\" <other@example.com>\n\
-         Cc: third@example.com, ME@example.org\n\
+         Cc: third@example.com, ME@example.org, Other@Example.com\n\
          Subject: Re: RE: Planning\n\
          Date: Mon, 2 Nov 2026 10:00:00 +0100\n\
          Message-ID: <orig.2@example.net>\n\
