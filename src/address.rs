@@ -325,6 +325,9 @@ impl<'a> Parser<'a> {
                 }
                 Some('(') => {
                     let start = self.pos + 1;
+                    // Where the comment's text ends: before its ")", or at the end of an
+                    // unterminated one.
+                    let mut end = self.s.len();
                     let mut depth = 0usize;
                     while let Some(c) = self.bump() {
                         match c {
@@ -335,14 +338,15 @@ impl<'a> Parser<'a> {
                             ')' => {
                                 depth -= 1;
                                 if depth == 0 {
+                                    end = self.pos - 1;
                                     break;
                                 }
                             }
                             _ => {}
                         }
                     }
-                    let end = self.pos.saturating_sub(1).max(start);
-                    self.comment = Some(self.s[start.min(end)..end].trim().to_string());
+                    let text = self.s.get(start..end.max(start)).unwrap_or("");
+                    self.comment = Some(text.trim().to_string());
                 }
                 _ => return,
             }
@@ -615,6 +619,42 @@ mod tests {
         assert!(parse_addr_spec(&long).is_err());
         assert!(parse_addr_spec("<a@b.example>").is_ok());
         assert!(parse_addr_spec("a@b.example\r\nBcc: x@y").is_err());
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let pieces = [
+            "(", ")", "\\", "\"", "<", ">", "@", ",", ";", ":", ".", "[", "]", " ", "é", "日", "a",
+            "=?", "?=", "\r\n", "\t", "\u{0}",
+        ];
+        // Every string of up to four pieces, then every prefix of some longer ones.
+        let mut inputs: Vec<String> = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for s in &inputs {
+                for p in pieces {
+                    next.push(format!("{s}{p}"));
+                }
+            }
+            inputs.extend(next.into_iter().filter(|s| s.chars().count() <= 4));
+            inputs.dedup();
+        }
+        for long in [
+            "(é (日) \\é",
+            "\"é\\\"日 <a@[é",
+            "g: (x) a@b, \"é\" <c@d>; e@(f",
+        ] {
+            for (i, _) in long.char_indices() {
+                inputs.push(long[..i].to_string());
+            }
+        }
+        for s in &inputs {
+            let _ = parse_list(s);
+            let _ = parse_addr_spec(s);
+            if let Ok(list) = parse_list(s) {
+                let _ = list_words(&list);
+            }
+        }
     }
 
     #[test]

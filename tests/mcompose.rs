@@ -961,3 +961,37 @@ fn a_reply_to_ones_own_message_goes_to_its_recipients() {
     assert_eq!(py(&p, "h:subject"), "Re: plan");
     assert_eq!(py(&p, "h:references"), "<s.1@example.org>");
 }
+
+#[test]
+fn groups_and_comments_are_understood() {
+    let t = T::new();
+    let msg = t.ok(
+        &[
+            "-f",
+            "me@example.org (Me Myself)",
+            "-t",
+            "Team Ä: a@example.org, \"B, b\" <b@example.org>;",
+            "-b",
+            "undisclosed-recipients:;",
+        ],
+        b"x\n",
+    );
+    let h = head(&msg);
+    assert!(h.contains("From: Me Myself <me@example.org>\n"), "{h}");
+    assert!(h.contains("Bcc: undisclosed-recipients:;\n"), "{h}");
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "a@example.org, b@example.org");
+    assert_eq!(
+        py(&p, "h:to"),
+        "Team Ä: a@example.org, \"B, b\" <b@example.org>;"
+    );
+    let parsed = mailparse::parse_mail(&msg).unwrap();
+    let to = parsed.headers.iter().find(|h| h.get_key() == "To").unwrap();
+    let list = mailparse::addrparse_header(to).unwrap();
+    let mailparse::MailAddr::Group(g) = &list[0] else {
+        panic!("not a group: {list:?}")
+    };
+    // mailparse leaves encoded-words in a group name as they are (Python decoded it above).
+    assert_eq!(g.group_name, "=?utf-8?q?Team_=C3=84?=");
+    assert_eq!(g.addrs.len(), 2);
+}

@@ -507,8 +507,14 @@ fully qualified name, else
 takes its place).
 .PP
 .B Addresses.
-Every option taking addresses takes an RFC 5322 address list:
-.BR "\(dqDoe, Jane\(dq <jane@example.org>, bob@example.org, team: a@example.org, b@example.org;" .
+Every option taking addresses takes an RFC 5322 address list, such as
+.PP
+.nf
+.RS
+\(dqDoe, Jane\(dq <jane@example.org>, bob@example.org, team: a@example.org, b@example.org;
+.RE
+.fi
+.PP
 Display names are written as atoms, a quoted string, or RFC 2047 encoded-words as needed;
 internationalized addresses (RFC 6532) are accepted and written as UTF-8.
 An invalid address (no @, an empty or malformed domain, a local part over 64 octets,
@@ -532,7 +538,11 @@ gets a final line end if it lacks one.
 .B Content\-Type: text/plain; charset=utf\-8
 is always present.
 Standard input is not read with
-.BR \-\-draft " or " \-\-edit .
+.BR \-\-draft " or " \-\-edit ;
+after
+.BR "\-\-reply \-" ,
+which reads the original from it, the new text must come from
+.BR \-\-body " or " \-\-edit .
 .PP
 .B Attachments.
 Each
@@ -589,7 +599,7 @@ to a new file in $TMPDIR and runs
 (else
 .BR $EDITOR ,
 else vi) on it, as
-.B sh \-c '$EDITOR "$1"' sh FILE
+.B sh \-c '$EDITOR \(dq$1\(dq' sh FILE
 does: the editor setting may hold arguments, the file name is never part of the command
 text. The editor gets /dev/tty, not the standard output. The message is built when the
 editor exits 0; the draft is removed once the message was written, and kept (its path
