@@ -831,29 +831,44 @@ fn composed_messages_deliver_into_a_maildir() {
     assert_eq!(p["att1:data"], [1u8, 2, 3]);
 }
 
-/// Run mcompose with stdout into `out` and return its peak resident set in KiB.
-// The child is reaped by wait4(2), which std's Child does not know about.
-#[allow(clippy::zombie_processes)]
-fn max_rss_kib(t: &T, args: &[&str], out: &Path) -> i64 {
+/// Run mcompose with stdout into `out` and return its peak resident set in KiB: the
+/// highest VmHWM of /proc/PID/status seen while it runs, polled every 2 ms.
+///
+/// Not wait4(2)'s ru_maxrss: a child spawned with CLONE_VM (posix_spawn) starts on the
+/// parent's memory, and the kernel folds the parent's peak into the child's at exec, so a
+/// test process that once held 100 MB would see every child "use" 100 MB. VmHWM belongs to
+/// the memory map that exec made, so it measures mcompose alone.
+fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
     let file = std::fs::File::create(out).unwrap();
-    let child = t
+    let input = match stdin {
+        Some(p) => std::process::Stdio::from(std::fs::File::open(p).unwrap()),
+        None => std::process::Stdio::null(),
+    };
+    let mut child = t
         .cmd()
         .args(args)
-        .stdin(std::process::Stdio::null())
+        .stdin(input)
         .stdout(file)
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "status {status}"
-    );
-    usage.ru_maxrss
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+            && let Some(kib) = line.split_whitespace().nth(1).and_then(|n| n.parse().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    assert!(status.success(), "{status}");
+    assert!(peak > 0, "no memory reading");
+    peak
 }
 
 #[test]
@@ -877,12 +892,14 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let base = max_rss_kib(
         &t,
         &["-t", "a@example.org", "-a", small.to_str().unwrap()],
+        None,
         &out,
     );
     std::fs::remove_file(&out).unwrap();
     let rss = max_rss_kib(
         &t,
         &["-t", "a@example.org", "-a", big.to_str().unwrap()],
+        None,
         &out,
     );
     eprintln!("max RSS: {rss} KiB with 50 MB attached, {base} KiB with 4 bytes");
@@ -909,6 +926,19 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
         std::fs::read(&back).unwrap() == std::fs::read(&big).unwrap(),
         "attachment differs"
     );
+
+    // A 50 MB non-ASCII text body on standard input streams too (spooled, then encoded).
+    let text = t.path("body.txt");
+    std::fs::write(&text, "naïve line of text\n".repeat(50 << 20 >> 4)).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let rss = max_rss_kib(&t, &["-t", "a@example.org"], Some(&text), &out);
+    eprintln!("max RSS: {rss} KiB with a 50 MB body");
+    assert!(
+        rss < base + 8 * 1024,
+        "memory grew with the body: {base} -> {rss} KiB"
+    );
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!(len > 50 << 20, "{len}");
 }
 
 #[test]

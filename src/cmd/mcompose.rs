@@ -312,8 +312,9 @@ pub fn run(args: Args) -> Result<()> {
         from_draft = true;
     }
     apply_options(&mut d, &args)?;
+    let cfg_from = account.get("from");
     if d.from.is_none() {
-        d.from = Some(default_from(account.get("from")));
+        d.from = Some(default_from(cfg_from));
     }
     let me = address::parse_mailbox(d.from.as_deref().unwrap_or_default())
         .map_err(|e| e.context("From"))?;
@@ -340,6 +341,9 @@ pub fn run(args: Args) -> Result<()> {
             edit(&draft).map_err(|e| keep_note(e, &draft))?;
             let (dd, b) = Draft::parse(&read_file(&draft)?).map_err(|e| keep_note(e, &draft))?;
             d = dd;
+            if d.from.is_none() {
+                d.from = Some(default_from(cfg_from));
+            }
             body = b;
             kept_draft = Some(draft);
         } else if !text.is_empty() || args.body.is_some() {
