@@ -831,8 +831,11 @@ fn composed_messages_deliver_into_a_maildir() {
     assert_eq!(p["att1:data"], [1u8, 2, 3]);
 }
 
-/// Run mcompose with stdout into `out` and return its peak resident set in KiB: the
-/// highest VmHWM of /proc/PID/status seen while it runs, polled every 2 ms.
+/// Run mcompose with stdout into `out` and `stdin` (a file, or nothing) piped in, and
+/// return its peak resident set in KiB: the highest VmHWM of /proc/PID/status seen while it
+/// runs, polled every 2 ms. Its input is held back until the reading is steady (it waits
+/// for input, after parsing options and opening files), so even a short run is measured;
+/// the peak of a streaming run comes later, while it encodes.
 ///
 /// Not wait4(2)'s ru_maxrss: a child spawned with CLONE_VM (posix_spawn) starts on the
 /// parent's memory, and the kernel folds the parent's peak into the child's at exec, so a
@@ -840,20 +843,18 @@ fn composed_messages_deliver_into_a_maildir() {
 /// the memory map that exec made, so it measures mcompose alone.
 fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
     let file = std::fs::File::create(out).unwrap();
-    let input = match stdin {
-        Some(p) => std::process::Stdio::from(std::fs::File::open(p).unwrap()),
-        None => std::process::Stdio::null(),
-    };
     let mut child = t
         .cmd()
         .args(args)
-        .stdin(input)
+        .stdin(std::process::Stdio::piped())
         .stdout(file)
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut input = child.stdin.take();
+    let mut feeder = None;
     let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let (mut peak, mut last, mut stable) = (0, 0, 0);
     let status = loop {
         if let Ok(text) = std::fs::read_to_string(&status_file)
             && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
@@ -861,11 +862,31 @@ fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
         {
             peak = peak.max(kib);
         }
+        // The same reading 5 times running: it waits for its input.
+        stable = if peak > 0 && peak == last {
+            stable + 1
+        } else {
+            0
+        };
+        last = peak;
+        if stable >= 5
+            && let Some(mut pipe) = input.take()
+        {
+            let src = stdin.map(Path::to_path_buf);
+            feeder = Some(std::thread::spawn(move || {
+                if let Some(src) = src {
+                    let _ = std::io::copy(&mut std::fs::File::open(src).unwrap(), &mut pipe);
+                }
+            }));
+        }
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     };
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
     assert!(status.success(), "{status}");
     assert!(peak > 0, "no memory reading");
     peak
