@@ -4,46 +4,10 @@
 
 mod common;
 
-use common::{code, stderr, tool};
+use common::{code, run, stderr, tool};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// Run `cmd` with `stdin`, reading stdout and stderr while it runs: the harness's
-/// `common::run` reads only after exit, so a child writing more than a pipe buffer (a
-/// message with attachments) would block forever. Killed after two minutes.
-fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let done = Arc::new(AtomicBool::new(false));
-    let pid = child.id() as i32;
-    let watch = done.clone();
-    std::thread::spawn(move || {
-        for _ in 0..1200 {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            if watch.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().expect("output");
-    done.store(true, Ordering::Relaxed);
-    let _ = writer.join();
-    out
-}
 
 struct T {
     dir: tempfile::TempDir,
