@@ -1010,3 +1010,95 @@ fn groups_and_comments_are_understood() {
     assert_eq!(g.group_name, "=?utf-8?q?Team_=C3=84?=");
     assert_eq!(g.addrs.len(), 2);
 }
+
+/// mblaze (a third, independent reader in C) decodes what mcompose writes.
+#[test]
+fn mblaze_reads_what_mcompose_writes() {
+    if !common::have(&["mshow", "mhdr", "maddr"]) {
+        return;
+    }
+    let t = T::new();
+    let name = "Überlange Präsentation für das Quartalsmeeting mit einem sehr langen Namen.dat";
+    let att = t.write(name, [0u8, 1, 2, 255]);
+    let pdf = t.write("report", b"%PDF-1.4\n");
+    let subject = "Grüße aus Köln, a long subject that has to fold over the line somewhere";
+    let msg = t.ok(
+        &[
+            "-f",
+            "Zoë <z@example.org>",
+            "-t",
+            "\"Doe, J\" <j@example.org>, b@example.org",
+            "-s",
+            subject,
+            "-a",
+            pdf.to_str().unwrap(),
+            "-a",
+            att.to_str().unwrap(),
+        ],
+        "Grüße\n".as_bytes(),
+    );
+    let m = t.write("m.eml", &msg);
+    let mblaze = |prog: &str, args: &[&str]| {
+        let out = run(
+            tool(PathBuf::from(prog), t.dir.path())
+                .env("MBLAZE", t.path("mblaze"))
+                .current_dir(t.path("x"))
+                .args(args)
+                .arg(&m),
+            b"",
+        );
+        assert_eq!(code(&out), 0, "{prog}: {}", stderr(&out));
+        out.stdout
+    };
+    std::fs::create_dir(t.path("x")).unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    assert_eq!(
+        text(mblaze("mhdr", &["-d", "-h", "subject"])),
+        format!("{subject}\n")
+    );
+    assert_eq!(
+        text(mblaze("maddr", &["-h", "to"])),
+        "\"Doe, J\" <j@example.org>\nb@example.org\n"
+    );
+    assert_eq!(
+        text(mblaze("maddr", &["-h", "from"])),
+        "Zoë <z@example.org>\n"
+    );
+    let parts = text(mblaze("mshow", &["-t"]));
+    assert!(parts.contains("2: text/plain"), "{parts}");
+    assert!(
+        parts.contains("3: application/pdf size=9 name=\"report\""),
+        "{parts}"
+    );
+    assert!(
+        parts.contains(&format!(
+            "4: application/octet-stream size=4 name=\"{name}\""
+        )),
+        "{parts}"
+    );
+    // mshow takes the message before the part numbers.
+    let body = run(
+        tool(PathBuf::from("mshow"), t.dir.path())
+            .env("MBLAZE", t.path("mblaze"))
+            .args(["-O"])
+            .arg(&m)
+            .arg("2"),
+        b"",
+    );
+    assert_eq!(body.stdout, "Grüße\n".as_bytes());
+    let extract = run(
+        tool(PathBuf::from("mshow"), t.dir.path())
+            .env("MBLAZE", t.path("mblaze"))
+            .current_dir(t.path("x"))
+            .arg("-x")
+            .arg(&m)
+            .args(["3", "4"]),
+        b"",
+    );
+    assert_eq!(code(&extract), 0, "{}", stderr(&extract));
+    assert_eq!(
+        std::fs::read(t.path("x").join(name)).unwrap(),
+        [0u8, 1, 2, 255]
+    );
+    assert_eq!(std::fs::read(t.path("x/report")).unwrap(), b"%PDF-1.4\n");
+}
