@@ -95,7 +95,8 @@ pub fn parse_mailbox(input: &str) -> Result<Mailbox> {
 }
 
 /// Parse and validate a bare addr-spec (`user@example.org`, `<user@example.org>`), as an
-/// envelope address is given.
+/// envelope address is given. The null reverse-path `<>` (RFC 5321 §4.5.5) is not an
+/// addr-spec: callers that accept it check for it first.
 pub fn parse_addr_spec(input: &str) -> Result<AddrSpec> {
     let trimmed = input.trim();
     let inner = trimmed
@@ -144,6 +145,29 @@ impl Mailbox {
                 let mut w = fold::phrase(name);
                 w.push(format!("<{}>", self.addr));
                 w
+            }
+        }
+    }
+}
+
+impl Mailbox {
+    /// The mailbox as a person would type it, for drafts and messages to users: the display
+    /// name in plain UTF-8 (RFC 6532 §3.2 lets non-ASCII stand in atoms), quoted only when
+    /// it holds specials. It parses back to the same mailbox; [`Mailbox::words`] gives the
+    /// header form.
+    pub fn to_utf8(&self) -> String {
+        match self
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            None => self.addr.to_string(),
+            Some(n) => {
+                let words: Vec<&str> = n.split_whitespace().collect();
+                let plain = !n.contains("=?") && words.iter().all(|w| w.chars().all(is_atext));
+                let name = if plain { words.join(" ") } else { quote(n) };
+                format!("{name} <{}>", self.addr)
             }
         }
     }
@@ -681,6 +705,27 @@ mod tests {
             "g: a@b.example, c@d.example;, e@f.example"
         );
         assert_eq!(list_words(&parse_list("u:;").unwrap()).join(" "), "u:;");
+    }
+
+    #[test]
+    fn utf8_form_is_plain_and_parses_back() {
+        assert_eq!(
+            one("=?utf-8?q?Bj=C3=B6rn?= <b@x.example>").to_utf8(),
+            "Björn <b@x.example>"
+        );
+        assert_eq!(
+            one("\"Ærø, Åsa\" <a@x.example>").to_utf8(),
+            "\"Ærø, Åsa\" <a@x.example>"
+        );
+        assert_eq!(one("a@x.example").to_utf8(), "a@x.example");
+        for s in [
+            "Björn <b@x.example>",
+            "\"a=?b\" <c@d.example>",
+            "\"J. R.\" <j@r.example>",
+        ] {
+            let m = one(s);
+            assert_eq!(one(&m.to_utf8()), m, "{s}");
+        }
     }
 
     #[test]

@@ -440,7 +440,7 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
     let mut to = Vec::new();
     for m in address::mailboxes(&parsed) {
         seen.push(m.addr.to_string().to_lowercase());
-        to.push(m.to_string());
+        to.push(m.to_utf8());
     }
     if all {
         let others = [raw("To"), raw("Cc")].concat();
@@ -448,7 +448,7 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
             let key = m.addr.to_string().to_lowercase();
             if !seen.contains(&key) {
                 seen.push(key);
-                d.cc.push(m.to_string());
+                d.cc.push(m.to_utf8());
             }
         }
     }

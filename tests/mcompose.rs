@@ -1102,3 +1102,100 @@ fn mblaze_reads_what_mcompose_writes() {
     );
     assert_eq!(std::fs::read(t.path("x/report")).unwrap(), b"%PDF-1.4\n");
 }
+
+#[test]
+fn body_file_local_date_and_reply_from_standard_input() {
+    let t = T::new();
+    let body = t.write("body.txt", "from a file, ünïcode\r\n");
+    let msg = run(
+        t.cmd()
+            .env("TZ", "XST-5")
+            .args(["-t", "a@example.org", "--body", body.to_str().unwrap()]),
+        b"stdin is not read\n",
+    );
+    assert_eq!(code(&msg), 0, "{}", stderr(&msg));
+    let p = python(&msg.stdout);
+    assert_eq!(py(&p, "text"), "from a file, ünïcode\n");
+    // RFC 5322 §3.3: local time with its offset (a POSIX TZ needs no zone files).
+    assert!(py(&p, "h:date").ends_with(" +0500"), "{}", py(&p, "h:date"));
+
+    // --reply - reads the original from standard input; the new text then comes from --body.
+    let orig = std::fs::read(sample_original(&t)).unwrap();
+    let reply = t.ok(
+        &[
+            "-f",
+            "me@example.org",
+            "--reply",
+            "-",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+        &orig,
+    );
+    let p = python(&reply);
+    assert_eq!(py(&p, "h:subject"), "Re: Planning");
+    assert!(
+        py(&p, "text").ends_with("> Björn\n\nfrom a file, ünïcode\n"),
+        "{}",
+        py(&p, "text")
+    );
+}
+
+#[test]
+fn edit_starts_from_the_reply_quote_and_forward_attachment() {
+    let t = T::new();
+    let orig = sample_original(&t);
+    // The editor checks what it was given, then writes the answer under the quote.
+    let editor = t.write(
+        "ed.sh",
+        "#!/bin/sh\ngrep -q '^> Shall we meet on Tuesday' \"$1\" || exit 3\n\
+         grep -q '^To: Björn <bjorn@example.net>' \"$1\" || exit 4\n\
+         echo 'Yes.' >> \"$1\"\n",
+    );
+    let tmp = t.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", editor.display()))
+            .env("TMPDIR", &tmp)
+            .args([
+                "-f",
+                "me@example.org",
+                "--reply",
+                orig.to_str().unwrap(),
+                "--edit",
+            ]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let p = python(&out.stdout);
+    assert_eq!(py(&p, "h:in-reply-to"), "<orig.2@example.net>");
+    assert!(
+        py(&p, "text").ends_with(">\n> Björn\nYes.\n"),
+        "{}",
+        py(&p, "text")
+    );
+
+    let check = t.write(
+        "fwd.sh",
+        "#!/bin/sh\ngrep -q '^Attach: .*orig.eml:message/rfc822$' \"$1\" || exit 3\n",
+    );
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", check.display()))
+            .env("TMPDIR", &tmp)
+            .args([
+                "-f",
+                "me@example.org",
+                "-t",
+                "x@example.org",
+                "--forward",
+                orig.to_str().unwrap(),
+                "--edit",
+            ]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(py(&python(&out.stdout), "att1:subject"), "Re: RE: Planning");
+    assert!(common::files(&tmp).is_empty());
+}
