@@ -68,6 +68,22 @@ impl Draft {
             Some(off) => (header::block(text), &text[off..]),
             None => (text, &b""[..]),
         };
+        // A draft is typed by hand: a line that is not a field (body text without the empty
+        // line before it) is refused, not skipped as a received message's would be.
+        for line in block.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let field = line
+                .iter()
+                .position(|&b| b == b':')
+                .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b.is_ascii_graphic()));
+            if !(line.is_empty() || line.starts_with(b" ") || line.starts_with(b"\t") || field) {
+                return Err(Error::new(
+                    Code::DataErr,
+                    format!("draft: {:?}", String::from_utf8_lossy(line)),
+                    "not a header field (an empty line must come before the body)",
+                ));
+            }
+        }
         let mut d = Draft::default();
         for f in header::fields(block) {
             let name = String::from_utf8_lossy(f.name).trim().to_string();
@@ -575,6 +591,11 @@ mod tests {
         assert_eq!(back.subject.as_deref(), Some("Grüße"));
         assert_eq!(back.headers, d.headers);
         assert_eq!(back.attach, d.attach);
+        let e = Draft::parse(b"To: a@b.example\nHello there\n\nbody\n").unwrap_err();
+        assert_eq!(e.code(), Code::DataErr);
+        assert!(e.to_string().contains("Hello there"), "{e}");
+        assert!(Draft::parse(b"just text, no header\n").is_err());
+        assert!(Draft::parse(b"To: a@b.example\n folded\r\n\nbody").is_ok());
         assert!(check_header_name("X-Ok").is_ok());
         assert!(check_header_name("bcc").is_err());
         assert!(check_header_name("Bad Name").is_err());

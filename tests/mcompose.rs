@@ -685,6 +685,14 @@ fn drafts_give_headers_attachments_and_body() {
     assert_eq!(py(&p, "att1:name"), "plan.pdf");
     assert_eq!(p["att1:data"], b"%PDF-1.7 plan");
     assert!(!head(&msg).contains("ignored"));
+    let sloppy = t.write("sloppy.eml", "To: a@example.org\nforgot the empty line\n");
+    let out = t.run(&["--draft", sloppy.to_str().unwrap()], b"");
+    assert_eq!(code(&out), 65);
+    assert!(
+        stderr(&out).contains("forgot the empty line"),
+        "{}",
+        stderr(&out)
+    );
     assert!(draft.exists(), "a given draft is never removed");
 }
 
@@ -755,6 +763,19 @@ fn edit_runs_the_editor_and_keeps_the_draft_when_anything_fails() {
         kept.iter()
             .any(|k| std::fs::read_to_string(k).unwrap().contains("To: broken@"))
     );
+
+    // Emptying the draft cancels; nothing is left behind.
+    let empty = t.write("empty.sh", "#!/bin/sh\n: > \"$1\"\n");
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", empty.display()))
+            .env("TMPDIR", &tmp)
+            .args(["-t", "a@example.org", "--edit"]),
+        b"",
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(common::files(&tmp).len(), 2);
 
     // A hostile draft file name is an argument, never shell text.
     let evil = t.write("x'; touch pwned; '.eml", "To: a@example.org\n\nbody\n");

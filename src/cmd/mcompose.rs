@@ -339,7 +339,17 @@ pub fn run(args: Args) -> Result<()> {
             }
             let draft = new_draft_file(&d.render(&text))?;
             edit(&draft).map_err(|e| keep_note(e, &draft))?;
-            let (dd, b) = Draft::parse(&read_file(&draft)?).map_err(|e| keep_note(e, &draft))?;
+            let edited = read_file(&draft).map_err(|e| keep_note(e, &draft))?;
+            if edited.iter().all(u8::is_ascii_whitespace) {
+                // An emptied draft means "don't" (as in mutt): nothing to keep either.
+                let _ = std::fs::remove_file(&draft);
+                return Err(Error::new(
+                    Code::DataErr,
+                    "draft",
+                    "empty: no message composed",
+                ));
+            }
+            let (dd, b) = Draft::parse(&edited).map_err(|e| keep_note(e, &draft))?;
             d = dd;
             if d.from.is_none() {
                 d.from = Some(default_from(cfg_from));
@@ -591,7 +601,8 @@ use: From:, To:, Cc:, Bcc:, Reply-To:, Subject:, In-Reply-To:, References: and o
 fields, written plainly in UTF-8, and
 .B Attach: PATH[:TYPE]
 lines for attachments. Date:, Message-ID: and the MIME fields of a draft are ignored and
-made anew. Options given with
+made anew. A line before the empty line that is not a header field is refused (exit 65),
+so body text typed without the empty line is never lost. Options given with
 .B \-\-draft
 replace its single fields and add to its recipients and attachments.
 .PP
@@ -607,7 +618,8 @@ else vi) on it, as
 does: the editor setting may hold arguments, the file name is never part of the command
 text. The editor gets /dev/tty, not the standard output. The message is built when the
 editor exits 0; the draft is removed once the message was written, and kept (its path
-printed) when anything fails, the editor included. With
+printed) when anything fails, the editor included. Emptying the draft in the editor cancels: nothing is written, and the exit
+status is 65. With
 .BR \-\-draft ,
 that file is edited in place and never removed.
 "#;
