@@ -1,4 +1,4 @@
-complete -c mcompose -s f -l from -d 'The author [default: config from, else $EMAIL, else user@host]' -r
+complete -c mcompose -s f -l from -d 'The author [default: config from, else $EMAIL, else $USER at the host name]' -r
 complete -c mcompose -s t -l to -d 'Add To: recipients (an address list; repeatable)' -r
 complete -c mcompose -s c -l cc -d 'Add Cc: recipients (repeatable)' -r
 complete -c mcompose -s b -l bcc -d 'Add Bcc: recipients, kept in the output for msubmit -t to use and remove (repeatable)' -r

@@ -400,7 +400,7 @@ pub enum Content {
         /// Content-Disposition inline instead of attachment.
         inline: bool,
     },
-    /// multipart/<subtype> (RFC 2046 §5.1).
+    /// `multipart/<subtype>` (RFC 2046 §5.1).
     Multipart {
         /// `mixed` or `alternative`.
         subtype: &'static str,

@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(value_name = "TO")]
     pub recipients: Vec<String>,
 
-    /// The author [default: config from, else $EMAIL, else user@host]
+    /// The author [default: config from, else $EMAIL, else $USER at the host name]
     #[arg(short = 'f', long, value_name = "ADDRESS")]
     pub from: Option<String>,
 
