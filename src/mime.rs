@@ -411,6 +411,10 @@ pub enum Content {
 
 /// Write `content`'s MIME header fields, the empty line, and its body to `w`.
 pub fn write(content: &mut Content, allow_8bit: bool, w: &mut dyn Write) -> Result<()> {
+    write_part(content, allow_8bit, w, true)
+}
+
+fn write_part(content: &mut Content, allow_8bit: bool, w: &mut dyn Write, top: bool) -> Result<()> {
     match content {
         Content::Text {
             subtype,
@@ -471,15 +475,17 @@ pub fn write(content: &mut Content, allow_8bit: bool, w: &mut dyn Write) -> Resu
         }
         Content::Multipart { subtype, parts } => {
             let b = boundary();
-            let head = format!(
-                "Content-Type: multipart/{subtype};\n boundary=\"{b}\"\n\nThis is a multi-part message in MIME format.\n"
-            );
+            let mut head = format!("Content-Type: multipart/{subtype};\n boundary=\"{b}\"\n\n");
+            if top {
+                // The preamble is for readers without MIME (RFC 2046 §5.1.1): once is enough.
+                head.push_str("This is a multi-part message in MIME format.\n");
+            }
             w.write_all(head.as_bytes()).map_err(write_error)?;
             for part in parts.iter_mut() {
                 // Every part body ends with a line end; the one before "--" belongs to the
                 // delimiter (RFC 2046 §5.1.1), hence the extra LF.
                 write!(w, "\n--{b}\n").map_err(write_error)?;
-                write(part, allow_8bit, w)?;
+                write_part(part, allow_8bit, w, false)?;
             }
             write!(w, "\n--{b}--\n").map_err(write_error)
         }

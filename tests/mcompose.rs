@@ -442,9 +442,9 @@ fn attachments_keep_their_bytes_names_and_types() {
 #[test]
 fn html_makes_multipart_alternative() {
     let t = T::new();
-    let html = t.write("m.html", "<p>Grüße</p>\n");
+    let html_path = t.write("m.html", "<p>Grüße</p>\n");
     let msg = t.ok(
-        &["-t", "a@example.org", "--html", html.to_str().unwrap()],
+        &["-t", "a@example.org", "--html", html_path.to_str().unwrap()],
         "Grüße\n".as_bytes(),
     );
     let p = python(&msg);
@@ -454,6 +454,25 @@ fn html_makes_multipart_alternative() {
     let parsed = mailparse::parse_mail(&msg).unwrap();
     assert_eq!(parsed.subparts[1].ctype.mimetype, "text/html");
     let html = parsed.subparts[1].get_body().unwrap();
+    // With an attachment the alternative nests inside multipart/mixed.
+    let att = t.write("a.bin", [9u8; 10]);
+    let mixed = t.ok(
+        &[
+            "-t",
+            "a@example.org",
+            "--html",
+            html_path.to_str().unwrap(),
+            "-a",
+            att.to_str().unwrap(),
+        ],
+        b"text\n",
+    );
+    let p = python(&mixed);
+    assert_eq!(py(&p, "type"), "multipart/mixed");
+    assert_eq!(py(&p, "text"), "text\n");
+    assert_eq!(py(&p, "html"), "<p>Grüße</p>\n");
+    assert_eq!(p["att1:data"], [9u8; 10]);
+    assert!(!p.contains_key("att2:name"));
     assert_eq!(html.replace("\r\n", "\n"), "<p>Grüße</p>\n");
 }
 
