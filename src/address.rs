@@ -465,28 +465,48 @@ impl<'a> Parser<'a> {
     /// A display phrase (§3.2.5, with obs-phrase dots): atoms and quoted strings, joined by
     /// single spaces; encoded-words in it are decoded (RFC 2047 §5 (3)).
     fn phrase(&mut self) -> Why<String> {
-        let mut words: Vec<String> = Vec::new();
+        // (text, quoted): encoded-words are decoded in runs of atoms only, never inside a
+        // quoted-string (RFC 2047 §5 (3)), and a run is decoded as a whole so that the space
+        // between two adjacent encoded-words disappears (§6.2).
+        let mut words: Vec<(String, bool)> = Vec::new();
         loop {
             self.skip_cfws();
             match self.peek() {
                 Some('"') => {
                     self.bump();
-                    words.push(self.quoted()?);
+                    words.push((self.quoted()?, true));
                 }
                 Some('.') => {
                     self.bump();
                     match words.last_mut() {
-                        Some(w) => w.push('.'),
-                        None => words.push(".".into()),
+                        Some((w, _)) => w.push('.'),
+                        None => words.push((".".into(), false)),
                     }
                 }
                 Some(c) if is_atext(c) => {
                     let a = self.atom();
-                    words.push(fold::decode_words(&a));
+                    words.push((a, false));
                 }
-                _ => return Ok(words.join(" ")),
+                _ => break,
             }
         }
+        let mut out: Vec<String> = Vec::new();
+        let mut run: Vec<&str> = Vec::new();
+        for (w, quoted) in &words {
+            if *quoted {
+                if !run.is_empty() {
+                    out.push(fold::decode_words(&run.join(" ")));
+                    run.clear();
+                }
+                out.push(w.clone());
+            } else {
+                run.push(w);
+            }
+        }
+        if !run.is_empty() {
+            out.push(fold::decode_words(&run.join(" ")));
+        }
+        Ok(out.join(" "))
     }
 
     /// `<addr-spec>`, the `<` already seen.
@@ -733,6 +753,7 @@ mod tests {
         for s in [
             "\"a\\\"b\" <x@y.example>",
             "Zoë Ünïcödé Wörth <z@b.example>",
+            "Þórunn Ægisdóttir-Öðinsdóttir von und zu Überlangname-Straße <t@b.example>",
             "\"=?not encoded?=\" <q@r.example>",
             "\"x\\\\y\"@weird.example",
         ] {

@@ -585,7 +585,11 @@ and without duplicates.
 .B \-\-forward MSGFILE
 adds
 .B Fwd:
-to the subject and attaches the original unchanged as message/rfc822.
+to the subject and attaches the original unchanged as message/rfc822: as 7bit, or as
+8bit when it holds 8-bit bytes (RFC 2046 \(sc5.2.1 allows no other encoding there, so
+.B \-\-8bit
+does not matter); only an original with lines over 998 octets or NULs goes as base64, a
+deliberate deviation that keeps it intact.
 Options given beside them win: an explicit
 .B \-s
 replaces the derived subject, and
