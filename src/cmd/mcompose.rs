@@ -6,6 +6,10 @@
 //! file is opened and every text scanned before the first byte is written, so a bad address
 //! or a missing attachment leaves no half message behind. Bodies stream (see
 //! [`crate::mime`]): memory stays flat whatever the size of the attachments.
+//!
+//! lettre's message builder is not used: [`crate::fold`] and [`crate::mime`] say where it
+//! falls short (folding past 998, raw control characters, whole bodies in memory, CRLF,
+//! base64 for short text, a Message-ID from the short host name).
 
 use crate::address::{self, Mailbox};
 use crate::compose::{self, Draft, Stamp};
