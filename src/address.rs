@@ -11,6 +11,12 @@
 //! names the offending address. Formatting gives the pieces of a header value between which
 //! a folder may break the line (see [`crate::fold`]); display names that need it are quoted
 //! (§3.2.4) or become RFC 2047 encoded-words.
+//!
+//! The API in one breath: [`parse_list`] reads a To/Cc/Bcc/From value into [`Address`]es,
+//! [`mailboxes`] flattens the groups (the recipients msubmit -t sends to), [`parse_mailbox`]
+//! wants exactly one, [`parse_addr_spec`] reads an envelope address; [`list_words`] and
+//! [`Mailbox::words`] give the header form for [`crate::fold::field`], and
+//! [`Mailbox::to_utf8`] the form a person reads and types.
 
 use crate::exit::{Code, Error, Result};
 use crate::fold;
