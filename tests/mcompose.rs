@@ -1078,33 +1078,34 @@ fn mblaze_reads_what_mcompose_writes() {
         "Grüße\n".as_bytes(),
     );
     let m = t.write("m.eml", &msg);
-    let mblaze = |prog: &str, args: &[&str]| {
+    // Run an mblaze tool in x/ with `before`, the message, then `after` as arguments.
+    let mblaze = |prog: &str, before: &[&str], after: &[&str]| {
         let out = run(
             tool(PathBuf::from(prog), t.dir.path())
                 .env("MBLAZE", t.path("mblaze"))
                 .current_dir(t.path("x"))
-                .args(args)
-                .arg(&m),
+                .args(before)
+                .arg(&m)
+                .args(after),
             b"",
         );
         assert_eq!(code(&out), 0, "{prog}: {}", stderr(&out));
-        out.stdout
+        String::from_utf8(out.stdout).unwrap()
     };
     std::fs::create_dir(t.path("x")).unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
     assert_eq!(
-        text(mblaze("mhdr", &["-d", "-h", "subject"])),
+        mblaze("mhdr", &["-d", "-h", "subject"], &[]),
         format!("{subject}\n")
     );
     assert_eq!(
-        text(mblaze("maddr", &["-h", "to"])),
+        mblaze("maddr", &["-h", "to"], &[]),
         "\"Doe, J\" <j@example.org>\nb@example.org\n"
     );
     assert_eq!(
-        text(mblaze("maddr", &["-h", "from"])),
+        mblaze("maddr", &["-h", "from"], &[]),
         "Zoë <z@example.org>\n"
     );
-    let parts = text(mblaze("mshow", &["-t"]));
+    let parts = mblaze("mshow", &["-t"], &[]);
     assert!(parts.contains("2: text/plain"), "{parts}");
     assert!(
         parts.contains("3: application/pdf size=9 name=\"report\""),
@@ -1116,26 +1117,9 @@ fn mblaze_reads_what_mcompose_writes() {
         )),
         "{parts}"
     );
-    // mshow takes the message before the part numbers.
-    let body = run(
-        tool(PathBuf::from("mshow"), t.dir.path())
-            .env("MBLAZE", t.path("mblaze"))
-            .args(["-O"])
-            .arg(&m)
-            .arg("2"),
-        b"",
-    );
-    assert_eq!(body.stdout, "Grüße\n".as_bytes());
-    let extract = run(
-        tool(PathBuf::from("mshow"), t.dir.path())
-            .env("MBLAZE", t.path("mblaze"))
-            .current_dir(t.path("x"))
-            .arg("-x")
-            .arg(&m)
-            .args(["3", "4"]),
-        b"",
-    );
-    assert_eq!(code(&extract), 0, "{}", stderr(&extract));
+    assert_eq!(mblaze("mshow", &["-O"], &["2"]), "Grüße\n");
+    assert!(!t.path("x").join(name).exists());
+    mblaze("mshow", &["-x"], &["3", "4"]);
     assert_eq!(
         std::fs::read(t.path("x").join(name)).unwrap(),
         [0u8, 1, 2, 255]
