@@ -193,8 +193,12 @@ pub fn list_words(list: &[Address]) -> Vec<String> {
             Address::Mailbox(m) => m.words(),
             Address::Group(name, members) => {
                 let mut w = fold::phrase(name);
-                if let Some(last) = w.last_mut() {
-                    last.push(':');
+                match w.last_mut() {
+                    // RFC 2047 §5 (3): an encoded-word in a phrase is set off from a special
+                    // by whitespace.
+                    Some(last) if last.ends_with("?=") => w.push(":".into()),
+                    Some(last) => last.push(':'),
+                    None => w.push(":".into()),
                 }
                 for (j, m) in members.iter().enumerate() {
                     let mut mw = m.words();
@@ -731,6 +735,8 @@ mod tests {
             "g: a@b.example, c@d.example;, e@f.example"
         );
         assert_eq!(list_words(&parse_list("u:;").unwrap()).join(" "), "u:;");
+        let g = list_words(&parse_list("Grüppe: a@b.example;").unwrap()).join(" ");
+        assert_eq!(g, "=?utf-8?q?Gr=C3=BCppe?= : a@b.example;");
     }
 
     #[test]

@@ -83,6 +83,12 @@ fn mp_header(msg: &[u8], name: &str) -> Option<String> {
 /// (`h:name`), addr-specs and display names (`a:name`, `n:name`), the text and HTML bodies,
 /// the defects it found, and each attachment's name, type and bytes (`att1:…`).
 fn python(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let map = python_unchecked(msg);
+    assert_eq!(py(&map, "defects"), "", "python found defects");
+    map
+}
+
+fn python_unchecked(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
     const SCRIPT: &str = r#"
 import sys, email, email.policy
 data = sys.stdin.buffer.read()
@@ -100,6 +106,7 @@ for k in ["From", "To", "Cc", "Bcc", "Reply-To", "Subject", "In-Reply-To", "Refe
             emit("a:" + k.lower(), ", ".join(a.addr_spec for a in v.addresses))
             emit("n:" + k.lower(), ", ".join(a.display_name for a in v.addresses))
 defects = [repr(d) for p in m.walk() for d in p.defects]
+defects += [k + ": " + repr(d) for p in m.walk() for k, v in p.items() for d in getattr(v, "defects", ())]
 emit("defects", " ".join(defects))
 emit("type", m.get_content_type())
 b = m.get_body(preferencelist=("plain",))
@@ -130,7 +137,22 @@ for i, a in enumerate(m.iter_attachments(), 1):
             .collect();
         map.insert(k.to_string(), bytes);
     }
-    assert_eq!(py(&map, "defects"), "", "python found defects");
+    map
+}
+
+/// [`python`] for a message with RFC 6532 UTF-8 addresses: Python's `email` reads raw
+/// UTF-8 in headers as undecodable bytes and says so; those defects, and only those, are
+/// expected.
+fn python_utf8(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut map = python_unchecked(msg);
+    let defects = py(&map, "defects");
+    for d in defects.split(") ").filter(|d| !d.is_empty()) {
+        assert!(
+            d.contains("NonASCIILocalPartDefect") || d.contains("UndecodableBytesDefect"),
+            "python found defects: {defects}"
+        );
+    }
+    map.remove("defects");
     map
 }
 
@@ -994,7 +1016,7 @@ fn internationalized_addresses_and_long_ascii_words_stay_readable() {
         "a long URL is not encoded: {h}"
     );
     assert!(h.lines().all(|l| l.len() <= 998));
-    let p = python(&out.stdout);
+    let p = python_utf8(&out.stdout);
     assert_eq!(py(&p, "a:to"), "jörg@bücher.example");
     assert_eq!(py(&p, "n:to"), "Jörg");
     assert_eq!(py(&p, "h:x-long"), url);
@@ -1046,8 +1068,7 @@ fn groups_and_comments_are_understood() {
     let mailparse::MailAddr::Group(g) = &list[0] else {
         panic!("not a group: {list:?}")
     };
-    // mailparse leaves encoded-words in a group name as they are (Python decoded it above).
-    assert_eq!(g.group_name, "=?utf-8?q?Team_=C3=84?=");
+    assert_eq!(g.group_name, "Team Ä");
     assert_eq!(g.addrs.len(), 2);
 }
 
