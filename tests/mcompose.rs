@@ -362,6 +362,20 @@ fn line_breaks_in_any_option_never_start_a_header() {
         assert_eq!(code(&out), 64, "{args:?}: {}", stderr(&out));
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    // A file name with a line break (from --forward or a draft's Attach:) stays a parameter.
+    let odd = t.write("a\nBcc: victim@example.net", "To: x@example.org\n\nhi\n");
+    let msg = t.ok(
+        &["-t", "a@example.org", "--forward", odd.to_str().unwrap()],
+        b"x\n",
+    );
+    assert!(!head(&msg).lines().any(|l| l.starts_with("Bcc")));
+    assert!(
+        !String::from_utf8_lossy(&msg)
+            .lines()
+            .any(|l| l.starts_with("Bcc"))
+    );
+    assert_eq!(py(&python(&msg), "att1:type"), "message/rfc822");
+
     // Text that decodes to a line break (a draft's encoded subject) stays encoded.
     let draft = t.write(
         "d.eml",

@@ -542,8 +542,12 @@ Recipients without a domain are not completed: give full addresses.
 .B Encoding.
 Header text that is not printable ASCII becomes RFC 2047 encoded-words (UTF-8, Q or B,
 whichever is shorter); header lines are folded at 78 characters and never exceed 998.
-A CR, LF or NUL in any option value is refused (exit 64): no option can start a header
-field of its own.
+A CR, LF or NUL in the value of an option that becomes header text (addresses, subject,
+message-ids,
+.BR \-H ,
+.BR \-a )
+is refused (exit 64), and file names are written as RFC 2231 parameters, so no option can
+start a header field of its own.
 .PP
 .B Body.
 The body is read from standard input (or
