@@ -223,10 +223,12 @@ pub fn is_token(s: &str) -> bool {
 }
 
 /// A MIME parameter `name=value` as header words: a quoted-string when the value is short
-/// printable ASCII, else RFC 2231 §3-§4 `name*0*=utf-8''…` continuations of percent-encoded
-/// UTF-8. Every word but the last ends in `;` so the caller can append them after a `;`.
+/// printable ASCII (without `"` or `\`, whose escapes some readers get wrong), else RFC 2231
+/// §3-§4 `name*0*=utf-8''…` continuations of percent-encoded UTF-8. Every word but the
+/// last ends in `;` so the caller can append them after a `;`.
 pub fn parameter(name: &str, value: &str) -> Vec<String> {
-    if value.len() <= 60 && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    let plain = |b: u8| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\';
+    if value.len() <= 60 && value.bytes().all(plain) {
         return vec![format!("{name}={}", crate::address::quote(value))];
     }
     // RFC 2231 §7 attribute-char: token characters other than "*", "'" and "%".
@@ -346,5 +348,6 @@ mod tests {
             Some(&*"ä".repeat(40))
         );
         assert_eq!(parameter("name", "a\"b\nc")[0], "name*=utf-8''a%22b%0Ac");
+        assert_eq!(parameter("name", "a\\b")[0], "name*=utf-8''a%5Cb");
     }
 }

@@ -462,6 +462,13 @@ fn attachments_keep_their_bytes_names_and_types() {
         std::fs::read(&text).unwrap()
     );
 
+    let quoted = t.write("say \"hi\" \\ bye.txt", "q");
+    let q = t.ok(
+        &["-t", "a@example.org", "-a", quoted.to_str().unwrap()],
+        b"x\n",
+    );
+    assert_eq!(py(&python(&q), "att1:name"), "say \"hi\" \\ bye.txt");
+
     let inline = t.ok(
         &[
             "-t",
