@@ -1,16 +1,164 @@
-//! mcompose through the real binary: each option, round trips through independent parsers
-//! (mailparse, Python's `email` package, mblaze), header injection, a 50 MB attachment with
-//! flat memory, and `mcompose | mdeliver` end to end. Replies, forwards and drafts are in
-//! tests/mcompose_reply.rs.
+//! mcompose through the real binary: each option, round trips through two independent
+//! parsers (mailparse, and Python's `email` package), header injection, the edit cycle,
+//! a 50 MB attachment with flat memory, and `mcompose | mdeliver` end to end.
 
 mod common;
-#[path = "support/mcompose.rs"]
-mod support;
 
 use common::{code, run, stderr, tool};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::*;
+use std::process::{Command, Output};
+
+struct T {
+    dir: tempfile::TempDir,
+}
+
+impl T {
+    fn new() -> T {
+        T {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = tool(bin!("mcompose"), self.dir.path());
+        c.env("USER", "tester");
+        c
+    }
+
+    /// Run mcompose with `args` and `stdin`.
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run(self.cmd().args(args), stdin)
+    }
+
+    /// Run mcompose and expect success; the message.
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.run(args, stdin);
+        assert_eq!(code(&out), 0, "mcompose {args:?}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
+        check_lines(&out.stdout);
+        out.stdout
+    }
+}
+
+/// Every header line within 78 characters (998 for body lines), LF line ends only, and
+/// no raw 8-bit byte in the header.
+fn check_lines(msg: &[u8]) {
+    let text = String::from_utf8_lossy(msg);
+    let (head, body) = text.split_once("\n\n").expect("a header and a body");
+    assert!(!msg.contains(&b'\r'), "CR in output");
+    for l in head.lines() {
+        assert!(l.len() <= 78, "header line over 78: {l:?}");
+        assert!(l.is_ascii(), "raw non-ASCII header: {l:?}");
+    }
+    for l in body.lines() {
+        assert!(l.len() <= 998, "body line over 998");
+    }
+}
+
+/// The header block as a string.
+fn head(msg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(msg);
+    text.split_once("\n\n").unwrap().0.to_string() + "\n"
+}
+
+/// A decoded header value by mailparse.
+fn mp_header(msg: &[u8], name: &str) -> Option<String> {
+    use mailparse::MailHeaderMap;
+    let m = mailparse::parse_mail(msg).unwrap();
+    m.headers.get_first_value(name)
+}
+
+/// What Python's `email` package (policy.default) makes of a message: decoded headers
+/// (`h:name`), addr-specs and display names (`a:name`, `n:name`), the text and HTML bodies,
+/// the defects it found, and each attachment's name, type and bytes (`att1:…`).
+fn python(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let map = python_unchecked(msg);
+    assert_eq!(py(&map, "defects"), "", "python found defects");
+    map
+}
+
+fn python_unchecked(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    const SCRIPT: &str = r#"
+import sys, email, email.policy
+data = sys.stdin.buffer.read()
+m = email.message_from_bytes(data, policy=email.policy.default)
+def emit(k, v):
+    if isinstance(v, str):
+        v = v.encode("utf-8", "surrogateescape")
+    sys.stdout.write(k + "\t" + v.hex() + "\n")
+for k in ["From", "To", "Cc", "Bcc", "Reply-To", "Subject", "In-Reply-To", "References",
+          "Message-ID", "Date", "MIME-Version", "X-Custom", "X-Long"]:
+    v = m.get(k)
+    if v is not None:
+        emit("h:" + k.lower(), str(v))
+        if hasattr(v, "addresses"):
+            emit("a:" + k.lower(), ", ".join(a.addr_spec for a in v.addresses))
+            emit("n:" + k.lower(), ", ".join(a.display_name for a in v.addresses))
+defects = [repr(d) for p in m.walk() for d in p.defects]
+defects += [k + ": " + repr(d) for p in m.walk() for k, v in p.items() for d in getattr(v, "defects", ())]
+emit("defects", " ".join(defects))
+emit("type", m.get_content_type())
+b = m.get_body(preferencelist=("plain",))
+if b is not None:
+    emit("text", b.get_content())
+h = m.get_body(preferencelist=("html",))
+if h is not None and h.get_content_type() == "text/html":
+    emit("html", h.get_content())
+for i, a in enumerate(m.iter_attachments(), 1):
+    emit("att%d:name" % i, a.get_filename() or "")
+    emit("att%d:type" % i, a.get_content_type())
+    emit("att%d:disposition" % i, a.get_content_disposition() or "")
+    if a.get_content_type() == "message/rfc822":
+        inner = a.get_content()
+        emit("att%d:subject" % i, str(inner["Subject"]))
+        emit("att%d:text" % i, inner.get_body(preferencelist=("plain",)).get_content())
+    else:
+        emit("att%d:data" % i, a.get_content() if isinstance(a.get_content(), bytes) else a.get_payload(decode=True))
+"#;
+    let out = run(Command::new("python3").args(["-c", SCRIPT]), msg);
+    assert_eq!(code(&out), 0, "python: {}", stderr(&out));
+    let mut map = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (k, hex) = line.split_once('\t').unwrap();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        map.insert(k.to_string(), bytes);
+    }
+    map
+}
+
+/// [`python`] for a message with RFC 6532 UTF-8 addresses: Python's `email` reads raw
+/// UTF-8 in headers as undecodable bytes and says so; those defects, and only those, are
+/// expected.
+fn python_utf8(msg: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut map = python_unchecked(msg);
+    let defects = py(&map, "defects");
+    for d in defects.split(") ").filter(|d| !d.is_empty()) {
+        assert!(
+            d.contains("NonASCIILocalPartDefect") || d.contains("UndecodableBytesDefect"),
+            "python found defects: {defects}"
+        );
+    }
+    map.remove("defects");
+    map
+}
+
+fn py(map: &BTreeMap<String, Vec<u8>>, key: &str) -> String {
+    String::from_utf8_lossy(map.get(key).map(Vec::as_slice).unwrap_or(b"<missing>")).into_owned()
+}
 
 #[test]
 fn headers_from_every_option_parse_back_in_both_parsers() {
@@ -483,6 +631,226 @@ fn sender_and_message_id_domain_from_flags_config_or_environment() {
     );
 }
 
+fn sample_original(t: &T) -> PathBuf {
+    t.write(
+        "orig.eml",
+        "From: =?utf-8?q?Bj=C3=B6rn?= <bjorn@example.net>\n\
+         To: me@example.org, \"Other, Person\" <other@example.com>\n\
+         Cc: third@example.com, ME@example.org, Other@Example.com\n\
+         Subject: Re: RE: Planning\n\
+         Date: Mon, 2 Nov 2026 10:00:00 +0100\n\
+         Message-ID: <orig.2@example.net>\n\
+         References: <root.1@example.net>\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: quoted-printable\n\
+         \n\
+         Shall we meet on Tuesday? Gr=C3=BC=C3=9Fe\n\
+         \n\
+         Bj=C3=B6rn\n",
+    )
+}
+
+#[test]
+fn reply_and_reply_all() {
+    let t = T::new();
+    let orig = sample_original(&t);
+    let o = orig.to_str().unwrap();
+    let msg = t.ok(
+        &["-f", "me@example.org", "--reply", o],
+        b"Tuesday is fine.\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "bjorn@example.net");
+    assert_eq!(py(&p, "n:to"), "Björn");
+    assert!(!p.contains_key("h:cc"));
+    assert_eq!(py(&p, "h:subject"), "Re: Planning");
+    assert_eq!(py(&p, "h:in-reply-to"), "<orig.2@example.net>");
+    assert_eq!(
+        py(&p, "h:references"),
+        "<root.1@example.net> <orig.2@example.net>"
+    );
+    assert_eq!(
+        py(&p, "text"),
+        "On Mon, 2 Nov 2026 10:00:00 +0100, Björn wrote:\n\
+         > Shall we meet on Tuesday? Grüße\n>\n> Björn\n\nTuesday is fine.\n"
+    );
+
+    let all = t.ok(
+        &["-f", "Me <me@example.org>", "--reply", o, "--all"],
+        b"ok\n",
+    );
+    let p = python(&all);
+    assert_eq!(py(&p, "a:to"), "bjorn@example.net");
+    assert_eq!(py(&p, "a:cc"), "other@example.com, third@example.com");
+}
+
+#[test]
+fn forward_attaches_the_original_as_message_rfc822() {
+    let t = T::new();
+    let orig = sample_original(&t);
+    let msg = t.ok(
+        &[
+            "-f",
+            "me@example.org",
+            "-t",
+            "boss@example.org",
+            "--forward",
+            orig.to_str().unwrap(),
+        ],
+        b"FYI\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "h:subject"), "Fwd: Re: RE: Planning");
+    assert_eq!(py(&p, "text"), "FYI\n");
+    assert_eq!(py(&p, "att1:type"), "message/rfc822");
+    assert_eq!(py(&p, "att1:subject"), "Re: RE: Planning");
+    assert_eq!(
+        py(&p, "att1:text"),
+        "Shall we meet on Tuesday? Grüße\n\nBjörn\n"
+    );
+    let parsed = mailparse::parse_mail(&msg).unwrap();
+    assert_eq!(parsed.subparts[1].ctype.mimetype, "message/rfc822");
+    assert_eq!(
+        parsed.subparts[1].get_body_raw().unwrap(),
+        std::fs::read(&orig).unwrap()
+    );
+}
+
+#[test]
+fn drafts_give_headers_attachments_and_body() {
+    let t = T::new();
+    let att = t.write("plan.pdf", b"%PDF-1.7 plan");
+    let draft = t.write(
+        "draft.eml",
+        format!(
+            "From: Me <me@example.org>\nTo: a@example.org,\n b@example.org\nCc:\nSubject: Grüße vom Entwurf\n\
+             X-Custom: from the draft\nAttach: {}\nDate: ignored\n\nDraft body.\n",
+            att.display()
+        ),
+    );
+    let msg = t.ok(
+        &[
+            "--draft",
+            draft.to_str().unwrap(),
+            "-c",
+            "extra@example.org",
+        ],
+        b"stdin is not read\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "a@example.org, b@example.org");
+    assert_eq!(py(&p, "a:cc"), "extra@example.org");
+    assert_eq!(py(&p, "h:subject"), "Grüße vom Entwurf");
+    assert_eq!(py(&p, "h:x-custom"), "from the draft");
+    assert_eq!(py(&p, "text"), "Draft body.\n");
+    assert_eq!(py(&p, "att1:name"), "plan.pdf");
+    assert_eq!(p["att1:data"], b"%PDF-1.7 plan");
+    assert!(!head(&msg).contains("ignored"));
+    let sloppy = t.write("sloppy.eml", "To: a@example.org\nforgot the empty line\n");
+    let out = t.run(&["--draft", sloppy.to_str().unwrap()], b"");
+    assert_eq!(code(&out), 65);
+    assert!(
+        stderr(&out).contains("forgot the empty line"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(draft.exists(), "a given draft is never removed");
+}
+
+#[test]
+fn edit_runs_the_editor_and_keeps_the_draft_when_anything_fails() {
+    let t = T::new();
+    // The editor appends to the body and sets the subject; the path reaches it as $1.
+    let editor = t.write(
+        "ed.sh",
+        "#!/bin/sh\nsed -i 's/^Subject: .*/Subject: edited/' \"$1\"\necho 'typed in the editor' >> \"$1\"\n",
+    );
+    let ed = format!("sh {}", editor.display());
+    let tmp = t.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = run(
+        t.cmd().env("EDITOR", &ed).env("TMPDIR", &tmp).args([
+            "-f",
+            "me@example.org",
+            "-t",
+            "a@example.org",
+            "-s",
+            "orig",
+            "--edit",
+        ]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let p = python(&out.stdout);
+    assert_eq!(py(&p, "h:subject"), "edited");
+    assert_eq!(py(&p, "a:to"), "a@example.org");
+    assert_eq!(py(&p, "text"), "typed in the editor\n");
+    assert!(
+        common::files(&tmp).is_empty(),
+        "the draft is removed after success"
+    );
+
+    // VISUAL wins over EDITOR; an editor that fails keeps the draft.
+    let out = run(
+        t.cmd()
+            .env("EDITOR", &ed)
+            .env("VISUAL", "false")
+            .env("TMPDIR", &tmp)
+            .args(["-t", "a@example.org", "--edit"]),
+        b"",
+    );
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("draft kept in"), "{}", stderr(&out));
+    assert_eq!(common::files(&tmp).len(), 1);
+
+    // A bad address typed in the editor: exit 65, the draft is kept with the typo.
+    let typo = t.write(
+        "typo.sh",
+        "#!/bin/sh\nsed -i 's/^To: .*/To: broken@/' \"$1\"\n",
+    );
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", typo.display()))
+            .env("TMPDIR", &tmp)
+            .args(["-t", "a@example.org", "--edit"]),
+        b"",
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(stderr(&out).contains("draft kept in"));
+    let kept: Vec<_> = common::files(&tmp);
+    assert_eq!(kept.len(), 2);
+    assert!(
+        kept.iter()
+            .any(|k| std::fs::read_to_string(k).unwrap().contains("To: broken@"))
+    );
+
+    // Emptying the draft cancels; nothing is left behind.
+    let empty = t.write("empty.sh", "#!/bin/sh\n: > \"$1\"\n");
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", empty.display()))
+            .env("TMPDIR", &tmp)
+            .args(["-t", "a@example.org", "--edit"]),
+        b"",
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(common::files(&tmp).len(), 2);
+
+    // A hostile draft file name is an argument, never shell text.
+    let evil = t.write("x'; touch pwned; '.eml", "To: a@example.org\n\nbody\n");
+    let out = run(
+        t.cmd()
+            .env("EDITOR", "true")
+            .args(["--draft", evil.to_str().unwrap(), "--edit"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!t.path("pwned").exists() && !Path::new("pwned").exists());
+}
+
 #[test]
 fn composed_messages_deliver_into_a_maildir() {
     let t = T::new();
@@ -676,6 +1044,23 @@ fn internationalized_addresses_and_long_ascii_words_stay_readable() {
 }
 
 #[test]
+fn a_reply_to_ones_own_message_goes_to_its_recipients() {
+    let t = T::new();
+    let sent = t.write(
+        "sent.eml",
+        "From: Me <me@example.org>\nTo: friend@example.net\nSubject: plan\nMessage-ID: <s.1@example.org>\n\nhi\n",
+    );
+    let msg = t.ok(
+        &["-f", "me@example.org", "--reply", sent.to_str().unwrap()],
+        b"more\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "friend@example.net");
+    assert_eq!(py(&p, "h:subject"), "Re: plan");
+    assert_eq!(py(&p, "h:references"), "<s.1@example.org>");
+}
+
+#[test]
 fn groups_and_comments_are_understood() {
     let t = T::new();
     let msg = t.ok(
@@ -820,4 +1205,63 @@ fn body_file_local_date_and_reply_from_standard_input() {
         "{}",
         py(&p, "text")
     );
+}
+
+#[test]
+fn edit_starts_from_the_reply_quote_and_forward_attachment() {
+    let t = T::new();
+    let orig = sample_original(&t);
+    // The editor checks what it was given, then writes the answer under the quote.
+    let editor = t.write(
+        "ed.sh",
+        "#!/bin/sh\ngrep -q '^> Shall we meet on Tuesday' \"$1\" || exit 3\n\
+         grep -q '^To: Björn <bjorn@example.net>' \"$1\" || exit 4\n\
+         echo 'Yes.' >> \"$1\"\n",
+    );
+    let tmp = t.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", editor.display()))
+            .env("TMPDIR", &tmp)
+            .args([
+                "-f",
+                "me@example.org",
+                "--reply",
+                orig.to_str().unwrap(),
+                "--edit",
+            ]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let p = python(&out.stdout);
+    assert_eq!(py(&p, "h:in-reply-to"), "<orig.2@example.net>");
+    assert!(
+        py(&p, "text").ends_with(">\n> Björn\nYes.\n"),
+        "{}",
+        py(&p, "text")
+    );
+
+    let check = t.write(
+        "fwd.sh",
+        "#!/bin/sh\ngrep -q '^Attach: .*orig.eml:message/rfc822$' \"$1\" || exit 3\n",
+    );
+    let out = run(
+        t.cmd()
+            .env("EDITOR", format!("sh {}", check.display()))
+            .env("TMPDIR", &tmp)
+            .args([
+                "-f",
+                "me@example.org",
+                "-t",
+                "x@example.org",
+                "--forward",
+                orig.to_str().unwrap(),
+                "--edit",
+            ]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(py(&python(&out.stdout), "att1:subject"), "Re: RE: Planning");
+    assert!(common::files(&tmp).is_empty());
 }
