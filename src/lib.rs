@@ -4,18 +4,24 @@
 //! to [`run::main`] and the tool's module under [`cmd`]. Shared concerns have one module each:
 //! exit codes ([`exit`]), the binary edge ([`run`]), message input and spooling ([`input`]),
 //! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
-//! SMTP for client and server ([`smtp`]), TLS ([`tls`]), the outgoing spool ([`spool`]),
-//! message stamps ([`stamp`]), the generated documentation ([`docs`]), and mdeliver's
-//! filtering rules ([`rules`]) and duplicate suppression ([`dedupe`]).
+//! addresses ([`address`]), header encoding and folding ([`fold`]), MIME bodies ([`mime`]),
+//! the message being composed ([`compose`]), SMTP for client and server ([`smtp`]), TLS
+//! ([`tls`]), the outgoing spool ([`spool`]), message stamps ([`stamp`]), the generated
+//! documentation ([`docs`]), and mdeliver's filtering rules ([`rules`]) and duplicate
+//! suppression ([`dedupe`]).
 
+pub mod address;
 pub mod cmd;
+pub mod compose;
 pub mod config;
 pub mod dedupe;
 pub mod docs;
 pub mod exit;
+pub mod fold;
 pub mod header;
 pub mod input;
 pub mod maildir;
+pub mod mime;
 pub mod rules;
 pub mod run;
 pub mod smtp;

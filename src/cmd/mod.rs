@@ -2,10 +2,11 @@
 //! sections. `src/bin/<tool>.rs` calls `run::main(NAME, cmd::<tool>::run)`; [`pages`] lists
 //! every tool for the generated docs.
 
+pub mod mcompose;
 pub mod mdeliver;
 pub mod msubmit;
 
 /// Every tool's documentation page, in install order.
 pub fn pages() -> Vec<crate::docs::Page> {
-    vec![mdeliver::page(), msubmit::page()]
+    vec![mcompose::page(), msubmit::page(), mdeliver::page()]
 }

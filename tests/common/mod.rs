@@ -19,7 +19,9 @@ macro_rules! bin {
 }
 
 /// Run `cmd` with `stdin` as input and a clean environment apart from `env`; HOME points into
-/// a directory that holds no configuration unless the test puts one there.
+/// a directory that holds no configuration unless the test puts one there. stdout and stderr
+/// are read while the child runs (a child writing more than a pipe buffer would otherwise
+/// block forever); it is killed after 60 s.
 pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -30,7 +32,20 @@ pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
     });
-    let out = wait_output(child, Duration::from_secs(60));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let limit = Duration::from_secs(60);
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not yet reaped (its waiter still blocks).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("process did not finish within {limit:?}");
+        }
+    };
     let _ = writer.join();
     out
 }
