@@ -33,7 +33,8 @@ docs:
 
 # The main job on an embedded default: compose a message and deliver it into a Maildir.
 demo: build
-	printf 'From: me@localhost\nTo: you@localhost\nSubject: hello from mailpipe\n\nhello\n' \
+	echo 'Hello from mailpipe: composed, then delivered.' \
+	  | ./target/release/mcompose -f me@localhost.localdomain -t you@localhost.localdomain -s 'hello from mailpipe' \
 	  | ./target/release/mdeliver /tmp/mailpipe-demo/Maildir -v
 
 bench: build
