@@ -228,7 +228,10 @@ impl Outcome {
                 out.push(reply_error(Stage::Rcpt, &what, reply));
             }
         }
+        let none_accepted = !self.rcpts.iter().any(Reply::is_positive);
         match &self.data {
+            // A pipelined DATA refused because no recipient was accepted says nothing new.
+            Some(_) if none_accepted && !out.is_empty() => {}
             Some(d) if !d.is_positive() => out.push(reply_error(Stage::Data, "DATA", d)),
             None if out.is_empty() => out.push(Error::new(Code::TempFail, "DATA", "not sent")),
             _ => {}
