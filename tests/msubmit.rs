@@ -533,3 +533,163 @@ fn a_flush_killed_with_sigkill_loses_nothing() {
     assert!(all.len() <= n + 1, "{all:?}");
     assert!(files(&qdir.join("new")).is_empty());
 }
+
+#[test]
+fn helo_is_used_when_ehlo_is_refused() {
+    let fake = Fake::start(Script {
+        ehlo: "502 5.5.2 EHLO not implemented\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(fake.log_text().contains("HELO "), "{}", fake.log_text());
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn esmtp_parameters_are_sent_when_offered() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n\
+               250-SMTPUTF8\r\n250 DSN\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "id+1",
+            "-f",
+            "a@a.test",
+            "üser@b.test",
+        ]),
+        "Subject: 8bit\n\ncafé\n".as_bytes(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    for p in [
+        "SIZE=",
+        "BODY=8BITMIME",
+        "SMTPUTF8",
+        "RET=HDRS",
+        "ENVID=id+2B1",
+        "NOTIFY=SUCCESS,FAILURE",
+    ] {
+        assert!(log.contains(p), "{p} missing:\n{log}");
+    }
+    // Too big for the announced SIZE: refused before anything is sent, permanently.
+    let big = vec![b'x'; 1_000_001];
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
+        &big,
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("over the server's limit"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn credentials_go_only_over_tls_unless_tls_none_is_explicit() {
+    let script = Script {
+        ehlo: "250-fake.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n",
+        ..Script::default()
+    };
+    let t = tempfile::tempdir().unwrap();
+    // TLS is the default: the server offers no STARTTLS, so no AUTH, no mail.
+    let fake = Fake::start(script.clone());
+    let out = run(
+        msubmit(t.path()).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &fake.port().to_string(),
+            "--user",
+            "u",
+            "--password-command",
+            "echo pw",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(!fake.log_text().contains("AUTH"), "{}", fake.log_text());
+    // --tls none says the user wants clear text: XOAUTH2 with the token from the command.
+    let fake = Fake::start(script);
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "--user",
+            "u@x.test",
+            "--auth",
+            "xoauth2",
+            "--password-command",
+            "echo tok",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // base64("user=u@x.test\x01auth=Bearer tok\x01\x01")
+    assert!(
+        fake.log_text()
+            .contains("AUTH XOAUTH2 dXNlcj11QHgudGVzdAFhdXRoPUJlYXJlciB0b2sBAQ=="),
+        "{}",
+        fake.log_text()
+    );
+}
+
+#[test]
+fn flush_uses_one_connection_and_keeps_refused_messages_in_failed() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for (i, rcpt) in ["a@b.test", "nosuch@b.test", "c@b.test"].iter().enumerate() {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "--queue", "-f", "a@a.test", rcpt]),
+            format!("Subject: q{i}\n\nx\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // Distinct queue times keep the order of sending fixed.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 67, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("RCPT TO:<nosuch@b.test>: 550 5.1.1 no such user"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.accepted.lock().unwrap().len(), 2);
+    let log = fake.log_text();
+    assert_eq!(log.matches("EHLO").count(), 1, "{log}");
+    assert!(log.contains("RSET"), "{log}");
+    assert!(files(&qdir.join("new")).is_empty());
+    assert_eq!(files(&qdir.join("failed")).len(), 1);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("FAILED") && listing.contains("550 5.1.1"),
+        "{listing}"
+    );
+}
