@@ -20,6 +20,21 @@ fn plain(home: &Path, port: u16) -> Command {
     plain_timeout(home, port, 5)
 }
 
+/// msubmit aimed at 127.0.0.1:port with the default TLS setting (STARTTLS required).
+fn tls_default(home: &Path, port: u16) -> Command {
+    let mut c = msubmit(home);
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "5",
+    ]);
+    c.args(["-f", "a@a.test", "b@b.test"]);
+    c
+}
+
 fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
     let mut c = msubmit(home);
     c.args([
@@ -32,6 +47,16 @@ fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
     ]);
     c.args(["--timeout", &secs.to_string()]);
     c
+}
+
+/// Assert the exit code and a piece of the diagnostic.
+fn fails(out: &std::process::Output, want: i32, needle: &str) {
+    assert_eq!(code(out), want, "{}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
 }
 
 fn only(sink: &Sink) -> Vec<u8> {
@@ -173,25 +198,11 @@ fn t_reads_recipients_removes_bcc_and_adds_missing_fields() {
 fn starttls_required_but_not_offered_sends_nothing() {
     let fake = Fake::start(Script::default());
     let t = tempfile::tempdir().unwrap();
-    let mut c = msubmit(t.path());
-    c.args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &fake.port().to_string(),
-        "--timeout",
-        "5",
-        "-f",
-        "a@a.test",
-        "b@b.test",
-    ]);
-    let out = run(&mut c, b"Subject: x\n\nx\n");
-    assert_eq!(code(&out), 69, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("does not offer STARTTLS"),
-        "{}",
-        stderr(&out)
+    let out = run(
+        &mut tls_default(t.path(), fake.port()),
+        b"Subject: x\n\nx\n",
     );
+    fails(&out, 69, "does not offer STARTTLS");
     assert!(!fake.log_text().contains("MAIL"), "{}", fake.log_text());
 }
 
@@ -203,25 +214,11 @@ fn data_after_the_starttls_reply_is_refused_as_injection() {
         ..Script::default()
     });
     let t = tempfile::tempdir().unwrap();
-    let mut c = msubmit(t.path());
-    c.args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &fake.port().to_string(),
-        "--timeout",
-        "5",
-        "-f",
-        "a@a.test",
-        "b@b.test",
-    ]);
-    let out = run(&mut c, b"Subject: x\n\nx\n");
-    assert_eq!(code(&out), 69, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("response injection"),
-        "{}",
-        stderr(&out)
+    let out = run(
+        &mut tls_default(t.path(), fake.port()),
+        b"Subject: x\n\nx\n",
     );
+    fails(&out, 69, "response injection");
 }
 
 #[test]
@@ -235,12 +232,7 @@ fn a_4xx_greeting_is_temporary() {
         plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
         b"S: x\n\nx\n",
     );
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("421 4.3.2 fake.test busy"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 75, "421 4.3.2 fake.test busy");
 }
 
 #[test]
@@ -272,8 +264,7 @@ fn no_reply_after_the_end_of_data_is_temporary() {
     let mut c = plain_timeout(t.path(), fake.port(), 1);
     c.args(["-f", "a@a.test", "b@b.test"]);
     let out = run(&mut c, b"S: x\n\nx\n");
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    fails(&out, 75, "timed out");
 }
 
 #[test]
@@ -290,11 +281,10 @@ fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
         plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "nosuch@b.test"]),
         b"S: x\n\nx\n",
     );
-    assert_eq!(code(&out), 67, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("msubmit: RCPT TO:<nosuch@b.test>: 550 5.1.1 <nosuch@b.test>: Recipient address rejected"),
-        "{}",
-        stderr(&out)
+    fails(
+        &out,
+        67,
+        "msubmit: RCPT TO:<nosuch@b.test>: 550 5.1.1 <nosuch@b.test>: Recipient address rejected",
     );
     assert!(
         fake.accepted.lock().unwrap().is_empty(),
@@ -590,12 +580,7 @@ fn esmtp_parameters_are_sent_when_offered() {
         plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
         &big,
     );
-    assert_eq!(code(&out), 65, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("over the server's limit"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 65, "over the server's limit");
     assert_eq!(fake.accepted.lock().unwrap().len(), 1);
 }
 
@@ -674,12 +659,7 @@ fn flush_uses_one_connection_and_keeps_refused_messages_in_failed() {
         plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
         b"",
     );
-    assert_eq!(code(&out), 67, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("RCPT TO:<nosuch@b.test>: 550 5.1.1 no such user"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 67, "RCPT TO:<nosuch@b.test>: 550 5.1.1 no such user");
     assert_eq!(fake.accepted.lock().unwrap().len(), 2);
     let log = fake.log_text();
     assert_eq!(log.matches("EHLO").count(), 1, "{log}");

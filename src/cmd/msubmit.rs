@@ -267,14 +267,8 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
             "give addresses, or -t to read them from the header",
         ));
     }
-    let notify = args
-        .dsn_notify
-        .clone()
-        .or_else(|| acct.get("dsn_notify").map(str::to_string));
-    let ret = args
-        .dsn_return
-        .clone()
-        .or_else(|| acct.get("dsn_return").map(str::to_string));
+    let notify = settings::pick(&args.dsn_notify, &acct, "dsn_notify");
+    let ret = settings::pick(&args.dsn_return, &acct, "dsn_return");
     let queued = spool::Envelope {
         account: account.clone(),
         from: sender,

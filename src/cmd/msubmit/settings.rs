@@ -168,20 +168,16 @@ pub fn server(
             _ => Security::StartTls,
         },
     };
-    let host = args
-        .host
-        .clone()
-        .or_else(|| acct.get("host").map(str::to_string))
-        .ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                "no server",
-                format!(
-                    "give --host or a host in the configuration (account {})",
-                    account.as_deref().unwrap_or("defaults")
-                ),
-            )
-        })?;
+    let host = pick(&args.host, &acct, "host").ok_or_else(|| {
+        Error::new(
+            Code::Config,
+            "no server",
+            format!(
+                "give --host or a host in the configuration (account {})",
+                account.as_deref().unwrap_or("defaults")
+            ),
+        )
+    })?;
     let port = match (args.port, acct.get("port")) {
         (Some(p), _) => p,
         (None, Some(p)) => p
@@ -203,10 +199,7 @@ pub fn server(
             .clone()
             .or_else(|| acct.get("tls_trust_file").map(PathBuf::from)),
         fingerprint,
-        server_name: args
-            .tls_server_name
-            .clone()
-            .or_else(|| acct.get("tls_host_override").map(str::to_string)),
+        server_name: pick(&args.tls_server_name, &acct, "tls_host_override"),
     };
     let timeouts = match args.timeout.or(acct
         .get("timeout")
@@ -220,11 +213,7 @@ pub fn server(
         None => Timeouts::default(),
     };
     let auth = credentials(args, &acct)?;
-    let helo = args
-        .helo
-        .clone()
-        .or_else(|| acct.get("domain").map(str::to_string))
-        .unwrap_or_else(crate::stamp::fqdn);
+    let helo = pick(&args.helo, &acct, "domain").unwrap_or_else(crate::stamp::fqdn);
     Ok(Server {
         account,
         options: Options {
@@ -244,15 +233,14 @@ pub fn server(
     })
 }
 
+/// A flag's value, else the account's `key`.
+pub fn pick(flag: &Option<String>, acct: &Account, key: &str) -> Option<String> {
+    flag.clone().or_else(|| acct.get(key).map(str::to_string))
+}
+
 fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
-    let auth = args
-        .auth
-        .clone()
-        .or_else(|| acct.get("auth").map(str::to_string));
-    let user = args
-        .user
-        .clone()
-        .or_else(|| acct.get("user").map(str::to_string));
+    let auth = pick(&args.auth, acct, "auth");
+    let user = pick(&args.user, acct, "user");
     let mechanism = match auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("off") => return Ok(None),
         None | Some("on") => None,
