@@ -24,6 +24,7 @@ complete -c msubmit -l refused -d 'A sendmail option we do not support (set by t
 complete -c msubmit -s t -d 'Also send to the To, Cc and Bcc addresses of the header (the Resent-To, Resent-Cc and Resent-Bcc ones when any is present); added to the RECIPIENT arguments'
 complete -c msubmit -s i -d 'A line with a single dot does not end the message (also -oi); read to end of file'
 complete -c msubmit -s v -l verbose -d 'Print the SMTP dialogue on standard error (passwords masked)'
+complete -c msubmit -l syslog -d 'Also send the log line to syslog (facility mail)'
 complete -c msubmit -l queue -d 'Store the message in the queue instead of sending it (also -odq)'
 complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
 complete -c msubmit -l list -d 'List the queue (also -bp)'

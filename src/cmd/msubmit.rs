@@ -133,6 +133,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
+    /// Also send the log line to syslog (facility mail)
+    #[arg(long)]
+    pub syslog: bool,
+
     /// Store the message in the queue instead of sending it (also -odq)
     #[arg(long, conflicts_with_all = ["flush", "list"])]
     pub queue: bool,
@@ -355,7 +359,9 @@ fn first_error(mut errors: Vec<Error>) -> Result<()> {
 /// One key=value line per message, appended with a single write (O_APPEND keeps lines of
 /// concurrent processes whole). A log that cannot be written is reported, never fatal.
 fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
-    let Some(path) = &server.log else { return };
+    if server.log.is_none() && !server.syslog {
+        return;
+    }
     let o = &server.options;
     let (status, text, code) = match result {
         Ok(out) => match first_error(out.errors(env).into_iter().take(1).collect()) {
@@ -397,6 +403,10 @@ fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
         q(&text),
         code
     );
+    if server.syslog {
+        syslog(line.trim_end());
+    }
+    let Some(path) = &server.log else { return };
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -408,6 +418,19 @@ fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
             path.display(),
             crate::exit::describe_io(&e)
         ));
+    }
+}
+
+/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
+fn syslog(line: &str) {
+    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
+    // passed as the argument of "%s", never as the format.
+    unsafe {
+        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
+        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
     }
 }
 

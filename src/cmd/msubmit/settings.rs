@@ -3,7 +3,7 @@
 //!
 //! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
 //! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
-//! timeout, logfile, dsn_notify, dsn_return) so an msmtp account block works as it is, with
+//! timeout, logfile, syslog, dsn_notify, dsn_return) so an msmtp account block works as it is, with
 //! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
 
 use super::Args;
@@ -103,6 +103,8 @@ pub struct Server {
     pub options: Options,
     /// The log file.
     pub log: Option<PathBuf>,
+    /// Log to syslog too.
+    pub syslog: bool,
 }
 
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
@@ -230,6 +232,14 @@ pub fn server(
             .log
             .clone()
             .or_else(|| acct.get("logfile").map(PathBuf::from)),
+        // msmtp's `syslog` is on, off or a facility name (which we take as on, facility mail).
+        syslog: args.syslog
+            || acct.get("syslog").is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "off" | "no" | "false" | "0"
+                )
+            }),
     })
 }
 
