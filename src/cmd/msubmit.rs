@@ -241,8 +241,13 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
     };
     let sender = settings::envelope_address("sender", &sender, None)?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
+    // The null sender `<>` still needs a From: address.
+    let author = match sender.is_empty() {
+        true => format!("{}@{}", user_name(), crate::stamp::fqdn()),
+        false => sender.clone(),
+    };
     let fixes = message::Fixes {
-        sender: &sender,
+        sender: &author,
         full_name: args.full_name.as_deref(),
     };
     let (mut prepared, header_rcpts) = message::prepare(spool, stats, &fixes)?;

@@ -318,7 +318,19 @@ fn password_command(cmd: &str) -> Result<String> {
 /// Check an envelope address given by the user: not an option, no control characters,
 /// valid per RFC 5321; an address without a domain is completed with `domain`.
 pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<String> {
-    let a = crate::header::bare_addr(addr);
+    // `Name <addr>` as sendmail accepts it: the address is inside the last angle brackets.
+    let addr = addr.trim();
+    if addr.chars().any(char::is_control) {
+        return Err(Error::new(
+            Code::Usage,
+            format!("{kind} {addr:?}"),
+            "contains a control character",
+        ));
+    }
+    let a = match (addr.rfind('<'), addr.ends_with('>')) {
+        (Some(i), true) => &addr[i + 1..addr.len() - 1],
+        _ => crate::header::bare_addr(addr),
+    };
     if a.starts_with('-') {
         return Err(Error::new(
             Code::Usage,
@@ -386,5 +398,9 @@ mod tests {
         assert!(envelope_address("recipient", "a@b\r\nRCPT TO:<c@d>", None).is_err());
         assert!(envelope_address("recipient", "a b@c", None).is_err());
         assert_eq!(envelope_address("sender", "<>", None).unwrap(), "");
+        assert_eq!(
+            envelope_address("recipient", "Bob <b@x.test>", None).unwrap(),
+            "b@x.test"
+        );
     }
 }
