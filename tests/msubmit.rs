@@ -673,3 +673,44 @@ fn flush_uses_one_connection_and_keeps_refused_messages_in_failed() {
         "{listing}"
     );
 }
+
+#[test]
+fn flush_reconnects_after_abandoning_a_partly_refused_message() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for (i, rcpts) in [&["ok@b.test", "nosuch@b.test"][..], &["ok@b.test"][..]]
+        .iter()
+        .enumerate()
+    {
+        let out = run(
+            msubmit(t.path())
+                .args(["--queue-dir", q, "--queue", "-f", "a@a.test"])
+                .args(*rcpts),
+            format!("Subject: p{i}\n\nx\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    fails(&out, 67, "RCPT TO:<nosuch@b.test>: 550 5.1.1");
+    // With PIPELINING the server already said 354; the only way to send nothing to ok@ is
+    // to drop that connection, so the next message goes over a new one.
+    let accepted = fake.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1);
+    assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: p1"));
+    assert_eq!(
+        fake.log_text().matches("EHLO").count(),
+        2,
+        "{}",
+        fake.log_text()
+    );
+    assert_eq!(files(&qdir.join("failed")).len(), 1);
+}
