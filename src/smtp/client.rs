@@ -440,7 +440,7 @@ impl Session {
         }
         // RFC 3207 §4.2 / CVE-2011-0411: bytes already here were sent before the handshake
         // and could be an attacker's, injected to be read as if they came over TLS.
-        if !self.conn.buffer().is_empty() {
+        if !self.conn.buffer().is_empty() || bytes_waiting(self.conn.get_ref().tcp()) {
             self.broken = true;
             return Err(Error::new(
                 Code::Unavailable,
@@ -759,6 +759,17 @@ impl Session {
             let _ = s.flush();
         }
     }
+}
+
+/// True when the kernel holds unread bytes for `tcp` (a peek that does not block).
+fn bytes_waiting(tcp: &TcpStream) -> bool {
+    if tcp.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let waiting = matches!(tcp.peek(&mut b), Ok(n) if n > 0);
+    let _ = tcp.set_nonblocking(false);
+    waiting
 }
 
 fn set_timeouts(tcp: &TcpStream, t: Duration) -> Result<()> {
