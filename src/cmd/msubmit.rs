@@ -173,25 +173,30 @@ pub fn run(args: Args) -> Result<()> {
         return Err(settings::refusal(r));
     }
     let cfg = Config::load(args.config.as_deref())?;
-    let queue_dir = args
-        .queue_dir
-        .clone()
-        .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
-        .or_else(default_queue_dir)
-        .ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                "no queue directory",
-                "give --queue-dir, or set HOME",
-            )
-        })?;
+    // Found only when needed: plain sending must work without HOME (daemons, PHP).
+    let queue_dir = || {
+        args.queue_dir
+            .clone()
+            .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
+            .or_else(default_queue_dir)
+            .ok_or_else(|| {
+                Error::new(
+                    Code::Config,
+                    "no queue directory",
+                    "give --queue-dir, or set HOME",
+                )
+            })
+    };
     if args.list {
-        return list(&queue_dir);
+        return list(&queue_dir()?);
     }
     if args.flush {
-        return flush(&args, &cfg, &queue_dir);
+        return flush(&args, &cfg, &queue_dir()?);
     }
-    submit(&args, &cfg, &queue_dir)
+    if args.queue {
+        return submit(&args, &cfg, Some(&queue_dir()?));
+    }
+    submit(&args, &cfg, None)
 }
 
 fn default_queue_dir() -> Option<PathBuf> {
@@ -226,7 +231,8 @@ fn header_from(head: &[u8]) -> Option<String> {
     }
 }
 
-fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
+/// Send the message on stdin now, or store it in `queue` when given.
+fn submit(args: &Args, cfg: &Config, queue: Option<&Path>) -> Result<()> {
     let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
@@ -288,8 +294,8 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
         size: prepared.size_estimate(),
         queued: spool::now(),
     };
-    if args.queue {
-        let q = Queue::open(queue_dir)?;
+    if let Some(dir) = queue {
+        let q = Queue::open(dir)?;
         let id = q.store(&queued, |w| prepared.write_to(w))?;
         if args.verbose {
             run::warn(format_args!("queued as {id} in {}", q.dir().display()));
