@@ -255,6 +255,10 @@ impl Session {
             }
             _ => Stream::Plain(tcp),
         };
+        let tls_info = match &stream {
+            Stream::Tls(t) => Some(tls::describe(t)),
+            Stream::Plain(_) => None,
+        };
         let mut s = Session {
             tls: matches!(stream, Stream::Tls(_)),
             conn: BufReader::with_capacity(16 * 1024, stream),
@@ -265,6 +269,9 @@ impl Session {
             broken: false,
             opts: opts.clone(),
         };
+        if let Some(info) = tls_info {
+            s.trace(Direction::Received, &info);
+        }
         let greeting = s.read_reply(opts.timeouts.command, "greeting")?;
         if greeting.code != 220 {
             s.broken = true;
@@ -467,6 +474,7 @@ impl Session {
                 return Err(e);
             }
         };
+        self.trace(Direction::Received, &tls::describe(&stream));
         self.conn = BufReader::with_capacity(16 * 1024, Stream::Tls(Box::new(stream)));
         self.tls = true;
         // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
