@@ -714,3 +714,42 @@ fn flush_reconnects_after_abandoning_a_partly_refused_message() {
     );
     assert_eq!(files(&qdir.join("failed")).len(), 1);
 }
+
+#[test]
+fn a_server_that_does_not_speak_smtp_is_temporary() {
+    let fake = Fake::start(Script {
+        greeting: "HTTP/1.1 400 Bad Request\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
+        b"S: x\n\nx\n",
+    );
+    fails(&out, 75, "malformed reply line");
+}
+
+#[test]
+fn a_large_message_streams_through_intact() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let mut msg = b"From: a@a.test\nDate: x\nMessage-ID: <big@a.test>\nSubject: big\n\n".to_vec();
+    for i in 0..120_000u32 {
+        msg.extend_from_slice(
+            format!(
+                "{}line {i} {}\n",
+                if i % 7 == 0 { "." } else { "" },
+                "z".repeat(30)
+            )
+            .as_bytes(),
+        );
+    }
+    assert!(msg.len() > 4 << 20);
+    let out = run(plain(t.path(), sink.port).args(["-i", "b@b.test"]), &msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dump = only(&sink);
+    assert_eq!(arrived(&dump), &msg[..], "the message changed on the way");
+}

@@ -139,7 +139,11 @@ fn verified_trusted_and_pinned_certificates_are_accepted() {
     let out = submit(t.path(), port, &["--fingerprint", &fp, "-v"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // -v shows the fingerprint to pin.
-    assert!(stderr(&out).contains(&format!("SHA-256 {fp}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("SHA-256 {fp}")),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(got.lock().unwrap().len(), 3);
 }
 
