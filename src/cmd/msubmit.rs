@@ -242,14 +242,14 @@ fn submit(args: &Args, cfg: &Config, queue: Option<&Path>) -> Result<()> {
         Some(s) => s.to_string(),
         None => match from_header {
             Some(f) => f,
-            None => format!("{}@{}", user_name(), crate::stamp::fqdn()),
+            None => local_address(),
         },
     };
     let sender = settings::envelope_address("sender", &sender, None)?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
     // The null sender `<>` still needs a From: address.
     let author = match sender.is_empty() {
-        true => format!("{}@{}", user_name(), crate::stamp::fqdn()),
+        true => local_address(),
         false => sender.clone(),
     };
     let fixes = message::Fixes {
@@ -313,11 +313,13 @@ fn submit(args: &Args, cfg: &Config, queue: Option<&Path>) -> Result<()> {
     first_error(outcome.errors(&env))
 }
 
-fn user_name() -> String {
-    ["LOGNAME", "USER"]
+/// `user@host` for this user and host, sendmail's sender when nothing else names one.
+fn local_address() -> String {
+    let user = ["LOGNAME", "USER"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "root".into())
+        .unwrap_or_else(|| "root".into());
+    format!("{user}@{}", crate::stamp::fqdn())
 }
 
 fn client_envelope(q: &spool::Envelope) -> Envelope {
