@@ -199,6 +199,22 @@ fn submission_through_postfix() {
         "451 4.3.0",
     );
 
+    // An msmtp-style account, chosen by the From: address, does the same with no flags.
+    let config = format!(
+        "defaults\ntls on\ntls_trust_file {}\n\naccount base\nhost {SUBMIT}\nport 10587\n\n\
+         account alice : base\ntls_starttls on\nauth plain\nuser alice\n\
+         passwordeval \"echo secret\"\nfrom alice@example.test\n",
+        env.ca
+    );
+    let cfg = env.home.path().join(".config/mailpipe/config");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, config).unwrap();
+    ok(&env.msubmit::<&str>(
+        &["-t"],
+        b"From: alice@example.test\nTo: carol@example.test\nSubject: by config\n\nx\n",
+    ));
+    std::fs::remove_file(&cfg).unwrap();
+
     // Implicit TLS (port 465 style) with AUTH LOGIN.
     ok(&env.msubmit(
         &[
