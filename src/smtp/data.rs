@@ -386,6 +386,42 @@ mod tests {
     }
 
     #[test]
+    fn any_input_survives_encode_then_decode() {
+        let alphabet = [b'\r', b'\n', b'.', b'a', 0u8, 0xff];
+        let mut x: u32 = 12345;
+        for i in 0..20_000u32 {
+            let mut msg = Vec::new();
+            for _ in 0..(i % 40) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                msg.push(alphabet[x as usize % alphabet.len()]);
+            }
+            let wire = encode(&msg);
+            let (out, end, err) = decode(&wire, BareLineEnds::Refuse);
+            assert_eq!((end, err), (Some(wire.len()), None), "{msg:?}");
+            // What arrives is the input with every line end as CRLF, ending in one.
+            let mut want = Vec::new();
+            let mut k = 0;
+            while k < msg.len() {
+                match (msg[k], msg.get(k + 1)) {
+                    (b'\r', Some(b'\n')) => {
+                        want.extend_from_slice(b"\r\n");
+                        k += 1;
+                    }
+                    (b'\r' | b'\n', _) => want.extend_from_slice(b"\r\n"),
+                    (b, _) => want.push(b),
+                }
+                k += 1;
+            }
+            if !want.is_empty() && !want.ends_with(b"\r\n") {
+                want.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(out, want, "{msg:?}");
+        }
+    }
+
+    #[test]
     fn decoder_survives_a_flood_of_bare_crs() {
         let mut content = vec![b'\r'; 1 << 20];
         content.extend_from_slice(b"\r\n.\r\n");
