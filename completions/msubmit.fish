@@ -26,6 +26,7 @@ complete -c msubmit -s i -d 'A line with a single dot does not end the message (
 complete -c msubmit -s v -l verbose -d 'Print the SMTP dialogue on standard error (passwords masked)'
 complete -c msubmit -l syslog -d 'Also send the log line to syslog (facility mail)'
 complete -c msubmit -l queue -d 'Store the message in the queue instead of sending it (also -odq)'
+complete -c msubmit -l queue-on-failure -d 'When sending fails temporarily (server unreachable, 4xx), queue the message instead and exit 0'
 complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
 complete -c msubmit -l list -d 'List the queue (also -bp)'
 complete -c msubmit -l version -d 'Print version'

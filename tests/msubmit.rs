@@ -753,3 +753,51 @@ fn a_large_message_streams_through_intact() {
     let dump = only(&sink);
     assert_eq!(arrived(&dump), &msg[..], "the message changed on the way");
 }
+
+#[test]
+fn queue_on_failure_keeps_temporary_failures_only() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let down = free_port();
+    let out = run(
+        plain(t.path(), down).args([
+            "--queue-dir",
+            q,
+            "--queue-on-failure",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"Subject: later\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    assert_eq!(files(&qdir.join("new")).len(), 1);
+    // A permanent refusal is not queued: it would fail again.
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "--queue-dir",
+            q,
+            "--queue-on-failure",
+            "-f",
+            "a@a.test",
+            "nosuch@b.test",
+        ]),
+        b"Subject: never\n\nx\n",
+    );
+    fails(&out, 67, "550 5.1.1");
+    assert_eq!(files(&qdir.join("new")).len(), 1);
+    // The queued one goes out with the next flush.
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let accepted = fake.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1);
+    assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: later"));
+}

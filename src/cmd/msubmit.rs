@@ -141,6 +141,11 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["flush", "list"])]
     pub queue: bool,
 
+    /// When sending fails temporarily (server unreachable, 4xx), queue the message instead
+    /// and exit 0
+    #[arg(long, conflicts_with_all = ["queue", "flush", "list"])]
+    pub queue_on_failure: bool,
+
     /// Send every queued message that is due (also -q)
     #[arg(long, conflicts_with = "list")]
     pub flush: bool,
@@ -193,10 +198,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.flush {
         return flush(&args, &cfg, &queue_dir()?);
     }
-    if args.queue {
-        return submit(&args, &cfg, Some(&queue_dir()?));
-    }
-    submit(&args, &cfg, None)
+    submit(&args, &cfg, &queue_dir)
 }
 
 fn default_queue_dir() -> Option<PathBuf> {
@@ -231,8 +233,9 @@ fn header_from(head: &[u8]) -> Option<String> {
     }
 }
 
-/// Send the message on stdin now, or store it in `queue` when given.
-fn submit(args: &Args, cfg: &Config, queue: Option<&Path>) -> Result<()> {
+/// Send the message on stdin now, or store it in the queue (`--queue`, or
+/// `--queue-on-failure` after a temporary failure).
+fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) -> Result<()> {
     let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
@@ -294,23 +297,41 @@ fn submit(args: &Args, cfg: &Config, queue: Option<&Path>) -> Result<()> {
         size: prepared.size_estimate(),
         queued: spool::now(),
     };
-    if let Some(dir) = queue {
-        let q = Queue::open(dir)?;
+    let store = |prepared: &mut message::Prepared| -> Result<String> {
+        let q = Queue::open(&queue_dir()?)?;
         let id = q.store(&queued, |w| prepared.write_to(w))?;
         if args.verbose {
             run::warn(format_args!("queued as {id} in {}", q.dir().display()));
         }
-        return Ok(());
+        Ok(id)
+    };
+    if args.queue {
+        return store(&mut prepared).map(drop);
     }
+    let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
     let server = settings::server(args, cfg, account, trace(args.verbose))?;
     let env = client_envelope(&queued);
     let mut reader = prepared
         .reader()
         .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
     let result = send_one(&server.options, &env, &mut reader);
+    drop(reader);
     log(&server, &env, &result);
-    let outcome = result?;
-    first_error(outcome.errors(&env))
+    let failure = match result {
+        Ok(outcome) => first_error(outcome.errors(&env)).err(),
+        Err(e) => Some(e),
+    };
+    match failure {
+        None => Ok(()),
+        // Nothing was delivered (or, after a lost end-of-data reply, maybe it was: then
+        // the flush may send it twice, as documented).
+        Some(e) if queue_on_failure && e.code().is_temporary() => {
+            let id = store(&mut prepared)?;
+            run::warn(format_args!("{e}; queued as {id}, send it with --flush"));
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
 }
 
 /// `user@host` for this user and host, sendmail's sender when nothing else names one.
