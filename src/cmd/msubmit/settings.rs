@@ -3,8 +3,9 @@
 //!
 //! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
 //! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
-//! timeout, logfile, syslog, dsn_notify, dsn_return, queue_on_failure) so an msmtp account block works as it is, with
-//! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
+//! timeout, logfile, syslog, dsn_notify, dsn_return) so an msmtp account block works as it
+//! is, plus our queue_on_failure, with one deliberate difference: without `tls` or `--tls`,
+//! TLS is required (STARTTLS), not off.
 
 use super::Args;
 use crate::config::{Account, Config};
