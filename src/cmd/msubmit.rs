@@ -1,7 +1,7 @@
 //! msubmit: hand a message to the user's mail server over SMTP, with sendmail's interface.
 //!
 //! Design: the message is read whole first (memory, then an unlinked temporary file), its
-//! header fixed as Postfix's cleanup would ([`message`]), the envelope settled (recipients from
+//! header fixed as Postfix's cleanup would (`message.rs`), the envelope settled (recipients from
 //! arguments and, with `-t`, the header), and only then is the server contacted, so nothing is
 //! half sent because of a local problem. Recipients are all or nothing: when the server
 //! refuses one, no DATA is sent to the others, so fixing the address and sending again
