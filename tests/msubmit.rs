@@ -801,3 +801,26 @@ fn queue_on_failure_keeps_temporary_failures_only() {
     assert_eq!(accepted.len(), 1);
     assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: later"));
 }
+
+#[test]
+fn a_recipient_limit_splits_the_message_into_transactions() {
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "-f",
+            "a@a.test",
+            "r1@b.test,r2@b.test,r3@b.test,r4@b.test,r5@b.test",
+        ]),
+        b"Subject: many\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // 2 + 2 + 1 recipients: three transactions over one connection.
+    assert_eq!(fake.accepted.lock().unwrap().len(), 3);
+    let log = fake.log_text();
+    assert_eq!(log.matches("EHLO").count(), 1, "{log}");
+    assert_eq!(log.matches("RCPT TO:<r5@b.test>").count(), 3, "{log}");
+}

@@ -5,8 +5,9 @@
 //! arguments and, with `-t`, the header), and only then is the server contacted, so nothing is
 //! half sent because of a local problem. Recipients are all or nothing: when the server
 //! refuses one, no DATA is sent to the others, so fixing the address and sending again
-//! duplicates nothing. Exit 0 only after the server's 250 for the message (or after it is
-//! durably queued); every doubt is 75, so the caller keeps the mail.
+//! duplicates nothing (except past a server's recipient limit: see `deliver`). Exit 0 only
+//! after the server's 250 for the message (or after it is durably queued); every doubt is 75,
+//! so the caller keeps the mail.
 //!
 //! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
@@ -18,7 +19,8 @@ use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
-use crate::smtp::client::{Direction, Envelope, Outcome, Partial, Recipient, Session, Trace};
+use crate::smtp::Reply;
+use crate::smtp::client::{Direction, Envelope, Partial, Recipient, Session, Trace, too_many};
 use crate::spool::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::collections::BTreeMap;
@@ -311,14 +313,10 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
     let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
     let server = settings::server(args, cfg, account, trace(args.verbose))?;
     let env = client_envelope(&queued);
-    let mut reader = prepared
-        .reader()
-        .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
-    let result = send_one(&server.options, &env, &mut reader);
-    drop(reader);
+    let result = send_one(&server.options, &env, &mut prepared);
     log(&server, &env, &result);
     let failure = match result {
-        Ok(outcome) => first_error(outcome.errors(&env)).err(),
+        Ok(sent) => first_error(sent.errors).err(),
         Err(e) => Some(e),
     };
     match failure {
@@ -362,15 +360,69 @@ fn client_envelope(q: &spool::Envelope) -> Envelope {
     }
 }
 
-fn send_one(
-    opts: &crate::smtp::Options,
-    env: &Envelope,
-    msg: &mut dyn std::io::Read,
-) -> Result<Outcome> {
+/// Where a message's bytes come from, anew for each transaction.
+trait Source {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>>;
+}
+
+impl Source for message::Prepared {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
+        let r = self
+            .reader()
+            .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
+        Ok(Box::new(r))
+    }
+}
+
+/// A message in the queue.
+struct Queued<'a>(&'a Queue, &'a spool::Entry);
+
+impl Source for Queued<'_> {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
+        Ok(Box::new(self.0.message(self.1)?))
+    }
+}
+
+/// What sending one message came to: the last reply to the end of data, and every failure
+/// (none when the server accepted it for every recipient).
+struct Sent {
+    data: Option<Reply>,
+    errors: Vec<Error>,
+}
+
+/// Send one message over `session`, all or nothing; except that when the server limits the
+/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions.
+fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
+    let mut pending = env.clone();
+    loop {
+        let outcome = {
+            let mut reader = source.open()?;
+            session.send(&pending, &mut reader, Partial::AbortUnlessTooMany)?
+        };
+        let delivered = outcome.data.as_ref().is_some_and(Reply::is_positive);
+        // Each round delivers to at least one recipient, so this ends.
+        let later: Vec<Recipient> = pending
+            .rcpts
+            .iter()
+            .zip(&outcome.rcpts)
+            .filter(|(_, r)| delivered && too_many(r))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if later.is_empty() {
+            return Ok(Sent {
+                errors: outcome.errors(&pending),
+                data: outcome.data,
+            });
+        }
+        pending.rcpts = later;
+    }
+}
+
+fn send_one(opts: &crate::smtp::Options, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
     let mut session = Session::connect(opts)?;
-    let outcome = session.send(env, msg, Partial::Abort)?;
+    let sent = deliver(&mut session, env, source)?;
     session.quit();
-    Ok(outcome)
+    Ok(sent)
 }
 
 /// Report every error but the one returned: the first permanent one when there is one (a
@@ -392,22 +444,19 @@ fn first_error(mut errors: Vec<Error>) -> Result<()> {
 
 /// One key=value line per message, appended with a single write (O_APPEND keeps lines of
 /// concurrent processes whole). A log that cannot be written is reported, never fatal.
-fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
+fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
     if server.log.is_none() && !server.syslog {
         return;
     }
     let o = &server.options;
     let (status, text, code) = match result {
-        Ok(out) => match first_error(out.errors(env).into_iter().take(1).collect()) {
-            Ok(()) => {
-                let d = out.data.as_ref();
-                (
-                    d.map_or(0, |r| r.code),
-                    d.map(|r| r.text()).unwrap_or_default(),
-                    0,
-                )
-            }
-            Err(e) => (0, e.to_string(), e.code().as_i32()),
+        Ok(Sent { errors, data }) => match errors.first() {
+            None => (
+                data.as_ref().map_or(0, |r| r.code),
+                data.as_ref().map(Reply::text).unwrap_or_default(),
+                0,
+            ),
+            Some(e) => (0, e.to_string(), e.code().as_i32()),
         },
         Err(e) => (0, e.to_string(), e.code().as_i32()),
     };
@@ -577,17 +626,15 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             }
             let Some(s) = session.as_mut() else { break };
             let env = client_envelope(&entry.envelope);
-            let result = q
-                .message(entry)
-                .and_then(|mut r| s.send(&env, &mut r, Partial::Abort));
+            let result = deliver(s, &env, &mut Queued(&q, entry));
             log(&server, &env, &result);
             let errs = match result {
-                Ok(o) if o.all_accepted(&env) => {
+                Ok(done) if done.errors.is_empty() => {
                     q.remove(entry)?;
                     sent += 1;
                     continue;
                 }
-                Ok(o) => o.errors(&env),
+                Ok(done) => done.errors,
                 Err(e) => vec![e],
             };
             let permanent = errs.iter().any(|e| !e.code().is_temporary());

@@ -18,7 +18,9 @@ use super::auth::{self, Mechanism};
 use super::command::{Command, Param, xtext};
 use super::data::DataEncoder;
 use super::ehlo::Capabilities;
-pub use super::envelope::{Envelope, Outcome, Partial, Recipient, Stage, reply_code, reply_error};
+pub use super::envelope::{
+    Envelope, Outcome, Partial, Recipient, Stage, reply_code, reply_error, too_many,
+};
 use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};
 use crate::tls::{self, TlsOptions, TlsStream};
@@ -620,10 +622,7 @@ impl Session {
                 outcome.rcpts.push(r);
             }
             let data = self.read_reply(t.data_init, "DATA")?;
-            let accepted = outcome.rcpts.iter().filter(|r| r.is_positive()).count();
-            let go = outcome.mail.is_positive()
-                && accepted > 0
-                && (accepted == n || partial == Partial::SendToAccepted);
+            let go = outcome.mail.is_positive() && partial.proceed(&outcome.rcpts);
             if data.code != 354 {
                 outcome.data = Some(data);
                 self.needs_rset = true;
@@ -653,8 +652,7 @@ impl Session {
                 let reply = self.read_reply(t.mail, "RCPT TO")?;
                 outcome.rcpts.push(reply);
             }
-            let accepted = outcome.rcpts.iter().filter(|r| r.is_positive()).count();
-            if accepted == 0 || (accepted < n && partial == Partial::Abort) {
+            if !partial.proceed(&outcome.rcpts) {
                 self.needs_rset = true;
                 return Ok(outcome);
             }

@@ -50,6 +50,31 @@ pub enum Partial {
     Abort,
     /// Send to the accepted ones (relaying: the refused ones are bounced or retried).
     SendToAccepted,
+    /// Like `Abort`, except that recipients refused only for being too many (452, RFC 5321
+    /// §4.5.3.1.10) do not stop the others: the caller sends to them in a next transaction.
+    AbortUnlessTooMany,
+}
+
+impl Partial {
+    /// Whether to send the message when `rcpts` are the replies to the RCPTs.
+    pub fn proceed(self, rcpts: &[Reply]) -> bool {
+        let accepted = rcpts.iter().filter(|r| r.is_positive()).count();
+        accepted > 0
+            && match self {
+                Partial::Abort => accepted == rcpts.len(),
+                Partial::SendToAccepted => true,
+                Partial::AbortUnlessTooMany => rcpts.iter().all(|r| r.is_positive() || too_many(r)),
+            }
+    }
+}
+
+/// True for the reply a server gives when its recipients-per-message limit is reached:
+/// 452 (RFC 5321 §4.5.3.1.10), with 4.5.3 when it sends enhanced codes (RFC 3463).
+pub fn too_many(reply: &Reply) -> bool {
+    reply.code == 452
+        && reply
+            .enhanced
+            .is_none_or(|e| (e.subject, e.detail) == (5, 3))
 }
 
 /// Every reply of one transaction.
@@ -139,4 +164,26 @@ pub fn reply_code(stage: Stage, reply: &Reply) -> Code {
 /// An error for a failure reply: `what: reply`.
 pub fn reply_error(stage: Stage, what: &str, reply: &Reply) -> Error {
     Error::new(reply_code(stage, reply), what, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::EnhancedCode;
+
+    #[test]
+    fn partial_policies() {
+        let ok = Reply::new(250, None, "ok");
+        let full = Reply::new(452, Some(EnhancedCode::new(4, 5, 3)), "too many");
+        let storage = Reply::new(452, Some(EnhancedCode::new(4, 3, 1)), "no space");
+        let gone = Reply::new(550, None, "no");
+        let all = [ok.clone(), full.clone()];
+        assert!(!Partial::Abort.proceed(&all));
+        assert!(Partial::AbortUnlessTooMany.proceed(&all));
+        assert!(!Partial::AbortUnlessTooMany.proceed(&[ok.clone(), storage]));
+        assert!(!Partial::AbortUnlessTooMany.proceed(&[ok.clone(), gone.clone()]));
+        assert!(Partial::SendToAccepted.proceed(&[ok.clone(), gone.clone()]));
+        assert!(!Partial::SendToAccepted.proceed(&[gone, full]));
+        assert!(Partial::Abort.proceed(&[ok]));
+    }
 }

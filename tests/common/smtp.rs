@@ -88,6 +88,8 @@ pub struct Script {
     pub rcpt: Vec<(&'static str, &'static str)>,
     pub after_data: AfterData,
     pub delay: Duration,
+    /// Recipients per transaction; more get 452 4.5.3.
+    pub max_rcpts: Option<usize>,
 }
 
 impl Default for Script {
@@ -99,6 +101,7 @@ impl Default for Script {
             rcpt: Vec::new(),
             after_data: AfterData::Accept,
             delay: Duration::ZERO,
+            max_rcpts: None,
         }
     }
 }
@@ -173,11 +176,17 @@ fn serve(
         } else if cmd.starts_with("AUTH") {
             "235 2.7.0 authenticated\r\n".into()
         } else if cmd.starts_with("RCPT") {
+            let full = s.max_rcpts.is_some_and(|m| rcpts_ok >= m);
+            let r = if full {
+                "452 4.5.3 too many recipients\r\n"
+            } else {
+                ""
+            };
             let r = s
                 .rcpt
                 .iter()
                 .find(|(k, _)| cmd.contains(&k.to_ascii_uppercase()))
-                .map_or("250 2.1.5 ok\r\n", |(_, r)| r);
+                .map_or(if full { r } else { "250 2.1.5 ok\r\n" }, |(_, r)| r);
             if r.starts_with('2') {
                 rcpts_ok += 1;
             }
