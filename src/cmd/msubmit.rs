@@ -632,6 +632,10 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
                 Ok(done) if done.errors.is_empty() => {
                     q.remove(entry)?;
                     sent += 1;
+                    // Bound what a crash could send twice.
+                    if sent % 100 == 0 {
+                        q.sync()?;
+                    }
                     continue;
                 }
                 Ok(done) => done.errors,
@@ -658,6 +662,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
         if let Some(s) = session {
             s.quit();
         }
+        q.sync()?;
     }
     if args.verbose || worst.is_some() {
         run::warn(format_args!(
