@@ -49,6 +49,14 @@ fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
     c
 }
 
+/// Start a fake with `script` and send it one small message in clear text.
+fn one_shot(script: Script, args: &[&str]) -> (Fake, std::process::Output) {
+    let fake = Fake::start(script);
+    let t = tempfile::tempdir().unwrap();
+    let out = run(plain(t.path(), fake.port()).args(args), b"S: x\n\nx\n");
+    (fake, out)
+}
+
 /// Assert the exit code and a piece of the diagnostic.
 fn fails(out: &std::process::Output, want: i32, needle: &str) {
     assert_eq!(code(out), want, "{}", stderr(out));
@@ -223,14 +231,12 @@ fn data_after_the_starttls_reply_is_refused_as_injection() {
 
 #[test]
 fn a_4xx_greeting_is_temporary() {
-    let fake = Fake::start(Script {
-        greeting: "421 4.3.2 fake.test busy, try later\r\n",
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
-        b"S: x\n\nx\n",
+    let (_fake, out) = one_shot(
+        Script {
+            greeting: "421 4.3.2 fake.test busy, try later\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
     );
     fails(&out, 75, "421 4.3.2 fake.test busy");
 }
@@ -269,17 +275,15 @@ fn no_reply_after_the_end_of_data_is_temporary() {
 
 #[test]
 fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
-    let fake = Fake::start(Script {
-        rcpt: vec![(
-            "nosuch@",
-            "550 5.1.1 <nosuch@b.test>: Recipient address rejected\r\n",
-        )],
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "nosuch@b.test"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script {
+            rcpt: vec![(
+                "nosuch@",
+                "550 5.1.1 <nosuch@b.test>: Recipient address rejected\r\n",
+            )],
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "ok@b.test", "nosuch@b.test"],
     );
     fails(
         &out,
@@ -291,14 +295,13 @@ fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
         "message sent despite a refused recipient"
     );
     // A 4xx on one recipient is temporary, and again nothing is sent.
-    let fake = Fake::start(Script {
-        rcpt: vec![("later@", "451 4.3.0 try again\r\n")],
-        ehlo: "250 fake.test\r\n",
-        ..Script::default()
-    });
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "later@b.test"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script {
+            rcpt: vec![("later@", "451 4.3.0 try again\r\n")],
+            ehlo: "250 fake.test\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "ok@b.test", "later@b.test"],
     );
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(
@@ -310,11 +313,9 @@ fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
 
 #[test]
 fn pipelining_sends_mail_rcpts_and_data_before_reading_replies() {
-    let fake = Fake::start(Script::default());
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test,c@c.test", "-v"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script::default(),
+        &["-f", "a@a.test", "b@b.test,c@c.test", "-v"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
@@ -526,14 +527,12 @@ fn a_flush_killed_with_sigkill_loses_nothing() {
 
 #[test]
 fn helo_is_used_when_ehlo_is_refused() {
-    let fake = Fake::start(Script {
-        ehlo: "502 5.5.2 EHLO not implemented\r\n",
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script {
+            ehlo: "502 5.5.2 EHLO not implemented\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(fake.log_text().contains("HELO "), "{}", fake.log_text());
@@ -717,14 +716,12 @@ fn flush_reconnects_after_abandoning_a_partly_refused_message() {
 
 #[test]
 fn a_server_that_does_not_speak_smtp_is_temporary() {
-    let fake = Fake::start(Script {
-        greeting: "HTTP/1.1 400 Bad Request\r\n",
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
-        b"S: x\n\nx\n",
+    let (_fake, out) = one_shot(
+        Script {
+            greeting: "HTTP/1.1 400 Bad Request\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
     );
     fails(&out, 75, "malformed reply line");
 }
