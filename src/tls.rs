@@ -144,6 +144,23 @@ fn describe_cert_error(e: &rustls::CertificateError) -> String {
     }
 }
 
+/// What was negotiated, for `-v`: protocol, cipher suite and the SHA-256 fingerprint of the
+/// server's certificate (what `--fingerprint` wants).
+pub fn describe(stream: &TlsStream) -> String {
+    let c = &stream.conn;
+    let version = c
+        .protocol_version()
+        .map_or("?".into(), |v| format!("{v:?}"));
+    let suite = c
+        .negotiated_cipher_suite()
+        .map_or("?".into(), |s| format!("{:?}", s.suite()));
+    let fp = c
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map_or("?".into(), |cert| fingerprint_hex(cert.as_ref()));
+    format!("TLS {version} {suite}, server certificate SHA-256 {fp}")
+}
+
 /// Parse a SHA-256 fingerprint written as 64 hex digits, with or without colons.
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32]> {
     let hex: String = s.chars().filter(|c| *c != ':').collect();

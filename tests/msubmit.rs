@@ -20,6 +20,21 @@ fn plain(home: &Path, port: u16) -> Command {
     plain_timeout(home, port, 5)
 }
 
+/// msubmit aimed at 127.0.0.1:port with the default TLS setting (STARTTLS required).
+fn tls_default(home: &Path, port: u16) -> Command {
+    let mut c = msubmit(home);
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "5",
+    ]);
+    c.args(["-f", "a@a.test", "b@b.test"]);
+    c
+}
+
 fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
     let mut c = msubmit(home);
     c.args([
@@ -32,6 +47,24 @@ fn plain_timeout(home: &Path, port: u16, secs: u64) -> Command {
     ]);
     c.args(["--timeout", &secs.to_string()]);
     c
+}
+
+/// Start a fake with `script` and send it one small message in clear text.
+fn one_shot(script: Script, args: &[&str]) -> (Fake, std::process::Output) {
+    let fake = Fake::start(script);
+    let t = tempfile::tempdir().unwrap();
+    let out = run(plain(t.path(), fake.port()).args(args), b"S: x\n\nx\n");
+    (fake, out)
+}
+
+/// Assert the exit code and a piece of the diagnostic.
+fn fails(out: &std::process::Output, want: i32, needle: &str) {
+    assert_eq!(code(out), want, "{}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
 }
 
 fn only(sink: &Sink) -> Vec<u8> {
@@ -173,25 +206,11 @@ fn t_reads_recipients_removes_bcc_and_adds_missing_fields() {
 fn starttls_required_but_not_offered_sends_nothing() {
     let fake = Fake::start(Script::default());
     let t = tempfile::tempdir().unwrap();
-    let mut c = msubmit(t.path());
-    c.args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &fake.port().to_string(),
-        "--timeout",
-        "5",
-        "-f",
-        "a@a.test",
-        "b@b.test",
-    ]);
-    let out = run(&mut c, b"Subject: x\n\nx\n");
-    assert_eq!(code(&out), 69, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("does not offer STARTTLS"),
-        "{}",
-        stderr(&out)
+    let out = run(
+        &mut tls_default(t.path(), fake.port()),
+        b"Subject: x\n\nx\n",
     );
+    fails(&out, 69, "does not offer STARTTLS");
     assert!(!fake.log_text().contains("MAIL"), "{}", fake.log_text());
 }
 
@@ -203,44 +222,23 @@ fn data_after_the_starttls_reply_is_refused_as_injection() {
         ..Script::default()
     });
     let t = tempfile::tempdir().unwrap();
-    let mut c = msubmit(t.path());
-    c.args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &fake.port().to_string(),
-        "--timeout",
-        "5",
-        "-f",
-        "a@a.test",
-        "b@b.test",
-    ]);
-    let out = run(&mut c, b"Subject: x\n\nx\n");
-    assert_eq!(code(&out), 69, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("response injection"),
-        "{}",
-        stderr(&out)
+    let out = run(
+        &mut tls_default(t.path(), fake.port()),
+        b"Subject: x\n\nx\n",
     );
+    fails(&out, 69, "response injection");
 }
 
 #[test]
 fn a_4xx_greeting_is_temporary() {
-    let fake = Fake::start(Script {
-        greeting: "421 4.3.2 fake.test busy, try later\r\n",
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
-        b"S: x\n\nx\n",
+    let (_fake, out) = one_shot(
+        Script {
+            greeting: "421 4.3.2 fake.test busy, try later\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
     );
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("421 4.3.2 fake.test busy"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 75, "421 4.3.2 fake.test busy");
 }
 
 #[test]
@@ -272,43 +270,38 @@ fn no_reply_after_the_end_of_data_is_temporary() {
     let mut c = plain_timeout(t.path(), fake.port(), 1);
     c.args(["-f", "a@a.test", "b@b.test"]);
     let out = run(&mut c, b"S: x\n\nx\n");
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    fails(&out, 75, "timed out");
 }
 
 #[test]
 fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
-    let fake = Fake::start(Script {
-        rcpt: vec![(
-            "nosuch@",
-            "550 5.1.1 <nosuch@b.test>: Recipient address rejected\r\n",
-        )],
-        ..Script::default()
-    });
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "nosuch@b.test"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script {
+            rcpt: vec![(
+                "nosuch@",
+                "550 5.1.1 <nosuch@b.test>: Recipient address rejected\r\n",
+            )],
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "ok@b.test", "nosuch@b.test"],
     );
-    assert_eq!(code(&out), 67, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("msubmit: RCPT TO:<nosuch@b.test>: 550 5.1.1 <nosuch@b.test>: Recipient address rejected"),
-        "{}",
-        stderr(&out)
+    fails(
+        &out,
+        67,
+        "msubmit: RCPT TO:<nosuch@b.test>: 550 5.1.1 <nosuch@b.test>: Recipient address rejected",
     );
     assert!(
         fake.accepted.lock().unwrap().is_empty(),
         "message sent despite a refused recipient"
     );
     // A 4xx on one recipient is temporary, and again nothing is sent.
-    let fake = Fake::start(Script {
-        rcpt: vec![("later@", "451 4.3.0 try again\r\n")],
-        ehlo: "250 fake.test\r\n",
-        ..Script::default()
-    });
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "ok@b.test", "later@b.test"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script {
+            rcpt: vec![("later@", "451 4.3.0 try again\r\n")],
+            ehlo: "250 fake.test\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "ok@b.test", "later@b.test"],
     );
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(
@@ -320,11 +313,9 @@ fn a_refused_recipient_sends_to_nobody_and_names_the_reply() {
 
 #[test]
 fn pipelining_sends_mail_rcpts_and_data_before_reading_replies() {
-    let fake = Fake::start(Script::default());
-    let t = tempfile::tempdir().unwrap();
-    let out = run(
-        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test,c@c.test", "-v"]),
-        b"S: x\n\nx\n",
+    let (fake, out) = one_shot(
+        Script::default(),
+        &["-f", "a@a.test", "b@b.test,c@c.test", "-v"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
@@ -532,4 +523,301 @@ fn a_flush_killed_with_sigkill_loses_nothing() {
     // At most the message in flight at the kill is sent twice.
     assert!(all.len() <= n + 1, "{all:?}");
     assert!(files(&qdir.join("new")).is_empty());
+}
+
+#[test]
+fn helo_is_used_when_ehlo_is_refused() {
+    let (fake, out) = one_shot(
+        Script {
+            ehlo: "502 5.5.2 EHLO not implemented\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(fake.log_text().contains("HELO "), "{}", fake.log_text());
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn esmtp_parameters_are_sent_when_offered() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n\
+               250-SMTPUTF8\r\n250 DSN\r\n",
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "id+1",
+            "-f",
+            "a@a.test",
+            "üser@b.test",
+        ]),
+        "Subject: 8bit\n\ncafé\n".as_bytes(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    for p in [
+        "SIZE=",
+        "BODY=8BITMIME",
+        "SMTPUTF8",
+        "RET=HDRS",
+        "ENVID=id+2B1",
+        "NOTIFY=SUCCESS,FAILURE",
+    ] {
+        assert!(log.contains(p), "{p} missing:\n{log}");
+    }
+    // Too big for the announced SIZE: refused before anything is sent, permanently.
+    let big = vec![b'x'; 1_000_001];
+    let out = run(
+        plain(t.path(), fake.port()).args(["-f", "a@a.test", "b@b.test"]),
+        &big,
+    );
+    fails(&out, 65, "over the server's limit");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn credentials_go_only_over_tls_unless_tls_none_is_explicit() {
+    let script = Script {
+        ehlo: "250-fake.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n",
+        ..Script::default()
+    };
+    let t = tempfile::tempdir().unwrap();
+    // TLS is the default: the server offers no STARTTLS, so no AUTH, no mail.
+    let fake = Fake::start(script.clone());
+    let out = run(
+        msubmit(t.path()).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &fake.port().to_string(),
+            "--user",
+            "u",
+            "--password-command",
+            "echo pw",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(!fake.log_text().contains("AUTH"), "{}", fake.log_text());
+    // --tls none says the user wants clear text: XOAUTH2 with the token from the command.
+    let fake = Fake::start(script);
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "--user",
+            "u@x.test",
+            "--auth",
+            "xoauth2",
+            "--password-command",
+            "echo tok",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"S: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // base64("user=u@x.test\x01auth=Bearer tok\x01\x01")
+    assert!(
+        fake.log_text()
+            .contains("AUTH XOAUTH2 dXNlcj11QHgudGVzdAFhdXRoPUJlYXJlciB0b2sBAQ=="),
+        "{}",
+        fake.log_text()
+    );
+}
+
+#[test]
+fn flush_uses_one_connection_and_keeps_refused_messages_in_failed() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for (i, rcpt) in ["a@b.test", "nosuch@b.test", "c@b.test"].iter().enumerate() {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "--queue", "-f", "a@a.test", rcpt]),
+            format!("Subject: q{i}\n\nx\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // Distinct queue times keep the order of sending fixed.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    fails(&out, 67, "RCPT TO:<nosuch@b.test>: 550 5.1.1 no such user");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 2);
+    let log = fake.log_text();
+    assert_eq!(log.matches("EHLO").count(), 1, "{log}");
+    assert!(log.contains("RSET"), "{log}");
+    assert!(files(&qdir.join("new")).is_empty());
+    assert_eq!(files(&qdir.join("failed")).len(), 1);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("FAILED") && listing.contains("550 5.1.1"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn flush_reconnects_after_abandoning_a_partly_refused_message() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for (i, rcpts) in [&["ok@b.test", "nosuch@b.test"][..], &["ok@b.test"][..]]
+        .iter()
+        .enumerate()
+    {
+        let out = run(
+            msubmit(t.path())
+                .args(["--queue-dir", q, "--queue", "-f", "a@a.test"])
+                .args(*rcpts),
+            format!("Subject: p{i}\n\nx\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    fails(&out, 67, "RCPT TO:<nosuch@b.test>: 550 5.1.1");
+    // With PIPELINING the server already said 354; the only way to send nothing to ok@ is
+    // to drop that connection, so the next message goes over a new one.
+    let accepted = fake.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1);
+    assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: p1"));
+    assert_eq!(
+        fake.log_text().matches("EHLO").count(),
+        2,
+        "{}",
+        fake.log_text()
+    );
+    assert_eq!(files(&qdir.join("failed")).len(), 1);
+}
+
+#[test]
+fn a_server_that_does_not_speak_smtp_is_temporary() {
+    let (_fake, out) = one_shot(
+        Script {
+            greeting: "HTTP/1.1 400 Bad Request\r\n",
+            ..Script::default()
+        },
+        &["-f", "a@a.test", "b@b.test"],
+    );
+    fails(&out, 75, "malformed reply line");
+}
+
+#[test]
+fn a_large_message_streams_through_intact() {
+    if !have(&["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let sink = Sink::start();
+    let t = tempfile::tempdir().unwrap();
+    let mut msg = b"From: a@a.test\nDate: x\nMessage-ID: <big@a.test>\nSubject: big\n\n".to_vec();
+    for i in 0..120_000u32 {
+        msg.extend_from_slice(
+            format!(
+                "{}line {i} {}\n",
+                if i % 7 == 0 { "." } else { "" },
+                "z".repeat(30)
+            )
+            .as_bytes(),
+        );
+    }
+    assert!(msg.len() > 4 << 20);
+    let out = run(plain(t.path(), sink.port).args(["-i", "b@b.test"]), &msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dump = only(&sink);
+    assert_eq!(arrived(&dump), &msg[..], "the message changed on the way");
+}
+
+#[test]
+fn queue_on_failure_keeps_temporary_failures_only() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let down = free_port();
+    let out = run(
+        plain(t.path(), down).args([
+            "--queue-dir",
+            q,
+            "--queue-on-failure",
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"Subject: later\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    assert_eq!(files(&qdir.join("new")).len(), 1);
+    // A permanent refusal is not queued: it would fail again.
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "--queue-dir",
+            q,
+            "--queue-on-failure",
+            "-f",
+            "a@a.test",
+            "nosuch@b.test",
+        ]),
+        b"Subject: never\n\nx\n",
+    );
+    fails(&out, 67, "550 5.1.1");
+    assert_eq!(files(&qdir.join("new")).len(), 1);
+    // The queued one goes out with the next flush.
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let accepted = fake.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1);
+    assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: later"));
+}
+
+#[test]
+fn a_recipient_limit_splits_the_message_into_transactions() {
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        plain(t.path(), fake.port()).args([
+            "-f",
+            "a@a.test",
+            "r1@b.test,r2@b.test,r3@b.test,r4@b.test,r5@b.test",
+        ]),
+        b"Subject: many\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // 2 + 2 + 1 recipients: three transactions over one connection.
+    assert_eq!(fake.accepted.lock().unwrap().len(), 3);
+    let log = fake.log_text();
+    assert_eq!(log.matches("EHLO").count(), 1, "{log}");
+    assert_eq!(log.matches("RCPT TO:<r5@b.test>").count(), 3, "{log}");
 }

@@ -1,12 +1,13 @@
 //! msubmit: hand a message to the user's mail server over SMTP, with sendmail's interface.
 //!
 //! Design: the message is read whole first (memory, then an unlinked temporary file), its
-//! header fixed as Postfix's cleanup would ([`message`]), the envelope settled (recipients from
+//! header fixed as Postfix's cleanup would (`message.rs`), the envelope settled (recipients from
 //! arguments and, with `-t`, the header), and only then is the server contacted, so nothing is
 //! half sent because of a local problem. Recipients are all or nothing: when the server
 //! refuses one, no DATA is sent to the others, so fixing the address and sending again
-//! duplicates nothing. Exit 0 only after the server's 250 for the message (or after it is
-//! durably queued); every doubt is 75, so the caller keeps the mail.
+//! duplicates nothing (except past a server's recipient limit: see `deliver`). Exit 0 only
+//! after the server's 250 for the message (or after it is durably queued); every doubt is 75,
+//! so the caller keeps the mail.
 //!
 //! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
@@ -18,7 +19,8 @@ use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
-use crate::smtp::client::{Direction, Envelope, Outcome, Partial, Recipient, Session, Trace};
+use crate::smtp::Reply;
+use crate::smtp::client::{Direction, Envelope, Partial, Recipient, Session, Trace, too_many};
 use crate::spool::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::collections::BTreeMap;
@@ -133,9 +135,18 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
+    /// Also send the log line to syslog (facility mail)
+    #[arg(long)]
+    pub syslog: bool,
+
     /// Store the message in the queue instead of sending it (also -odq)
     #[arg(long, conflicts_with_all = ["flush", "list"])]
     pub queue: bool,
+
+    /// When sending fails temporarily (server unreachable, 4xx), queue the message instead
+    /// and exit 0
+    #[arg(long, conflicts_with_all = ["queue", "flush", "list"])]
+    pub queue_on_failure: bool,
 
     /// Send every queued message that is due (also -q)
     #[arg(long, conflicts_with = "list")]
@@ -169,23 +180,25 @@ pub fn run(args: Args) -> Result<()> {
         return Err(settings::refusal(r));
     }
     let cfg = Config::load(args.config.as_deref())?;
-    let queue_dir = args
-        .queue_dir
-        .clone()
-        .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
-        .or_else(default_queue_dir)
-        .ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                "no queue directory",
-                "give --queue-dir, or set HOME",
-            )
-        })?;
+    // Found only when needed: plain sending must work without HOME (daemons, PHP).
+    let queue_dir = || {
+        args.queue_dir
+            .clone()
+            .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
+            .or_else(default_queue_dir)
+            .ok_or_else(|| {
+                Error::new(
+                    Code::Config,
+                    "no queue directory",
+                    "give --queue-dir, or set HOME",
+                )
+            })
+    };
     if args.list {
-        return list(&queue_dir);
+        return list(&queue_dir()?);
     }
     if args.flush {
-        return flush(&args, &cfg, &queue_dir);
+        return flush(&args, &cfg, &queue_dir()?);
     }
     submit(&args, &cfg, &queue_dir)
 }
@@ -222,7 +235,9 @@ fn header_from(head: &[u8]) -> Option<String> {
     }
 }
 
-fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
+/// Send the message on stdin now, or store it in the queue (`--queue`, or
+/// `--queue-on-failure` after a temporary failure).
+fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) -> Result<()> {
     let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
@@ -232,13 +247,18 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
         Some(s) => s.to_string(),
         None => match from_header {
             Some(f) => f,
-            None => format!("{}@{}", user_name(), crate::stamp::fqdn()),
+            None => local_address(),
         },
     };
     let sender = settings::envelope_address("sender", &sender, None)?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
+    // The null sender `<>` still needs a From: address.
+    let author = match sender.is_empty() {
+        true => local_address(),
+        false => sender.clone(),
+    };
     let fixes = message::Fixes {
-        sender: &sender,
+        sender: &author,
         full_name: args.full_name.as_deref(),
     };
     let (mut prepared, header_rcpts) = message::prepare(spool, stats, &fixes)?;
@@ -267,14 +287,8 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
             "give addresses, or -t to read them from the header",
         ));
     }
-    let notify = args
-        .dsn_notify
-        .clone()
-        .or_else(|| acct.get("dsn_notify").map(str::to_string));
-    let ret = args
-        .dsn_return
-        .clone()
-        .or_else(|| acct.get("dsn_return").map(str::to_string));
+    let notify = settings::pick(&args.dsn_notify, &acct, "dsn_notify");
+    let ret = settings::pick(&args.dsn_return, &acct, "dsn_return");
     let queued = spool::Envelope {
         account: account.clone(),
         from: sender,
@@ -285,30 +299,46 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &Path) -> Result<()> {
         size: prepared.size_estimate(),
         queued: spool::now(),
     };
-    if args.queue {
-        let q = Queue::open(queue_dir)?;
+    let store = |prepared: &mut message::Prepared| -> Result<String> {
+        let q = Queue::open(&queue_dir()?)?;
         let id = q.store(&queued, |w| prepared.write_to(w))?;
         if args.verbose {
             run::warn(format_args!("queued as {id} in {}", q.dir().display()));
         }
-        return Ok(());
+        Ok(id)
+    };
+    if args.queue {
+        return store(&mut prepared).map(drop);
     }
+    let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
     let server = settings::server(args, cfg, account, trace(args.verbose))?;
     let env = client_envelope(&queued);
-    let mut reader = prepared
-        .reader()
-        .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
-    let result = send_one(&server.options, &env, &mut reader);
+    let result = send_one(&server.options, &env, &mut prepared);
     log(&server, &env, &result);
-    let outcome = result?;
-    first_error(outcome.errors(&env))
+    let failure = match result {
+        Ok(sent) => first_error(sent.errors).err(),
+        Err(e) => Some(e),
+    };
+    match failure {
+        None => Ok(()),
+        // Nothing was delivered (or, after a lost end-of-data reply, maybe it was: then
+        // the flush may send it twice, as documented).
+        Some(e) if queue_on_failure && e.code().is_temporary() => {
+            let id = store(&mut prepared)?;
+            run::warn(format_args!("{e}; queued as {id}, send it with --flush"));
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
 }
 
-fn user_name() -> String {
-    ["LOGNAME", "USER"]
+/// `user@host` for this user and host, sendmail's sender when nothing else names one.
+fn local_address() -> String {
+    let user = ["LOGNAME", "USER"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "root".into())
+        .unwrap_or_else(|| "root".into());
+    format!("{user}@{}", crate::stamp::fqdn())
 }
 
 fn client_envelope(q: &spool::Envelope) -> Envelope {
@@ -330,15 +360,69 @@ fn client_envelope(q: &spool::Envelope) -> Envelope {
     }
 }
 
-fn send_one(
-    opts: &crate::smtp::Options,
-    env: &Envelope,
-    msg: &mut dyn std::io::Read,
-) -> Result<Outcome> {
+/// Where a message's bytes come from, anew for each transaction.
+trait Source {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>>;
+}
+
+impl Source for message::Prepared {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
+        let r = self
+            .reader()
+            .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
+        Ok(Box::new(r))
+    }
+}
+
+/// A message in the queue.
+struct Queued<'a>(&'a Queue, &'a spool::Entry);
+
+impl Source for Queued<'_> {
+    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
+        Ok(Box::new(self.0.message(self.1)?))
+    }
+}
+
+/// What sending one message came to: the last reply to the end of data, and every failure
+/// (none when the server accepted it for every recipient).
+struct Sent {
+    data: Option<Reply>,
+    errors: Vec<Error>,
+}
+
+/// Send one message over `session`, all or nothing; except that when the server limits the
+/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions.
+fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
+    let mut pending = env.clone();
+    loop {
+        let outcome = {
+            let mut reader = source.open()?;
+            session.send(&pending, &mut reader, Partial::AbortUnlessTooMany)?
+        };
+        let delivered = outcome.data.as_ref().is_some_and(Reply::is_positive);
+        // Each round delivers to at least one recipient, so this ends.
+        let later: Vec<Recipient> = pending
+            .rcpts
+            .iter()
+            .zip(&outcome.rcpts)
+            .filter(|(_, r)| delivered && too_many(r))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if later.is_empty() {
+            return Ok(Sent {
+                errors: outcome.errors(&pending),
+                data: outcome.data,
+            });
+        }
+        pending.rcpts = later;
+    }
+}
+
+fn send_one(opts: &crate::smtp::Options, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
     let mut session = Session::connect(opts)?;
-    let outcome = session.send(env, msg, Partial::Abort)?;
+    let sent = deliver(&mut session, env, source)?;
     session.quit();
-    Ok(outcome)
+    Ok(sent)
 }
 
 /// Report every error but the one returned: the first permanent one when there is one (a
@@ -360,20 +444,19 @@ fn first_error(mut errors: Vec<Error>) -> Result<()> {
 
 /// One key=value line per message, appended with a single write (O_APPEND keeps lines of
 /// concurrent processes whole). A log that cannot be written is reported, never fatal.
-fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
-    let Some(path) = &server.log else { return };
+fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
+    if server.log.is_none() && !server.syslog {
+        return;
+    }
     let o = &server.options;
     let (status, text, code) = match result {
-        Ok(out) => match first_error(out.errors(env).into_iter().take(1).collect()) {
-            Ok(()) => {
-                let d = out.data.as_ref();
-                (
-                    d.map_or(0, |r| r.code),
-                    d.map(|r| r.text()).unwrap_or_default(),
-                    0,
-                )
-            }
-            Err(e) => (0, e.to_string(), e.code().as_i32()),
+        Ok(Sent { errors, data }) => match errors.first() {
+            None => (
+                data.as_ref().map_or(0, |r| r.code),
+                data.as_ref().map(Reply::text).unwrap_or_default(),
+                0,
+            ),
+            Some(e) => (0, e.to_string(), e.code().as_i32()),
         },
         Err(e) => (0, e.to_string(), e.code().as_i32()),
     };
@@ -403,6 +486,10 @@ fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
         q(&text),
         code
     );
+    if server.syslog {
+        syslog(line.trim_end());
+    }
+    let Some(path) = &server.log else { return };
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -414,6 +501,19 @@ fn log(server: &settings::Server, env: &Envelope, result: &Result<Outcome>) {
             path.display(),
             crate::exit::describe_io(&e)
         ));
+    }
+}
+
+/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
+fn syslog(line: &str) {
+    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
+    // passed as the argument of "%s", never as the format.
+    unsafe {
+        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
+        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
     }
 }
 
@@ -526,17 +626,19 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             }
             let Some(s) = session.as_mut() else { break };
             let env = client_envelope(&entry.envelope);
-            let result = q
-                .message(entry)
-                .and_then(|mut r| s.send(&env, &mut r, Partial::Abort));
+            let result = deliver(s, &env, &mut Queued(&q, entry));
             log(&server, &env, &result);
             let errs = match result {
-                Ok(o) if o.all_accepted(&env) => {
+                Ok(done) if done.errors.is_empty() => {
                     q.remove(entry)?;
                     sent += 1;
+                    // Bound what a crash could send twice.
+                    if sent % 100 == 0 {
+                        q.sync()?;
+                    }
                     continue;
                 }
-                Ok(o) => o.errors(&env),
+                Ok(done) => done.errors,
                 Err(e) => vec![e],
             };
             let permanent = errs.iter().any(|e| !e.code().is_temporary());
@@ -560,6 +662,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
         if let Some(s) = session {
             s.quit();
         }
+        q.sync()?;
     }
     if args.verbose || worst.is_some() {
         run::warn(format_args!(

@@ -18,6 +18,9 @@ use super::auth::{self, Mechanism};
 use super::command::{Command, Param, xtext};
 use super::data::DataEncoder;
 use super::ehlo::Capabilities;
+pub use super::envelope::{
+    Envelope, Outcome, Partial, Recipient, Stage, reply_code, reply_error, too_many,
+};
 use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};
 use crate::tls::{self, TlsOptions, TlsStream};
@@ -143,140 +146,6 @@ pub struct Options {
     pub trace: Option<Trace>,
 }
 
-/// One message's envelope.
-#[derive(Clone, Debug, Default)]
-pub struct Envelope {
-    /// The reverse path; empty for `<>`.
-    pub from: String,
-    /// The recipients, in order.
-    pub rcpts: Vec<Recipient>,
-    /// The message size estimate for SIZE=.
-    pub size: Option<u64>,
-    /// The message has 8-bit bytes (BODY=8BITMIME when offered).
-    pub eight_bit: bool,
-    /// An address is not ASCII (SMTPUTF8 needed, RFC 6531).
-    pub smtputf8: bool,
-    /// DSN RET=FULL or HDRS (RFC 3461 §4.3).
-    pub ret: Option<String>,
-    /// DSN ENVID= (RFC 3461 §4.4), plain text; xtext-encoded when sent.
-    pub envid: Option<String>,
-}
-
-/// One recipient.
-#[derive(Clone, Debug, Default)]
-pub struct Recipient {
-    /// The mailbox.
-    pub addr: String,
-    /// DSN NOTIFY= value: NEVER, or a comma list of SUCCESS, FAILURE, DELAY.
-    pub notify: Option<String>,
-}
-
-impl Recipient {
-    /// A recipient without DSN options.
-    pub fn new(addr: impl Into<String>) -> Recipient {
-        Recipient {
-            addr: addr.into(),
-            notify: None,
-        }
-    }
-}
-
-/// What to do when some recipients were refused and others accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Partial {
-    /// Send nothing (submission: the user fixes the address and sends again, without
-    /// duplicates to the others).
-    Abort,
-    /// Send to the accepted ones (relaying: the refused ones are bounced or retried).
-    SendToAccepted,
-}
-
-/// Every reply of one transaction.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// The reply to MAIL.
-    pub mail: Reply,
-    /// The reply to each RCPT, in envelope order; empty when MAIL was refused without
-    /// pipelining.
-    pub rcpts: Vec<Reply>,
-    /// The final reply to the message (after end of data), or the refusal of DATA itself;
-    /// `None` when no DATA was attempted.
-    pub data: Option<Reply>,
-}
-
-impl Outcome {
-    /// True when the server took responsibility for the message for every recipient.
-    pub fn all_accepted(&self, envelope: &Envelope) -> bool {
-        self.mail.is_positive()
-            && self.rcpts.len() == envelope.rcpts.len()
-            && self.rcpts.iter().all(Reply::is_positive)
-            && self.data.as_ref().is_some_and(Reply::is_positive)
-    }
-
-    /// The failures as errors, each with its exit code and a diagnostic like
-    /// `RCPT TO:<x@y>: 550 5.1.1 ...`. Empty when everything was accepted.
-    pub fn errors(&self, envelope: &Envelope) -> Vec<Error> {
-        let mut out = Vec::new();
-        if !self.mail.is_positive() {
-            let what = format!("MAIL FROM:<{}>", envelope.from);
-            out.push(reply_error(Stage::Mail, &what, &self.mail));
-            return out;
-        }
-        for (r, reply) in envelope.rcpts.iter().zip(&self.rcpts) {
-            if !reply.is_positive() {
-                let what = format!("RCPT TO:<{}>", r.addr);
-                out.push(reply_error(Stage::Rcpt, &what, reply));
-            }
-        }
-        match &self.data {
-            Some(d) if !d.is_positive() => out.push(reply_error(Stage::Data, "DATA", d)),
-            None if out.is_empty() => out.push(Error::new(Code::TempFail, "DATA", "not sent")),
-            _ => {}
-        }
-        out
-    }
-}
-
-/// Which command a reply answered, for choosing an exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Greeting, EHLO, STARTTLS.
-    Connect,
-    /// AUTH.
-    Auth,
-    /// MAIL FROM.
-    Mail,
-    /// RCPT TO.
-    Rcpt,
-    /// DATA and end of data.
-    Data,
-}
-
-/// The sysexits code for a failure reply, as sendmail and msmtp use them: 4xx is 75; a
-/// refused address 67 (recipient) or 65 (sender); content and size 65; policy and
-/// authentication 77; anything else permanent 69.
-pub fn reply_code(stage: Stage, reply: &Reply) -> Code {
-    if !reply.is_permanent() {
-        return Code::TempFail;
-    }
-    let subject = reply.enhanced.map(|e| e.subject);
-    match (stage, subject, reply.code) {
-        (Stage::Auth, _, _) => Code::NoPerm,
-        (_, Some(7), _) => Code::NoPerm,
-        (Stage::Rcpt, Some(1), _) | (Stage::Rcpt, None, 550 | 551 | 553) => Code::NoUser,
-        (Stage::Mail, Some(1), _) | (Stage::Mail, None, 553) => Code::DataErr,
-        (Stage::Mail | Stage::Data, Some(3 | 6), _) | (Stage::Mail | Stage::Data, None, 552) => {
-            Code::DataErr
-        }
-        _ => Code::Unavailable,
-    }
-}
-
-/// An error for a failure reply: `what: reply`.
-pub fn reply_error(stage: Stage, what: &str, reply: &Reply) -> Error {
-    Error::new(reply_code(stage, reply), what, reply)
-}
-
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream>),
@@ -388,6 +257,10 @@ impl Session {
             }
             _ => Stream::Plain(tcp),
         };
+        let tls_info = match &stream {
+            Stream::Tls(t) => Some(tls::describe(t)),
+            Stream::Plain(_) => None,
+        };
         let mut s = Session {
             tls: matches!(stream, Stream::Tls(_)),
             conn: BufReader::with_capacity(16 * 1024, stream),
@@ -398,6 +271,9 @@ impl Session {
             broken: false,
             opts: opts.clone(),
         };
+        if let Some(info) = tls_info {
+            s.trace(Direction::Received, &info);
+        }
         let greeting = s.read_reply(opts.timeouts.command, "greeting")?;
         if greeting.code != 220 {
             s.broken = true;
@@ -573,7 +449,7 @@ impl Session {
         }
         // RFC 3207 §4.2 / CVE-2011-0411: bytes already here were sent before the handshake
         // and could be an attacker's, injected to be read as if they came over TLS.
-        if !self.conn.buffer().is_empty() {
+        if !self.conn.buffer().is_empty() || bytes_waiting(self.conn.get_ref().tcp()) {
             self.broken = true;
             return Err(Error::new(
                 Code::Unavailable,
@@ -600,6 +476,7 @@ impl Session {
                 return Err(e);
             }
         };
+        self.trace(Direction::Received, &tls::describe(&stream));
         self.conn = BufReader::with_capacity(16 * 1024, Stream::Tls(Box::new(stream)));
         self.tls = true;
         // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
@@ -745,10 +622,7 @@ impl Session {
                 outcome.rcpts.push(r);
             }
             let data = self.read_reply(t.data_init, "DATA")?;
-            let accepted = outcome.rcpts.iter().filter(|r| r.is_positive()).count();
-            let go = outcome.mail.is_positive()
-                && accepted > 0
-                && (accepted == n || partial == Partial::SendToAccepted);
+            let go = outcome.mail.is_positive() && partial.proceed(&outcome.rcpts);
             if data.code != 354 {
                 outcome.data = Some(data);
                 self.needs_rset = true;
@@ -778,8 +652,7 @@ impl Session {
                 let reply = self.read_reply(t.mail, "RCPT TO")?;
                 outcome.rcpts.push(reply);
             }
-            let accepted = outcome.rcpts.iter().filter(|r| r.is_positive()).count();
-            if accepted == 0 || (accepted < n && partial == Partial::Abort) {
+            if !partial.proceed(&outcome.rcpts) {
                 self.needs_rset = true;
                 return Ok(outcome);
             }
@@ -892,6 +765,17 @@ impl Session {
             let _ = s.flush();
         }
     }
+}
+
+/// True when the kernel holds unread bytes for `tcp` (a peek that does not block).
+fn bytes_waiting(tcp: &TcpStream) -> bool {
+    if tcp.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let waiting = matches!(tcp.peek(&mut b), Ok(n) if n > 0);
+    let _ = tcp.set_nonblocking(false);
+    waiting
 }
 
 fn set_timeouts(tcp: &TcpStream, t: Duration) -> Result<()> {

@@ -266,7 +266,12 @@ impl fmt::Display for CommandError {
 /// many clients send although RFC 5321 §4.1.1.2 has none.
 fn path_arg<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), CommandError> {
     let n = keyword.len();
-    if rest.len() < n || !rest[..n].eq_ignore_ascii_case(keyword) {
+    // Compare bytes: slicing the str at n could split a UTF-8 character and panic.
+    if !rest
+        .as_bytes()
+        .get(..n)
+        .is_some_and(|b| b.eq_ignore_ascii_case(keyword.as_bytes()))
+    {
         return Err(CommandError::new(
             501,
             (5, 5, 4),
@@ -606,6 +611,8 @@ mod tests {
         assert_eq!(Command::parse(b"NOOP\0\r\n").unwrap_err().code, 500);
         assert_eq!(Command::parse(&[b'N'; 600]).unwrap_err().code, 500);
         assert_eq!(Command::parse(b"\xff\xfe").unwrap_err().code, 500);
+        assert_eq!(p("MAIL FROM\u{e9}x").unwrap_err().code, 501);
+        assert_eq!(p("RCPT T\u{20ac}").unwrap_err().code, 501);
     }
 
     #[test]
@@ -634,21 +641,55 @@ mod tests {
 
     #[test]
     fn never_panics_on_any_short_input() {
-        let alphabet: &[u8] = b"<>@:\" \\.,=MAILFROMRCPTTO\r\n\xc3\xa9a";
-        let mut line = Vec::new();
-        for i in 0u32..20_000 {
-            line.clear();
-            let mut x = i.wrapping_mul(2_654_435_761) | 1;
-            for _ in 0..(i % 24) {
+        let alphabet: &[&str] = &[
+            "<",
+            ">",
+            "@",
+            ":",
+            "\"",
+            " ",
+            "\\",
+            ".",
+            ",",
+            "=",
+            "[",
+            "]",
+            "a",
+            "Z",
+            "0",
+            "\r",
+            "\n",
+            "\u{e9}",
+            "\u{20ac}",
+            "\u{1f600}",
+            "\u{0}",
+            "-",
+            "+",
+        ];
+        let prefixes = [
+            "",
+            "MAIL FROM",
+            "MAIL FROM:",
+            "RCPT TO",
+            "RCPT TO:<",
+            "AUTH ",
+            "BDAT ",
+            "EHLO ",
+            "VRFY ",
+        ];
+        let mut x: u32 = 0x9e37_79b9;
+        for i in 0u32..40_000 {
+            let mut line = prefixes[i as usize % prefixes.len()].to_string();
+            for _ in 0..(i % 29) {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                line.push(alphabet[(x as usize) % alphabet.len()]);
+                line.push_str(alphabet[(x as usize) % alphabet.len()]);
             }
-            let mut full = b"MAIL FROM:".to_vec();
-            full.extend_from_slice(&line);
-            let _ = Command::parse(&full);
-            let _ = Command::parse(&line);
+            let _ = Command::parse(line.as_bytes());
+            let _ = check_mailbox(&line);
+            let _ = parse_params(&line);
+            let _ = crate::smtp::Reply::parse(line.as_bytes());
         }
     }
 

@@ -4,8 +4,9 @@
 //! The protocol pieces are sans-IO, so both sides share them and tests need no sockets:
 //! [`reply`] parses and formats replies with enhanced status codes, [`command`] formats and
 //! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes DATA
-//! content (line ends, dot-stuffing, terminator) and [`auth`] builds SASL responses. The
-//! blocking client over TCP and TLS is [`client`].
+//! content (line ends, dot-stuffing, terminator) and decodes it for a server, [`auth`] builds
+//! SASL responses and [`envelope`] holds a transaction's envelope and replies. The blocking
+//! client over TCP and TLS is [`client`].
 //!
 //! Why not the `smtp-proto` crate: its parsers cover much of this, but the parts that matter
 //! most here are small and policy-laden (bounded reply reading, the reply code a server gives
@@ -17,10 +18,11 @@ pub mod client;
 pub mod command;
 pub mod data;
 pub mod ehlo;
+pub mod envelope;
 pub mod reply;
 
 pub use client::{Envelope, Options, Outcome, Recipient, Security, Session, Timeouts};
 pub use command::{Command, CommandError, Param};
-pub use data::DataEncoder;
+pub use data::{BareLineEnds, DataDecoder, DataEncoder, DataError};
 pub use ehlo::Capabilities;
 pub use reply::{EnhancedCode, Reply, ReplyParser};

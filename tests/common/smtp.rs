@@ -88,6 +88,8 @@ pub struct Script {
     pub rcpt: Vec<(&'static str, &'static str)>,
     pub after_data: AfterData,
     pub delay: Duration,
+    /// Recipients per transaction; more get 452 4.5.3.
+    pub max_rcpts: Option<usize>,
 }
 
 impl Default for Script {
@@ -99,6 +101,7 @@ impl Default for Script {
             rcpt: Vec::new(),
             after_data: AfterData::Accept,
             delay: Duration::ZERO,
+            max_rcpts: None,
         }
     }
 }
@@ -154,6 +157,8 @@ fn serve(
     let mut r = BufReader::new(conn);
     out.write_all(s.greeting.as_bytes())?;
     let mut line = Vec::new();
+    // Accepted recipients of the transaction: DATA without any is refused, as servers do.
+    let mut rcpts_ok = 0;
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
@@ -163,18 +168,31 @@ fn serve(
         let cmd = String::from_utf8_lossy(&line).to_ascii_uppercase();
         let reply: String = if cmd.starts_with("EHLO") {
             s.ehlo.into()
-        } else if cmd.starts_with("HELO")
-            || cmd.starts_with("MAIL")
-            || cmd.starts_with("RSET")
-            || cmd.starts_with("NOOP")
-        {
+        } else if cmd.starts_with("HELO") || cmd.starts_with("MAIL") || cmd.starts_with("NOOP") {
             "250 2.0.0 ok\r\n".into()
+        } else if cmd.starts_with("RSET") {
+            rcpts_ok = 0;
+            "250 2.0.0 ok\r\n".into()
+        } else if cmd.starts_with("AUTH") {
+            "235 2.7.0 authenticated\r\n".into()
         } else if cmd.starts_with("RCPT") {
-            s.rcpt
+            let full = s.max_rcpts.is_some_and(|m| rcpts_ok >= m);
+            let r = if full {
+                "452 4.5.3 too many recipients\r\n"
+            } else {
+                ""
+            };
+            let r = s
+                .rcpt
                 .iter()
                 .find(|(k, _)| cmd.contains(&k.to_ascii_uppercase()))
-                .map_or("250 2.1.5 ok\r\n", |(_, r)| r)
-                .into()
+                .map_or(if full { r } else { "250 2.1.5 ok\r\n" }, |(_, r)| r);
+            if r.starts_with('2') {
+                rcpts_ok += 1;
+            }
+            r.into()
+        } else if cmd.starts_with("DATA") && rcpts_ok == 0 {
+            "554 5.5.1 no valid recipients\r\n".into()
         } else if cmd.starts_with("STARTTLS") {
             out.write_all(s.starttls.as_bytes())?;
             if s.starttls.starts_with("220") {
@@ -210,6 +228,7 @@ fn serve(
             std::thread::sleep(s.delay);
             out.write_all(b"250 2.0.0 queued\r\n")?;
             accepted.lock().unwrap().push(data);
+            rcpts_ok = 0;
             continue;
         } else if cmd.starts_with("QUIT") {
             out.write_all(b"221 2.0.0 bye\r\n")?;

@@ -3,8 +3,9 @@
 //!
 //! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
 //! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
-//! timeout, logfile, dsn_notify, dsn_return) so an msmtp account block works as it is, with
-//! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
+//! timeout, logfile, syslog, dsn_notify, dsn_return) so an msmtp account block works as it
+//! is, plus our queue_on_failure, with one deliberate difference: without `tls` or `--tls`,
+//! TLS is required (STARTTLS), not off.
 
 use super::Args;
 use crate::config::{Account, Config};
@@ -103,6 +104,8 @@ pub struct Server {
     pub options: Options,
     /// The log file.
     pub log: Option<PathBuf>,
+    /// Log to syslog too.
+    pub syslog: bool,
 }
 
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
@@ -168,20 +171,16 @@ pub fn server(
             _ => Security::StartTls,
         },
     };
-    let host = args
-        .host
-        .clone()
-        .or_else(|| acct.get("host").map(str::to_string))
-        .ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                "no server",
-                format!(
-                    "give --host or a host in the configuration (account {})",
-                    account.as_deref().unwrap_or("defaults")
-                ),
-            )
-        })?;
+    let host = pick(&args.host, &acct, "host").ok_or_else(|| {
+        Error::new(
+            Code::Config,
+            "no server",
+            format!(
+                "give --host or a host in the configuration (account {})",
+                account.as_deref().unwrap_or("defaults")
+            ),
+        )
+    })?;
     let port = match (args.port, acct.get("port")) {
         (Some(p), _) => p,
         (None, Some(p)) => p
@@ -203,10 +202,7 @@ pub fn server(
             .clone()
             .or_else(|| acct.get("tls_trust_file").map(PathBuf::from)),
         fingerprint,
-        server_name: args
-            .tls_server_name
-            .clone()
-            .or_else(|| acct.get("tls_host_override").map(str::to_string)),
+        server_name: pick(&args.tls_server_name, &acct, "tls_host_override"),
     };
     let timeouts = match args.timeout.or(acct
         .get("timeout")
@@ -220,11 +216,7 @@ pub fn server(
         None => Timeouts::default(),
     };
     let auth = credentials(args, &acct)?;
-    let helo = args
-        .helo
-        .clone()
-        .or_else(|| acct.get("domain").map(str::to_string))
-        .unwrap_or_else(crate::stamp::fqdn);
+    let helo = pick(&args.helo, &acct, "domain").unwrap_or_else(crate::stamp::fqdn);
     Ok(Server {
         account,
         options: Options {
@@ -241,18 +233,25 @@ pub fn server(
             .log
             .clone()
             .or_else(|| acct.get("logfile").map(PathBuf::from)),
+        // msmtp's `syslog` is on, off or a facility name (which we take as on, facility mail).
+        syslog: args.syslog
+            || acct.get("syslog").is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "off" | "no" | "false" | "0"
+                )
+            }),
     })
 }
 
+/// A flag's value, else the account's `key`.
+pub fn pick(flag: &Option<String>, acct: &Account, key: &str) -> Option<String> {
+    flag.clone().or_else(|| acct.get(key).map(str::to_string))
+}
+
 fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
-    let auth = args
-        .auth
-        .clone()
-        .or_else(|| acct.get("auth").map(str::to_string));
-    let user = args
-        .user
-        .clone()
-        .or_else(|| acct.get("user").map(str::to_string));
+    let auth = pick(&args.auth, acct, "auth");
+    let user = pick(&args.user, acct, "user");
     let mechanism = match auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("off") => return Ok(None),
         None | Some("on") => None,
@@ -320,7 +319,19 @@ fn password_command(cmd: &str) -> Result<String> {
 /// Check an envelope address given by the user: not an option, no control characters,
 /// valid per RFC 5321; an address without a domain is completed with `domain`.
 pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<String> {
-    let a = crate::header::bare_addr(addr);
+    // `Name <addr>` as sendmail accepts it: the address is inside the last angle brackets.
+    let addr = addr.trim();
+    if addr.chars().any(char::is_control) {
+        return Err(Error::new(
+            Code::Usage,
+            format!("{kind} {addr:?}"),
+            "contains a control character",
+        ));
+    }
+    let a = match (addr.rfind('<'), addr.ends_with('>')) {
+        (Some(i), true) => &addr[i + 1..addr.len() - 1],
+        _ => crate::header::bare_addr(addr),
+    };
     if a.starts_with('-') {
         return Err(Error::new(
             Code::Usage,
@@ -388,5 +399,9 @@ mod tests {
         assert!(envelope_address("recipient", "a@b\r\nRCPT TO:<c@d>", None).is_err());
         assert!(envelope_address("recipient", "a b@c", None).is_err());
         assert_eq!(envelope_address("sender", "<>", None).unwrap(), "");
+        assert_eq!(
+            envelope_address("recipient", "Bob <b@x.test>", None).unwrap(),
+            "b@x.test"
+        );
     }
 }

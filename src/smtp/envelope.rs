@@ -1,0 +1,189 @@
+//! One SMTP transaction as data: the envelope going out, every reply coming back, and what
+//! the replies mean as sysexits codes. Shared by the client (msubmit, mrelay) and the queue.
+
+use super::reply::Reply;
+use crate::exit::{Code, Error};
+
+/// One message's envelope.
+#[derive(Clone, Debug, Default)]
+pub struct Envelope {
+    /// The reverse path; empty for `<>`.
+    pub from: String,
+    /// The recipients, in order.
+    pub rcpts: Vec<Recipient>,
+    /// The message size estimate for SIZE=.
+    pub size: Option<u64>,
+    /// The message has 8-bit bytes (BODY=8BITMIME when offered).
+    pub eight_bit: bool,
+    /// An address is not ASCII (SMTPUTF8 needed, RFC 6531).
+    pub smtputf8: bool,
+    /// DSN RET=FULL or HDRS (RFC 3461 §4.3).
+    pub ret: Option<String>,
+    /// DSN ENVID= (RFC 3461 §4.4), plain text; xtext-encoded when sent.
+    pub envid: Option<String>,
+}
+
+/// One recipient.
+#[derive(Clone, Debug, Default)]
+pub struct Recipient {
+    /// The mailbox.
+    pub addr: String,
+    /// DSN NOTIFY= value: NEVER, or a comma list of SUCCESS, FAILURE, DELAY.
+    pub notify: Option<String>,
+}
+
+impl Recipient {
+    /// A recipient without DSN options.
+    pub fn new(addr: impl Into<String>) -> Recipient {
+        Recipient {
+            addr: addr.into(),
+            notify: None,
+        }
+    }
+}
+
+/// What to do when some recipients were refused and others accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partial {
+    /// Send nothing (submission: the user fixes the address and sends again, without
+    /// duplicates to the others).
+    Abort,
+    /// Send to the accepted ones (relaying: the refused ones are bounced or retried).
+    SendToAccepted,
+    /// Like `Abort`, except that recipients refused only for being too many (452, RFC 5321
+    /// §4.5.3.1.10) do not stop the others: the caller sends to them in a next transaction.
+    AbortUnlessTooMany,
+}
+
+impl Partial {
+    /// Whether to send the message when `rcpts` are the replies to the RCPTs.
+    pub fn proceed(self, rcpts: &[Reply]) -> bool {
+        let accepted = rcpts.iter().filter(|r| r.is_positive()).count();
+        accepted > 0
+            && match self {
+                Partial::Abort => accepted == rcpts.len(),
+                Partial::SendToAccepted => true,
+                Partial::AbortUnlessTooMany => rcpts.iter().all(|r| r.is_positive() || too_many(r)),
+            }
+    }
+}
+
+/// True for the reply a server gives when its recipients-per-message limit is reached:
+/// 452 (RFC 5321 §4.5.3.1.10), with 4.5.3 when it sends enhanced codes (RFC 3463).
+pub fn too_many(reply: &Reply) -> bool {
+    reply.code == 452
+        && reply
+            .enhanced
+            .is_none_or(|e| (e.subject, e.detail) == (5, 3))
+}
+
+/// Every reply of one transaction.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The reply to MAIL.
+    pub mail: Reply,
+    /// The reply to each RCPT, in envelope order; empty when MAIL was refused without
+    /// pipelining.
+    pub rcpts: Vec<Reply>,
+    /// The final reply to the message (after end of data), or the refusal of DATA itself;
+    /// `None` when no DATA was attempted.
+    pub data: Option<Reply>,
+}
+
+impl Outcome {
+    /// True when the server took responsibility for the message for every recipient.
+    pub fn all_accepted(&self, envelope: &Envelope) -> bool {
+        self.mail.is_positive()
+            && self.rcpts.len() == envelope.rcpts.len()
+            && self.rcpts.iter().all(Reply::is_positive)
+            && self.data.as_ref().is_some_and(Reply::is_positive)
+    }
+
+    /// The failures as errors, each with its exit code and a diagnostic like
+    /// `RCPT TO:<x@y>: 550 5.1.1 ...`. Empty when everything was accepted.
+    pub fn errors(&self, envelope: &Envelope) -> Vec<Error> {
+        let mut out = Vec::new();
+        if !self.mail.is_positive() {
+            let what = format!("MAIL FROM:<{}>", envelope.from);
+            out.push(reply_error(Stage::Mail, &what, &self.mail));
+            return out;
+        }
+        for (r, reply) in envelope.rcpts.iter().zip(&self.rcpts) {
+            if !reply.is_positive() {
+                let what = format!("RCPT TO:<{}>", r.addr);
+                out.push(reply_error(Stage::Rcpt, &what, reply));
+            }
+        }
+        let none_accepted = !self.rcpts.iter().any(Reply::is_positive);
+        match &self.data {
+            // A pipelined DATA refused because no recipient was accepted says nothing new.
+            Some(_) if none_accepted && !out.is_empty() => {}
+            Some(d) if !d.is_positive() => out.push(reply_error(Stage::Data, "DATA", d)),
+            None if out.is_empty() => out.push(Error::new(Code::TempFail, "DATA", "not sent")),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Which command a reply answered, for choosing an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Greeting, EHLO, STARTTLS.
+    Connect,
+    /// AUTH.
+    Auth,
+    /// MAIL FROM.
+    Mail,
+    /// RCPT TO.
+    Rcpt,
+    /// DATA and end of data.
+    Data,
+}
+
+/// The sysexits code for a failure reply, as sendmail and msmtp use them: 4xx is 75; a
+/// refused address 67 (recipient) or 65 (sender); content and size 65; policy and
+/// authentication 77; anything else permanent 69.
+pub fn reply_code(stage: Stage, reply: &Reply) -> Code {
+    if !reply.is_permanent() {
+        return Code::TempFail;
+    }
+    let subject = reply.enhanced.map(|e| e.subject);
+    match (stage, subject, reply.code) {
+        (Stage::Auth, _, _) => Code::NoPerm,
+        (_, Some(7), _) => Code::NoPerm,
+        (Stage::Rcpt, Some(1), _) | (Stage::Rcpt, None, 550 | 551 | 553) => Code::NoUser,
+        (Stage::Mail, Some(1), _) | (Stage::Mail, None, 553) => Code::DataErr,
+        (Stage::Mail | Stage::Data, Some(3 | 6), _) | (Stage::Mail | Stage::Data, None, 552) => {
+            Code::DataErr
+        }
+        _ => Code::Unavailable,
+    }
+}
+
+/// An error for a failure reply: `what: reply`.
+pub fn reply_error(stage: Stage, what: &str, reply: &Reply) -> Error {
+    Error::new(reply_code(stage, reply), what, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::EnhancedCode;
+
+    #[test]
+    fn partial_policies() {
+        let ok = Reply::new(250, None, "ok");
+        let full = Reply::new(452, Some(EnhancedCode::new(4, 5, 3)), "too many");
+        let storage = Reply::new(452, Some(EnhancedCode::new(4, 3, 1)), "no space");
+        let gone = Reply::new(550, None, "no");
+        let all = [ok.clone(), full.clone()];
+        assert!(!Partial::Abort.proceed(&all));
+        assert!(Partial::AbortUnlessTooMany.proceed(&all));
+        assert!(!Partial::AbortUnlessTooMany.proceed(&[ok.clone(), storage]));
+        assert!(!Partial::AbortUnlessTooMany.proceed(&[ok.clone(), gone.clone()]));
+        assert!(Partial::SendToAccepted.proceed(&[ok.clone(), gone.clone()]));
+        assert!(!Partial::SendToAccepted.proceed(&[gone, full]));
+        assert!(Partial::Abort.proceed(&[ok]));
+    }
+}
