@@ -287,8 +287,8 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
             "give addresses, or -t to read them from the header",
         ));
     }
-    let notify = settings::pick(&args.dsn_notify, &acct, "dsn_notify");
-    let ret = settings::pick(&args.dsn_return, &acct, "dsn_return");
+    let notify = settings::dsn_notify(&args.dsn_notify, &acct)?;
+    let ret = settings::dsn_return(&args.dsn_return, &acct)?;
     let queued = spool::Envelope {
         account: account.clone(),
         from: sender,

@@ -345,6 +345,15 @@ impl Session {
         let mut batch = String::new();
         for c in cmds {
             let line = c.to_line();
+            // Every value on a command line comes from a caller; one line break in any of
+            // them would be a command of its own on the wire (SMTP command injection).
+            if line[..line.len() - 2].contains(['\r', '\n', '\0']) {
+                return Err(Error::new(
+                    Code::Software,
+                    c.summary().escape_debug().to_string(),
+                    "refusing to send a command with a line break or NUL in it",
+                ));
+            }
             match c {
                 Command::Auth { mechanism, .. } => {
                     self.trace(Direction::Sent, &format!("AUTH {mechanism} ***"))

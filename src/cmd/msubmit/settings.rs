@@ -216,7 +216,11 @@ pub fn server(
         None => Timeouts::default(),
     };
     let auth = credentials(args, &acct)?;
-    let helo = pick(&args.helo, &acct, "domain").unwrap_or_else(crate::stamp::fqdn);
+    let helo = match (&args.helo, acct.get("domain")) {
+        (Some(h), _) => checked_helo(h).map_err(|why| usage_error("--helo", h, why))?,
+        (None, Some(d)) => checked_helo(d).map_err(|why| config_error(&acct, "domain", why))?,
+        (None, None) => crate::stamp::fqdn(),
+    };
     Ok(Server {
         account,
         options: Options {
@@ -242,6 +246,61 @@ pub fn server(
                 )
             }),
     })
+}
+
+fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(Code::Usage, format!("{flag} {value:?}"), why)
+}
+
+/// The EHLO name goes onto the command line as is: a blank or a line break in it would add
+/// words or whole commands of the caller's choosing (SMTP command injection), so it must be
+/// one word of printable ASCII (RFC 5321 §4.1.1.1: a domain or an address literal).
+fn checked_helo(name: &str) -> std::result::Result<String, &'static str> {
+    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("not a host name (one word of printable ASCII)");
+    }
+    Ok(name.to_string())
+}
+
+/// DSN NOTIFY (RFC 3461 §4.1): NEVER alone, or a comma list of SUCCESS, FAILURE and DELAY;
+/// msmtp's `off` sends none. Checked, not passed through, because it goes onto every RCPT
+/// line: a blank or line break would add parameters or commands.
+pub fn dsn_notify(flag: &Option<String>, acct: &Account) -> Result<Option<String>> {
+    let parse = |v: &str| -> std::result::Result<Option<String>, &'static str> {
+        let v = v.trim().to_ascii_uppercase();
+        if v == "OFF" {
+            return Ok(None);
+        }
+        let words: Vec<&str> = v.split(',').map(str::trim).collect();
+        let ok = v == "NEVER"
+            || words
+                .iter()
+                .all(|w| matches!(*w, "SUCCESS" | "FAILURE" | "DELAY"));
+        match ok {
+            true => Ok(Some(words.join(","))),
+            false => Err("expected never, or a comma list of success, failure, delay"),
+        }
+    };
+    match (flag, acct.get("dsn_notify")) {
+        (Some(f), _) => parse(f).map_err(|why| usage_error("-N", f, why)),
+        (None, Some(v)) => parse(v).map_err(|why| config_error(acct, "dsn_notify", why)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// DSN RET (RFC 3461 §4.3): FULL or HDRS (msmtp's `headers`; `off` sends none).
+pub fn dsn_return(flag: &Option<String>, acct: &Account) -> Result<Option<String>> {
+    let parse = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
+        "off" => Ok(None),
+        "full" => Ok(Some("FULL".to_string())),
+        "hdrs" | "headers" => Ok(Some("HDRS".to_string())),
+        _ => Err("expected full or hdrs"),
+    };
+    match (flag, acct.get("dsn_return")) {
+        (Some(f), _) => parse(f).map_err(|why| usage_error("-R", f, why)),
+        (None, Some(v)) => parse(v).map_err(|why| config_error(acct, "dsn_return", why)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A flag's value, else the account's `key`.

@@ -1,0 +1,67 @@
+//! msubmit on hostile input: values from the command line and the configuration that would
+//! otherwise reach the SMTP dialogue as commands of their own, and servers that answer out of
+//! turn. Each test fails if the defect it names comes back.
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use common::*;
+use smtp::*;
+
+fn dsn_server() -> Fake {
+    Fake::start(Script {
+        ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 DSN\r\n",
+        ..Script::default()
+    })
+}
+
+fn send(fake: &Fake, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = tool(bin!("msubmit"), home);
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args(["--tls", "none", "--timeout", "5", "-f", "a@a.test"]);
+    c.args(args).arg("b@b.test");
+    run(&mut c, b"Subject: x\n\nx\n")
+}
+
+#[test]
+fn line_breaks_in_dsn_and_helo_values_never_reach_the_wire() {
+    let fake = dsn_server();
+    let t = tempfile::tempdir().unwrap();
+    for args in [
+        &["-N", "success\r\nRCPT TO:<evil@x.test>"][..],
+        &["-N", "success ORCPT=rfc822;evil@x.test"],
+        &["-R", "full\r\nRCPT TO:<evil@x.test>"],
+        &["--helo", "h.test\r\nRCPT TO:<evil@x.test>"],
+        &["--helo", "h.test evil"],
+    ] {
+        let out = send(&fake, t.path(), args);
+        assert_eq!(code(&out), 64, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("msubmit: "), "{}", stderr(&out));
+    }
+    let config = t.path().join("config");
+    for (key, value) in [
+        ("domain", "\"h.test evil\""),
+        ("dsn_notify", "\"success ORCPT=x\""),
+        ("dsn_return", "\"full RET=HDRS\""),
+    ] {
+        std::fs::write(&config, format!("{key} {value}\n")).unwrap();
+        let out = send(&fake, t.path(), &["-C", config.to_str().unwrap()]);
+        assert_eq!(code(&out), 78, "{key}: {}", stderr(&out));
+    }
+    assert!(
+        !fake.log_text().to_lowercase().contains("evil"),
+        "{}",
+        fake.log_text()
+    );
+    assert!(fake.accepted.lock().unwrap().is_empty());
+    // The valid forms still work, msmtp's spellings included.
+    std::fs::write(&config, "dsn_notify failure,delay\ndsn_return headers\n").unwrap();
+    let out = send(&fake, t.path(), &["-C", config.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(
+        log.contains(" NOTIFY=FAILURE,DELAY") && log.contains(" RET=HDRS"),
+        "{log}"
+    );
+}
