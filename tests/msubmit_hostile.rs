@@ -65,3 +65,20 @@ fn line_breaks_in_dsn_and_helo_values_never_reach_the_wire() {
         "{log}"
     );
 }
+
+#[test]
+fn a_2xx_reply_to_data_is_not_taken_as_delivery() {
+    // With and without PIPELINING: a server out of step answers DATA with 250; no message
+    // was sent, so exit 0 would lose it.
+    for ehlo in ["250-fake.test\r\n250 PIPELINING\r\n", "250 fake.test\r\n"] {
+        let fake = Fake::start(Script {
+            ehlo,
+            data_reply: Some("250 2.0.0 ok\r\n"),
+            ..Script::default()
+        });
+        let t = tempfile::tempdir().unwrap();
+        let out = send(&fake, t.path(), &[]);
+        assert_eq!(code(&out), 75, "{ehlo:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("instead of 354"), "{}", stderr(&out));
+    }
+}

@@ -630,7 +630,7 @@ impl Session {
                 let r = self.read_reply(t.mail, "RCPT TO")?;
                 outcome.rcpts.push(r);
             }
-            let data = self.read_reply(t.data_init, "DATA")?;
+            let data = self.read_data_reply(t.data_init)?;
             let go = outcome.mail.is_positive() && partial.proceed(&outcome.rcpts);
             if data.code != 354 {
                 outcome.data = Some(data);
@@ -666,7 +666,7 @@ impl Session {
                 return Ok(outcome);
             }
             self.send_commands(&[Command::Data], t.data_init)?;
-            let data = self.read_reply(t.data_init, "DATA")?;
+            let data = self.read_data_reply(t.data_init)?;
             if data.code != 354 {
                 outcome.data = Some(data);
                 self.needs_rset = true;
@@ -683,6 +683,22 @@ impl Session {
         }
         outcome.data = Some(reply);
         Ok(outcome)
+    }
+
+    /// The reply to DATA. Only 354 opens the message (RFC 5321 §4.1.1.4); a 2xx there is a
+    /// server out of step, or a reply meant for another command, and taking it as the final
+    /// "accepted" would report a message as sent that never was.
+    fn read_data_reply(&mut self, t: Duration) -> Result<Reply> {
+        let data = self.read_reply(t, "DATA")?;
+        if data.is_positive() {
+            self.broken = true;
+            return Err(Error::new(
+                Code::TempFail,
+                "DATA",
+                format!("server answered {data} instead of 354; message not sent"),
+            ));
+        }
+        Ok(data)
     }
 
     fn envelope_commands(&self, env: &Envelope) -> (Command, Vec<Command>) {

@@ -90,6 +90,8 @@ pub struct Script {
     pub delay: Duration,
     /// Recipients per transaction; more get 452 4.5.3.
     pub max_rcpts: Option<usize>,
+    /// A reply to DATA instead of 354 (the data is then not read).
+    pub data_reply: Option<&'static str>,
 }
 
 impl Default for Script {
@@ -102,6 +104,7 @@ impl Default for Script {
             after_data: AfterData::Accept,
             delay: Duration::ZERO,
             max_rcpts: None,
+            data_reply: None,
         }
     }
 }
@@ -203,6 +206,8 @@ fn serve(
                 return Ok(());
             }
             continue;
+        } else if cmd.starts_with("DATA") && s.data_reply.is_some() {
+            s.data_reply.unwrap_or_default().into()
         } else if cmd.starts_with("DATA") {
             out.write_all(b"354 go ahead\r\n")?;
             let mut data = Vec::new();
