@@ -82,3 +82,27 @@ fn a_2xx_reply_to_data_is_not_taken_as_delivery() {
         assert!(stderr(&out).contains("instead of 354"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn the_login_name_cannot_add_header_fields_for_a_null_sender() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args(["--tls", "none", "--timeout", "5", "-f", "<>", "b@b.test"]);
+    c.env("LOGNAME", "x\r\nBcc: evil@x.test\r\nX-Injected: 1");
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("control character"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fake.accepted.lock().unwrap().is_empty());
+    // A plain login name still makes the From: of a bounce.
+    c.env("LOGNAME", "daemon");
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let got = fake.accepted.lock().unwrap()[0].clone();
+    assert!(header_value(&got, "From").is_some_and(|f| f.starts_with("daemon@")));
+}

@@ -253,8 +253,10 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
     let sender = settings::envelope_address("sender", &sender, None)?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
     // The null sender `<>` still needs a From: address.
+    // Checked like any sender: $LOGNAME with a line break would otherwise write header
+    // fields of its own into the From: we add.
     let author = match sender.is_empty() {
-        true => local_address(),
+        true => settings::envelope_address("author", &local_address(), None)?,
         false => sender.clone(),
     };
     let fixes = message::Fixes {
