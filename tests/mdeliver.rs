@@ -86,6 +86,40 @@ fn a_loop_is_refused_permanently_and_nothing_is_stored() {
 }
 
 #[test]
+fn postfix_mailbox_command_stamp_is_not_a_loop() {
+    // Postfix's local(8) runs mailbox_command with a From_ line and its own Return-Path:,
+    // X-Original-To: and Delivered-To: prepended (prepend_delivered_header = command), and
+    // $RECIPIENT set: that is this delivery, not a loop.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let postfix = b"From s@x.test  Sun Nov 29 15:00:00 2026\nReturn-Path: <s@x.test>\n\
+        X-Original-To: bob@y.test\nDelivered-To: bob@y.test\n\
+        Received: from x.test by y.test\nSubject: x\n\nx\n";
+    let out = run(
+        mdeliver(t.path())
+            .arg(&md)
+            .env("RECIPIENT", "bob@y.test")
+            .env("SENDER", "s@x.test"),
+        postfix,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 1);
+    // What was stored, coming round again (straight, or under a new stamp), is a loop.
+    let stored = only_message(&md);
+    let mut again =
+        b"Return-Path: <s@x.test>\nDelivered-To: bob@y.test\nReceived: by y.test\n".to_vec();
+    again.extend_from_slice(&stored);
+    for input in [stored.clone(), again] {
+        let out = run(
+            mdeliver(t.path()).arg(&md).env("RECIPIENT", "bob@y.test"),
+            &input,
+        );
+        assert_eq!(code(&out), 65, "{}", stderr(&out));
+    }
+    assert_eq!(messages(&md).len(), 1);
+}
+
+#[test]
 fn max_size_refuses_permanently() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("M");

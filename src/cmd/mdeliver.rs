@@ -271,12 +271,29 @@ pub fn run(args: Args) -> Result<()> {
 
 /// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
 /// Permanent (65), so the MTA bounces it instead of trying forever.
+///
+/// One exception: Postfix's local(8) (for `mailbox_command`, by default) and pipe(8) with
+/// `flags=R…D` prepend their own `Return-Path:`, `X-Original-To:` and `Delivered-To:` for this
+/// very delivery before running us, after doing their own loop check. That stamp, a leading
+/// run of those fields that starts with Return-Path:, may name the recipient once; any
+/// other Delivered-To: for it is a loop. (Our own prepended pair looks the same, so a
+/// message piped straight back into mdeliver is stored once more and refused the next time
+/// round: the loop still ends.)
 fn refuse_loop(block: &[u8], rcpt: &str) -> Result<()> {
-    let seen = header::fields(block)
+    let fields = header::fields(block);
+    let ours = |f: &header::Field| {
+        f.is("Delivered-To")
+            && header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt))
+    };
+    let stamp = fields
         .iter()
-        .filter(|f| f.is("Delivered-To"))
-        .any(|f| header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt)));
-    if seen {
+        .take_while(|f| f.is("Return-Path") || f.is("X-Original-To") || f.is("Delivered-To"))
+        .collect::<Vec<_>>();
+    let allowed = match stamp.first() {
+        Some(f) if f.is("Return-Path") && stamp.iter().any(|f| ours(f)) => 1,
+        _ => 0,
+    };
+    if fields.iter().filter(|f| ours(f)).count() > allowed {
         return Err(Error::new(
             Code::DataErr,
             "mail loop",
@@ -330,7 +347,17 @@ line is dropped, CRLF line ends become LF (the Maildir convention), and every ot
 (from the envelope recipient) are prepended.
 A message that already carries a
 .B Delivered-To:
-header for the same recipient is refused as a mail loop, as qmail-local does.
+header for the same recipient is refused as a mail loop, as qmail-local does; except the one
+that Postfix's local(8) (for
+.BR mailbox_command )
+or pipe(8) with
+.B flags=RD
+prepends for this very delivery, in the run of
+.BR Return\-Path: ,
+.B X\-Original\-To:
+and
+.B Delivered\-To:
+fields at the top of the message (they check for loops themselves).
 .PP
 A missing Maildir is created with its tmp, new and cur directories (mode 0700).
 Maildir++ folders are created with their
