@@ -33,11 +33,14 @@ pub const DEFAULT_NAME: &str = "mailpipe-dedupe";
 const MAX_ID: usize = 998;
 
 /// The Message-ID of a header block, without angle brackets: `None` when there is none, or
-/// it is empty, too long, or holds control characters (then the message is never a duplicate).
+/// it is empty, too long, not UTF-8, or holds control characters (then the message is never a duplicate).
 pub fn message_id(block: &[u8]) -> Option<String> {
     let field = header::fields(block)
         .into_iter()
         .find(|f| f.is("Message-ID"))?;
+    // Not UTF-8: the lossy text would turn different ids into one (every invalid byte
+    // becomes U+FFFD) and drop a message that is no duplicate. Such an id is no id.
+    std::str::from_utf8(field.raw).ok()?;
     let raw = field.value_raw();
     let id = header::bare_addr(&raw);
     if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) {
@@ -205,6 +208,8 @@ mod tests {
         assert_eq!(message_id(b"Subject: x\n"), None);
         assert_eq!(message_id(b"Message-ID: <>\n"), None);
         assert_eq!(message_id(b"Message-ID: <a\x01b>\n"), None);
+        // Two different ids must not meet as one lossy string.
+        assert_eq!(message_id(b"Message-ID: <\xff@x.test>\n"), None);
     }
 
     #[test]

@@ -243,3 +243,19 @@ fn an_unwritable_stdout_after_delivery_is_only_a_warning() {
     assert!(stderr(&out).contains("stdout"), "{}", stderr(&out));
     assert_eq!(messages(&md).len(), 1);
 }
+
+#[test]
+fn dedupe_never_drops_a_message_whose_id_only_looks_the_same_lossily() {
+    // Both ids are invalid UTF-8; read lossily they were the same string, and the second,
+    // different message was dropped as a duplicate.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    for msg in [
+        &b"Message-ID: <\xff@x.test>\nSubject: one\n\nx\n"[..],
+        b"Message-ID: <\xfe@x.test>\nSubject: two\n\nx\n",
+    ] {
+        let out = run(mdeliver(t.path()).arg(&md).arg("--dedupe"), msg);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    assert_eq!(messages(&md).len(), 2);
+}

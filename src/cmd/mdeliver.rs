@@ -391,7 +391,7 @@ does: exit 0, nothing stored.
 The cache remembers at least the last 5000 ids; it is locked from the check until the new id
 is recorded, so concurrent deliveries of one message store it exactly once, and an id is
 recorded only after a successful delivery.
-Messages without a Message-ID are never dropped.
+Messages without a Message-ID (or with one that is not UTF-8 text) are never dropped.
 "#;
 
 const SECTIONS: &str = r#"
