@@ -106,3 +106,31 @@ fn the_login_name_cannot_add_header_fields_for_a_null_sender() {
     let got = fake.accepted.lock().unwrap()[0].clone();
     assert!(header_value(&got, "From").is_some_and(|f| f.starts_with("daemon@")));
 }
+
+#[test]
+fn a_flush_that_cannot_read_a_queue_file_does_not_exit_0() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args(["--queue-dir", q, "--list"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A torn or foreign file in new/: a message that will never be sent as it is.
+    std::fs::write(qdir.join("new/1700000000.x"), b"not a queue file\n").unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args([
+        "--queue-dir",
+        q,
+        "--flush",
+        "--host",
+        "127.0.0.1",
+        "--tls",
+        "none",
+    ]);
+    let out = run(&mut c, b"");
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 unreadable"), "{}", stderr(&out));
+    assert!(qdir.join("new/1700000000.x").exists());
+}

@@ -583,6 +583,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     for e in &errors {
         run::warn(e);
     }
+    let unreadable = errors.len();
     let now = spool::now();
     let mut groups: BTreeMap<Option<String>, Vec<spool::Entry>> = BTreeMap::new();
     for e in entries.into_iter().filter(|e| e.state.next <= now) {
@@ -598,6 +599,11 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             *worst = Some(code);
         }
     };
+    // A queue file we cannot read is a message we cannot send: the exit status must say
+    // so, or cron's `msubmit -q` reports success while it sits in the queue for ever.
+    if let Some(e) = errors.first() {
+        note(e.code(), &mut worst);
+    }
     for (account, entries) in groups {
         let server = match settings::server(args, cfg, account, trace(args.verbose)) {
             Ok(s) => s,
@@ -668,7 +674,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     }
     if args.verbose || worst.is_some() {
         run::warn(format_args!(
-            "flush: {sent} sent, {deferred} deferred, {failed} failed"
+            "flush: {sent} sent, {deferred} deferred, {failed} failed, {unreadable} unreadable"
         ));
     }
     match worst {
@@ -676,7 +682,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
         Some(code) => Err(Error::new(
             code,
             "flush",
-            format!("{deferred} deferred, {failed} failed"),
+            format!("{deferred} deferred, {failed} failed, {unreadable} unreadable"),
         )),
     }
 }
