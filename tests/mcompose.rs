@@ -940,6 +940,36 @@ fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
 }
 
 #[test]
+fn a_forwarded_message_streams_with_flat_memory() {
+    // --forward read the whole original into memory just to find its Subject.
+    let t = T::new();
+    let big = t.path("big.eml");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        f.write_all(b"From: x@example.org\nSubject: big one\n\n")
+            .unwrap();
+        let line = [b'x'; 76];
+        for _ in 0..(40 << 20) / 77 {
+            f.write_all(&line).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+    }
+    let out = t.path("out.eml");
+    let args = ["-t", "a@example.org", "--body", "/dev/null", "--forward"];
+    let rss = max_rss_kib(
+        &t,
+        &[&args[..], &[big.to_str().unwrap()]].concat(),
+        None,
+        &out,
+    );
+    assert!(rss < 30 * 1024, "max RSS {rss} KiB forwarding 40 MB");
+    let text = std::fs::read(&out).unwrap();
+    assert!(text.windows(17).any(|w| w == b"Subject: Fwd: big"));
+    assert!(text.len() > 40 << 20);
+}
+
+#[test]
 fn a_50_mb_attachment_streams_with_flat_memory() {
     let t = T::new();
     let big = t.path("big.bin");

@@ -297,6 +297,16 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The first [`crate::input::MEMORY_LIMIT`] bytes of `path`: room for any header block.
+fn read_head(path: &Path) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    crate::input::open(path)?
+        .take(crate::input::MEMORY_LIMIT as u64)
+        .read_to_end(&mut data)
+        .or_code_with(Code::IoErr, || path.display().to_string())?;
+    Ok(data)
+}
+
 /// Run mcompose.
 pub fn run(args: Args) -> Result<()> {
     check_options(&args)?;
@@ -329,7 +339,9 @@ pub fn run(args: Args) -> Result<()> {
         quote = compose::reply(&mut d, &orig, args.all, &me)?;
     }
     if let Some(path) = &args.forward {
-        let head = read_file(path)?;
+        // Only the header is needed here (for the subject); the message itself is attached
+        // as it streams, so a forward of any size costs no more memory than `-a`.
+        let head = read_head(path)?;
         compose::forward(&mut d, path, &head);
     }
 
