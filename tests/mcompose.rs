@@ -940,6 +940,35 @@ fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
 }
 
 #[test]
+fn forward_from_standard_input_is_refused_not_a_file_named_dash() {
+    // `--forward -` read the subject from stdin, then attached a file called "-" from the
+    // current directory (or failed with "-: no such file").
+    let t = T::new();
+    t.write(
+        "-",
+        "From: other@example.org\nSubject: unrelated\n\nsecret\n",
+    );
+    let out = run(
+        t.cmd().current_dir(t.dir.path()).args([
+            "-t",
+            "a@example.org",
+            "--body",
+            "/dev/null",
+            "--forward",
+            "-",
+        ]),
+        b"From: x@example.org\nSubject: piped\n\nhello\n",
+    );
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("mcompose: --forward -: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_forwarded_message_streams_with_flat_memory() {
     // --forward read the whole original into memory just to find its Subject.
     let t = T::new();

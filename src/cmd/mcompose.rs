@@ -102,7 +102,7 @@ pub struct Args {
     #[arg(long, requires = "reply")]
     pub all: bool,
 
-    /// Forward the message in MSGFILE as a message/rfc822 attachment
+    /// Forward the message in MSGFILE (a file, not "-") as a message/rfc822 attachment
     #[arg(long, value_name = "MSGFILE")]
     pub forward: Option<PathBuf>,
 
@@ -339,6 +339,15 @@ pub fn run(args: Args) -> Result<()> {
         quote = compose::reply(&mut d, &orig, args.all, &me)?;
     }
     if let Some(path) = &args.forward {
+        // The original is read twice (its subject here, the attachment later, by path): a
+        // pipe cannot be, and "-" would attach a file of that name instead.
+        if path.as_os_str() == "-" {
+            return Err(Error::new(
+                Code::Usage,
+                "--forward -",
+                "the original must be a file (it is read twice); save it first",
+            ));
+        }
         // Only the header is needed here (for the subject); the message itself is attached
         // as it streams, so a forward of any size costs no more memory than `-a`.
         let head = read_head(path)?;
