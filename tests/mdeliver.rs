@@ -259,3 +259,15 @@ fn dedupe_never_drops_a_message_whose_id_only_looks_the_same_lossily() {
     }
     assert_eq!(messages(&md).len(), 2);
 }
+
+#[test]
+fn a_maildir_path_that_is_not_utf8_is_still_the_destination() {
+    // std::env::var calls such a value unset: the message went to $HOME/Maildir instead.
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join(std::ffi::OsStr::from_bytes(b"M\xff"));
+    let out = run(mdeliver(t.path()).env("MAILDIR", &md), b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 1);
+    assert!(!t.path().join("Maildir").exists());
+}

@@ -110,8 +110,15 @@ enum RulesFile {
     Named(PathBuf),
 }
 
+/// An environment variable, when set and not empty. Not `std::env::var`, which calls a
+/// value that is not UTF-8 unset: `$MAILDIR` is a path (any bytes), and an envelope address
+/// with an 8-bit byte is still the address (for Return-Path: and the loop check).
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    env_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn env_os(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 /// An envelope address from an argument or the environment must not be able to add header
@@ -133,7 +140,7 @@ fn settings(args: Args) -> Result<Settings> {
     let defaults = cfg.account(None)?;
     let maildir = args
         .maildir
-        .or_else(|| env("MAILDIR").map(PathBuf::from))
+        .or_else(|| env_os("MAILDIR").map(PathBuf::from))
         .or_else(|| defaults.get("maildir").map(config::expand_tilde))
         .or_else(|| config::home().map(|h| h.join("Maildir")))
         .ok_or_else(|| {
