@@ -253,9 +253,12 @@ pub fn prepare(spool: Spool, stats: Stats, fixes: &Fixes) -> Result<(Prepared, V
 }
 
 /// The field name of a header line, when it is one (RFC 5322 §2.2: printable ASCII but colon).
+/// Blanks between the name and the colon are the obsolete syntax of RFC 5322 §4.5 (`Bcc :`),
+/// which Postfix's cleanup also takes as a field: read as body text instead, such a line
+/// would end the header there, and a `Bcc :` would go to every recipient in the body.
 fn field_name(line: &[u8]) -> Option<String> {
     let colon = line.iter().position(|&b| b == b':')?;
-    let name = &line[..colon];
+    let name = line[..colon].trim_ascii_end();
     let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
     ok.then(|| String::from_utf8_lossy(name).into_owned())
 }
@@ -360,6 +363,17 @@ mod tests {
         assert_eq!(
             out,
             "From: x@y.test\r\nDate: d\r\nMessage-ID: <m@y>\r\nTo: old@x.test\r\nResent-To: new@x.test\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn obsolete_blanks_before_the_colon_still_make_a_field() {
+        let (out, rcpts) = prep(b"To: a@x.test\nBcc : secret@x.test\nSubject: s\n\nbody\n");
+        assert_eq!(rcpts, vec!["a@x.test", "secret@x.test"]);
+        assert!(!out.contains("secret"), "{out}");
+        assert!(
+            out.contains("\nSubject: s\n") && out.ends_with("\n\nbody\n"),
+            "{out}"
         );
     }
 
