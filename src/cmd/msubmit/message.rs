@@ -220,18 +220,38 @@ pub fn prepare(spool: Spool, stats: Stats, fixes: &Fixes) -> Result<(Prepared, V
         Some((_, d)) if !d.is_empty() => d.to_string(),
         _ => crate::stamp::fqdn(),
     };
+    if !has("From") {
+        // Written by the folder mcompose uses: a long or non-ASCII -F name becomes several
+        // encoded-words of at most 75 characters (RFC 2047 §2) on folded lines, never one
+        // word or one line past 998 (RFC 5322 §2.1.1).
+        let name: String = fixes
+            .full_name
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        let mut words = match name.trim() {
+            "" => Vec::new(),
+            n => crate::fold::phrase(n),
+        };
+        words.push(match words.is_empty() {
+            true => fixes.sender.to_string(),
+            false => format!("<{}>", fixes.sender),
+        });
+        let field = crate::fold::field("From", &words);
+        let field = field.strip_suffix('\n').unwrap_or(&field);
+        for (i, line) in field.split('\n').enumerate() {
+            if i > 0 {
+                header.extend_from_slice(eol);
+            }
+            header.extend_from_slice(line.as_bytes());
+        }
+        header.extend_from_slice(eol);
+    }
     let mut add = |name: &str, value: &str| {
         header.extend_from_slice(format!("{name}: {value}").as_bytes());
         header.extend_from_slice(eol);
     };
-    if !has("From") {
-        match fixes.full_name {
-            Some(n) if !n.is_empty() => {
-                add("From", &format!("{} <{}>", display_name(n), fixes.sender))
-            }
-            _ => add("From", fixes.sender),
-        }
-    }
     if !has("Date") {
         add("Date", &crate::stamp::date_now());
     }
@@ -261,26 +281,6 @@ fn field_name(line: &[u8]) -> Option<String> {
     let name = line[..colon].trim_ascii_end();
     let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
     ok.then(|| String::from_utf8_lossy(name).into_owned())
-}
-
-/// A phrase for From:, quoted when it has specials (RFC 5322 §3.2.5); non-ASCII names are
-/// encoded as an RFC 2047 word.
-fn display_name(name: &str) -> String {
-    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
-    if !clean.is_ascii() {
-        return format!(
-            "=?utf-8?b?{}?=",
-            crate::smtp::auth::encode(clean.as_bytes())
-        );
-    }
-    if clean
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c))
-    {
-        clean
-    } else {
-        format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
-    }
 }
 
 /// The addresses of an address-list field, groups included.
@@ -364,6 +364,39 @@ mod tests {
             out,
             "From: x@y.test\r\nDate: d\r\nMessage-ID: <m@y>\r\nTo: old@x.test\r\nResent-To: new@x.test\r\n\r\nbody\r\n"
         );
+    }
+
+    #[test]
+    fn a_long_or_non_ascii_full_name_is_folded_in_short_encoded_words() {
+        for name in ["é".repeat(600), "Jean-Émile ".repeat(100), "x".repeat(1500)] {
+            let (spool, stats) = read(&mut &b"Subject: s\r\n\r\nb\r\n"[..], true).unwrap();
+            let fixes = Fixes {
+                sender: "me@example.test",
+                full_name: Some(&name),
+            };
+            let (mut p, _) = prepare(spool, stats, &fixes).unwrap();
+            let mut out = Vec::new();
+            p.write_to(&mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            for line in head.split("\r\n") {
+                assert!(line.len() <= 998, "{} octets", line.len());
+                assert!(!line.contains('\n'), "bare LF in {line:?}");
+                for w in line.split(' ').filter(|w| w.starts_with("=?")) {
+                    assert!(w.len() <= 75, "encoded-word of {}: {w}", w.len());
+                }
+            }
+            let (h, _) = mailparse::parse_headers(head.as_bytes()).unwrap();
+            let from = h.iter().find(|h| h.get_key() == "From").unwrap();
+            let want = name.split_whitespace().collect::<Vec<_>>().join(" ");
+            match &mailparse::addrparse_header(from).unwrap()[0] {
+                mailparse::MailAddr::Single(s) => {
+                    assert_eq!(s.display_name.as_deref(), Some(want.as_str()));
+                    assert_eq!(s.addr, "me@example.test");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
