@@ -25,8 +25,11 @@ use crate::header;
 use crate::maildir::{check_folder_name, normalize_flags};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -476,15 +479,31 @@ pub fn words(line: &str) -> std::result::Result<Vec<String>, String> {
     }
 }
 
+/// How long a `pipe` command may run: procmail's TIMEOUT (960 s), a little under Postfix's
+/// command_time_limit (1000 s) so that we, not the MTA, say what hung.
+pub const PIPE_TIME_LIMIT: Duration = Duration::from_secs(900);
+
 /// Run `argv` directly (no shell) with the message written by `write` on its standard input,
 /// `SENDER` and `RECIPIENT` in its environment, standard output discarded and standard error
 /// shared with ours. Success is exit status 0; anything else, a failure to start it included,
 /// is a temporary failure, so the MTA keeps the message. A command that exits 0 without
-/// reading all of its input (`head`, a spam check) succeeds.
+/// reading all of its input (`head`, a spam check) succeeds. A command still running after
+/// [`PIPE_TIME_LIMIT`] is killed (with its process group) and is a temporary failure too.
 pub fn pipe(
     argv: &[String],
     sender: Option<&str>,
     recipient: Option<&str>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
+    pipe_with_limit(argv, sender, recipient, PIPE_TIME_LIMIT, write)
+}
+
+/// [`pipe`] with another time limit.
+pub fn pipe_with_limit(
+    argv: &[String],
+    sender: Option<&str>,
+    recipient: Option<&str>,
+    limit: Duration,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
     let Some(prog) = argv.first() else {
@@ -501,7 +520,23 @@ pub fn pipe(
             None => cmd.env_remove(key),
         };
     }
+    // Its own process group, so the watchdog also stops what it started (a grandchild
+    // holding the pipe open would keep our write blocked).
+    cmd.process_group(0);
     let mut child = cmd.spawn().or_code(Code::TempFail, what.clone())?;
+    let pid = child.id() as libc::pid_t;
+    // Without a limit a command that never exits (or never reads) holds the delivery, and
+    // fetchmail or the MTA behind it, for ever.
+    let (done, expired) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let late = expired.recv_timeout(limit) == Err(RecvTimeoutError::Timeout);
+        if late {
+            // SAFETY: kill(2) has no memory effects. The child is not reaped before this
+            // thread is joined (see waitid below), so the group id is still its own.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        late
+    });
     let written = match child.stdin.take() {
         Some(stdin) => {
             let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
@@ -509,7 +544,17 @@ pub fn pipe(
         }
         None => Ok(()),
     };
+    wait_unreaped(pid).or_code(Code::TempFail, what.clone())?;
+    let _ = done.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
     let status = child.wait().or_code(Code::TempFail, what.clone())?;
+    if timed_out {
+        return Err(Error::new(
+            Code::TempFail,
+            what,
+            format!("killed after {} seconds", limit.as_secs_f32()),
+        ));
+    }
     match written {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             return Err(Error::io(Code::TempFail, what, e));
@@ -526,6 +571,25 @@ pub fn pipe(
         _ => "failed".to_string(),
     };
     Err(Error::new(Code::TempFail, what, why))
+}
+
+/// Wait until child `pid` has exited, leaving it a zombie (WNOWAIT): its pid cannot be
+/// reused until `Child::wait` reaps it.
+fn wait_unreaped(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain data, for which all zero bytes are a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT;
+        // SAFETY: info is a valid siginfo_t to write to; waitid has no other effects.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -624,6 +688,29 @@ mod tests {
             assert!(e.to_string().starts_with("f:3: "), "{bad}: {e}");
             assert_eq!(e.code(), Code::Config);
         }
+    }
+
+    #[test]
+    fn a_pipe_command_that_hangs_is_killed_with_what_it_started() {
+        // It never reads and never exits, and a grandchild holds its standard input: the
+        // 1 MiB write would block for ever without the limit.
+        let argv: Vec<String> = ["sh", "-c", "sleep 60 & sleep 60"]
+            .map(String::from)
+            .to_vec();
+        let start = std::time::Instant::now();
+        let limit = Duration::from_millis(300);
+        let e = pipe_with_limit(&argv, None, None, limit, |w| w.write_all(&[b'x'; 1 << 20]))
+            .unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(e.code(), Code::TempFail);
+        assert!(e.to_string().contains("killed after"), "{e}");
+        // A quick command is untouched by the limit.
+        let cat = vec!["cat".to_string()];
+        assert!(pipe_with_limit(&cat, None, None, limit, |w| w.write_all(b"x")).is_ok());
     }
 
     #[test]
