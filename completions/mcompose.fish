@@ -13,7 +13,7 @@ complete -c mcompose -l html -d 'Add FILE as the HTML alternative of the text (m
 complete -c mcompose -l reply -d 'Reply to the message in MSGFILE ("-" for standard input)' -r -F
 complete -c mcompose -l forward -d 'Forward the message in MSGFILE (a file, not "-") as a message/rfc822 attachment' -r -F
 complete -c mcompose -l draft -d 'Read header fields, Attach: lines and body from the draft FILE' -r -F
-complete -c mcompose -s o -l output -d 'Write the message to FILE (which must not exist) instead of standard output' -r -F
+complete -c mcompose -s o -l output -d 'Write the message to FILE (which must not exist; - is standard output) instead of standard output' -r -F
 complete -c mcompose -l message-id-domain -d 'The right-hand side of the Message-ID [default: config domain, else the sender\'s domain]' -r
 complete -c mcompose -s A -l account -d 'Use this account of the configuration' -r
 complete -c mcompose -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F

@@ -940,6 +940,20 @@ fn max_rss_kib(t: &T, args: &[&str], stdin: Option<&Path>, out: &Path) -> u64 {
 }
 
 #[test]
+fn output_dash_is_standard_output() {
+    let t = T::new();
+    let out = run(
+        t.cmd()
+            .current_dir(t.dir.path())
+            .args(["-t", "a@example.org", "-s", "dash", "-o", "-"]),
+        b"hi\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(head(&out.stdout).contains("Subject: dash"));
+    assert!(!t.path("-").exists(), "wrote a file called -");
+}
+
+#[test]
 fn forward_from_standard_input_is_refused_not_a_file_named_dash() {
     // `--forward -` read the subject from stdin, then attached a file called "-" from the
     // current directory (or failed with "-: no such file").

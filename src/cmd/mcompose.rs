@@ -114,7 +114,8 @@ pub struct Args {
     #[arg(short = 'e', long)]
     pub edit: bool,
 
-    /// Write the message to FILE (which must not exist) instead of standard output
+    /// Write the message to FILE (which must not exist; - is standard output) instead of
+    /// standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -471,7 +472,9 @@ fn finish(args: &Args, cfg_domain: &Option<String>, d: Draft, body: &mut dyn Rea
 
 /// Run `body` on standard output or on a new FILE; a FILE left half written is removed.
 fn write_out(path: Option<&Path>, body: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let Some(path) = path else {
+    // `-o -` is standard output, as `-` is standard input everywhere else; not a file
+    // called "-" in the current directory.
+    let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         body(&mut out)?;
         return out.flush().map_err(mime::write_error);
