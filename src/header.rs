@@ -86,11 +86,12 @@ fn unfold(raw: &[u8]) -> String {
 pub fn fields<'a>(block: &'a [u8]) -> Vec<Field<'a>> {
     let mut out: Vec<Field<'a>> = Vec::new();
     let mut start = 0;
-    let mut current: Option<(usize, usize, usize)> = None; // (name start, colon, value end)
-    let flush = |out: &mut Vec<Field<'a>>, cur: Option<(usize, usize, usize)>| {
-        if let Some((s, c, e)) = cur {
+    // (name start, name end, colon, value end)
+    let mut current: Option<(usize, usize, usize, usize)> = None;
+    let flush = |out: &mut Vec<Field<'a>>, cur: Option<(usize, usize, usize, usize)>| {
+        if let Some((s, n, c, e)) = cur {
             out.push(Field {
-                name: &block[s..c],
+                name: &block[s..n],
                 raw: &block[c + 1..e],
             });
         }
@@ -101,15 +102,18 @@ pub fn fields<'a>(block: &'a [u8]) -> Vec<Field<'a>> {
         let line_end = if line.ends_with(b"\r") { end - 1 } else { end };
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             if let Some(cur) = current.as_mut() {
-                cur.2 = line_end;
+                cur.3 = line_end;
             }
         } else {
             flush(&mut out, current.take());
             if let Some(colon) = memchr(b':', line) {
-                let name = &line[..colon];
+                // RFC 5322 §4.5 (obsolete syntax): blanks may stand between the name and
+                // the colon; Postfix and mail readers take `Delivered-To : x` as a field,
+                // so the loop check and the rules must too.
+                let name = line[..colon].trim_ascii_end();
                 let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
                 if ok {
-                    current = Some((start, start + colon, line_end));
+                    current = Some((start, start + name.len(), start + colon, line_end));
                 }
             }
         }
@@ -163,6 +167,15 @@ mod tests {
         assert!(f[1].is("Delivered-To"));
         assert_eq!(values(b, "DELIVERED-TO"), vec!["a@b"]);
         assert_eq!(first(b, "x").as_deref(), Some("café"));
+    }
+
+    #[test]
+    fn blanks_before_the_colon_still_make_a_field() {
+        let f = fields(b"Delivered-To : a@b\nSubject\t:\tx\n y\n");
+        assert_eq!(f.len(), 2);
+        assert!(f[0].is("delivered-to") && f[1].is("Subject"));
+        assert_eq!(f[0].value_raw(), "a@b");
+        assert_eq!(f[1].value(), "x y");
     }
 
     #[test]

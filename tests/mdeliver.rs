@@ -271,3 +271,16 @@ fn a_maildir_path_that_is_not_utf8_is_still_the_destination() {
     assert_eq!(messages(&md).len(), 1);
     assert!(!t.path().join("Maildir").exists());
 }
+
+#[test]
+fn a_delivered_to_with_a_blank_before_its_colon_is_still_a_loop() {
+    // RFC 5322 §4.5 obsolete syntax; Postfix reads it as a field, and so must the loop check.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let out = run(
+        mdeliver(t.path()).arg(&md).args(["-a", "bob@y.test"]),
+        b"Received: by y.test\nDelivered-To : bob@y.test\nSubject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(messages(&md).is_empty());
+}
