@@ -134,3 +134,31 @@ fn a_flush_that_cannot_read_a_queue_file_does_not_exit_0() {
     assert!(stderr(&out).contains("1 unreadable"), "{}", stderr(&out));
     assert!(qdir.join("new/1700000000.x").exists());
 }
+
+#[test]
+fn exit_statuses_for_local_input_trouble_are_the_documented_ones() {
+    // The man page's EXIT STATUS must list what these return.
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/msubmit.1")).unwrap();
+    let status = page.split(".SH EXIT STATUS").nth(1).unwrap();
+    let status = status.split(".SH ").next().unwrap();
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args(["--tls", "none", "-t"]);
+    let out = run(&mut c, b"To: a@b.test, \"unclosed <x@y\nSubject: x\n\nx\n");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        status.contains("Bcc: field that cannot be parsed"),
+        "{status}"
+    );
+    // Standard input that cannot be read: a directory.
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--tls", "none", "b@b.test"]);
+    c.stdin(std::fs::File::open("/").unwrap());
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 74, "{}", stderr(&out));
+    assert!(status.contains("\n.B 74\n"), "{status}");
+    assert!(fake.accepted.lock().unwrap().is_empty());
+}
