@@ -1013,6 +1013,38 @@ fn a_forwarded_message_streams_with_flat_memory() {
 }
 
 #[test]
+fn a_body_file_and_a_reply_stream_with_flat_memory() {
+    // --body FILE (and any body after a --reply quote) was read whole into memory; only
+    // the plain standard-input case streamed.
+    let t = T::new();
+    let big = t.path("body.txt");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        for i in 0..(40 << 20) / 40 {
+            writeln!(f, "line {i:>10} of a long text body ....").unwrap();
+        }
+    }
+    let orig = t.write("orig.eml", "From: x@example.org\nSubject: s\n\nhello\n");
+    let out = t.path("out.eml");
+    let body = big.to_str().unwrap();
+    for args in [
+        &["-t", "a@example.org", "--body", body][..],
+        &["--reply", orig.to_str().unwrap(), "--body", body],
+    ] {
+        let _ = std::fs::remove_file(&out);
+        let rss = max_rss_kib(&t, args, None, &out);
+        assert!(
+            rss < 30 * 1024,
+            "max RSS {rss} KiB for a 40 MB body: {args:?}"
+        );
+        assert!(std::fs::metadata(&out).unwrap().len() > 40 << 20);
+    }
+    let text = std::fs::read(&out).unwrap();
+    assert!(text.windows(7).any(|w| w == b"> hello"));
+}
+
+#[test]
 fn a_50_mb_attachment_streams_with_flat_memory() {
     let t = T::new();
     let big = t.path("big.bin");

@@ -382,20 +382,19 @@ pub fn run(args: Args) -> Result<()> {
             }
             body = b;
             kept_draft = Some(draft);
-        } else if !text.is_empty() || args.body.is_some() {
+        } else {
+            // The quote (if any), then --body FILE or standard input, streamed into the
+            // spool as they are read: a body of any size costs flat memory.
             if !text.is_empty() {
                 text.push(b'\n');
             }
             let src = args.body.clone().unwrap_or_else(|| PathBuf::from("-"));
-            text.extend(read_file(&src)?);
-            body = text;
-        } else {
-            // The plain case streams standard input into the spool: any size, flat memory.
+            let input = crate::input::open(&src)?;
             return finish(
                 &args,
                 &account_domain(&account),
                 d,
-                &mut std::io::stdin().lock(),
+                &mut text.as_slice().chain(input),
             );
         }
     }
