@@ -162,3 +162,31 @@ fn exit_statuses_for_local_input_trouble_are_the_documented_ones() {
     assert!(status.contains("\n.B 74\n"), "{status}");
     assert!(fake.accepted.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_server_that_drips_its_reply_times_out_as_a_whole() {
+    // Each read got the full timeout: a byte every half second kept a 1-second limit
+    // from ever firing, for a reply of up to 128 lines of 2048 bytes.
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            for b in b"220 slowly, slowly, slowly, slowly, slowly\r\n" {
+                if c.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    c.args(["--tls", "none", "--timeout", "1", "b@b.test"]);
+    let start = std::time::Instant::now();
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+}

@@ -385,12 +385,23 @@ impl Session {
     }
 
     fn read_reply_inner(&mut self, timeout: Duration, what: &str) -> Result<Reply> {
-        set_timeouts(self.conn.get_ref().tcp(), timeout)?;
+        // The limit is for the whole reply, not for each read: a server that drips a byte
+        // now and then would otherwise hold us for up to MAX_LINES × MAX_LINE timeouts.
+        // (No deadline for a timeout too large to add: --timeout 18446744073709551615.)
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut parser = ReplyParser::new();
         let mut line = Vec::with_capacity(128);
         loop {
             line.clear();
             loop {
+                if self.conn.buffer().is_empty() {
+                    let now = std::time::Instant::now();
+                    let left = deadline.map_or(timeout, |d| d.saturating_duration_since(now));
+                    if left.is_zero() {
+                        return Err(Error::new(Code::TempFail, what, "timed out"));
+                    }
+                    set_timeouts(self.conn.get_ref().tcp(), left)?;
+                }
                 let buf = self.conn.fill_buf().map_err(|e| net_error(what, e))?;
                 if buf.is_empty() {
                     return Err(Error::new(
