@@ -190,3 +190,28 @@ fn a_server_that_drips_its_reply_times_out_as_a_whole() {
     assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
     assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
 }
+
+#[test]
+fn t_takes_bare_local_names_as_system_mail_writes_them() {
+    // mdadm --monitor and logwatch pipe "To: root" into sendmail -t; it was refused (65).
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args([
+        "--tls",
+        "none",
+        "--timeout",
+        "5",
+        "-f",
+        "monitor@h.test",
+        "-t",
+    ]);
+    let msg = b"From: mdadm monitoring <root>\nTo: root, \"john doe\"@x.test\nSubject: Fail\n\nx\n";
+    let out = run(&mut c, msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(log.contains("RCPT TO:<root@h.test>"), "{log}");
+    assert!(log.contains("RCPT TO:<\"john doe\"@x.test>"), "{log}");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}

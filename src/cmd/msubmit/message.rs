@@ -287,7 +287,13 @@ fn field_name(line: &[u8]) -> Option<String> {
 fn addresses(f: &RawField) -> Result<Vec<String>> {
     let bad = |why: String| Error::new(Code::DataErr, format!("{}: header", f.name), why);
     let (h, _) = mailparse::parse_header(&f.bytes).map_err(|e| bad(e.to_string()))?;
-    let list = mailparse::addrparse_header(&h).map_err(|e| bad(e.to_string()))?;
+    let list = match mailparse::addrparse_header(&h) {
+        Ok(list) => list,
+        // mailparse refuses what system mail sends with -t every day (`To: root`, which
+        // mdadm and logwatch write, completed with the sender's domain later, as Postfix
+        // does with $myorigin) and quoted local parts (RFC 5322 §3.4.1).
+        Err(_) => return plain_addresses(&h.get_value()).map_err(|why| bad(why.into())),
+    };
     let mut out = Vec::new();
     for a in list.iter() {
         match a {
@@ -295,6 +301,68 @@ fn addresses(f: &RawField) -> Result<Vec<String>> {
             mailparse::MailAddr::Group(g) => out.extend(g.addrs.iter().map(|s| s.addr.clone())),
         }
     }
+    Ok(out)
+}
+
+/// The addresses of an address list read leniently: split at commas (and a group's `:` and
+/// `;`) outside quotes, angle brackets and comments; an element's address is inside its
+/// last `<…>`, else the element itself. Each is checked later as an envelope address.
+fn plain_addresses(value: &str) -> std::result::Result<Vec<String>, &'static str> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut escaped, mut angle, mut comment) = (false, false, false, 0u32);
+    let mut flush = |cur: &mut String| {
+        let t = cur.trim();
+        let addr = match (t.rfind('<'), t.ends_with('>')) {
+            (Some(i), true) => &t[i + 1..t.len() - 1],
+            _ => t,
+        };
+        if !addr.trim().is_empty() {
+            out.push(addr.trim().to_string());
+        }
+        cur.clear();
+    };
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && (quoted || comment > 0) {
+            escaped = true;
+        } else if quoted {
+            quoted = c != '"';
+        } else if comment > 0 {
+            match c {
+                '(' => comment += 1,
+                ')' => comment -= 1,
+                _ => {}
+            }
+            continue;
+        } else {
+            match c {
+                '"' => quoted = true,
+                '(' => {
+                    comment = 1;
+                    continue;
+                }
+                '<' => angle = true,
+                '>' => angle = false,
+                ',' | ';' if !angle => {
+                    flush(&mut cur);
+                    continue;
+                }
+                // A group's display name ends at its colon.
+                ':' if !angle => {
+                    cur.clear();
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        cur.push(c);
+    }
+    if quoted || angle || comment > 0 {
+        return Err("unbalanced quote, angle bracket or comment");
+    }
+    flush(&mut cur);
     Ok(out)
 }
 
@@ -397,6 +465,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn bare_local_names_and_quoted_local_parts_are_recipients() {
+        let (_, rcpts) = prep(b"To: \"john doe\"@x.test, b@x.test\nCc: root\n\nbody\n");
+        assert_eq!(rcpts, vec!["\"john doe\"@x.test", "b@x.test", "root"]);
+        let (_, rcpts) =
+            prep(b"To: mdadm (the monitor) <root>, \"Doe, J\" <j>, team: a@x.test, bob;\n\nb\n");
+        assert_eq!(rcpts, vec!["root", "j", "a@x.test", "bob"]);
     }
 
     #[test]
