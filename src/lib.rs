@@ -6,16 +6,21 @@
 //! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
 //! SMTP for client and server ([`smtp`]), TLS ([`tls`]), the outgoing spool ([`spool`]),
 //! message stamps ([`stamp`]), the generated documentation ([`docs`]), and mdeliver's
-//! filtering rules ([`rules`]) and duplicate suppression ([`dedupe`]).
+//! filtering rules ([`rules`]) and duplicate suppression ([`dedupe`]), local delivery steps
+//! shared by mdeliver and mreceive ([`local`]), mreceive's hand-off of accepted mail
+//! ([`handoff`]) and its password file ([`passwd`]).
 
 pub mod cmd;
 pub mod config;
 pub mod dedupe;
 pub mod docs;
 pub mod exit;
+pub mod handoff;
 pub mod header;
 pub mod input;
+pub mod local;
 pub mod maildir;
+pub mod passwd;
 pub mod rules;
 pub mod run;
 pub mod smtp;

@@ -26,7 +26,6 @@ use crate::maildir::{check_folder_name, normalize_flags};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -472,35 +471,9 @@ pub fn pipe(
     recipient: Option<&str>,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    let Some(prog) = argv.first() else {
-        return Err(Error::new(Code::TempFail, "pipe", "no command"));
-    };
-    let what = format!("pipe to {prog}");
-    let mut cmd = Command::new(prog);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    for (key, val) in [("SENDER", sender), ("RECIPIENT", recipient)] {
-        match val {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    let mut child = cmd.spawn().or_code(Code::TempFail, what.clone())?;
-    let written = match child.stdin.take() {
-        Some(stdin) => {
-            let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
-            write(&mut w).and_then(|()| w.flush())
-        }
-        None => Ok(()),
-    };
-    let status = child.wait().or_code(Code::TempFail, what.clone())?;
-    match written {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            return Err(Error::io(Code::TempFail, what, e));
-        }
-        _ => {}
-    }
+    let what = format!("pipe to {}", argv.first().map_or("", String::as_str));
+    let status =
+        crate::handoff::run_fed(argv, &[("SENDER", sender), ("RECIPIENT", recipient)], write)?;
     if status.success() {
         return Ok(());
     }

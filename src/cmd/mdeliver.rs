@@ -199,32 +199,13 @@ pub fn run(args: Args) -> Result<()> {
     let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     let block = header::block(msg.head()).to_vec();
 
-    // qmail-local's loop rule: a message that already carries our Delivered-To: went round.
     if let Some(rcpt) = &s.recipient {
-        let seen = header::fields(&block)
-            .iter()
-            .filter(|f| f.is("Delivered-To"))
-            .any(|f| {
-                header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt))
-            });
-        if seen {
-            return Err(Error::new(
-                Code::DataErr,
-                "mail loop",
-                format!("message was already delivered to {rcpt}"),
-            ));
-        }
+        crate::local::check_loop(&block, rcpt)?;
     }
 
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
-    let mut trace = Vec::new();
-    if let Some(sender) = sender {
-        writeln!(trace, "Return-Path: <{sender}>").ok();
-    }
-    if let Some(rcpt) = recipient {
-        writeln!(trace, "Delivered-To: {rcpt}").ok();
-    }
+    let trace = crate::local::trace(sender, recipient);
 
     let facts = Facts {
         header: &block,

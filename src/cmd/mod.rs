@@ -3,9 +3,10 @@
 //! every tool for the generated docs.
 
 pub mod mdeliver;
+pub mod mreceive;
 pub mod msubmit;
 
 /// Every tool's documentation page, in install order.
 pub fn pages() -> Vec<crate::docs::Page> {
-    vec![mdeliver::page(), msubmit::page()]
+    vec![mdeliver::page(), msubmit::page(), mreceive::page()]
 }

@@ -5,7 +5,9 @@
 //! [`reply`] parses and formats replies with enhanced status codes, [`command`] formats and
 //! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes DATA
 //! content (line ends, dot-stuffing, terminator) and [`auth`] builds SASL responses. The
-//! blocking client over TCP and TLS is [`client`].
+//! blocking client over TCP and TLS is [`client`]. The server (mreceive) is [`server`], a session
+//! state machine over [`conn`] (bounded reads, STARTTLS), with [`inbound`] for DATA as received
+//! and [`policy`] for the recipients an MX accepts.
 //!
 //! Why not the `smtp-proto` crate: its parsers cover much of this, but the parts that matter
 //! most here are small and policy-laden (bounded reply reading, the reply code a server gives
@@ -15,9 +17,13 @@
 pub mod auth;
 pub mod client;
 pub mod command;
+pub mod conn;
 pub mod data;
 pub mod ehlo;
+pub mod inbound;
+pub mod policy;
 pub mod reply;
+pub mod server;
 
 pub use client::{Envelope, Options, Outcome, Recipient, Security, Session, Timeouts};
 pub use command::{Command, CommandError, Param};

@@ -1,0 +1,132 @@
+//! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
+//!
+//! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
+//! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; the sessions in
+//! flight run to their end (each is bounded by the timeouts), then mreceive exits 0. The
+//! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
+//! and looks at it, which needs no self-pipe and no extra crate.
+
+use crate::exit::{Code, Context, Result};
+use crate::handoff::Handoff;
+use crate::run;
+use crate::smtp::conn::{Conn, FdIo};
+use crate::smtp::server::{self, Peer, Settings};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Serve on `addrs` until SIGTERM; returns after the last session ended.
+pub fn serve(
+    addrs: &[SocketAddr],
+    max_sessions: usize,
+    settings: Arc<Settings>,
+    handoff: Handoff,
+    implicit_tls: bool,
+) -> Result<()> {
+    let mut listeners = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a).or_code_with(Code::OsErr, || format!("listen on {a}"))?;
+        l.set_nonblocking(true)
+            .or_code_with(Code::OsErr, || format!("listen on {a}"))?;
+        listeners.push(l);
+    }
+    install_handlers();
+    let handoff = Arc::new(handoff);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    while !STOP.load(Ordering::SeqCst) {
+        let mut fds: Vec<libc::pollfd> = listeners
+            .iter()
+            .map(|l| libc::pollfd {
+                fd: l.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a valid array of fds.len() pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+        if n <= 0 {
+            continue; // timeout, or EINTR from our signal: look at the flag
+        }
+        threads.retain(|t| !t.is_finished());
+        for (l, p) in listeners.iter().zip(&fds) {
+            if p.revents == 0 {
+                continue;
+            }
+            let (sock, addr) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    run::warn(format_args!("accept: {}", crate::exit::describe_io(&e)));
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let _ = sock.set_nonblocking(false);
+            let _ = sock.set_nodelay(true);
+            if active.load(Ordering::SeqCst) >= max_sessions {
+                let mut s = sock;
+                let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = s.write_all(b"421 4.3.2 too many sessions, try again later\r\n");
+                continue;
+            }
+            active.fetch_add(1, Ordering::SeqCst);
+            let (settings, handoff, mine) = (
+                Arc::clone(&settings),
+                Arc::clone(&handoff),
+                Arc::clone(&active),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("session".into())
+                .spawn(move || {
+                    let peer = Peer {
+                        ip: Some(addr.ip()),
+                    };
+                    let conn = Conn::new(Box::new(FdIo::socket(sock, settings.timeout)));
+                    if let Err(e) =
+                        server::serve(conn, &settings, &peer, handoff.as_ref(), implicit_tls)
+                        && !is_quiet(&e)
+                    {
+                        run::warn(format_args!("{addr}: {e}"));
+                    }
+                    mine.fetch_sub(1, Ordering::SeqCst);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    run::warn(format_args!("spawn session: {e}"));
+                }
+            }
+        }
+    }
+    drop(listeners);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// Clients that vanish are routine, not worth a line on stderr.
+fn is_quiet(e: &crate::Error) -> bool {
+    let why = e.why();
+    why.contains("reset by peer") || why.contains("broken pipe")
+}
