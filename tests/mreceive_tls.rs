@@ -1,0 +1,297 @@
+//! mreceive --listen: IPv4 and IPv6, the session bound, SIGTERM finishing sessions in flight,
+//! STARTTLS with pipelined injection discarded (CVE-2011-0411), implicit TLS, AUTH only after
+//! TLS, and authenticated mail going to the outgoing queue. Loopback only.
+
+mod common;
+
+use common::{free_port, messages, tool, wait_until};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// A test CA and a server certificate for localhost, 127.0.0.1 and ::1, as PEM files.
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .unwrap()
+    .signed_by(&key, &ca_cert, &ca_key)
+    .unwrap();
+    let (ca_pem, cert, keyf) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&keyf, key.serialize_pem()).unwrap();
+    (ca_pem, cert, keyf)
+}
+
+/// A running `mreceive --listen` on 127.0.0.1, stopped (SIGTERM) on drop.
+pub struct Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = make_certs(dir.path());
+        let port = free_port();
+        let pw = dir.path().join("passwd");
+        // `secret`, hashed by mreceive's own code.
+        std::fs::write(
+            &pw,
+            format!("alice:{}\n", mailpipe::passwd::hash("secret").unwrap()),
+        )
+        .unwrap();
+        let mut c = tool(bin!("mreceive"), dir.path());
+        c.args(["-l", &format!("127.0.0.1:{port}"), "-d", "local.test"])
+            .args(["--hostname", "mx.local.test", "--timeout", "10"])
+            .arg("-m")
+            .arg(dir.path().join("mail"))
+            .arg("--queue-dir")
+            .arg(dir.path().join("queue"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--passwords")
+            .arg(&pw)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = c.spawn().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "mreceive did not listen"
+        );
+        Server {
+            port,
+            dir,
+            ca,
+            child: Some(child),
+        }
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user).join("Maildir")
+    }
+
+    pub fn connect(&self) -> Client<TcpStream> {
+        Client::new(TcpStream::connect(("127.0.0.1", self.port)).unwrap())
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        common::wait_output(child, Duration::from_secs(20)).status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A line-oriented SMTP client for tests.
+pub struct Client<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn new(s: S) -> Client<S> {
+        Client {
+            r: BufReader::new(s),
+        }
+    }
+    pub fn send(&mut self, text: &str) {
+        self.r.get_mut().write_all(text.as_bytes()).unwrap();
+    }
+    /// One whole reply, all its lines.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all += &line;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+    pub fn cmd(&mut self, text: &str) -> String {
+        self.send(text);
+        self.reply()
+    }
+    pub fn into_inner(self) -> S {
+        assert!(self.r.buffer().is_empty(), "unread input");
+        self.r.into_inner()
+    }
+}
+
+fn tls_client(ca: &Path, tcp: TcpStream) -> Client<mailpipe::tls::TlsStream> {
+    let cfg = mailpipe::tls::client_config(&mailpipe::tls::TlsOptions {
+        ca_file: Some(ca.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    Client::new(mailpipe::tls::connect(tcp, cfg, "localhost").unwrap())
+}
+
+fn send_mail<S: Read + Write>(c: &mut Client<S>, from: &str, to: &str) -> String {
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>\r\n")).starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{to}>\r\n"));
+    if !r.starts_with("250") {
+        assert!(c.cmd("RSET\r\n").starts_with("250"));
+        return r;
+    }
+    assert!(c.cmd("DATA\r\n").starts_with("354"));
+    c.cmd("Subject: t\r\n\r\nhello\r\n.\r\n")
+}
+
+#[test]
+fn starttls_discards_injected_commands_and_auth_needs_tls() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220 mx.local.test"));
+    let ehlo = c.cmd("EHLO c.test\r\n");
+    assert!(
+        ehlo.contains("250-STARTTLS") && !ehlo.contains("AUTH"),
+        "{ehlo}"
+    );
+    assert!(
+        c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+            .starts_with("538 5.7.11")
+    );
+    // The injection: a command pipelined after STARTTLS in the clear.
+    c.send("STARTTLS\r\nRSET\r\n");
+    let go = c.reply();
+    assert!(go.starts_with("220 2.0.0"), "{go}");
+    let tcp = c.into_inner();
+    // The RSET is still in flight or in mreceive's buffer: either way it must be dropped,
+    // not answered inside TLS. (If it was answered, the next reply would be its 250.)
+    let mut t = tls_client(&s.ca, tcp);
+    let ehlo = t.cmd("EHLO c.test\r\n");
+    assert!(
+        ehlo.starts_with("250-mx.local.test"),
+        "injected reply: {ehlo}"
+    );
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    assert!(
+        t.cmd("AUTH PLAIN AGFsaWNlAHdyb25n\r\n")
+            .starts_with("535 5.7.8")
+    );
+    // LOGIN, step by step.
+    assert!(t.cmd("AUTH LOGIN\r\n").starts_with("334 VXNlcm5hbWU6"));
+    assert!(t.cmd("YWxpY2U=\r\n").starts_with("334 UGFzc3dvcmQ6"));
+    assert!(t.cmd("c2VjcmV0\r\n").starts_with("235 2.7.0"));
+    // Authenticated: a remote recipient is queued, not refused.
+    let r = send_mail(&mut t, "alice@local.test", "friend@remote.test");
+    assert!(r.starts_with("250 2.0.0 ok, queued"), "{r}");
+    let queued = messages(&s.dir.path().join("queue"));
+    assert_eq!(queued.len(), 1);
+    let q = std::fs::read_to_string(&queued[0]).unwrap();
+    assert!(q.contains("friend@remote.test"), "{q}");
+    assert!(q.contains("with ESMTPSA"), "{q}");
+    assert!(t.cmd("QUIT\r\n").starts_with("221"));
+}
+
+#[test]
+fn unauthenticated_relay_is_refused_and_submission_requires_auth() {
+    let s = Server::start(&["--submission"]);
+    let mut c = s.connect();
+    c.reply();
+    c.cmd("EHLO c.test\r\n");
+    assert!(c.cmd("MAIL FROM:<a@r.test>\r\n").starts_with("530 5.7.0"));
+    let mut s2 = Server::start(&[]);
+    let mut c = s2.connect();
+    c.reply();
+    c.cmd("EHLO c.test\r\n");
+    let r = send_mail(&mut c, "a@r.test", "x@remote.test");
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(send_mail(&mut c, "a@r.test", "bob@local.test").starts_with("250"));
+    assert_eq!(messages(&s2.maildir("bob")).len(), 1);
+    drop(c);
+    assert!(s2.stop().success());
+}
+
+#[test]
+fn implicit_tls() {
+    let s = Server::start(&["--tls-on-connect"]);
+    let tcp = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let mut t = tls_client(&s.ca, tcp);
+    assert!(t.reply().starts_with("220 mx.local.test"));
+    let ehlo = t.cmd("EHLO c.test\r\n");
+    assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"));
+    assert!(send_mail(&mut t, "a@r.test", "bob@local.test").starts_with("250"));
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(m.contains("with ESMTPS") && m.contains("(using TLS"), "{m}");
+}
+
+#[test]
+fn ipv6_session_limit_and_sigterm_finishes_sessions_in_flight() {
+    let p6 = free_port();
+    let mut s = Server::start(&["-l", &format!("[::1]:{p6}"), "--max-sessions", "2"]);
+    // Let the session of the start-up probe end: it counts until then.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut v6 = Client::new(TcpStream::connect(("::1", p6)).unwrap());
+    assert!(v6.reply().starts_with("220"));
+    let mut v4 = s.connect();
+    let greeting = v4.reply();
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    // Two sessions are open: the third is turned away.
+    let mut third = s.connect();
+    assert!(third.reply().starts_with("421 4.3.2"));
+    v6.cmd("EHLO c6\r\n");
+    assert!(send_mail(&mut v6, "a@r.test", "bob@local.test").starts_with("250"));
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(m.contains("[IPv6:::1]"), "{m}");
+    // Mid-transaction, SIGTERM: no new connections, but this session completes.
+    v4.cmd("EHLO c4\r\n");
+    assert!(v4.cmd("MAIL FROM:<a@r.test>\r\n").starts_with("250"));
+    let child = s.child.take().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_until(Duration::from_secs(5), || TcpStream::connect((
+        "127.0.0.1",
+        s.port
+    ))
+    .is_err()));
+    assert!(v4.cmd("RCPT TO:<carol@local.test>\r\n").starts_with("250"));
+    assert!(v4.cmd("DATA\r\n").starts_with("354"));
+    assert!(v4.cmd("x\r\n.\r\n").starts_with("250"));
+    assert!(v4.cmd("QUIT\r\n").starts_with("221"));
+    assert!(v6.cmd("QUIT\r\n").starts_with("221"));
+    let out = common::wait_output(child, Duration::from_secs(20));
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(messages(&s.maildir("carol")).len(), 1);
+}
