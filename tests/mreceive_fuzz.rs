@@ -116,8 +116,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 fn session(input: Vec<u8>, s: &Settings, count: &Count) -> Vec<u8> {
     let (io, out) = MemIo::new(input);
     let _ = serve(Conn::new(Box::new(io)), s, &Peer::default(), count, false);
-    let out = out.lock().unwrap().clone();
-    out
+    out.lock().unwrap().clone()
 }
 
 /// Every line is part of a well-formed reply; returns the number of "delivered" replies.
