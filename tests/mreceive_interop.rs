@@ -1,0 +1,246 @@
+//! mreceive with real clients on loopback: swaks (plain, --pipeline, --tls with our test CA,
+//! AUTH PLAIN and LOGIN), `openssl s_client -starttls smtp`, msmtp, and our msubmit, plus the
+//! end-to-end chain msubmit -> mreceive -> mdeliver -> Maildir.
+
+mod common;
+#[path = "common/mreceive.rs"]
+mod mreceive;
+
+use common::{code, have, messages, run, stderr};
+use mreceive::Server;
+use std::process::Command;
+
+fn swaks(s: &Server, extra: &[&str]) -> std::process::Output {
+    let mut c = Command::new("swaks");
+    c.args([
+        "--server",
+        &format!("127.0.0.1:{}", s.port),
+        "--helo",
+        "c.test",
+    ])
+    .args(["--timeout", "20"])
+    .args(extra);
+    run(&mut c, b"")
+}
+
+fn tls_args(s: &Server) -> Vec<String> {
+    vec![
+        "--tls".into(),
+        "--tls-verify".into(),
+        "--tls-ca-path".into(),
+        s.ca.display().to_string(),
+        "--tls-sni".into(),
+        "localhost".into(),
+    ]
+}
+
+#[test]
+fn swaks_plain_pipelined_tls_and_auth() {
+    if !have(&["swaks"]) {
+        return;
+    }
+    let s = Server::start(&[]);
+    let out = swaks(&s, &["--from", "s@other.test", "--to", "bob@local.test"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let out = swaks(
+        &s,
+        &[
+            "--pipeline",
+            "--from",
+            "s@other.test",
+            "--to",
+            "bob@local.test,carol@local.test",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(messages(&s.maildir("bob")).len(), 2);
+    assert_eq!(messages(&s.maildir("carol")).len(), 1);
+    // Relaying without AUTH is refused (swaks exits 24 on a refused RCPT).
+    let out = swaks(&s, &["--from", "s@other.test", "--to", "x@remote.test"]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("550 5.7.1"));
+    // TLS, verified against our CA, then AUTH PLAIN and LOGIN: remote mail is queued.
+    let tls = tls_args(&s);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    for mech in ["PLAIN", "LOGIN"] {
+        let mut a = tls.clone();
+        a.extend([
+            "--auth",
+            mech,
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "secret",
+            "--from",
+            "alice@local.test",
+            "--to",
+            "friend@remote.test",
+        ]);
+        let out = swaks(&s, &a);
+        assert_eq!(
+            code(&out),
+            0,
+            "{mech}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert_eq!(messages(&s.dir.path().join("queue")).len(), 2);
+    // A wrong password, and AUTH without TLS (not even offered).
+    let mut a = tls.clone();
+    a.extend([
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--auth-password",
+        "nope",
+    ]);
+    a.extend(["--from", "alice@local.test", "--to", "friend@remote.test"]);
+    assert_ne!(code(&swaks(&s, &a)), 0);
+    let out = swaks(
+        &s,
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "secret",
+            "--from",
+            "alice@local.test",
+            "--to",
+            "friend@remote.test",
+        ],
+    );
+    assert_ne!(code(&out), 0);
+    assert_eq!(messages(&s.dir.path().join("queue")).len(), 2);
+}
+
+#[test]
+fn openssl_s_client_starttls() {
+    if !have(&["openssl"]) {
+        return;
+    }
+    let s = Server::start(&[]);
+    let mut c = Command::new("openssl");
+    c.args([
+        "s_client",
+        "-starttls",
+        "smtp",
+        "-quiet",
+        "-crlf",
+        "-verify_return_error",
+    ])
+    .args(["-connect", &format!("127.0.0.1:{}", s.port)])
+    .arg("-CAfile")
+    .arg(&s.ca)
+    .args(["-verify_ip", "127.0.0.1"]);
+    let script = "EHLO c.test\nmail from:<s@other.test>\nrcpt to:<bob@local.test>\ndata\n\
+                  Subject: via openssl\n\nhello\n.\nquit\n";
+    let out = run(&mut c, script.as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("250 2.0.0 ok, delivered"),
+        "{text}{}",
+        stderr(&out)
+    );
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(
+        m.contains("with ESMTPS") && m.contains("Subject: via openssl"),
+        "{m}"
+    );
+}
+
+#[test]
+fn msmtp_as_mx_client_and_submission_client() {
+    if !have(&["msmtp"]) {
+        return;
+    }
+    let s = Server::start(&[]);
+    let conf = s.dir.path().join("msmtprc");
+    std::fs::write(
+        &conf,
+        format!(
+            "defaults\nhost 127.0.0.1\nport {}\ntls_trust_file {}\n\
+             account mx\ntls off\nfrom s@other.test\n\
+             account sub\ntls on\ntls_starttls on\nauth plain\nuser alice\npassword secret\n\
+             from alice@local.test\n",
+            s.port,
+            s.ca.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let msg = b"From: s@other.test\nTo: bob@local.test\nSubject: via msmtp\n\nhi\n.\n..\nend\n";
+    let out = run(
+        Command::new("msmtp")
+            .arg("-C")
+            .arg(&conf)
+            .args(["-a", "mx", "bob@local.test"]),
+        msg,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(m.ends_with("Subject: via msmtp\n\nhi\n.\n..\nend\n"), "{m}");
+    let out = run(
+        Command::new("msmtp")
+            .arg("-C")
+            .arg(&conf)
+            .args(["-a", "sub", "far@remote.test"]),
+        msg,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&s.dir.path().join("queue")).len(), 1);
+}
+
+/// Our own client: msubmit over STARTTLS with AUTH into the queue, and the end-to-end chain
+/// msubmit -> mreceive -> mdeliver -> Maildir.
+#[test]
+fn msubmit_to_mreceive_to_mdeliver() {
+    let md = bin!("mdeliver");
+    let s = Server::start(&["-c", md.to_str().unwrap()]);
+    let home = s.dir.path();
+    let msubmit = |args: &[&str], msg: &[u8]| {
+        let mut c = common::tool(bin!("msubmit"), home);
+        c.args(["--host", "127.0.0.1", "--port", &s.port.to_string()])
+            .args(args);
+        run(&mut c, msg)
+    };
+    let msg = b"From: s@other.test\nTo: bob@local.test\nSubject: end to end\n\n.dot line\nbye\n";
+    let out = msubmit(
+        &["--tls", "none", "-f", "s@other.test", "bob@local.test"],
+        msg,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(
+        m.starts_with("Return-Path: <s@other.test>\nDelivered-To: bob@local.test\nReceived: "),
+        "{m}"
+    );
+    assert!(
+        m.contains("Subject: end to end\n") && m.ends_with("\n.dot line\nbye\n"),
+        "{m}"
+    );
+    let ca = s.ca.display().to_string();
+    let out = msubmit(
+        &[
+            "--tls",
+            "starttls",
+            "--ca-file",
+            &ca,
+            "--tls-server-name",
+            "localhost",
+            "--user",
+            "alice",
+            "--password-command",
+            "echo secret",
+            "-f",
+            "alice@local.test",
+            "far@remote.test",
+        ],
+        msg,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&home.join("queue")).len(), 1);
+}
