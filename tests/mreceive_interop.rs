@@ -244,3 +244,76 @@ fn msubmit_to_mreceive_to_mdeliver() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(messages(&home.join("queue")).len(), 1);
 }
+
+/// Postfix's SMTP client relaying to mreceive: a private Postfix (tests/peers) with an smtp
+/// transport and relayhost pointing at mreceive, STARTTLS required and verified against our
+/// CA; mail injected with Postfix's sendmail arrives in mreceive's Maildir.
+#[test]
+fn postfix_relays_to_mreceive_over_starttls() {
+    if !common::is_root() || !have(&["postfix", "postconf", "/usr/sbin/sendmail"]) {
+        eprintln!("SKIPPED: needs root and postfix");
+        return;
+    }
+    let s = Server::start(&[]);
+    let peers = common::Peers::new();
+    let dir = peers.dir().to_str().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    peers.script(
+        "start-postfix.sh",
+        &[&dir, "relay", &listen, "other.test"],
+        &[],
+    );
+    let etc = peers.dir().join("postfix-relay/etc");
+    let ca = peers.dir().join("relay-ca.pem");
+    std::fs::copy(&s.ca, &ca).unwrap();
+    let postconf = |setting: &str| {
+        let st = Command::new("postconf")
+            .arg("-c")
+            .arg(&etc)
+            .args(["-e", setting])
+            .status()
+            .unwrap();
+        assert!(st.success(), "postconf {setting}");
+    };
+    postconf("default_transport = smtp");
+    postconf(&format!("relayhost = [127.0.0.1]:{}", s.port));
+    postconf("smtp_tls_security_level = verify");
+    postconf("smtp_tls_verify_cert_match = nexthop, localhost, 127.0.0.1");
+    postconf(&format!("smtp_tls_CAfile = {}", ca.display()));
+    let master = etc.join("master.cf");
+    let mut m = std::fs::read_to_string(&master).unwrap();
+    m += "smtp      unix  - - n -    - smtp\n";
+    std::fs::write(&master, m).unwrap();
+    let st = Command::new("postfix")
+        .arg("-c")
+        .arg(&etc)
+        .arg("reload")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut c = Command::new("/usr/sbin/sendmail");
+    c.arg("-C")
+        .arg(&etc)
+        .args(["-f", "s@other.test", "bob@local.test"]);
+    let out = run(
+        &mut c,
+        b"From: s@other.test\nTo: bob@local.test\nSubject: via postfix\n\nrelayed\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let arrived = common::wait_until(std::time::Duration::from_secs(30), || {
+        messages(&s.maildir("bob")).len() == 1
+    });
+    let log =
+        std::fs::read_to_string(peers.dir().join("postfix-relay/postfix.log")).unwrap_or_default();
+    assert!(arrived, "nothing arrived; postfix log:\n{log}");
+    let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
+    assert!(
+        m.contains("with ESMTPS") && m.contains("Subject: via postfix"),
+        "{m}"
+    );
+    assert!(
+        log.contains("status=sent (250 2.0.0 ok, delivered)"),
+        "{log}"
+    );
+}
