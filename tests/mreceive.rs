@@ -2,6 +2,8 @@
 //! read back, Maildirs inspected. Smuggling, relay tricks, limits, loops, delivery commands.
 
 mod common;
+#[path = "common/mreceive.rs"]
+mod mreceive;
 
 use common::{code, messages, only_message, run, stderr, tool};
 use std::path::Path;
@@ -403,4 +405,54 @@ fn usage_errors_and_hash_password() {
     let hash = String::from_utf8(out.stdout).unwrap();
     assert!(hash.starts_with("$6$") && hash.ends_with('\n'));
     assert!(mailpipe::passwd::check("secret", hash.trim()));
+}
+
+/// As inetd runs it: the connection is stdin, stdout and stderr. The client's address comes
+/// from the socket (getpeername), and a warning (here: a failed TLS handshake) must not be
+/// written into the SMTP dialogue.
+#[test]
+fn inetd_style_socket_on_all_three_descriptors() {
+    use std::io::{Read, Write};
+    let d = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = mreceive::make_certs(d.path());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (sock, _) = l.accept().unwrap();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--timeout", "5", "-m"])
+        .arg(d.path().join("mail"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(std::os::fd::OwnedFd::from(sock.try_clone().unwrap()))
+        .stdout(std::os::fd::OwnedFd::from(sock.try_clone().unwrap()))
+        .stderr(std::os::fd::OwnedFd::from(sock));
+    let child = c.spawn().unwrap();
+    drop(c); // it holds our copies of the server side of the socket
+    client
+        .write_all(format!("{HEAD}x\r\n.\r\nSTARTTLS\r\n").as_bytes())
+        .unwrap();
+    // Wait for the 220 to STARTTLS, then send something that is not TLS.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("220 2.0.0") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    client
+        .write_all(b"this is not a TLS client hello\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("mreceive:"),
+        "a diagnostic went to the client: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(code(&out), 0);
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(m.contains("Received: from c.test ([127.0.0.1])"), "{m}");
 }

@@ -144,6 +144,7 @@ pub fn run(args: Args) -> Result<()> {
             args.tls_on_connect,
         );
     }
+    quiet_stderr_on_the_socket();
     let peer = Peer { ip: stdio_peer() };
     let conn = Conn::new(Box::new(FdIo::stdio(settings.timeout)));
     server::serve(conn, &settings, &peer, &handoff, args.tls_on_connect).map(drop)
@@ -201,13 +202,7 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
             }
         }
     };
-    let queue = args.queue_dir.clone().or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        data.or_else(|| crate::config::home().map(|h| h.join(".local/share")))
-            .map(|d| d.join("mailpipe/queue"))
-    });
+    let queue = args.queue_dir.clone().or_else(crate::spool::default_dir);
     let settings = Settings {
         hostname: args.hostname.clone().unwrap_or_else(crate::stamp::fqdn),
         policy: Policy::new(&args.domains, users),
@@ -244,6 +239,26 @@ fn stdio_peer() -> Option<std::net::IpAddr> {
     // SAFETY: fd 0 stays open for the whole process; ManuallyDrop never closes it.
     let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(0) });
     s.peer_addr().ok().map(|a| a.ip())
+}
+
+/// inetd hands the connection over as stdin, stdout *and* stderr: a warning would then be
+/// written into the SMTP dialogue. When stderr is the socket on stdin, send it to /dev/null.
+fn quiet_stderr_on_the_socket() {
+    use std::os::fd::AsRawFd;
+    let stat = |fd| {
+        // SAFETY: an all-zero stat is a valid out buffer for fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid, writable stat for the duration of the call.
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        (ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((st.st_dev, st.st_ino))
+    };
+    if let (Some(a), Some(b)) = (stat(0), stat(2))
+        && a == b
+        && let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
+    {
+        // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    }
 }
 
 fn hash_password() -> Result<()> {

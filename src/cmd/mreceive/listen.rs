@@ -97,6 +97,8 @@ pub fn serve(
             let spawned = std::thread::Builder::new()
                 .name("session".into())
                 .spawn(move || {
+                    // Counted down even if the session panicked.
+                    let _slot = Slot(mine);
                     let peer = Peer {
                         ip: Some(addr.ip()),
                     };
@@ -107,7 +109,6 @@ pub fn serve(
                     {
                         run::warn(format_args!("{addr}: {e}"));
                     }
-                    mine.fetch_sub(1, Ordering::SeqCst);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -123,6 +124,15 @@ pub fn serve(
         let _ = t.join();
     }
     Ok(())
+}
+
+/// One session's place in the count of active sessions.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Clients that vanish are routine, not worth a line on stderr.
