@@ -14,6 +14,8 @@
 # Durability is the same everywhere but smtp-sink: mreceive and mdeliver fsync the file and
 # new/ before the 250 (or exit 0); Postfix fsyncs its queue file before 250 and virtual(8)
 # fsyncs the Maildir file.
+# Measured here (2 shared cores, ext4 on virtio, 20 x 5000, 29 Nov 2026): mreceive 3348/s,
+# mreceive -> mdeliver 809/s (0.24x), Postfix 927/s (0.28x), smtp-sink 23470/s (7.0x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=${1:-20}

@@ -300,6 +300,24 @@ fn an_idle_client_times_out_with_421() {
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(codes(&out), [220, 421], "{}", text(&out));
     assert!(text(&out).contains("421 4.4.2"));
+    // A client that stalls in the middle of DATA: 421, and nothing is delivered.
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--timeout", "1", "-m"])
+        .arg(d.path().join("mail"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{HEAD}Subject: half\r\n").as_bytes()).unwrap();
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 421],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
 }
 
 /// A delivery command per recipient: SENDER and RECIPIENT set, exit 75 is 451 for the

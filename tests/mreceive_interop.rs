@@ -243,6 +243,29 @@ fn msubmit_to_mreceive_to_mdeliver() {
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(messages(&home.join("queue")).len(), 1);
+    // The queue is msubmit's: its --flush relays the message to the recipient's MX (another
+    // mreceive, for remote.test), which delivers it.
+    let mx = Server::start(&["-d", "remote.test"]);
+    let q = home.join("queue");
+    let mut c = common::tool(bin!("msubmit"), home);
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &mx.port.to_string(),
+        "--tls",
+        "none",
+    ])
+    .args(["--flush", "--queue-dir", q.to_str().unwrap()]);
+    let out = run(&mut c, b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(messages(&q).is_empty());
+    let m = std::fs::read_to_string(&messages(&mx.maildir("far"))[0]).unwrap();
+    assert_eq!(m.matches("Received: from ").count(), 2, "{m}");
+    assert!(
+        m.contains("with ESMTPSA") && m.ends_with("\n.dot line\nbye\n"),
+        "{m}"
+    );
 }
 
 /// Postfix's SMTP client relaying to mreceive: a private Postfix (tests/peers) with an smtp
