@@ -263,12 +263,12 @@ fn protocol_order_and_unknown_commands() {
     let d = tempfile::tempdir().unwrap();
     let input = "MAIL FROM:<a@r.test>\r\nHELO c.test\r\nRCPT TO:<bob@local.test>\r\nDATA\r\n\
                  MAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\nRSET\r\nXYZZY\r\nVRFY bob\r\n\
-                 AUTH PLAIN AGEAYg==\r\nSTARTTLS\r\nBDAT 10 LAST\r\n0123456789";
+                 AUTH PLAIN AGEAYg==\r\nSTARTTLS\r\nBDAT 10 LAST\r\n0123456789NOOP\r\n";
     let out = mx(d.path(), &[], input.as_bytes());
     assert_eq!(
         codes(&out),
         [
-            220, 503, 250, 503, 503, 250, 503, 554, 250, 500, 252, 502, 502, 554
+            220, 503, 250, 503, 503, 250, 503, 554, 250, 500, 252, 502, 502, 503, 250
         ],
         "{}",
         text(&out)
@@ -473,4 +473,64 @@ fn inetd_style_socket_on_all_three_descriptors() {
     assert_eq!(code(&out), 0);
     let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
     assert!(m.contains("Received: from c.test ([127.0.0.1])"), "{m}");
+}
+
+fn bdat(chunk: &str, last: bool) -> String {
+    let last = if last { " LAST" } else { "" };
+    format!("BDAT {}{last}\r\n{chunk}", chunk.len())
+}
+
+/// CHUNKING (RFC 3030): counted chunks, pipelined, no dot-stuffing and no end line, lines
+/// joined across chunks, the same line rules as DATA.
+#[test]
+fn bdat_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}{}{}QUIT\r\n",
+        bdat("Subject: chunked\r", false),
+        bdat("\n\r\n.\r\n.not stuffed\r\nMAIL FROM:<x@y>\r\n", false),
+        bdat("no line end", true),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert!(text(&out).contains(" CHUNKING\r\n"));
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 250, 250, 221],
+        "{}",
+        text(&out)
+    );
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(
+        m.ends_with("Subject: chunked\n\n.\n.not stuffed\nMAIL FROM:<x@y>\nno line end\n"),
+        "{m}"
+    );
+    // A bare LF refuses the message at LAST; the octets never become commands.
+    let d = tempfile::tempdir().unwrap();
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}NOOP\r\n",
+        bdat("x\n.\nRSET\r\n", true),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 550, 250],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+    // Too big: the first chunk fails the transaction; later chunks are read and refused.
+    let big = "y".repeat(998) + "\r\n";
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}{}DATA\r\nNOOP\r\n",
+        bdat(&big.repeat(2), false),
+        bdat(&big, true),
+    );
+    let out = mx(d.path(), &["--max-size", "1k"], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 552, 503, 503, 250],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
 }

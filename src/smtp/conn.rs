@@ -305,7 +305,10 @@ impl Conn {
 
     /// Read DATA content up to the line `.` (RFC 5321 §4.1.1.4), feeding each line to
     /// `decoder`. Returns false when the client closed the connection first.
-    pub fn read_data(&mut self, decoder: &mut super::inbound::Decoder) -> io::Result<bool> {
+    pub fn read_data<W: Write>(
+        &mut self,
+        decoder: &mut super::inbound::Decoder<W>,
+    ) -> io::Result<bool> {
         loop {
             let avail = &self.buf[self.pos..];
             match memchr::memchr(b'\n', avail) {
@@ -328,6 +331,22 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Read exactly `n` octets (a BDAT chunk), handing them to `take` as they come. Returns
+    /// false when the client closed the connection first.
+    pub fn read_exact_with(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+        while n > 0 {
+            if self.pos == self.buf.len() && self.fill()? == 0 {
+                return Ok(false);
+            }
+            let avail = &self.buf[self.pos..];
+            let k = avail.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            take(&avail[..k]);
+            self.pos += k;
+            n -= k as u64;
+        }
+        Ok(true)
     }
 
     /// Set the timeout of the transport under us.

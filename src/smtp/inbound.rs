@@ -15,6 +15,10 @@
 //! CRLF), the size limit (RFC 1870), and counts `Received:` headers (RFC 5321 §6.3: a
 //! message with more than 100 of them is looping). Content goes to the sink with LF line ends,
 //! the Maildir convention; the sink is not written past the size limit.
+//!
+//! BDAT (RFC 3030) content comes in counted chunks with no end line and no dot-stuffing; the
+//! [`Decoder::chunked`] mode applies the same line rules to it, joining lines split between
+//! chunks.
 
 use std::io::Write;
 
@@ -49,10 +53,14 @@ pub struct Limits {
     pub normalize: bool,
 }
 
-/// Decodes DATA line by line into a sink.
-pub struct Decoder<'a> {
-    sink: &'a mut dyn Write,
+/// Decodes DATA line by line (or BDAT chunk by chunk) into a sink it owns.
+pub struct Decoder<W: Write> {
+    sink: W,
     limits: Limits,
+    /// BDAT: no end line, no dot-unstuffing.
+    chunked: bool,
+    /// BDAT: the start of a line that continues in the next chunk.
+    carry: Vec<u8>,
     /// The previous line ended with a real CRLF (data starts after the DATA command's).
     after_crlf: bool,
     /// The previous call ended inside an overlong line.
@@ -64,12 +72,14 @@ pub struct Decoder<'a> {
     eight_bit: bool,
 }
 
-impl<'a> Decoder<'a> {
-    /// A decoder writing to `sink`.
-    pub fn new(sink: &'a mut dyn Write, limits: Limits) -> Decoder<'a> {
+impl<W: Write> Decoder<W> {
+    /// A decoder of DATA content writing to `sink`.
+    pub fn new(sink: W, limits: Limits) -> Decoder<W> {
         Decoder {
             sink,
             limits,
+            chunked: false,
+            carry: Vec::new(),
             after_crlf: true,
             mid_line: false,
             in_header: true,
@@ -77,6 +87,48 @@ impl<'a> Decoder<'a> {
             size: 0,
             fault: None,
             eight_bit: false,
+        }
+    }
+
+    /// A decoder of BDAT chunks writing to `sink`.
+    pub fn chunked(sink: W, limits: Limits) -> Decoder<W> {
+        Decoder {
+            chunked: true,
+            ..Decoder::new(sink, limits)
+        }
+    }
+
+    /// The sink, once the message is complete.
+    pub fn into_inner(self) -> W {
+        self.sink
+    }
+
+    /// BDAT: take the next octets of a chunk (any length, lines may span chunks).
+    pub fn chunk(&mut self, mut bytes: &[u8]) {
+        while let Some(i) = memchr::memchr(b'\n', bytes) {
+            let (line, rest) = bytes.split_at(i + 1);
+            bytes = rest;
+            if self.carry.is_empty() {
+                self.line(line);
+            } else {
+                let mut l = std::mem::take(&mut self.carry);
+                l.extend_from_slice(line);
+                self.line(&l);
+            }
+        }
+        self.carry.extend_from_slice(bytes);
+        if self.carry.len() > MAX_TEXT_LINE {
+            self.overlong(self.carry.len());
+            self.carry.clear();
+        }
+    }
+
+    /// BDAT LAST: a last line without a line end gets CRLF (RFC 3030 leaves it to us).
+    pub fn finish(&mut self) {
+        if !self.carry.is_empty() {
+            let mut l = std::mem::take(&mut self.carry);
+            l.extend_from_slice(b"\r\n");
+            self.line(&l);
         }
     }
 
@@ -126,7 +178,7 @@ impl<'a> Decoder<'a> {
         let crlf = line.ends_with(b"\r\n");
         let content = &line[..line.len() - if crlf { 2 } else { 1 }];
         // RFC 5321 §4.1.1.4: the end is CRLF "." CRLF and nothing else.
-        if crlf && self.after_crlf && content == b"." {
+        if crlf && self.after_crlf && content == b"." && !self.chunked {
             return true;
         }
         if line.len() > MAX_TEXT_LINE {
@@ -145,7 +197,8 @@ impl<'a> Decoder<'a> {
         if !self.eight_bit && content.iter().any(|&b| b >= 0x80) {
             self.eight_bit = true;
         }
-        let started_after_crlf = self.after_crlf;
+        // Dot-stuffing is DATA's; BDAT content is as is (RFC 3030 §2).
+        let started_after_crlf = self.after_crlf && !self.chunked;
         self.after_crlf = crlf;
         if self.fault.is_some() {
             // The message will be refused: read on to its end, store nothing more.
@@ -203,8 +256,7 @@ mod tests {
 
     /// Feed `data` split at LF; returns (ended, fault, content, rest after the end).
     fn decode(data: &[u8], limits: Limits) -> (bool, Option<Fault>, Vec<u8>, Vec<u8>) {
-        let mut out = Vec::new();
-        let mut d = Decoder::new(&mut out, limits);
+        let mut d = Decoder::new(Vec::new(), limits);
         let mut pos = 0;
         let mut ended = false;
         while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
@@ -217,7 +269,7 @@ mod tests {
             pos = end;
         }
         let fault = d.fault();
-        (ended, fault, out, data[pos..].to_vec())
+        (ended, fault, d.into_inner(), data[pos..].to_vec())
     }
 
     #[test]
@@ -275,6 +327,26 @@ mod tests {
         assert!(ended);
         assert_eq!(fault, None);
         assert_eq!(out, b"a\nb\nc\n.d\n");
+    }
+
+    #[test]
+    fn chunks_join_lines_and_keep_dots() {
+        let mut d = Decoder::chunked(Vec::new(), LIMITS);
+        for c in [&b"Subject: x\r"[..], b"\n\r\n.\r\n..two\r", b"\nlast"] {
+            d.chunk(c);
+        }
+        d.finish();
+        assert_eq!(d.fault(), None);
+        assert_eq!(d.into_inner(), b"Subject: x\n\n.\n..two\nlast\n");
+        let mut d = Decoder::chunked(Vec::new(), LIMITS);
+        d.chunk(b"a\nb\r\n");
+        assert_eq!(d.fault(), Some(Fault::BareLineEnd));
+        let mut d = Decoder::chunked(Vec::new(), LIMITS);
+        for _ in 0..3 {
+            d.chunk(&[b'x'; 400]);
+        }
+        d.chunk(b"\r\nok\r\n");
+        assert_eq!(d.fault(), Some(Fault::LineTooLong));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! The session decides what to accept; what happens to an accepted message is the caller's
 //! [`Deliver`]. A 250 to the end of data is sent only after `Deliver` reported every recipient
 //! done, and the session never answers before the data's real end (see
-//! [`super::inbound`]). Everything a client controls is bounded: command lines (512 octets),
-//! text lines (1000), the message size, the recipient count, the number of bad commands and
-//! failed AUTHs, and the time each read or write may take. Any byte sequence gets an SMTP
-//! reply or a closed connection, never a panic.
+//! [`super::inbound`]; BDAT chunks, RFC 3030, go through the same decoder). Everything a
+//! client controls is bounded: command lines (512 octets), text lines (1000), the message
+//! size, the recipient count, the number of bad commands and failed AUTHs, and the time each
+//! read or write may take. Any byte sequence gets an SMTP reply or a closed connection,
+//! never a panic.
 //!
 //! Several recipients and a delivery that fails for some: SMTP has one reply for the whole
 //! DATA (LMTP's per-recipient replies are not available), so the worst outcome wins. Any
@@ -107,6 +108,8 @@ struct Session<'a> {
     deliver: &'a dyn Deliver,
     helo: Option<(String, bool)>,
     tx: Option<Envelope>,
+    /// A BDAT transfer in progress: the content so far and its envelope.
+    bdat: Option<(Decoder<Spool>, Envelope)>,
     auth: Option<String>,
     errors: u32,
     auth_failures: u32,
@@ -129,6 +132,7 @@ pub fn serve(
         deliver,
         helo: None,
         tx: None,
+        bdat: None,
         auth: None,
         errors: 0,
         auth_failures: 0,
@@ -214,11 +218,13 @@ impl Session<'_> {
                 let caps = self.capabilities();
                 self.helo = Some((domain, true));
                 self.tx = None;
+                self.bdat = None;
                 self.send(caps.to_reply("hello"));
             }
             Command::Helo(domain) => {
                 self.helo = Some((domain, false));
                 self.tx = None;
+                self.bdat = None;
                 self.send(Reply::new(250, None, s.hostname.clone()));
             }
             Command::Mail { from, params } => self.mail(from, &params),
@@ -226,6 +232,7 @@ impl Session<'_> {
             Command::Data => return self.data(),
             Command::Rset => {
                 self.tx = None;
+                self.bdat = None;
                 self.send(r(250, (2, 0, 0), "ok"));
             }
             Command::Noop => self.send(r(250, (2, 0, 0), "ok")),
@@ -238,12 +245,7 @@ impl Session<'_> {
             }
             Command::StartTls => return self.starttls(),
             Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial),
-            Command::Bdat { .. } => {
-                // The chunk's octets follow the command; we never offered CHUNKING, so rather
-                // than read them as commands, hang up.
-                self.send(r(554, (5, 5, 1), "CHUNKING not offered, closing"));
-                return Ok(Next::Quit);
-            }
+            Command::Bdat { size, last } => return self.bdat(size, last),
         }
         Ok(Next::Go)
     }
@@ -259,6 +261,7 @@ impl Session<'_> {
             smtputf8: true,
             starttls: s.tls.is_some() && !self.conn.is_tls(),
             enhanced_status_codes: true,
+            chunking: true,
             auth: if auth_ok {
                 vec!["PLAIN".into(), "LOGIN".into()]
             } else {
@@ -272,7 +275,7 @@ impl Session<'_> {
         if self.helo.is_none() {
             return self.send(r(503, (5, 5, 1), "send EHLO or HELO first"));
         }
-        if self.tx.is_some() {
+        if self.tx.is_some() || self.bdat.is_some() {
             return self.send(r(503, (5, 5, 1), "nested MAIL command"));
         }
         if self.s.submission && self.auth.is_none() {
@@ -333,60 +336,111 @@ impl Session<'_> {
         self.send(r(250, (2, 1, 5), "recipient ok"));
     }
 
-    fn data(&mut self) -> io::Result<Next> {
-        let Some(tx) = self.tx.take() else {
-            self.send(r(503, (5, 5, 1), "need MAIL first"));
-            return Ok(Next::Go);
-        };
-        if tx.rcpts.is_empty() {
-            self.send(r(554, (5, 5, 1), "no valid recipients"));
-            return Ok(Next::Go);
+    /// The transaction ready for content, or the reply why not.
+    fn take_tx(&mut self) -> Option<Envelope> {
+        if self.bdat.is_some() {
+            self.send(r(503, (5, 5, 1), "BDAT transfer in progress"));
+            return None;
         }
-        self.send(Reply::new(354, None, "end data with <CR><LF>.<CR><LF>"));
+        match self.tx.take() {
+            None => self.send(r(503, (5, 5, 1), "need MAIL first")),
+            // RFC 5321 §3.3: the transaction stays; only this command fails.
+            Some(tx) if tx.rcpts.is_empty() => {
+                self.tx = Some(tx);
+                self.send(r(554, (5, 5, 1), "no valid recipients"));
+            }
+            Some(tx) => return Some(tx),
+        }
+        None
+    }
+
+    fn decoder(&self, tx: &Envelope, chunked: bool) -> Decoder<Spool> {
         let mut spool = Spool::new();
-        let _ = spool.write_all(self.received(&tx).as_bytes());
+        let _ = spool.write_all(self.received(tx).as_bytes());
         let limits = Limits {
             max_size: self.s.max_size,
             max_received: self.s.max_received,
             normalize: self.s.normalize,
         };
-        let mut decoder = Decoder::new(&mut spool, limits);
-        let complete = match self.conn.read_data(&mut decoder) {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
-                return Ok(Next::Quit);
-            }
-            Err(e) => return Err(e),
-        };
-        if !complete {
-            // The client left before the end: nothing was accepted, nothing is kept.
+        if chunked {
+            Decoder::chunked(spool, limits)
+        } else {
+            Decoder::new(spool, limits)
+        }
+    }
+
+    /// What to do when reading content failed: 421 on a timeout, end the session either way.
+    fn read_failed(&mut self, e: io::Error) -> io::Result<Next> {
+        if e.kind() == io::ErrorKind::TimedOut {
+            self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
             return Ok(Next::Quit);
         }
-        let fault = decoder.fault();
-        let eight_bit = decoder.eight_bit();
-        let reply = match fault {
-            Some(Fault::BareLineEnd) => r(
-                550,
-                (5, 6, 11),
-                "bare CR or LF in message; lines must end with CRLF",
-            ),
-            Some(Fault::Nul) => r(554, (5, 6, 0), "NUL byte in message"),
-            Some(Fault::LineTooLong) => r(554, (5, 6, 0), "line longer than 1000 octets"),
-            Some(Fault::TooBig) => r(552, (5, 3, 4), "message size exceeds fixed limit"),
-            Some(Fault::Loop) => r(554, (5, 4, 6), "too many Received: headers, mail loop"),
-            Some(Fault::Sink) => r(451, (4, 3, 0), "local error while receiving, try later"),
-            None => {
-                let env = Envelope { eight_bit, ..tx };
-                let results = self.deliver.deliver(&env, &mut spool);
-                let reply = verdict(&env, &results);
-                let accepted = reply.is_positive();
-                self.send(reply);
-                return Ok(if accepted { Next::Accepted } else { Next::Go });
-            }
+        Err(e)
+    }
+
+    fn data(&mut self) -> io::Result<Next> {
+        let Some(tx) = self.take_tx() else {
+            return Ok(Next::Go);
         };
-        self.send(reply);
+        self.send(Reply::new(354, None, "end data with <CR><LF>.<CR><LF>"));
+        let mut decoder = self.decoder(&tx, false);
+        match self.conn.read_data(&mut decoder) {
+            Ok(true) => Ok(self.finish(tx, decoder)),
+            // The client left before the end: nothing was accepted, nothing is kept.
+            Ok(false) => Ok(Next::Quit),
+            Err(e) => self.read_failed(e),
+        }
+    }
+
+    /// BDAT (RFC 3030): the chunk's octets follow the command and are always read, whatever
+    /// the reply; the last chunk's reply is the message's.
+    fn bdat(&mut self, size: u64, last: bool) -> io::Result<Next> {
+        let mut bdat = match self.bdat.take() {
+            Some(b) => Some(b),
+            None => self.take_tx().map(|tx| (self.decoder(&tx, true), tx)),
+        };
+        let complete = match &mut bdat {
+            Some((decoder, _)) => self.conn.read_exact_with(size, |c| decoder.chunk(c)),
+            None => self.conn.read_exact_with(size, |_| {}),
+        };
+        match complete {
+            Ok(true) => {}
+            Ok(false) => return Ok(Next::Quit),
+            Err(e) => return self.read_failed(e),
+        }
+        let Some((mut decoder, tx)) = bdat else {
+            return Ok(Next::Go); // refused above, octets consumed
+        };
+        if last {
+            decoder.finish();
+            return Ok(self.finish(tx, decoder));
+        }
+        if let Some(f) = decoder.fault() {
+            // RFC 3030 §2: a failed chunk fails the transaction; the client stops sending.
+            self.send(fault_reply(f));
+            return Ok(Next::Go);
+        }
+        self.send(r(250, (2, 0, 0), format!("{size} octets received")));
+        self.bdat = Some((decoder, tx));
         Ok(Next::Go)
+    }
+
+    /// The end of a message: refuse it for what the decoder found, or deliver it.
+    fn finish(&mut self, tx: Envelope, decoder: Decoder<Spool>) -> Next {
+        if let Some(f) = decoder.fault() {
+            self.send(fault_reply(f));
+            return Next::Go;
+        }
+        let env = Envelope {
+            eight_bit: decoder.eight_bit(),
+            ..tx
+        };
+        let mut spool = decoder.into_inner();
+        let results = self.deliver.deliver(&env, &mut spool);
+        let reply = verdict(&env, &results);
+        let accepted = reply.is_positive();
+        self.send(reply);
+        if accepted { Next::Accepted } else { Next::Go }
     }
 
     /// The trace header, RFC 5321 §4.4, with RFC 3848's protocol names.
@@ -458,6 +512,7 @@ impl Session<'_> {
         // RFC 3207 §4.2: forget everything learned before TLS.
         self.helo = None;
         self.tx = None;
+        self.bdat = None;
         self.auth = None;
         Ok(Next::Go)
     }
@@ -476,7 +531,7 @@ impl Session<'_> {
             ));
             return Ok(Next::Go);
         }
-        if self.helo.is_none() || self.auth.is_some() || self.tx.is_some() {
+        if self.helo.is_none() || self.auth.is_some() || self.tx.is_some() || self.bdat.is_some() {
             self.send(r(503, (5, 5, 1), "AUTH not allowed now"));
             return Ok(Next::Go);
         }
@@ -553,6 +608,22 @@ enum Next {
     Go,
     Accepted,
     Quit,
+}
+
+/// The reply refusing a message for what was found in it.
+fn fault_reply(f: Fault) -> Reply {
+    match f {
+        Fault::BareLineEnd => r(
+            550,
+            (5, 6, 11),
+            "bare CR or LF in message; lines must end with CRLF",
+        ),
+        Fault::Nul => r(554, (5, 6, 0), "NUL byte in message"),
+        Fault::LineTooLong => r(554, (5, 6, 0), "line longer than 1000 octets"),
+        Fault::TooBig => r(552, (5, 3, 4), "message size exceeds fixed limit"),
+        Fault::Loop => r(554, (5, 4, 6), "too many Received: headers, mail loop"),
+        Fault::Sink => r(451, (4, 3, 0), "local error while receiving, try later"),
+    }
 }
 
 /// One reply for the whole DATA from the per-recipient results (the module comment says why

@@ -138,5 +138,6 @@ impl Drop for Slot {
 /// Clients that vanish are routine, not worth a line on stderr.
 fn is_quiet(e: &crate::Error) -> bool {
     let why = e.why();
-    why.contains("reset by peer") || why.contains("broken pipe")
+    // (An end of file here is a client gone during an implicit-TLS handshake: port scanners.)
+    why.contains("reset by peer") || why.contains("broken pipe") || why.contains("end of file")
 }
