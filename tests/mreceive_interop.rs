@@ -63,56 +63,29 @@ fn swaks_plain_pipelined_tls_and_auth() {
     // TLS, verified against our CA, then AUTH PLAIN and LOGIN: remote mail is queued.
     let tls = tls_args(&s);
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
-    for mech in ["PLAIN", "LOGIN"] {
-        let mut a = tls.clone();
+    // alice sends to a remote address with AUTH `mech` and `password`, over `tls` or not.
+    let auth = |tls: &[&str], mech: &str, password: &str| {
+        let mut a: Vec<&str> = tls.to_vec();
         a.extend([
             "--auth",
             mech,
             "--auth-user",
             "alice",
             "--auth-password",
-            "secret",
-            "--from",
-            "alice@local.test",
-            "--to",
-            "friend@remote.test",
+            password,
         ]);
-        let out = swaks(&s, &a);
-        assert_eq!(
-            code(&out),
-            0,
-            "{mech}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        a.extend(["--from", "alice@local.test", "--to", "friend@remote.test"]);
+        swaks(&s, &a)
+    };
+    for mech in ["PLAIN", "LOGIN"] {
+        let out = auth(&tls, mech, "secret");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(code(&out), 0, "{mech}: {text}");
     }
     assert_eq!(messages(&s.dir.path().join("queue")).len(), 2);
     // A wrong password, and AUTH without TLS (not even offered).
-    let mut a = tls.clone();
-    a.extend([
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        "nope",
-    ]);
-    a.extend(["--from", "alice@local.test", "--to", "friend@remote.test"]);
-    assert_ne!(code(&swaks(&s, &a)), 0);
-    let out = swaks(
-        &s,
-        &[
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "secret",
-            "--from",
-            "alice@local.test",
-            "--to",
-            "friend@remote.test",
-        ],
-    );
+    assert_ne!(code(&auth(&tls, "PLAIN", "nope")), 0);
+    let out = auth(&[], "PLAIN", "secret");
     assert_ne!(code(&out), 0);
     assert_eq!(messages(&s.dir.path().join("queue")).len(), 2);
 }
