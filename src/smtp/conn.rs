@@ -13,6 +13,7 @@
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,14 @@ use std::time::Duration;
 pub trait Io: Read + Write + Send {
     /// Make every later read or write fail with `TimedOut` after `t` without progress.
     fn set_timeout(&mut self, _t: Duration) {}
+
+    /// While `on`, a read that waits for input ends with [`STOPPING`] once the server is
+    /// shutting down (an idle session is told 421 instead of holding up the exit).
+    fn set_interruptible(&mut self, _on: bool) {}
 }
+
+/// The error kind of a read interrupted because the server is shutting down.
+pub const STOPPING: io::ErrorKind = io::ErrorKind::ConnectionAborted;
 
 /// A transport on file descriptors: stdin/stdout under inetd, tcpserver or systemd, or one
 /// accepted socket (read and write on the same descriptor, which it then owns).
@@ -28,6 +36,8 @@ pub struct FdIo {
     rfd: RawFd,
     wfd: RawFd,
     timeout: Duration,
+    stop: Option<&'static AtomicBool>,
+    interruptible: bool,
     _owner: Option<std::net::TcpStream>,
 }
 
@@ -38,6 +48,8 @@ impl FdIo {
             rfd: 0,
             wfd: 1,
             timeout,
+            stop: None,
+            interruptible: false,
             _owner: None,
         }
     }
@@ -49,8 +61,16 @@ impl FdIo {
             rfd: fd,
             wfd: fd,
             timeout,
+            stop: None,
+            interruptible: false,
             _owner: Some(s),
         }
+    }
+
+    /// Watch `flag`: once it is set, interruptible reads end (see [`Io::set_interruptible`]).
+    pub fn stop_on(mut self, flag: &'static AtomicBool) -> FdIo {
+        self.stop = Some(flag);
+        self
     }
 }
 
@@ -80,7 +100,30 @@ fn wait(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
 
 impl Read for FdIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        wait(self.rfd, libc::POLLIN, self.timeout)?;
+        match self.stop.filter(|_| self.interruptible) {
+            None => wait(self.rfd, libc::POLLIN, self.timeout)?,
+            Some(stop) => {
+                // Wait in slices, looking at the flag when a slice passed without input (input
+                // that is there, a QUIT say, is still read).
+                let slice = Duration::from_millis(200);
+                let mut left = self.timeout;
+                loop {
+                    match wait(self.rfd, libc::POLLIN, left.min(slice)) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                            if stop.load(Ordering::SeqCst) {
+                                return Err(io::Error::new(STOPPING, "shutting down"));
+                            }
+                            if left <= slice {
+                                return Err(e);
+                            }
+                            left -= slice;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
         loop {
             // SAFETY: buf is valid for writes of buf.len() bytes.
             let n = unsafe { libc::read(self.rfd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -119,6 +162,10 @@ impl Write for FdIo {
 impl Io for FdIo {
     fn set_timeout(&mut self, t: Duration) {
         self.timeout = t;
+    }
+
+    fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
     }
 }
 
@@ -354,6 +401,15 @@ impl Conn {
         match &mut self.stream {
             Stream::Plain(s) => s.set_timeout(t),
             Stream::Tls(s) => s.sock.set_timeout(t),
+            Stream::Gone => {}
+        }
+    }
+
+    /// Let a server shutdown end the waits for input (between transactions), or not.
+    pub fn set_interruptible(&mut self, on: bool) {
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_interruptible(on),
+            Stream::Tls(s) => s.sock.set_interruptible(on),
             Stream::Gone => {}
         }
     }

@@ -163,7 +163,12 @@ impl Session<'_> {
         ));
         let mut accepted = 0;
         loop {
-            let line = match self.conn.read_line(MAX_COMMAND_LINE) {
+            // Between transactions a server shutdown may end the session (see below).
+            self.conn
+                .set_interruptible(self.tx.is_none() && self.bdat.is_none());
+            let read = self.conn.read_line(MAX_COMMAND_LINE);
+            self.conn.set_interruptible(false);
+            let line = match read {
                 Ok(Line::Text(l)) => l,
                 Ok(Line::TooLong) => {
                     self.send(r(500, (5, 5, 2), "line too long"));
@@ -175,6 +180,16 @@ impl Session<'_> {
                 Ok(Line::Eof) => return Ok(accepted),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
+                    let _ = self.conn.flush();
+                    return Ok(accepted);
+                }
+                // RFC 5321 §3.8: a server going down answers 421 to what comes next.
+                Err(e) if e.kind() == super::conn::STOPPING => {
+                    self.send(r(
+                        421,
+                        (4, 3, 2),
+                        format!("{} shutting down", self.s.hostname),
+                    ));
                     let _ = self.conn.flush();
                     return Ok(accepted);
                 }

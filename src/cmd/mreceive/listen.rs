@@ -1,8 +1,9 @@
 //! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
 //!
 //! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
-//! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; the sessions in
-//! flight run to their end (each is bounded by the timeouts), then mreceive exits 0. The
+//! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; sessions in the
+//! middle of a transaction run to its end, idle ones (between transactions) get `421 4.3.2`
+//! at once, then mreceive exits 0. The
 //! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
 //! and looks at it, which needs no self-pipe and no extra crate.
 
@@ -102,7 +103,8 @@ pub fn serve(
                     let peer = Peer {
                         ip: Some(addr.ip()),
                     };
-                    let conn = Conn::new(Box::new(FdIo::socket(sock, settings.timeout)));
+                    let io = FdIo::socket(sock, settings.timeout).stop_on(&STOP);
+                    let conn = Conn::new(Box::new(io));
                     if let Err(e) =
                         server::serve(conn, &settings, &peer, handoff.as_ref(), implicit_tls)
                         && !is_quiet(&e)
