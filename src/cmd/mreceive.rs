@@ -231,14 +231,14 @@ fn beside_us(name: &str) -> Result<String> {
 fn stdio_peer() -> Option<std::net::IpAddr> {
     if let Some(ip) = std::env::var("TCPREMOTEIP")
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse::<std::net::IpAddr>().ok())
     {
         return Some(ip);
     }
     use std::os::fd::FromRawFd;
     // SAFETY: fd 0 stays open for the whole process; ManuallyDrop never closes it.
     let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(0) });
-    s.peer_addr().ok().map(|a| a.ip())
+    s.peer_addr().ok().map(|a| a.ip().to_canonical())
 }
 
 /// inetd hands the connection over as stdin, stdout *and* stderr: a warning would then be

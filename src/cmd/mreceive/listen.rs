@@ -44,7 +44,7 @@ pub fn serve(
 ) -> Result<()> {
     let mut listeners = Vec::new();
     for a in addrs {
-        let l = TcpListener::bind(a).or_code_with(Code::OsErr, || format!("listen on {a}"))?;
+        let l = bind(a).or_code_with(Code::OsErr, || format!("listen on {a}"))?;
         l.set_nonblocking(true)
             .or_code_with(Code::OsErr, || format!("listen on {a}"))?;
         listeners.push(l);
@@ -101,7 +101,7 @@ pub fn serve(
                     // Counted down even if the session panicked.
                     let _slot = Slot(mine);
                     let peer = Peer {
-                        ip: Some(addr.ip()),
+                        ip: Some(addr.ip().to_canonical()),
                     };
                     let io = FdIo::socket(sock, settings.timeout).stop_on(&STOP);
                     let conn = Conn::new(Box::new(io));
@@ -126,6 +126,63 @@ pub fn serve(
         let _ = t.join();
     }
     Ok(())
+}
+
+/// Bind a listener. An IPv6 one is IPv6-only (IPV6_V6ONLY), so `-l 0.0.0.0:25 -l [::]:25`
+/// works as written instead of failing with "address in use" where the system's default is
+/// dual-stack sockets (Linux).
+fn bind(addr: &SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let SocketAddr::V6(v6) = addr else {
+        return TcpListener::bind(addr);
+    };
+    let last = std::io::Error::last_os_error;
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: fd is a fresh socket that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for (level, opt) in [
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    ] {
+        // SAFETY: `one` is a c_int that outlives the call; the length says so.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(last());
+        }
+    }
+    // SAFETY: an all-zero sockaddr_in6 is valid; the fields are filled in below.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = v6.port().to_be();
+    sa.sin6_flowinfo = v6.flowinfo();
+    sa.sin6_addr.s6_addr = v6.ip().octets();
+    sa.sin6_scope_id = v6.scope_id();
+    // SAFETY: sa is a valid sockaddr_in6 and the length is its size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: listen(2) on our bound socket.
+    if rc != 0 || unsafe { libc::listen(fd, 128) } != 0 {
+        return Err(last());
+    }
+    Ok(TcpListener::from(owned))
 }
 
 /// One session's place in the count of active sessions.
