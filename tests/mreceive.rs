@@ -191,6 +191,15 @@ fn known_users_only() {
     );
     assert_eq!(codes(&out), [220, 250, 250, 250, 250, 550, 250, 221]);
     assert!(text(&out).contains("550 5.1.1"));
+    // A directory as the user list: its entries (here the Maildir base itself).
+    std::fs::create_dir_all(mailbox(d.path(), "bob")).unwrap();
+    let base = d.path().join("mail");
+    let out = mx(
+        d.path(),
+        &["--users", base.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert_eq!(codes(&out), [220, 250, 250, 250, 550, 550, 250, 221]);
 }
 
 #[test]
