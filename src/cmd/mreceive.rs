@@ -263,10 +263,25 @@ fn quiet_stderr_on_the_socket() {
 
 fn hash_password() -> Result<()> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io(Code::IoErr, "read password", e))?;
+    // On a terminal: a prompt on stderr, and no echo (restored afterwards).
+    // SAFETY: an all-zero termios is a valid out buffer.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: isatty only asks; tcgetattr writes into `saved`, which outlives the call.
+    let tty = unsafe { libc::isatty(0) == 1 && libc::tcgetattr(0, &mut saved) == 0 };
+    if tty {
+        eprint!("Password: ");
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: quiet is a valid termios copied from the terminal's own.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+    }
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    read.map_err(|e| Error::io(Code::IoErr, "read password", e))?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
