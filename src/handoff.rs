@@ -1,7 +1,7 @@
 //! Where mreceive hands accepted mail: local recipients into Maildirs (built in, through
 //! [`crate::local`], the code mdeliver uses) or to a delivery command once per recipient;
-//! authenticated (submitted) mail into the outgoing spool ([`crate::spool`]) for msubmit's
-//! `--flush` and mrelay.
+//! recipients of other domains (only authenticated clients may have them) into the outgoing
+//! spool ([`crate::spool`]), one entry per message, for msubmit's `--flush` and mrelay.
 //!
 //! Every path reports success only when the message is durable: the Maildir protocol with the
 //! directory fsync, the queue's same protocol, or the command's exit 0 (its promise, as with
@@ -43,14 +43,20 @@ pub struct Handoff {
 
 impl Deliver for Handoff {
     fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<Result<()>> {
-        if env.auth.is_some() {
-            let r = self.enqueue(env, msg);
-            return env.rcpts.iter().map(|_| clone_result(&r)).collect();
-        }
+        // Recipients of other domains (only authenticated clients have them): one queue entry.
+        let remote: Vec<&str> = env
+            .rcpts
+            .iter()
+            .filter(|rc| rc.user.is_none())
+            .map(|rc| rc.address.as_str())
+            .collect();
+        let queued = (!remote.is_empty()).then(|| self.enqueue(env, &remote, msg));
         env.rcpts
             .iter()
             .map(|rc| {
-                let user = rc.user.as_deref().unwrap_or("");
+                let Some(user) = rc.user.as_deref() else {
+                    return queued.as_ref().map_or(Ok(()), clone_result);
+                };
                 match &self.local {
                     Local::Maildirs(base) => {
                         let root = maildir_of(base, user);
@@ -85,18 +91,14 @@ pub fn maildir_of(base: &Path, user: &str) -> PathBuf {
 }
 
 impl Handoff {
-    fn enqueue(&self, env: &Envelope, msg: &mut Spool) -> Result<()> {
+    fn enqueue(&self, env: &Envelope, rcpts: &[&str], msg: &mut Spool) -> Result<()> {
         let Some(dir) = &self.queue else {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
         let queued = spool::Envelope {
             account: None,
             from: env.from.clone(),
-            rcpts: env
-                .rcpts
-                .iter()
-                .map(|r| (r.address.clone(), None))
-                .collect(),
+            rcpts: rcpts.iter().map(|r| (r.to_string(), None)).collect(),
             ret: None,
             envid: None,
             eight_bit: env.eight_bit,

@@ -71,6 +71,28 @@ fn starttls_discards_injected_commands_and_auth_needs_tls() {
     let q = std::fs::read_to_string(&queued[0]).unwrap();
     assert!(q.contains("friend@remote.test"), "{q}");
     assert!(q.contains("with ESMTPSA"), "{q}");
+    // Our own domains are delivered here even for authenticated clients, and judged as for
+    // anyone; the other recipients of the same message share one queue entry.
+    assert!(t.cmd("MAIL FROM:<alice@local.test>\r\n").starts_with("250"));
+    assert!(t.cmd("RCPT TO:<bob@local.test>\r\n").starts_with("250"));
+    assert!(
+        t.cmd("RCPT TO:<x%y@local.test>\r\n")
+            .starts_with("550 5.7.1")
+    );
+    assert!(t.cmd("RCPT TO:<a@far.test>\r\n").starts_with("250"));
+    assert!(t.cmd("RCPT TO:<b@far.test>\r\n").starts_with("250"));
+    assert!(t.cmd("DATA\r\n").starts_with("354"));
+    let r = t.cmd("Subject: both\r\n\r\nhi\r\n.\r\n");
+    assert!(r.starts_with("250 2.0.0 ok, delivered and queued"), "{r}");
+    assert_eq!(messages(&s.maildir("bob")).len(), 1);
+    let queued = messages(&s.dir.path().join("queue"));
+    assert_eq!(queued.len(), 2);
+    let both: String = queued
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(both.contains("a@far.test") && both.contains("b@far.test"));
+    assert!(!both.contains("rcpt bob@local.test") && !both.contains("<bob@local.test>"));
     assert!(t.cmd("QUIT\r\n").starts_with("221"));
 }
 

@@ -30,9 +30,10 @@ use std::time::Duration;
 /// mreceive is an SMTP server (RFC 5321). As an MX it accepts mail only for the local
 /// domains given with --domain and delivers it into one Maildir per user (--maildir-base),
 /// or hands it to a delivery command (by default mdeliver); it is never an open relay. Users
-/// who authenticate (AUTH PLAIN or LOGIN, only over TLS) may send to any address: their mail
-/// goes into the outgoing queue shared with msubmit. Without --listen it serves one session
-/// on standard input and output, for inetd, tcpserver or systemd socket activation.
+/// who authenticate (AUTH PLAIN or LOGIN, only over TLS) may send to any address: mail for
+/// other domains goes into the outgoing queue shared with msubmit. Without --listen it serves
+/// one session on standard input and output, for inetd, tcpserver or systemd socket
+/// activation.
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "mreceive",

@@ -66,6 +66,14 @@ impl Policy {
         self.domains.contains(&d)
     }
 
+    /// True when `mailbox` is in one of our domains (or is `<postmaster>` without a domain).
+    pub fn is_local_address(&self, mailbox: &str) -> bool {
+        match split_mailbox(mailbox).1 {
+            Some(d) => self.is_local(d),
+            None => true,
+        }
+    }
+
     /// Judge a recipient `mailbox` (as parsed from RCPT TO, route already stripped).
     pub fn check(&self, mailbox: &str) -> std::result::Result<Local, Reply> {
         let (local, domain) = split_mailbox(mailbox);

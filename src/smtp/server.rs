@@ -61,7 +61,8 @@ pub struct Settings {
 pub struct Recipient {
     /// The address (domain normalized for local ones).
     pub address: String,
-    /// The local user for MX delivery; `None` for relayed (authenticated) mail.
+    /// The local user for delivery here; `None` for another domain (authenticated mail, to
+    /// be relayed through the queue).
     pub user: Option<String>,
 }
 
@@ -72,7 +73,7 @@ pub struct Envelope {
     pub from: String,
     /// The recipients.
     pub rcpts: Vec<Recipient>,
-    /// The authenticated user: the message is to be relayed, not delivered here.
+    /// The authenticated user, if any (recipients of other domains are then allowed).
     pub auth: Option<String>,
     /// The content has 8-bit bytes.
     pub eight_bit: bool,
@@ -330,20 +331,18 @@ impl Session<'_> {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
             return self.send(r(452, (4, 5, 3), "too many recipients"));
         }
-        let rcpt = if tx.auth.is_some() {
-            // An authenticated client may send anywhere: it goes to the outgoing spool.
-            Recipient {
+        let rcpt = match self.s.policy.check(to) {
+            Ok(l) => Recipient {
+                address: l.address,
+                user: Some(l.user),
+            },
+            // An authenticated client may send anywhere: other domains go to the outgoing
+            // queue. Our own domains are judged as for anyone (unknown users stay unknown).
+            Err(_) if tx.auth.is_some() && !self.s.policy.is_local_address(to) => Recipient {
                 address: to.to_string(),
                 user: None,
-            }
-        } else {
-            match self.s.policy.check(to) {
-                Ok(l) => Recipient {
-                    address: l.address,
-                    user: Some(l.user),
-                },
-                Err(reply) => return self.send(reply),
-            }
+            },
+            Err(reply) => return self.send(reply),
         };
         if let Some(tx) = &mut self.tx {
             tx.rcpts.push(rcpt);
@@ -680,10 +679,11 @@ pub fn verdict(env: &Envelope, results: &[crate::Result<()>]) -> Reply {
             format!("delivery failed for <{}>", perm.join(">, <")),
         );
     }
-    let what = if env.auth.is_some() {
-        "queued"
-    } else {
-        "delivered"
+    let local = env.rcpts.iter().filter(|rc| rc.user.is_some()).count();
+    let what = match local {
+        0 => "queued",
+        n if n == env.rcpts.len() => "delivered",
+        _ => "delivered and queued",
     };
     r(250, (2, 0, 0), format!("ok, {what}"))
 }
