@@ -8,7 +8,9 @@
 //! the message being composed ([`compose`]), SMTP for client and server ([`smtp`]), TLS
 //! ([`tls`]), the outgoing spool ([`spool`]), message stamps ([`stamp`]), the generated
 //! documentation ([`docs`]), and mdeliver's filtering rules ([`rules`]) and duplicate
-//! suppression ([`dedupe`]).
+//! suppression ([`dedupe`]), local delivery steps shared by mdeliver and mreceive
+//! ([`local`]), mreceive's hand-off of accepted mail ([`handoff`]) and its password file
+//! ([`passwd`]).
 
 pub mod address;
 pub mod cmd;
@@ -18,10 +20,13 @@ pub mod dedupe;
 pub mod docs;
 pub mod exit;
 pub mod fold;
+pub mod handoff;
 pub mod header;
 pub mod input;
+pub mod local;
 pub mod maildir;
 pub mod mime;
+pub mod passwd;
 pub mod rules;
 pub mod run;
 pub mod smtp;

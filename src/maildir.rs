@@ -10,10 +10,12 @@
 //! Courier and Dovecot expect, which the crate never writes.
 
 use crate::exit::{Code, Context, Error, Result};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 /// A Maildir (or a Maildir++ folder inside one) that we can deliver into.
 #[derive(Debug)]
@@ -100,7 +102,7 @@ impl Maildir {
         };
         let id = id.map_err(|e| maildir_error(e, what()))?;
         let dir = self.path().join(sub);
-        sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))?;
+        group_sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))?;
         let name = if sub == "new" {
             id
         } else {
@@ -190,6 +192,68 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Group commit of a directory fsync: threads (mreceive's sessions) that renamed into the same
+/// directory at about the same time share one fsync. Each caller's rename happened before it
+/// called; it returns once an fsync *started after its call* has completed, so its entry is
+/// durable. While one fsync runs, later callers queue; the next fsync covers all of them, so
+/// N concurrent deliveries into one Maildir cost about two directory fsyncs, not N. A lone
+/// caller (mdeliver) does exactly one fsync, as before.
+pub fn group_sync_dir(dir: &Path) -> io::Result<()> {
+    let group = {
+        let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+        // One entry per directory ever synced (one per user): bounded by the users.
+        Arc::clone(groups.entry(dir.to_path_buf()).or_default())
+    };
+    let mut st = group.state.lock().unwrap_or_else(|p| p.into_inner());
+    st.requested += 1;
+    let mine = st.requested;
+    loop {
+        if st.synced >= mine {
+            return match &st.failed {
+                Some((upto, kind, why)) if *upto >= mine && st.synced == *upto => {
+                    Err(io::Error::new(*kind, why.clone()))
+                }
+                _ => Ok(()),
+            };
+        }
+        if st.syncing {
+            st = group.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        // Lead a round for everyone who asked so far.
+        st.syncing = true;
+        let upto = st.requested;
+        drop(st);
+        let r = sync_dir(dir);
+        st = group.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.syncing = false;
+        st.synced = upto;
+        st.failed = r.err().map(|e| (upto, e.kind(), e.to_string()));
+        group.done.notify_all();
+    }
+}
+
+#[derive(Default)]
+struct SyncGroup {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Calls so far (each one's number is its ticket).
+    requested: u64,
+    /// Every ticket up to this one is covered by a completed fsync.
+    synced: u64,
+    /// An fsync is running.
+    syncing: bool,
+    /// The last round failed: its last ticket, and the error.
+    failed: Option<(u64, io::ErrorKind, String)>,
+}
+
+static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<SyncGroup>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +295,28 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn concurrent_deliveries_share_directory_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("M");
+        Maildir::open(&root).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let root = &root;
+                s.spawn(move || {
+                    let md = Maildir::open(root).unwrap();
+                    for i in 0..20 {
+                        md.deliver("", |w| write!(w, "{t} {i}")).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(root.join("new")).unwrap().count(), 160);
+        // A directory that cannot be opened fails every caller of its round.
+        assert!(group_sync_dir(&dir.path().join("missing")).is_err());
+        assert!(group_sync_dir(&root).is_ok());
     }
 
     #[test]

@@ -25,10 +25,7 @@ use crate::header;
 use crate::maildir::{check_folder_name, normalize_flags};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
@@ -506,61 +503,9 @@ pub fn pipe_with_limit(
     limit: Duration,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    let Some(prog) = argv.first() else {
-        return Err(Error::new(Code::TempFail, "pipe", "no command"));
-    };
-    let what = format!("pipe to {prog}");
-    let mut cmd = Command::new(prog);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    for (key, val) in [("SENDER", sender), ("RECIPIENT", recipient)] {
-        match val {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    // Its own process group, so the watchdog also stops what it started (a grandchild
-    // holding the pipe open would keep our write blocked).
-    cmd.process_group(0);
-    let mut child = cmd.spawn().or_code(Code::TempFail, what.clone())?;
-    let pid = child.id() as libc::pid_t;
-    // Without a limit a command that never exits (or never reads) holds the delivery, and
-    // fetchmail or the MTA behind it, for ever.
-    let (done, expired) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let late = expired.recv_timeout(limit) == Err(RecvTimeoutError::Timeout);
-        if late {
-            // SAFETY: kill(2) has no memory effects. The child is not reaped before this
-            // thread is joined (see waitid below), so the group id is still its own.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        late
-    });
-    let written = match child.stdin.take() {
-        Some(stdin) => {
-            let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
-            write(&mut w).and_then(|()| w.flush())
-        }
-        None => Ok(()),
-    };
-    wait_unreaped(pid).or_code(Code::TempFail, what.clone())?;
-    let _ = done.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
-    let status = child.wait().or_code(Code::TempFail, what.clone())?;
-    if timed_out {
-        return Err(Error::new(
-            Code::TempFail,
-            what,
-            format!("killed after {} seconds", limit.as_secs_f32()),
-        ));
-    }
-    match written {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            return Err(Error::io(Code::TempFail, what, e));
-        }
-        _ => {}
-    }
+    let what = format!("pipe to {}", argv.first().map_or("", String::as_str));
+    let vars = [("SENDER", sender), ("RECIPIENT", recipient)];
+    let status = crate::handoff::run_fed(argv, &vars, limit, write)?;
     if status.success() {
         return Ok(());
     }
@@ -571,25 +516,6 @@ pub fn pipe_with_limit(
         _ => "failed".to_string(),
     };
     Err(Error::new(Code::TempFail, what, why))
-}
-
-/// Wait until child `pid` has exited, leaving it a zombie (WNOWAIT): its pid cannot be
-/// reused until `Child::wait` reaps it.
-fn wait_unreaped(pid: libc::pid_t) -> io::Result<()> {
-    loop {
-        // SAFETY: siginfo_t is plain data, for which all zero bytes are a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOWAIT;
-        // SAFETY: info is a valid siginfo_t to write to; waitid has no other effects.
-        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 #[cfg(test)]

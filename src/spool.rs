@@ -87,6 +87,16 @@ pub struct Lock {
     _file: File,
 }
 
+/// The default queue directory: $XDG_DATA_HOME/mailpipe/queue, else
+/// ~/.local/share/mailpipe/queue (msubmit's `--queue`, mreceive's submissions).
+pub fn default_dir() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    data.or_else(|| crate::config::home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("mailpipe/queue"))
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -207,18 +207,12 @@ pub fn run(args: Args) -> Result<()> {
     let block = header::block(msg.head()).to_vec();
 
     if let Some(rcpt) = &s.recipient {
-        refuse_loop(&block, rcpt)?;
+        crate::local::check_loop(&block, rcpt)?;
     }
 
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
-    let mut trace = Vec::new();
-    if let Some(sender) = sender {
-        writeln!(trace, "Return-Path: <{sender}>").ok();
-    }
-    if let Some(rcpt) = recipient {
-        writeln!(trace, "Delivered-To: {rcpt}").ok();
-    }
+    let trace = crate::local::trace(sender, recipient);
 
     let facts = Facts {
         header: &block,
@@ -272,40 +266,6 @@ pub fn run(args: Args) -> Result<()> {
     {
         // The message is stored: failing now would make the MTA deliver it again.
         run::warn(format_args!("dedupe: {e}"));
-    }
-    Ok(())
-}
-
-/// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
-/// Permanent (65), so the MTA bounces it instead of trying forever.
-///
-/// One exception: Postfix's local(8) (for `mailbox_command`, by default) and pipe(8) with
-/// `flags=R…D` prepend their own `Return-Path:`, `X-Original-To:` and `Delivered-To:` for this
-/// very delivery before running us, after doing their own loop check. That stamp, a leading
-/// run of those fields that starts with Return-Path:, may name the recipient once; any
-/// other Delivered-To: for it is a loop. (Our own prepended pair looks the same, so a
-/// message piped straight back into mdeliver is stored once more and refused the next time
-/// round: the loop still ends.)
-fn refuse_loop(block: &[u8], rcpt: &str) -> Result<()> {
-    let fields = header::fields(block);
-    let ours = |f: &header::Field| {
-        f.is("Delivered-To")
-            && header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(rcpt))
-    };
-    let stamp = fields
-        .iter()
-        .take_while(|f| f.is("Return-Path") || f.is("X-Original-To") || f.is("Delivered-To"))
-        .collect::<Vec<_>>();
-    let allowed = match stamp.first() {
-        Some(f) if f.is("Return-Path") && stamp.iter().any(|f| ours(f)) => 1,
-        _ => 0,
-    };
-    if fields.iter().filter(|f| ours(f)).count() > allowed {
-        return Err(Error::new(
-            Code::DataErr,
-            "mail loop",
-            format!("message was already delivered to {rcpt}"),
-        ));
     }
     Ok(())
 }

@@ -4,9 +4,15 @@
 
 pub mod mcompose;
 pub mod mdeliver;
+pub mod mreceive;
 pub mod msubmit;
 
 /// Every tool's documentation page, in install order.
 pub fn pages() -> Vec<crate::docs::Page> {
-    vec![mcompose::page(), msubmit::page(), mdeliver::page()]
+    vec![
+        mcompose::page(),
+        msubmit::page(),
+        mreceive::page(),
+        mdeliver::page(),
+    ]
 }

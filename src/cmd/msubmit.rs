@@ -204,11 +204,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn default_queue_dir() -> Option<PathBuf> {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    data.or_else(|| crate::config::home().map(|h| h.join(".local/share")))
-        .map(|d| d.join("mailpipe/queue"))
+    spool::default_dir()
 }
 
 fn trace(verbose: bool) -> Option<Trace> {

@@ -6,7 +6,9 @@
 //! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes DATA
 //! content (line ends, dot-stuffing, terminator) and decodes it for a server, [`auth`] builds
 //! SASL responses and [`envelope`] holds a transaction's envelope and replies. The blocking
-//! client over TCP and TLS is [`client`].
+//! client over TCP and TLS is [`client`]. The server (mreceive) is [`server`], a session state
+//! machine over [`conn`] (bounded reads, STARTTLS), with [`inbound`] for DATA as received and
+//! [`policy`] for the recipients an MX accepts.
 //!
 //! Why not the `smtp-proto` crate: its parsers cover much of this, but the parts that matter
 //! most here are small and policy-laden (bounded reply reading, the reply code a server gives
@@ -16,10 +18,14 @@
 pub mod auth;
 pub mod client;
 pub mod command;
+pub mod conn;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;
+pub mod inbound;
+pub mod policy;
 pub mod reply;
+pub mod server;
 
 pub use client::{Envelope, Options, Outcome, Recipient, Security, Session, Timeouts};
 pub use command::{Command, CommandError, Param};

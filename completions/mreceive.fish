@@ -1,0 +1,22 @@
+complete -c mreceive -s l -l listen -d 'Listen on ADDR:PORT (repeatable; [::1]:PORT for IPv6) instead of serving stdin/stdout' -r
+complete -c mreceive -s d -l domain -d 'Accept mail for DOMAIN (repeatable, or comma-separated)' -r
+complete -c mreceive -s u -l users -d 'Accept only these users: a file with one name a line, or a directory whose entries are the users' -r -F
+complete -c mreceive -s m -l maildir-base -d 'Deliver built in, into DIR/USER/Maildir (with --deliver-command: set MAILDIR to it)' -r -F
+complete -c mreceive -s c -l deliver-command -d 'Run COMMAND (words split as a shell would, but no shell) once per recipient with the message on stdin [default without --maildir-base: the mdeliver beside mreceive]' -r
+complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]' -r -F
+complete -c mreceive -s p -l passwords -d 'Password file for AUTH (user:$6$… lines; see FILES)' -r -F
+complete -c mreceive -l tls-cert -d 'TLS certificate chain (PEM) for STARTTLS' -r -F
+complete -c mreceive -l tls-key -d 'TLS private key (PEM)' -r -F
+complete -c mreceive -l hostname -d 'Our host name for the greeting and Received: [default: this host\'s name]' -r
+complete -c mreceive -l max-size -d 'Refuse messages larger than SIZE bytes (suffixes k, M, G)' -r
+complete -c mreceive -l max-recipients -d 'Accept at most N recipients per message' -r
+complete -c mreceive -l max-received -d 'Refuse a message with more than N Received: headers as a mail loop' -r
+complete -c mreceive -l max-sessions -d 'With --listen: serve at most N sessions at once (more get 421)' -r
+complete -c mreceive -l timeout -d 'Give up on a client that sends nothing for SECONDS' -r
+complete -c mreceive -l submission -d 'Submission role: MAIL requires AUTH first'
+complete -c mreceive -l tls-on-connect -d 'Start TLS at once, before the greeting (port 465, RFC 8314)'
+complete -c mreceive -l insecure-auth -d 'Allow AUTH without TLS (for tests; passwords cross the network in the clear)'
+complete -c mreceive -l normalize-line-ends -d 'Take bare CR and bare LF in messages as line ends instead of refusing the message'
+complete -c mreceive -l hash-password -d 'Read a password on stdin and print its SHA512-CRYPT hash for the password file'
+complete -c mreceive -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mreceive -s V -l version -d 'Print version'

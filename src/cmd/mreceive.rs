@@ -1,0 +1,306 @@
+//! mreceive: the recipient's SMTP server. It accepts mail for its local domains (MX role) and,
+//! from authenticated users, mail to anywhere (submission role), and hands each message on.
+//!
+//! Design: like qmail-smtpd, the default is one session on stdin/stdout, so inetd, tcpserver
+//! or systemd own the sockets, the limits and the privileges; `--listen` runs the same session
+//! in a thread per connection for a busy MX that should not pay for a process per message.
+//! The protocol is [`crate::smtp::server`] on the project's one SMTP module; delivery is
+//! [`crate::handoff`] (built-in Maildirs through mdeliver's code, a delivery command, or the
+//! outgoing queue). A 250 is sent only after the message is durable; every doubt is a 4xx.
+
+mod listen;
+
+use crate::docs::Page;
+use crate::exit::{Code, Error, Result};
+use crate::handoff::{Handoff, Local};
+use crate::passwd::Passwords;
+use crate::rules::parse_size;
+use crate::smtp::conn::{Conn, FdIo};
+use crate::smtp::policy::{Policy, load_users};
+use crate::smtp::server::{self, Peer, Settings};
+use clap::{CommandFactory, Parser};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Receive mail over SMTP and deliver it into Maildirs or queue it for relaying.
+///
+/// mreceive is an SMTP server (RFC 5321). As an MX it accepts mail only for the local
+/// domains given with --domain and delivers it into one Maildir per user (--maildir-base),
+/// or hands it to a delivery command (by default mdeliver); it is never an open relay. Users
+/// who authenticate (AUTH PLAIN or LOGIN, only over TLS) may send to any address: mail for
+/// other domains goes into the outgoing queue shared with msubmit. Without --listen it serves
+/// one session on standard input and output, for inetd, tcpserver or systemd socket
+/// activation.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "mreceive",
+    version,
+    about = "receive mail over SMTP and deliver or queue it"
+)]
+pub struct Args {
+    /// Listen on ADDR:PORT (repeatable; [::1]:PORT for IPv6) instead of serving stdin/stdout
+    #[arg(short = 'l', long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Accept mail for DOMAIN (repeatable, or comma-separated)
+    #[arg(
+        short = 'd',
+        long = "domain",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    pub domains: Vec<String>,
+
+    /// Accept only these users: a file with one name a line, or a directory whose entries
+    /// are the users
+    #[arg(short = 'u', long, value_name = "FILE|DIR")]
+    pub users: Option<PathBuf>,
+
+    /// Deliver built in, into DIR/USER/Maildir (with --deliver-command: set MAILDIR to it)
+    #[arg(short = 'm', long, value_name = "DIR")]
+    pub maildir_base: Option<PathBuf>,
+
+    /// Run COMMAND (words split as a shell would, but no shell) once per recipient with the
+    /// message on stdin [default without --maildir-base: the mdeliver beside mreceive]
+    #[arg(short = 'c', long, value_name = "COMMAND")]
+    pub deliver_command: Option<String>,
+
+    /// The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// Submission role: MAIL requires AUTH first
+    #[arg(long)]
+    pub submission: bool,
+
+    /// Password file for AUTH (user:$6$… lines; see FILES)
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub passwords: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) for STARTTLS
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Start TLS at once, before the greeting (port 465, RFC 8314)
+    #[arg(long, requires = "tls_cert")]
+    pub tls_on_connect: bool,
+
+    /// Allow AUTH without TLS (for tests; passwords cross the network in the clear)
+    #[arg(long)]
+    pub insecure_auth: bool,
+
+    /// Our host name for the greeting and Received: [default: this host's name]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Refuse messages larger than SIZE bytes (suffixes k, M, G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "25M")]
+    pub max_size: u64,
+
+    /// Accept at most N recipients per message
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_recipients: usize,
+
+    /// Refuse a message with more than N Received: headers as a mail loop
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_received: usize,
+
+    /// With --listen: serve at most N sessions at once (more get 421)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_sessions: usize,
+
+    /// Give up on a client that sends nothing for SECONDS
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+
+    /// Take bare CR and bare LF in messages as line ends instead of refusing the message
+    #[arg(long)]
+    pub normalize_line_ends: bool,
+
+    /// Read a password on stdin and print its SHA512-CRYPT hash for the password file
+    #[arg(long, exclusive = true)]
+    pub hash_password: bool,
+}
+
+/// Run mreceive.
+pub fn run(args: Args) -> Result<()> {
+    if args.hash_password {
+        return hash_password();
+    }
+    let (settings, handoff) = configure(&args)?;
+    let settings = Arc::new(settings);
+    if !args.listen.is_empty() {
+        return listen::serve(
+            &args.listen,
+            args.max_sessions,
+            settings,
+            handoff,
+            args.tls_on_connect,
+        );
+    }
+    quiet_stderr_on_the_socket();
+    let peer = Peer { ip: stdio_peer() };
+    let conn = Conn::new(Box::new(FdIo::stdio(settings.timeout)));
+    server::serve(conn, &settings, &peer, &handoff, args.tls_on_connect).map(drop)
+}
+
+fn usage(what: &str, why: &str) -> Error {
+    Error::new(Code::Usage, what, why)
+}
+
+fn configure(args: &Args) -> Result<(Settings, Handoff)> {
+    if args.domains.is_empty() && !args.submission {
+        return Err(usage(
+            "no --domain",
+            "an MX needs its local domains (or use --submission)",
+        ));
+    }
+    if args.submission && args.passwords.is_none() {
+        return Err(usage("--submission", "needs --passwords"));
+    }
+    if args.passwords.is_some() && args.tls_cert.is_none() && !args.insecure_auth {
+        return Err(usage(
+            "--passwords",
+            "AUTH is offered only after TLS: give --tls-cert and --tls-key",
+        ));
+    }
+    if args.max_recipients == 0 || args.max_sessions == 0 || args.timeout == 0 {
+        return Err(usage("limits", "must be at least 1"));
+    }
+    let users = args.users.as_deref().map(load_users).transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
+        _ => None,
+    };
+    let passwords = args
+        .passwords
+        .as_deref()
+        .map(Passwords::load)
+        .transpose()?
+        .map(Arc::new);
+    let local = match (&args.deliver_command, &args.maildir_base) {
+        (None, Some(base)) => Local::Maildirs(base.clone()),
+        (cmd, base) => {
+            let argv = match cmd {
+                Some(c) => {
+                    crate::rules::words(c).map_err(|why| usage("--deliver-command", &why))?
+                }
+                None => vec![beside_us("mdeliver")?],
+            };
+            if argv.is_empty() {
+                return Err(usage("--deliver-command", "empty"));
+            }
+            Local::Command {
+                argv,
+                base: base.clone(),
+            }
+        }
+    };
+    let queue = args.queue_dir.clone().or_else(crate::spool::default_dir);
+    let settings = Settings {
+        hostname: args.hostname.clone().unwrap_or_else(crate::stamp::fqdn),
+        policy: Policy::new(&args.domains, users),
+        max_size: args.max_size,
+        max_recipients: args.max_recipients,
+        max_received: args.max_received,
+        timeout: Duration::from_secs(args.timeout),
+        normalize: args.normalize_line_ends,
+        tls,
+        passwords,
+        insecure_auth: args.insecure_auth,
+        submission: args.submission,
+    };
+    Ok((settings, Handoff { local, queue }))
+}
+
+/// The path of our sibling program `name` (mdeliver is installed beside mreceive).
+fn beside_us(name: &str) -> Result<String> {
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io(Code::Software, "locate mreceive", e))?;
+    let p = exe.with_file_name(name);
+    Ok(p.to_string_lossy().into_owned())
+}
+
+/// The client's address in stdio mode: tcpserver's TCPREMOTEIP, else the socket on stdin.
+fn stdio_peer() -> Option<std::net::IpAddr> {
+    if let Some(ip) = std::env::var("TCPREMOTEIP")
+        .ok()
+        .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+    {
+        return Some(ip);
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 stays open for the whole process; ManuallyDrop never closes it.
+    let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(0) });
+    s.peer_addr().ok().map(|a| a.ip().to_canonical())
+}
+
+/// inetd hands the connection over as stdin, stdout *and* stderr: a warning would then be
+/// written into the SMTP dialogue. When stderr is the socket on stdin, send it to /dev/null.
+fn quiet_stderr_on_the_socket() {
+    use std::os::fd::AsRawFd;
+    let stat = |fd| {
+        // SAFETY: an all-zero stat is a valid out buffer for fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid, writable stat for the duration of the call.
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        (ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((st.st_dev, st.st_ino))
+    };
+    if let (Some(a), Some(b)) = (stat(0), stat(2))
+        && a == b
+        && let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
+    {
+        // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    }
+}
+
+fn hash_password() -> Result<()> {
+    let mut line = String::new();
+    // On a terminal: a prompt on stderr, and no echo (restored afterwards).
+    // SAFETY: an all-zero termios is a valid out buffer.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: isatty only asks; tcgetattr writes into `saved`, which outlives the call.
+    let tty = unsafe { libc::isatty(0) == 1 && libc::tcgetattr(0, &mut saved) == 0 };
+    if tty {
+        eprint!("Password: ");
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: quiet is a valid termios copied from the terminal's own.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+    }
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    read.map_err(|e| Error::io(Code::IoErr, "read password", e))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(usage("password", "empty"));
+    }
+    let hash = crate::passwd::hash(password)?;
+    writeln!(std::io::stdout(), "{hash}").map_err(|e| Error::io(Code::IoErr, "stdout", e))
+}
+
+/// mreceive's documentation.
+pub fn page() -> Page {
+    Page {
+        name: "mreceive",
+        command: Args::command(),
+        description: DESCRIPTION,
+        sections: SECTIONS,
+    }
+}
+
+const DESCRIPTION: &str = include_str!("mreceive/description.roff");
+const SECTIONS: &str = include_str!("mreceive/sections.roff");

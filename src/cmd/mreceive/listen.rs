@@ -1,0 +1,202 @@
+//! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
+//!
+//! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
+//! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; sessions in the
+//! middle of a transaction run to its end, idle ones (between transactions) get `421 4.3.2`
+//! at once, then mreceive exits 0. The
+//! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
+//! and looks at it, which needs no self-pipe and no extra crate.
+
+use crate::exit::{Code, Context, Result};
+use crate::handoff::Handoff;
+use crate::run;
+use crate::smtp::conn::{Conn, FdIo};
+use crate::smtp::server::{self, Peer, Settings};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Serve on `addrs` until SIGTERM; returns after the last session ended.
+pub fn serve(
+    addrs: &[SocketAddr],
+    max_sessions: usize,
+    settings: Arc<Settings>,
+    handoff: Handoff,
+    implicit_tls: bool,
+) -> Result<()> {
+    let mut listeners = Vec::new();
+    for a in addrs {
+        let l = bind(a).or_code_with(Code::OsErr, || format!("listen on {a}"))?;
+        l.set_nonblocking(true)
+            .or_code_with(Code::OsErr, || format!("listen on {a}"))?;
+        listeners.push(l);
+    }
+    install_handlers();
+    let handoff = Arc::new(handoff);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    while !STOP.load(Ordering::SeqCst) {
+        let mut fds: Vec<libc::pollfd> = listeners
+            .iter()
+            .map(|l| libc::pollfd {
+                fd: l.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a valid array of fds.len() pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+        if n <= 0 {
+            continue; // timeout, or EINTR from our signal: look at the flag
+        }
+        threads.retain(|t| !t.is_finished());
+        for (l, p) in listeners.iter().zip(&fds) {
+            if p.revents == 0 {
+                continue;
+            }
+            let (sock, addr) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    run::warn(format_args!("accept: {}", crate::exit::describe_io(&e)));
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let _ = sock.set_nonblocking(false);
+            let _ = sock.set_nodelay(true);
+            if active.load(Ordering::SeqCst) >= max_sessions {
+                let mut s = sock;
+                let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = s.write_all(b"421 4.3.2 too many sessions, try again later\r\n");
+                continue;
+            }
+            active.fetch_add(1, Ordering::SeqCst);
+            let (settings, handoff, mine) = (
+                Arc::clone(&settings),
+                Arc::clone(&handoff),
+                Arc::clone(&active),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("session".into())
+                .spawn(move || {
+                    // Counted down even if the session panicked.
+                    let _slot = Slot(mine);
+                    let peer = Peer {
+                        ip: Some(addr.ip().to_canonical()),
+                    };
+                    let io = FdIo::socket(sock, settings.timeout).stop_on(&STOP);
+                    let conn = Conn::new(Box::new(io));
+                    if let Err(e) =
+                        server::serve(conn, &settings, &peer, handoff.as_ref(), implicit_tls)
+                        && !is_quiet(&e)
+                    {
+                        run::warn(format_args!("{addr}: {e}"));
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    run::warn(format_args!("spawn session: {e}"));
+                }
+            }
+        }
+    }
+    drop(listeners);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// Bind a listener. An IPv6 one is IPv6-only (IPV6_V6ONLY), so `-l 0.0.0.0:25 -l [::]:25`
+/// works as written instead of failing with "address in use" where the system's default is
+/// dual-stack sockets (Linux).
+fn bind(addr: &SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let SocketAddr::V6(v6) = addr else {
+        return TcpListener::bind(addr);
+    };
+    let last = std::io::Error::last_os_error;
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: fd is a fresh socket that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for (level, opt) in [
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    ] {
+        // SAFETY: `one` is a c_int that outlives the call; the length says so.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(last());
+        }
+    }
+    // SAFETY: an all-zero sockaddr_in6 is valid; the fields are filled in below.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = v6.port().to_be();
+    sa.sin6_flowinfo = v6.flowinfo();
+    sa.sin6_addr.s6_addr = v6.ip().octets();
+    sa.sin6_scope_id = v6.scope_id();
+    // SAFETY: sa is a valid sockaddr_in6 and the length is its size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: listen(2) on our bound socket.
+    if rc != 0 || unsafe { libc::listen(fd, 128) } != 0 {
+        return Err(last());
+    }
+    Ok(TcpListener::from(owned))
+}
+
+/// One session's place in the count of active sessions.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Clients that vanish are routine, not worth a line on stderr.
+fn is_quiet(e: &crate::Error) -> bool {
+    let why = e.why();
+    // (An end of file here is a client gone during an implicit-TLS handshake: port scanners.)
+    why.contains("reset by peer") || why.contains("broken pipe") || why.contains("end of file")
+}

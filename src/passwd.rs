@@ -1,0 +1,133 @@
+//! The password file of mreceive's submission role: user names with crypt(3) hashes.
+//!
+//! Format, one entry a line (blank lines and `#` comments ignored):
+//!
+//! ```text
+//! alice:$6$rounds=5000$saltsalt$hash…
+//! bob:{SHA512-CRYPT}$6$…:any:further:fields
+//! ```
+//!
+//! The hash is SHA512-CRYPT (`$6$`) or SHA256-CRYPT (`$5$`) in the Modular Crypt Format, so
+//! `mkpasswd -m sha-512`, `doveadm pw -s SHA512-CRYPT` (its `{SCHEME}` prefix is accepted) and
+//! `mreceive --hash-password` all make entries; a Dovecot passwd-file works as it is, since
+//! fields after the hash are ignored. Plain-text passwords are not supported on purpose.
+
+use crate::exit::{Code, Context, Error, Result};
+use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Users and their hashes.
+#[derive(Debug, Default)]
+pub struct Passwords {
+    entries: HashMap<String, String>,
+}
+
+/// A valid hash of a password nobody knows: verified for unknown users too, so the answer
+/// takes as long whether the user exists or not.
+fn dummy() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash("mailpipe dummy").unwrap_or_default())
+}
+
+impl Passwords {
+    /// Read a password file.
+    pub fn load(path: &Path) -> Result<Passwords> {
+        let text = std::fs::read_to_string(path)
+            .or_code_with(Code::Config, || format!("password file {}", path.display()))?;
+        Passwords::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse the text of a password file; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Passwords> {
+        let mut entries = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| Error::new(Code::Config, format!("{origin}:{}", n + 1), why);
+            let mut fields = line.split(':');
+            let user = fields.next().unwrap_or("").trim();
+            let hash = fields.next().unwrap_or("").trim();
+            let hash = match hash.strip_prefix('{') {
+                Some(rest) => rest.split_once('}').map_or("", |(_, h)| h),
+                None => hash,
+            };
+            if user.is_empty() {
+                return Err(bad("empty user name"));
+            }
+            if !(hash.starts_with("$6$") || hash.starts_with("$5$")) {
+                return Err(bad(
+                    "expected a $6$ (SHA512-CRYPT) or $5$ (SHA256-CRYPT) hash",
+                ));
+            }
+            // MCF fields are colon-free, but `$` splits them; a colon inside would have been
+            // cut above, so the hash is whole.
+            entries.insert(user.to_string(), hash.to_string());
+        }
+        Ok(Passwords { entries })
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when `password` is `user`'s.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        match self.entries.get(user) {
+            Some(hash) => check(password, hash),
+            None => {
+                let _ = check(password, dummy());
+                false
+            }
+        }
+    }
+}
+
+/// True when `password` matches the crypt `hash`.
+pub fn check(password: &str, hash: &str) -> bool {
+    ShaCrypt::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A new SHA512-CRYPT hash of `password` with a random salt.
+pub fn hash(password: &str) -> Result<String> {
+    let mut salt = [0u8; 12];
+    crate::stamp::fill_random(&mut salt);
+    ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::new(Code::Software, "hash password", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_files_parse() {
+        let h = hash("secret").unwrap();
+        assert!(h.starts_with("$6$"), "{h}");
+        assert!(check("secret", &h));
+        assert!(!check("Secret", &h));
+        // From `openssl passwd -6 -salt saltsalt secret` (the glibc crypt format).
+        let glibc = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        let text =
+            format!("# users\nalice:{h}\n\nbob:{{SHA512-CRYPT}}{glibc}:1000:1000::/home/bob\n");
+        let p = Passwords::parse(&text, "t").unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p.verify("alice", "secret"));
+        assert!(!p.verify("alice", "wrong"));
+        assert!(!p.verify("carol", "secret"));
+        assert!(Passwords::parse("x:plain\n", "t").is_err());
+        assert!(Passwords::parse(":$6$a$b\n", "t").is_err());
+    }
+}

@@ -1,0 +1,445 @@
+//! The server's side of one SMTP connection: bounded reading of command lines and of DATA,
+//! replies batched for PIPELINING, the STARTTLS upgrade, and timeouts on every read and write.
+//!
+//! Why its own buffer instead of `BufReader`: STARTTLS must throw away whatever the client
+//! sent after the command in the clear (CVE-2011-0411: a man in the middle appends commands
+//! that would otherwise run inside the TLS session), so the buffer must be ours to empty; and
+//! replies are written only when we are about to wait for input (RFC 2920 §3.2: a server may
+//! batch the replies to a pipelined group), which needs the read side to know about the write
+//! side. Transports are anything [`Io`]: a socket or stdin/stdout ([`FdIo`], with poll(2)
+//! timeouts that work for pipes as well as sockets) or bytes in memory ([`MemIo`], for tests
+//! and fuzzing).
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A byte transport with an optional timeout on each read and write.
+pub trait Io: Read + Write + Send {
+    /// Make every later read or write fail with `TimedOut` after `t` without progress.
+    fn set_timeout(&mut self, _t: Duration) {}
+
+    /// While `on`, a read that waits for input ends with [`STOPPING`] once the server is
+    /// shutting down (an idle session is told 421 instead of holding up the exit).
+    fn set_interruptible(&mut self, _on: bool) {}
+}
+
+/// The error kind of a read interrupted because the server is shutting down.
+pub const STOPPING: io::ErrorKind = io::ErrorKind::ConnectionAborted;
+
+/// A transport on file descriptors: stdin/stdout under inetd, tcpserver or systemd, or one
+/// accepted socket (read and write on the same descriptor, which it then owns).
+pub struct FdIo {
+    rfd: RawFd,
+    wfd: RawFd,
+    timeout: Duration,
+    stop: Option<&'static AtomicBool>,
+    interruptible: bool,
+    _owner: Option<std::net::TcpStream>,
+}
+
+impl FdIo {
+    /// Standard input and output.
+    pub fn stdio(timeout: Duration) -> FdIo {
+        FdIo {
+            rfd: 0,
+            wfd: 1,
+            timeout,
+            stop: None,
+            interruptible: false,
+            _owner: None,
+        }
+    }
+
+    /// An accepted TCP connection.
+    pub fn socket(s: std::net::TcpStream, timeout: Duration) -> FdIo {
+        let fd = s.as_raw_fd();
+        FdIo {
+            rfd: fd,
+            wfd: fd,
+            timeout,
+            stop: None,
+            interruptible: false,
+            _owner: Some(s),
+        }
+    }
+
+    /// Watch `flag`: once it is set, interruptible reads end (see [`Io::set_interruptible`]).
+    pub fn stop_on(mut self, flag: &'static AtomicBool) -> FdIo {
+        self.stop = Some(flag);
+        self
+    }
+}
+
+/// Wait until `fd` is ready for `events`, or fail with `TimedOut`.
+fn wait(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    loop {
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: p is one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        match n {
+            0 => return Err(io::ErrorKind::TimedOut.into()),
+            n if n > 0 => return Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Read for FdIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.stop.filter(|_| self.interruptible) {
+            None => wait(self.rfd, libc::POLLIN, self.timeout)?,
+            Some(stop) => {
+                // Wait in slices, looking at the flag when a slice passed without input (input
+                // that is there, a QUIT say, is still read).
+                let slice = Duration::from_millis(200);
+                let mut left = self.timeout;
+                loop {
+                    match wait(self.rfd, libc::POLLIN, left.min(slice)) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                            if stop.load(Ordering::SeqCst) {
+                                return Err(io::Error::new(STOPPING, "shutting down"));
+                            }
+                            if left <= slice {
+                                return Err(e);
+                            }
+                            left -= slice;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        loop {
+            // SAFETY: buf is valid for writes of buf.len() bytes.
+            let n = unsafe { libc::read(self.rfd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Write for FdIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        wait(self.wfd, libc::POLLOUT, self.timeout)?;
+        loop {
+            // SAFETY: buf is valid for reads of buf.len() bytes.
+            let n = unsafe { libc::write(self.wfd, buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Io for FdIo {
+    fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
+    }
+}
+
+/// A transport in memory: the client's bytes in, our replies collected for inspection.
+pub struct MemIo {
+    input: io::Cursor<Vec<u8>>,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl MemIo {
+    /// A transport that reads `input`; the returned buffer fills with what is written.
+    pub fn new(input: Vec<u8>) -> (MemIo, Arc<Mutex<Vec<u8>>>) {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        (
+            MemIo {
+                input: io::Cursor::new(input),
+                output: Arc::clone(&output),
+            },
+            output,
+        )
+    }
+}
+
+impl Read for MemIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for MemIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.output.lock() {
+            Ok(mut o) => o.extend_from_slice(buf),
+            Err(p) => p.into_inner().extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Io for MemIo {}
+
+enum Stream {
+    Plain(Box<dyn Io>),
+    Tls(Box<StreamOwned<ServerConnection, Box<dyn Io>>>),
+    Gone,
+}
+
+/// What [`Conn::read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A line with its terminator (LF, possibly preceded by CR).
+    Text(Vec<u8>),
+    /// A line longer than the limit; it was read to its end and dropped.
+    TooLong,
+    /// The client closed the connection (a partial last line is dropped).
+    Eof,
+}
+
+/// The buffer size: one read fills it; lines longer than the limits never accumulate.
+const BUF: usize = 64 * 1024;
+
+/// One connection: buffered input, batched output.
+pub struct Conn {
+    stream: Stream,
+    buf: Vec<u8>,
+    pos: usize,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    /// Wrap a transport.
+    pub fn new(io: Box<dyn Io>) -> Conn {
+        Conn {
+            stream: Stream::Plain(io),
+            buf: Vec::with_capacity(BUF),
+            pos: 0,
+            out: Vec::with_capacity(4096),
+        }
+    }
+
+    /// True once STARTTLS (or implicit TLS) succeeded.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// The TLS version and cipher suite, for the Received: header.
+    pub fn tls_summary(&self) -> Option<String> {
+        match &self.stream {
+            Stream::Tls(s) => {
+                let v = s.conn.protocol_version().map(|v| format!("{v:?}"));
+                let c = s
+                    .conn
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()));
+                Some(format!(
+                    "{} {}",
+                    v.unwrap_or_default().replace('_', "."),
+                    c.unwrap_or_default()
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Queue `bytes` for the client; they are sent before the next wait for input.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Send everything queued.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(&self.out).and_then(|()| s.flush()),
+            Stream::Tls(s) => s.write_all(&self.out).and_then(|()| s.flush()),
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.out.clear();
+        r
+    }
+
+    /// Read more input (after sending the queued replies); 0 at end of input.
+    fn fill(&mut self) -> io::Result<usize> {
+        self.flush()?;
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let start = self.buf.len();
+        let room = BUF.saturating_sub(start).max(4096);
+        self.buf.resize(start + room, 0);
+        let r = match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut self.buf[start..]),
+            Stream::Tls(s) => s.read(&mut self.buf[start..]),
+            Stream::Gone => Ok(0),
+        };
+        let n = match r {
+            Ok(n) => n,
+            // A peer that drops TLS without close_notify is just gone.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
+        };
+        self.buf.truncate(start + n);
+        Ok(n)
+    }
+
+    /// The buffered, unread input.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Read one line of at most `max` octets, terminator included.
+    pub fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        let mut too_long = false;
+        loop {
+            let avail = &self.buf[self.pos..];
+            if let Some(i) = memchr::memchr(b'\n', avail) {
+                let line = avail[..=i].to_vec();
+                self.pos += i + 1;
+                return Ok(if too_long || line.len() > max {
+                    Line::TooLong
+                } else {
+                    Line::Text(line)
+                });
+            }
+            if avail.len() > max {
+                // Drop what we have; keep reading to the end of the line.
+                too_long = true;
+                self.pos = self.buf.len();
+            }
+            if self.fill()? == 0 {
+                return Ok(Line::Eof);
+            }
+        }
+    }
+
+    /// Read DATA content up to the line `.` (RFC 5321 §4.1.1.4), feeding each line to
+    /// `decoder`. Returns false when the client closed the connection first.
+    pub fn read_data<W: Write>(
+        &mut self,
+        decoder: &mut super::inbound::Decoder<W>,
+    ) -> io::Result<bool> {
+        loop {
+            let avail = &self.buf[self.pos..];
+            match memchr::memchr(b'\n', avail) {
+                Some(i) => {
+                    let done = decoder.line(&avail[..=i]);
+                    self.pos += i + 1;
+                    if done {
+                        return Ok(true);
+                    }
+                }
+                None => {
+                    if avail.len() > decoder.max_line() {
+                        // An overlong line: account for it and drop it piecewise.
+                        decoder.overlong(avail.len());
+                        self.pos = self.buf.len();
+                    }
+                    if self.fill()? == 0 {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read exactly `n` octets (a BDAT chunk), handing them to `take` as they come. Returns
+    /// false when the client closed the connection first.
+    pub fn read_exact_with(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+        while n > 0 {
+            if self.pos == self.buf.len() && self.fill()? == 0 {
+                return Ok(false);
+            }
+            let avail = &self.buf[self.pos..];
+            let k = avail.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            take(&avail[..k]);
+            self.pos += k;
+            n -= k as u64;
+        }
+        Ok(true)
+    }
+
+    /// Set the timeout of the transport under us.
+    pub fn set_timeout(&mut self, t: Duration) {
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_timeout(t),
+            Stream::Tls(s) => s.sock.set_timeout(t),
+            Stream::Gone => {}
+        }
+    }
+
+    /// Let a server shutdown end the waits for input (between transactions), or not.
+    pub fn set_interruptible(&mut self, on: bool) {
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_interruptible(on),
+            Stream::Tls(s) => s.sock.set_interruptible(on),
+            Stream::Gone => {}
+        }
+    }
+
+    /// Upgrade to TLS as the server (after our 220 to STARTTLS, or at once for implicit TLS).
+    ///
+    /// Anything the client sent before the handshake and we have not read is discarded
+    /// (CVE-2011-0411); RFC 3207 §4.2 makes the client start over with EHLO anyway.
+    pub fn start_tls(&mut self, config: Arc<ServerConfig>) -> io::Result<()> {
+        self.flush()?;
+        self.buf.clear();
+        self.pos = 0;
+        let Stream::Plain(io) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::other("TLS already active"));
+        };
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut s = StreamOwned::new(conn, io);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        self.stream = Stream::Tls(Box::new(s));
+        Ok(())
+    }
+
+    /// Close the TLS session politely (close_notify) and send what is queued.
+    pub fn close(&mut self) {
+        let _ = self.flush();
+        if let Stream::Tls(s) = &mut self.stream {
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
+        }
+    }
+}

@@ -1,0 +1,689 @@
+//! The SMTP server session (RFC 5321 §4.1, §4.3): one state machine over any [`Conn`], so the
+//! same code runs under inetd, behind `--listen`, and in tests and fuzzing on bytes in memory.
+//!
+//! The session decides what to accept; what happens to an accepted message is the caller's
+//! [`Deliver`]. A 250 to the end of data is sent only after `Deliver` reported every recipient
+//! done, and the session never answers before the data's real end (see
+//! [`super::inbound`]; BDAT chunks, RFC 3030, go through the same decoder). Everything a
+//! client controls is bounded: command lines (512 octets), text lines (1000), the message
+//! size, the recipient count, the number of bad commands and failed AUTHs, and the time each
+//! read or write may take. Any byte sequence gets an SMTP reply or a closed connection,
+//! never a panic.
+//!
+//! Several recipients and a delivery that fails for some: SMTP has one reply for the whole
+//! DATA (LMTP's per-recipient replies are not available), so the worst outcome wins. Any
+//! temporary failure answers 451, and the client retries for all recipients, which can give
+//! the ones that already got it a duplicate (a duplicate, never a loss). Otherwise any
+//! permanent failure answers 554 naming the failed recipients; the others have the message
+//! although the client's bounce will say otherwise.
+
+use super::command::{Command, MAX_COMMAND_LINE};
+use super::conn::{Conn, Line};
+use super::ehlo::Capabilities;
+use super::inbound::{Decoder, Fault, Limits};
+use super::policy::Policy;
+use super::reply::{EnhancedCode, Reply};
+use crate::exit::{Code, Error};
+use crate::input::Spool;
+use crate::passwd::Passwords;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the server behaves; shared by all sessions.
+pub struct Settings {
+    /// Our host name, in the greeting, EHLO and Received:.
+    pub hostname: String,
+    /// The MX's recipient policy.
+    pub policy: Policy,
+    /// The largest message in octets (RFC 1870 SIZE).
+    pub max_size: u64,
+    /// The most recipients per message.
+    pub max_recipients: usize,
+    /// The most `Received:` headers before a message is taken for a loop.
+    pub max_received: usize,
+    /// The time any one read or write may take.
+    pub timeout: Duration,
+    /// Turn bare CR and LF in DATA into line ends instead of refusing the message.
+    pub normalize: bool,
+    /// TLS for STARTTLS (and implicit TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Users who may AUTH; `None` offers no AUTH.
+    pub passwords: Option<Arc<Passwords>>,
+    /// Allow AUTH without TLS (tests only).
+    pub insecure_auth: bool,
+    /// Submission role: MAIL requires AUTH.
+    pub submission: bool,
+}
+
+/// One accepted recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// The address (domain normalized for local ones).
+    pub address: String,
+    /// The local user for delivery here; `None` for another domain (authenticated mail, to
+    /// be relayed through the queue).
+    pub user: Option<String>,
+}
+
+/// The envelope of one accepted message.
+#[derive(Clone, Debug, Default)]
+pub struct Envelope {
+    /// The reverse path; empty for `<>`.
+    pub from: String,
+    /// The recipients.
+    pub rcpts: Vec<Recipient>,
+    /// The authenticated user, if any (recipients of other domains are then allowed).
+    pub auth: Option<String>,
+    /// The content has 8-bit bytes.
+    pub eight_bit: bool,
+}
+
+/// What happens to accepted messages.
+pub trait Deliver: Sync {
+    /// Hand over the message (its `Received:` header first); one result per recipient, in
+    /// order. A result is `Ok` only when the message is durably handed over.
+    fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<crate::Result<()>>;
+}
+
+/// Where the client connects from.
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// The IP address, when known.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// Bad commands tolerated before we hang up (Postfix's smtpd_hard_error_limit is 20).
+const MAX_ERRORS: u32 = 20;
+/// Failed AUTH attempts tolerated per session.
+const MAX_AUTH_FAILURES: u32 = 3;
+
+fn r(code: u16, e: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, Some(EnhancedCode::new(e.0, e.1, e.2)), text)
+}
+
+struct Session<'a> {
+    conn: Conn,
+    s: &'a Settings,
+    peer: &'a Peer,
+    deliver: &'a dyn Deliver,
+    helo: Option<(String, bool)>,
+    tx: Option<Envelope>,
+    /// A BDAT transfer in progress: the content so far and its envelope.
+    bdat: Option<(Decoder<Spool>, Envelope)>,
+    auth: Option<String>,
+    errors: u32,
+    auth_failures: u32,
+}
+
+/// Serve one SMTP session on `conn` until QUIT, end of input, a timeout or too many errors.
+/// With `implicit_tls`, the TLS handshake comes first (submissions on port 465, RFC 8314).
+/// Returns the number of messages accepted.
+pub fn serve(
+    conn: Conn,
+    s: &Settings,
+    peer: &Peer,
+    deliver: &dyn Deliver,
+    implicit_tls: bool,
+) -> crate::Result<usize> {
+    let mut ses = Session {
+        conn,
+        s,
+        peer,
+        deliver,
+        helo: None,
+        tx: None,
+        bdat: None,
+        auth: None,
+        errors: 0,
+        auth_failures: 0,
+    };
+    ses.conn.set_timeout(s.timeout);
+    let result = ses.run(implicit_tls);
+    ses.conn.close();
+    result.map_err(|e| Error::io(Code::IoErr, "session", e))
+}
+
+impl Session<'_> {
+    fn send(&mut self, reply: Reply) {
+        self.conn.send(&reply.to_bytes());
+    }
+
+    fn run(&mut self, implicit_tls: bool) -> io::Result<usize> {
+        if implicit_tls {
+            let Some(tls) = self.s.tls.clone() else {
+                return Err(io::Error::other("implicit TLS without a certificate"));
+            };
+            self.conn.start_tls(tls)?;
+        }
+        // RFC 5321 §4.3.1: the greeting names us.
+        self.send(Reply::new(
+            220,
+            None,
+            format!("{} ESMTP mailpipe", self.s.hostname),
+        ));
+        let mut accepted = 0;
+        loop {
+            // Between transactions a server shutdown may end the session (see below).
+            self.conn
+                .set_interruptible(self.tx.is_none() && self.bdat.is_none());
+            let read = self.conn.read_line(MAX_COMMAND_LINE);
+            self.conn.set_interruptible(false);
+            let line = match read {
+                Ok(Line::Text(l)) => l,
+                Ok(Line::TooLong) => {
+                    self.send(r(500, (5, 5, 2), "line too long"));
+                    if self.error() {
+                        return Ok(accepted);
+                    }
+                    continue;
+                }
+                Ok(Line::Eof) => return Ok(accepted),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
+                    let _ = self.conn.flush();
+                    return Ok(accepted);
+                }
+                // RFC 5321 §3.8: a server going down answers 421 to what comes next.
+                Err(e) if e.kind() == super::conn::STOPPING => {
+                    self.send(r(
+                        421,
+                        (4, 3, 2),
+                        format!("{} shutting down", self.s.hostname),
+                    ));
+                    let _ = self.conn.flush();
+                    return Ok(accepted);
+                }
+                Err(e) => return Err(e),
+            };
+            let cmd = match Command::parse(&line) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.send(e.reply());
+                    if self.error() {
+                        return Ok(accepted);
+                    }
+                    continue;
+                }
+            };
+            match self.command(cmd)? {
+                Next::Go => {}
+                Next::Accepted => accepted += 1,
+                Next::Quit => {
+                    self.conn.flush()?;
+                    return Ok(accepted);
+                }
+            }
+        }
+    }
+
+    /// Count a bad command; true when it was one too many (then 421 is queued).
+    fn error(&mut self) -> bool {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            self.send(r(421, (4, 7, 0), "too many errors, closing"));
+            return true;
+        }
+        false
+    }
+
+    fn command(&mut self, cmd: Command) -> io::Result<Next> {
+        let s = self.s;
+        match cmd {
+            Command::Ehlo(domain) => {
+                let caps = self.capabilities();
+                self.helo = Some((domain, true));
+                self.tx = None;
+                self.bdat = None;
+                self.send(caps.to_reply("hello"));
+            }
+            Command::Helo(domain) => {
+                self.helo = Some((domain, false));
+                self.tx = None;
+                self.bdat = None;
+                self.send(Reply::new(250, None, s.hostname.clone()));
+            }
+            Command::Mail { from, params } => self.mail(from, &params),
+            Command::Rcpt { to, .. } => self.rcpt(&to),
+            Command::Data => return self.data(),
+            Command::Rset => {
+                self.tx = None;
+                self.bdat = None;
+                self.send(r(250, (2, 0, 0), "ok"));
+            }
+            Command::Noop => self.send(r(250, (2, 0, 0), "ok")),
+            Command::Help => self.send(r(214, (2, 0, 0), "see RFC 5321")),
+            // RFC 5321 §3.5.3: 252 when we will not say.
+            Command::Vrfy(_) => self.send(r(252, (2, 5, 0), "send some mail, I'll try my best")),
+            Command::Quit => {
+                self.send(r(221, (2, 0, 0), "bye"));
+                return Ok(Next::Quit);
+            }
+            Command::StartTls => return self.starttls(),
+            Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial),
+            Command::Bdat { size, last } => return self.bdat(size, last),
+        }
+        Ok(Next::Go)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let s = self.s;
+        let auth_ok = s.passwords.is_some() && (self.conn.is_tls() || s.insecure_auth);
+        Capabilities {
+            domain: s.hostname.clone(),
+            pipelining: true,
+            size: Some(s.max_size),
+            eightbitmime: true,
+            smtputf8: true,
+            starttls: s.tls.is_some() && !self.conn.is_tls(),
+            enhanced_status_codes: true,
+            chunking: true,
+            auth: if auth_ok {
+                vec!["PLAIN".into(), "LOGIN".into()]
+            } else {
+                Vec::new()
+            },
+            ..Capabilities::default()
+        }
+    }
+
+    fn mail(&mut self, from: String, params: &[super::Param]) {
+        if self.helo.is_none() {
+            return self.send(r(503, (5, 5, 1), "send EHLO or HELO first"));
+        }
+        if self.tx.is_some() || self.bdat.is_some() {
+            return self.send(r(503, (5, 5, 1), "nested MAIL command"));
+        }
+        if self.s.submission && self.auth.is_none() {
+            return self.send(r(530, (5, 7, 0), "authentication required"));
+        }
+        for p in params {
+            let v = p.value.as_deref().unwrap_or("");
+            match p.keyword.as_str() {
+                // RFC 1870 §6: refuse at once what will be too big.
+                "SIZE" => match v.parse::<u64>() {
+                    Ok(n) if n > self.s.max_size => {
+                        return self.send(r(552, (5, 3, 4), "message size exceeds fixed limit"));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.send(r(501, (5, 5, 4), "bad SIZE value")),
+                },
+                "BODY" if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
+                "SMTPUTF8" if p.value.is_none() => {}
+                // RFC 4954 §5: AUTH=<> or an identity; we rely on our own AUTH only.
+                "AUTH" => {}
+                _ => return self.send(r(555, (5, 5, 4), "unsupported parameter")),
+            }
+        }
+        self.tx = Some(Envelope {
+            from,
+            auth: self.auth.clone(),
+            ..Envelope::default()
+        });
+        self.send(r(250, (2, 1, 0), "sender ok"));
+    }
+
+    fn rcpt(&mut self, to: &str) {
+        let Some(tx) = &self.tx else {
+            return self.send(r(503, (5, 5, 1), "need MAIL first"));
+        };
+        if tx.rcpts.len() >= self.s.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
+            return self.send(r(452, (4, 5, 3), "too many recipients"));
+        }
+        let rcpt = match self.s.policy.check(to) {
+            Ok(l) => Recipient {
+                address: l.address,
+                user: Some(l.user),
+            },
+            // An authenticated client may send anywhere: other domains go to the outgoing
+            // queue. Our own domains are judged as for anyone (unknown users stay unknown).
+            Err(_) if tx.auth.is_some() && !self.s.policy.is_local_address(to) => Recipient {
+                address: to.to_string(),
+                user: None,
+            },
+            Err(reply) => return self.send(reply),
+        };
+        if let Some(tx) = &mut self.tx {
+            tx.rcpts.push(rcpt);
+        }
+        self.send(r(250, (2, 1, 5), "recipient ok"));
+    }
+
+    /// The transaction ready for content, or the reply why not.
+    fn take_tx(&mut self) -> Option<Envelope> {
+        if self.bdat.is_some() {
+            self.send(r(503, (5, 5, 1), "BDAT transfer in progress"));
+            return None;
+        }
+        match self.tx.take() {
+            None => self.send(r(503, (5, 5, 1), "need MAIL first")),
+            // RFC 5321 §3.3: the transaction stays; only this command fails.
+            Some(tx) if tx.rcpts.is_empty() => {
+                self.tx = Some(tx);
+                self.send(r(554, (5, 5, 1), "no valid recipients"));
+            }
+            Some(tx) => return Some(tx),
+        }
+        None
+    }
+
+    fn decoder(&self, tx: &Envelope, chunked: bool) -> Decoder<Spool> {
+        let mut spool = Spool::new();
+        let _ = spool.write_all(self.received(tx).as_bytes());
+        let limits = Limits {
+            max_size: self.s.max_size,
+            max_received: self.s.max_received,
+            normalize: self.s.normalize,
+        };
+        if chunked {
+            Decoder::chunked(spool, limits)
+        } else {
+            Decoder::new(spool, limits)
+        }
+    }
+
+    /// What to do when reading content failed: 421 on a timeout, end the session either way.
+    fn read_failed(&mut self, e: io::Error) -> io::Result<Next> {
+        if e.kind() == io::ErrorKind::TimedOut {
+            self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
+            return Ok(Next::Quit);
+        }
+        Err(e)
+    }
+
+    fn data(&mut self) -> io::Result<Next> {
+        let Some(tx) = self.take_tx() else {
+            return Ok(Next::Go);
+        };
+        self.send(Reply::new(354, None, "end data with <CR><LF>.<CR><LF>"));
+        let mut decoder = self.decoder(&tx, false);
+        match self.conn.read_data(&mut decoder) {
+            Ok(true) => Ok(self.finish(tx, decoder)),
+            // The client left before the end: nothing was accepted, nothing is kept.
+            Ok(false) => Ok(Next::Quit),
+            Err(e) => self.read_failed(e),
+        }
+    }
+
+    /// BDAT (RFC 3030): the chunk's octets follow the command and are always read, whatever
+    /// the reply; the last chunk's reply is the message's.
+    fn bdat(&mut self, size: u64, last: bool) -> io::Result<Next> {
+        let mut bdat = match self.bdat.take() {
+            Some(b) => Some(b),
+            None => self.take_tx().map(|tx| (self.decoder(&tx, true), tx)),
+        };
+        let complete = match &mut bdat {
+            Some((decoder, _)) => self.conn.read_exact_with(size, |c| decoder.chunk(c)),
+            None => self.conn.read_exact_with(size, |_| {}),
+        };
+        match complete {
+            Ok(true) => {}
+            Ok(false) => return Ok(Next::Quit),
+            Err(e) => return self.read_failed(e),
+        }
+        let Some((mut decoder, tx)) = bdat else {
+            return Ok(Next::Go); // refused above, octets consumed
+        };
+        if last {
+            decoder.finish();
+            return Ok(self.finish(tx, decoder));
+        }
+        if let Some(f) = decoder.fault() {
+            // RFC 3030 §2: a failed chunk fails the transaction; the client stops sending.
+            self.send(fault_reply(f));
+            return Ok(Next::Go);
+        }
+        self.send(r(250, (2, 0, 0), format!("{size} octets received")));
+        self.bdat = Some((decoder, tx));
+        Ok(Next::Go)
+    }
+
+    /// The end of a message: refuse it for what the decoder found, or deliver it.
+    fn finish(&mut self, tx: Envelope, decoder: Decoder<Spool>) -> Next {
+        if let Some(f) = decoder.fault() {
+            self.send(fault_reply(f));
+            return Next::Go;
+        }
+        let env = Envelope {
+            eight_bit: decoder.eight_bit(),
+            ..tx
+        };
+        let mut spool = decoder.into_inner();
+        let results = self.deliver.deliver(&env, &mut spool);
+        let reply = verdict(&env, &results);
+        let accepted = reply.is_positive();
+        self.send(reply);
+        if accepted { Next::Accepted } else { Next::Go }
+    }
+
+    /// The trace header, RFC 5321 §4.4, with RFC 3848's protocol names.
+    fn received(&self, tx: &Envelope) -> String {
+        let helo = self
+            .helo
+            .as_ref()
+            .map(|h| h.0.as_str())
+            .unwrap_or("unknown");
+        let helo: String = helo
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '(' && c != ')' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(128)
+            .collect();
+        let ip = match self.peer.ip {
+            Some(std::net::IpAddr::V6(ip)) => format!(" ([IPv6:{ip}])"),
+            Some(ip) => format!(" ([{ip}])"),
+            None => String::new(),
+        };
+        let esmtp = self.helo.as_ref().is_some_and(|h| h.1);
+        let with = match (esmtp, self.conn.is_tls(), tx.auth.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let tls = self
+            .conn
+            .tls_summary()
+            .map(|t| format!("\n\t(using {t})"))
+            .unwrap_or_default();
+        let mut id = [0u8; 8];
+        crate::stamp::fill_random(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        // The recipient only when there is one: more would disclose the Bcc list.
+        let rcpt = match tx.rcpts.as_slice() {
+            [one] => format!("\n\tfor <{}>", one.address),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo}{ip}\n\tby {} (mailpipe mreceive) with {with} id {id}{tls}{rcpt};\n\t{}\n",
+            self.s.hostname,
+            crate::stamp::date_now()
+        )
+    }
+
+    fn starttls(&mut self) -> io::Result<Next> {
+        let Some(tls) = self.s.tls.clone() else {
+            self.send(r(502, (5, 5, 1), "STARTTLS not offered"));
+            return Ok(Next::Go);
+        };
+        if self.conn.is_tls() {
+            self.send(r(503, (5, 5, 1), "TLS already active"));
+            return Ok(Next::Go);
+        }
+        self.send(r(220, (2, 0, 0), "ready to start TLS"));
+        // Conn::start_tls drops whatever was pipelined after STARTTLS (CVE-2011-0411).
+        if let Err(e) = self.conn.start_tls(tls) {
+            crate::run::warn(format_args!("tls handshake: {e}"));
+            return Ok(Next::Quit);
+        }
+        // RFC 3207 §4.2: forget everything learned before TLS.
+        self.helo = None;
+        self.tx = None;
+        self.bdat = None;
+        self.auth = None;
+        Ok(Next::Go)
+    }
+
+    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> io::Result<Next> {
+        let Some(passwords) = self.s.passwords.clone() else {
+            self.send(r(502, (5, 5, 1), "AUTH not offered"));
+            return Ok(Next::Go);
+        };
+        if !self.conn.is_tls() && !self.s.insecure_auth {
+            // RFC 4954 §6: 538 when the mechanism needs encryption first.
+            self.send(r(
+                538,
+                (5, 7, 11),
+                "encryption required: use STARTTLS first",
+            ));
+            return Ok(Next::Go);
+        }
+        if self.helo.is_none() || self.auth.is_some() || self.tx.is_some() || self.bdat.is_some() {
+            self.send(r(503, (5, 5, 1), "AUTH not allowed now"));
+            return Ok(Next::Go);
+        }
+        let creds = match mechanism {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(i) => Some(i),
+                    None => self.challenge("")?,
+                };
+                response.map(|resp| {
+                    super::auth::decode_plain(&resp).and_then(|c| {
+                        // An authorization identity other than the user is not supported.
+                        (c.authzid.is_empty() || c.authzid == c.user)
+                            .then_some((c.user, c.password))
+                    })
+                })
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => Some(i),
+                    None => self.challenge("VXNlcm5hbWU6")?,
+                };
+                match user {
+                    None => None,
+                    Some(u) => self.challenge("UGFzc3dvcmQ6")?.map(|p| {
+                        let text = |b64: &str| {
+                            super::auth::decode(b64).and_then(|v| String::from_utf8(v).ok())
+                        };
+                        text(&u).zip(text(&p))
+                    }),
+                }
+            }
+            _ => {
+                self.send(r(504, (5, 5, 4), "mechanism not supported"));
+                return Ok(Next::Go);
+            }
+        };
+        match creds {
+            // The client cancelled with "*" or left.
+            None => {
+                self.send(r(501, (5, 7, 0), "authentication cancelled"));
+            }
+            Some(Some((user, password))) if passwords.verify(&user, &password) => {
+                self.auth = Some(user);
+                self.send(r(235, (2, 7, 0), "authentication successful"));
+            }
+            Some(_) => {
+                self.auth_failures += 1;
+                self.send(r(535, (5, 7, 8), "authentication credentials invalid"));
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    self.send(r(421, (4, 7, 0), "too many failed authentications"));
+                    return Ok(Next::Quit);
+                }
+            }
+        }
+        Ok(Next::Go)
+    }
+
+    /// Send a 334 challenge and read the response; `None` when cancelled ("*") or gone.
+    fn challenge(&mut self, text: &str) -> io::Result<Option<String>> {
+        self.conn.send(format!("334 {text}\r\n").as_bytes());
+        // RFC 4954 §4: responses may be longer than a command line.
+        match self.conn.read_line(12288)? {
+            Line::Text(l) => {
+                let l = String::from_utf8_lossy(&l).trim_end().to_string();
+                Ok((l != "*").then_some(l))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+enum Next {
+    Go,
+    Accepted,
+    Quit,
+}
+
+/// The reply refusing a message for what was found in it.
+fn fault_reply(f: Fault) -> Reply {
+    match f {
+        Fault::BareLineEnd => r(
+            550,
+            (5, 6, 11),
+            "bare CR or LF in message; lines must end with CRLF",
+        ),
+        Fault::Nul => r(554, (5, 6, 0), "NUL byte in message"),
+        Fault::LineTooLong => r(554, (5, 6, 0), "line longer than 1000 octets"),
+        Fault::TooBig => r(552, (5, 3, 4), "message size exceeds fixed limit"),
+        Fault::Loop => r(554, (5, 4, 6), "too many Received: headers, mail loop"),
+        Fault::Sink => r(451, (4, 3, 0), "local error while receiving, try later"),
+    }
+}
+
+/// One reply for the whole DATA from the per-recipient results (the module comment says why
+/// the worst outcome wins).
+pub fn verdict(env: &Envelope, results: &[crate::Result<()>]) -> Reply {
+    let failed = |temp: bool| -> Vec<String> {
+        env.rcpts
+            .iter()
+            .zip(results)
+            .filter_map(|(rc, res)| match res {
+                Err(e) if e.code().is_temporary() == temp => Some(rc.address.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    if results.len() != env.rcpts.len() {
+        return r(451, (4, 3, 0), "local delivery error, try again later");
+    }
+    let temp = failed(true);
+    if !temp.is_empty() {
+        return r(
+            451,
+            (4, 3, 0),
+            format!(
+                "delivery failed for <{}>, try again later",
+                temp.join(">, <")
+            ),
+        );
+    }
+    let perm = failed(false);
+    if !perm.is_empty() {
+        let loops = results
+            .iter()
+            .any(|res| matches!(res, Err(e) if e.code() == Code::DataErr));
+        let e = if loops { (5, 4, 6) } else { (5, 3, 0) };
+        return r(
+            554,
+            e,
+            format!("delivery failed for <{}>", perm.join(">, <")),
+        );
+    }
+    let local = env.rcpts.iter().filter(|rc| rc.user.is_some()).count();
+    let what = match local {
+        0 => "queued",
+        n if n == env.rcpts.len() => "delivered",
+        _ => "delivered and queued",
+    };
+    r(250, (2, 0, 0), format!("ok, {what}"))
+}

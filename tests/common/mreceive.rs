@@ -1,0 +1,172 @@
+//! A running `mreceive --listen` for tests, with a test CA (rcgen), a password file for
+//! alice/secret, and a small line-oriented SMTP client. Loopback only.
+//! Included as `#[path = "common/mreceive.rs"] mod mreceive;` beside `mod common;`.
+#![allow(dead_code)]
+
+use crate::common::{free_port, tool, wait_until};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// A test CA and a server certificate for localhost, 127.0.0.1 and ::1, as PEM files.
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    // Distinct names: with rcgen's default one for both, OpenSSL takes the leaf for
+    // self-signed.
+    let dn = |cn: &str| {
+        let mut d = DistinguishedName::new();
+        d.push(DnType::CommonName, cn);
+        d
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name = dn("mailpipe test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .unwrap();
+    leaf.distinguished_name = dn("localhost");
+    let leaf = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let (ca_pem, cert, keyf) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&keyf, key.serialize_pem()).unwrap();
+    (ca_pem, cert, keyf)
+}
+
+/// A running `mreceive --listen` on 127.0.0.1, stopped (SIGTERM) on drop.
+pub struct Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = make_certs(dir.path());
+        let port = free_port();
+        let pw = dir.path().join("passwd");
+        // `secret`, hashed by mreceive's own code.
+        std::fs::write(
+            &pw,
+            format!("alice:{}\n", mailpipe::passwd::hash("secret").unwrap()),
+        )
+        .unwrap();
+        let mut c = tool(crate::bin!("mreceive"), dir.path());
+        c.args(["-l", &format!("127.0.0.1:{port}"), "-d", "local.test"])
+            .args(["--hostname", "mx.local.test", "--timeout", "10"])
+            .arg("-m")
+            .arg(dir.path().join("mail"))
+            .arg("--queue-dir")
+            .arg(dir.path().join("queue"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--passwords")
+            .arg(&pw)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = c.spawn().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "mreceive did not listen"
+        );
+        Server {
+            port,
+            dir,
+            ca,
+            child: Some(child),
+        }
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user).join("Maildir")
+    }
+
+    pub fn connect(&self) -> Client<TcpStream> {
+        Client::new(TcpStream::connect(("127.0.0.1", self.port)).unwrap())
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        crate::common::wait_output(child, Duration::from_secs(20)).status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A line-oriented SMTP client for tests.
+pub struct Client<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn new(s: S) -> Client<S> {
+        Client {
+            r: BufReader::new(s),
+        }
+    }
+    pub fn send(&mut self, text: &str) {
+        self.r.get_mut().write_all(text.as_bytes()).unwrap();
+    }
+    /// One whole reply, all its lines.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all += &line;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+    pub fn cmd(&mut self, text: &str) -> String {
+        self.send(text);
+        self.reply()
+    }
+    pub fn into_inner(self) -> S {
+        assert!(self.r.buffer().is_empty(), "unread input");
+        self.r.into_inner()
+    }
+}
+
+pub fn tls_client(ca: &Path, tcp: TcpStream) -> Client<mailpipe::tls::TlsStream> {
+    let cfg = mailpipe::tls::client_config(&mailpipe::tls::TlsOptions {
+        ca_file: Some(ca.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    Client::new(mailpipe::tls::connect(tcp, cfg, "localhost").unwrap())
+}

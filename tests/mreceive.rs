@@ -1,0 +1,545 @@
+//! mreceive in stdio mode (as inetd runs it): scripted sessions written as bytes, replies
+//! read back, Maildirs inspected. Smuggling, relay tricks, limits, loops, delivery commands.
+
+mod common;
+#[path = "common/mreceive.rs"]
+mod mreceive;
+
+use common::{code, messages, only_message, run, stderr, tool};
+use std::path::Path;
+use std::process::Output;
+
+/// The reply codes of a session's output, one per complete reply.
+fn codes(out: &Output) -> Vec<u16> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' ') || l.len() == 3)
+        .filter_map(|l| l.get(..3).and_then(|c| c.parse().ok()))
+        .collect()
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run one stdio session of an MX for local.test delivering into `base`.
+fn mx(base: &Path, extra: &[&str], input: &[u8]) -> Output {
+    let mut c = tool(bin!("mreceive"), base);
+    c.args(["-d", "local.test", "--hostname", "mx.local.test", "-m"])
+        .arg(base.join("mail"))
+        .args(extra);
+    run(&mut c, input)
+}
+
+fn mailbox(base: &Path, user: &str) -> std::path::PathBuf {
+    base.join("mail").join(user).join("Maildir")
+}
+
+const HEAD: &str =
+    "EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@local.test>\r\nDATA\r\n";
+
+#[test]
+fn delivers_pipelined_mail_with_trace_headers() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO client.test\r\nMAIL FROM:<a@remote.test> SIZE=40 BODY=8BITMIME\r\n\
+                 RCPT TO:<Bob@LOCAL.test>\r\nRCPT TO:<carol+lists@local.test>\r\nDATA\r\n\
+                 Subject: hi\r\n\r\n..leading dot\r\nline two\r\n.\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("250-PIPELINING\r\n"));
+    assert!(text(&out).contains("250-SIZE 26214400\r\n"));
+    let bob = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(bob.starts_with("Return-Path: <a@remote.test>\nDelivered-To: Bob@local.test\nReceived: from client.test\n\tby mx.local.test (mailpipe mreceive) with ESMTP id "), "{bob}");
+    assert!(
+        bob.ends_with("Subject: hi\n\n.leading dot\nline two\n"),
+        "{bob}"
+    );
+    // Two recipients: the Received: header names neither.
+    assert!(!bob.contains("\tfor <"), "{bob}");
+    let carol = String::from_utf8(only_message(&mailbox(d.path(), "carol"))).unwrap();
+    assert!(carol.contains("Delivered-To: carol+lists@local.test\n"));
+}
+
+#[test]
+fn one_recipient_is_named_in_received() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mx(d.path(), &[], format!("{HEAD}x\r\n.\r\n").as_bytes());
+    assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250]);
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(m.contains("\n\tfor <bob@local.test>;\n"), "{m}");
+}
+
+/// Every SMTP smuggling variant: the smuggled transaction is content of a refused message,
+/// never commands; only the real CRLF.CRLF ends the data.
+#[test]
+fn smuggling_variants_are_refused_never_executed() {
+    let evil: &[&[u8]] = &[
+        b"\n.\n",
+        b"\n.\r\n",
+        b"\r.\r",
+        b"\r.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+        b"\r\n\0.\r\n",
+        b"\r\n.\0\r\n",
+        b"\r\n.\0\n",
+    ];
+    for e in evil {
+        let d = tempfile::tempdir().unwrap();
+        let mut input = format!("{HEAD}Subject: legit\r\n\r\nhello").into_bytes();
+        input.extend_from_slice(e);
+        input.extend_from_slice(
+            b"MAIL FROM:<ceo@local.test>\r\nRCPT TO:<alice@local.test>\r\nDATA\r\n\
+              Subject: smuggled\r\n\r\nevil\r\n.\r\nNOOP\r\n",
+        );
+        let out = mx(d.path(), &[], &input);
+        let c = codes(&out);
+        // 220 EHLO MAIL RCPT 354, then one refusal for the whole thing, then the NOOP.
+        assert_eq!(c.len(), 7, "{e:?}: {}", text(&out));
+        assert!(c[5] == 550 || c[5] == 554, "{e:?}: {}", text(&out));
+        assert_eq!(c[6], 250, "{e:?}");
+        assert!(
+            messages(&mailbox(d.path(), "bob")).is_empty()
+                && messages(&mailbox(d.path(), "alice")).is_empty(),
+            "{e:?}: something was delivered"
+        );
+    }
+}
+
+#[test]
+fn normalizing_keeps_smuggled_text_inside_one_message() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!(
+        "{HEAD}Subject: x\r\n\r\nhello\n.\nMAIL FROM:<ceo@local.test>\r\nRCPT TO:<alice@local.test>\r\n\
+         DATA\r\nevil\r\n.\r\nQUIT\r\n"
+    );
+    let out = mx(d.path(), &["--normalize-line-ends"], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(m.contains("hello\n.\nMAIL FROM:<ceo@local.test>\n"), "{m}");
+    assert!(messages(&mailbox(d.path(), "alice")).is_empty());
+}
+
+#[test]
+fn relay_tricks_get_550_5_7_1_or_553() {
+    let tricks = [
+        "alice@remote.test",
+        "alice%remote.test@local.test",
+        "\"alice@remote.test\"@local.test",
+        "@local.test:alice@remote.test",
+        "alice@remote.test@local.test",
+        "remote.test!alice@local.test",
+        "alice@local.test.remote.test",
+        "alice@local.test.",
+        "alice@LOCAL.TEST..",
+        "alice@[127.0.0.1]",
+        "alice@local.test\"",
+        "\"alice\"@local.test",
+    ];
+    for t in tricks {
+        let d = tempfile::tempdir().unwrap();
+        let input = format!("EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<{t}>\r\nQUIT\r\n");
+        let out = mx(d.path(), &[], input.as_bytes());
+        let c = codes(&out);
+        assert!(
+            c[3] == 550 || c[3] == 553 || c[3] == 501,
+            "{t}: {}",
+            text(&out)
+        );
+        if c[3] == 550 {
+            assert!(text(&out).contains("550 5.7.1"), "{t}: {}", text(&out));
+        }
+    }
+    // Case games and source routes to a local final address are fine.
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<@remote.test:ALICE@Local.Test>\r\n\
+                 RCPT TO:<Postmaster>\r\nDATA\r\nx\r\n.\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 354, 250],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(messages(&mailbox(d.path(), "alice")).len(), 1);
+    assert_eq!(messages(&mailbox(d.path(), "postmaster")).len(), 1);
+}
+
+#[test]
+fn known_users_only() {
+    let d = tempfile::tempdir().unwrap();
+    let users = d.path().join("users");
+    std::fs::write(&users, "# local users\nbob\nAlice\n").unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n\
+                 RCPT TO:<alice+x@local.test>\r\nRCPT TO:<mallory@local.test>\r\n\
+                 RCPT TO:<postmaster@local.test>\r\nQUIT\r\n";
+    let out = mx(
+        d.path(),
+        &["--users", users.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert_eq!(codes(&out), [220, 250, 250, 250, 250, 550, 250, 221]);
+    assert!(text(&out).contains("550 5.1.1"));
+    // A directory as the user list: its entries (here the Maildir base itself).
+    std::fs::create_dir_all(mailbox(d.path(), "bob")).unwrap();
+    let base = d.path().join("mail");
+    let out = mx(
+        d.path(),
+        &["--users", base.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert_eq!(codes(&out), [220, 250, 250, 250, 550, 550, 250, 221]);
+}
+
+#[test]
+fn command_and_text_line_limits() {
+    let d = tempfile::tempdir().unwrap();
+    // 512 octets with CRLF pass; 513 do not (RFC 5321 §4.5.3.1.4).
+    let ok = format!("NOOP {}\r\n", "x".repeat(512 - 7));
+    let long = format!("NOOP {}\r\n", "x".repeat(513 - 7));
+    let out = mx(d.path(), &[], format!("{ok}{long}NOOP\r\n").as_bytes());
+    assert_eq!(codes(&out), [220, 250, 500, 250]);
+    assert!(text(&out).contains("500 5.5.2 line too long"));
+    // A 1001-octet text line refuses the message at its end; 1000 is fine.
+    for (n, want) in [(1000, 250), (1001, 554), (100_000, 554)] {
+        let d = tempfile::tempdir().unwrap();
+        let input = format!("{HEAD}{}\r\n.\r\nNOOP\r\n", "y".repeat(n - 2));
+        let out = mx(d.path(), &[], input.as_bytes());
+        assert_eq!(codes(&out), [220, 250, 250, 250, 354, want, 250], "{n}");
+    }
+}
+
+#[test]
+fn size_limits_at_mail_and_at_the_end() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test> SIZE=2000\r\nMAIL FROM:<a@r.test> SIZE=10\r\n\
+                 RCPT TO:<bob@local.test>\r\nDATA\r\n";
+    let body = "z".repeat(500) + "\r\n";
+    let input = format!("{input}{}.\r\nQUIT\r\n", body.repeat(4));
+    let out = mx(d.path(), &["--max-size", "1k"], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 552, 250, 250, 354, 552, 221],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("552 5.3.4"));
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+}
+
+#[test]
+fn recipient_limit_is_452() {
+    let d = tempfile::tempdir().unwrap();
+    let mut input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n".to_string();
+    for u in ["a", "b", "c", "d"] {
+        input += &format!("RCPT TO:<{u}@local.test>\r\n");
+    }
+    input += "DATA\r\nx\r\n.\r\n";
+    let out = mx(d.path(), &["--max-recipients", "3"], input.as_bytes());
+    assert_eq!(codes(&out), [220, 250, 250, 250, 250, 250, 452, 354, 250]);
+    assert!(text(&out).contains("452 4.5.3"));
+    assert!(messages(&mailbox(d.path(), "d")).is_empty());
+    assert_eq!(messages(&mailbox(d.path(), "c")).len(), 1);
+}
+
+#[test]
+fn more_than_100_received_headers_is_a_loop() {
+    for (n, want) in [(100, 250), (101, 554)] {
+        let d = tempfile::tempdir().unwrap();
+        let hops = "Received: from a by b; Sun, 29 Nov 2026 10:00:00 +0000\r\n".repeat(n);
+        let input = format!("{HEAD}{hops}Subject: x\r\n\r\nbody\r\n.\r\n");
+        let out = mx(d.path(), &[], input.as_bytes());
+        assert_eq!(codes(&out).last(), Some(&want), "{n}: {}", text(&out));
+        if want == 554 {
+            assert!(text(&out).contains("554 5.4.6"));
+        }
+    }
+}
+
+#[test]
+fn protocol_order_and_unknown_commands() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "MAIL FROM:<a@r.test>\r\nHELO c.test\r\nRCPT TO:<bob@local.test>\r\nDATA\r\n\
+                 MAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\nRSET\r\nXYZZY\r\nVRFY bob\r\n\
+                 AUTH PLAIN AGEAYg==\r\nSTARTTLS\r\nBDAT 10 LAST\r\n0123456789NOOP\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [
+            220, 503, 250, 503, 503, 250, 503, 554, 250, 500, 252, 502, 502, 503, 250
+        ],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn too_many_errors_hang_up() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mx(d.path(), &[], "JUNK\r\n".repeat(50).as_bytes());
+    let c = codes(&out);
+    assert_eq!(c.len(), 22, "{}", text(&out));
+    assert_eq!(c.last(), Some(&421));
+}
+
+#[test]
+fn an_idle_client_times_out_with_421() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--timeout", "1", "-m"])
+        .arg(d.path().join("mail"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stdin = child.stdin.take().unwrap(); // held open, never written
+    let start = std::time::Instant::now();
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(codes(&out), [220, 421], "{}", text(&out));
+    assert!(text(&out).contains("421 4.4.2"));
+    // A client that stalls in the middle of DATA: 421, and nothing is delivered.
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--timeout", "1", "-m"])
+        .arg(d.path().join("mail"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{HEAD}Subject: half\r\n").as_bytes()).unwrap();
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 421],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+}
+
+/// A delivery command per recipient: SENDER and RECIPIENT set, exit 75 is 451 for the
+/// whole message (the recipients that got it may get it again), other failures 554.
+#[test]
+fn delivery_command_outcomes() {
+    let d = tempfile::tempdir().unwrap();
+    let out_dir = d.path().join("got");
+    std::fs::create_dir(&out_dir).unwrap();
+    let script = d.path().join("deliver.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$RECIPIENT\" in temp*) exit 75;; perm*) exit 1;; esac\n\
+             {{ echo \"S=$SENDER R=$RECIPIENT U=$USER M=$MAILDIR\"; cat; }} > {}/\"$RECIPIENT\"\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = script.to_str().unwrap();
+    let session = |rcpts: &[&str]| {
+        let mut input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n".to_string();
+        for r in rcpts {
+            input += &format!("RCPT TO:<{r}@local.test>\r\n");
+        }
+        input += "DATA\r\nSubject: s\r\n\r\nbody\r\n.\r\n";
+        let out = mx(d.path(), &["-c", cmd], input.as_bytes());
+        (*codes(&out).last().unwrap(), text(&out))
+    };
+    assert_eq!(session(&["ok1", "ok2"]).0, 250);
+    let got = std::fs::read_to_string(out_dir.join("ok1@local.test")).unwrap();
+    assert!(
+        got.starts_with(&format!(
+            "S=a@r.test R=ok1@local.test U=ok1 M={}/mail/ok1/Maildir\nReceived: from c\n",
+            d.path().display()
+        )),
+        "{got}"
+    );
+    assert!(got.ends_with("Subject: s\n\nbody\n"), "{got}");
+    let (c, t) = session(&["ok3", "temp1", "perm1"]);
+    assert_eq!(c, 451, "{t}");
+    assert!(
+        t.contains("451 4.3.0") && t.contains("temp1@local.test"),
+        "{t}"
+    );
+    assert!(
+        out_dir.join("ok3@local.test").exists(),
+        "delivered before the failure"
+    );
+    let (c, t) = session(&["ok4", "perm2"]);
+    assert_eq!(c, 554, "{t}");
+    assert!(t.contains("perm2@local.test") && !t.contains("ok4@"), "{t}");
+}
+
+/// The default chain: mreceive -> mdeliver (by path) -> Maildir, MAILDIR from --maildir-base.
+#[test]
+fn through_mdeliver() {
+    let d = tempfile::tempdir().unwrap();
+    let md = bin!("mdeliver");
+    let input = format!("{HEAD}Subject: via mdeliver\r\n\r\nhi\r\n.\r\n");
+    let out = mx(d.path(), &["-c", md.to_str().unwrap()], input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&250), "{}", text(&out));
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(
+        m.starts_with("Return-Path: <a@remote.test>\nDelivered-To: bob@local.test\nReceived: "),
+        "{m}"
+    );
+    // mdeliver's loop check through mreceive: 65 is permanent.
+    let input = format!("{HEAD}Delivered-To: bob@local.test\r\n\r\nhi\r\n.\r\n");
+    let out = mx(d.path(), &["-c", md.to_str().unwrap()], input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&554), "{}", text(&out));
+}
+
+#[test]
+fn built_in_delivery_refuses_loops_and_reports_disk_trouble_as_451() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!("{HEAD}Delivered-To: bob@local.test\r\n\r\nhi\r\n.\r\n");
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&554), "{}", text(&out));
+    // A Maildir base that is a file: nothing can be stored, the client must retry.
+    std::fs::write(d.path().join("mail"), "not a dir").unwrap();
+    let out = mx(d.path(), &[], format!("{HEAD}x\r\n.\r\n").as_bytes());
+    assert_eq!(codes(&out).last(), Some(&451), "{}", text(&out));
+}
+
+#[test]
+fn usage_errors_and_hash_password() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(&mut tool(bin!("mreceive"), d.path()), b"");
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("mreceive: no --domain: "));
+    let out = run(
+        tool(bin!("mreceive"), d.path()).args(["-d", "x.test", "--passwords", "/dev/null"]),
+        b"",
+    );
+    assert_eq!(code(&out), 64);
+    let out = run(
+        tool(bin!("mreceive"), d.path()).arg("--hash-password"),
+        b"secret\n",
+    );
+    assert_eq!(code(&out), 0);
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$6$") && hash.ends_with('\n'));
+    assert!(mailpipe::passwd::check("secret", hash.trim()));
+}
+
+/// As inetd runs it: the connection is stdin, stdout and stderr. The client's address comes
+/// from the socket (getpeername), and a warning (here: a failed TLS handshake) must not be
+/// written into the SMTP dialogue.
+#[test]
+fn inetd_style_socket_on_all_three_descriptors() {
+    use std::io::{Read, Write};
+    let d = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = mreceive::make_certs(d.path());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (sock, _) = l.accept().unwrap();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--timeout", "5", "-m"])
+        .arg(d.path().join("mail"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(std::os::fd::OwnedFd::from(sock.try_clone().unwrap()))
+        .stdout(std::os::fd::OwnedFd::from(sock.try_clone().unwrap()))
+        .stderr(std::os::fd::OwnedFd::from(sock));
+    let child = c.spawn().unwrap();
+    drop(c); // it holds our copies of the server side of the socket
+    client
+        .write_all(format!("{HEAD}x\r\n.\r\nSTARTTLS\r\n").as_bytes())
+        .unwrap();
+    // Wait for the 220 to STARTTLS, then send something that is not TLS.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("220 2.0.0") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    client
+        .write_all(b"this is not a TLS client hello\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("mreceive:"),
+        "a diagnostic went to the client: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(code(&out), 0);
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(m.contains("Received: from c.test ([127.0.0.1])"), "{m}");
+}
+
+fn bdat(chunk: &str, last: bool) -> String {
+    let last = if last { " LAST" } else { "" };
+    format!("BDAT {}{last}\r\n{chunk}", chunk.len())
+}
+
+/// CHUNKING (RFC 3030): counted chunks, pipelined, no dot-stuffing and no end line, lines
+/// joined across chunks, the same line rules as DATA.
+#[test]
+fn bdat_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}{}{}QUIT\r\n",
+        bdat("Subject: chunked\r", false),
+        bdat("\n\r\n.\r\n.not stuffed\r\nMAIL FROM:<x@y>\r\n", false),
+        bdat("no line end", true),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert!(text(&out).contains(" CHUNKING\r\n"));
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 250, 250, 221],
+        "{}",
+        text(&out)
+    );
+    let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(
+        m.ends_with("Subject: chunked\n\n.\n.not stuffed\nMAIL FROM:<x@y>\nno line end\n"),
+        "{m}"
+    );
+    // A bare LF refuses the message at LAST; the octets never become commands.
+    let d = tempfile::tempdir().unwrap();
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}NOOP\r\n",
+        bdat("x\n.\nRSET\r\n", true),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 550, 250],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+    // Too big: the first chunk fails the transaction; later chunks are read and refused.
+    let big = "y".repeat(998) + "\r\n";
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<bob@local.test>\r\n{}{}DATA\r\nNOOP\r\n",
+        bdat(&big.repeat(2), false),
+        bdat(&big, true),
+    );
+    let out = mx(d.path(), &["--max-size", "1k"], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 552, 503, 503, 250],
+        "{}",
+        text(&out)
+    );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+}
