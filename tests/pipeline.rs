@@ -1,0 +1,80 @@
+//! The five-step chain as users run it, through the real binaries only:
+//! `mcompose | msubmit -t` → `mreceive` → `mdeliver` → Maildir, and the bytes that arrive
+//! are what was composed (headers decoded, attachment byte for byte, Bcc gone).
+
+mod common;
+#[path = "common/mreceive.rs"]
+mod mreceive;
+
+use common::{code, messages, stderr, tool};
+use mailparse::MailHeaderMap;
+use mreceive::Server;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[test]
+fn compose_submit_receive_deliver() {
+    let md = bin!("mdeliver");
+    let s = Server::start(&["-c", md.to_str().unwrap()]);
+    let home = s.dir.path();
+    let attachment: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let att_path = home.join("data.bin");
+    std::fs::write(&att_path, &attachment).unwrap();
+
+    // mcompose | msubmit -t, as a shell pipeline would run them.
+    let mut compose: Command = tool(bin!("mcompose"), home);
+    compose
+        .args(["-f", "Jürgen <j@other.test>", "-t", "Bob <bob@local.test>"])
+        .args(["-b", "carol@local.test", "-s", "Grüße, end to end"])
+        .arg("-a")
+        .arg(&att_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut composer = compose.spawn().unwrap();
+    composer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello Bob,\n.\nthe line above is a lone dot.\n")
+        .unwrap();
+    let mut submit: Command = tool(bin!("msubmit"), home);
+    submit
+        .args(["--host", "127.0.0.1", "--port", &s.port.to_string()])
+        .args(["--tls", "none", "-t", "-i"])
+        .stdin(composer.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = common::wait_output(submit.spawn().unwrap(), std::time::Duration::from_secs(60));
+    let composed = composer.wait().unwrap();
+    assert!(composed.success(), "mcompose failed");
+    assert_eq!(code(&out), 0, "msubmit: {}", stderr(&out));
+
+    for user in ["bob", "carol"] {
+        let got = messages(&s.maildir(user));
+        assert_eq!(got.len(), 1, "{user}: {got:?}");
+        let raw = std::fs::read(&got[0]).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with(&format!(
+                "Return-Path: <j@other.test>\nDelivered-To: {user}@local.test\nReceived: from "
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("\r\n"), "Maildir files keep LF line ends");
+        let mail = mailparse::parse_mail(&raw).unwrap();
+        assert_eq!(
+            mail.headers.get_all_values("Bcc").len(),
+            0,
+            "Bcc reached {user}"
+        );
+        assert_eq!(
+            mail.headers.get_first_value("Subject").as_deref(),
+            Some("Grüße, end to end")
+        );
+        let parts = &mail.subparts;
+        assert_eq!(parts.len(), 2, "text and attachment");
+        let body = parts[0].get_body().unwrap();
+        assert!(body.contains("Hello Bob,\n.\nthe line above"), "{body:?}");
+        assert_eq!(parts[1].get_body_raw().unwrap(), attachment);
+    }
+}
