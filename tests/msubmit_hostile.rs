@@ -215,3 +215,27 @@ fn t_takes_bare_local_names_as_system_mail_writes_them() {
     assert!(log.contains("RCPT TO:<\"john doe\"@x.test>"), "{log}");
     assert_eq!(fake.accepted.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn a_repeated_sendmail_option_is_accepted_as_sendmail_does() {
+    // Callers add their own -i or -t to a configured "sendmail -oi" or "sendmail -t": clap
+    // refused the repetition with exit 64 and nothing was sent.
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    for args in [
+        &["-i", "-oi", "b@b.test"][..],
+        &["-t", "-i", "-t"],
+        &["-f", "x@x.test", "-f", "a@a.test", "b@b.test"],
+    ] {
+        let mut c = tool(bin!("msubmit"), t.path());
+        c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+        c.args(["--tls", "none", "--timeout", "5"]).args(args);
+        let out = run(&mut c, b"To: b@b.test\nSubject: x\n\nx\n");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(fake.accepted.lock().unwrap().len(), 3);
+    assert!(
+        fake.log_text().contains("MAIL FROM:<a@a.test>"),
+        "the last -f wins"
+    );
+}

@@ -39,6 +39,9 @@ use std::sync::Arc;
     name = "msubmit",
     version,
     disable_version_flag = true,
+    // sendmail takes an option twice (`-i -oi`, as callers add theirs to a configured
+    // command line); clap would refuse it, so a repeated option overrides itself.
+    args_override_self = true,
     about = "submit a message to a mail server over SMTP (sendmail interface)"
 )]
 pub struct Args {
