@@ -279,13 +279,15 @@ pub fn run(args: Args) -> Result<()> {
 /// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
 /// Permanent (65), so the MTA bounces it instead of trying forever.
 ///
-/// One exception: Postfix's local(8) (for `mailbox_command`, by default) and pipe(8) with
-/// `flags=R…D` prepend their own `Return-Path:`, `X-Original-To:` and `Delivered-To:` for this
-/// very delivery before running us, after doing their own loop check. That stamp, a leading
-/// run of those fields that starts with Return-Path:, may name the recipient once; any
-/// other Delivered-To: for it is a loop. (Our own prepended pair looks the same, so a
-/// message piped straight back into mdeliver is stored once more and refused the next time
-/// round: the loop still ends.)
+/// One exception: the agent that runs us may have stamped this very delivery on top of the
+/// message before, after doing its own loop check: Postfix's local(8) (`mailbox_command`,
+/// by default) and pipe(8) `flags=RD` write `Return-Path:`, `X-Original-To:`,
+/// `Delivered-To:`; OpenSMTPD's mda `Return-Path:` and `Delivered-To:` (only the latter for
+/// a null sender); getmail `Delivered-To:` above its `Received:`. In that leading run of
+/// those three fields the recipient may appear once; any other Delivered-To: for it is a
+/// loop. (Our own prepended pair looks the same, so a message piped straight back into
+/// mdeliver is stored once more and refused the next time round: the loop still ends. One
+/// that went round through an MTA has its Received: above our stamp.)
 fn refuse_loop(block: &[u8], rcpt: &str) -> Result<()> {
     let fields = header::fields(block);
     let ours = |f: &header::Field| {
@@ -296,10 +298,7 @@ fn refuse_loop(block: &[u8], rcpt: &str) -> Result<()> {
         .iter()
         .take_while(|f| f.is("Return-Path") || f.is("X-Original-To") || f.is("Delivered-To"))
         .collect::<Vec<_>>();
-    let allowed = match stamp.first() {
-        Some(f) if f.is("Return-Path") && stamp.iter().any(|f| ours(f)) => 1,
-        _ => 0,
-    };
+    let allowed = usize::from(stamp.iter().any(|f| ours(f)));
     if fields.iter().filter(|f| ours(f)).count() > allowed {
         return Err(Error::new(
             Code::DataErr,
@@ -355,11 +354,11 @@ line is dropped, CRLF line ends become LF (the Maildir convention), and every ot
 A message that already carries a
 .B Delivered-To:
 header for the same recipient is refused as a mail loop, as qmail-local does; except the one
-that Postfix's local(8) (for
-.BR mailbox_command )
-or pipe(8) with
-.B flags=RD
-prepends for this very delivery, in the run of
+that the agent running mdeliver prepends for this very delivery (Postfix's local(8) for
+.BR mailbox_command ,
+pipe(8) with
+.BR flags=RD ,
+OpenSMTPD, getmail), in the run of
 .BR Return\-Path: ,
 .B X\-Original\-To:
 and
