@@ -239,3 +239,27 @@ fn a_repeated_sendmail_option_is_accepted_as_sendmail_does() {
         "the last -f wins"
     );
 }
+
+#[test]
+fn a_bare_login_name_as_sender_is_completed_with_the_host_name() {
+    // `sendmail -f www-data` (PHP's sendmail_path, scripts) exited 64 "no domain".
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args([
+        "--tls",
+        "none",
+        "--timeout",
+        "5",
+        "-f",
+        "www-data",
+        "b@b.test",
+    ]);
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(log.contains("MAIL FROM:<www-data@"), "{log}");
+    let got = fake.accepted.lock().unwrap()[0].clone();
+    assert!(header_value(&got, "From").is_some_and(|f| f.starts_with("www-data@")));
+}

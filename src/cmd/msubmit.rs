@@ -253,7 +253,9 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
             None => local_address(),
         },
     };
-    let sender = settings::envelope_address("sender", &sender, None)?;
+    // A bare login name (`-f root`, `-f www-data`) is completed with this host's name, as
+    // sendmail and Postfix ($myorigin) do, not refused.
+    let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
     // The null sender `<>` still needs a From: address.
     // Checked like any sender: $LOGNAME with a line break would otherwise write header
