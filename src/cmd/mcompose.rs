@@ -604,7 +604,10 @@ which reads the original from it, the new text must come from
 Each
 .B \-a
 adds a part in base64, read as it is written, so memory use stays flat for files of any
-size. The media type comes from the file name and its first bytes (a PDF named
+size; a pipe
+.RB ( "\-a <(gzip \-c log)" )
+is copied to an unlinked temporary file first, so that it too is read before anything is
+written. The media type comes from the file name and its first bytes (a PDF named
 .I report
 is application/pdf; a .txt file that holds binary is not text), or is given after a colon:
 .BR "\-a scan.raw:image/x\-raw" .
