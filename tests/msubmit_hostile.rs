@@ -153,6 +153,9 @@ fn exit_statuses_for_local_input_trouble_are_the_documented_ones() {
         status.contains("Bcc: field that cannot be parsed"),
         "{status}"
     );
+    // An element that parses but is no address is the message's fault too, not usage.
+    let out = run(&mut c, b"To: Some Name without address\nSubject: x\n\nx\n");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
     // Standard input that cannot be read: a directory.
     let mut c = tool(bin!("msubmit"), t.path());
     c.args(["--host", "127.0.0.1", "--tls", "none", "b@b.test"]);

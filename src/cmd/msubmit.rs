@@ -281,8 +281,12 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
     } else {
         Vec::new()
     };
-    for r in given.map(str::to_string).chain(from_header) {
-        let r = settings::envelope_address("recipient", &r, domain.as_deref())?;
+    // A bad argument is the caller's usage (64); a bad address in the header is the
+    // message's data (65), as sendmail -t reports it.
+    let given = given.map(|r| (r.to_string(), Code::Usage));
+    for (r, code) in given.chain(from_header.into_iter().map(|r| (r, Code::DataErr))) {
+        let r = settings::envelope_address("recipient", &r, domain.as_deref())
+            .map_err(|e| e.with_code(code))?;
         if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
             rcpts.push(r);
         }
