@@ -298,8 +298,22 @@ pub fn attachment(spec: &str, inline: bool) -> Result<Content> {
         .unwrap_or_else(|| "attachment".into());
     let what = path.display().to_string();
     let mut file = std::fs::File::open(&path).map_err(|e| Error::io(Code::NoInput, &what, e))?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(Code::IoErr, &what, e))?;
+    if meta.is_dir() {
         return Err(Error::new(Code::NoInput, what, "is a directory"));
+    }
+    if !meta.is_file() {
+        // A pipe (`-a <(gzip -c log)`, /dev/stdin) cannot be read twice (the type sniffing,
+        // then the encoding) and cannot be read later either without breaking "every input
+        // is read before the first byte is written": copy it now to an unlinked temporary
+        // file, flat memory, and attach that.
+        let mut copy = tempfile::tempfile().map_err(|e| Error::io(Code::IoErr, &what, e))?;
+        std::io::copy(&mut file, &mut copy)
+            .and_then(|_| std::io::Seek::rewind(&mut copy))
+            .map_err(|e| Error::io(Code::IoErr, &what, e))?;
+        file = copy;
     }
     if forced.as_deref() == Some("message/rfc822") {
         let (data, scan) = mime::spool_text(&mut file, &what)?;

@@ -14,13 +14,15 @@ use std::path::Path;
 /// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
 /// Permanent (65), so the MTA bounces it instead of trying forever.
 ///
-/// One exception: Postfix's local(8) (for `mailbox_command`, by default) and pipe(8) with
-/// `flags=R…D` prepend their own `Return-Path:`, `X-Original-To:` and `Delivered-To:` for this
-/// very delivery before running us, after doing their own loop check. That stamp, a leading
-/// run of those fields that starts with Return-Path:, may name the recipient once; any
-/// other Delivered-To: for it is a loop. (Our own prepended pair looks the same, so a
-/// message piped straight back into mdeliver is stored once more and refused the next time
-/// round: the loop still ends.)
+/// One exception: the agent that runs us may have stamped this very delivery on top of the
+/// message before, after doing its own loop check: Postfix's local(8) (`mailbox_command`,
+/// by default) and pipe(8) `flags=RD` write `Return-Path:`, `X-Original-To:`,
+/// `Delivered-To:`; OpenSMTPD's mda `Return-Path:` and `Delivered-To:` (only the latter for
+/// a null sender); getmail `Delivered-To:` above its `Received:`. In that leading run of
+/// those three fields the recipient may appear once; any other Delivered-To: for it is a
+/// loop. (Our own prepended pair looks the same, so a message piped straight back into
+/// mdeliver is stored once more and refused the next time round: the loop still ends. One
+/// that went round through an MTA has its Received: above our stamp.)
 pub fn check_loop(block: &[u8], rcpt: &str) -> Result<()> {
     let fields = header::fields(block);
     let ours = |f: &header::Field| {
@@ -31,10 +33,7 @@ pub fn check_loop(block: &[u8], rcpt: &str) -> Result<()> {
         .iter()
         .take_while(|f| f.is("Return-Path") || f.is("X-Original-To") || f.is("Delivered-To"))
         .collect::<Vec<_>>();
-    let allowed = match stamp.first() {
-        Some(f) if f.is("Return-Path") && stamp.iter().any(|f| ours(f)) => 1,
-        _ => 0,
-    };
+    let allowed = usize::from(stamp.iter().any(|f| ours(f)));
     if fields.iter().filter(|f| ours(f)).count() > allowed {
         return Err(Error::new(
             Code::DataErr,
@@ -85,8 +84,15 @@ mod tests {
             trace(Some(""), Some("b@x")),
             b"Return-Path: <>\nDelivered-To: b@x\n"
         );
-        assert!(check_loop(b"Delivered-To: B@x\n", "b@x").is_err());
-        assert!(check_loop(b"Delivered-To: c@x\n", "b@x").is_ok());
+        // Went round through an MTA: its Received: stands above our earlier stamp.
+        assert!(check_loop(b"Received: by mx\nDelivered-To: B@x\n", "b@x").is_err());
+        assert!(check_loop(b"Received: by mx\nDelivered-To: c@x\n", "b@x").is_ok());
+        // The stamp of the agent running us, for this very delivery, is not a loop; a second
+        // one for the same recipient is.
+        let stamp = b"Return-Path: <a@y>\nDelivered-To: b@x\nSubject: s\n";
+        assert!(check_loop(stamp, "b@x").is_ok());
+        let twice = b"Delivered-To: b@x\nReceived: by mx\nDelivered-To: b@x\n";
+        assert!(check_loop(twice, "b@x").is_err());
         let dir = tempfile::tempdir().unwrap();
         let mut msg = Spool::new();
         msg.write_all(b"Subject: s\n\nhi\n").unwrap();

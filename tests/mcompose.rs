@@ -580,6 +580,54 @@ fn output_file_is_created_exclusively() {
 }
 
 #[test]
+fn an_attachment_from_a_pipe_is_read_before_anything_is_written() {
+    // `-a <(cmd)`: the type sniffing read the pipe, the encoder then tried to rewind it,
+    // and mcompose failed with "illegal seek" (74) after writing half the message.
+    let t = T::new();
+    let fifo = t.path("piped.txt");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "hello fifo\n").unwrap())
+    };
+    let msg = t.ok(&["-t", "a@example.org", "-a", fifo.to_str().unwrap()], b"");
+    writer.join().unwrap();
+    let text = String::from_utf8_lossy(&msg);
+    assert!(text.contains("filename=\"piped.txt\""), "{text}");
+    assert!(text.contains("\naGVsbG8gZmlmbwo=\n"), "{text}");
+}
+
+#[test]
+fn a_run_killed_while_writing_leaves_no_partial_output_file() {
+    // -o FILE was written in place: killed half way (Ctrl-C, the OOM killer), it left half
+    // a message under the very name a later `msubmit < FILE` sends.
+    let t = T::new();
+    let big = t.path("big.bin");
+    // 1 GiB of holes: instant to make, seconds to encode.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let out_path = t.path("msg.eml");
+    let mut child = t
+        .cmd()
+        .args(["-t", "a@example.org", "-o", out_path.to_str().unwrap()])
+        .args(["-a", big.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !out_path.exists(),
+        "a partial message is left in {out_path:?}"
+    );
+}
+
+#[test]
 fn sender_and_message_id_domain_from_flags_config_or_environment() {
     let t = T::new();
     let id = |msg: &[u8]| mp_header(msg, "Message-ID").unwrap();

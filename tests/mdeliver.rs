@@ -68,7 +68,8 @@ fn a_loop_is_refused_permanently_and_nothing_is_stored() {
     let md = t.path().join("M");
     let out = run(
         mdeliver(t.path()).arg(&md).args(["-a", "Bob@Y.test"]),
-        b"Delivered-To: other@y.test\nDelivered-To: <bob@y.test>\nSubject: x\n\nx\n",
+        b"Received: by y.test\nDelivered-To: other@y.test\nDelivered-To: <bob@y.test>\n\
+          Subject: x\n\nx\n",
     );
     assert_eq!(code(&out), 65);
     assert!(
@@ -86,7 +87,7 @@ fn a_loop_is_refused_permanently_and_nothing_is_stored() {
 }
 
 #[test]
-fn postfix_mailbox_command_stamp_is_not_a_loop() {
+fn a_delivery_agents_own_stamp_is_not_a_loop() {
     // Postfix's local(8) runs mailbox_command with a From_ line and its own Return-Path:,
     // X-Original-To: and Delivered-To: prepended (prepend_delivered_header = command), and
     // $RECIPIENT set: that is this delivery, not a loop.
@@ -117,6 +118,19 @@ fn postfix_mailbox_command_stamp_is_not_a_loop() {
         assert_eq!(code(&out), 65, "{}", stderr(&out));
     }
     assert_eq!(messages(&md).len(), 1);
+    let other = t.path().join("Other");
+    // OpenSMTPD's stamp for a null sender, and getmail's: Delivered-To: alone on top.
+    for stamped in [
+        &b"Delivered-To: bob@y.test\nSubject: bounce\n\nx\n"[..],
+        b"Delivered-To: bob@y.test\nReceived: from pop.y.test by h with POP3\nSubject: x\n\nx\n",
+    ] {
+        let out = run(
+            mdeliver(t.path()).arg(&other).args(["-a", "bob@y.test"]),
+            stamped,
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    assert_eq!(messages(&other).len(), 2);
 }
 
 #[test]

@@ -153,6 +153,9 @@ fn exit_statuses_for_local_input_trouble_are_the_documented_ones() {
         status.contains("Bcc: field that cannot be parsed"),
         "{status}"
     );
+    // An element that parses but is no address is the message's fault too, not usage.
+    let out = run(&mut c, b"To: Some Name without address\nSubject: x\n\nx\n");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
     // Standard input that cannot be read: a directory.
     let mut c = tool(bin!("msubmit"), t.path());
     c.args(["--host", "127.0.0.1", "--tls", "none", "b@b.test"]);
@@ -214,4 +217,52 @@ fn t_takes_bare_local_names_as_system_mail_writes_them() {
     assert!(log.contains("RCPT TO:<root@h.test>"), "{log}");
     assert!(log.contains("RCPT TO:<\"john doe\"@x.test>"), "{log}");
     assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_repeated_sendmail_option_is_accepted_as_sendmail_does() {
+    // Callers add their own -i or -t to a configured "sendmail -oi" or "sendmail -t": clap
+    // refused the repetition with exit 64 and nothing was sent.
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    for args in [
+        &["-i", "-oi", "b@b.test"][..],
+        &["-t", "-i", "-t"],
+        &["-f", "x@x.test", "-f", "a@a.test", "b@b.test"],
+    ] {
+        let mut c = tool(bin!("msubmit"), t.path());
+        c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+        c.args(["--tls", "none", "--timeout", "5"]).args(args);
+        let out = run(&mut c, b"To: b@b.test\nSubject: x\n\nx\n");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(fake.accepted.lock().unwrap().len(), 3);
+    assert!(
+        fake.log_text().contains("MAIL FROM:<a@a.test>"),
+        "the last -f wins"
+    );
+}
+
+#[test]
+fn a_bare_login_name_as_sender_is_completed_with_the_host_name() {
+    // `sendmail -f www-data` (PHP's sendmail_path, scripts) exited 64 "no domain".
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()]);
+    c.args([
+        "--tls",
+        "none",
+        "--timeout",
+        "5",
+        "-f",
+        "www-data",
+        "b@b.test",
+    ]);
+    let out = run(&mut c, b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(log.contains("MAIL FROM:<www-data@"), "{log}");
+    let got = fake.accepted.lock().unwrap()[0].clone();
+    assert!(header_value(&got, "From").is_some_and(|f| f.starts_with("www-data@")));
 }

@@ -238,7 +238,7 @@ fn submission_through_postfix() {
         ],
         b"Subject: implicit\n\nx\n",
     ));
-    let carol = env.wait_for("carol", 2);
+    let carol = env.wait_for("carol", 3); // bcc, by config, implicit
     assert!(
         carol
             .iter()

@@ -479,22 +479,33 @@ fn write_out(path: Option<&Path>, body: impl FnOnce(&mut dyn Write) -> Result<()
         return out.flush().map_err(mime::write_error);
     };
     let what = path.display().to_string();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::io(Code::CantCreat, &what, e))?;
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-    let result = body(&mut out).and_then(|()| {
-        let f = out
-            .into_inner()
-            .map_err(|e| Error::io(Code::IoErr, &what, e.into_error()))?;
-        f.sync_all().or_code(Code::IoErr, &what)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
+    // Written under a temporary name beside FILE and linked into place only when whole and
+    // on disk (fsync, link, fsync the directory), as Maildir delivery does: a run killed half
+    // way (Ctrl-C, the OOM killer) must not leave half a message under the name that a later
+    // `msubmit < FILE` sends. This early check reports an existing FILE before any work; the
+    // link, which never replaces a file, is the one that counts.
+    if std::fs::symlink_metadata(path).is_ok() {
+        let exists = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        return Err(Error::io(Code::CantCreat, &what, exists));
     }
-    result
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".mcompose.")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(Code::CantCreat, &what, e))?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, tmp);
+    // On any error the temporary file is dropped, and so removed.
+    body(&mut out)?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| Error::io(Code::IoErr, &what, e.into_error()))?;
+    tmp.as_file().sync_all().or_code(Code::IoErr, &what)?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| Error::io(Code::CantCreat, &what, e.error))?;
+    crate::maildir::sync_dir(dir).or_code(Code::IoErr, &what)
 }
 
 /// mcompose's documentation.
@@ -593,7 +604,10 @@ which reads the original from it, the new text must come from
 Each
 .B \-a
 adds a part in base64, read as it is written, so memory use stays flat for files of any
-size. The media type comes from the file name and its first bytes (a PDF named
+size; a pipe
+.RB ( "\-a <(gzip \-c log)" )
+is copied to an unlinked temporary file first, so that it too is read before anything is
+written. The media type comes from the file name and its first bytes (a PDF named
 .I report
 is application/pdf; a .txt file that holds binary is not text), or is given after a colon:
 .BR "\-a scan.raw:image/x\-raw" .

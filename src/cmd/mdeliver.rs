@@ -315,11 +315,11 @@ line is dropped, CRLF line ends become LF (the Maildir convention), and every ot
 A message that already carries a
 .B Delivered-To:
 header for the same recipient is refused as a mail loop, as qmail-local does; except the one
-that Postfix's local(8) (for
-.BR mailbox_command )
-or pipe(8) with
-.B flags=RD
-prepends for this very delivery, in the run of
+that the agent running mdeliver prepends for this very delivery (Postfix's local(8) for
+.BR mailbox_command ,
+pipe(8) with
+.BR flags=RD ,
+OpenSMTPD, getmail), in the run of
 .BR Return\-Path: ,
 .B X\-Original\-To:
 and

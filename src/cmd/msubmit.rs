@@ -39,6 +39,9 @@ use std::sync::Arc;
     name = "msubmit",
     version,
     disable_version_flag = true,
+    // sendmail takes an option twice (`-i -oi`, as callers add theirs to a configured
+    // command line); clap would refuse it, so a repeated option overrides itself.
+    args_override_self = true,
     about = "submit a message to a mail server over SMTP (sendmail interface)"
 )]
 pub struct Args {
@@ -246,7 +249,9 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
             None => local_address(),
         },
     };
-    let sender = settings::envelope_address("sender", &sender, None)?;
+    // A bare login name (`-f root`, `-f www-data`) is completed with this host's name, as
+    // sendmail and Postfix ($myorigin) do, not refused.
+    let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
     // The null sender `<>` still needs a From: address.
     // Checked like any sender: $LOGNAME with a line break would otherwise write header
@@ -272,8 +277,12 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
     } else {
         Vec::new()
     };
-    for r in given.map(str::to_string).chain(from_header) {
-        let r = settings::envelope_address("recipient", &r, domain.as_deref())?;
+    // A bad argument is the caller's usage (64); a bad address in the header is the
+    // message's data (65), as sendmail -t reports it.
+    let given = given.map(|r| (r.to_string(), Code::Usage));
+    for (r, code) in given.chain(from_header.into_iter().map(|r| (r, Code::DataErr))) {
+        let r = settings::envelope_address("recipient", &r, domain.as_deref())
+            .map_err(|e| e.with_code(code))?;
         if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
             rcpts.push(r);
         }
