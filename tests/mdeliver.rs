@@ -107,6 +107,13 @@ fn a_delivery_agents_own_stamp_is_not_a_loop() {
     assert_eq!(messages(&md).len(), 1);
     // What was stored, coming round again (straight, or under a new stamp), is a loop.
     let stored = only_message(&md);
+    // Postfix's Return-Path: says what ours would: it is not said twice.
+    let text = String::from_utf8_lossy(&stored);
+    assert_eq!(text.matches("Return-Path:").count(), 1, "{text}");
+    assert!(
+        text.starts_with("Delivered-To: bob@y.test\nReturn-Path: <s@x.test>\n"),
+        "{text}"
+    );
     let mut again =
         b"Return-Path: <s@x.test>\nDelivered-To: bob@y.test\nReceived: by y.test\n".to_vec();
     again.extend_from_slice(&stored);

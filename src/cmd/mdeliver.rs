@@ -212,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
-    let trace = crate::local::trace(sender, recipient);
+    let trace = crate::local::trace_over(&block, sender, recipient);
 
     let facts = Facts {
         header: &block,

@@ -375,6 +375,11 @@ pub fn check_mailbox(mailbox: &str) -> Result<(), CommandError> {
         let mut escaped = false;
         for c in inner.chars() {
             if escaped {
+                // RFC 5321 §4.1.2: quoted-pairSMTP is a backslash and a printable (%d32-126),
+                // so an escaped control character is as bad as a bare one.
+                if c.is_control() {
+                    return bad("control character in quoted local part");
+                }
                 escaped = false;
             } else if c == '\\' {
                 escaped = true;
@@ -604,6 +609,8 @@ mod tests {
             ("XYZZY", 500),
             ("MAIL TO:<a@b>", 501),
             ("BDAT x", 501),
+            ("RCPT TO:<\"a\\\u{1}b\"@c.test>", 553),
+            ("RCPT TO:<\"a\u{1}b\"@c.test>", 553),
         ] {
             let e = p(line).unwrap_err();
             assert_eq!(e.code, code, "{line}: {e}");
