@@ -1,5 +1,8 @@
-//! DATA content as a server receives it: the end-of-data rule, dot-unstuffing, and the checks
-//! that make SMTP smuggling impossible here.
+//! What an SMTP server reads as DATA (and BDAT): the end-of-data rule, dot-unstuffing, and the
+//! checks that make SMTP smuggling impossible here. This is the only DATA decoder; the
+//! client's side, what gets sent, is [`super::data`], and the tests here read that encoder's
+//! output back the way mreceive does (through [`super::conn::Conn::read_data`]), so the two
+//! are checked against each other: whatever the client sends arrives whole, ending once.
 //!
 //! SMTP smuggling (2023) works when two servers disagree on where a message ends: the
 //! sender's outbound server passes `\n.\n` (or `\r.\r`, `\n.\r\n`, …) through as content and
@@ -247,6 +250,11 @@ impl<W: Write> Decoder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::conn::{Conn, Io, Line};
+    use crate::smtp::data::encode;
+    use std::io::{self, Read};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const LIMITS: Limits = Limits {
         max_size: 1 << 20,
@@ -254,22 +262,89 @@ mod tests {
         normalize: false,
     };
 
-    /// Feed `data` split at LF; returns (ended, fault, content, rest after the end).
-    fn decode(data: &[u8], limits: Limits) -> (bool, Option<Fault>, Vec<u8>, Vec<u8>) {
-        let mut d = Decoder::new(Vec::new(), limits);
-        let mut pos = 0;
-        let mut ended = false;
-        while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
-            let end = pos + i + 1;
-            if d.line(&data[pos..end]) {
-                ended = true;
-                pos = end;
-                break;
-            }
-            pos = end;
+    const NORMALIZE: Limits = Limits {
+        normalize: true,
+        ..LIMITS
+    };
+
+    /// The client's bytes, at most `chunk` octets per read (where reads split lines must not
+    /// matter); `pos` is how far the server has read.
+    struct Wire {
+        bytes: Arc<[u8]>,
+        pos: Arc<AtomicUsize>,
+        chunk: usize,
+    }
+
+    impl Read for Wire {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let p = self.pos.load(Ordering::SeqCst);
+            let n = (self.bytes.len() - p).min(self.chunk).min(buf.len());
+            buf[..n].copy_from_slice(&self.bytes[p..p + n]);
+            self.pos.store(p + n, Ordering::SeqCst);
+            Ok(n)
         }
-        let fault = d.fault();
-        (ended, fault, d.into_inner(), data[pos..].to_vec())
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Io for Wire {}
+
+    /// What the server made of some DATA content.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Received {
+        /// The end of data was found (else the client hung up first).
+        ended: bool,
+        fault: Option<Fault>,
+        /// What went to the sink (LF line ends).
+        content: Vec<u8>,
+        /// The bytes after the end of data (pipelined commands).
+        rest: Vec<u8>,
+    }
+
+    /// Read `wire` as mreceive reads DATA after its 354: [`Conn::read_data`] into a
+    /// [`Decoder`], the client's bytes arriving `chunk` octets per read.
+    fn receive_in(wire: &[u8], limits: Limits, chunk: usize) -> Received {
+        let pos = Arc::new(AtomicUsize::new(0));
+        let mut conn = Conn::new(Box::new(Wire {
+            bytes: wire.into(),
+            pos: Arc::clone(&pos),
+            chunk,
+        }));
+        let mut d = Decoder::new(Vec::new(), limits);
+        let ended = conn.read_data(&mut d).expect("reading from memory");
+        let mut rest = conn.pending().to_vec();
+        rest.extend_from_slice(&wire[pos.load(Ordering::SeqCst)..]);
+        Received {
+            ended,
+            fault: d.fault(),
+            content: d.into_inner(),
+            rest,
+        }
+    }
+
+    /// [`receive_in`] in one read, and in small reads as well (one octet each for short
+    /// content), which must give the same.
+    fn receive(wire: &[u8], limits: Limits) -> Received {
+        let r = receive_in(wire, limits, usize::MAX);
+        let small = if wire.len() <= 512 { 1 } else { 7 };
+        if wire.len() <= 1 << 16 {
+            let again = receive_in(wire, limits, small);
+            assert_eq!(again, r, "reads of {small} octets changed the result");
+        }
+        r
+    }
+
+    /// Feed `data` as the server does; returns (ended, fault, content, rest after the end).
+    fn decode(data: &[u8], limits: Limits) -> (bool, Option<Fault>, Vec<u8>, Vec<u8>) {
+        let r = receive(data, limits);
+        (r.ended, r.fault, r.content, r.rest)
     }
 
     #[test]
@@ -284,49 +359,99 @@ mod tests {
         assert!(decode(b".\r\n", LIMITS).0);
     }
 
-    #[test]
-    fn every_smuggling_variant_is_content_and_refused() {
-        for evil in [
+    /// The smuggling shapes (SMTP smuggling, 2023), each as is and with a NUL put at every
+    /// place in it.
+    fn smuggling_shapes() -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        for shape in [
             &b"\n.\n"[..],
-            b"\n.\r\n",
             b"\r.\r",
-            b"\r.\r\n",
+            b"\n.\r\n",
             b"\r\n.\n",
             b"\r\n.\r",
-            b"\r\n\0.\r\n",
-            b"\r\n.\0\r\n",
+            b"\r.\r\n",
         ] {
+            all.push(shape.to_vec());
+            for i in 0..=shape.len() {
+                let mut s = shape.to_vec();
+                s.insert(i, 0);
+                all.push(s);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_smuggling_variant_is_content_and_refused() {
+        for evil in smuggling_shapes() {
+            let nul = evil.contains(&0);
             let mut data = b"Subject: x\r\n\r\nhello".to_vec();
-            data.extend_from_slice(evil);
-            data.extend_from_slice(b"MAIL FROM:<evil@x.test>\r\nmore\r\n.\r\nNEXT\r\n");
-            let (ended, fault, _, rest) = decode(&data, LIMITS);
-            assert!(ended, "{evil:?}");
-            assert!(fault.is_some(), "{evil:?} not refused");
-            assert_eq!(rest, b"NEXT\r\n", "{evil:?}: ended early");
-            let normal = Limits {
-                normalize: true,
-                ..LIMITS
-            };
-            let (ended, fault, out, rest) = decode(&data, normal);
-            assert!(ended);
-            assert_eq!(rest, b"NEXT\r\n", "{evil:?}: normalizing ended early");
-            assert!(
-                fault == Some(Fault::Nul) || memchr::memmem::find(&out, b"MAIL FROM").is_some(),
-                "{evil:?}: the smuggled command must stay content"
-            );
+            data.extend_from_slice(&evil);
+            data.extend_from_slice(b"MAIL FROM:<evil@x.test>\r\n");
+            for limits in [LIMITS, NORMALIZE] {
+                // The shape alone never ends the data.
+                let r = receive(&data, limits);
+                assert!(!r.ended, "{evil:?} ended the data ({limits:?})");
+                // Only the real end does, and nothing after it is content.
+                let mut whole = data.clone();
+                whole.extend_from_slice(b"more\r\n.\r\nNEXT\r\n");
+                let r = receive(&whole, limits);
+                assert!(r.ended, "{evil:?}");
+                assert_eq!(r.rest, b"NEXT\r\n", "{evil:?}: ended early ({limits:?})");
+                match (limits.normalize, nul) {
+                    (_, true) => assert!(
+                        matches!(r.fault, Some(Fault::Nul | Fault::BareLineEnd)),
+                        "{evil:?} not refused"
+                    ),
+                    (false, false) => assert_eq!(r.fault, Some(Fault::BareLineEnd), "{evil:?}"),
+                    (true, false) => {
+                        // Every bare CR and LF became a line end; the command stayed content.
+                        assert_eq!(r.fault, None, "{evil:?}");
+                        assert!(!r.content.contains(&b'\r'), "bare CR out of {evil:?}");
+                        assert!(
+                            memchr::memmem::find(&r.content, b"\nMAIL FROM").is_some(),
+                            "{evil:?}: the smuggled command must stay content"
+                        );
+                    }
+                }
+            }
         }
     }
 
     #[test]
     fn normalizes_bare_line_ends_when_asked() {
-        let normal = Limits {
-            normalize: true,
-            ..LIMITS
-        };
-        let (ended, fault, out, _) = decode(b"a\nb\rc\r\n..d\r\n.\r\n", normal);
+        let (ended, fault, out, _) = decode(b"a\nb\rc\r\n..d\r\n.\r\n", NORMALIZE);
         assert!(ended);
         assert_eq!(fault, None);
         assert_eq!(out, b"a\nb\nc\n.d\n");
+    }
+
+    #[test]
+    fn survives_a_flood_of_bare_crs() {
+        // Time and stack stay linear in the input, however many bare CRs it holds (the bound
+        // is far above what a linear pass takes, even unoptimized on a busy machine).
+        let start = std::time::Instant::now();
+        // As one line of a mebibyte: too long, refused, and the real end still found.
+        let mut one = vec![b'\r'; 1 << 20];
+        one.extend_from_slice(b"\r\n.\r\nNEXT\r\n");
+        // As lines within the limit: refused as bare, or each CR a line end when normalizing.
+        let mut lines = [&[b'\r'; 998][..], b"\r\n"].concat().repeat(1000);
+        lines.extend_from_slice(b".\r\nNEXT\r\n");
+        for (wire, limits, fault) in [
+            (&one, LIMITS, Some(Fault::LineTooLong)),
+            (&one, NORMALIZE, Some(Fault::LineTooLong)),
+            (&lines, LIMITS, Some(Fault::BareLineEnd)),
+            (&lines, NORMALIZE, None),
+        ] {
+            let r = receive(wire, limits);
+            assert!(r.ended);
+            assert_eq!(r.rest, b"NEXT\r\n");
+            assert_eq!(r.fault, fault, "{limits:?}");
+            if fault.is_none() {
+                assert_eq!(r.content, vec![b'\n'; 1000 * 999]);
+            }
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
@@ -355,6 +480,11 @@ mod tests {
         assert_eq!(decode(long.as_bytes(), LIMITS).1, Some(Fault::LineTooLong));
         let ok = format!("{}\r\n.\r\n", "x".repeat(998));
         assert_eq!(decode(ok.as_bytes(), LIMITS).1, None);
+        // Longer than the reader's buffer: dropped as it comes, the end still found.
+        let huge = format!("{}\r\n.\r\nNEXT\r\n", "x".repeat(200_000));
+        let (ended, fault, _, rest) = decode(huge.as_bytes(), LIMITS);
+        assert_eq!((ended, fault), (true, Some(Fault::LineTooLong)));
+        assert_eq!(rest, b"NEXT\r\n");
         let small = Limits {
             max_size: 10,
             ..LIMITS
@@ -367,5 +497,142 @@ mod tests {
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, Some(Fault::Loop));
         let hops = "Received: from x\r\n".repeat(100) + "\r\nReceived: body\r\n.\r\n";
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, None);
+    }
+
+    // The client's encoder against this decoder: what one sends, the other reads back.
+
+    /// What the server should store for `msg` sent through [`encode`]: every line end
+    /// (CRLF, bare CR, bare LF) one line end, a last one added, written as LF (the Maildir
+    /// convention; on the wire each was CRLF).
+    fn stored(msg: &[u8]) -> Vec<u8> {
+        let mut want = Vec::new();
+        let mut k = 0;
+        while k < msg.len() {
+            match (msg[k], msg.get(k + 1)) {
+                (b'\r', Some(b'\n')) => {
+                    want.push(b'\n');
+                    k += 1;
+                }
+                (b'\r' | b'\n', _) => want.push(b'\n'),
+                (b, _) => want.push(b),
+            }
+            k += 1;
+        }
+        if !want.is_empty() && !want.ends_with(b"\n") {
+            want.push(b'\n');
+        }
+        want
+    }
+
+    /// What the server read for `msg` sent through [`encode`] is the message as sent. A NUL
+    /// passes the encoder but the server refuses it; what it stored before is then whole
+    /// lines of the message.
+    fn assert_stored(msg: &[u8], fault: Option<Fault>, content: &[u8]) {
+        let want = stored(msg);
+        if msg.contains(&0) {
+            assert_eq!(fault, Some(Fault::Nul), "{msg:?}");
+            assert!(want.starts_with(content), "{msg:?}");
+        } else {
+            assert_eq!((fault, content), (None, &want[..]), "{msg:?}");
+        }
+    }
+
+    /// Send `msg` through the encoder and read it back: exactly one end of data, at the very
+    /// end, and the message as sent.
+    fn round_trip(msg: &[u8], limits: Limits, chunk: usize) {
+        let r = receive_in(&encode(msg), limits, chunk);
+        assert!(
+            r.ended && r.rest.is_empty(),
+            "{msg:?}: end of data not at the end"
+        );
+        assert_stored(msg, r.fault, &r.content);
+    }
+
+    #[test]
+    fn reads_back_what_the_encoder_sends() {
+        let mut samples: Vec<Vec<u8>> = [
+            &b"a\r\n.\r\n..x\r\nend"[..],
+            b"",
+            b".",
+            b"x\r\n\r\n",
+            b".\r\n.\r\n",
+            b"x\r\n.\r\nMAIL FROM:<evil@x>\r\n",
+            b"x\r\r\n.\n\n.\r\r",
+        ]
+        .iter()
+        .map(|m| m.to_vec())
+        .collect();
+        for shape in smuggling_shapes() {
+            samples.push([&b"x"[..], &shape, b"y"].concat());
+        }
+        for msg in &samples {
+            for limits in [LIMITS, NORMALIZE] {
+                round_trip(msg, limits, usize::MAX);
+                round_trip(msg, limits, 1);
+            }
+        }
+        // What the client pipelines after the end of data is not part of the message.
+        let mut wire = encode(b"x");
+        wire.extend_from_slice(b"MAIL FROM:<a@b>\r\n");
+        let r = receive(&wire, LIMITS);
+        assert_eq!((r.ended, r.fault), (true, None));
+        assert_eq!(
+            (r.content, r.rest),
+            (b"x\n".to_vec(), b"MAIL FROM:<a@b>\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn the_encoder_keeps_long_lines_and_the_server_flags_them() {
+        // RFC 5321 §4.5.3.1.6: 998 octets of text and CRLF is the longest line; the encoder
+        // does not fold, so a longer one reaches the server, which refuses it.
+        round_trip(&[b'x'; 998], LIMITS, usize::MAX);
+        let r = receive(&encode(&[b'x'; 999]), LIMITS);
+        assert_eq!((r.ended, r.fault), (true, Some(Fault::LineTooLong)));
+        assert!(r.rest.is_empty());
+    }
+
+    #[test]
+    fn any_input_survives_encode_then_decode() {
+        let alphabet = [b'\r', b'\n', b'.', b'a', 0u8, 0xff];
+        let mut x: u32 = 12345;
+        let mut msgs = Vec::new();
+        for i in 0..20_000u32 {
+            let mut msg = Vec::new();
+            for _ in 0..(i % 40) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                msg.push(alphabet[x as usize % alphabet.len()]);
+            }
+            msgs.push(msg);
+        }
+        // One session carrying them all, as a client pipelines them (RFC 2920): each
+        // message's DATA content, then the next command. Reads of an odd size split lines
+        // anywhere. (One connection, not one per message, keeps the test fast.)
+        let mut wire = Vec::new();
+        for msg in &msgs {
+            wire.extend_from_slice(&encode(msg));
+            wire.extend_from_slice(b"RSET\r\n");
+        }
+        let wire: Arc<[u8]> = wire.into();
+        for limits in [LIMITS, NORMALIZE] {
+            let mut conn = Conn::new(Box::new(Wire {
+                bytes: Arc::clone(&wire),
+                pos: Arc::new(AtomicUsize::new(0)),
+                chunk: 4093,
+            }));
+            for msg in &msgs {
+                let mut d = Decoder::new(Vec::new(), limits);
+                assert!(
+                    conn.read_data(&mut d).expect("reading from memory"),
+                    "{msg:?}"
+                );
+                // The end of data was the very end: what follows is the next command.
+                let next = conn.read_line(512).expect("reading from memory");
+                assert_eq!(next, Line::Text(b"RSET\r\n".to_vec()), "{msg:?}");
+                assert_stored(msg, d.fault(), &d.into_inner());
+            }
+        }
     }
 }
