@@ -11,8 +11,12 @@
 //!
 //! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
+//!
+//! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
+//! session, and sends each the same way (`send_or_queue`), one connection for the session.
 
 mod bs;
+mod log;
 mod message;
 mod settings;
 
@@ -423,7 +427,7 @@ fn send_or_queue(
     let result = upstream
         .session(&server)
         .and_then(|session| deliver(session, &env, prepared));
-    log(&server, &env, &result);
+    log::log(&server, &env, &result);
     let failure = match result {
         Ok(sent) => match worst(sent.refusals) {
             None => return Ok(Fate::Sent(sent.data)),
@@ -583,81 +587,6 @@ fn worst(mut refusals: Vec<Refusal>) -> Option<Failure> {
     })
 }
 
-/// One key=value line per message, appended with a single write (O_APPEND keeps lines of
-/// concurrent processes whole). A log that cannot be written is reported, never fatal.
-fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
-    if server.log.is_none() && !server.syslog {
-        return;
-    }
-    let o = &server.options;
-    let (status, text, code) = match result {
-        Ok(Sent { refusals, data }) => match refusals.first().map(|r| &r.error) {
-            None => (
-                data.as_ref().map_or(0, |r| r.code),
-                data.as_ref().map(Reply::text).unwrap_or_default(),
-                0,
-            ),
-            Some(e) => (0, e.to_string(), e.code().as_i32()),
-        },
-        Err(e) => (0, e.to_string(), e.code().as_i32()),
-    };
-    let q = |s: &str| {
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
-        {
-            s.to_string()
-        } else {
-            format!("{s:?}")
-        }
-    };
-    let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.addr.as_str()).collect();
-    let line = format!(
-        "time={} account={} host={} port={} tls={} auth={} from={} recipients={} size={} smtpstatus={} smtpmsg={} exitcode={}\n",
-        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%z"),
-        q(server.account.as_deref().unwrap_or("-")),
-        q(&o.host),
-        o.port,
-        o.security.name(),
-        q(o.auth.as_ref().map_or("off", |c| c.user.as_str())),
-        q(&env.from),
-        q(&rcpts.join(",")),
-        env.size.unwrap_or(0),
-        status,
-        q(&text),
-        code
-    );
-    if server.syslog {
-        syslog(line.trim_end());
-    }
-    let Some(path) = &server.log else { return };
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        run::warn(format_args!(
-            "log {}: {}",
-            path.display(),
-            crate::exit::describe_io(&e)
-        ));
-    }
-}
-
-/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
-fn syslog(line: &str) {
-    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
-        return;
-    };
-    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
-    // passed as the argument of "%s", never as the format.
-    unsafe {
-        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
-        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
-    }
-}
-
 fn list(dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
     let (entries, errors) = q.list()?;
@@ -774,7 +703,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             let Some(s) = session.as_mut() else { break };
             let env = client_envelope(&entry.envelope);
             let result = deliver(s, &env, &mut Queued(&q, entry));
-            log(&server, &env, &result);
+            log::log(&server, &env, &result);
             let errs = match result {
                 Ok(done) if done.refusals.is_empty() => {
                     q.remove(entry)?;
