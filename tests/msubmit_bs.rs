@@ -246,3 +246,49 @@ fn recipients_t_and_f_are_refused_with_bs() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn with_queue_each_message_is_stored_and_nothing_connects() {
+    let port = free_port(); // nothing listens there: --queue must not try
+    let t = tempfile::tempdir().unwrap();
+    let queue = t.path().join("queue");
+    let session = "EHLO client.test\r\n".to_string()
+        + &transaction(
+            &["b@b.test"],
+            "Subject: q\r\nBcc: hidden@c.test\r\n\r\nbody\r\n",
+        )
+        + "QUIT\r\n";
+    let out = run(
+        bs(t.path(), port).args(["-odq", "--queue-dir"]).arg(&queue),
+        session.as_bytes(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = expect(&out, &["220", "250", "250", "250", "354", "250", "221"]);
+    assert!(r[5].starts_with("250 2.0.0 queued as "), "{r:?}");
+    let stored = files(&queue.join("new"));
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8_lossy(&std::fs::read(&stored[0]).unwrap()).into_owned();
+    assert!(
+        text.contains("\nSubject: q\nFrom: a@a.test\nDate: "),
+        "{text}"
+    );
+    assert!(!text.contains("hidden"), "{text}");
+}
+
+#[test]
+fn overlong_lines_from_the_client_are_refused() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let long = "x".repeat(1200);
+    let session = format!("EHLO client.test\r\nNOOP {long}\r\n")
+        + &transaction(&["b@b.test"], &format!("Subject: x\r\n\r\n{long}\r\n"))
+        + "QUIT\r\n";
+    let out = run(&mut bs(t.path(), fake.port()), session.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = expect(
+        &out,
+        &["220", "250", "500", "250", "250", "354", "554", "221"],
+    );
+    assert!(r[6].contains("longer than 1000"), "{r:?}");
+    assert!(fake.accepted.lock().unwrap().is_empty());
+}
