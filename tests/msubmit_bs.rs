@@ -1,9 +1,12 @@
 //! msubmit -bs (SMTP on standard input, as Alpine speaks it) through the real binary: a
 //! scripted session on stdin, the scripted fake server of `common/smtp.rs` upstream on
 //! loopback. What arrives upstream, one connection for several messages, the upstream's
-//! verdict passed on (550, 451), the queue, and a smuggling attempt from the client.
+//! verdict passed on (550, 451), the queue, and a smuggling attempt from the client; and a
+//! round trip into a Maildir through a real `mreceive --listen`.
 
 mod common;
+#[path = "common/mreceive.rs"]
+mod mreceive;
 #[path = "common/smtp.rs"]
 mod smtp;
 
@@ -291,4 +294,27 @@ fn overlong_lines_from_the_client_are_refused() {
     );
     assert!(r[6].contains("longer than 1000"), "{r:?}");
     assert!(fake.accepted.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_round_trip_through_mreceive_arrives_in_the_maildir_as_the_client_meant_it() {
+    let server = mreceive::Server::start(&[]);
+    let t = tempfile::tempdir().unwrap();
+    let session =
+        "EHLO client.test\r\n".to_string() + &transaction(&["bob@local.test"], FULL) + "QUIT\r\n";
+    let out = run(&mut bs(t.path(), server.port), session.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = expect(&out, &["220", "250", "250", "250", "354", "250", "221"]);
+    assert!(r[5].starts_with("250 2.0.0 sent: "), "{r:?}");
+    let m = String::from_utf8(only_message(&server.maildir("bob"))).unwrap();
+    // Unstuffed twice (by msubmit, then by mreceive), stuffed once in between: the dot lines
+    // are what the client's stuffing stood for, with the Maildir's LF line ends.
+    let want = "From: A <a@a.test>\nDate: Sun, 29 Nov 2026 10:00:00 +0000\n\
+        Message-ID: <m1@a.test>\nSubject: dots\n\nfirst\n.\n..two\n.x\nlast\n";
+    assert!(m.ends_with(want), "{m}");
+    let msubmit = m
+        .find("(mailpipe msubmit, from user ")
+        .expect("our Received:");
+    let mreceive = m.find("(mailpipe mreceive)").expect("mreceive's Received:");
+    assert!(mreceive < msubmit, "{m}");
 }

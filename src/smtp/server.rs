@@ -1,5 +1,6 @@
 //! The SMTP server session (RFC 5321 §4.1, §4.3): one state machine over any [`Conn`], so the
-//! same code runs under inetd, behind `--listen`, and in tests and fuzzing on bytes in memory.
+//! same code runs under inetd, behind `--listen`, and in tests and fuzzing on bytes in memory;
+//! msubmit -bs runs it on a pipe for a trusted local user ([`Settings::local_user`]).
 //!
 //! The session decides what to accept; what happens to an accepted message is the caller's
 //! [`Deliver`]. A 250 to the end of data is sent only after `Deliver` reported every recipient
