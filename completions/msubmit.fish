@@ -29,5 +29,6 @@ complete -c msubmit -l queue -d 'Store the message in the queue instead of sendi
 complete -c msubmit -l queue-on-failure -d 'When sending fails temporarily (server unreachable, 4xx), queue the message instead and exit 0'
 complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
 complete -c msubmit -l list -d 'List the queue (also -bp)'
+complete -c msubmit -l smtp-stdio -d 'Speak SMTP on standard input and output and send each message accepted, as sendmail -bs does for MUAs such as Alpine (also -bs)'
 complete -c msubmit -l version -d 'Print version'
 complete -c msubmit -s h -l help -d 'Print help (see more with \'--help\')'

@@ -36,6 +36,7 @@ fn settings() -> Settings {
         )),
         insecure_auth: true,
         submission: false,
+        local_user: None,
     }
 }
 

@@ -331,7 +331,7 @@ fn sendmail_command_line_refusals_are_usage_errors() {
     let t = tempfile::tempdir().unwrap();
     for (args, needle) in [
         (&["--", "-oQ@evil"][..], "looks like an option"),
-        (&["-bs"][..], "-bs"),
+        (&["-bd"][..], "-bd"),
         (&["-oQ/tmp", "a@b.test"][..], "-oQ/tmp"),
         (&["-f", "a@a.test"][..], "no recipients"),
         (&["a@b.test\r\nRCPT TO:<x@y>"][..], "recipient"),

@@ -216,6 +216,7 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
         passwords,
         insecure_auth: args.insecure_auth,
         submission: args.submission,
+        local_user: None,
     };
     Ok((settings, Handoff { local, queue }))
 }

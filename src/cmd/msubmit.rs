@@ -11,22 +11,30 @@
 //!
 //! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
+//!
+//! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
+//! session, and sends each the same way (`send_or_queue`), one connection for the session.
 
+mod bs;
+mod log;
 mod message;
 mod settings;
 
-use crate::config::Config;
+use crate::config::{Account, Config};
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
 use crate::smtp::Reply;
-use crate::smtp::client::{Direction, Envelope, Partial, Recipient, Session, Trace, too_many};
+use crate::smtp::client::{
+    Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
+};
 use crate::spool::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Submit a message to a mail server over SMTP.
 ///
@@ -163,6 +171,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub queue_dir: Option<PathBuf>,
 
+    /// Speak SMTP on standard input and output and send each message accepted, as sendmail
+    /// -bs does for MUAs such as Alpine (also -bs)
+    #[arg(long, conflicts_with_all = ["recipients", "read_recipients", "sender", "flush", "list"])]
+    pub smtp_stdio: bool,
+
     /// Print version
     #[arg(long, action = ArgAction::Version)]
     pub version: Option<bool>,
@@ -203,6 +216,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.flush {
         return flush(&args, &cfg, &queue_dir()?);
     }
+    if args.smtp_stdio {
+        return bs::run(&args, &cfg, &queue_dir);
+    }
     submit(&args, &cfg, &queue_dir)
 }
 
@@ -236,12 +252,11 @@ fn header_from(head: &[u8]) -> Option<String> {
 
 /// Send the message on stdin now, or store it in the queue (`--queue`, or
 /// `--queue-on-failure` after a temporary failure).
-fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) -> Result<()> {
+fn submit(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
     let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
-    let account = settings::choose_account(cfg, args.account.as_deref(), hint.as_deref())?;
-    let acct = cfg.account(account.as_deref())?;
+    let (account, acct) = account(args, cfg, hint.as_deref())?;
     let sender = match args.sender.as_deref().or(acct.get("from")) {
         Some(s) => s.to_string(),
         None => match from_header {
@@ -253,18 +268,7 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
     // sendmail and Postfix ($myorigin) do, not refused.
     let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
-    // The null sender `<>` still needs a From: address.
-    // Checked like any sender: $LOGNAME with a line break would otherwise write header
-    // fields of its own into the From: we add.
-    let author = match sender.is_empty() {
-        true => settings::envelope_address("author", &local_address(), None)?,
-        false => sender.clone(),
-    };
-    let fixes = message::Fixes {
-        sender: &author,
-        full_name: args.full_name.as_deref(),
-    };
-    let (mut prepared, header_rcpts) = message::prepare(spool, stats, &fixes)?;
+    let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
     let mut rcpts: Vec<String> = Vec::new();
     let given = args
         .recipients
@@ -294,48 +298,189 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &dyn Fn() -> Result<PathBuf>) ->
             "give addresses, or -t to read them from the header",
         ));
     }
-    let notify = settings::dsn_notify(&args.dsn_notify, &acct)?;
-    let ret = settings::dsn_return(&args.dsn_return, &acct)?;
-    let queued = spool::Envelope {
-        account: account.clone(),
-        from: sender,
+    let queued = queue_envelope(args, &acct, account, sender, rcpts, &prepared)?;
+    let mut upstream = Upstream::default();
+    let fate = send_or_queue(args, cfg, queue_dir, &queued, &mut prepared, &mut upstream);
+    upstream.quit();
+    match fate? {
+        Fate::Sent(_) => Ok(()),
+        // Nothing was delivered (or, after a lost end-of-data reply, maybe it was: then
+        // the flush may send it twice, as documented).
+        Fate::Queued(id, failure) => {
+            if let Some(f) = failure {
+                for e in &f.others {
+                    run::warn(&e.error);
+                }
+                run::warn(format_args!(
+                    "{}; queued as {id}, send it with --flush",
+                    f.chosen.error
+                ));
+            }
+            Ok(())
+        }
+        Fate::Refused(f) => {
+            for e in &f.others {
+                run::warn(&e.error);
+            }
+            Err(f.chosen.error)
+        }
+    }
+}
+
+/// The queue directory, found only when needed.
+type QueueDir<'a> = dyn Fn() -> Result<PathBuf> + Sync + 'a;
+
+/// The account for a message: `-a`, else by the sender (or From:) address, else the default.
+fn account(args: &Args, cfg: &Config, hint: Option<&str>) -> Result<(Option<String>, Account)> {
+    let account = settings::choose_account(cfg, args.account.as_deref(), hint)?;
+    let acct = cfg.account(account.as_deref())?;
+    Ok((account, acct))
+}
+
+/// Fix the header as Postfix's cleanup does (`message::prepare`) for a message from `sender`.
+fn fix(
+    args: &Args,
+    spool: crate::input::Spool,
+    stats: message::Stats,
+    sender: &str,
+) -> Result<(message::Prepared, Vec<String>)> {
+    // The null sender `<>` still needs a From: address.
+    // Checked like any sender: $LOGNAME with a line break would otherwise write header
+    // fields of its own into the From: we add.
+    let author = match sender.is_empty() {
+        true => settings::envelope_address("author", &local_address(), None)?,
+        false => sender.to_string(),
+    };
+    let fixes = message::Fixes {
+        sender: &author,
+        full_name: args.full_name.as_deref(),
+    };
+    message::prepare(spool, stats, &fixes)
+}
+
+/// The envelope as queued (and sent): the DSN settings of the flags or the account.
+fn queue_envelope(
+    args: &Args,
+    acct: &Account,
+    account: Option<String>,
+    from: String,
+    rcpts: Vec<String>,
+    prepared: &message::Prepared,
+) -> Result<spool::Envelope> {
+    let notify = settings::dsn_notify(&args.dsn_notify, acct)?;
+    let ret = settings::dsn_return(&args.dsn_return, acct)?;
+    Ok(spool::Envelope {
+        account,
+        from,
         rcpts: rcpts.into_iter().map(|r| (r, notify.clone())).collect(),
         ret,
         envid: args.envid.clone(),
         eight_bit: prepared.eight_bit(),
         size: prepared.size_estimate(),
         queued: spool::now(),
-    };
+    })
+}
+
+/// What became of a message that was read and prepared.
+enum Fate {
+    /// The server accepted it for every recipient: its reply to the end of data.
+    Sent(Option<Reply>),
+    /// Stored in the queue under this id (after this temporary failure, with
+    /// `--queue-on-failure`).
+    Queued(String, Option<Failure>),
+    /// Not sent, or not to every recipient.
+    Refused(Failure),
+}
+
+/// Why a message was not sent: the refusal that decides, and the others.
+struct Failure {
+    chosen: Refusal,
+    others: Vec<Refusal>,
+}
+
+/// Send the message over `upstream`, or store it in the queue (`--queue`, or
+/// `--queue-on-failure` after a temporary failure). `Err` is a local problem (the
+/// configuration, the queue), before or instead of sending.
+fn send_or_queue(
+    args: &Args,
+    cfg: &Config,
+    queue_dir: &QueueDir,
+    queued: &spool::Envelope,
+    prepared: &mut message::Prepared,
+    upstream: &mut Upstream,
+) -> Result<Fate> {
     let store = |prepared: &mut message::Prepared| -> Result<String> {
         let q = Queue::open(&queue_dir()?)?;
-        let id = q.store(&queued, |w| prepared.write_to(w))?;
+        let id = q.store(queued, |w| prepared.write_to(w))?;
         if args.verbose {
             run::warn(format_args!("queued as {id} in {}", q.dir().display()));
         }
         Ok(id)
     };
     if args.queue {
-        return store(&mut prepared).map(drop);
+        return store(prepared).map(|id| Fate::Queued(id, None));
     }
+    let acct = cfg.account(queued.account.as_deref())?;
     let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
-    let server = settings::server(args, cfg, account, trace(args.verbose))?;
-    let env = client_envelope(&queued);
-    let result = send_one(&server.options, &env, &mut prepared);
-    log(&server, &env, &result);
+    let server = settings::server(args, cfg, queued.account.clone(), trace(args.verbose))?;
+    let env = client_envelope(queued);
+    let result = upstream
+        .session(&server)
+        .and_then(|session| deliver(session, &env, prepared));
+    log::log(&server, &env, &result);
     let failure = match result {
-        Ok(sent) => first_error(sent.errors).err(),
-        Err(e) => Some(e),
+        Ok(sent) => match worst(sent.refusals) {
+            None => return Ok(Fate::Sent(sent.data)),
+            Some(f) => f,
+        },
+        Err(e) => Failure {
+            chosen: e.into(),
+            others: Vec::new(),
+        },
     };
-    match failure {
-        None => Ok(()),
-        // Nothing was delivered (or, after a lost end-of-data reply, maybe it was: then
-        // the flush may send it twice, as documented).
-        Some(e) if queue_on_failure && e.code().is_temporary() => {
-            let id = store(&mut prepared)?;
-            run::warn(format_args!("{e}; queued as {id}, send it with --flush"));
-            Ok(())
+    if queue_on_failure && failure.chosen.error.code().is_temporary() {
+        let id = store(prepared)?;
+        return Ok(Fate::Queued(id, Some(failure)));
+    }
+    Ok(Fate::Refused(failure))
+}
+
+/// The connection to the server of one account, opened when first needed and kept for the
+/// next message (msubmit -bs sends several).
+#[derive(Default)]
+struct Upstream {
+    open: Option<(Option<String>, Session, Instant)>,
+}
+
+/// How long an idle connection is kept: servers may drop one idle for 5 minutes (RFC 5321
+/// §4.5.3.2.7), and a connection found dead only when the next message goes out would fail
+/// that message.
+const KEEP_IDLE: Duration = Duration::from_secs(60);
+
+impl Upstream {
+    fn session(&mut self, server: &settings::Server) -> Result<&mut Session> {
+        let keep = self.open.as_ref().is_some_and(|(account, s, used)| {
+            *account == server.account && s.is_usable() && used.elapsed() < KEEP_IDLE
+        });
+        if !keep {
+            self.quit();
         }
-        Some(e) => Err(e),
+        let (_, session, used) = match self.open.take() {
+            Some(open) => self.open.insert(open),
+            None => self.open.insert((
+                server.account.clone(),
+                Session::connect(&server.options)?,
+                Instant::now(),
+            )),
+        };
+        *used = Instant::now();
+        Ok(session)
+    }
+
+    fn quit(&mut self) {
+        if let Some((_, s, _)) = self.open.take() {
+            s.quit();
+        }
     }
 }
 
@@ -394,7 +539,7 @@ impl Source for Queued<'_> {
 /// (none when the server accepted it for every recipient).
 struct Sent {
     data: Option<Reply>,
-    errors: Vec<Error>,
+    refusals: Vec<Refusal>,
 }
 
 /// Send one message over `session`, all or nothing; except that when the server limits the
@@ -417,7 +562,7 @@ fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Re
             .collect();
         if later.is_empty() {
             return Ok(Sent {
-                errors: outcome.errors(&pending),
+                refusals: outcome.refusals(&pending),
                 data: outcome.data,
             });
         }
@@ -425,103 +570,21 @@ fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Re
     }
 }
 
-fn send_one(opts: &crate::smtp::Options, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
-    let mut session = Session::connect(opts)?;
-    let sent = deliver(&mut session, env, source)?;
-    session.quit();
-    Ok(sent)
-}
-
-/// Report every error but the one returned: the first permanent one when there is one (a
-/// retry would fail again), else the first.
-fn first_error(mut errors: Vec<Error>) -> Result<()> {
-    if errors.is_empty() {
-        return Ok(());
+/// The refusal that decides, with the others: the first permanent one when there is one (a
+/// retry would fail again), else the first. `None` when there is none.
+fn worst(mut refusals: Vec<Refusal>) -> Option<Failure> {
+    if refusals.is_empty() {
+        return None;
     }
-    let pick = errors
+    let pick = refusals
         .iter()
-        .position(|e| !e.code().is_temporary())
+        .position(|r| !r.error.code().is_temporary())
         .unwrap_or(0);
-    let chosen = errors.remove(pick);
-    for e in &errors {
-        run::warn(e);
-    }
-    Err(chosen)
-}
-
-/// One key=value line per message, appended with a single write (O_APPEND keeps lines of
-/// concurrent processes whole). A log that cannot be written is reported, never fatal.
-fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
-    if server.log.is_none() && !server.syslog {
-        return;
-    }
-    let o = &server.options;
-    let (status, text, code) = match result {
-        Ok(Sent { errors, data }) => match errors.first() {
-            None => (
-                data.as_ref().map_or(0, |r| r.code),
-                data.as_ref().map(Reply::text).unwrap_or_default(),
-                0,
-            ),
-            Some(e) => (0, e.to_string(), e.code().as_i32()),
-        },
-        Err(e) => (0, e.to_string(), e.code().as_i32()),
-    };
-    let q = |s: &str| {
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
-        {
-            s.to_string()
-        } else {
-            format!("{s:?}")
-        }
-    };
-    let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.addr.as_str()).collect();
-    let line = format!(
-        "time={} account={} host={} port={} tls={} auth={} from={} recipients={} size={} smtpstatus={} smtpmsg={} exitcode={}\n",
-        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%z"),
-        q(server.account.as_deref().unwrap_or("-")),
-        q(&o.host),
-        o.port,
-        o.security.name(),
-        q(o.auth.as_ref().map_or("off", |c| c.user.as_str())),
-        q(&env.from),
-        q(&rcpts.join(",")),
-        env.size.unwrap_or(0),
-        status,
-        q(&text),
-        code
-    );
-    if server.syslog {
-        syslog(line.trim_end());
-    }
-    let Some(path) = &server.log else { return };
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        run::warn(format_args!(
-            "log {}: {}",
-            path.display(),
-            crate::exit::describe_io(&e)
-        ));
-    }
-}
-
-/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
-fn syslog(line: &str) {
-    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
-        return;
-    };
-    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
-    // passed as the argument of "%s", never as the format.
-    unsafe {
-        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
-        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
-    }
+    let chosen = refusals.remove(pick);
+    Some(Failure {
+        chosen,
+        others: refusals,
+    })
 }
 
 fn list(dir: &Path) -> Result<()> {
@@ -640,9 +703,9 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             let Some(s) = session.as_mut() else { break };
             let env = client_envelope(&entry.envelope);
             let result = deliver(s, &env, &mut Queued(&q, entry));
-            log(&server, &env, &result);
+            log::log(&server, &env, &result);
             let errs = match result {
-                Ok(done) if done.errors.is_empty() => {
+                Ok(done) if done.refusals.is_empty() => {
                     q.remove(entry)?;
                     sent += 1;
                     // Bound what a crash could send twice.
@@ -651,7 +714,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
                     }
                     continue;
                 }
-                Ok(done) => done.errors,
+                Ok(done) => done.refusals.into_iter().map(|r| r.error).collect(),
                 Err(e) => vec![e],
             };
             let permanent = errs.iter().any(|e| !e.code().is_temporary());

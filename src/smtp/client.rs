@@ -19,7 +19,7 @@ use super::command::{Command, Param, xtext};
 use super::data::DataEncoder;
 use super::ehlo::Capabilities;
 pub use super::envelope::{
-    Envelope, Outcome, Partial, Recipient, Stage, reply_code, reply_error, too_many,
+    Envelope, Outcome, Partial, Recipient, Refusal, Stage, reply_code, reply_error, too_many,
 };
 use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};

@@ -99,30 +99,54 @@ impl Outcome {
             && self.data.as_ref().is_some_and(Reply::is_positive)
     }
 
-    /// The failures as errors, each with its exit code and a diagnostic like
-    /// `RCPT TO:<x@y>: 550 5.1.1 ...`. Empty when everything was accepted.
-    pub fn errors(&self, envelope: &Envelope) -> Vec<Error> {
+    /// The failures, each an error with its exit code and a diagnostic like
+    /// `RCPT TO:<x@y>: 550 5.1.1 ...`, and the reply behind it. Empty when everything was
+    /// accepted.
+    pub fn refusals(&self, envelope: &Envelope) -> Vec<Refusal> {
+        let refused = |stage, what: &str, reply: &Reply| Refusal {
+            error: reply_error(stage, what, reply),
+            reply: Some(reply.clone()),
+        };
         let mut out = Vec::new();
         if !self.mail.is_positive() {
             let what = format!("MAIL FROM:<{}>", envelope.from);
-            out.push(reply_error(Stage::Mail, &what, &self.mail));
+            out.push(refused(Stage::Mail, &what, &self.mail));
             return out;
         }
         for (r, reply) in envelope.rcpts.iter().zip(&self.rcpts) {
             if !reply.is_positive() {
                 let what = format!("RCPT TO:<{}>", r.addr);
-                out.push(reply_error(Stage::Rcpt, &what, reply));
+                out.push(refused(Stage::Rcpt, &what, reply));
             }
         }
         let none_accepted = !self.rcpts.iter().any(Reply::is_positive);
         match &self.data {
             // A pipelined DATA refused because no recipient was accepted says nothing new.
             Some(_) if none_accepted && !out.is_empty() => {}
-            Some(d) if !d.is_positive() => out.push(reply_error(Stage::Data, "DATA", d)),
-            None if out.is_empty() => out.push(Error::new(Code::TempFail, "DATA", "not sent")),
+            Some(d) if !d.is_positive() => out.push(refused(Stage::Data, "DATA", d)),
+            None if out.is_empty() => out.push(Refusal {
+                error: Error::new(Code::TempFail, "DATA", "not sent"),
+                reply: None,
+            }),
             _ => {}
         }
         out
+    }
+}
+
+/// One failure of a transaction: the error (exit code, diagnostic) and the server's reply
+/// behind it, when there was one (msubmit -bs passes it on to its own client).
+#[derive(Debug)]
+pub struct Refusal {
+    /// The error, as a tool reports it.
+    pub error: Error,
+    /// The server's reply.
+    pub reply: Option<Reply>,
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Refusal {
+        Refusal { error, reply: None }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The SMTP server session (RFC 5321 §4.1, §4.3): one state machine over any [`Conn`], so the
-//! same code runs under inetd, behind `--listen`, and in tests and fuzzing on bytes in memory.
+//! same code runs under inetd, behind `--listen`, and in tests and fuzzing on bytes in memory;
+//! msubmit -bs runs it on a pipe for a trusted local user ([`Settings::local_user`]).
 //!
 //! The session decides what to accept; what happens to an accepted message is the caller's
 //! [`Deliver`]. A 250 to the end of data is sent only after `Deliver` reported every recipient
@@ -54,6 +55,9 @@ pub struct Settings {
     pub insecure_auth: bool,
     /// Submission role: MAIL requires AUTH.
     pub submission: bool,
+    /// A local user speaking SMTP on a pipe (msubmit -bs): trusted like an authenticated
+    /// client (recipients anywhere, no AUTH needed), and named in the Received: header.
+    pub local_user: Option<String>,
 }
 
 /// One accepted recipient.
@@ -84,6 +88,23 @@ pub trait Deliver: Sync {
     /// Hand over the message (its `Received:` header first); one result per recipient, in
     /// order. A result is `Ok` only when the message is durably handed over.
     fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<crate::Result<()>>;
+
+    /// Hand over the message and choose the reply to its end of data: by default
+    /// [`verdict`] on [`Deliver::deliver`]'s results. A `Deliver` that passes the message on
+    /// to another server (msubmit -bs) answers with that server's refusal instead of a summary.
+    fn answer(&self, env: &Envelope, msg: &mut Spool) -> Reply {
+        verdict(env, &self.deliver(env, msg))
+    }
+}
+
+/// How a session ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// The messages accepted (250 to their end of data).
+    pub accepted: usize,
+    /// The client said QUIT, or closed its side with no transaction open; false after a
+    /// timeout, too many errors, or the end of input inside a transaction.
+    pub clean: bool,
 }
 
 /// Where the client connects from.
@@ -118,14 +139,14 @@ struct Session<'a> {
 
 /// Serve one SMTP session on `conn` until QUIT, end of input, a timeout or too many errors.
 /// With `implicit_tls`, the TLS handshake comes first (submissions on port 465, RFC 8314).
-/// Returns the number of messages accepted.
+/// Returns how the session ended.
 pub fn serve(
     conn: Conn,
     s: &Settings,
     peer: &Peer,
     deliver: &dyn Deliver,
     implicit_tls: bool,
-) -> crate::Result<usize> {
+) -> crate::Result<Ended> {
     let mut ses = Session {
         conn,
         s,
@@ -149,7 +170,7 @@ impl Session<'_> {
         self.conn.send(&reply.to_bytes());
     }
 
-    fn run(&mut self, implicit_tls: bool) -> io::Result<usize> {
+    fn run(&mut self, implicit_tls: bool) -> io::Result<Ended> {
         if implicit_tls {
             let Some(tls) = self.s.tls.clone() else {
                 return Err(io::Error::other("implicit TLS without a certificate"));
@@ -163,6 +184,7 @@ impl Session<'_> {
             format!("{} ESMTP mailpipe", self.s.hostname),
         ));
         let mut accepted = 0;
+        let ended = |accepted, clean| Ok(Ended { accepted, clean });
         loop {
             // Between transactions a server shutdown may end the session (see below).
             self.conn
@@ -174,15 +196,18 @@ impl Session<'_> {
                 Ok(Line::TooLong) => {
                     self.send(r(500, (5, 5, 2), "line too long"));
                     if self.error() {
-                        return Ok(accepted);
+                        return ended(accepted, false);
                     }
                     continue;
                 }
-                Ok(Line::Eof) => return Ok(accepted),
+                Ok(Line::Eof) => {
+                    let open = self.tx.is_some() || self.bdat.is_some();
+                    return ended(accepted, !open);
+                }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
                     let _ = self.conn.flush();
-                    return Ok(accepted);
+                    return ended(accepted, false);
                 }
                 // RFC 5321 §3.8: a server going down answers 421 to what comes next.
                 Err(e) if e.kind() == super::conn::STOPPING => {
@@ -192,7 +217,7 @@ impl Session<'_> {
                         format!("{} shutting down", self.s.hostname),
                     ));
                     let _ = self.conn.flush();
-                    return Ok(accepted);
+                    return ended(accepted, false);
                 }
                 Err(e) => return Err(e),
             };
@@ -201,17 +226,18 @@ impl Session<'_> {
                 Err(e) => {
                     self.send(e.reply());
                     if self.error() {
-                        return Ok(accepted);
+                        return ended(accepted, false);
                     }
                     continue;
                 }
             };
+            let quit = matches!(cmd, Command::Quit);
             match self.command(cmd)? {
                 Next::Go => {}
                 Next::Accepted => accepted += 1,
                 Next::Quit => {
                     self.conn.flush()?;
-                    return Ok(accepted);
+                    return ended(accepted, quit);
                 }
             }
         }
@@ -336,12 +362,18 @@ impl Session<'_> {
                 address: l.address,
                 user: Some(l.user),
             },
-            // An authenticated client may send anywhere: other domains go to the outgoing
-            // queue. Our own domains are judged as for anyone (unknown users stay unknown).
-            Err(_) if tx.auth.is_some() && !self.s.policy.is_local_address(to) => Recipient {
-                address: to.to_string(),
-                user: None,
-            },
+            // An authenticated client (or the trusted local user) may send anywhere: other
+            // domains go to the outgoing queue. Our own domains are judged as for anyone
+            // (unknown users stay unknown).
+            Err(_)
+                if (tx.auth.is_some() || self.s.local_user.is_some())
+                    && !self.s.policy.is_local_address(to) =>
+            {
+                Recipient {
+                    address: to.to_string(),
+                    user: None,
+                }
+            }
             Err(reply) => return self.send(reply),
         };
         if let Some(tx) = &mut self.tx {
@@ -450,8 +482,7 @@ impl Session<'_> {
             ..tx
         };
         let mut spool = decoder.into_inner();
-        let results = self.deliver.deliver(&env, &mut spool);
-        let reply = verdict(&env, &results);
+        let reply = self.deliver.answer(&env, &mut spool);
         let accepted = reply.is_positive();
         self.send(reply);
         if accepted { Next::Accepted } else { Next::Go }
@@ -464,17 +495,7 @@ impl Session<'_> {
             .as_ref()
             .map(|h| h.0.as_str())
             .unwrap_or("unknown");
-        let helo: String = helo
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() && c != '(' && c != ')' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .take(128)
-            .collect();
+        let helo = comment_safe(helo, 128);
         let ip = match self.peer.ip {
             Some(std::net::IpAddr::V6(ip)) => format!(" ([IPv6:{ip}])"),
             Some(ip) => format!(" ([{ip}])"),
@@ -501,8 +522,13 @@ impl Session<'_> {
             [one] => format!("\n\tfor <{}>", one.address),
             _ => String::new(),
         };
+        // Postfix's sendmail says `from userid N`; the name is as safe as the HELO above.
+        let software = match &self.s.local_user {
+            Some(u) => format!("mailpipe msubmit, from user {}", comment_safe(u, 64)),
+            None => "mailpipe mreceive".to_string(),
+        };
         format!(
-            "Received: from {helo}{ip}\n\tby {} (mailpipe mreceive) with {with} id {id}{tls}{rcpt};\n\t{}\n",
+            "Received: from {helo}{ip}\n\tby {} ({software}) with {with} id {id}{tls}{rcpt};\n\t{}\n",
             self.s.hostname,
             crate::stamp::date_now()
         )
@@ -616,6 +642,20 @@ impl Session<'_> {
             _ => Ok(None),
         }
     }
+}
+
+/// `text` as printable ASCII without parentheses (safe in a header comment), cut at `max`.
+fn comment_safe(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '(' && c != ')' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(max)
+        .collect()
 }
 
 enum Next {

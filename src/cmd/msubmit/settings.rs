@@ -56,9 +56,11 @@ pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             "-oi" | "-oitrue" => keep(&mut out, "-i"),
             // Deliver in the background / interactively: we always deliver now.
             "-odb" | "-odi" | "-bm" | "-U" | "-Am" | "-Ac" | "-n" | "-m" | "-om" | "-G" => {}
-            // Queue only (sendmail's deferred mode), list the queue (mailq), run the queue.
+            // Queue only (sendmail's deferred mode), list the queue (mailq), SMTP on stdin,
+            // run the queue.
             "-odq" => keep(&mut out, "--queue"),
             "-bp" => keep(&mut out, "--list"),
+            "-bs" => keep(&mut out, "--smtp-stdio"),
             "-q" => keep(&mut out, "--flush"),
             // Options with a separate value we ignore: body type, syslog tag, hop count.
             "-B" | "-L" => drop_next = true,
@@ -88,7 +90,6 @@ pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 /// Why a legacy option is refused.
 pub fn refusal(opt: &str) -> Error {
     let why = match opt {
-        "-bs" => "SMTP on standard input is not implemented yet (use mreceive)",
         _ if opt.starts_with("-b") => "this sendmail mode is not supported",
         _ if opt.starts_with("-q") => "only a plain -q (flush the queue) is supported",
         _ => "this sendmail option is not supported",
@@ -432,7 +433,8 @@ mod tests {
     fn rewrites_sendmail_options() {
         assert_eq!(rw(&["-oi", "-oem", "-t"]), vec!["-i", "-t"]);
         assert_eq!(rw(&["-odq", "-bm", "a@b"]), vec!["--queue", "a@b"]);
-        assert_eq!(rw(&["-bs"]), vec!["--refused=-bs"]);
+        assert_eq!(rw(&["-bs", "-oi"]), vec!["--smtp-stdio", "-i"]);
+        assert_eq!(rw(&["-bd"]), vec!["--refused=-bd"]);
         assert_eq!(rw(&["-oQ/x"]), vec!["--refused=-oQ/x"]);
         assert_eq!(
             rw(&["-f", "-oi", "-B", "8BITMIME", "x@y"]),

@@ -1,0 +1,83 @@
+//! msubmit's log: one key=value line per message, as msmtp's `logfile` and `syslog`.
+
+use super::{Sent, settings};
+use crate::exit::Result;
+use crate::run;
+use crate::smtp::Reply;
+use crate::smtp::client::Envelope;
+use std::io::Write;
+
+/// One key=value line per message, appended with a single write (O_APPEND keeps lines of
+/// concurrent processes whole). A log that cannot be written is reported, never fatal.
+pub(super) fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
+    if server.log.is_none() && !server.syslog {
+        return;
+    }
+    let o = &server.options;
+    let (status, text, code) = match result {
+        Ok(Sent { refusals, data }) => match refusals.first().map(|r| &r.error) {
+            None => (
+                data.as_ref().map_or(0, |r| r.code),
+                data.as_ref().map(Reply::text).unwrap_or_default(),
+                0,
+            ),
+            Some(e) => (0, e.to_string(), e.code().as_i32()),
+        },
+        Err(e) => (0, e.to_string(), e.code().as_i32()),
+    };
+    let q = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
+        {
+            s.to_string()
+        } else {
+            format!("{s:?}")
+        }
+    };
+    let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.addr.as_str()).collect();
+    let line = format!(
+        "time={} account={} host={} port={} tls={} auth={} from={} recipients={} size={} smtpstatus={} smtpmsg={} exitcode={}\n",
+        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%z"),
+        q(server.account.as_deref().unwrap_or("-")),
+        q(&o.host),
+        o.port,
+        o.security.name(),
+        q(o.auth.as_ref().map_or("off", |c| c.user.as_str())),
+        q(&env.from),
+        q(&rcpts.join(",")),
+        env.size.unwrap_or(0),
+        status,
+        q(&text),
+        code
+    );
+    if server.syslog {
+        syslog(line.trim_end());
+    }
+    let Some(path) = &server.log else { return };
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        run::warn(format_args!(
+            "log {}: {}",
+            path.display(),
+            crate::exit::describe_io(&e)
+        ));
+    }
+}
+
+/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
+fn syslog(line: &str) {
+    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
+    // passed as the argument of "%s", never as the format.
+    unsafe {
+        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
+        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
+    }
+}
