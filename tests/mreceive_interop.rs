@@ -308,8 +308,16 @@ fn postfix_relays_to_mreceive_over_starttls() {
         m.contains("with ESMTPS") && m.contains("Subject: via postfix"),
         "{m}"
     );
+    // Postfix logs the delivery after our 250 reached it: the message can be in the Maildir
+    // a moment before the line is in the log.
+    let log_path = peers.dir().join("postfix-relay/postfix.log");
+    let sent = common::wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log_path)
+            .is_ok_and(|l| l.contains("status=sent (250 2.0.0 ok, delivered)"))
+    });
     assert!(
-        log.contains("status=sent (250 2.0.0 ok, delivered)"),
-        "{log}"
+        sent,
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
 }
