@@ -25,6 +25,11 @@ pub trait Io: Read + Write + Send {
     /// While `on`, a read that waits for input ends with [`STOPPING`] once the server is
     /// shutting down (an idle session is told 421 instead of holding up the exit).
     fn set_interruptible(&mut self, _on: bool) {}
+
+    /// True once the server is shutting down (see [`Io::set_interruptible`]).
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// The error kind of a read interrupted because the server is shutting down.
@@ -166,6 +171,10 @@ impl Io for FdIo {
 
     fn set_interruptible(&mut self, on: bool) {
         self.interruptible = on;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
 }
 
@@ -411,6 +420,15 @@ impl Conn {
             Stream::Plain(s) => s.set_interruptible(on),
             Stream::Tls(s) => s.sock.set_interruptible(on),
             Stream::Gone => {}
+        }
+    }
+
+    /// True once the server is shutting down.
+    pub fn stopping(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(s) => s.stopping(),
+            Stream::Tls(s) => s.sock.stopping(),
+            Stream::Gone => false,
         }
     }
 

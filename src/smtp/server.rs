@@ -187,9 +187,16 @@ impl Session<'_> {
         let ended = |accepted, clean| Ok(Ended { accepted, clean });
         loop {
             // Between transactions a server shutdown may end the session (see below).
-            self.conn
-                .set_interruptible(self.tx.is_none() && self.bdat.is_none());
-            let read = self.conn.read_line(MAX_COMMAND_LINE);
+            let idle = self.tx.is_none() && self.bdat.is_none();
+            self.conn.set_interruptible(idle);
+            // Also when the next command is already here (pipelined after the end of data):
+            // else a client that starts one transaction after another keeps a stopping
+            // server running for ever.
+            let read = if idle && self.conn.stopping() {
+                Err(io::Error::new(super::conn::STOPPING, "shutting down"))
+            } else {
+                self.conn.read_line(MAX_COMMAND_LINE)
+            };
             self.conn.set_interruptible(false);
             let line = match read {
                 Ok(Line::Text(l)) => l,
