@@ -294,6 +294,27 @@ fn too_many_errors_hang_up() {
 }
 
 #[test]
+fn refused_recipients_count_as_errors() {
+    // Probing user names or relay tricks one RCPT after another ends like any other run of
+    // bad commands.
+    let d = tempfile::tempdir().unwrap();
+    let users = d.path().join("users");
+    std::fs::write(&users, "bob\n").unwrap();
+    let mut input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n".to_string();
+    for i in 0..50 {
+        input += &format!("RCPT TO:<guess{i}@local.test>\r\n");
+    }
+    let out = mx(
+        d.path(),
+        &["--users", users.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let c = codes(&out);
+    assert_eq!(c.len(), 2 + 1 + 20 + 1, "{}", text(&out));
+    assert_eq!(c.last(), Some(&421));
+}
+
+#[test]
 fn an_idle_client_times_out_with_421() {
     let d = tempfile::tempdir().unwrap();
     let mut c = tool(bin!("mreceive"), d.path());

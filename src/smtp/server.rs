@@ -277,7 +277,7 @@ impl Session<'_> {
                 self.send(Reply::new(250, None, s.hostname.clone()));
             }
             Command::Mail { from, params } => self.mail(from, &params),
-            Command::Rcpt { to, .. } => self.rcpt(&to),
+            Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
             Command::Data => return self.data(),
             Command::Rset => {
                 self.tx = None;
@@ -356,13 +356,15 @@ impl Session<'_> {
         self.send(r(250, (2, 1, 0), "sender ok"));
     }
 
-    fn rcpt(&mut self, to: &str) {
+    fn rcpt(&mut self, to: &str) -> Next {
         let Some(tx) = &self.tx else {
-            return self.send(r(503, (5, 5, 1), "need MAIL first"));
+            self.send(r(503, (5, 5, 1), "need MAIL first"));
+            return Next::Go;
         };
         if tx.rcpts.len() >= self.s.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
-            return self.send(r(452, (4, 5, 3), "too many recipients"));
+            self.send(r(452, (4, 5, 3), "too many recipients"));
+            return Next::Go;
         }
         let rcpt = match self.s.policy.check(to) {
             Ok(l) => Recipient {
@@ -381,12 +383,19 @@ impl Session<'_> {
                     user: None,
                 }
             }
-            Err(reply) => return self.send(reply),
+            // A refused recipient counts as a bad command (as in Postfix's hard error
+            // limit): else one session could probe user names (with --users) or relay
+            // tricks without end.
+            Err(reply) => {
+                self.send(reply);
+                return if self.error() { Next::Quit } else { Next::Go };
+            }
         };
         if let Some(tx) = &mut self.tx {
             tx.rcpts.push(rcpt);
         }
         self.send(r(250, (2, 1, 5), "recipient ok"));
+        Next::Go
     }
 
     /// The transaction ready for content, or the reply why not.
