@@ -294,6 +294,21 @@ fn too_many_errors_hang_up() {
 }
 
 #[test]
+fn a_repeated_recipient_gets_the_message_once() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!("{HEAD}x\r\n.\r\n").replace(
+        "RCPT TO:<bob@local.test>\r\n",
+        &"RCPT TO:<bob@local.test>\r\nRCPT TO:<BOB@Local.Test>\r\n".repeat(3),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 250, 250, 250, 250, 354, 250]
+    );
+    assert_eq!(messages(&mailbox(d.path(), "bob")).len(), 1);
+}
+
+#[test]
 fn refused_recipients_count_as_errors() {
     // Probing user names or relay tricks one RCPT after another ends like any other run of
     // bad commands.

@@ -392,7 +392,17 @@ impl Session<'_> {
             }
         };
         if let Some(tx) = &mut self.tx {
-            tx.rcpts.push(rcpt);
+            // The same recipient again gets the message once, not once per RCPT: else one
+            // message of --max-size, repeated --max-recipients times, is stored that often.
+            // (Local parts of our own users compare without case, as their mailbox does.)
+            let same = |a: &Recipient| match (&a.user, &rcpt.user) {
+                (Some(_), Some(_)) => a.address.eq_ignore_ascii_case(&rcpt.address),
+                (None, None) => a.address == rcpt.address,
+                _ => false,
+            };
+            if !tx.rcpts.iter().any(same) {
+                tx.rcpts.push(rcpt);
+            }
         }
         self.send(r(250, (2, 1, 5), "recipient ok"));
         Next::Go
