@@ -184,7 +184,12 @@ impl<W: Write> Decoder<W> {
         if crlf && self.after_crlf && content == b"." && !self.chunked {
             return true;
         }
-        if line.len() > MAX_TEXT_LINE {
+        // The dot a client added for transparency counts toward neither the size (RFC 1870
+        // §3: "not ... doubled quoting dots") nor the line length (RFC 5321 §4.5.3.1.6).
+        let stuffed =
+            usize::from(!self.chunked && self.after_crlf && content.first() == Some(&b'.'));
+        self.size -= stuffed as u64;
+        if line.len() - stuffed > MAX_TEXT_LINE {
             self.flag(Fault::LineTooLong);
         }
         if self.size > self.limits.max_size {
@@ -480,6 +485,19 @@ mod tests {
         assert_eq!(decode(long.as_bytes(), LIMITS).1, Some(Fault::LineTooLong));
         let ok = format!("{}\r\n.\r\n", "x".repeat(998));
         assert_eq!(decode(ok.as_bytes(), LIMITS).1, None);
+        // A dot-stuffed line: 1001 octets on the wire, 1000 as the client meant it.
+        let ok = format!(".{}\r\n.\r\n", ".".repeat(998));
+        assert_eq!(decode(ok.as_bytes(), LIMITS).1, None);
+        let exact = Limits {
+            max_size: 12,
+            ..LIMITS
+        };
+        // Twelve octets of message, thirteen with the stuffed dot: at SIZE, not over it.
+        assert_eq!(decode(b"..123456789\r\n.\r\n", exact).1, None);
+        assert_eq!(
+            decode(b"x.123456789\r\n.\r\n", exact).1,
+            Some(Fault::TooBig)
+        );
         // Longer than the reader's buffer: dropped as it comes, the end still found.
         let huge = format!("{}\r\n.\r\nNEXT\r\n", "x".repeat(200_000));
         let (ended, fault, _, rest) = decode(huge.as_bytes(), LIMITS);
