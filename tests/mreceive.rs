@@ -363,6 +363,30 @@ fn an_idle_client_times_out_with_421() {
         text(&out)
     );
     assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+    // One that stalls in the middle of an AUTH exchange: 421 as well.
+    let pw = d.path().join("passwd");
+    std::fs::write(&pw, "alice:$6$salt$hash\n").unwrap();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args([
+        "-d",
+        "local.test",
+        "--timeout",
+        "1",
+        "--insecure-auth",
+        "-p",
+    ])
+    .arg(&pw)
+    .arg("-m")
+    .arg(d.path().join("mail"))
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"EHLO c\r\nAUTH LOGIN\r\n").unwrap();
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(codes(&out), [220, 250, 334, 421], "{}", text(&out));
+    assert!(text(&out).contains("421 4.4.2"));
 }
 
 /// A delivery command per recipient: SENDER and RECIPIENT set, exit 75 is 451 for the

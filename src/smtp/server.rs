@@ -239,7 +239,13 @@ impl Session<'_> {
                 }
             };
             let quit = matches!(cmd, Command::Quit);
-            match self.command(cmd)? {
+            let next = match self.command(cmd) {
+                Ok(next) => next,
+                // A client that stalls inside a command (an AUTH exchange) is told, like an
+                // idle one.
+                Err(e) => self.read_failed(e)?,
+            };
+            match next {
                 Next::Go => {}
                 Next::Accepted => accepted += 1,
                 Next::Quit => {
