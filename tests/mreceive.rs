@@ -389,6 +389,53 @@ fn an_idle_client_times_out_with_421() {
     assert!(text(&out).contains("421 4.4.2"));
 }
 
+/// Feed `head`, then `drip` a byte at a time, one every 200 ms, for at most 12 seconds;
+/// returns the output and how long the session lasted.
+fn trickle(d: &Path, head: &str, drip: &[u8]) -> (Output, std::time::Duration) {
+    let mut c = tool(bin!("mreceive"), d);
+    c.args(["-d", "local.test", "--timeout", "2", "-m"])
+        .arg(d.join("mail"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let start = std::time::Instant::now();
+    std::io::Write::write_all(&mut stdin, head.as_bytes()).unwrap();
+    for b in drip.iter().cycle() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if start.elapsed() > std::time::Duration::from_secs(12)
+            || std::io::Write::write_all(&mut stdin, &[*b]).is_err()
+        {
+            break;
+        }
+    }
+    let lasted = start.elapsed();
+    drop(stdin);
+    (
+        common::wait_output(child, std::time::Duration::from_secs(20)),
+        lasted,
+    )
+}
+
+#[test]
+fn a_trickling_client_times_out_too() {
+    // A byte now and then resets no clock: a command line has the timeout in all, and DATA
+    // must keep up a minimum rate (else a few such clients hold every session for ever).
+    let d = tempfile::tempdir().unwrap();
+    let (out, lasted) = trickle(d.path(), "", b"NOOP ");
+    assert_eq!(codes(&out), [220, 421], "{}", text(&out));
+    assert!(lasted < std::time::Duration::from_secs(8), "{lasted:?}");
+    let (out, lasted) = trickle(d.path(), HEAD, b"x\r\n");
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 421],
+        "{}",
+        text(&out)
+    );
+    assert!(lasted < std::time::Duration::from_secs(8), "{lasted:?}");
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+}
+
 /// A delivery command per recipient: SENDER and RECIPIENT set, exit 75 is 451 for the
 /// whole message (the recipients that got it may get it again), other failures 554.
 #[test]

@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A byte transport with an optional timeout on each read and write.
 pub trait Io: Read + Write + Send {
@@ -25,6 +25,10 @@ pub trait Io: Read + Write + Send {
     /// While `on`, a read that waits for input ends with [`STOPPING`] once the server is
     /// shutting down (an idle session is told 421 instead of holding up the exit).
     fn set_interruptible(&mut self, _on: bool) {}
+
+    /// Make reads fail with `TimedOut` once `deadline` passed, however much trickled in
+    /// before (`None`: only the per-read timeout).
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 
     /// True once the server is shutting down (see [`Io::set_interruptible`]).
     fn stopping(&self) -> bool {
@@ -41,6 +45,7 @@ pub struct FdIo {
     rfd: RawFd,
     wfd: RawFd,
     timeout: Duration,
+    deadline: Option<Instant>,
     stop: Option<&'static AtomicBool>,
     interruptible: bool,
     _owner: Option<std::net::TcpStream>,
@@ -53,6 +58,7 @@ impl FdIo {
             rfd: 0,
             wfd: 1,
             timeout,
+            deadline: None,
             stop: None,
             interruptible: false,
             _owner: None,
@@ -66,6 +72,7 @@ impl FdIo {
             rfd: fd,
             wfd: fd,
             timeout,
+            deadline: None,
             stop: None,
             interruptible: false,
             _owner: Some(s),
@@ -105,13 +112,20 @@ fn wait(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
 
 impl Read for FdIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(self.timeout),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => self.timeout,
+        };
         match self.stop.filter(|_| self.interruptible) {
-            None => wait(self.rfd, libc::POLLIN, self.timeout)?,
+            None => wait(self.rfd, libc::POLLIN, timeout)?,
             Some(stop) => {
                 // Wait in slices, looking at the flag when a slice passed without input (input
                 // that is there, a QUIT say, is still read).
                 let slice = Duration::from_millis(200);
-                let mut left = self.timeout;
+                let mut left = timeout;
                 loop {
                     match wait(self.rfd, libc::POLLIN, left.min(slice)) {
                         Ok(()) => break,
@@ -171,6 +185,10 @@ impl Io for FdIo {
 
     fn set_interruptible(&mut self, on: bool) {
         self.interruptible = on;
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     fn stopping(&self) -> bool {
@@ -245,7 +263,15 @@ pub struct Conn {
     buf: Vec<u8>,
     pos: usize,
     out: Vec<u8>,
+    /// The time a command line (or a TLS handshake) may take in all, and DATA before
+    /// [`MIN_DATA_RATE`] extends it; `None` until [`Conn::set_timeout`].
+    timeout: Option<Duration>,
 }
+
+/// The slowest DATA or BDAT content we wait for, in octets a second past the first
+/// `timeout` (Postfix's smtpd_min_data_rate). A per-read timeout alone lets a client keep a
+/// session, and with `--max-sessions` the server, for ever by sending a byte now and then.
+pub const MIN_DATA_RATE: u64 = 500;
 
 impl Conn {
     /// Wrap a transport.
@@ -255,6 +281,7 @@ impl Conn {
             buf: Vec::with_capacity(BUF),
             pos: 0,
             out: Vec::with_capacity(4096),
+            timeout: None,
         }
     }
 
@@ -334,8 +361,37 @@ impl Conn {
         &self.buf[self.pos..]
     }
 
-    /// Read one line of at most `max` octets, terminator included.
+    /// Reads end with `TimedOut` at `start` plus the timeout plus one second for every
+    /// [`MIN_DATA_RATE`] octets of `allowance` (no deadline without a timeout).
+    fn deadline(&mut self, start: Instant, allowance: u64) {
+        let d = self
+            .timeout
+            .map(|t| start + t + Duration::from_secs(allowance / MIN_DATA_RATE));
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_deadline(d),
+            Stream::Tls(s) => s.sock.set_deadline(d),
+            Stream::Gone => {}
+        }
+    }
+
+    fn no_deadline(&mut self) {
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_deadline(None),
+            Stream::Tls(s) => s.sock.set_deadline(None),
+            Stream::Gone => {}
+        }
+    }
+
+    /// Read one line of at most `max` octets, terminator included, within the timeout as a
+    /// whole (a line trickled in a byte at a time times out too).
     pub fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        self.deadline(Instant::now(), 0);
+        let r = self.read_line_now(max);
+        self.no_deadline();
+        r
+    }
+
+    fn read_line_now(&mut self, max: usize) -> io::Result<Line> {
         let mut too_long = false;
         loop {
             let avail = &self.buf[self.pos..];
@@ -365,6 +421,18 @@ impl Conn {
         &mut self,
         decoder: &mut super::inbound::Decoder<W>,
     ) -> io::Result<bool> {
+        let start = Instant::now();
+        let r = self.read_data_now(decoder, start);
+        self.no_deadline();
+        r
+    }
+
+    fn read_data_now<W: Write>(
+        &mut self,
+        decoder: &mut super::inbound::Decoder<W>,
+        start: Instant,
+    ) -> io::Result<bool> {
+        let mut got = 0u64;
         loop {
             let avail = &self.buf[self.pos..];
             match memchr::memchr(b'\n', avail) {
@@ -381,8 +449,10 @@ impl Conn {
                         decoder.overlong(avail.len());
                         self.pos = self.buf.len();
                     }
-                    if self.fill()? == 0 {
-                        return Ok(false);
+                    self.deadline(start, got);
+                    match self.fill()? {
+                        0 => return Ok(false),
+                        n => got += n as u64,
                     }
                 }
             }
@@ -391,10 +461,21 @@ impl Conn {
 
     /// Read exactly `n` octets (a BDAT chunk), handing them to `take` as they come. Returns
     /// false when the client closed the connection first.
-    pub fn read_exact_with(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+    pub fn read_exact_with(&mut self, n: u64, take: impl FnMut(&[u8])) -> io::Result<bool> {
+        let r = self.read_exact_now(n, take);
+        self.no_deadline();
+        r
+    }
+
+    fn read_exact_now(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+        let (start, mut got) = (Instant::now(), 0u64);
         while n > 0 {
-            if self.pos == self.buf.len() && self.fill()? == 0 {
-                return Ok(false);
+            if self.pos == self.buf.len() {
+                self.deadline(start, got);
+                match self.fill()? {
+                    0 => return Ok(false),
+                    k => got += k as u64,
+                }
             }
             let avail = &self.buf[self.pos..];
             let k = avail.len().min(usize::try_from(n).unwrap_or(usize::MAX));
@@ -407,6 +488,7 @@ impl Conn {
 
     /// Set the timeout of the transport under us.
     pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = Some(t);
         match &mut self.stream {
             Stream::Plain(s) => s.set_timeout(t),
             Stream::Tls(s) => s.sock.set_timeout(t),
@@ -445,9 +527,17 @@ impl Conn {
         };
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         let mut s = StreamOwned::new(conn, io);
-        while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock)?;
-        }
+        // The whole handshake within the timeout, as for a command line.
+        s.sock
+            .set_deadline(self.timeout.map(|t| Instant::now() + t));
+        let r = (|| -> io::Result<()> {
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock)?;
+            }
+            Ok(())
+        })();
+        s.sock.set_deadline(None);
+        r?;
         self.stream = Stream::Tls(Box::new(s));
         Ok(())
     }
