@@ -309,6 +309,26 @@ fn a_repeated_recipient_gets_the_message_once() {
 }
 
 #[test]
+fn utf8_addresses_need_smtputf8() {
+    // RFC 6531: without SMTPUTF8 on MAIL, a UTF-8 address is refused (it would end up in the
+    // Received: and Delivered-To: headers of a message not marked as needing UTF-8).
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<\u{e9}@r.test>\r\nMAIL FROM:<a@r.test>\r\n\
+                 RCPT TO:<bob+\u{e9}@local.test>\r\nRSET\r\n\
+                 MAIL FROM:<\u{e9}@r.test> SMTPUTF8\r\nRCPT TO:<bob+\u{e9}@local.test>\r\n\
+                 DATA\r\nx\r\n.\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 553, 250, 553, 250, 250, 250, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("553 5.6.7"));
+    assert_eq!(messages(&mailbox(d.path(), "bob")).len(), 1);
+}
+
+#[test]
 fn refused_recipients_count_as_errors() {
     // Probing user names or relay tricks one RCPT after another ends like any other run of
     // bad commands.

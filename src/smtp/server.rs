@@ -81,6 +81,8 @@ pub struct Envelope {
     pub auth: Option<String>,
     /// The content has 8-bit bytes.
     pub eight_bit: bool,
+    /// MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531).
+    pub smtputf8: bool,
 }
 
 /// What happens to accepted messages.
@@ -336,6 +338,12 @@ impl Session<'_> {
         if self.s.submission && self.auth.is_none() {
             return self.send(r(530, (5, 7, 0), "authentication required"));
         }
+        let smtputf8 = params
+            .iter()
+            .any(|p| p.keyword == "SMTPUTF8" && p.value.is_none());
+        if !smtputf8 && !from.is_ascii() {
+            return self.send(not_ascii());
+        }
         for p in params {
             let v = p.value.as_deref().unwrap_or("");
             match p.keyword.as_str() {
@@ -357,6 +365,7 @@ impl Session<'_> {
         self.tx = Some(Envelope {
             from,
             auth: self.auth.clone(),
+            smtputf8,
             ..Envelope::default()
         });
         self.send(r(250, (2, 1, 0), "sender ok"));
@@ -371,6 +380,10 @@ impl Session<'_> {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
             self.send(r(452, (4, 5, 3), "too many recipients"));
             return Next::Go;
+        }
+        if !tx.smtputf8 && !to.is_ascii() {
+            self.send(not_ascii());
+            return if self.error() { Next::Quit } else { Next::Go };
         }
         let rcpt = match self.s.policy.check(to) {
             Ok(l) => Recipient {
@@ -694,6 +707,13 @@ enum Next {
     Go,
     Accepted,
     Quit,
+}
+
+/// RFC 6531 (553, X.6.7 "non-ASCII addresses not permitted"): a UTF-8 address only in a
+/// transaction that said SMTPUTF8 (else it would reach the Received: and Delivered-To:
+/// headers of a message not marked as needing UTF-8).
+fn not_ascii() -> Reply {
+    r(553, (5, 6, 7), "non-ASCII address without SMTPUTF8")
 }
 
 /// The reply refusing a message for what was found in it.
