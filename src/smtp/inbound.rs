@@ -234,7 +234,7 @@ impl<W: Write> Decoder<W> {
         if self.in_header {
             if content.is_empty() {
                 self.in_header = false;
-            } else if content.len() >= 9 && content[..9].eq_ignore_ascii_case(b"received:") {
+            } else if is_received(content) {
                 self.received += 1;
                 if self.received > self.limits.max_received {
                     self.flag(Fault::Loop);
@@ -250,6 +250,17 @@ impl<W: Write> Decoder<W> {
             self.flag(Fault::Sink);
         }
     }
+}
+
+/// A `Received:` field, in any case, with the white space before the colon that RFC 5322
+/// §4.5.3 (obs-optional) still allows: a loop through a server that writes it so is a loop.
+fn is_received(line: &[u8]) -> bool {
+    line.len() >= 8
+        && line[..8].eq_ignore_ascii_case(b"received")
+        && line[8..]
+            .iter()
+            .find(|&&b| b != b' ' && b != b'\t')
+            .is_some_and(|&b| b == b':')
 }
 
 #[cfg(test)]
@@ -515,6 +526,11 @@ mod tests {
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, Some(Fault::Loop));
         let hops = "Received: from x\r\n".repeat(100) + "\r\nReceived: body\r\n.\r\n";
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, None);
+        // Any case, folded, and with white space before the colon (RFC 5322 §4.5.3).
+        let hops = "RECEIVED : from x\r\n\tby y\r\nreceived\t:z\r\n".repeat(51) + "\r\n.\r\n";
+        assert_eq!(decode(hops.as_bytes(), LIMITS).1, Some(Fault::Loop));
+        let other = "Received-SPF: pass\r\n".repeat(101) + "\r\n.\r\n";
+        assert_eq!(decode(other.as_bytes(), LIMITS).1, None);
     }
 
     // The client's encoder against this decoder: what one sends, the other reads back.
