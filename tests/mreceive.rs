@@ -309,6 +309,20 @@ fn a_repeated_recipient_gets_the_message_once() {
 }
 
 #[test]
+fn rcpt_parameters_we_do_not_offer_get_555() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n\
+                 RCPT TO:<bob@local.test> NOTIFY=NEVER\r\nRCPT TO:<bob@local.test>\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 555, 250, 221],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn utf8_addresses_need_smtputf8() {
     // RFC 6531: without SMTPUTF8 on MAIL, a UTF-8 address is refused (it would end up in the
     // Received: and Delivered-To: headers of a message not marked as needing UTF-8).

@@ -285,6 +285,11 @@ impl Session<'_> {
                 self.send(Reply::new(250, None, s.hostname.clone()));
             }
             Command::Mail { from, params } => self.mail(from, &params),
+            // RFC 5321 §4.1.1.11: 555 for parameters we do not implement (we offer no RCPT
+            // extension; a NOTIFY=NEVER silently ignored would still bounce).
+            Command::Rcpt { params, .. } if !params.is_empty() => {
+                self.send(r(555, (5, 5, 4), "unsupported parameter"));
+            }
             Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
             Command::Data => return self.data(),
             Command::Rset => {
