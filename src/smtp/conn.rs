@@ -385,6 +385,11 @@ impl Conn {
     /// Read one line of at most `max` octets, terminator included, within the timeout as a
     /// whole (a line trickled in a byte at a time times out too).
     pub fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        // Replies wait for the next read (RFC 2920 batching), but not without bound: 64 KiB
+        // of pipelined `EHLO x` would otherwise pile up 1.5 MB of replies per session.
+        if self.out.len() >= BUF {
+            self.flush()?;
+        }
         self.deadline(Instant::now(), 0);
         let r = self.read_line_now(max);
         self.no_deadline();
@@ -549,5 +554,53 @@ impl Conn {
             s.conn.send_close_notify();
             let _ = s.conn.complete_io(&mut s.sock);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Input from memory; remembers the largest single write.
+    struct Rec {
+        input: io::Cursor<Vec<u8>>,
+        biggest: Arc<AtomicUsize>,
+    }
+
+    impl Read for Rec {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Rec {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.biggest.fetch_max(buf.len(), Ordering::SeqCst);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Io for Rec {}
+
+    #[test]
+    fn replies_to_a_long_pipeline_do_not_pile_up() {
+        let biggest = Arc::new(AtomicUsize::new(0));
+        let mut conn = Conn::new(Box::new(Rec {
+            input: io::Cursor::new(b"EHLO x\r\n".repeat(50_000)),
+            biggest: Arc::clone(&biggest),
+        }));
+        let mut lines = 0;
+        while let Ok(Line::Text(_)) = conn.read_line(512) {
+            conn.send(&[b'2'; 200]);
+            lines += 1;
+        }
+        conn.flush().unwrap();
+        assert_eq!(lines, 50_000);
+        let most = biggest.load(Ordering::SeqCst);
+        assert!(most <= BUF + 200, "{most} octets written at once");
     }
 }
