@@ -69,6 +69,8 @@ pub struct Decoder<W: Write> {
     /// The previous call ended inside an overlong line.
     mid_line: bool,
     in_header: bool,
+    /// A line of content was written.
+    started: bool,
     received: usize,
     size: u64,
     fault: Option<Fault>,
@@ -86,6 +88,7 @@ impl<W: Write> Decoder<W> {
             after_crlf: true,
             mid_line: false,
             in_header: true,
+            started: false,
             received: 0,
             size: 0,
             fault: None,
@@ -231,6 +234,19 @@ impl<W: Write> Decoder<W> {
             [b'.', rest @ ..] if unstuff => rest,
             c => c,
         };
+        if !self.started {
+            self.started = true;
+            // A first line that starts with white space would continue the Received:
+            // header written above it (RFC 5322 §2.2.3 folding): the client could add to our
+            // trace header ("(authenticated as …)"). Content that starts so has no header
+            // section, so it is all body: an empty line goes first.
+            if matches!(content.first(), Some(b' ' | b'\t')) {
+                self.in_header = false;
+                if self.sink.write_all(b"\n").is_err() {
+                    self.flag(Fault::Sink);
+                }
+            }
+        }
         if self.in_header {
             if content.is_empty() {
                 self.in_header = false;
@@ -432,6 +448,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn content_cannot_continue_the_header_above_it() {
+        // A first line with leading white space would fold into our Received: header.
+        for lead in [&b" "[..], b"\t", b". "] {
+            let wire = [lead, b"(authenticated)\r\nSubject: x\r\n\r\nb\r\n.\r\n"].concat();
+            let (ended, fault, out, _) = decode(&wire, LIMITS);
+            assert!(ended);
+            assert_eq!(fault, None);
+            let lead = lead.strip_prefix(b".").unwrap_or(lead);
+            let want = [b"\n", lead, b"(authenticated)\nSubject: x\n\nb\n"].concat();
+            assert_eq!(out, want);
+        }
+        let mut d = Decoder::chunked(Vec::new(), LIMITS);
+        d.chunk(b"\tX: y\r\n");
+        d.finish();
+        assert_eq!(d.into_inner(), b"\n\tX: y\n");
+        // Only the very first line: later ones fold into the client's own fields.
+        let (_, _, out, _) = decode(b"Subject: x\r\n y\r\n\r\nb\r\n.\r\n", LIMITS);
+        assert_eq!(out, b"Subject: x\n y\n\nb\n");
     }
 
     #[test]
