@@ -73,6 +73,16 @@ fn one_recipient_is_named_in_received() {
     assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250]);
     let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
     assert!(m.contains("\n\tfor <bob@local.test>;\n"), "{m}");
+    // The HELO name cannot end the trace tokens early or open a comment.
+    let input = format!("{HEAD}x\r\n.\r\n").replace("EHLO c.test", "EHLO a;b\\(c)");
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250]);
+    let m = messages(&mailbox(d.path(), "bob"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("from a"))
+        .unwrap();
+    assert!(m.contains("Received: from a?b??c?\n"), "{m}");
 }
 
 /// Every SMTP smuggling variant: the smuggled transaction is content of a refused message,

@@ -694,11 +694,13 @@ impl Session<'_> {
     }
 }
 
-/// `text` as printable ASCII without parentheses (safe in a header comment), cut at `max`.
+/// `text` as printable ASCII without parentheses and backslash (safe in a header comment, a
+/// `\` would quote our closing parenthesis) and without `;` (which ends the Received: tokens
+/// before the date, RFC 5322 §3.6.7), cut at `max`.
 fn comment_safe(text: &str, max: usize) -> String {
     text.chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '(' && c != ')' {
+            if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\' | ';') {
                 c
             } else {
                 '?'
