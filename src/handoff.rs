@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How local recipients get their mail.
 #[derive(Clone, Debug)]
@@ -46,6 +46,17 @@ pub struct Handoff {
 
 impl Deliver for Handoff {
     fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<Result<()>> {
+        self.deliver_within(env, msg, COMMAND_TIME_LIMIT)
+    }
+}
+
+impl Handoff {
+    /// [`Deliver::deliver`], the delivery commands of all recipients together given at most
+    /// `limit`: the client waits for one reply to the whole message (10 minutes, RFC 5321
+    /// §4.5.3.2.6), so a limit per command would let 100 slow recipients run for hours and
+    /// the client give up and send it again anyway.
+    fn deliver_within(&self, env: &Envelope, msg: &mut Spool, limit: Duration) -> Vec<Result<()>> {
+        let deadline = Instant::now() + limit;
         // Recipients of other domains (only authenticated clients have them): one queue entry.
         let remote: Vec<&str> = env
             .rcpts
@@ -73,7 +84,15 @@ impl Deliver for Handoff {
                             ("USER", Some(user)),
                             ("MAILDIR", maildir.as_deref().and_then(Path::to_str)),
                         ];
-                        deliver_command(argv, &vars, msg)
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(Error::new(
+                                Code::TempFail,
+                                "deliver",
+                                "no time left for this recipient",
+                            ));
+                        }
+                        deliver_command(argv, &vars, left, msg)
                     }
                 }
             })
@@ -116,9 +135,14 @@ impl Handoff {
 
 /// Run a delivery command for one recipient: exit 0 delivered, 75 temporary, anything else
 /// permanent; not starting or a signal is temporary.
-fn deliver_command(argv: &[String], vars: &[(&str, Option<&str>)], msg: &mut Spool) -> Result<()> {
+fn deliver_command(
+    argv: &[String],
+    vars: &[(&str, Option<&str>)],
+    limit: Duration,
+    msg: &mut Spool,
+) -> Result<()> {
     let what = format!("deliver via {}", argv.first().map_or("", String::as_str));
-    let status = run_fed(argv, vars, COMMAND_TIME_LIMIT, |w| msg.copy_to(w))?;
+    let status = run_fed(argv, vars, limit, |w| msg.copy_to(w))?;
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
@@ -137,7 +161,7 @@ fn deliver_command(argv: &[String], vars: &[(&str, Option<&str>)], msg: &mut Spo
     }
 }
 
-/// How long mreceive lets a delivery command run: under the 10 minutes an SMTP client waits
+/// How long mreceive lets the delivery commands of one message run: under the 10 minutes an SMTP client waits
 /// for the reply to the end of data (RFC 5321 §4.5.3.2.6), so the client hears our 451
 /// instead of timing out and sending the message again anyway.
 pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
@@ -223,6 +247,48 @@ fn wait_unreaped(pid: libc::pid_t) -> io::Result<()> {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::server::Recipient;
+
+    #[test]
+    fn the_time_limit_is_for_all_recipients_together() {
+        let handoff = Handoff {
+            local: Local::Command {
+                argv: ["sh", "-c", "cat >/dev/null; sleep 0.6"]
+                    .map(String::from)
+                    .to_vec(),
+                base: None,
+            },
+            queue: None,
+        };
+        let rcpt = |u: &str| Recipient {
+            address: format!("{u}@local.test"),
+            user: Some(u.to_string()),
+        };
+        let env = Envelope {
+            from: "a@remote.test".into(),
+            rcpts: vec![rcpt("a"), rcpt("b"), rcpt("c"), rcpt("d")],
+            ..Envelope::default()
+        };
+        let mut msg = Spool::new();
+        msg.write_all(b"Subject: x\n\nhi\n").unwrap();
+        let start = Instant::now();
+        let results = handoff.deliver_within(&env, &mut msg, Duration::from_secs(1));
+        assert!(
+            start.elapsed() < Duration::from_millis(1800),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(results[0].is_ok());
+        for r in &results[1..] {
+            let e = r.as_ref().expect_err("past the limit");
+            assert_eq!(e.code(), Code::TempFail);
         }
     }
 }

@@ -201,7 +201,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn group_sync_dir(dir: &Path) -> io::Result<()> {
     let group = {
         let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
-        // One entry per directory ever synced (one per user): bounded by the users.
+        // One entry per directory synced, and an MX without --users has as many users as
+        // clients make up: entries nobody is using (only the map holds them) are dropped
+        // once there are many, so memory stays bounded in a server that runs for months.
+        if groups.len() >= MAX_IDLE_GROUPS && !groups.contains_key(dir) {
+            groups.retain(|_, g| Arc::strong_count(g) > 1);
+        }
         Arc::clone(groups.entry(dir.to_path_buf()).or_default())
     };
     let mut st = group.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -250,6 +255,9 @@ struct SyncState {
     /// The last round failed: its last ticket, and the error.
     failed: Option<(u64, io::ErrorKind, String)>,
 }
+
+/// How many directories' sync state is kept before idle ones are dropped.
+const MAX_IDLE_GROUPS: usize = 1024;
 
 static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<SyncGroup>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -317,6 +325,19 @@ mod tests {
         // A directory that cannot be opened fails every caller of its round.
         assert!(group_sync_dir(&dir.path().join("missing")).is_err());
         assert!(group_sync_dir(&root).is_ok());
+    }
+
+    #[test]
+    fn sync_state_of_many_directories_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 * MAX_IDLE_GROUPS {
+            let d = dir.path().join(i.to_string());
+            fs::create_dir(&d).unwrap();
+            group_sync_dir(&d).unwrap();
+        }
+        let n = GROUPS.lock().unwrap_or_else(|p| p.into_inner()).len();
+        // Other tests sync in parallel; a few of theirs may be in use at the moment.
+        assert!(n <= MAX_IDLE_GROUPS + 16, "{n} entries");
     }
 
     #[test]

@@ -21,10 +21,12 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub struct Passwords {
     entries: HashMap<String, String>,
+    /// The first entry's hash: an unknown user's password is checked against it (and the
+    /// answer is no), so the reply takes as long as for a user of the file.
+    decoy: Option<String>,
 }
 
-/// A valid hash of a password nobody knows: verified for unknown users too, so the answer
-/// takes as long whether the user exists or not.
+/// A valid hash of a password nobody knows, for unknown users when the file has no entries.
 fn dummy() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash("mailpipe dummy").unwrap_or_default())
@@ -41,6 +43,7 @@ impl Passwords {
     /// Parse the text of a password file; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Passwords> {
         let mut entries = HashMap::new();
+        let mut decoy = None;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -64,9 +67,10 @@ impl Passwords {
             }
             // MCF fields are colon-free, but `$` splits them; a colon inside would have been
             // cut above, so the hash is whole.
+            decoy.get_or_insert_with(|| hash.to_string());
             entries.insert(user.to_string(), hash.to_string());
         }
-        Ok(Passwords { entries })
+        Ok(Passwords { entries, decoy })
     }
 
     /// Number of users.
@@ -83,8 +87,16 @@ impl Passwords {
     pub fn verify(&self, user: &str, password: &str) -> bool {
         match self.entries.get(user) {
             Some(hash) => check(password, hash),
+            // Timing must not tell whether the user exists: a fixed dummy hash, made when
+            // first needed and at its own cost (5000 rounds), answered an unknown user
+            // faster than one whose hash has more rounds, and in inetd mode (a process per
+            // session) every first attempt for an unknown user took two hash computations.
             None => {
-                let _ = check(password, dummy());
+                let decoy: &str = match &self.decoy {
+                    Some(h) => h,
+                    None => dummy(),
+                };
+                let _ = check(password, decoy);
                 false
             }
         }
@@ -128,6 +140,17 @@ mod tests {
         assert!(!p.verify("alice", "wrong"));
         assert!(!p.verify("carol", "secret"));
         assert!(Passwords::parse("x:plain\n", "t").is_err());
+        // An unknown user costs what a known one does, whatever the rounds of the file.
+        let slow = "alice:$6$rounds=100000$saltsalt$W6Pjgp5jRhOycjhz1JdUTjE.eBO2c/gf64ukBCYIUsagE3B8HkkRYGvkhQw7S1S6nh6jR9hV6IhhRIHR8xSWY0\n";
+        let p = Passwords::parse(slow, "t").unwrap();
+        let time = |user: &str| {
+            let start = std::time::Instant::now();
+            assert!(!p.verify(user, "wrong"));
+            start.elapsed()
+        };
+        let (known, unknown) = (time("alice"), time("mallory"));
+        assert!(unknown * 3 > known, "unknown {unknown:?}, known {known:?}");
+        assert!(p.verify("alice", "secret") && !p.verify("mallory", "secret"));
         assert!(Passwords::parse(":$6$a$b\n", "t").is_err());
     }
 }

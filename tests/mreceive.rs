@@ -73,6 +73,16 @@ fn one_recipient_is_named_in_received() {
     assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250]);
     let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
     assert!(m.contains("\n\tfor <bob@local.test>;\n"), "{m}");
+    // The HELO name cannot end the trace tokens early or open a comment.
+    let input = format!("{HEAD}x\r\n.\r\n").replace("EHLO c.test", "EHLO a;b\\(c)");
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250]);
+    let m = messages(&mailbox(d.path(), "bob"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("from a"))
+        .unwrap();
+    assert!(m.contains("Received: from a?b??c?\n"), "{m}");
 }
 
 /// Every SMTP smuggling variant: the smuggled transaction is content of a refused message,
@@ -294,6 +304,76 @@ fn too_many_errors_hang_up() {
 }
 
 #[test]
+fn a_repeated_recipient_gets_the_message_once() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!("{HEAD}x\r\n.\r\n").replace(
+        "RCPT TO:<bob@local.test>\r\n",
+        &"RCPT TO:<bob@local.test>\r\nRCPT TO:<BOB@Local.Test>\r\n".repeat(3),
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 250, 250, 250, 250, 354, 250]
+    );
+    assert_eq!(messages(&mailbox(d.path(), "bob")).len(), 1);
+}
+
+#[test]
+fn rcpt_parameters_we_do_not_offer_get_555() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n\
+                 RCPT TO:<bob@local.test> NOTIFY=NEVER\r\nRCPT TO:<bob@local.test>\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 555, 250, 221],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn utf8_addresses_need_smtputf8() {
+    // RFC 6531: without SMTPUTF8 on MAIL, a UTF-8 address is refused (it would end up in the
+    // Received: and Delivered-To: headers of a message not marked as needing UTF-8).
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<\u{e9}@r.test>\r\nMAIL FROM:<a@r.test>\r\n\
+                 RCPT TO:<bob+\u{e9}@local.test>\r\nRSET\r\n\
+                 MAIL FROM:<\u{e9}@r.test> SMTPUTF8\r\nRCPT TO:<bob+\u{e9}@local.test>\r\n\
+                 DATA\r\nx\r\n.\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 553, 250, 553, 250, 250, 250, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("553 5.6.7"));
+    assert_eq!(messages(&mailbox(d.path(), "bob")).len(), 1);
+}
+
+#[test]
+fn refused_recipients_count_as_errors() {
+    // Probing user names or relay tricks one RCPT after another ends like any other run of
+    // bad commands.
+    let d = tempfile::tempdir().unwrap();
+    let users = d.path().join("users");
+    std::fs::write(&users, "bob\n").unwrap();
+    let mut input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n".to_string();
+    for i in 0..50 {
+        input += &format!("RCPT TO:<guess{i}@local.test>\r\n");
+    }
+    let out = mx(
+        d.path(),
+        &["--users", users.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let c = codes(&out);
+    assert_eq!(c.len(), 2 + 1 + 20 + 1, "{}", text(&out));
+    assert_eq!(c.last(), Some(&421));
+}
+
+#[test]
 fn an_idle_client_times_out_with_421() {
     let d = tempfile::tempdir().unwrap();
     let mut c = tool(bin!("mreceive"), d.path());
@@ -326,6 +406,77 @@ fn an_idle_client_times_out_with_421() {
         "{}",
         text(&out)
     );
+    assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+    // One that stalls in the middle of an AUTH exchange: 421 as well.
+    let pw = d.path().join("passwd");
+    std::fs::write(&pw, "alice:$6$salt$hash\n").unwrap();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args([
+        "-d",
+        "local.test",
+        "--timeout",
+        "1",
+        "--insecure-auth",
+        "-p",
+    ])
+    .arg(&pw)
+    .arg("-m")
+    .arg(d.path().join("mail"))
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"EHLO c\r\nAUTH LOGIN\r\n").unwrap();
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(codes(&out), [220, 250, 334, 421], "{}", text(&out));
+    assert!(text(&out).contains("421 4.4.2"));
+}
+
+/// Feed `head`, then `drip` a byte at a time, one every 200 ms, for at most 12 seconds;
+/// returns the output and how long the session lasted.
+fn trickle(d: &Path, head: &str, drip: &[u8]) -> (Output, std::time::Duration) {
+    let mut c = tool(bin!("mreceive"), d);
+    c.args(["-d", "local.test", "--timeout", "2", "-m"])
+        .arg(d.join("mail"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let start = std::time::Instant::now();
+    std::io::Write::write_all(&mut stdin, head.as_bytes()).unwrap();
+    for b in drip.iter().cycle() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if start.elapsed() > std::time::Duration::from_secs(12)
+            || std::io::Write::write_all(&mut stdin, &[*b]).is_err()
+        {
+            break;
+        }
+    }
+    let lasted = start.elapsed();
+    drop(stdin);
+    (
+        common::wait_output(child, std::time::Duration::from_secs(20)),
+        lasted,
+    )
+}
+
+#[test]
+fn a_trickling_client_times_out_too() {
+    // A byte now and then resets no clock: a command line has the timeout in all, and DATA
+    // must keep up a minimum rate (else a few such clients hold every session for ever).
+    let d = tempfile::tempdir().unwrap();
+    let (out, lasted) = trickle(d.path(), "", b"NOOP ");
+    assert_eq!(codes(&out), [220, 421], "{}", text(&out));
+    assert!(lasted < std::time::Duration::from_secs(8), "{lasted:?}");
+    let (out, lasted) = trickle(d.path(), HEAD, b"x\r\n");
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 421],
+        "{}",
+        text(&out)
+    );
+    assert!(lasted < std::time::Duration::from_secs(8), "{lasted:?}");
     assert!(messages(&mailbox(d.path(), "bob")).is_empty());
 }
 

@@ -173,3 +173,33 @@ fn ipv6_session_limit_and_sigterm_finishes_sessions_in_flight() {
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(messages(&s.maildir("carol")).len(), 1);
 }
+
+#[test]
+fn sigterm_refuses_the_next_transaction_even_when_pipelined() {
+    let mut s = Server::start(&[]);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO c\r\n");
+    assert!(c.cmd("MAIL FROM:<a@r.test>\r\n").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@local.test>\r\n").starts_with("250"));
+    assert!(c.cmd("DATA\r\n").starts_with("354"));
+    let child = s.child.take().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_until(Duration::from_secs(5), || TcpStream::connect((
+        "127.0.0.1",
+        s.port
+    ))
+    .is_err()));
+    // The transaction in flight completes; the next one, in the same packet, gets 421, so a
+    // busy client cannot keep a stopping server alive.
+    assert!(
+        c.cmd("x\r\n.\r\nMAIL FROM:<a@r.test>\r\n")
+            .starts_with("250")
+    );
+    let next = c.reply();
+    assert!(next.starts_with("421 4.3.2"), "{next}");
+    let out = common::wait_output(child, Duration::from_secs(20));
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(messages(&s.maildir("bob")).len(), 1);
+}

@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A byte transport with an optional timeout on each read and write.
 pub trait Io: Read + Write + Send {
@@ -25,6 +25,15 @@ pub trait Io: Read + Write + Send {
     /// While `on`, a read that waits for input ends with [`STOPPING`] once the server is
     /// shutting down (an idle session is told 421 instead of holding up the exit).
     fn set_interruptible(&mut self, _on: bool) {}
+
+    /// Make reads fail with `TimedOut` once `deadline` passed, however much trickled in
+    /// before (`None`: only the per-read timeout).
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
+
+    /// True once the server is shutting down (see [`Io::set_interruptible`]).
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// The error kind of a read interrupted because the server is shutting down.
@@ -36,6 +45,7 @@ pub struct FdIo {
     rfd: RawFd,
     wfd: RawFd,
     timeout: Duration,
+    deadline: Option<Instant>,
     stop: Option<&'static AtomicBool>,
     interruptible: bool,
     _owner: Option<std::net::TcpStream>,
@@ -48,6 +58,7 @@ impl FdIo {
             rfd: 0,
             wfd: 1,
             timeout,
+            deadline: None,
             stop: None,
             interruptible: false,
             _owner: None,
@@ -61,6 +72,7 @@ impl FdIo {
             rfd: fd,
             wfd: fd,
             timeout,
+            deadline: None,
             stop: None,
             interruptible: false,
             _owner: Some(s),
@@ -100,13 +112,20 @@ fn wait(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
 
 impl Read for FdIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(self.timeout),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => self.timeout,
+        };
         match self.stop.filter(|_| self.interruptible) {
-            None => wait(self.rfd, libc::POLLIN, self.timeout)?,
+            None => wait(self.rfd, libc::POLLIN, timeout)?,
             Some(stop) => {
                 // Wait in slices, looking at the flag when a slice passed without input (input
                 // that is there, a QUIT say, is still read).
                 let slice = Duration::from_millis(200);
-                let mut left = self.timeout;
+                let mut left = timeout;
                 loop {
                     match wait(self.rfd, libc::POLLIN, left.min(slice)) {
                         Ok(()) => break,
@@ -166,6 +185,14 @@ impl Io for FdIo {
 
     fn set_interruptible(&mut self, on: bool) {
         self.interruptible = on;
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
 }
 
@@ -236,7 +263,15 @@ pub struct Conn {
     buf: Vec<u8>,
     pos: usize,
     out: Vec<u8>,
+    /// The time a command line (or a TLS handshake) may take in all, and DATA before
+    /// [`MIN_DATA_RATE`] extends it; `None` until [`Conn::set_timeout`].
+    timeout: Option<Duration>,
 }
+
+/// The slowest DATA or BDAT content we wait for, in octets a second past the first
+/// `timeout` (Postfix's smtpd_min_data_rate). A per-read timeout alone lets a client keep a
+/// session, and with `--max-sessions` the server, for ever by sending a byte now and then.
+pub const MIN_DATA_RATE: u64 = 500;
 
 impl Conn {
     /// Wrap a transport.
@@ -246,6 +281,7 @@ impl Conn {
             buf: Vec::with_capacity(BUF),
             pos: 0,
             out: Vec::with_capacity(4096),
+            timeout: None,
         }
     }
 
@@ -325,8 +361,42 @@ impl Conn {
         &self.buf[self.pos..]
     }
 
-    /// Read one line of at most `max` octets, terminator included.
+    /// Reads end with `TimedOut` at `start` plus the timeout plus one second for every
+    /// [`MIN_DATA_RATE`] octets of `allowance` (no deadline without a timeout).
+    fn deadline(&mut self, start: Instant, allowance: u64) {
+        let d = self
+            .timeout
+            .map(|t| start + t + Duration::from_secs(allowance / MIN_DATA_RATE));
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_deadline(d),
+            Stream::Tls(s) => s.sock.set_deadline(d),
+            Stream::Gone => {}
+        }
+    }
+
+    fn no_deadline(&mut self) {
+        match &mut self.stream {
+            Stream::Plain(s) => s.set_deadline(None),
+            Stream::Tls(s) => s.sock.set_deadline(None),
+            Stream::Gone => {}
+        }
+    }
+
+    /// Read one line of at most `max` octets, terminator included, within the timeout as a
+    /// whole (a line trickled in a byte at a time times out too).
     pub fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        // Replies wait for the next read (RFC 2920 batching), but not without bound: 64 KiB
+        // of pipelined `EHLO x` would otherwise pile up 1.5 MB of replies per session.
+        if self.out.len() >= BUF {
+            self.flush()?;
+        }
+        self.deadline(Instant::now(), 0);
+        let r = self.read_line_now(max);
+        self.no_deadline();
+        r
+    }
+
+    fn read_line_now(&mut self, max: usize) -> io::Result<Line> {
         let mut too_long = false;
         loop {
             let avail = &self.buf[self.pos..];
@@ -356,6 +426,18 @@ impl Conn {
         &mut self,
         decoder: &mut super::inbound::Decoder<W>,
     ) -> io::Result<bool> {
+        let start = Instant::now();
+        let r = self.read_data_now(decoder, start);
+        self.no_deadline();
+        r
+    }
+
+    fn read_data_now<W: Write>(
+        &mut self,
+        decoder: &mut super::inbound::Decoder<W>,
+        start: Instant,
+    ) -> io::Result<bool> {
+        let mut got = 0u64;
         loop {
             let avail = &self.buf[self.pos..];
             match memchr::memchr(b'\n', avail) {
@@ -372,8 +454,10 @@ impl Conn {
                         decoder.overlong(avail.len());
                         self.pos = self.buf.len();
                     }
-                    if self.fill()? == 0 {
-                        return Ok(false);
+                    self.deadline(start, got);
+                    match self.fill()? {
+                        0 => return Ok(false),
+                        n => got += n as u64,
                     }
                 }
             }
@@ -382,10 +466,21 @@ impl Conn {
 
     /// Read exactly `n` octets (a BDAT chunk), handing them to `take` as they come. Returns
     /// false when the client closed the connection first.
-    pub fn read_exact_with(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+    pub fn read_exact_with(&mut self, n: u64, take: impl FnMut(&[u8])) -> io::Result<bool> {
+        let r = self.read_exact_now(n, take);
+        self.no_deadline();
+        r
+    }
+
+    fn read_exact_now(&mut self, mut n: u64, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+        let (start, mut got) = (Instant::now(), 0u64);
         while n > 0 {
-            if self.pos == self.buf.len() && self.fill()? == 0 {
-                return Ok(false);
+            if self.pos == self.buf.len() {
+                self.deadline(start, got);
+                match self.fill()? {
+                    0 => return Ok(false),
+                    k => got += k as u64,
+                }
             }
             let avail = &self.buf[self.pos..];
             let k = avail.len().min(usize::try_from(n).unwrap_or(usize::MAX));
@@ -398,6 +493,7 @@ impl Conn {
 
     /// Set the timeout of the transport under us.
     pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = Some(t);
         match &mut self.stream {
             Stream::Plain(s) => s.set_timeout(t),
             Stream::Tls(s) => s.sock.set_timeout(t),
@@ -414,6 +510,15 @@ impl Conn {
         }
     }
 
+    /// True once the server is shutting down.
+    pub fn stopping(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(s) => s.stopping(),
+            Stream::Tls(s) => s.sock.stopping(),
+            Stream::Gone => false,
+        }
+    }
+
     /// Upgrade to TLS as the server (after our 220 to STARTTLS, or at once for implicit TLS).
     ///
     /// Anything the client sent before the handshake and we have not read is discarded
@@ -427,9 +532,17 @@ impl Conn {
         };
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         let mut s = StreamOwned::new(conn, io);
-        while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock)?;
-        }
+        // The whole handshake within the timeout, as for a command line.
+        s.sock
+            .set_deadline(self.timeout.map(|t| Instant::now() + t));
+        let r = (|| -> io::Result<()> {
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock)?;
+            }
+            Ok(())
+        })();
+        s.sock.set_deadline(None);
+        r?;
         self.stream = Stream::Tls(Box::new(s));
         Ok(())
     }
@@ -441,5 +554,53 @@ impl Conn {
             s.conn.send_close_notify();
             let _ = s.conn.complete_io(&mut s.sock);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Input from memory; remembers the largest single write.
+    struct Rec {
+        input: io::Cursor<Vec<u8>>,
+        biggest: Arc<AtomicUsize>,
+    }
+
+    impl Read for Rec {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Rec {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.biggest.fetch_max(buf.len(), Ordering::SeqCst);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Io for Rec {}
+
+    #[test]
+    fn replies_to_a_long_pipeline_do_not_pile_up() {
+        let biggest = Arc::new(AtomicUsize::new(0));
+        let mut conn = Conn::new(Box::new(Rec {
+            input: io::Cursor::new(b"EHLO x\r\n".repeat(50_000)),
+            biggest: Arc::clone(&biggest),
+        }));
+        let mut lines = 0;
+        while let Ok(Line::Text(_)) = conn.read_line(512) {
+            conn.send(&[b'2'; 200]);
+            lines += 1;
+        }
+        conn.flush().unwrap();
+        assert_eq!(lines, 50_000);
+        let most = biggest.load(Ordering::SeqCst);
+        assert!(most <= BUF + 200, "{most} octets written at once");
     }
 }

@@ -69,6 +69,8 @@ pub struct Decoder<W: Write> {
     /// The previous call ended inside an overlong line.
     mid_line: bool,
     in_header: bool,
+    /// A line of content was written.
+    started: bool,
     received: usize,
     size: u64,
     fault: Option<Fault>,
@@ -86,6 +88,7 @@ impl<W: Write> Decoder<W> {
             after_crlf: true,
             mid_line: false,
             in_header: true,
+            started: false,
             received: 0,
             size: 0,
             fault: None,
@@ -184,7 +187,12 @@ impl<W: Write> Decoder<W> {
         if crlf && self.after_crlf && content == b"." && !self.chunked {
             return true;
         }
-        if line.len() > MAX_TEXT_LINE {
+        // The dot a client added for transparency counts toward neither the size (RFC 1870
+        // §3: "not ... doubled quoting dots") nor the line length (RFC 5321 §4.5.3.1.6).
+        let stuffed =
+            usize::from(!self.chunked && self.after_crlf && content.first() == Some(&b'.'));
+        self.size -= stuffed as u64;
+        if line.len() - stuffed > MAX_TEXT_LINE {
             self.flag(Fault::LineTooLong);
         }
         if self.size > self.limits.max_size {
@@ -226,10 +234,23 @@ impl<W: Write> Decoder<W> {
             [b'.', rest @ ..] if unstuff => rest,
             c => c,
         };
+        if !self.started {
+            self.started = true;
+            // A first line that starts with white space would continue the Received:
+            // header written above it (RFC 5322 §2.2.3 folding): the client could add to our
+            // trace header ("(authenticated as …)"). Content that starts so has no header
+            // section, so it is all body: an empty line goes first.
+            if matches!(content.first(), Some(b' ' | b'\t')) {
+                self.in_header = false;
+                if self.sink.write_all(b"\n").is_err() {
+                    self.flag(Fault::Sink);
+                }
+            }
+        }
         if self.in_header {
             if content.is_empty() {
                 self.in_header = false;
-            } else if content.len() >= 9 && content[..9].eq_ignore_ascii_case(b"received:") {
+            } else if is_received(content) {
                 self.received += 1;
                 if self.received > self.limits.max_received {
                     self.flag(Fault::Loop);
@@ -245,6 +266,17 @@ impl<W: Write> Decoder<W> {
             self.flag(Fault::Sink);
         }
     }
+}
+
+/// A `Received:` field, in any case, with the white space before the colon that RFC 5322
+/// §4.5.3 (obs-optional) still allows: a loop through a server that writes it so is a loop.
+fn is_received(line: &[u8]) -> bool {
+    line.len() >= 8
+        && line[..8].eq_ignore_ascii_case(b"received")
+        && line[8..]
+            .iter()
+            .find(|&&b| b != b' ' && b != b'\t')
+            .is_some_and(|&b| b == b':')
 }
 
 #[cfg(test)]
@@ -419,6 +451,27 @@ mod tests {
     }
 
     #[test]
+    fn content_cannot_continue_the_header_above_it() {
+        // A first line with leading white space would fold into our Received: header.
+        for lead in [&b" "[..], b"\t", b". "] {
+            let wire = [lead, b"(authenticated)\r\nSubject: x\r\n\r\nb\r\n.\r\n"].concat();
+            let (ended, fault, out, _) = decode(&wire, LIMITS);
+            assert!(ended);
+            assert_eq!(fault, None);
+            let lead = lead.strip_prefix(b".").unwrap_or(lead);
+            let want = [b"\n", lead, b"(authenticated)\nSubject: x\n\nb\n"].concat();
+            assert_eq!(out, want);
+        }
+        let mut d = Decoder::chunked(Vec::new(), LIMITS);
+        d.chunk(b"\tX: y\r\n");
+        d.finish();
+        assert_eq!(d.into_inner(), b"\n\tX: y\n");
+        // Only the very first line: later ones fold into the client's own fields.
+        let (_, _, out, _) = decode(b"Subject: x\r\n y\r\n\r\nb\r\n.\r\n", LIMITS);
+        assert_eq!(out, b"Subject: x\n y\n\nb\n");
+    }
+
+    #[test]
     fn normalizes_bare_line_ends_when_asked() {
         let (ended, fault, out, _) = decode(b"a\nb\rc\r\n..d\r\n.\r\n", NORMALIZE);
         assert!(ended);
@@ -480,6 +533,19 @@ mod tests {
         assert_eq!(decode(long.as_bytes(), LIMITS).1, Some(Fault::LineTooLong));
         let ok = format!("{}\r\n.\r\n", "x".repeat(998));
         assert_eq!(decode(ok.as_bytes(), LIMITS).1, None);
+        // A dot-stuffed line: 1001 octets on the wire, 1000 as the client meant it.
+        let ok = format!(".{}\r\n.\r\n", ".".repeat(998));
+        assert_eq!(decode(ok.as_bytes(), LIMITS).1, None);
+        let exact = Limits {
+            max_size: 12,
+            ..LIMITS
+        };
+        // Twelve octets of message, thirteen with the stuffed dot: at SIZE, not over it.
+        assert_eq!(decode(b"..123456789\r\n.\r\n", exact).1, None);
+        assert_eq!(
+            decode(b"x.123456789\r\n.\r\n", exact).1,
+            Some(Fault::TooBig)
+        );
         // Longer than the reader's buffer: dropped as it comes, the end still found.
         let huge = format!("{}\r\n.\r\nNEXT\r\n", "x".repeat(200_000));
         let (ended, fault, _, rest) = decode(huge.as_bytes(), LIMITS);
@@ -497,6 +563,11 @@ mod tests {
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, Some(Fault::Loop));
         let hops = "Received: from x\r\n".repeat(100) + "\r\nReceived: body\r\n.\r\n";
         assert_eq!(decode(hops.as_bytes(), LIMITS).1, None);
+        // Any case, folded, and with white space before the colon (RFC 5322 §4.5.3).
+        let hops = "RECEIVED : from x\r\n\tby y\r\nreceived\t:z\r\n".repeat(51) + "\r\n.\r\n";
+        assert_eq!(decode(hops.as_bytes(), LIMITS).1, Some(Fault::Loop));
+        let other = "Received-SPF: pass\r\n".repeat(101) + "\r\n.\r\n";
+        assert_eq!(decode(other.as_bytes(), LIMITS).1, None);
     }
 
     // The client's encoder against this decoder: what one sends, the other reads back.

@@ -81,6 +81,8 @@ pub struct Envelope {
     pub auth: Option<String>,
     /// The content has 8-bit bytes.
     pub eight_bit: bool,
+    /// MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531).
+    pub smtputf8: bool,
 }
 
 /// What happens to accepted messages.
@@ -187,9 +189,16 @@ impl Session<'_> {
         let ended = |accepted, clean| Ok(Ended { accepted, clean });
         loop {
             // Between transactions a server shutdown may end the session (see below).
-            self.conn
-                .set_interruptible(self.tx.is_none() && self.bdat.is_none());
-            let read = self.conn.read_line(MAX_COMMAND_LINE);
+            let idle = self.tx.is_none() && self.bdat.is_none();
+            self.conn.set_interruptible(idle);
+            // Also when the next command is already here (pipelined after the end of data):
+            // else a client that starts one transaction after another keeps a stopping
+            // server running for ever.
+            let read = if idle && self.conn.stopping() {
+                Err(io::Error::new(super::conn::STOPPING, "shutting down"))
+            } else {
+                self.conn.read_line(MAX_COMMAND_LINE)
+            };
             self.conn.set_interruptible(false);
             let line = match read {
                 Ok(Line::Text(l)) => l,
@@ -232,7 +241,13 @@ impl Session<'_> {
                 }
             };
             let quit = matches!(cmd, Command::Quit);
-            match self.command(cmd)? {
+            let next = match self.command(cmd) {
+                Ok(next) => next,
+                // A client that stalls inside a command (an AUTH exchange) is told, like an
+                // idle one.
+                Err(e) => self.read_failed(e)?,
+            };
+            match next {
                 Next::Go => {}
                 Next::Accepted => accepted += 1,
                 Next::Quit => {
@@ -270,7 +285,12 @@ impl Session<'_> {
                 self.send(Reply::new(250, None, s.hostname.clone()));
             }
             Command::Mail { from, params } => self.mail(from, &params),
-            Command::Rcpt { to, .. } => self.rcpt(&to),
+            // RFC 5321 §4.1.1.11: 555 for parameters we do not implement (we offer no RCPT
+            // extension; a NOTIFY=NEVER silently ignored would still bounce).
+            Command::Rcpt { params, .. } if !params.is_empty() => {
+                self.send(r(555, (5, 5, 4), "unsupported parameter"));
+            }
+            Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
             Command::Data => return self.data(),
             Command::Rset => {
                 self.tx = None;
@@ -323,6 +343,12 @@ impl Session<'_> {
         if self.s.submission && self.auth.is_none() {
             return self.send(r(530, (5, 7, 0), "authentication required"));
         }
+        let smtputf8 = params
+            .iter()
+            .any(|p| p.keyword == "SMTPUTF8" && p.value.is_none());
+        if !smtputf8 && !from.is_ascii() {
+            return self.send(not_ascii());
+        }
         for p in params {
             let v = p.value.as_deref().unwrap_or("");
             match p.keyword.as_str() {
@@ -344,18 +370,25 @@ impl Session<'_> {
         self.tx = Some(Envelope {
             from,
             auth: self.auth.clone(),
+            smtputf8,
             ..Envelope::default()
         });
         self.send(r(250, (2, 1, 0), "sender ok"));
     }
 
-    fn rcpt(&mut self, to: &str) {
+    fn rcpt(&mut self, to: &str) -> Next {
         let Some(tx) = &self.tx else {
-            return self.send(r(503, (5, 5, 1), "need MAIL first"));
+            self.send(r(503, (5, 5, 1), "need MAIL first"));
+            return Next::Go;
         };
         if tx.rcpts.len() >= self.s.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
-            return self.send(r(452, (4, 5, 3), "too many recipients"));
+            self.send(r(452, (4, 5, 3), "too many recipients"));
+            return Next::Go;
+        }
+        if !tx.smtputf8 && !to.is_ascii() {
+            self.send(not_ascii());
+            return if self.error() { Next::Quit } else { Next::Go };
         }
         let rcpt = match self.s.policy.check(to) {
             Ok(l) => Recipient {
@@ -374,12 +407,29 @@ impl Session<'_> {
                     user: None,
                 }
             }
-            Err(reply) => return self.send(reply),
+            // A refused recipient counts as a bad command (as in Postfix's hard error
+            // limit): else one session could probe user names (with --users) or relay
+            // tricks without end.
+            Err(reply) => {
+                self.send(reply);
+                return if self.error() { Next::Quit } else { Next::Go };
+            }
         };
         if let Some(tx) = &mut self.tx {
-            tx.rcpts.push(rcpt);
+            // The same recipient again gets the message once, not once per RCPT: else one
+            // message of --max-size, repeated --max-recipients times, is stored that often.
+            // (Local parts of our own users compare without case, as their mailbox does.)
+            let same = |a: &Recipient| match (&a.user, &rcpt.user) {
+                (Some(_), Some(_)) => a.address.eq_ignore_ascii_case(&rcpt.address),
+                (None, None) => a.address == rcpt.address,
+                _ => false,
+            };
+            if !tx.rcpts.iter().any(same) {
+                tx.rcpts.push(rcpt);
+            }
         }
         self.send(r(250, (2, 1, 5), "recipient ok"));
+        Next::Go
     }
 
     /// The transaction ready for content, or the reply why not.
@@ -644,11 +694,13 @@ impl Session<'_> {
     }
 }
 
-/// `text` as printable ASCII without parentheses (safe in a header comment), cut at `max`.
+/// `text` as printable ASCII without parentheses and backslash (safe in a header comment, a
+/// `\` would quote our closing parenthesis) and without `;` (which ends the Received: tokens
+/// before the date, RFC 5322 §3.6.7), cut at `max`.
 fn comment_safe(text: &str, max: usize) -> String {
     text.chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '(' && c != ')' {
+            if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\' | ';') {
                 c
             } else {
                 '?'
@@ -662,6 +714,13 @@ enum Next {
     Go,
     Accepted,
     Quit,
+}
+
+/// RFC 6531 (553, X.6.7 "non-ASCII addresses not permitted"): a UTF-8 address only in a
+/// transaction that said SMTPUTF8 (else it would reach the Received: and Delivered-To:
+/// headers of a message not marked as needing UTF-8).
+fn not_ascii() -> Reply {
+    r(553, (5, 6, 7), "non-ASCII address without SMTPUTF8")
 }
 
 /// The reply refusing a message for what was found in it.

@@ -2,8 +2,8 @@
 //!
 //! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
 //! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; sessions in the
-//! middle of a transaction run to its end, idle ones (between transactions) get `421 4.3.2`
-//! at once, then mreceive exits 0. The
+//! middle of a transaction run to its end and get `421 4.3.2` to the next command, idle
+//! ones (between transactions) get it at once, then mreceive exits 0. The
 //! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
 //! and looks at it, which needs no self-pipe and no extra crate.
 
