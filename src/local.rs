@@ -62,7 +62,14 @@ pub fn trace_over(block: &[u8], sender: Option<&str>, recipient: Option<&str>) -
                 && header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(addr))
         })
     };
-    trace(sender.filter(|s| !has("Return-Path", s)), recipient)
+    let mut t = trace(sender.filter(|s| !has("Return-Path", s)), recipient);
+    // A first line that starts with white space would continue the header we write above it
+    // (RFC 5322 §2.2.3 folding) and add to our Delivered-To:. Such a message has no header
+    // section of its own, so it is all body: an empty line goes first (as mreceive does).
+    if !t.is_empty() && matches!(block.first(), Some(b' ' | b'\t')) {
+        t.push(b'\n');
+    }
+    t
 }
 
 /// The trace headers a delivery prepends: `Return-Path:` from the envelope sender (`<>` for
@@ -123,6 +130,11 @@ mod tests {
             trace_over(stamp, Some("c@y"), Some("d@x")),
             b"Return-Path: <c@y>\nDelivered-To: d@x\n"
         );
+        assert_eq!(
+            trace_over(b" (forged)\nSubject: s\n", None, Some("b@x")),
+            b"Delivered-To: b@x\n\n"
+        );
+        assert_eq!(trace_over(b" (forged)\n", None, None), b"");
         let below = b"Subject: s\nReturn-Path: <a@y>\n";
         assert_eq!(
             trace_over(below, Some("a@y"), None),

@@ -311,7 +311,11 @@ line is dropped, CRLF line ends become LF (the Maildir convention), and every ot
 .B Return-Path:
 (from the envelope sender) and
 .B Delivered-To:
-(from the envelope recipient) are prepended.
+(from the envelope recipient) are prepended; a
+.B Return-Path:
+that the MTA's own stamp on top of the message already gives is not repeated.
+A message whose first line begins with white space gets an empty line after them, so that it
+cannot continue them: it has no header of its own and is stored as all body.
 A message that already carries a
 .B Delivered-To:
 header for the same recipient is refused as a mail loop, as qmail-local does; except the one
