@@ -44,9 +44,9 @@ install: build
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7 $(BASHDIR) $(ZSHDIR) $(FISHDIR)
 	for t in $(TOOLS); do \
 	  install -m 755 target/release/$$t $(BINDIR)/$$t; \
-	  install -m 644 completions/$$t.bash $(BASHDIR)/$$t; \
-	  install -m 644 completions/_$$t $(ZSHDIR)/_$$t; \
-	  install -m 644 completions/$$t.fish $(FISHDIR)/$$t.fish; \
+	  install -m 644 completions/$$t/$$t.bash $(BASHDIR)/$$t; \
+	  install -m 644 completions/$$t/_$$t $(ZSHDIR)/_$$t; \
+	  install -m 644 completions/$$t/$$t.fish $(FISHDIR)/$$t.fish; \
 	done
 	install -m 644 man/*.1 $(MANDIR)/man1/
 	for f in man/*.5; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man5/ || true; done

@@ -61,9 +61,9 @@ pub fn generated() -> Vec<(PathBuf, String)> {
     for page in crate::cmd::pages() {
         files.push((PathBuf::from(format!("man/{}.1", page.name)), man(&page)));
         for (shell, file) in [
-            (Shell::Bash, format!("completions/{}.bash", page.name)),
-            (Shell::Zsh, format!("completions/_{}", page.name)),
-            (Shell::Fish, format!("completions/{}.fish", page.name)),
+            (Shell::Bash, format!("completions/{0}/{0}.bash", page.name)),
+            (Shell::Zsh, format!("completions/{0}/_{0}", page.name)),
+            (Shell::Fish, format!("completions/{0}/{0}.fish", page.name)),
         ] {
             files.push((PathBuf::from(file), completion(&page, shell)));
         }
