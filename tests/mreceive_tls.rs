@@ -203,3 +203,22 @@ fn sigterm_refuses_the_next_transaction_even_when_pipelined() {
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(messages(&s.maildir("bob")).len(), 1);
 }
+
+#[test]
+fn sighup_stops_gracefully_too() {
+    // No configuration to reload, and a hang-up must not cut a transaction in half.
+    let mut s = Server::start(&[]);
+    let mut c = s.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO c\r\n");
+    assert!(c.cmd("MAIL FROM:<a@r.test>\r\n").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@local.test>\r\n").starts_with("250"));
+    let child = s.child.take().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    assert!(c.cmd("DATA\r\n").starts_with("354"));
+    assert!(c.cmd("hup\r\n.\r\n").starts_with("250"));
+    let out = common::wait_output(child, Duration::from_secs(20));
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(messages(&s.maildir("bob")).len(), 1);
+}

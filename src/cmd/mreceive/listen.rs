@@ -1,7 +1,7 @@
 //! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
 //!
 //! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
-//! costs a reply, not a thread. SIGTERM or SIGINT stops accepting at once; sessions in the
+//! costs a reply, not a thread. SIGTERM, SIGINT or SIGHUP stops accepting at once; sessions in the
 //! middle of a transaction run to its end and get `421 4.3.2` to the next command, idle
 //! ones (between transactions) get it at once, then mreceive exits 0. The
 //! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
@@ -26,7 +26,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn install_handlers() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
+    // SIGHUP too: there is no configuration file to reload (every setting is a flag), and a
+    // hang-up (a closed terminal, a supervisor's restart) must not cut a transaction in half.
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
