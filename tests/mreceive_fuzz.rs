@@ -35,6 +35,7 @@ fn settings() -> Settings {
             mailpipe::passwd::Passwords::parse("", "none").unwrap(),
         )),
         insecure_auth: true,
+        auth_failure_delay: std::time::Duration::ZERO,
         submission: false,
         local_user: None,
     }

@@ -55,9 +55,16 @@ fn starttls_discards_injected_commands_and_auth_needs_tls() {
         ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
         "{ehlo}"
     );
+    // A failed AUTH is answered only after --auth-failure-delay (1 s by default).
+    let asked = std::time::Instant::now();
     assert!(
         t.cmd("AUTH PLAIN AGFsaWNlAHdyb25n\r\n")
             .starts_with("535 5.7.8")
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        asked.elapsed()
     );
     // LOGIN, step by step.
     assert!(t.cmd("AUTH LOGIN\r\n").starts_with("334 VXNlcm5hbWU6"));

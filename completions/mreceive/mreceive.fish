@@ -7,6 +7,7 @@ complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail 
 complete -c mreceive -s p -l passwords -d 'Password file for AUTH (user:$6$… lines; see FILES)' -r -F
 complete -c mreceive -l tls-cert -d 'TLS certificate chain (PEM) for STARTTLS' -r -F
 complete -c mreceive -l tls-key -d 'TLS private key (PEM)' -r -F
+complete -c mreceive -l auth-failure-delay -d 'Wait SECS seconds times the failures so far before answering a failed AUTH' -r
 complete -c mreceive -l hostname -d 'Our host name for the greeting and Received: [default: this host\'s name]' -r
 complete -c mreceive -l max-size -d 'Refuse messages larger than SIZE bytes (suffixes k, M, G)' -r
 complete -c mreceive -l max-recipients -d 'Accept at most N recipients per message' -r

@@ -96,6 +96,10 @@ pub struct Args {
     #[arg(long)]
     pub insecure_auth: bool,
 
+    /// Wait SECS seconds times the failures so far before answering a failed AUTH
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub auth_failure_delay: f64,
+
     /// Our host name for the greeting and Received: [default: this host's name]
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -215,6 +219,8 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
         tls,
         passwords,
         insecure_auth: args.insecure_auth,
+        auth_failure_delay: Duration::try_from_secs_f64(args.auth_failure_delay)
+            .map_err(|_| usage("--auth-failure-delay", "not a number of seconds"))?,
         submission: args.submission,
         local_user: None,
     };

@@ -53,6 +53,9 @@ pub struct Settings {
     pub passwords: Option<Arc<Passwords>>,
     /// Allow AUTH without TLS (tests only).
     pub insecure_auth: bool,
+    /// How long to wait before answering a failed AUTH, times the failures so far: slows
+    /// password guessing (Dovecot's auth_failure_delay, Postfix's smtpd_error_sleep_time).
+    pub auth_failure_delay: Duration,
     /// Submission role: MAIL requires AUTH.
     pub submission: bool,
     /// A local user speaking SMTP on a pipe (msubmit -bs): trusted like an authenticated
@@ -670,6 +673,7 @@ impl Session<'_> {
             }
             Some(_) => {
                 self.auth_failures += 1;
+                std::thread::sleep(self.s.auth_failure_delay * self.auth_failures);
                 self.send(r(535, (5, 7, 8), "authentication credentials invalid"));
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     self.send(r(421, (4, 7, 0), "too many failed authentications"));

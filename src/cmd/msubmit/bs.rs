@@ -49,6 +49,7 @@ pub fn run(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
         tls: None,
         passwords: None,
         insecure_auth: false,
+        auth_failure_delay: Duration::ZERO,
         submission: false,
         local_user: Some(user.to_string()),
     };
