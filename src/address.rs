@@ -225,8 +225,9 @@ pub fn list_words(list: &[Address]) -> Vec<String> {
     words
 }
 
-/// RFC 5322 §3.2.3 atext, extended by RFC 6532 §3.2 to any non-ASCII character.
-fn is_atext(c: char) -> bool {
+/// RFC 5322 §3.2.3 atext, extended by RFC 6532 §3.2 (and RFC 6531 §3.3 for SMTP) to any
+/// non-ASCII character that is not a control.
+pub fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || "!#$%&'*+-/=?^_`{|}~".contains(c)
         || (!c.is_ascii() && !c.is_control())

@@ -396,7 +396,7 @@ pub fn check_mailbox(mailbox: &str) -> Result<(), CommandError> {
         }
         if local
             .split('.')
-            .any(|atom| atom.is_empty() || !atom.chars().all(is_atext))
+            .any(|atom| atom.is_empty() || !atom.chars().all(crate::address::is_atext))
         {
             return bad("bad local part");
         }
@@ -428,47 +428,11 @@ pub fn split_mailbox(mailbox: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// RFC 5322 atext, plus any non-ASCII character (RFC 6531 §3.3).
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || "!#$%&'*+-/=?^_`{|}~".contains(c)
-        || (!c.is_ascii() && !c.is_control())
-}
-
+/// A domain or address literal, as mcompose checks them ([`crate::address::check_domain`]),
+/// refused with the reply a server gives.
 fn check_domain(d: &str) -> Result<(), CommandError> {
-    let bad = || {
-        Err(CommandError::new(
-            553,
-            (5, 1, 3),
-            format!("bad domain {:?}", d),
-        ))
-    };
-    if let Some(lit) = d.strip_prefix('[') {
-        // Address literal: only the brackets and harmless characters are checked here.
-        let ok = lit.strip_suffix(']').is_some_and(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".:-".contains(c))
-        });
-        return if ok { Ok(()) } else { bad() };
-    }
-    if d.is_empty() || d.len() > 255 {
-        return bad();
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| {
-                c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
-            })
-    };
-    if d.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        bad()
-    }
+    crate::address::check_domain(d)
+        .map_err(|why| CommandError::new(553, (5, 1, 3), format!("bad domain: {why}")))
 }
 
 /// Parse the ESMTP parameters after a path (RFC 5321 §4.1.2 Mail-parameters).
