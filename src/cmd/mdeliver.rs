@@ -330,7 +330,9 @@ and
 .B Delivered\-To:
 fields at the top of the message (they check for loops themselves).
 .PP
-A missing Maildir is created with its tmp, new and cur directories (mode 0700).
+A missing Maildir is created with its tmp, new and cur directories.
+Messages are stored with mode 0600 and the directories mdeliver creates get 0700, whatever
+the umask (as maildrop and dovecot\-lda do); a directory that already exists keeps its mode.
 Maildir++ folders are created with their
 .B maildirfolder
 marker; folder names may not contain a slash, start or end with a dot, or contain "..".
