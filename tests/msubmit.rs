@@ -128,19 +128,96 @@ fn bare_lf_and_a_lone_dot_line_arrive_intact_with_i() {
     );
 }
 
+/// A complete message (nothing for msubmit to add) whose body holds the lines that once ended
+/// the input: a lone dot, a lone dot with CR, then more text and a dot line at the very end.
+const DOTS: &[u8] =
+    b"From: A <a@a.test>\r\nTo: b@b.test\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n\
+    Message-ID: <dots@a.test>\r\nSubject: dots\r\n\r\nReport below.\r\n.\r\nRegards\r\n\
+    ..two\r\n.x\r\nlast\r\n.\r\n";
+
+/// The one message `fake` accepted: the wire shows each dot line stuffed, and unstuffed it is
+/// `want` byte for byte.
+fn arrived_whole(fake: &Fake, want: &[u8]) {
+    let wire = fake.accepted.lock().unwrap().clone();
+    assert_eq!(wire.len(), 1, "expected one message");
+    let text = String::from_utf8_lossy(&wire[0]);
+    assert!(
+        text.contains("\r\nRegards\r\n...two\r\n..x\r\n") && text.ends_with("\r\n..\r\n"),
+        "lines starting with a dot not stuffed on the wire: {text:?}"
+    );
+    let got = fake.messages().remove(0);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(want),
+        "the message did not arrive byte for byte"
+    );
+}
+
 #[test]
-fn without_i_a_lone_dot_ends_the_message() {
-    if !have(&["/usr/sbin/smtp-sink"]) {
-        return;
-    }
-    let sink = Sink::start();
+fn a_lone_dot_never_ends_the_message_in_any_input_mode() {
+    let fake = Fake::start(Script::default());
     let t = tempfile::tempdir().unwrap();
+    let port = fake.port();
+    // Recipients as arguments, without -i: the whole message goes, the lone dots stuffed.
     let out = run(
-        plain(t.path(), sink.port).args(["-f", "a@a.test", "b@b.test"]),
-        b"Subject: x\n\nkept\n.\nnot part of it\n",
+        plain(t.path(), port).args(["-f", "a@a.test", "b@b.test"]),
+        DOTS,
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(arrived_body(&only(&sink)), b"kept\n");
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // Recipients from the header with -t; and LF line ends, as from a Unix pipe.
+    let lf: Vec<u8> = String::from_utf8_lossy(DOTS)
+        .replace("\r\n", "\n")
+        .into_bytes();
+    let out = run(plain(t.path(), port).arg("-t"), &lf);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // As mutt runs it (`set sendmail=...` plus its own -oi -oem -f, then `--` and the
+    // recipients); -i and -oi change nothing.
+    for args in [
+        &["-oi", "-oem", "-f", "a@a.test", "--", "b@b.test"][..],
+        &["-i", "-t"],
+    ] {
+        let out = run(plain(t.path(), port).args(args), &lf);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        arrived_whole(&fake, DOTS);
+        fake.accepted.lock().unwrap().clear();
+    }
+
+    // Through the queue: --queue stores the whole message, --flush sends it whole.
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let out = run(
+        msubmit(t.path()).args(["--queue-dir", q, "--queue", "-t"]),
+        &lf,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(fake.accepted.lock().unwrap().is_empty());
+    let out = run(
+        plain(t.path(), port).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // Queued after a failure (nothing listens on `down`), then flushed.
+    let down = free_port();
+    let out = run(
+        plain(t.path(), down).args(["--queue-dir", q, "--queue-on-failure", "-t"]),
+        &lf,
+    );
+    fails(&out, 0, "queued as");
+    let out = run(
+        plain(t.path(), port).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
 }
 
 #[test]

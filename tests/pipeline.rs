@@ -5,10 +5,13 @@
 mod common;
 #[path = "common/mreceive.rs"]
 mod mreceive;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use common::{code, messages, stderr, tool};
 use mailparse::MailHeaderMap;
 use mreceive::Server;
+use smtp::{Fake, Script};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -77,4 +80,51 @@ fn compose_submit_receive_deliver() {
         assert!(body.contains("Hello Bob,\n.\nthe line above"), "{body:?}");
         assert_eq!(parts[1].get_body_raw().unwrap(), attachment);
     }
+}
+
+/// Issue 8 item 1: `printf 'Report below.\n.\nRegards\n' | mcompose … -a FILE | msubmit -t`, a
+/// shell pipeline without -i, delivered only "Report below." (the attachment was gone). The
+/// message must reach the server byte for byte as mcompose wrote it, the lone dot stuffed on
+/// the wire.
+#[test]
+fn a_lone_dot_in_a_composed_body_does_not_cut_the_message() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let attachment: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    std::fs::write(home.join("q3.pdf"), &attachment).unwrap();
+    let script = r#"
+        printf 'Report below.\n.\nRegards\n' |
+        { "$1" -f a@x.test -t b@y.test -s s -a "$HOME/q3.pdf"; echo $? >"$HOME/mcompose.rc"; } |
+        tee "$HOME/composed.eml" |
+        "$2" --host 127.0.0.1 --port "$3" --tls none -t
+    "#;
+    let mut sh = tool("sh".into(), home);
+    sh.args(["-c", script, "sh"])
+        .arg(bin!("mcompose"))
+        .arg(bin!("msubmit"))
+        .arg(fake.port().to_string());
+    let out = common::run(&mut sh, b"");
+    assert_eq!(code(&out), 0, "msubmit: {}", stderr(&out));
+    let rc = std::fs::read_to_string(home.join("mcompose.rc")).unwrap();
+    assert_eq!(rc.trim(), "0", "mcompose failed: {}", stderr(&out));
+
+    let composed = std::fs::read(home.join("composed.eml")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&composed).contains("\nReport below.\n.\nRegards\n"),
+        "mcompose wrote the lone dot as it is"
+    );
+    let wire = fake.accepted.lock().unwrap().clone();
+    assert_eq!(wire.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&wire[0]).contains("\r\nReport below.\r\n..\r\nRegards\r\n"),
+        "the lone dot is stuffed on the wire"
+    );
+    // SMTP carries CRLF line ends; otherwise the server got what mcompose wrote.
+    let want = String::from_utf8_lossy(&composed).replace('\n', "\r\n");
+    let got = fake.messages().remove(0);
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    let mail = mailparse::parse_mail(&got).unwrap();
+    assert_eq!(mail.subparts.len(), 2, "text and attachment");
+    assert_eq!(mail.subparts[1].get_body_raw().unwrap(), attachment);
 }

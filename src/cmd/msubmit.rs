@@ -62,7 +62,8 @@ pub struct Args {
     #[arg(short = 't')]
     pub read_recipients: bool,
 
-    /// A line with a single dot does not end the message (also -oi); read to end of file
+    /// Accepted and ignored (also -oi), for sendmail's callers: the message always ends at the
+    /// end of input, never at a line holding a single dot
     #[arg(short = 'i')]
     pub ignore_dots: bool,
 
@@ -253,7 +254,7 @@ fn header_from(head: &[u8]) -> Option<String> {
 /// Send the message on stdin now, or store it in the queue (`--queue`, or
 /// `--queue-on-failure` after a temporary failure).
 fn submit(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
-    let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
+    let (spool, stats) = message::read(&mut std::io::stdin().lock())?;
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
     let (account, acct) = account(args, cfg, hint.as_deref())?;
