@@ -60,15 +60,16 @@ struct RawField {
     bytes: Vec<u8>,
 }
 
-/// The message as it will be sent: a rewritten header, then the body from the spool.
-pub struct Prepared {
+/// The message as it will be sent: a rewritten header, then the body from the spool. The
+/// spool stays the caller's, with the message as it was given (for `dead.letter`).
+pub struct Prepared<'a> {
     header: Vec<u8>,
-    spool: Spool,
+    spool: &'a mut Spool,
     body_start: usize,
     stats: Stats,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// Bytes of the message as sent (CRLF line ends), for SIZE= and logs.
     pub fn size_estimate(&self) -> u64 {
         self.header.len() as u64 + (self.spool.len() - self.body_start as u64) + self.stats.bare_lf
@@ -103,7 +104,11 @@ pub struct Fixes<'a> {
 
 /// Split the header from the spool, apply the fixes, and return the prepared message with
 /// the recipients found in the header (To, Cc, Bcc; or the Resent- set when present).
-pub fn prepare(spool: Spool, stats: Stats, fixes: &Fixes) -> Result<(Prepared, Vec<String>)> {
+pub fn prepare<'a>(
+    spool: &'a mut Spool,
+    stats: Stats,
+    fixes: &Fixes,
+) -> Result<(Prepared<'a>, Vec<String>)> {
     let head = spool.head();
     // A leading mbox "From " line is an envelope line, not a header field.
     let mut pos = 0;
@@ -379,12 +384,12 @@ mod tests {
     }
 
     fn prep(msg: &[u8]) -> (String, Vec<String>) {
-        let (spool, stats) = read(&mut &msg[..]).unwrap();
+        let (mut spool, stats) = read(&mut &msg[..]).unwrap();
         let fixes = Fixes {
             sender: "me@example.test",
             full_name: Some("Me Myself"),
         };
-        let (mut p, rcpts) = prepare(spool, stats, &fixes).unwrap();
+        let (mut p, rcpts) = prepare(&mut spool, stats, &fixes).unwrap();
         let mut out = Vec::new();
         p.write_to(&mut out).unwrap();
         assert!(p.size_estimate() as usize >= out.len());
@@ -428,12 +433,12 @@ mod tests {
     #[test]
     fn a_long_or_non_ascii_full_name_is_folded_in_short_encoded_words() {
         for name in ["é".repeat(600), "Jean-Émile ".repeat(100), "x".repeat(1500)] {
-            let (spool, stats) = read(&mut &b"Subject: s\r\n\r\nb\r\n"[..]).unwrap();
+            let (mut spool, stats) = read(&mut &b"Subject: s\r\n\r\nb\r\n"[..]).unwrap();
             let fixes = Fixes {
                 sender: "me@example.test",
                 full_name: Some(&name),
             };
-            let (mut p, _) = prepare(spool, stats, &fixes).unwrap();
+            let (mut p, _) = prepare(&mut spool, stats, &fixes).unwrap();
             let mut out = Vec::new();
             p.write_to(&mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
