@@ -128,3 +128,66 @@ fn a_lone_dot_in_a_composed_body_does_not_cut_the_message() {
     assert_eq!(mail.subparts.len(), 2, "text and attachment");
     assert_eq!(mail.subparts[1].get_body_raw().unwrap(), attachment);
 }
+
+/// Issue 8 item 4: `mcompose --edit | msubmit -t` with a refused recipient lost the text:
+/// mcompose removes its draft once its output is written whole, and msubmit then failed.
+/// Now msubmit keeps what it read in ~/dead.letter and says so; the draft is gone as it
+/// should be (nothing would ever clean up drafts of messages that went out).
+#[test]
+fn a_refused_edited_message_survives_in_dead_letter() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 <nosuch@y.test>: no such user\r\n")],
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let tmp = home.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The editor types the body (and a line that mbox must quote).
+    let editor = home.join("ed.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Three paragraphs of careful text.\\nFrom now on, no more.\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    let script = r#"
+        { "$1" -f a@x.test -t nosuch@y.test -s 'the report' --edit; echo $? >"$HOME/mcompose.rc"; } |
+        tee "$HOME/composed.eml" |
+        "$2" --host 127.0.0.1 --port "$3" --tls none -t
+    "#;
+    let mut sh = tool("sh".into(), home);
+    sh.env("EDITOR", format!("sh {}", editor.display()))
+        .env("TMPDIR", &tmp)
+        .args(["-c", script, "sh"])
+        .arg(bin!("mcompose"))
+        .arg(bin!("msubmit"))
+        .arg(fake.port().to_string());
+    let out = common::run(&mut sh, b"");
+    let dead = home.join("dead.letter");
+    assert_eq!(code(&out), 67, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "msubmit: RCPT TO:<nosuch@y.test>: 550 5.1.1 <nosuch@y.test>: no such user \
+             (message saved in {})",
+            dead.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let rc = std::fs::read_to_string(home.join("mcompose.rc")).unwrap();
+    assert_eq!(rc.trim(), "0", "mcompose: {}", stderr(&out));
+    assert!(
+        common::files(&tmp).is_empty(),
+        "mcompose's output was written whole, so its draft is removed"
+    );
+    assert!(fake.accepted.lock().unwrap().is_empty());
+
+    // dead.letter holds what mcompose wrote, as one mbox entry.
+    let composed = String::from_utf8(std::fs::read(home.join("composed.eml")).unwrap()).unwrap();
+    assert!(composed.contains("\nThree paragraphs of careful text.\nFrom now on, no more.\n"));
+    let saved = std::fs::read_to_string(&dead).unwrap();
+    let (from_line, entry) = saved.split_once('\n').unwrap();
+    assert!(from_line.starts_with("From a@x.test "), "{from_line}");
+    let want = composed.replace("\nFrom now on", "\n>From now on") + "\n";
+    assert_eq!(entry, want);
+}
