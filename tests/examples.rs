@@ -179,4 +179,19 @@ fn blocks_are_read_as_the_reader_sees_them() {
     assert_eq!(ex[0].kind, Kind::Shell("a \\\n  b".into()));
     assert_eq!(ex[0].origin, "R.md:4");
     assert_eq!(ex[1].kind, Kind::Cron("*/5 * * * * x".into()));
+    // In mailpipe-rules(5) a block is a rules file unless it starts with a program.
+    let command = Block {
+        origin: "mailpipe-rules.5:1".into(),
+        file: "mailpipe-rules.5".into(),
+        text: "/usr/local/bin/mdeliver -n ~/Maildir <m.eml".into(),
+    };
+    assert!(matches!(
+        classify(&command).unwrap()[0].kind,
+        Kind::Shell(_)
+    ));
+    let rules = Block {
+        text: "header Subject contains x folder X".into(),
+        ..command
+    };
+    assert!(matches!(classify(&rules).unwrap()[0].kind, Kind::Rules(_)));
 }

@@ -415,7 +415,10 @@ pub fn classify(block: &Block) -> Result<Vec<Example>, String> {
         }
         return one(Kind::Units(units));
     }
-    let is_program = PROGRAMS.contains(&first_word(first));
+    // A program, by name or by path (/usr/local/bin/mdeliver …).
+    let command = first_word(first);
+    let is_program =
+        command.starts_with('/') || PROGRAMS.contains(&command.rsplit('/').next().unwrap_or(""));
     if block.file.starts_with("mailpipe-rules") && !is_program {
         return one(Kind::Rules(text.to_string()));
     }
