@@ -305,3 +305,63 @@ fn a_delivered_to_with_a_blank_before_its_colon_is_still_a_loop() {
     assert_eq!(code(&out), 65, "{}", stderr(&out));
     assert!(messages(&md).is_empty());
 }
+
+#[test]
+fn no_message_is_refused_with_65_and_nothing_is_stored() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let big_blank = vec![b'\n'; 1_100_000];
+    let inputs: [&[u8]; 5] = [
+        b"",
+        b"From a@x.test Mon Jan  1 00:00:00 2024\n",
+        b"\n",
+        b" \r\n\t\r\n",
+        &big_blank,
+    ];
+    for input in inputs {
+        let out = run(mdeliver(t.path()).arg(&md), input);
+        assert_eq!(
+            code(&out),
+            65,
+            "{:?}: {}",
+            &input[..input.len().min(40)],
+            stderr(&out)
+        );
+        assert_eq!(
+            stderr(&out),
+            "mdeliver: standard input: no message (empty, or only white space); nothing stored\n"
+        );
+        assert!(messages(&md).is_empty());
+    }
+    // -n says the same, before any rule is tried.
+    let out = run(mdeliver(t.path()).arg("-n").arg(&md), b"");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    // White space past the first 1 MiB still counts as a message when something follows it.
+    let mut late = big_blank.clone();
+    late.extend_from_slice(b"x\n");
+    let out = run(mdeliver(t.path()).arg(&md), &late);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 1);
+}
+
+#[test]
+fn a_failed_command_before_mdeliver_fails_the_pipeline() {
+    // mailpipe(7)'s old example: mcompose refuses `bob` (no domain) and wrote nothing;
+    // the pipeline's status is mdeliver's, which stored an empty message and exited 0.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("M");
+    let script = format!(
+        "{} -t bob -s lunch </dev/null | {} {}",
+        bin!("mcompose").display(),
+        bin!("mdeliver").display(),
+        md.display()
+    );
+    let out = run(
+        tool(std::path::PathBuf::from("/bin/sh"), t.path()).args(["-c", &script]),
+        b"",
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(stderr(&out).contains("mdeliver: standard input: no message"));
+    assert!(messages(&md).is_empty());
+}

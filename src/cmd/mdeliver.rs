@@ -10,12 +10,12 @@
 use crate::config::{self, Config};
 use crate::dedupe::{self, Cache};
 use crate::docs::Page;
-use crate::exit::{Code, Error, Result};
+use crate::exit::{Code, Context, Error, Result};
 use crate::maildir::Maildir;
 use crate::rules::{self, Facts, Rules, Step};
 use crate::{header, input, run};
 use clap::{CommandFactory, Parser};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 /// Deliver one message from standard input into a Maildir.
@@ -204,6 +204,16 @@ pub fn run(args: Args) -> Result<()> {
         crate::maildir::check_folder_name(f)?;
     }
     let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
+    if is_blank(&mut msg)? {
+        // What a failed command before us in a pipeline leaves (`mcompose … | mdeliver`
+        // with mcompose refusing an address): storing it would turn that failure into an
+        // empty "delivered" message and a pipeline that exits 0.
+        return Err(Error::new(
+            Code::DataErr,
+            "standard input",
+            "no message (empty, or only white space); nothing stored",
+        ));
+    }
     let block = header::block(msg.head()).to_vec();
 
     if let Some(rcpt) = &s.recipient {
@@ -270,6 +280,29 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// True when the message (after its mbox `From ` line) holds nothing but white space.
+fn is_blank(msg: &mut input::Spool) -> Result<bool> {
+    let blank = |b: &[u8]| b.iter().all(u8::is_ascii_whitespace);
+    if !blank(msg.head()) {
+        return Ok(false);
+    }
+    if msg.in_memory() {
+        return Ok(true);
+    }
+    // Past 1 MiB of white space: look at the rest on disk before deciding.
+    let mut r = msg.reader().or_code(Code::TempFail, "read message")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) if !blank(&buf[..n]) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(Code::TempFail, "read message", e)),
+        }
+    }
+}
+
 /// The rules to apply. A broken or unreadable file is never a reason to refuse or delay mail
 /// (maildrop's rule): warn and deliver as if there were no rules.
 fn load_rules(file: &RulesFile) -> Rules {
@@ -307,6 +340,9 @@ A leading mbox
 .B From\~
 line is dropped, CRLF line ends become LF (the Maildir convention), and every other byte,
 8-bit or not valid UTF-8, is stored unchanged.
+Input with nothing but white space (or nothing at all) is no message: it is refused with 65
+and nothing is stored, so a pipeline whose first command failed does not deliver an empty
+message.
 .PP
 .B Return-Path:
 (from the envelope sender) and
@@ -379,8 +415,10 @@ Usage error: an unknown option, a bad folder name, or an envelope address with c
 characters.
 .TP
 .B 65
-The message was refused permanently: a mail loop, or larger than
-.BR \-\-max\-size .
+The message was refused permanently: a mail loop, larger than
+.BR \-\-max\-size ,
+or no message at all (empty input, or only white space, as a failed command before mdeliver
+in a pipeline leaves): nothing is stored.
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is

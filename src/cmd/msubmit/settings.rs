@@ -4,8 +4,8 @@
 //! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
 //! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
 //! timeout, logfile, syslog, dsn_notify, dsn_return) so an msmtp account block works as it
-//! is, plus our queue_on_failure, with one deliberate difference: without `tls` or `--tls`,
-//! TLS is required (STARTTLS), not off.
+//! is, plus our queue_on_failure and `tls starttls|implicit|none` (the words of `--tls`), with
+//! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
 
 use super::Args;
 use crate::config::{Account, Config};
@@ -144,6 +144,48 @@ fn config_error(acct: &Account, key: &str, why: impl std::fmt::Display) -> Error
     Error::new(Code::Config, at, why)
 }
 
+/// The account's TLS mode: msmtp's `tls on|off` with `tls_starttls on|off`, or one of the
+/// words of `--tls` (`tls starttls`, `tls implicit`, `tls none`), which mailpipe(7) shows and
+/// users of our command line write. A word that `tls_starttls` contradicts is refused: which
+/// one the user meant cannot be guessed, and a wrong guess sends in the clear or not at all.
+fn config_security(acct: &Account) -> Result<Security> {
+    let starttls = acct.flag("tls_starttls")?;
+    let from_msmtp = |tls: Option<bool>| match (tls, starttls) {
+        (Some(false), _) => Security::None,
+        (_, Some(false)) => Security::Implicit,
+        _ => Security::StartTls,
+    };
+    let Some(v) = acct.value("tls") else {
+        return Ok(from_msmtp(None));
+    };
+    let word = match v.text.to_ascii_lowercase().as_str() {
+        "starttls" => Security::StartTls,
+        "implicit" => Security::Implicit,
+        "none" => Security::None,
+        _ => {
+            let tls = acct.flag("tls").map_err(|_| {
+                config_error(
+                    acct,
+                    "tls",
+                    format!(
+                        "expected on, off, starttls, implicit or none, got {:?}",
+                        v.text
+                    ),
+                )
+            })?;
+            return Ok(from_msmtp(tls));
+        }
+    };
+    match (word, starttls) {
+        (Security::StartTls, Some(false)) | (Security::Implicit, Some(true)) => Err(config_error(
+            acct,
+            "tls_starttls",
+            format!("contradicts tls {} ({})", v.text, v.origin),
+        )),
+        _ => Ok(word),
+    }
+}
+
 /// Lay the flags over the account and build the client options.
 pub fn server(
     args: &Args,
@@ -163,14 +205,7 @@ pub fn server(
                 "expected starttls, implicit or none",
             ));
         }
-        None => match (
-            acct.flag("tls").map_err(|e| e.with_code(Code::Config))?,
-            acct.flag("tls_starttls")?,
-        ) {
-            (Some(false), _) => Security::None,
-            (_, Some(false)) => Security::Implicit,
-            _ => Security::StartTls,
-        },
+        None => config_security(&acct)?,
     };
     let host = pick(&args.host, &acct, "host").ok_or_else(|| {
         Error::new(
@@ -463,6 +498,44 @@ mod tests {
         assert_eq!(
             envelope_address("recipient", "Bob <b@x.test>", None).unwrap(),
             "b@x.test"
+        );
+    }
+
+    fn security(text: &str) -> Result<Security> {
+        let mut cfg = Config::default();
+        cfg.parse(text, "c")?;
+        config_security(&cfg.account(None)?)
+    }
+
+    #[test]
+    fn tls_takes_msmtp_flags_and_the_words_of_the_flag() {
+        // mailpipe(7) documents `tls starttls`; msmtp users write `tls on` + `tls_starttls`.
+        assert_eq!(security("tls starttls").unwrap(), Security::StartTls);
+        assert_eq!(security("tls Implicit").unwrap(), Security::Implicit);
+        assert_eq!(security("tls none").unwrap(), Security::None);
+        assert_eq!(security("").unwrap(), Security::StartTls);
+        assert_eq!(security("tls on").unwrap(), Security::StartTls);
+        assert_eq!(
+            security("tls on\ntls_starttls off").unwrap(),
+            Security::Implicit
+        );
+        assert_eq!(security("tls off").unwrap(), Security::None);
+        assert_eq!(
+            security("tls implicit\ntls_starttls off").unwrap(),
+            Security::Implicit
+        );
+        let e = security("tls implicit\ntls_starttls on").unwrap_err();
+        assert_eq!(e.code(), Code::Config);
+        assert_eq!(
+            e.to_string(),
+            "c:2: tls_starttls: contradicts tls implicit (c:1)"
+        );
+        let e = security("tls startls").unwrap_err();
+        assert_eq!(e.code(), Code::Config);
+        assert!(
+            e.to_string()
+                .starts_with("c:1: tls: expected on, off, starttls"),
+            "{e}"
         );
     }
 }

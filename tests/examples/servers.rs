@@ -1,0 +1,496 @@
+//! Examples that are servers (mreceive --listen, under inetd, tcpserver or systemd socket
+//! activation): started on loopback, probed with a message, stopped. Also the password file,
+//! which only a running server can judge, and fetchmail's POP3 peer.
+
+use crate::common::{self, have};
+use crate::extract::PASSWD_LINE;
+use crate::mreceive;
+use crate::shell::{Stage, option_value};
+use crate::world::{
+    Background, MESSAGE, PASSWORD, World, maildir_count, message_files, run_bounded, show,
+};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The recipient an MX example is probed with, and what lands in their Maildir.
+pub const PROBE_USER: &str = "bob";
+
+pub fn smtp_session(domain: &str) -> String {
+    format!(
+        "EHLO client.example.net\r\nMAIL FROM:<ann@example.net>\r\nRCPT TO:<{PROBE_USER}@{domain}>\r\n\
+         DATA\r\nFrom: ann@example.net\r\nTo: {PROBE_USER}@{domain}\r\nSubject: probe\r\n\r\nhello\r\n.\r\n\
+         QUIT\r\n"
+    )
+}
+
+/// The replies of a whole session show the message accepted: 354, then 250.
+pub fn accepted(replies: &str) -> bool {
+    replies
+        .split_once("\n354")
+        .is_some_and(|(_, after)| after.lines().nth(1).is_some_and(|l| l.starts_with("250")))
+}
+
+/// The domain an MX command accepts mail for: its first -d.
+pub fn domain_of(args: &[&str]) -> Option<String> {
+    option_value(args, &["-d", "--domain"]).map(|d| d.split(',').next().unwrap_or(d).to_string())
+}
+
+/// A server example: started in the background, probed with mail on each address it listens
+/// on, stopped. An MX must put the probe into the recipient's own Maildir; a submission
+/// server must queue what an authenticated user sends.
+pub fn run_server_line(w: &World, line: &str, cmd: &str, stage: &Stage) -> Result<(), String> {
+    let args = stage.command();
+    let mut addrs: Vec<String> = Vec::new();
+    let program = stage.program();
+    if program == "tcpserver" {
+        // tcpserver [opts] HOST PORT PROGRAM…: the host and port become loopback.
+        let mut i = 1;
+        while i < args.len() && args[i].starts_with('-') {
+            let with_value = matches!(
+                args[i],
+                "-c" | "-C" | "-x" | "-B" | "-g" | "-u" | "-l" | "-b" | "-t" | "-T"
+            );
+            i += if with_value { 2 } else { 1 };
+        }
+        if i + 2 >= args.len() {
+            return Err(format!("{line}\n  tcpserver without HOST PORT PROGRAM"));
+        }
+        // tcpserver reads -u and -g as numbers: a name silently becomes 0 (root).
+        for flag in ["-u", "-g"] {
+            if let Some(v) = option_value(&args[..i], &[flag])
+                && !v.starts_with("$(")
+                && !v.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(format!(
+                    "{line}\n  tcpserver {flag} {v}: a number is needed (a name reads as 0)"
+                ));
+            }
+        }
+        let port = common::free_port();
+        // Words before the program (VAR=value, sudo) are not in `args`.
+        let skipped = stage.words.len() - args.len();
+        let (host_word, port_word) = (&stage.words[skipped + i], &stage.words[skipped + i + 1]);
+        let mut rewritten = cmd.to_string();
+        rewritten.replace_range(
+            host_word.span.0..port_word.span.1,
+            &format!("127.0.0.1 {port}"),
+        );
+        addrs.push(format!("127.0.0.1:{port}"));
+        let tcpserver_program = args[i + 2..].to_vec();
+        if !have(&["tcpserver"]) {
+            // Outside CI without ucspi-tcp: the program under inetd's contract instead.
+            return probe_stdin(w, line, &tcpserver_program);
+        }
+        return serve_and_probe(w, line, &rewritten, &addrs, &tcpserver_program);
+    }
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if *a == "-l" || *a == "--listen" {
+            addrs.push(it.next().unwrap_or(&"").to_string());
+        } else if let Some(v) = a.strip_prefix("--listen=") {
+            addrs.push(v.to_string());
+        }
+    }
+    serve_and_probe(w, line, cmd, &addrs, &args)
+}
+
+/// Start `cmd` (a server listening on `addrs`, configured by `args`), probe it, stop it.
+pub fn serve_and_probe(
+    w: &World,
+    line: &str,
+    cmd: &str,
+    addrs: &[String],
+    args: &[&str],
+) -> Result<(), String> {
+    let mut c = Command::new("bash");
+    w.env(&mut c);
+    c.args(["-o", "pipefail", "-c", cmd]);
+    let server = Background::start(c)?;
+    for a in addrs {
+        let connected = common::wait_until(Duration::from_secs(10), || {
+            TcpStream::connect(a.as_str()).is_ok()
+        });
+        if !connected {
+            return Err(format!(
+                "{line}\n  nothing listens on {a}\n  {}",
+                server.stop()
+            ));
+        }
+    }
+    let result = probe(w, args, addrs);
+    let log = server.stop();
+    result.map_err(|e| format!("{line}\n  {e}\n  server: {log}"))
+}
+
+pub fn probe(w: &World, args: &[&str], addrs: &[String]) -> Result<(), String> {
+    let implicit = args.contains(&"--tls-on-connect");
+    if args.contains(&"--submission") {
+        let passwd =
+            option_value(args, &["-p", "--passwords"]).ok_or("a submission server without -p")?;
+        let text = std::fs::read_to_string(w.path(passwd, &w.home))
+            .map_err(|e| format!("{passwd}: {e}"))?;
+        let user = text
+            .lines()
+            .next()
+            .and_then(|l| l.split(':').next())
+            .ok_or("empty password file")?;
+        let queue = option_value(args, &["--queue-dir"])
+            .map_or(w.home.join(".local/share/mailpipe/queue"), |q| {
+                w.path(q, &w.home)
+            });
+        for a in addrs {
+            submit_as(w, a, user, implicit, &queue)?;
+        }
+        return Ok(());
+    }
+    let domain = domain_of(args).ok_or("a server with neither -d nor --submission")?;
+    for a in addrs {
+        let before = message_files(w.root());
+        let tcp = TcpStream::connect(a.as_str()).map_err(|e| format!("{a}: {e}"))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let replies = if implicit {
+            talk(mreceive::tls_client(&w.srv.ca, tcp), &domain)
+        } else {
+            talk(mreceive::Client::new(tcp), &domain)
+        };
+        if !accepted(&replies) {
+            return Err(format!(
+                "mail to {PROBE_USER}@{domain} on {a} was not accepted:\n{replies}"
+            ));
+        }
+        check_mailbox(w, &before)?;
+    }
+    Ok(())
+}
+
+/// Submit a message as `user` (password [`PASSWORD`]) to the submission server on `addr`;
+/// it must land in `queue`.
+pub fn submit_as(
+    w: &World,
+    addr: &str,
+    user: &str,
+    implicit: bool,
+    queue: &Path,
+) -> Result<(), String> {
+    let (host, port) = addr.rsplit_once(':').ok_or("no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let before = maildir_count(queue);
+    let send = format!(
+        "msubmit --host {host} --port {port} --tls {} --ca-file {} --user {user} \
+         --password-command 'echo {PASSWORD}' someone@elsewhere.test <message.eml",
+        if implicit { "implicit" } else { "starttls" },
+        w.srv.ca.display()
+    );
+    let out = w.bash(&send, b"")?;
+    if !out.status.success() || maildir_count(queue) <= before {
+        return Err(format!(
+            "submitting as {user} to {addr} queued nothing\n  {}",
+            show(&out)
+        ));
+    }
+    Ok(())
+}
+
+/// Lines of a password file: with the elided hashes made real (the password [`PASSWORD`],
+/// the scheme and rounds as shown), mreceive must let each user submit.
+pub fn run_passwords(w: &World, text: &str) -> Result<(), String> {
+    let mut file = String::new();
+    let mut users = Vec::new();
+    for l in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let c = PASSWD_LINE.captures(l).unwrap();
+        if c.get(5).is_some_and(|r| r.as_str() != "5000") {
+            return Err(format!("{l}\n  no rule makes a hash with these rounds"));
+        }
+        let out = Command::new("openssl")
+            .args(["passwd", &format!("-{}", &c[3]), PASSWORD])
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        let mut hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !c[4].is_empty() {
+            // rounds=5000 is the default: the same digest, written out.
+            hash = hash.replacen(
+                &format!("${}$", &c[3]),
+                &format!("${}$rounds=5000$", &c[3]),
+                1,
+            );
+        }
+        file += &format!("{}:{}{hash}{}\n", &c[1], &c[2], &c[6]);
+        users.push(c[1].to_string());
+    }
+    let pw = w.root().join("passwd");
+    std::fs::write(&pw, file).unwrap();
+    let port = common::free_port();
+    let queue = w.root().join("queue");
+    let root = w.root().display().to_string();
+    let cmd = format!(
+        "mreceive -l 127.0.0.1:{port} --submission -p {} --tls-cert {root}/etc/ssl/mx.pem \
+         --tls-key {root}/etc/ssl/mx.key --queue-dir {}",
+        pw.display(),
+        queue.display()
+    );
+    let mut c = Command::new("bash");
+    w.env(&mut c);
+    c.args(["-c", &cmd]);
+    let server = Background::start(c)?;
+    let addr = format!("127.0.0.1:{port}");
+    if !common::wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(&addr).is_ok()
+    }) {
+        return Err(format!(
+            "{text}\n  mreceive did not listen\n  {}",
+            server.stop()
+        ));
+    }
+    let result = users
+        .iter()
+        .try_for_each(|u| submit_as(w, &addr, u, false, &queue));
+    let log = server.stop();
+    result.map_err(|e| format!("{text}\n  {e}\n  mreceive: {log}"))
+}
+
+pub fn talk<S: Read + Write>(mut c: mreceive::Client<S>, domain: &str) -> String {
+    let mut all = c.reply();
+    for l in smtp_session(domain).split_inclusive("\r\n") {
+        c.send(l);
+        if !(l.starts_with("From:")
+            || l.starts_with("To:")
+            || l.starts_with("Subject:")
+            || l == "\r\n"
+            || l == "hello\r\n")
+        {
+            all += &c.reply();
+        }
+    }
+    all
+}
+
+/// The probe went into the recipient's own Maildir, and nowhere else.
+pub fn check_mailbox(w: &World, before: &[PathBuf]) -> Result<(), String> {
+    let new: Vec<PathBuf> = message_files(w.root())
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    let theirs = |p: &PathBuf| p.to_string_lossy().contains(&format!("/{PROBE_USER}/"));
+    if new.len() == 1 && theirs(&new[0]) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the message to {PROBE_USER} should be in {PROBE_USER}'s Maildir, once; new files: {new:?}"
+        ))
+    }
+}
+
+/// A server example run under inetd's contract without the server: the program with one SMTP
+/// session on standard input.
+pub fn probe_stdin(w: &World, line: &str, argv: &[&str]) -> Result<(), String> {
+    let domain = domain_of(argv).ok_or_else(|| format!("{line}\n  no -d: no rule probes it"))?;
+    let before = message_files(w.root());
+    let mut c = Command::new(argv[0]);
+    w.env(&mut c);
+    c.args(&argv[1..]);
+    let out = run_bounded(
+        &mut c,
+        smtp_session(&domain).as_bytes(),
+        Duration::from_secs(30),
+    )?;
+    if !accepted(&String::from_utf8_lossy(&out.stdout)) {
+        return Err(format!(
+            "{line}\n  the session was not accepted\n  {}",
+            show(&out)
+        ));
+    }
+    check_mailbox(w, &before).map_err(|e| format!("{line}\n  {e}"))
+}
+
+/// An inetd.conf line: run under inetd -d on a spare loopback port (the service field
+/// replaced), else, outside CI, the program under inetd's contract.
+pub fn run_inetd(w: &World, line: &str) -> Result<(), String> {
+    let line_s = w.substitute(line);
+    let f: Vec<&str> = line_s.split_whitespace().collect();
+    let (socket, proto, wait, user, program, argv) = (f[1], f[2], f[3], f[4], f[5], &f[6..]);
+    if !Path::new(program).is_file() {
+        return Err(format!(
+            "{line}\n  {program} is not there: inetd needs the absolute path"
+        ));
+    }
+    let mut full = vec![program];
+    full.extend(&argv[1..]);
+    if !have(&["/usr/sbin/inetd"]) {
+        return probe_stdin(w, line, &full);
+    }
+    let port = common::free_port();
+    let conf = w.root().join("inetd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "127.0.0.1:{port} {socket} {proto} {wait} {user} {program} {}\n",
+            argv.join(" ")
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("/usr/sbin/inetd");
+    w.env(&mut c);
+    c.arg("-d").arg(&conf);
+    let server = Background::start(c)?;
+    let addr = format!("127.0.0.1:{port}");
+    if !common::wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(&addr).is_ok()
+    }) {
+        return Err(format!(
+            "{line}\n  inetd did not listen\n  {}",
+            server.stop()
+        ));
+    }
+    let result = probe(w, &full, &[addr]);
+    let log = server.stop();
+    result.map_err(|e| format!("{line}\n  {e}\n  inetd: {log}"))
+}
+
+/// systemd units: systemd-analyze verify must pass them without a word; an Accept=yes socket
+/// is then run through systemd-socket-activate --inetd, as systemd would.
+pub fn run_units(w: &World, units: &[(String, String)]) -> Result<(), String> {
+    let shown: String = units.iter().map(|(n, b)| format!("# {n}\n{b}")).collect();
+    let dir = w.root().join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut paths = Vec::new();
+    for (name, body) in units {
+        let p = dir.join(name);
+        std::fs::write(&p, w.substitute(body)).unwrap();
+        paths.push(p);
+    }
+    if have(&["systemd-analyze"]) {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .args(&paths)
+            .output()
+            .unwrap();
+        if !out.status.success() || !out.stderr.is_empty() {
+            return Err(format!("{shown}\n  systemd-analyze verify: {}", show(&out)));
+        }
+    }
+    let key = |unit: &str, k: &str| -> Option<String> {
+        units
+            .iter()
+            .find(|(n, _)| n.ends_with(unit))
+            .and_then(|(_, b)| {
+                b.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")).map(String::from))
+            })
+    };
+    if key(".socket", "Accept").as_deref() != Some("yes")
+        || key(".service", "StandardInput").as_deref() != Some("socket")
+    {
+        return Err(format!(
+            "{shown}\n  only Accept=yes with StandardInput=socket has a rule"
+        ));
+    }
+    let exec = key(".service", "ExecStart").ok_or_else(|| format!("{shown}\n  no ExecStart="))?;
+    let exec = w.substitute(exec.trim_start_matches(['-', '@', '+', '!']));
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    if !Path::new(argv[0]).is_file() {
+        return Err(format!("{shown}\n  {} is not there", argv[0]));
+    }
+    if !have(&["systemd-socket-activate"]) {
+        return probe_stdin(w, &shown, &argv);
+    }
+    let port = common::free_port();
+    let mut c = Command::new("systemd-socket-activate");
+    w.env(&mut c);
+    c.args(["-l", &format!("127.0.0.1:{port}"), "--inetd", "-a"])
+        .args(&argv);
+    let server = Background::start(c)?;
+    let addr = format!("127.0.0.1:{port}");
+    if !common::wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(&addr).is_ok()
+    }) {
+        return Err(format!("{shown}\n  nothing listens\n  {}", server.stop()));
+    }
+    let result = probe(w, &argv, &[addr]);
+    let log = server.stop();
+    result.map_err(|e| format!("{shown}\n  {e}\n  systemd-socket-activate: {log}"))
+}
+
+pub struct Pop3 {
+    pub retrieved: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pop3 {
+    pub fn start(w: &World) -> Result<Pop3, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rc = w.home.join(".fetchmailrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "set no syslog\npoll 127.0.0.1 service {port} protocol pop3 auth password timeout 10\n  \
+                 user bob password {PASSWORD} sslproto '' fetchall\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let retrieved = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = retrieved.clone();
+        std::thread::spawn(move || {
+            if let Ok((conn, _)) = listener.accept() {
+                let _ = pop3_session(conn, &flag);
+            }
+        });
+        Ok(Pop3 { retrieved })
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.retrieved.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("fetchmail never retrieved the message".into())
+        }
+    }
+}
+
+pub fn pop3_session(
+    conn: TcpStream,
+    retrieved: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut out = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    let msg = MESSAGE.replace('\n', "\r\n");
+    let size = msg.len();
+    out.write_all(b"+OK test POP3 server ready\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        let verb = cmd.split_whitespace().next().unwrap_or("");
+        let arg = cmd.split_whitespace().nth(1);
+        let reply = match (verb, arg) {
+            ("CAPA", _) => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string(),
+            ("USER" | "PASS" | "NOOP" | "RSET" | "DELE", _) => "+OK\r\n".into(),
+            ("STAT", _) => format!("+OK 1 {size}\r\n"),
+            ("LIST", None) => format!("+OK\r\n1 {size}\r\n.\r\n"),
+            ("LIST", Some(_)) => format!("+OK 1 {size}\r\n"),
+            ("UIDL", None) => "+OK\r\n1 q3.1\r\n.\r\n".into(),
+            ("UIDL", Some(_)) => "+OK 1 q3.1\r\n".into(),
+            ("LAST", _) => "+OK 0\r\n".into(),
+            ("RETR" | "TOP", _) => {
+                retrieved.store(true, std::sync::atomic::Ordering::SeqCst);
+                format!("+OK {size} octets\r\n{msg}.\r\n")
+            }
+            ("QUIT", _) => {
+                out.write_all(b"+OK bye\r\n")?;
+                return Ok(());
+            }
+            _ => "-ERR not here\r\n".into(),
+        };
+        out.write_all(reply.as_bytes())?;
+    }
+}
