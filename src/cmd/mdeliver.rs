@@ -213,6 +213,7 @@ pub fn run(args: Args) -> Result<()> {
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
     let trace = crate::local::trace_over(&block, sender, recipient);
+    let piped_trace = crate::local::trace_for_command(&block, sender, recipient);
 
     let facts = Facts {
         header: &block,
@@ -255,7 +256,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
             Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
-                w.write_all(&trace)?;
+                w.write_all(&piped_trace)?;
                 msg.copy_to(w)
             })?,
             Step::Discard => {}
@@ -313,7 +314,15 @@ line is dropped, CRLF line ends become LF (the Maildir convention), and every ot
 .B Delivered-To:
 (from the envelope recipient) are prepended; a
 .B Return-Path:
-that the MTA's own stamp on top of the message already gives is not repeated.
+or
+.B Delivered-To:
+that the MTA's own stamp on top of the message already gives for the same address is not
+repeated (Postfix's local(8) and pipe(8) with
+.B flags=DR
+write both).
+A command that a rule pipes the message into gets the
+.B Delivered-To:
+all the same, so that a command delivering it into mdeliver again ends as a loop.
 A message whose first line begins with white space gets an empty line after them, so that it
 cannot continue them: it has no header of its own and is stored as all body.
 A message that already carries a
