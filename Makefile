@@ -33,6 +33,7 @@ docs:
 
 # The main job on an embedded default: compose a message and deliver it into a Maildir.
 demo: build
+	mkdir -p /tmp/mailpipe-demo
 	echo 'Hello from mailpipe: composed, then delivered.' \
 	  | ./target/release/mcompose -f me@localhost.localdomain -t you@localhost.localdomain -s 'hello from mailpipe' \
 	  | ./target/release/mdeliver /tmp/mailpipe-demo/Maildir -v

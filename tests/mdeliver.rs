@@ -173,6 +173,42 @@ fn a_pipe_back_into_mdeliver_under_a_stamp_ends_as_a_loop() {
 }
 
 #[test]
+fn a_missing_parent_of_the_maildir_is_not_created() {
+    let t = tempfile::tempdir().unwrap();
+    let typo = t.path().join("typo/deep/Maildir");
+    let out = run(mdeliver(t.path()).arg(&typo), b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 73, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "mdeliver: create maildir {}: {} does not exist\n",
+            typo.display(),
+            t.path().join("typo/deep").display()
+        )
+    );
+    assert!(!t.path().join("typo").exists());
+    // The Maildir itself, in a directory that exists, is created with tmp, new and cur.
+    let md = t.path().join("Maildir");
+    let out = run(mdeliver(t.path()).arg(&md), b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 1);
+    assert!(md.join("tmp").is_dir());
+    // $HOME/Maildir under a HOME that is not there is no reason to create the home.
+    let gone = t.path().join("gone");
+    let out = run(&mut mdeliver(&gone), b"Subject: x\n\nx\n");
+    assert_eq!(code(&out), 73, "{}", stderr(&out));
+    assert!(!gone.exists());
+    // $MAILDIR is the layout of the agent that set it (mreceive: BASE/USER/Maildir).
+    let layout = t.path().join("base/bob/Maildir");
+    let out = run(
+        mdeliver(t.path()).env("MAILDIR", &layout),
+        b"Subject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(messages(&layout).len(), 1);
+}
+
+#[test]
 fn max_size_refuses_permanently() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("M");

@@ -91,6 +91,10 @@ pub use crate::rules::parse_size;
 /// What the environment and configuration resolve the flags to.
 struct Settings {
     maildir: PathBuf,
+    /// The Maildir came from `$MAILDIR`: the agent that set it owns the layout (mreceive's
+    /// BASE/USER/Maildir) and its missing parents are created; a Maildir the user names
+    /// (argument, configuration, `$HOME/Maildir`) must have its parent.
+    maildir_from_env: bool,
     sender: Option<String>,
     recipient: Option<String>,
     folder: Option<String>,
@@ -138,9 +142,11 @@ fn settings(args: Args) -> Result<Settings> {
     // A broken configuration must not bounce mail: it is our fault, not the sender's.
     let cfg = Config::load(args.config.as_deref()).map_err(|e| e.with_code(Code::TempFail))?;
     let defaults = cfg.account(None)?;
+    let from_env = env_os("MAILDIR").map(PathBuf::from);
+    let maildir_from_env = args.maildir.is_none() && from_env.is_some();
     let maildir = args
         .maildir
-        .or_else(|| env_os("MAILDIR").map(PathBuf::from))
+        .or(from_env)
         .or_else(|| defaults.get("maildir").map(config::expand_tilde))
         .or_else(|| config::home().map(|h| h.join("Maildir")))
         .ok_or_else(|| {
@@ -181,6 +187,7 @@ fn settings(args: Args) -> Result<Settings> {
         rules,
         dedupe,
         maildir,
+        maildir_from_env,
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
         recipient: check_envelope(
             "recipient",
@@ -232,7 +239,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
-    let root = Maildir::open(&s.maildir)?;
+    let root = if s.maildir_from_env {
+        Maildir::open(&s.maildir)?
+    } else {
+        Maildir::open_in_existing(&s.maildir)?
+    };
     // The lock is held from the check until the id is recorded: see crate::dedupe.
     let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
     let mut cache = match (&s.dedupe, &id) {
@@ -339,7 +350,14 @@ and
 .B Delivered\-To:
 fields at the top of the message (they check for loops themselves).
 .PP
-A missing Maildir is created with its tmp, new and cur directories (mode 0700).
+A missing Maildir is created with its tmp, new and cur directories (mode 0700), but never a
+missing parent directory: that exits 73 naming it, so a mistyped path does not grow a new tree
+(make a new user's directory first).
+Only a Maildir from
+.BR $MAILDIR ,
+the layout of the agent that sets it (mreceive's
+.IR BASE/USER/Maildir ),
+is created with its parents.
 Maildir++ folders are created with their
 .B maildirfolder
 marker; folder names may not contain a slash, start or end with a dot, or contain "..".
@@ -388,6 +406,9 @@ characters.
 .B 65
 The message was refused permanently: a mail loop, or larger than
 .BR \-\-max\-size .
+.TP
+.B 73
+The Maildir's parent directory does not exist (nothing was created).
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
