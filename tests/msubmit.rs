@@ -821,3 +821,60 @@ fn a_recipient_limit_splits_the_message_into_transactions() {
     assert_eq!(log.matches("EHLO").count(), 1, "{log}");
     assert_eq!(log.matches("RCPT TO:<r5@b.test>").count(), 3, "{log}");
 }
+
+#[test]
+fn mailq_and_newaliases_links_behave_as_sendmails() {
+    // Postfix, sendmail and ssmtp install mailq and newaliases as links to sendmail; with
+    // msubmit as the system's sendmail they are links to msubmit.
+    let t = tempfile::tempdir().unwrap();
+    let links = t.path().join("bin");
+    std::fs::create_dir(&links).unwrap();
+    for name in ["mailq", "newaliases"] {
+        std::os::unix::fs::symlink(bin!("msubmit"), links.join(name)).unwrap();
+    }
+    let mailq = || tool(links.join("mailq"), t.path());
+    // mailq is msubmit --list (sendmail -bp), the default queue included.
+    let out = run(&mut mailq(), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Mail queue is empty\n"
+    );
+    let out = run(
+        msubmit(t.path()).args(["--queue", "-f", "a@a.test", "b@b.test"]),
+        b"Subject: queued\n\nbody\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(&mut mailq(), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("to: b@b.test"), "{listing}");
+    // Its diagnostics carry its own name.
+    let out = run(mailq().args(["--queue-dir", "/dev/null/q"]), b"");
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).starts_with("mailq: "), "{}", stderr(&out));
+
+    // newaliases (and -bi, and Postfix's -I): no alias database to rebuild; exit 0, quietly,
+    // reading nothing and sending nothing, whatever options an install script adds.
+    let mut calls = vec![tool(links.join("newaliases"), t.path())];
+    calls.push(tool(links.join("newaliases"), t.path()));
+    calls[1].arg("-oA/etc/aliases");
+    for flag in ["-bi", "-I"] {
+        let mut c = msubmit(t.path());
+        c.arg(flag);
+        calls.push(c);
+    }
+    for mut c in calls {
+        let out = run(&mut c, b"To: x@y.test\n\nnot a message to send\n");
+        assert_eq!(code(&out), 0, "{c:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{c:?} not quiet"
+        );
+    }
+    let out = run(&mut mailq(), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("to: ").count(),
+        1
+    );
+}

@@ -183,15 +183,28 @@ pub struct Args {
     /// A sendmail option we do not support (set by the legacy option rewriting)
     #[arg(long, hide = true, value_name = "OPT")]
     pub refused: Vec<String>,
+
+    /// Rebuild the alias database: newaliases, -bi, -I (set by the legacy option rewriting)
+    #[arg(long, hide = true)]
+    pub newaliases: bool,
 }
 
-/// The binary's entry point: sendmail's options rewritten, then parsed and run.
+/// The binary's entry point: sendmail's options rewritten, then parsed and run. Run as
+/// `mailq` or `newaliases` (a link), diagnostics carry that name, as sendmail's do.
 pub fn main() -> std::process::ExitCode {
-    run::main_from("msubmit", settings::legacy_args(std::env::args_os()), run)
+    let name = settings::invoked_as(std::env::args_os().next().as_deref());
+    run::main_from(name, settings::legacy_args(std::env::args_os()), run)
 }
 
 /// Run msubmit.
 pub fn run(args: Args) -> Result<()> {
+    // newaliases: msubmit keeps no alias database (an aliases file, like msmtp's, is read as
+    // it stands for each message), so there is nothing to rebuild: exit 0 quietly, as
+    // Postfix's newaliases does after a rebuild. Whatever else the caller (a package's
+    // install script) put on the line changes nothing.
+    if args.newaliases {
+        return Ok(());
+    }
     if let Some(r) = args.refused.first() {
         return Err(settings::refusal(r));
     }
