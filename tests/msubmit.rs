@@ -327,6 +327,30 @@ fn pipelining_sends_mail_rcpts_and_data_before_reading_replies() {
 }
 
 #[test]
+fn t_without_header_recipients_says_so() {
+    // It said "give addresses, or -t" to a caller who had given -t.
+    let t = tempfile::tempdir().unwrap();
+    for (input, why) in [
+        (&b""[..], "the message has no To:, Cc: or Bcc: address"),
+        (
+            b"Subject: x\nTo: undisclosed-recipients:;\n\nx\n",
+            "the message has no To:, Cc: or Bcc: address",
+        ),
+        (
+            b"To: a@b.test\nResent-To: list:;\n\nx\n",
+            "the message has no Resent-To:, Resent-Cc: or Resent-Bcc: address",
+        ),
+    ] {
+        let out = run(
+            msubmit(t.path()).args(["--host", "127.0.0.1", "--tls", "none", "-t"]),
+            input,
+        );
+        assert_eq!(code(&out), 65, "{}", stderr(&out));
+        assert_eq!(stderr(&out), format!("msubmit: no recipients: {why}\n"));
+    }
+}
+
+#[test]
 fn sendmail_command_line_refusals_are_usage_errors() {
     let t = tempfile::tempdir().unwrap();
     for (args, needle) in [

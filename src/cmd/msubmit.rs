@@ -281,6 +281,9 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
     // sendmail and Postfix ($myorigin) do, not refused.
     let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
+    let resent = crate::header::fields(crate::header::block(spool.head()))
+        .iter()
+        .any(|f| f.is("Resent-To") || f.is("Resent-Cc") || f.is("Resent-Bcc"));
     let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
     let mut rcpts: Vec<String> = Vec::new();
     let given = args
@@ -305,11 +308,26 @@ fn submit(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
         }
     }
     if rcpts.is_empty() {
-        return Err(Error::new(
-            Code::Usage,
-            "no recipients",
-            "give addresses, or -t to read them from the header",
-        ));
+        // With -t the message is at fault (65, like an invalid address in its header);
+        // without, the command line (64). Postfix's sendmail exits 64 for both: no caller
+        // tells the two apart, both are permanent.
+        return Err(match (args.read_recipients, resent) {
+            (true, false) => Error::new(
+                Code::DataErr,
+                "no recipients",
+                "the message has no To:, Cc: or Bcc: address",
+            ),
+            (true, true) => Error::new(
+                Code::DataErr,
+                "no recipients",
+                "the message has no Resent-To:, Resent-Cc: or Resent-Bcc: address",
+            ),
+            (false, _) => Error::new(
+                Code::Usage,
+                "no recipients",
+                "give addresses, or -t to read them from the header",
+            ),
+        });
     }
     let queued = queue_envelope(args, &acct, account, sender, rcpts, &prepared)?;
     let mut upstream = Upstream::default();
