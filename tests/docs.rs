@@ -46,3 +46,36 @@ fn every_binary_has_a_page() {
         }
     }
 }
+
+#[test]
+fn synopsis_shows_each_option_with_its_value() {
+    // It showed `[-f|--from]`: a reader could not tell which options take a value.
+    for page in mailpipe::cmd::pages() {
+        let man = mailpipe::docs::man(&page);
+        let synopsis = man
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap_or_else(|| panic!("{}: no SYNOPSIS", page.name));
+        let mut cmd = page.command.clone();
+        cmd.build();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let takes = arg.get_num_args().is_some_and(|r| r.takes_values());
+            let Some(names) = arg.get_value_names().filter(|_| takes) else {
+                continue;
+            };
+            let value = format!("\\fI{}\\fR", names.join(" ").replace('-', "\\-"));
+            let option = match (arg.get_short(), arg.get_long()) {
+                (_, Some(l)) => format!("\\fB\\-\\-{}\\fR ", l.replace('-', "\\-")),
+                (Some(s), None) => format!("\\fB\\-{s}\\fR "),
+                (None, None) => String::new(),
+            };
+            let want = format!("{option}{value}");
+            assert!(
+                synopsis.contains(&want),
+                "{}: {want} not in {synopsis}",
+                page.name
+            );
+        }
+    }
+}
