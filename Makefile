@@ -52,6 +52,8 @@ install: build
 	install -m 644 man/*.1 $(MANDIR)/man1/
 	for f in man/*.5; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man5/ || true; done
 	for f in man/*.7; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man7/ || true; done
+	@echo "note: Debian's mblaze installs a different mdeliver as /usr/bin/mdeliver, and cron and"
+	@echo "      Postfix search only /usr/bin and /bin: call ours as $(PREFIX)/bin/mdeliver."
 
 uninstall:
 	for t in $(TOOLS); do \

@@ -450,12 +450,26 @@ with its lock file
 .TP
 .I /etc/mailpipe/config
 System configuration, read before the user's.
+.SH CAVEATS
+Debian's
+.B mblaze
+package installs a different program as
+.IR /usr/bin/mdeliver ,
+and cron and Postfix run commands with a PATH of only /usr/bin and /bin: there a bare
+.B mdeliver
+is mblaze's, which takes other options.
+Call this one by its absolute path, as the examples do
+.RI ( /usr/local/bin/mdeliver
+after
+.BR "make install" );
+.BR mreceive (1)
+by default runs the mdeliver installed beside it.
 .SH EXAMPLES
 Deliver a composed message to a local user:
 .PP
 .nf
 .RS
-mcompose \-t bob@localhost \-s hello </tmp/body | mdeliver /home/bob/Maildir
+mcompose \-t bob@localhost \-s hello </tmp/body | /usr/local/bin/mdeliver /home/bob/Maildir
 .RE
 .fi
 .PP
@@ -463,7 +477,7 @@ As Postfix's local delivery agent, in main.cf:
 .PP
 .nf
 .RS
-mailbox_command = /usr/bin/mdeliver
+mailbox_command = /usr/local/bin/mdeliver
 .RE
 .fi
 .PP
@@ -471,19 +485,20 @@ Check what a rules file does with a message, then deliver it, dropping duplicate
 .PP
 .nf
 .RS
-mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
-mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
+/usr/local/bin/mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
+/usr/local/bin/mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
 .RE
 .fi
 .PP
 As Postfix's pipe(8) transport in master.cf, with
 .B mdeliver_destination_recipient_limit = 1
-in main.cf:
+in main.cf (each user's directory under /var/mail must exist: mdeliver creates only the
+Maildir):
 .PP
 .nf
 .RS
 mdeliver unix \- n n \- \- pipe
-  user=vmail argv=/usr/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
+  user=vmail argv=/usr/local/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
 .RE
 .fi
 .PP
@@ -491,13 +506,14 @@ As fetchmail's MDA, into a folder:
 .PP
 .nf
 .RS
-fetchmail \-\-mda "/usr/bin/mdeliver \-\-folder Lists \-f %F"
+fetchmail \-\-mda "/usr/local/bin/mdeliver \-\-folder Lists \-f %F"
 .RE
 .fi
 .SH SEE ALSO
 .BR mailpipe (7),
 .BR mailpipe\-rules (5),
 .BR mcompose (1),
+.BR mreceive (1),
 .BR maildir (5),
 .BR postconf (5)
 "#;
