@@ -15,11 +15,11 @@
 
 use crate::exit::{Code, Context, Error, Result};
 use crate::header;
-use crate::maildir::sync_dir;
+use crate::maildir::{FILE_MODE, open_private, sync_dir};
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// How many ids are remembered at least (the file holds up to twice as many).
@@ -71,13 +71,7 @@ impl Cache {
     pub fn open_keeping(path: &Path, keep: usize) -> Result<Cache> {
         let lock_path = lock_path(path);
         let what = || format!("dedupe cache {}", lock_path.display());
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
+        let lock = open_private(OpenOptions::new().read(true).write(true), &lock_path)
             .or_code_with(Code::TempFail, what)?;
         lock.lock().or_code_with(Code::TempFail, what)?;
         let mut text = Vec::new();
@@ -137,12 +131,7 @@ impl Cache {
     }
 
     fn append(&self, id: &str) -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        let mut f = open_private(OpenOptions::new().read(true).append(true), &self.path)?;
         let len = f.metadata()?.len();
         let mut line = Vec::with_capacity(id.len() + 2);
         if len > 0 {
@@ -169,6 +158,9 @@ impl Cache {
         let mut tmp = tempfile::Builder::new()
             .prefix(".mailpipe-dedupe")
             .tempfile_in(dir)?;
+        // It replaces the cache: 0600 like the file open_private makes, whatever the umask.
+        tmp.as_file()
+            .set_permissions(Permissions::from_mode(FILE_MODE))?;
         let mut text = Vec::new();
         for id in &self.ids {
             text.extend_from_slice(id.as_bytes());

@@ -25,14 +25,57 @@ use std::time::{Duration, Instant};
 pub enum Local {
     /// Built-in: `BASE/<user>/Maildir`.
     Maildirs(PathBuf),
-    /// Run `argv` once per recipient, the message on stdin; with a base, `MAILDIR` is set to
-    /// `BASE/<user>/Maildir` for it.
+    /// Run `argv` once per recipient, the message on stdin, its [`PLACEHOLDERS`] replaced by
+    /// the recipient's; with a base, `MAILDIR` is set to `BASE/<user>/Maildir` for it.
     Command {
         /// The program and its arguments (never through a shell).
         argv: Vec<String>,
         /// The Maildir base to tell the command about.
         base: Option<PathBuf>,
     },
+    /// No local domains (a submission server): no recipient is ever local.
+    Nowhere,
+}
+
+/// What a delivery command's words may say of each recipient, with Postfix pipe(8)'s names:
+/// the user (a safe path component, see [`crate::smtp::policy::is_user_name`]) and the
+/// address. Either one lets the command choose each recipient's mailbox itself
+/// (`dovecot-lda -d ${user}`, `mdeliver /home/${user}/Maildir`).
+pub const PLACEHOLDERS: [&str; 2] = ["${user}", "${recipient}"];
+
+/// Check the placeholders in a delivery command's words: true when it names the recipient;
+/// an unknown `${name}` is an error, since a typo would reach the command as it is and send
+/// everyone's mail to one literal path.
+pub fn names_recipient(argv: &[String]) -> std::result::Result<bool, String> {
+    let mut named = false;
+    for word in argv {
+        let mut rest = word.as_str();
+        while let Some(at) = rest.find("${") {
+            let tail = &rest[at..];
+            let end = tail
+                .find('}')
+                .ok_or_else(|| format!("unterminated ${{ in {word:?}"))?;
+            let name = &tail[..=end];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "unknown {name} (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            named = true;
+            rest = &tail[end + 1..];
+        }
+    }
+    Ok(named)
+}
+
+/// `argv` with the placeholders replaced for one recipient. The address goes in last, so a
+/// local part such as `bob+${user}` (`$`, `{` and `}` are atext) is not replaced again; user
+/// names are `[A-Za-z0-9._-]`, and neither value holds a `/` (the policy refuses it).
+fn expand(argv: &[String], user: &str, address: &str) -> Vec<String> {
+    argv.iter()
+        .map(|w| w.replace("${user}", user).replace("${recipient}", address))
+        .collect()
 }
 
 /// mreceive's [`Deliver`].
@@ -92,8 +135,13 @@ impl Handoff {
                                 "no time left for this recipient",
                             ));
                         }
-                        deliver_command(argv, &vars, left, msg)
+                        deliver_command(&expand(argv, user, &rc.address), &vars, left, msg)
                     }
+                    Local::Nowhere => Err(Error::new(
+                        Code::TempFail,
+                        "deliver",
+                        format!("no local delivery for {}", rc.address),
+                    )),
                 }
             })
             .collect()
@@ -255,6 +303,27 @@ fn wait_unreaped(pid: libc::pid_t) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::smtp::server::Recipient;
+
+    #[test]
+    fn placeholders() {
+        let argv = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(names_recipient(&argv(&["mdeliver", "$HOME/x"])), Ok(false));
+        assert_eq!(names_recipient(&argv(&["lda", "-d", "${user}"])), Ok(true));
+        assert_eq!(
+            names_recipient(&argv(&["x", "a${recipient}b${user}"])),
+            Ok(true)
+        );
+        assert!(names_recipient(&argv(&["x", "${USER}"])).is_err());
+        assert!(names_recipient(&argv(&["x", "${user"])).is_err());
+        assert_eq!(
+            expand(
+                &argv(&["/m/${user}/Maildir", "-a", "${recipient}"]),
+                "bob",
+                "bob+${user}@x.test"
+            ),
+            argv(&["/m/bob/Maildir", "-a", "bob+${user}@x.test"])
+        );
+    }
 
     #[test]
     fn the_time_limit_is_for_all_recipients_together() {

@@ -2,25 +2,40 @@
 //!
 //! The protocol (qmail's maildir(5), as mblaze's mdeliver and dovecot-lda do it): create a
 //! uniquely named file in `tmp/` with O_EXCL, write, fsync the file, rename it into `new/`,
-//! fsync `new/`, and only then report success. The `maildir` crate does the unique name, the
-//! exclusive create, the file fsync and the rename; we wrap it because it never fsyncs the
+//! fsync `new/`, and only then report success. It is written out here rather than taken from
+//! the `maildir` crate, which creates the file with the umask's mode (0644 under the usual
+//! 022: every local user could read the mail, where maildrop and dovecot-lda store 0600) and
+//! hands out no descriptor to fix that before the first byte, and which never fsyncs the
 //! directory (after a crash the rename, and so the message, could be gone although we said
-//! "delivered"), and because its `subfolder` lets `./../x` through, so folder names are
-//! validated here. Maildir++ folders (`.Name/`) get the `maildirfolder` marker file that
-//! Courier and Dovecot expect, which the crate never writes.
+//! "delivered"). Folder names are validated here (`./../x` must not escape the Maildir).
+//! Maildir++ folders (`.Name/`) get the `maildirfolder` marker file that Courier and Dovecot
+//! expect.
+//!
+//! Everything we create is private whatever the umask: files 0600, directories 0700, set
+//! with fchmod/chmod right after the exclusive create (the umask can only have taken bits
+//! away, so nothing is ever more open than that in between). Directories that already exist
+//! keep the mode their owner gave them.
 
 use crate::exit::{Code, Context, Error, Result};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The mode of every file we store: mail is private (as maildrop and dovecot-lda store it).
+pub const FILE_MODE: u32 = 0o600;
+
+/// The mode of every directory we create.
+pub const DIR_MODE: u32 = 0o700;
 
 /// A Maildir (or a Maildir++ folder inside one) that we can deliver into.
 #[derive(Debug)]
 pub struct Maildir {
-    inner: maildir::Maildir,
+    root: PathBuf,
 }
 
 /// Where a delivered message went.
@@ -36,7 +51,7 @@ impl Maildir {
     pub fn open(root: &Path) -> Result<Maildir> {
         create_tree(root)?;
         Ok(Maildir {
-            inner: maildir::Maildir::from(root.to_path_buf()),
+            root: root.to_path_buf(),
         })
     }
 
@@ -62,7 +77,7 @@ impl Maildir {
 
     /// The Maildir's root directory.
     pub fn path(&self) -> &Path {
-        self.inner.path()
+        &self.root
     }
 
     /// The Maildir++ folder `name` (`.name/` under this root), created when missing with its
@@ -78,12 +93,7 @@ impl Maildir {
         let md = Maildir::open(&root)?;
         if fresh {
             let marker = root.join("maildirfolder");
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&marker)
+            open_private(OpenOptions::new().write(true), &marker)
                 .and_then(|f| f.sync_all())
                 .and_then(|_| sync_dir(&root))
                 .or_code_with(Code::TempFail, || format!("create {}", marker.display()))?;
@@ -91,9 +101,9 @@ impl Maildir {
         Ok(md)
     }
 
-    /// Deliver one message: `write` streams it into a fresh file in `tmp/`. With `flags`
-    /// (Maildir info letters such as `S` or `FS`) the message goes to `cur/` with those flags,
-    /// as IMAP servers expect of a message already marked; otherwise to `new/`.
+    /// Deliver one message: `write` streams it into a fresh file in `tmp/` (mode 0600).
+    /// With `flags` (Maildir info letters such as `S` or `FS`) the message goes to `cur/` with
+    /// those flags, as IMAP servers expect of a message already marked; otherwise to `new/`.
     ///
     /// Returns only after the file and the directory entry are on disk. On any failure the
     /// temporary file is removed and nothing is visible in `new/` or `cur/`.
@@ -103,36 +113,101 @@ impl Maildir {
         write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Delivered> {
         let what = || format!("deliver to {}", self.path().display());
-        let mut tmp = self
-            .inner
-            .open_file_in_tmp()
-            .map_err(|e| maildir_error(e, what()))?;
+        let mut tmp = Tmp::create(&self.root.join("tmp")).or_code_with(Code::TempFail, what)?;
         {
-            let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp);
+            let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp.file);
             write(&mut buf).or_code_with(Code::TempFail, what)?;
             buf.flush().or_code_with(Code::TempFail, what)?;
         }
-        // The crate fsyncs the file before the rename; we fsync the directory after it.
+        tmp.file.sync_all().or_code_with(Code::TempFail, what)?;
+        let meta = tmp.file.metadata().or_code_with(Code::TempFail, what)?;
+        // The final name adds what makes it unique across hosts' file systems and what
+        // readers use without opening the file (maildir(5), Courier's S=size).
+        let id = format!(
+            "{}V{}I{}.{},S={}",
+            tmp.unique,
+            meta.dev(),
+            meta.ino(),
+            *HOSTNAME,
+            meta.size()
+        );
         let flags = normalize_flags(flags);
-        let (id, sub) = if flags.is_empty() {
-            let id = self.inner.move_tmp_to_new(tmp);
-            (id, "new")
+        let (sub, name) = if flags.is_empty() {
+            ("new", id)
         } else {
-            (self.inner.move_tmp_to_cur_with_flags(tmp, &flags), "cur")
+            ("cur", format!("{id}:2,{flags}"))
         };
-        let id = id.map_err(|e| maildir_error(e, what()))?;
         let dir = self.path().join(sub);
+        let path = dir.join(name);
+        fs::rename(&tmp.path, &path).or_code_with(Code::TempFail, what)?;
+        tmp.renamed = true;
         group_sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))?;
-        let name = if sub == "new" {
-            id
-        } else {
-            format!("{id}:2,{flags}")
-        };
-        Ok(Delivered {
-            path: dir.join(name),
-        })
+        Ok(Delivered { path })
     }
 }
+
+/// A message being written in `tmp/`; removed on drop unless it was renamed into place.
+struct Tmp {
+    file: File,
+    path: PathBuf,
+    /// The name's unique part: time, delivery counter and pid.
+    unique: String,
+    renamed: bool,
+}
+
+impl Tmp {
+    /// A new file in `tmp`, created exclusively (O_EXCL) with mode 0600: a name that is
+    /// taken (a clock set back, a pid reused) just means the next counter value.
+    fn create(tmp: &Path) -> io::Result<Tmp> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        loop {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_err(io::Error::other)?;
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let unique = format!(
+                "{}.#{n:x}M{}P{}",
+                t.as_secs(),
+                t.subsec_nanos(),
+                std::process::id()
+            );
+            let path = tmp.join(format!("{unique}.{}", *HOSTNAME));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&path)
+            {
+                Ok(file) => {
+                    let tmp = Tmp {
+                        file,
+                        path,
+                        unique,
+                        renamed: false,
+                    };
+                    // The umask may have taken the owner's bits too; never more than 0600.
+                    tmp.file
+                        .set_permissions(Permissions::from_mode(FILE_MODE))?;
+                    return Ok(tmp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// This host's name as it goes into Maildir file names (letters, digits, `-` and `.` only,
+/// so never the `/` or `:` that maildir(5) says to escape).
+static HOSTNAME: LazyLock<String> = LazyLock::new(crate::stamp::hostname);
 
 /// Maildir flags in the order the spec wants them (ASCII order), each once.
 pub fn normalize_flags(flags: &str) -> String {
@@ -167,13 +242,6 @@ pub fn check_folder_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn maildir_error(e: maildir::MaildirError, what: String) -> Error {
-    match e {
-        maildir::MaildirError::Io(io) => Error::io(Code::TempFail, what, io),
-        other => Error::new(Code::TempFail, what, other),
-    }
-}
-
 /// Create `root/{tmp,new,cur}` as needed, fsyncing each directory that gained an entry.
 fn create_tree(root: &Path) -> Result<()> {
     if root.join("tmp").is_dir() && root.join("new").is_dir() && root.join("cur").is_dir() {
@@ -196,14 +264,43 @@ fn create_dir(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir(parent)?;
     }
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
-        Err(e) => return Err(e),
+    if !make_private_dir(dir)? {
+        return Ok(());
     }
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => sync_dir(parent),
         None => sync_dir(Path::new(".")),
+    }
+}
+
+/// Create the one directory `dir` with mode 0700 whatever the umask (which may have taken
+/// the owner's own bits too); false when it already was a directory, whose mode is then
+/// left as its owner chose. The caller fsyncs the parent.
+pub fn make_private_dir(dir: &Path) -> io::Result<bool> {
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Open `path` with `opts`, first creating it with mode 0600 whatever the umask when it is
+/// missing (the marker and lock files beside the mail); an existing file keeps its mode.
+pub fn open_private(opts: &OpenOptions, path: &Path) -> io::Result<File> {
+    loop {
+        match opts.clone().create_new(true).mode(FILE_MODE).open(path) {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match opts.open(path) {
+            // Removed since: create it after all.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            r => return r,
+        }
     }
 }
 

@@ -18,10 +18,10 @@
 //! sending the same message at once.
 
 use crate::exit::{Code, Context, Error, Result};
-use crate::maildir::{Maildir, sync_dir};
-use std::fs::{self, File, OpenOptions};
+use crate::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -225,10 +225,7 @@ impl Queue {
         for sub in ["state", "failed"] {
             let p = dir.join(sub);
             if !p.is_dir() {
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&p)
-                    .or_else(|e| if p.is_dir() { Ok(()) } else { Err(e) })
+                make_private_dir(&p)
                     .and_then(|_| sync_dir(dir))
                     .or_code_with(Code::TempFail, || format!("create {}", p.display()))?;
             }
@@ -264,12 +261,7 @@ impl Queue {
     /// Take the flush lock, or fail with [`Code::TempFail`] when another flush holds it.
     pub fn lock(&self) -> Result<Lock> {
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
+        let file = open_private(OpenOptions::new().write(true), &path)
             .or_code_with(Code::TempFail, || format!("open {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
@@ -350,7 +342,18 @@ impl Queue {
             "attempts {}\nnext {}\nerror {}\n",
             st.attempts, st.next, st.error
         );
-        fs::write(&tmp, text)
+        // Private like the message it is about (its error names the recipients): 0600
+        // whatever the umask, also over a leftover of a crash.
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+                f.write_all(text.as_bytes())
+            })
             .and_then(|_| fs::rename(&tmp, dir.join(id)))
             .or_code_with(Code::TempFail, || format!("write {}", tmp.display()))
     }

@@ -900,6 +900,57 @@ fn edit_runs_the_editor_and_keeps_the_draft_when_anything_fails() {
 }
 
 #[test]
+fn an_edited_draft_stays_until_the_message_was_written_whole() {
+    let t = T::new();
+    let editor = t.write("ed.sh", "#!/bin/sh\necho 'the text typed' >> \"$1\"\n");
+    let tmp = t.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let edit = |stdout: std::process::Stdio| {
+        let mut c = t.cmd();
+        c.env("EDITOR", format!("sh {}", editor.display()))
+            .env("TMPDIR", &tmp)
+            .args(["-f", "me@example.org", "-t", "a@example.org", "--edit"])
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped());
+        c.output().unwrap()
+    };
+    // A write error (a full disk) and a reader gone (a broken pipe: the message never got
+    // anywhere): the draft stays, named on stderr, with the text typed; exit 74.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let outputs = [std::process::Stdio::from(full), writer.into()];
+    for (n, stdout) in outputs.into_iter().enumerate() {
+        let out = &edit(stdout);
+        assert_eq!(code(out), 74, "{}", stderr(out));
+        let kept = common::files(&tmp);
+        assert_eq!(kept.len(), n + 1, "the draft was removed: {}", stderr(out));
+        let named = kept
+            .iter()
+            .filter(|k| stderr(out).contains(&format!("(draft kept in {})", k.display())))
+            .count();
+        assert_eq!(named, 1, "{}", stderr(out));
+        assert!(kept.iter().all(|k| {
+            std::fs::read_to_string(k)
+                .unwrap()
+                .contains("the text typed")
+        }));
+    }
+    // Written whole: the draft goes.
+    for k in common::files(&tmp) {
+        std::fs::remove_file(k).unwrap();
+    }
+    let out = edit(std::process::Stdio::piped());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the text typed"));
+    assert!(common::files(&tmp).is_empty());
+}
+
+#[test]
 fn composed_messages_deliver_into_a_maildir() {
     let t = T::new();
     let att = t.write("a.bin", [1u8, 2, 3]);

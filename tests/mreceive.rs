@@ -564,6 +564,182 @@ fn built_in_delivery_refuses_loops_and_reports_disk_trouble_as_451() {
     assert_eq!(codes(&out).last(), Some(&451), "{}", text(&out));
 }
 
+/// The README's MX through mdeliver: users from the entries of the Maildir base, each
+/// recipient's mail in its own Maildir (mdeliver gets MAILDIR=BASE/USER/Maildir), nothing in
+/// the daemon user's own ~/Maildir, where mdeliver goes without MAILDIR.
+#[test]
+fn a_delivery_command_gets_each_recipients_mailbox() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("mail");
+    for u in ["alice", "bob"] {
+        std::fs::create_dir_all(base.join(u)).unwrap();
+    }
+    let md = bin!("mdeliver");
+    let input = "EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.org>\r\n\
+                 RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
+                 Subject: two\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "example.org", "--hostname", "mx.example.org", "-u"])
+        .arg(&base)
+        .arg("-m")
+        .arg(&base)
+        .arg("-c")
+        .arg(&md);
+    let out = run(&mut c, input.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // carol is no user here; alice and bob get the message.
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 550, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    for u in ["alice", "bob"] {
+        let m = String::from_utf8(only_message(&base.join(u).join("Maildir"))).unwrap();
+        assert!(
+            m.starts_with(&format!(
+                "Return-Path: <a@remote.test>\nDelivered-To: {u}@example.org\n"
+            )),
+            "{m}"
+        );
+    }
+    assert!(
+        !d.path().join("Maildir").exists(),
+        "mail in the daemon's own mailbox"
+    );
+
+    // Without a base, a command that names the recipient chooses each mailbox itself
+    // (mdeliver creates the Maildir in a home that exists, never the home).
+    let homes = d.path().join("home");
+    for u in ["alice", "bob", "carol"] {
+        std::fs::create_dir_all(homes.join(u)).unwrap();
+    }
+    let per_user = format!("{} '{}/${{user}}/Maildir'", md.display(), homes.display());
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "example.org", "-c", &per_user]);
+    let out = run(&mut c, input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 250, 250, 354, 250, 221],
+        "{}",
+        text(&out)
+    );
+    for u in ["alice", "bob", "carol"] {
+        assert_eq!(messages(&homes.join(u).join("Maildir")).len(), 1, "{u}");
+    }
+    assert!(
+        !d.path().join("Maildir").exists(),
+        "mail in the daemon's own mailbox"
+    );
+}
+
+/// The README's standalone MX, as written there but for loopback, a spare port, temporary
+/// paths and our mdeliver: mail for a user with a directory in the base arrives in that
+/// user's Maildir.
+#[test]
+fn the_readme_mx_example_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = mreceive::make_certs(d.path());
+    let base = d.path().join("var-mail");
+    std::fs::create_dir_all(base.join("alice")).unwrap();
+    let port = common::free_port();
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args([
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        "-d",
+        "example.org",
+        "-u",
+    ])
+    .arg(&base)
+    .arg("-m")
+    .arg(&base)
+    .arg("--tls-cert")
+    .arg(&cert)
+    .arg("--tls-key")
+    .arg(&key)
+    .arg("-c")
+    .arg(bin!("mdeliver"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let up = common::wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mut client = up
+        .then(|| mreceive::Client::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()));
+    if let Some(s) = client.as_mut() {
+        s.reply();
+        for (cmd, want) in [
+            ("EHLO c.test\r\n", "250 "),
+            ("MAIL FROM:<a@remote.test>\r\n", "250 "),
+            ("RCPT TO:<alice@example.org>\r\n", "250 "),
+            ("RCPT TO:<nobody@example.org>\r\n", "550 "),
+            ("DATA\r\n", "354 "),
+            ("Subject: readme\r\n\r\nhi\r\n.\r\n", "250 "),
+            ("QUIT\r\n", "221 "),
+        ] {
+            let r = s.cmd(cmd);
+            assert!(r.lines().last().unwrap_or("").starts_with(want), "{cmd}{r}");
+        }
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = common::wait_output(child, std::time::Duration::from_secs(20));
+    assert!(up, "mreceive did not listen: {}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let m = only_message(&base.join("alice/Maildir"));
+    assert!(m.ends_with(b"Subject: readme\n\nhi\n"));
+}
+
+/// Without a Maildir base, and with a delivery command that cannot tell recipients apart,
+/// every user's mail would go into one mailbox: mreceive refuses to start (78) and says why.
+#[test]
+fn one_mailbox_for_everyone_is_refused_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    let md = bin!("mdeliver");
+    let md = md.to_str().unwrap();
+    let users = d.path().to_str().unwrap();
+    let session = b"EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.org>\r\n\
+                    DATA\r\nx\r\n.\r\nQUIT\r\n";
+    for (args, what) in [
+        (&["-d", "example.org"][..], "no --maildir-base"),
+        (
+            &["-d", "example.org", "-u", users, "-c", md][..],
+            "--deliver-command without --maildir-base",
+        ),
+        (
+            &["-l", "127.0.0.1:0", "-d", "example.org", "-c", md][..],
+            "--deliver-command without --maildir-base",
+        ),
+    ] {
+        let out = run(tool(bin!("mreceive"), d.path()).args(args), session);
+        assert_eq!(code(&out), 78, "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        assert!(
+            stderr(&out).starts_with(&format!(
+                "mreceive: {what}: every user's mail would go into one mailbox: give \
+                 --maildir-base DIR"
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!d.path().join("Maildir").exists());
+    // A placeholder with a typo would reach the command as it is.
+    let typo = format!("{md} /srv/${{usr}}/Maildir");
+    let out = run(
+        tool(bin!("mreceive"), d.path()).args(["-d", "example.org", "-c", &typo]),
+        session,
+    );
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("mreceive: --deliver-command: unknown ${usr}"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn usage_errors_and_hash_password() {
     let d = tempfile::tempdir().unwrap();

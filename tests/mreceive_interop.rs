@@ -321,3 +321,46 @@ fn postfix_relays_to_mreceive_over_starttls() {
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
 }
+
+/// The man page's Dovecot example: without --maildir-base, dovecot-lda given `-d ${user}`
+/// finds each recipient's mailbox itself (userdb), so mreceive accepts the command.
+#[test]
+fn dovecot_lda_per_user_through_the_user_placeholder() {
+    let lda = "/usr/lib/dovecot/dovecot-lda";
+    if !have(&["dovecot", lda]) {
+        return;
+    }
+    if !common::is_root() {
+        assert!(!common::in_ci(), "the interop test needs root in CI");
+        eprintln!("SKIPPED: the peers need root");
+        return;
+    }
+    let peers = common::Peers::new();
+    let s = peers.dir();
+    let port = |_| common::free_port().to_string();
+    let [imap, imaps, pop3, pop3s] = [0; 4].map(port);
+    peers.script(
+        "start-dovecot.sh",
+        &[s.to_str().unwrap(), "127.0.0.1"],
+        &[
+            ("IMAP_PORT", &imap),
+            ("IMAPS_PORT", &imaps),
+            ("POP3_PORT", &pop3),
+            ("POP3S_PORT", &pop3s),
+        ],
+    );
+    let conf = peers.env_value("dovecot", "DOVECOT_CONF").unwrap();
+    let cmd = format!("{lda} -c {conf} -d ${{user}}");
+    let out = run(
+        common::tool(bin!("mreceive"), s).args(["-d", "example.org", "-c", &cmd]),
+        b"EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.org>\r\n\
+          RCPT TO:<bob@example.org>\r\nDATA\r\nSubject: via lda\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\r\n250 2.0.0"), "{text}{}", stderr(&out));
+    for u in ["alice", "bob"] {
+        let md = s.join("mail").join(u).join("Maildir");
+        assert_eq!(messages(&md).len(), 1, "{u}: {text}");
+    }
+    assert!(!s.join("Maildir").exists());
+}

@@ -128,19 +128,96 @@ fn bare_lf_and_a_lone_dot_line_arrive_intact_with_i() {
     );
 }
 
+/// A complete message (nothing for msubmit to add) whose body holds the lines that once ended
+/// the input: a lone dot, a lone dot with CR, then more text and a dot line at the very end.
+const DOTS: &[u8] =
+    b"From: A <a@a.test>\r\nTo: b@b.test\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n\
+    Message-ID: <dots@a.test>\r\nSubject: dots\r\n\r\nReport below.\r\n.\r\nRegards\r\n\
+    ..two\r\n.x\r\nlast\r\n.\r\n";
+
+/// The one message `fake` accepted: the wire shows each dot line stuffed, and unstuffed it is
+/// `want` byte for byte.
+fn arrived_whole(fake: &Fake, want: &[u8]) {
+    let wire = fake.accepted.lock().unwrap().clone();
+    assert_eq!(wire.len(), 1, "expected one message");
+    let text = String::from_utf8_lossy(&wire[0]);
+    assert!(
+        text.contains("\r\nRegards\r\n...two\r\n..x\r\n") && text.ends_with("\r\n..\r\n"),
+        "lines starting with a dot not stuffed on the wire: {text:?}"
+    );
+    let got = fake.messages().remove(0);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(want),
+        "the message did not arrive byte for byte"
+    );
+}
+
 #[test]
-fn without_i_a_lone_dot_ends_the_message() {
-    if !have(&["/usr/sbin/smtp-sink"]) {
-        return;
-    }
-    let sink = Sink::start();
+fn a_lone_dot_never_ends_the_message_in_any_input_mode() {
+    let fake = Fake::start(Script::default());
     let t = tempfile::tempdir().unwrap();
+    let port = fake.port();
+    // Recipients as arguments, without -i: the whole message goes, the lone dots stuffed.
     let out = run(
-        plain(t.path(), sink.port).args(["-f", "a@a.test", "b@b.test"]),
-        b"Subject: x\n\nkept\n.\nnot part of it\n",
+        plain(t.path(), port).args(["-f", "a@a.test", "b@b.test"]),
+        DOTS,
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(arrived_body(&only(&sink)), b"kept\n");
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // Recipients from the header with -t; and LF line ends, as from a Unix pipe.
+    let lf: Vec<u8> = String::from_utf8_lossy(DOTS)
+        .replace("\r\n", "\n")
+        .into_bytes();
+    let out = run(plain(t.path(), port).arg("-t"), &lf);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // As mutt runs it (`set sendmail=...` plus its own -oi -oem -f, then `--` and the
+    // recipients); -i and -oi change nothing.
+    for args in [
+        &["-oi", "-oem", "-f", "a@a.test", "--", "b@b.test"][..],
+        &["-i", "-t"],
+    ] {
+        let out = run(plain(t.path(), port).args(args), &lf);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        arrived_whole(&fake, DOTS);
+        fake.accepted.lock().unwrap().clear();
+    }
+
+    // Through the queue: --queue stores the whole message, --flush sends it whole.
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let out = run(
+        msubmit(t.path()).args(["--queue-dir", q, "--queue", "-t"]),
+        &lf,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(fake.accepted.lock().unwrap().is_empty());
+    let out = run(
+        plain(t.path(), port).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
+    fake.accepted.lock().unwrap().clear();
+
+    // Queued after a failure (nothing listens on `down`), then flushed.
+    let down = free_port();
+    let out = run(
+        plain(t.path(), down).args(["--queue-dir", q, "--queue-on-failure", "-t"]),
+        &lf,
+    );
+    fails(&out, 0, "queued as");
+    let out = run(
+        plain(t.path(), port).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    arrived_whole(&fake, DOTS);
 }
 
 #[test]
@@ -346,7 +423,10 @@ fn t_without_header_recipients_says_so() {
             input,
         );
         assert_eq!(code(&out), 65, "{}", stderr(&out));
-        assert_eq!(stderr(&out), format!("msubmit: no recipients: {why}\n"));
+        // (A message that is not empty is kept in ~/dead.letter, and the line says so.)
+        let said = format!("msubmit: no recipients: {why}");
+        assert!(stderr(&out).starts_with(&said), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
 }
 
@@ -900,5 +980,176 @@ fn mailq_and_newaliases_links_behave_as_sendmails() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).matches("to: ").count(),
         1
+    );
+}
+
+/// The mbox entries of `home`'s dead.letter (none when it does not exist), each its `From `
+/// line and the message, without the empty line that ends it.
+fn dead_letters(home: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(home.join("dead.letter")).unwrap_or_default();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    assert!(
+        text.starts_with("From ") && text.ends_with("\n\n"),
+        "{text:?}"
+    );
+    text[..text.len() - 1]
+        .split("\n\nFrom ")
+        .map(|e| format!("From {}\n", e.strip_prefix("From ").unwrap_or(e)))
+        .map(|e| {
+            e.strip_suffix("\n\n")
+                .map(|e| format!("{e}\n"))
+                .unwrap_or(e)
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let dead = home.join("dead.letter");
+    let msg = b"To: nosuch@b.test\nBcc: hidden@c.test\nSubject: keep me\n\nFrom the start.\n>From here\n.\nend\n";
+    // A refused recipient and no queue: exit 67 as before, the message in ~/dead.letter.
+    let out = run(plain(home, fake.port()).args(["-f", "a@a.test", "-t"]), msg);
+    fails(
+        &out,
+        67,
+        &format!(
+            "550 5.1.1 no such user (message saved in {})",
+            dead.display()
+        ),
+    );
+    let mode = std::fs::metadata(&dead).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let entries = dead_letters(home);
+    assert_eq!(entries.len(), 1);
+    let (from_line, saved) = entries[0].split_once('\n').unwrap();
+    assert!(from_line.starts_with("From a@a.test "), "{from_line}");
+    // The input as given, Bcc included (to send it again with -t), From lines quoted.
+    assert_eq!(
+        saved,
+        "To: nosuch@b.test\nBcc: hidden@c.test\nSubject: keep me\n\n>From the start.\n>>From here\n.\nend\n"
+    );
+
+    // Each failure appends: the server unreachable without --queue-on-failure (75), a broken
+    // configuration (78: the message is read first), no recipients with -t (65), a queue that
+    // cannot be written.
+    let down = free_port();
+    let bad_config = home.join("bad.conf");
+    std::fs::write(&bad_config, "account\n").unwrap();
+    let not_a_dir = home.join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let queue_in_file = not_a_dir.join("queue");
+    let cases: [(Command, &[u8], i32, &str); 4] = [
+        (plain(home, down), b"Subject: down\n\nx\n", 75, "connect"),
+        (
+            {
+                let mut c = plain(home, fake.port());
+                c.arg("-C").arg(&bad_config);
+                c
+            },
+            b"Subject: config\n\nx\n",
+            78,
+            "account needs one name",
+        ),
+        (
+            plain(home, fake.port()),
+            b"Subject: nobody\n\nx\n",
+            65,
+            "no recipients: the message has no To:",
+        ),
+        (
+            {
+                let mut c = msubmit(home);
+                c.arg("--queue").arg("--queue-dir").arg(&queue_in_file);
+                c
+            },
+            b"Subject: queue\n\nx\n",
+            -2,
+            "",
+        ),
+    ];
+    for (i, (mut cmd, input, want, needle)) in cases.into_iter().enumerate() {
+        let args = if want == 65 {
+            &["-t"][..]
+        } else {
+            &["-f", "a@a.test", "b@b.test"]
+        };
+        let out = run(cmd.args(args), input);
+        if want != -2 {
+            fails(&out, want, needle);
+        } else {
+            assert_ne!(code(&out), 0, "{}", stderr(&out));
+        }
+        assert!(
+            stderr(&out).contains(&format!("(message saved in {})", dead.display())),
+            "{}",
+            stderr(&out)
+        );
+        let entries = dead_letters(home);
+        assert_eq!(entries.len(), i + 2, "{entries:?}");
+        let subject = String::from_utf8_lossy(&input[..input.len() - 4]).into_owned();
+        assert!(
+            entries[i + 1].ends_with(&format!("{subject}\n\nx\n")),
+            "{entries:?}"
+        );
+    }
+    assert!(fake.accepted.lock().unwrap().is_empty());
+
+    // Queued after a temporary failure, or an empty input: nothing to save.
+    let q = home.join("queue");
+    let out = run(
+        plain(home, down)
+            .args(["--queue-on-failure", "--queue-dir"])
+            .arg(&q)
+            .args(["-f", "a@a.test", "b@b.test"]),
+        b"Subject: queued\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    let out = run(plain(home, fake.port()).arg("-t"), b"");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("saved"), "{}", stderr(&out));
+    assert_eq!(dead_letters(home).len(), 5);
+
+    // $HOME says where; when the message cannot be saved there either, the failure is said
+    // and then that: exit 75, so the caller keeps the message.
+    let other = home.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let out = run(
+        plain(home, fake.port())
+            .env("HOME", &other)
+            .args(["-f", "a@a.test", "nosuch@b.test"]),
+        b"Subject: elsewhere\n\nx\n",
+    );
+    fails(
+        &out,
+        67,
+        &format!("(message saved in {}/dead.letter)", other.display()),
+    );
+    assert_eq!(dead_letters(&other).len(), 1);
+    let gone = home.join("no/such/home");
+    let out = run(
+        plain(home, fake.port())
+            .env("HOME", &gone)
+            .args(["-f", "a@a.test", "nosuch@b.test"]),
+        b"Subject: lost?\n\nx\n",
+    );
+    fails(&out, 75, "550 5.1.1 no such user\n");
+    fails(
+        &out,
+        75,
+        &format!("msubmit: save message to {}/dead.letter: ", gone.display()),
+    );
+    assert!(
+        stderr(&out).contains("neither sent nor saved"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -5,10 +5,13 @@
 mod common;
 #[path = "common/mreceive.rs"]
 mod mreceive;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use common::{code, messages, stderr, tool};
 use mailparse::MailHeaderMap;
 use mreceive::Server;
+use smtp::{Fake, Script};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -77,4 +80,114 @@ fn compose_submit_receive_deliver() {
         assert!(body.contains("Hello Bob,\n.\nthe line above"), "{body:?}");
         assert_eq!(parts[1].get_body_raw().unwrap(), attachment);
     }
+}
+
+/// Issue 8 item 1: `printf 'Report below.\n.\nRegards\n' | mcompose … -a FILE | msubmit -t`, a
+/// shell pipeline without -i, delivered only "Report below." (the attachment was gone). The
+/// message must reach the server byte for byte as mcompose wrote it, the lone dot stuffed on
+/// the wire.
+#[test]
+fn a_lone_dot_in_a_composed_body_does_not_cut_the_message() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let attachment: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    std::fs::write(home.join("q3.pdf"), &attachment).unwrap();
+    let script = r#"
+        printf 'Report below.\n.\nRegards\n' |
+        { "$1" -f a@x.test -t b@y.test -s s -a "$HOME/q3.pdf"; echo $? >"$HOME/mcompose.rc"; } |
+        tee "$HOME/composed.eml" |
+        "$2" --host 127.0.0.1 --port "$3" --tls none -t
+    "#;
+    let mut sh = tool("sh".into(), home);
+    sh.args(["-c", script, "sh"])
+        .arg(bin!("mcompose"))
+        .arg(bin!("msubmit"))
+        .arg(fake.port().to_string());
+    let out = common::run(&mut sh, b"");
+    assert_eq!(code(&out), 0, "msubmit: {}", stderr(&out));
+    let rc = std::fs::read_to_string(home.join("mcompose.rc")).unwrap();
+    assert_eq!(rc.trim(), "0", "mcompose failed: {}", stderr(&out));
+
+    let composed = std::fs::read(home.join("composed.eml")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&composed).contains("\nReport below.\n.\nRegards\n"),
+        "mcompose wrote the lone dot as it is"
+    );
+    let wire = fake.accepted.lock().unwrap().clone();
+    assert_eq!(wire.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&wire[0]).contains("\r\nReport below.\r\n..\r\nRegards\r\n"),
+        "the lone dot is stuffed on the wire"
+    );
+    // SMTP carries CRLF line ends; otherwise the server got what mcompose wrote.
+    let want = String::from_utf8_lossy(&composed).replace('\n', "\r\n");
+    let got = fake.messages().remove(0);
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    let mail = mailparse::parse_mail(&got).unwrap();
+    assert_eq!(mail.subparts.len(), 2, "text and attachment");
+    assert_eq!(mail.subparts[1].get_body_raw().unwrap(), attachment);
+}
+
+/// Issue 8 item 4: `mcompose --edit | msubmit -t` with a refused recipient lost the text:
+/// mcompose removes its draft once its output is written whole, and msubmit then failed.
+/// Now msubmit keeps what it read in ~/dead.letter and says so; the draft is gone as it
+/// should be (nothing would ever clean up drafts of messages that went out).
+#[test]
+fn a_refused_edited_message_survives_in_dead_letter() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("nosuch@", "550 5.1.1 <nosuch@y.test>: no such user\r\n")],
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let tmp = home.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The editor types the body (and a line that mbox must quote).
+    let editor = home.join("ed.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Three paragraphs of careful text.\\nFrom now on, no more.\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    let script = r#"
+        { "$1" -f a@x.test -t nosuch@y.test -s 'the report' --edit; echo $? >"$HOME/mcompose.rc"; } |
+        tee "$HOME/composed.eml" |
+        "$2" --host 127.0.0.1 --port "$3" --tls none -t
+    "#;
+    let mut sh = tool("sh".into(), home);
+    sh.env("EDITOR", format!("sh {}", editor.display()))
+        .env("TMPDIR", &tmp)
+        .args(["-c", script, "sh"])
+        .arg(bin!("mcompose"))
+        .arg(bin!("msubmit"))
+        .arg(fake.port().to_string());
+    let out = common::run(&mut sh, b"");
+    let dead = home.join("dead.letter");
+    assert_eq!(code(&out), 67, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "msubmit: RCPT TO:<nosuch@y.test>: 550 5.1.1 <nosuch@y.test>: no such user \
+             (message saved in {})",
+            dead.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let rc = std::fs::read_to_string(home.join("mcompose.rc")).unwrap();
+    assert_eq!(rc.trim(), "0", "mcompose: {}", stderr(&out));
+    assert!(
+        common::files(&tmp).is_empty(),
+        "mcompose's output was written whole, so its draft is removed"
+    );
+    assert!(fake.accepted.lock().unwrap().is_empty());
+
+    // dead.letter holds what mcompose wrote, as one mbox entry.
+    let composed = String::from_utf8(std::fs::read(home.join("composed.eml")).unwrap()).unwrap();
+    assert!(composed.contains("\nThree paragraphs of careful text.\nFrom now on, no more.\n"));
+    let saved = std::fs::read_to_string(&dead).unwrap();
+    let (from_line, entry) = saved.split_once('\n').unwrap();
+    assert!(from_line.starts_with("From a@x.test "), "{from_line}");
+    let want = composed.replace("\nFrom now on", "\n>From now on") + "\n";
+    assert_eq!(entry, want);
 }

@@ -22,7 +22,7 @@ complete -c msubmit -l log -d 'Append one key=value line per message to FILE' -r
 complete -c msubmit -l queue-dir -d 'The queue directory [default: queue_dir in the configuration, else ~/.local/share/mailpipe/queue]' -r -F
 complete -c msubmit -l refused -d 'A sendmail option we do not support (set by the legacy option rewriting)' -r
 complete -c msubmit -s t -d 'Also send to the To, Cc and Bcc addresses of the header (the Resent-To, Resent-Cc and Resent-Bcc ones when any is present); added to the RECIPIENT arguments'
-complete -c msubmit -s i -d 'A line with a single dot does not end the message (also -oi); read to end of file'
+complete -c msubmit -s i -d 'Accepted and ignored (also -oi), for sendmail\'s callers: the message always ends at the end of input, never at a line holding a single dot'
 complete -c msubmit -s v -l verbose -d 'Print the SMTP dialogue on standard error (passwords masked)'
 complete -c msubmit -l syslog -d 'Also send the log line to syslog (facility mail)'
 complete -c msubmit -l queue -d 'Store the message in the queue instead of sending it (also -odq)'

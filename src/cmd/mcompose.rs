@@ -666,9 +666,19 @@ else vi) on it, as
 .B sh \-c '$EDITOR \(dq$1\(dq' sh FILE
 does: the editor setting may hold arguments, the file name is never part of the command
 text. The editor gets /dev/tty, not the standard output. The message is built when the
-editor exits 0; the draft is removed once the message was written, and kept (its path
-printed) when anything fails, the editor included. Emptying the draft in the editor cancels: nothing is written, and the exit
-status is 65. With
+editor exits 0; the draft is removed once the message was written whole (standard output
+flushed without error, or the
+.B \-o
+file on disk), and kept, its path printed, when anything fails: the editor, a bad address, a
+write error, a broken pipe (exit 74). Emptying the draft in the editor cancels: nothing is written, and the exit
+status is 65. In
+.BR "mcompose \-\-edit | msubmit \-t" ,
+the draft is gone once the pipe took the whole message; when sending then fails, msubmit
+appends the message to
+.I ~/dead.letter
+and says so (see
+.BR msubmit (1)).
+With
 .BR \-\-draft ,
 that file is edited in place and never removed.
 "#;
@@ -738,6 +748,16 @@ User configuration; mcompose reads the keys
 .TP
 .I /etc/mailpipe/config
 System configuration, read before the user's.
+.TP
+.I $TMPDIR/mcompose\-draft.*.eml
+The draft of
+.BR \-\-edit ,
+kept when the message was not written whole.
+.TP
+.I ~/dead.letter
+Not written by mcompose: where msubmit saves a message it could neither send nor queue,
+so the text of an edited draft survives a failed
+.BR "mcompose \-\-edit | msubmit \-t" .
 .SH EXAMPLES
 Send a short note:
 .PP

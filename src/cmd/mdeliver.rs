@@ -350,14 +350,16 @@ and
 .B Delivered\-To:
 fields at the top of the message (they check for loops themselves).
 .PP
-A missing Maildir is created with its tmp, new and cur directories (mode 0700), but never a
-missing parent directory: that exits 73 naming it, so a mistyped path does not grow a new tree
+A missing Maildir is created with its tmp, new and cur directories, but never a missing
+parent directory: that exits 73 naming it, so a mistyped path does not grow a new tree
 (make a new user's directory first).
 Only a Maildir from
 .BR $MAILDIR ,
 the layout of the agent that sets it (mreceive's
 .IR BASE/USER/Maildir ),
 is created with its parents.
+Messages are stored with mode 0600 and the directories mdeliver creates get 0700, whatever
+the umask (as maildrop and dovecot\-lda do); a directory that already exists keeps its mode.
 Maildir++ folders are created with their
 .B maildirfolder
 marker; folder names may not contain a slash, start or end with a dot, or contain "..".

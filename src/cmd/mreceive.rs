@@ -12,7 +12,7 @@ mod listen;
 
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
-use crate::handoff::{Handoff, Local};
+use crate::handoff::{Handoff, Local, names_recipient};
 use crate::passwd::Passwords;
 use crate::rules::parse_size;
 use crate::smtp::conn::{Conn, FdIo};
@@ -28,7 +28,7 @@ use std::time::Duration;
 ///
 /// mreceive is an SMTP server (RFC 5321). As an MX it accepts mail only for the local
 /// domains given with --domain and delivers it into one Maildir per user (--maildir-base),
-/// or hands it to a delivery command (by default mdeliver); it is never an open relay. Users
+/// or hands it to a delivery command per recipient; it is never an open relay. Users
 /// who authenticate (AUTH PLAIN or LOGIN, only over TLS) may send to any address: mail for
 /// other domains goes into the outgoing queue shared with msubmit. Without --listen it serves
 /// one session on standard input and output, for inetd, tcpserver or systemd socket
@@ -64,7 +64,8 @@ pub struct Args {
     pub maildir_base: Option<PathBuf>,
 
     /// Run COMMAND (words split as a shell would, but no shell) once per recipient with the
-    /// message on stdin [default without --maildir-base: the mdeliver beside mreceive]
+    /// message on stdin, ${user} and ${recipient} in it replaced (needs --maildir-base unless
+    /// it names one of them)
     #[arg(short = 'c', long, value_name = "COMMAND")]
     pub deliver_command: Option<String>,
 
@@ -179,6 +180,7 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
     if args.max_recipients == 0 || args.max_sessions == 0 || args.timeout == 0 {
         return Err(usage("limits", "must be at least 1"));
     }
+    let local = local_delivery(args)?;
     let users = args.users.as_deref().map(load_users).transpose()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
@@ -190,24 +192,6 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
         .map(Passwords::load)
         .transpose()?
         .map(Arc::new);
-    let local = match (&args.deliver_command, &args.maildir_base) {
-        (None, Some(base)) => Local::Maildirs(base.clone()),
-        (cmd, base) => {
-            let argv = match cmd {
-                Some(c) => {
-                    crate::rules::words(c).map_err(|why| usage("--deliver-command", &why))?
-                }
-                None => vec![beside_us("mdeliver")?],
-            };
-            if argv.is_empty() {
-                return Err(usage("--deliver-command", "empty"));
-            }
-            Local::Command {
-                argv,
-                base: base.clone(),
-            }
-        }
-    };
     let queue = args.queue_dir.clone().or_else(crate::spool::default_dir);
     let settings = Settings {
         hostname: args.hostname.clone().unwrap_or_else(crate::stamp::fqdn),
@@ -228,12 +212,39 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
     Ok((settings, Handoff { local, queue }))
 }
 
-/// The path of our sibling program `name` (mdeliver is installed beside mreceive).
-fn beside_us(name: &str) -> Result<String> {
-    let exe =
-        std::env::current_exe().map_err(|e| Error::io(Code::Software, "locate mreceive", e))?;
-    let p = exe.with_file_name(name);
-    Ok(p.to_string_lossy().into_owned())
+/// How mail for the local domains is delivered. mreceive does not change users, so a
+/// delivery that does not know each recipient's mailbox would put every user's mail into one
+/// (the daemon user's ~/Maildir, where mdeliver goes without MAILDIR): that is refused at
+/// start with 78, never found out from a user's complaint.
+fn local_delivery(args: &Args) -> Result<Local> {
+    let one_mailbox = |what: &str| {
+        Error::new(
+            Code::Config,
+            what,
+            "every user's mail would go into one mailbox: give --maildir-base DIR \
+             (for DIR/USER/Maildir), or a --deliver-command that names ${user} or ${recipient}",
+        )
+    };
+    let Some(command) = &args.deliver_command else {
+        return match &args.maildir_base {
+            Some(base) => Ok(Local::Maildirs(base.clone())),
+            // A submission server without local domains delivers nothing here.
+            None if args.domains.is_empty() => Ok(Local::Nowhere),
+            None => Err(one_mailbox("no --maildir-base")),
+        };
+    };
+    let argv = crate::rules::words(command).map_err(|why| usage("--deliver-command", &why))?;
+    if argv.is_empty() {
+        return Err(usage("--deliver-command", "empty"));
+    }
+    let named = names_recipient(&argv).map_err(|why| usage("--deliver-command", &why))?;
+    if !named && args.maildir_base.is_none() && !args.domains.is_empty() {
+        return Err(one_mailbox("--deliver-command without --maildir-base"));
+    }
+    Ok(Local::Command {
+        argv,
+        base: args.maildir_base.clone(),
+    })
 }
 
 /// The client's address in stdio mode: tcpserver's TCPREMOTEIP, else the socket on stdin.

@@ -7,7 +7,8 @@
 //! refuses one, no DATA is sent to the others, so fixing the address and sending again
 //! duplicates nothing (except past a server's recipient limit: see `deliver`). Exit 0 only
 //! after the server's 250 for the message (or after it is durably queued); every doubt is 75,
-//! so the caller keeps the mail.
+//! so the caller keeps the mail. A message that was read but could be neither sent nor queued
+//! goes to `~/dead.letter` (`dead_letter.rs`), since the caller may no longer have it.
 //!
 //! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
@@ -16,6 +17,7 @@
 //! session, and sends each the same way (`send_or_queue`), one connection for the session.
 
 mod bs;
+mod dead_letter;
 mod log;
 mod message;
 mod settings;
@@ -62,7 +64,8 @@ pub struct Args {
     #[arg(short = 't')]
     pub read_recipients: bool,
 
-    /// A line with a single dot does not end the message (also -oi); read to end of file
+    /// Accepted and ignored (also -oi), for sendmail's callers: the message always ends at the
+    /// end of input, never at a line holding a single dot
     #[arg(short = 'i')]
     pub ignore_dots: bool,
 
@@ -208,31 +211,34 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(r) = args.refused.first() {
         return Err(settings::refusal(r));
     }
+    if !(args.list || args.flush || args.smtp_stdio) {
+        return submit(&args);
+    }
     let cfg = Config::load(args.config.as_deref())?;
-    // Found only when needed: plain sending must work without HOME (daemons, PHP).
-    let queue_dir = || {
-        args.queue_dir
-            .clone()
-            .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
-            .or_else(default_queue_dir)
-            .ok_or_else(|| {
-                Error::new(
-                    Code::Config,
-                    "no queue directory",
-                    "give --queue-dir, or set HOME",
-                )
-            })
-    };
+    let queue_dir = || queue_dir(&args, &cfg);
     if args.list {
         return list(&queue_dir()?);
     }
     if args.flush {
         return flush(&args, &cfg, &queue_dir()?);
     }
-    if args.smtp_stdio {
-        return bs::run(&args, &cfg, &queue_dir);
-    }
-    submit(&args, &cfg, &queue_dir)
+    bs::run(&args, &cfg, &queue_dir)
+}
+
+/// The queue directory: the flag, the configuration, else the default. Found only when
+/// needed: plain sending must work without HOME (daemons, PHP).
+fn queue_dir(args: &Args, cfg: &Config) -> Result<PathBuf> {
+    args.queue_dir
+        .clone()
+        .or_else(|| cfg.get("queue_dir").map(crate::config::expand_tilde))
+        .or_else(default_queue_dir)
+        .ok_or_else(|| {
+            Error::new(
+                Code::Config,
+                "no queue directory",
+                "give --queue-dir, or set HOME",
+            )
+        })
 }
 
 fn default_queue_dir() -> Option<PathBuf> {
@@ -264,9 +270,25 @@ fn header_from(head: &[u8]) -> Option<String> {
 }
 
 /// Send the message on stdin now, or store it in the queue (`--queue`, or
-/// `--queue-on-failure` after a temporary failure).
-fn submit(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
-    let (spool, stats) = message::read(&mut std::io::stdin().lock(), args.ignore_dots)?;
+/// `--queue-on-failure` after a temporary failure); one that can be neither is saved to
+/// `~/dead.letter`, and the exit status stays the failure's.
+fn submit(args: &Args) -> Result<()> {
+    // Read before anything can fail, the configuration included: after a failure the
+    // message must still be there to save (`mcompose --edit | msubmit -t` has removed its
+    // draft once the pipe took the message).
+    let (mut spool, stats) = message::read(&mut std::io::stdin().lock())?;
+    send_message(args, &mut spool, stats).map_err(|e| {
+        let sender = (args.sender.clone())
+            .or_else(|| header_from(spool.head()))
+            .unwrap_or_else(local_address);
+        dead_letter::keep(e, &mut spool, &sender)
+    })
+}
+
+/// Send or queue the message read into `spool`.
+fn send_message(args: &Args, spool: &mut crate::input::Spool, stats: message::Stats) -> Result<()> {
+    let cfg = &Config::load(args.config.as_deref())?;
+    let queue_dir = &|| queue_dir(args, cfg);
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
     let (account, acct) = account(args, cfg, hint.as_deref())?;
@@ -369,12 +391,12 @@ fn account(args: &Args, cfg: &Config, hint: Option<&str>) -> Result<(Option<Stri
 }
 
 /// Fix the header as Postfix's cleanup does (`message::prepare`) for a message from `sender`.
-fn fix(
+fn fix<'a>(
     args: &Args,
-    spool: crate::input::Spool,
+    spool: &'a mut crate::input::Spool,
     stats: message::Stats,
     sender: &str,
-) -> Result<(message::Prepared, Vec<String>)> {
+) -> Result<(message::Prepared<'a>, Vec<String>)> {
     // The null sender `<>` still needs a From: address.
     // Checked like any sender: $LOGNAME with a line break would otherwise write header
     // fields of its own into the From: we add.
@@ -396,7 +418,7 @@ fn queue_envelope(
     account: Option<String>,
     from: String,
     rcpts: Vec<String>,
-    prepared: &message::Prepared,
+    prepared: &message::Prepared<'_>,
 ) -> Result<spool::Envelope> {
     let notify = settings::dsn_notify(&args.dsn_notify, acct)?;
     let ret = settings::dsn_return(&args.dsn_return, acct)?;
@@ -437,10 +459,10 @@ fn send_or_queue(
     cfg: &Config,
     queue_dir: &QueueDir,
     queued: &spool::Envelope,
-    prepared: &mut message::Prepared,
+    prepared: &mut message::Prepared<'_>,
     upstream: &mut Upstream,
 ) -> Result<Fate> {
-    let store = |prepared: &mut message::Prepared| -> Result<String> {
+    let store = |prepared: &mut message::Prepared<'_>| -> Result<String> {
         let q = Queue::open(&queue_dir()?)?;
         let id = q.store(queued, |w| prepared.write_to(w))?;
         if args.verbose {
@@ -548,7 +570,7 @@ trait Source {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>>;
 }
 
-impl Source for message::Prepared {
+impl Source for message::Prepared<'_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
         let r = self
             .reader()

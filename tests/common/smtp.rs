@@ -147,6 +147,22 @@ impl Fake {
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
+
+    /// The accepted messages as a server stores them: `accepted` holds the DATA content as it
+    /// came over the wire, dot-stuffed; this takes each line's leading extra dot away again
+    /// (RFC 5321 §4.5.2).
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let accepted = self.accepted.lock().unwrap();
+        accepted
+            .iter()
+            .map(|data| {
+                data.split_inclusive(|&b| b == b'\n')
+                    .flat_map(|line| line.strip_prefix(b".").unwrap_or(line))
+                    .copied()
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 fn serve(

@@ -10,7 +10,8 @@
 //! its sender, then the server (one connection kept for the session's messages) or the queue.
 //! Our reply is the server's verdict: 250 only after its 250 for every recipient, or once the
 //! message is durably queued (`--queue`, `--queue-on-failure`); its own 5xx reply and text
-//! when it refused; 451 for a 4xx or network trouble, so the MUA keeps the message.
+//! when it refused; 451 for a 4xx or network trouble, so the MUA keeps the message. Hence no
+//! `dead.letter` here: the client has the message and our reply says it was not sent.
 
 use super::{Args, Fate, QueueDir, Upstream, account, fix, header_from, queue_envelope};
 use super::{message, send_or_queue};
@@ -133,19 +134,17 @@ impl Relay<'_> {
 
     /// Prepare the message as without -bs, then send or queue it.
     fn pass_on(&self, env: &Envelope, msg: &mut Spool) -> Result<Fate> {
-        // The session is done with the content once we have it.
-        let mut spool = std::mem::take(msg);
         let stats = message::Stats {
             eight_bit: env.eight_bit,
             // The server stores LF line ends; each becomes CRLF on the wire (for SIZE=).
-            bare_lf: line_ends(&mut spool)?,
+            bare_lf: line_ends(msg)?,
         };
         let hint = match env.from.is_empty() {
-            true => header_from(spool.head()),
+            true => header_from(msg.head()),
             false => Some(env.from.clone()),
         };
         let (account, acct) = account(self.args, self.cfg, hint.as_deref())?;
-        let (mut prepared, _) = fix(self.args, spool, stats, &env.from)?;
+        let (mut prepared, _) = fix(self.args, msg, stats, &env.from)?;
         let rcpts = env.rcpts.iter().map(|rc| rc.address.clone()).collect();
         let queued = queue_envelope(
             self.args,

@@ -18,71 +18,34 @@ pub struct Stats {
     pub bare_lf: u64,
 }
 
-/// Read a message. Unless `ignore_dots` (`-i`), a line that is a single `.` ends the input,
-/// as in sendmail; the dot line itself and anything after it are not part of the message.
-pub fn read(input: &mut dyn Read, ignore_dots: bool) -> Result<(Spool, Stats)> {
+/// Read a message to the end of the input, always. A line holding a single dot is data, as
+/// for msmtp: sendmail's old rule that it ends the message (unless `-i`) cut every message with
+/// such a line in its body, attachments included, when a caller like mutt or a pipeline from
+/// mcompose left out `-i`; we accept `-i` and `-oi` and ignore them.
+pub fn read(input: &mut dyn Read) -> Result<(Spool, Stats)> {
     let mut spool = Spool::new();
     let mut stats = Stats::default();
     let mut buf = vec![0u8; 64 * 1024];
-    // 0: in a line, 1: at line start, 2: seen "." at line start, 3: seen ".\r".
-    let mut state = 1u8;
     let mut prev_cr = false;
-    let mut out = Vec::with_capacity(buf.len() + 2);
-    let mut dot_line = false;
-    'read: loop {
+    loop {
         let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(Code::IoErr, "read message", e)),
         };
-        out.clear();
-        for &b in &buf[..n] {
-            if b >= 0x80 {
-                stats.eight_bit = true;
-            }
-            if b == b'\n' && !prev_cr {
-                stats.bare_lf += 1;
-            }
-            prev_cr = b == b'\r';
-            if ignore_dots {
-                continue;
-            }
-            state = match (state, b) {
-                (1, b'.') => 2,
-                (2, b'\n') | (3, b'\n') => {
-                    stats.bare_lf -= u64::from(state == 2);
-                    spool.write_all(&out).map_err(spool_error)?;
-                    dot_line = true;
-                    break 'read;
-                }
-                (2, b'\r') => 3,
-                (2 | 3, _) => {
-                    // Not a lone dot after all: the held bytes are message data.
-                    out.extend_from_slice(if state == 2 { b"." } else { b".\r" });
-                    out.push(b);
-                    if b == b'\n' { 1 } else { 0 }
-                }
-                (_, b'\n') => {
-                    out.push(b);
-                    1
-                }
-                _ => {
-                    out.push(b);
-                    0
-                }
+        let data = &buf[..n];
+        stats.eight_bit |= data.iter().any(|&b| b >= 0x80);
+        for i in memchr::memchr_iter(b'\n', data) {
+            let cr = if i == 0 {
+                prev_cr
+            } else {
+                data[i - 1] == b'\r'
             };
+            stats.bare_lf += u64::from(!cr);
         }
-        if ignore_dots {
-            spool.write_all(&buf[..n]).map_err(spool_error)?;
-        } else {
-            spool.write_all(&out).map_err(spool_error)?;
-        }
-    }
-    // A dot (or dot CR) at the very end without its LF is no dot line: it is data.
-    if !ignore_dots && !dot_line && (state == 2 || state == 3) {
-        let held: &[u8] = if state == 2 { b"." } else { b".\r" };
-        spool.write_all(held).map_err(spool_error)?;
+        prev_cr = data[n - 1] == b'\r';
+        spool.write_all(data).map_err(spool_error)?;
     }
     Ok((spool, stats))
 }
@@ -97,15 +60,16 @@ struct RawField {
     bytes: Vec<u8>,
 }
 
-/// The message as it will be sent: a rewritten header, then the body from the spool.
-pub struct Prepared {
+/// The message as it will be sent: a rewritten header, then the body from the spool. The
+/// spool stays the caller's, with the message as it was given (for `dead.letter`).
+pub struct Prepared<'a> {
     header: Vec<u8>,
-    spool: Spool,
+    spool: &'a mut Spool,
     body_start: usize,
     stats: Stats,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// Bytes of the message as sent (CRLF line ends), for SIZE= and logs.
     pub fn size_estimate(&self) -> u64 {
         self.header.len() as u64 + (self.spool.len() - self.body_start as u64) + self.stats.bare_lf
@@ -140,7 +104,11 @@ pub struct Fixes<'a> {
 
 /// Split the header from the spool, apply the fixes, and return the prepared message with
 /// the recipients found in the header (To, Cc, Bcc; or the Resent- set when present).
-pub fn prepare(spool: Spool, stats: Stats, fixes: &Fixes) -> Result<(Prepared, Vec<String>)> {
+pub fn prepare<'a>(
+    spool: &'a mut Spool,
+    stats: Stats,
+    fixes: &Fixes,
+) -> Result<(Prepared<'a>, Vec<String>)> {
     let head = spool.head();
     // A leading mbox "From " line is an envelope line, not a header field.
     let mut pos = 0;
@@ -370,30 +338,58 @@ fn plain_addresses(value: &str) -> std::result::Result<Vec<String>, &'static str
 mod tests {
     use super::*;
 
-    fn read_all(input: &[u8], ignore_dots: bool) -> Vec<u8> {
-        let (mut s, _) = read(&mut &input[..], ignore_dots).unwrap();
+    fn read_all(input: &[u8]) -> Vec<u8> {
+        let (mut s, _) = read(&mut &input[..]).unwrap();
         let mut v = Vec::new();
         s.copy_to(&mut v).unwrap();
         v
     }
 
     #[test]
-    fn a_lone_dot_ends_input_unless_i() {
-        assert_eq!(read_all(b"a\n.\nb\n", false), b"a\n");
-        assert_eq!(read_all(b"a\r\n.\r\nb\r\n", false), b"a\r\n");
-        assert_eq!(read_all(b".\n", false), b"");
-        assert_eq!(read_all(b"a\n..\n.x\n", false), b"a\n..\n.x\n");
-        assert_eq!(read_all(b"a\n.\nb\n", true), b"a\n.\nb\n");
-        assert_eq!(read_all(b"a.\n.\r", false), b"a.\n.\r");
+    fn a_lone_dot_never_ends_the_input() {
+        for input in [
+            &b"a\n.\nb\n"[..],
+            b"a\r\n.\r\nb\r\n",
+            b".\n",
+            b"a\n..\n.x\n",
+            b"a.\n.\r",
+        ] {
+            assert_eq!(read_all(input), input);
+        }
+    }
+
+    #[test]
+    fn counts_bare_line_feeds_and_eight_bit_across_reads() {
+        /// Hands out one byte per read, so CR and LF arrive in separate reads.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Some((&b, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                buf[0] = b;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
+        let input = "a\r\nb\nc\r\n\nd\u{e9}\n".as_bytes();
+        let (_, stats) = read(&mut Trickle(input)).unwrap();
+        assert_eq!(stats.bare_lf, 3);
+        assert!(stats.eight_bit);
+        let (_, stats) = read(&mut &input[..]).unwrap();
+        assert_eq!(stats.bare_lf, 3);
+        let (_, stats) = read(&mut &b"a\r\nb\r\n"[..]).unwrap();
+        assert_eq!(stats.bare_lf, 0);
+        assert!(!stats.eight_bit);
     }
 
     fn prep(msg: &[u8]) -> (String, Vec<String>) {
-        let (spool, stats) = read(&mut &msg[..], true).unwrap();
+        let (mut spool, stats) = read(&mut &msg[..]).unwrap();
         let fixes = Fixes {
             sender: "me@example.test",
             full_name: Some("Me Myself"),
         };
-        let (mut p, rcpts) = prepare(spool, stats, &fixes).unwrap();
+        let (mut p, rcpts) = prepare(&mut spool, stats, &fixes).unwrap();
         let mut out = Vec::new();
         p.write_to(&mut out).unwrap();
         assert!(p.size_estimate() as usize >= out.len());
@@ -437,12 +433,12 @@ mod tests {
     #[test]
     fn a_long_or_non_ascii_full_name_is_folded_in_short_encoded_words() {
         for name in ["é".repeat(600), "Jean-Émile ".repeat(100), "x".repeat(1500)] {
-            let (spool, stats) = read(&mut &b"Subject: s\r\n\r\nb\r\n"[..], true).unwrap();
+            let (mut spool, stats) = read(&mut &b"Subject: s\r\n\r\nb\r\n"[..]).unwrap();
             let fixes = Fixes {
                 sender: "me@example.test",
                 full_name: Some(&name),
             };
-            let (mut p, _) = prepare(spool, stats, &fixes).unwrap();
+            let (mut p, _) = prepare(&mut spool, stats, &fixes).unwrap();
             let mut out = Vec::new();
             p.write_to(&mut out).unwrap();
             let text = String::from_utf8(out).unwrap();

@@ -73,7 +73,7 @@ pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
                 rest_verbatim = true;
                 keep(&mut out, s);
             }
-            // -i: a lone dot does not end the input.
+            // -i: a lone dot does not end the input; it never does here, so -i is a no-op.
             "-oi" | "-oitrue" => keep(&mut out, "-i"),
             // Deliver in the background / interactively: we always deliver now.
             "-odb" | "-odi" | "-bm" | "-U" | "-Am" | "-Ac" | "-n" | "-m" | "-om" | "-G" => {}
