@@ -33,6 +33,7 @@ docs:
 
 # The main job on an embedded default: compose a message and deliver it into a Maildir.
 demo: build
+	mkdir -p /tmp/mailpipe-demo
 	echo 'Hello from mailpipe: composed, then delivered.' \
 	  | ./target/release/mcompose -f me@localhost.localdomain -t you@localhost.localdomain -s 'hello from mailpipe' \
 	  | ./target/release/mdeliver /tmp/mailpipe-demo/Maildir -v
@@ -51,6 +52,8 @@ install: build
 	install -m 644 man/*.1 $(MANDIR)/man1/
 	for f in man/*.5; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man5/ || true; done
 	for f in man/*.7; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man7/ || true; done
+	@echo "note: Debian's mblaze installs a different mdeliver as /usr/bin/mdeliver, and cron and"
+	@echo "      Postfix search only /usr/bin and /bin: call ours as $(PREFIX)/bin/mdeliver."
 
 uninstall:
 	for t in $(TOOLS); do \

@@ -33,7 +33,7 @@ pub fn man(page: &Page) -> String {
     // Writing into a Vec cannot fail.
     let _ = man.render_title(&mut out);
     let _ = man.render_name_section(&mut out);
-    let _ = man.render_synopsis_section(&mut out);
+    out.extend_from_slice(synopsis(&page.command.clone().name(page.name)).as_bytes());
     let _ = man.render_description_section(&mut out);
     out.extend_from_slice(page.description.trim_start().as_bytes());
     if !out.ends_with(b"\n") {
@@ -45,6 +45,82 @@ pub fn man(page: &Page) -> String {
         out.push(b'\n');
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The SYNOPSIS section: each visible option with its value (`-f SENDER`, where
+/// clap_mangen's shows a bare `-f`), `...` after one that may be repeated, then the operands.
+/// Options come in the order of clap_mangen's OPTIONS section.
+fn synopsis(cmd: &clap::Command) -> String {
+    let mut cmd = cmd.clone();
+    cmd.build(); // adds --help and --version
+    let mut opts: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+        .collect();
+    opts.sort_by_key(|a| option_sort_key(a));
+    let mut line = format!("\\fB{}\\fR", roff_escape(cmd.get_name()));
+    for a in opts.into_iter().chain(cmd.get_positionals()) {
+        let names: Vec<String> = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => vec![format!("-{s}"), format!("--{l}")],
+            (Some(s), None) => vec![format!("-{s}")],
+            (None, Some(l)) => vec![format!("--{l}")],
+            (None, None) => vec![],
+        };
+        let mut item = names
+            .iter()
+            .map(|n| format!("\\fB{}\\fR", roff_escape(n)))
+            .collect::<Vec<_>>()
+            .join("|");
+        let takes = a.get_num_args().is_some_and(|r| r.takes_values());
+        if takes || a.is_positional() {
+            let value = match a.get_value_names() {
+                Some(v) => v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+                None => a.get_id().as_str().to_uppercase(),
+            };
+            let value = format!("\\fI{}\\fR", roff_escape(&value));
+            let optional = a.get_num_args().is_some_and(|r| r.min_values() == 0);
+            item = match (item.is_empty(), optional && !a.is_positional()) {
+                (true, _) => value,
+                (false, true) => format!("{item} [{value}]"),
+                (false, false) => format!("{item} {value}"),
+            };
+        }
+        let repeats = matches!(
+            a.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        ) || a.get_num_args().is_some_and(|r| r.max_values() > 1);
+        line.push(' ');
+        if a.is_required_set() {
+            line.push_str(&item);
+        } else {
+            line.push_str(&format!("[{item}]"));
+        }
+        if repeats {
+            line.push_str("...");
+        }
+    }
+    format!(".SH SYNOPSIS\n{line}\n")
+}
+
+/// clap_mangen's order of options: display order, then the short option (lower case
+/// first), else the long one.
+fn option_sort_key(a: &clap::Arg) -> (usize, String) {
+    let key = match (a.get_short(), a.get_long()) {
+        (Some(c), _) => format!(
+            "{}{}",
+            c.to_ascii_lowercase(),
+            if c.is_ascii_lowercase() { '0' } else { '1' }
+        ),
+        (None, Some(l)) => l.to_string(),
+        (None, None) => format!("{{{}", a.get_id()),
+    };
+    (a.get_display_order(), key)
+}
+
+/// Text for a roff line: a backslash is doubled and a hyphen is `\-` (a real minus, as
+/// options are typed, rather than a hyphen that may print as a dash).
+fn roff_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('-', "\\-")
 }
 
 /// The completion script of `page` for `shell`.

@@ -20,9 +20,10 @@ use std::path::Path;
 /// `Delivered-To:`; OpenSMTPD's mda `Return-Path:` and `Delivered-To:` (only the latter for
 /// a null sender); getmail `Delivered-To:` above its `Received:`. In that leading run of
 /// those three fields the recipient may appear once; any other Delivered-To: for it is a
-/// loop. (Our own prepended pair looks the same, so a message piped straight back into
-/// mdeliver is stored once more and refused the next time round: the loop still ends. One
-/// that went round through an MTA has its Received: above our stamp.)
+/// loop. (Our own prepended pair looks the same, so a stored copy fed straight back into
+/// mdeliver by hand is stored once more: a redelivery, not a loop. A loop goes through a
+/// command, which gets a second `Delivered-To:` ([`trace_for_command`]), or through an MTA,
+/// which puts its Received: above the stamp.)
 pub fn check_loop(block: &[u8], rcpt: &str) -> Result<()> {
     let fields = header::fields(block);
     let ours = |f: &header::Field| {
@@ -50,22 +51,42 @@ fn leading_stamp<'a>(
         .take_while(|f| f.is("Return-Path") || f.is("X-Original-To") || f.is("Delivered-To"))
 }
 
-/// [`trace`], less a `Return-Path:` the stamp on top of `block` already gives for the same
-/// sender: under Postfix's `mailbox_command` the message arrives with one for this very
-/// delivery. `Delivered-To:` is always added: it is what ends a loop of a message fed
-/// straight back to us (see [`check_loop`]).
+/// [`trace`] for a copy stored in a Maildir: less what the stamp on top of `block` already
+/// says for the same sender and recipient. Under Postfix (`mailbox_command`, pipe(8)
+/// `flags=DR`) the message arrives stamped with `Return-Path:` and `Delivered-To:` for this
+/// very delivery; saying them again only doubles them. The stamp's `Delivered-To:` stays in
+/// the stored copy, so the copy coming back through an MTA (under a `Received:`) is still a
+/// loop for [`check_loop`].
 pub fn trace_over(block: &[u8], sender: Option<&str>, recipient: Option<&str>) -> Vec<u8> {
+    let stamped = |name: &str, addr: &&str| stamp_has(block, name, addr);
+    let sender = sender.filter(|s| !stamped("Return-Path", s));
+    let recipient = recipient.filter(|r| !stamped("Delivered-To", r));
+    separated(block, trace(sender, recipient))
+}
+
+/// [`trace`] for a message handed to a command (a rules `pipe`): `Delivered-To:` is always
+/// added, even over the stamp's own. The command may deliver it again (into mdeliver, or
+/// through a script that calls it): the second `Delivered-To:` for the recipient is what
+/// makes that a loop for [`check_loop`] instead of a delivery that runs for ever.
+pub fn trace_for_command(block: &[u8], sender: Option<&str>, recipient: Option<&str>) -> Vec<u8> {
+    let sender = sender.filter(|s| !stamp_has(block, "Return-Path", s));
+    separated(block, trace(sender, recipient))
+}
+
+/// True when the leading stamp of `block` has a field `name` for address `addr`.
+fn stamp_has(block: &[u8], name: &str, addr: &str) -> bool {
     let fields = header::fields(block);
-    let has = |name: &str, addr: &str| {
-        leading_stamp(&fields).any(|f| {
-            f.is(name)
-                && header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(addr))
-        })
-    };
-    let mut t = trace(sender.filter(|s| !has("Return-Path", s)), recipient);
-    // A first line that starts with white space would continue the header we write above it
-    // (RFC 5322 §2.2.3 folding) and add to our Delivered-To:. Such a message has no header
-    // section of its own, so it is all body: an empty line goes first (as mreceive does).
+    leading_stamp(&fields).any(|f| {
+        f.is(name)
+            && header::bare_addr(&f.value_raw()).eq_ignore_ascii_case(header::bare_addr(addr))
+    })
+}
+
+/// `t`, with an empty line after it when the message starts with white space: its first
+/// line would continue the header we write above it (RFC 5322 §2.2.3 folding) and add to
+/// our Delivered-To:. Such a message has no header section of its own, so it is all body
+/// (as mreceive does).
+fn separated(block: &[u8], mut t: Vec<u8>) -> Vec<u8> {
     if !t.is_empty() && matches!(block.first(), Some(b' ' | b'\t')) {
         t.push(b'\n');
     }
@@ -122,8 +143,15 @@ mod tests {
         let twice = b"Delivered-To: b@x\nReceived: by mx\nDelivered-To: b@x\n";
         assert!(check_loop(twice, "b@x").is_err());
         // Postfix's stamp is not said twice; a stamp that says something else stays.
+        assert_eq!(trace_over(stamp, Some("A@Y"), Some("B@x")), b"");
+        // A command gets the second Delivered-To: that ends a loop through it.
         assert_eq!(
-            trace_over(stamp, Some("A@Y"), Some("b@x")),
+            trace_for_command(stamp, Some("A@Y"), Some("b@x")),
+            b"Delivered-To: b@x\n"
+        );
+        let rp_only = b"Return-Path: <a@y>\nSubject: s\n";
+        assert_eq!(
+            trace_over(rp_only, Some("a@y"), Some("b@x")),
             b"Delivered-To: b@x\n"
         );
         assert_eq!(

@@ -55,6 +55,26 @@ impl Maildir {
         })
     }
 
+    /// [`Maildir::open`], but never creating a missing parent of `root`: that is exit 73
+    /// (EX_CANTCREAT) naming the parent. A Maildir a user names (`mdeliver /typo/deep/Maildir`)
+    /// is created as maildirmake and dovecot-lda would, not a tree of mistyped directories.
+    pub fn open_in_existing(root: &Path) -> Result<Maildir> {
+        let parent = match root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Err(e) = fs::metadata(parent)
+            && e.kind() == io::ErrorKind::NotFound
+        {
+            return Err(Error::new(
+                Code::CantCreat,
+                format!("create maildir {}", root.display()),
+                format!("{} does not exist", parent.display()),
+            ));
+        }
+        Maildir::open(root)
+    }
+
     /// The Maildir's root directory.
     pub fn path(&self) -> &Path {
         &self.root
@@ -400,6 +420,25 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn open_in_existing_creates_the_maildir_but_no_missing_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("typo/deep/Maildir");
+        let e = Maildir::open_in_existing(&deep).unwrap_err();
+        assert_eq!(e.code(), Code::CantCreat);
+        assert!(
+            e.why()
+                .contains(&format!("{}", dir.path().join("typo/deep").display())),
+            "{e}"
+        );
+        assert!(!dir.path().join("typo").exists());
+        let md = dir.path().join("Maildir");
+        Maildir::open_in_existing(&md).unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            assert!(md.join(sub).is_dir());
+        }
     }
 
     #[test]

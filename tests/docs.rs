@@ -46,3 +46,99 @@ fn every_binary_has_a_page() {
         }
     }
 }
+
+#[test]
+fn synopsis_shows_each_option_with_its_value() {
+    // It showed `[-f|--from]`: a reader could not tell which options take a value.
+    for page in mailpipe::cmd::pages() {
+        let man = mailpipe::docs::man(&page);
+        let synopsis = man
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap_or_else(|| panic!("{}: no SYNOPSIS", page.name));
+        let mut cmd = page.command.clone();
+        cmd.build();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let takes = arg.get_num_args().is_some_and(|r| r.takes_values());
+            let Some(names) = arg.get_value_names().filter(|_| takes) else {
+                continue;
+            };
+            let value = format!("\\fI{}\\fR", names.join(" ").replace('-', "\\-"));
+            let option = match (arg.get_short(), arg.get_long()) {
+                (_, Some(l)) => format!("\\fB\\-\\-{}\\fR ", l.replace('-', "\\-")),
+                (Some(s), None) => format!("\\fB\\-{s}\\fR "),
+                (None, None) => String::new(),
+            };
+            let want = format!("{option}{value}");
+            assert!(
+                synopsis.contains(&want),
+                "{}: {want} not in {synopsis}",
+                page.name
+            );
+        }
+    }
+}
+
+/// The code lines of a README (indented blocks) or a man page (between .nf and .fi).
+fn code_lines(text: &str, roff: bool) -> Vec<&str> {
+    if !roff {
+        return text.lines().filter(|l| l.starts_with("    ")).collect();
+    }
+    let mut inside = false;
+    text.lines()
+        .filter(|l| {
+            match *l {
+                ".nf" => inside = true,
+                ".fi" => inside = false,
+                _ => {}
+            }
+            inside && !l.starts_with('.')
+        })
+        .collect()
+}
+
+#[test]
+fn examples_call_mdeliver_by_its_absolute_path() {
+    // Debian's mblaze has its own /usr/bin/mdeliver, which cron and Postfix (PATH
+    // /usr/bin:/bin) find first: an example with a bare `mdeliver` runs the wrong program.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![(root.join("README.md"), false)];
+    for entry in std::fs::read_dir(root.join("man")).unwrap() {
+        docs.push((entry.unwrap().path(), true));
+    }
+    for (path, roff) in docs {
+        let text = std::fs::read_to_string(&path).unwrap();
+        // (A comment line in an example is prose.)
+        for line in code_lines(&text, roff)
+            .into_iter()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            for (i, _) in line.match_indices("mdeliver") {
+                let before = line[..i].chars().next_back();
+                let after = line[i + "mdeliver".len()..].chars().next();
+                let command = !matches!(before, Some(c) if c.is_alphanumeric() || c == '/' || c == '_')
+                    && !matches!(after, Some(c) if c.is_alphanumeric() || c == '_' || c == '(');
+                // master.cf's service name is not a command.
+                let service = line[i..].starts_with("mdeliver unix");
+                assert!(
+                    !command || service,
+                    "{}: bare mdeliver in an example: {line}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // And the clash is stated where a user looks.
+    for (file, text) in [
+        ("README.md", "/usr/bin/mdeliver"),
+        ("man/mdeliver.1", "/usr/bin/mdeliver"),
+        ("Makefile", "/usr/bin/mdeliver"),
+    ] {
+        let body = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            body.contains(text) && body.contains("mblaze"),
+            "{file} does not warn about mblaze's {text}"
+        );
+    }
+}

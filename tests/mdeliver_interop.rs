@@ -199,3 +199,52 @@ fn postfix_delivers_through_mdeliver_and_dovecot_serves_it_intact() {
         stderr(&out)
     );
 }
+
+#[test]
+fn under_postfix_pipe_flags_dr_the_stamp_is_not_written_twice() {
+    // pipe(8) flags=DR: Postfix prepends Return-Path: and Delivered-To: for this delivery
+    // (and checks Delivered-To: loops itself); mdeliver stores them once, not its own again.
+    if !have(&["postfix", "swaks"]) {
+        return;
+    }
+    if !is_root() {
+        assert!(!in_ci(), "the interop test needs root in CI");
+        eprintln!("SKIPPED: the peers need root");
+        return;
+    }
+    let peers = Peers::new();
+    let s = peers.dir();
+    let bin = s.join("mdeliver");
+    fs::copy(bin!("mdeliver"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let listen = format!("127.0.0.63:{}", free_port());
+    let mail_base = s.join("mail");
+    peers.script(
+        "start-postfix.sh",
+        &[s.to_str().unwrap(), "mdr", &listen, "example.test"],
+        &[
+            ("MAIL_BASE", mail_base.to_str().unwrap()),
+            ("MDELIVER", bin.to_str().unwrap()),
+            ("MDELIVER_ARGS", "--no-rules"),
+            ("MDELIVER_FLAGS", "DR"),
+        ],
+    );
+    swaks(&listen, &message("stamped"));
+    let md = mail_base.join("alice/Maildir");
+    let log = || fs::read_to_string(s.join("postfix-mdr/postfix.log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(30), || messages(&md).len() == 1),
+        "not delivered; postfix log:\n{}",
+        log()
+    );
+    let stored = fs::read(&messages(&md)[0]).unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    let head = text.split_once("\n\n").map_or(&*text, |(h, _)| h);
+    assert_eq!(head.matches("Delivered-To:").count(), 1, "{text}");
+    assert_eq!(head.matches("Return-Path:").count(), 1, "{text}");
+    assert!(
+        text.starts_with("Return-Path: <s@other.test>\nDelivered-To: alice@example.test\n"),
+        "{text}"
+    );
+    assert_eq!(body_of(&stored), body_of(message("stamped").as_bytes()));
+}

@@ -100,7 +100,8 @@ fn eight_parallel_writers_deliver_a_thousand_intact_messages() {
 #[test]
 fn concurrent_first_deliveries_create_the_maildir_and_folder_once() {
     // Sixteen processes race to create a missing Maildir and a missing folder (by rule and
-    // by flag): every mkdir that loses the race must count as success.
+    // by flag): every mkdir that loses the race must count as success. The Maildir is a
+    // $MAILDIR, as mreceive sets it, so its missing parents are created too.
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("deep/new/M");
     let rules = t.path().join("rules");
@@ -108,7 +109,7 @@ fn concurrent_first_deliveries_create_the_maildir_and_folder_once() {
     let children: Vec<_> = (0..16)
         .map(|n| {
             let mut c = mdeliver(t.path());
-            c.arg(&md)
+            c.env("MAILDIR", &md)
                 .arg("--rules")
                 .arg(&rules)
                 .args(["--folder", "Fresh"]);

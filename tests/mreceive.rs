@@ -608,8 +608,12 @@ fn a_delivery_command_gets_each_recipients_mailbox() {
         "mail in the daemon's own mailbox"
     );
 
-    // Without a base, a command that names the recipient chooses each mailbox itself.
+    // Without a base, a command that names the recipient chooses each mailbox itself
+    // (mdeliver creates the Maildir in a home that exists, never the home).
     let homes = d.path().join("home");
+    for u in ["alice", "bob", "carol"] {
+        std::fs::create_dir_all(homes.join(u)).unwrap();
+    }
     let per_user = format!("{} '{}/${{user}}/Maildir'", md.display(), homes.display());
     let mut c = tool(bin!("mreceive"), d.path());
     c.args(["-d", "example.org", "-c", &per_user]);

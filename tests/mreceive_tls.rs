@@ -229,3 +229,16 @@ fn sighup_stops_gracefully_too() {
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(messages(&s.maildir("bob")).len(), 1);
 }
+
+#[test]
+fn listen_takes_a_host_name() {
+    // `-l localhost:PORT` was refused as not an address; it listens on localhost's
+    // addresses (127.0.0.1 at least, ::1 too where /etc/hosts says so).
+    let p = free_port();
+    let s = Server::start(&["-l", &format!("localhost:{p}")]);
+    let mut c = mreceive::Client::new(TcpStream::connect(("127.0.0.1", p)).unwrap());
+    assert!(c.reply().starts_with("220 mx.local.test"));
+    c.cmd("EHLO c.test\r\n");
+    assert!(send_mail(&mut c, "a@r.test", "bob@local.test").starts_with("250"));
+    assert_eq!(messages(&s.maildir("bob")).len(), 1);
+}

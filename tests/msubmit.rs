@@ -404,6 +404,33 @@ fn pipelining_sends_mail_rcpts_and_data_before_reading_replies() {
 }
 
 #[test]
+fn t_without_header_recipients_says_so() {
+    // It said "give addresses, or -t" to a caller who had given -t.
+    let t = tempfile::tempdir().unwrap();
+    for (input, why) in [
+        (&b""[..], "the message has no To:, Cc: or Bcc: address"),
+        (
+            b"Subject: x\nTo: undisclosed-recipients:;\n\nx\n",
+            "the message has no To:, Cc: or Bcc: address",
+        ),
+        (
+            b"To: a@b.test\nResent-To: list:;\n\nx\n",
+            "the message has no Resent-To:, Resent-Cc: or Resent-Bcc: address",
+        ),
+    ] {
+        let out = run(
+            msubmit(t.path()).args(["--host", "127.0.0.1", "--tls", "none", "-t"]),
+            input,
+        );
+        assert_eq!(code(&out), 65, "{}", stderr(&out));
+        // (A message that is not empty is kept in ~/dead.letter, and the line says so.)
+        let said = format!("msubmit: no recipients: {why}");
+        assert!(stderr(&out).starts_with(&said), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn sendmail_command_line_refusals_are_usage_errors() {
     let t = tempfile::tempdir().unwrap();
     for (args, needle) in [
@@ -899,6 +926,63 @@ fn a_recipient_limit_splits_the_message_into_transactions() {
     assert_eq!(log.matches("RCPT TO:<r5@b.test>").count(), 3, "{log}");
 }
 
+#[test]
+fn mailq_and_newaliases_links_behave_as_sendmails() {
+    // Postfix, sendmail and ssmtp install mailq and newaliases as links to sendmail; with
+    // msubmit as the system's sendmail they are links to msubmit.
+    let t = tempfile::tempdir().unwrap();
+    let links = t.path().join("bin");
+    std::fs::create_dir(&links).unwrap();
+    for name in ["mailq", "newaliases"] {
+        std::os::unix::fs::symlink(bin!("msubmit"), links.join(name)).unwrap();
+    }
+    let mailq = || tool(links.join("mailq"), t.path());
+    // mailq is msubmit --list (sendmail -bp), the default queue included.
+    let out = run(&mut mailq(), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Mail queue is empty\n"
+    );
+    let out = run(
+        msubmit(t.path()).args(["--queue", "-f", "a@a.test", "b@b.test"]),
+        b"Subject: queued\n\nbody\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(&mut mailq(), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("to: b@b.test"), "{listing}");
+    // Its diagnostics carry its own name.
+    let out = run(mailq().args(["--queue-dir", "/dev/null/q"]), b"");
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).starts_with("mailq: "), "{}", stderr(&out));
+
+    // newaliases (and -bi, and Postfix's -I): no alias database to rebuild; exit 0, quietly,
+    // reading nothing and sending nothing, whatever options an install script adds.
+    let mut calls = vec![tool(links.join("newaliases"), t.path())];
+    calls.push(tool(links.join("newaliases"), t.path()));
+    calls[1].arg("-oA/etc/aliases");
+    for flag in ["-bi", "-I"] {
+        let mut c = msubmit(t.path());
+        c.arg(flag);
+        calls.push(c);
+    }
+    for mut c in calls {
+        let out = run(&mut c, b"To: x@y.test\n\nnot a message to send\n");
+        assert_eq!(code(&out), 0, "{c:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{c:?} not quiet"
+        );
+    }
+    let out = run(&mut mailq(), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("to: ").count(),
+        1
+    );
+}
+
 /// The mbox entries of `home`'s dead.letter (none when it does not exist), each its `From `
 /// line and the message, without the empty line that ends it.
 fn dead_letters(home: &Path) -> Vec<String> {
@@ -955,7 +1039,7 @@ fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
     );
 
     // Each failure appends: the server unreachable without --queue-on-failure (75), a broken
-    // configuration (78: the message is read first), no recipients (64), a queue that
+    // configuration (78: the message is read first), no recipients with -t (65), a queue that
     // cannot be written.
     let down = free_port();
     let bad_config = home.join("bad.conf");
@@ -978,8 +1062,8 @@ fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
         (
             plain(home, fake.port()),
             b"Subject: nobody\n\nx\n",
-            64,
-            "no recipients",
+            65,
+            "no recipients: the message has no To:",
         ),
         (
             {
@@ -993,7 +1077,7 @@ fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
         ),
     ];
     for (i, (mut cmd, input, want, needle)) in cases.into_iter().enumerate() {
-        let args = if want == 64 {
+        let args = if want == 65 {
             &["-t"][..]
         } else {
             &["-f", "a@a.test", "b@b.test"]
@@ -1030,7 +1114,7 @@ fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
     );
     fails(&out, 0, "queued as");
     let out = run(plain(home, fake.port()).arg("-t"), b"");
-    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
     assert!(!stderr(&out).contains("saved"), "{}", stderr(&out));
     assert_eq!(dead_letters(home).len(), 5);
 

@@ -52,10 +52,11 @@ fn only(v: Vec<std::path::PathBuf>) -> std::path::PathBuf {
 fn mdeliver_stores_0600_in_0700_directories() {
     for mask in UMASKS {
         let t = tempfile::tempdir().unwrap();
-        // A Maildir under a missing parent: mdeliver makes both.
+        // A Maildir under a missing parent, from $MAILDIR (mreceive's BASE/USER/Maildir):
+        // mdeliver makes both.
         let md = t.path().join("mail/Maildir");
         let out = run(
-            under_umask(tool(bin!("mdeliver"), t.path()).arg(&md), mask),
+            under_umask(tool(bin!("mdeliver"), t.path()).env("MAILDIR", &md), mask),
             b"Subject: 1\n\nx\n",
         );
         assert_eq!(code(&out), 0, "{}", stderr(&out));

@@ -1,4 +1,4 @@
-complete -c mreceive -s l -l listen -d 'Listen on ADDR:PORT (repeatable; [::1]:PORT for IPv6) instead of serving stdin/stdout' -r
+complete -c mreceive -s l -l listen -d 'Listen on HOST:PORT instead of serving stdin/stdout (repeatable; [::1]:PORT for IPv6; a name such as localhost listens on each of its addresses)' -r
 complete -c mreceive -s d -l domain -d 'Accept mail for DOMAIN (repeatable, or comma-separated)' -r
 complete -c mreceive -s u -l users -d 'Accept only these users: a file with one name a line, or a directory whose entries are the users' -r -F
 complete -c mreceive -s m -l maildir-base -d 'Deliver built in, into DIR/USER/Maildir (with --deliver-command: set MAILDIR to it)' -r -F

@@ -31,4 +31,5 @@ complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)
 complete -c msubmit -l list -d 'List the queue (also -bp)'
 complete -c msubmit -l smtp-stdio -d 'Speak SMTP on standard input and output and send each message accepted, as sendmail -bs does for MUAs such as Alpine (also -bs)'
 complete -c msubmit -l version -d 'Print version'
+complete -c msubmit -l newaliases -d 'Rebuild the alias database: newaliases, -bi, -I (set by the legacy option rewriting)'
 complete -c msubmit -s h -l help -d 'Print help (see more with \'--help\')'

@@ -789,7 +789,7 @@ Forward a message, and keep a copy in the Sent folder:
 .nf
 .RS
 mcompose \-t carol@example.org \-\-forward msg.eml \-o out.eml < fyi.txt
-msubmit \-t < out.eml && mdeliver \-\-folder Sent < out.eml
+msubmit \-t < out.eml && /usr/local/bin/mdeliver \-\-folder Sent < out.eml
 .RE
 .fi
 .PP
@@ -797,7 +797,7 @@ Deliver a composed message locally:
 .PP
 .nf
 .RS
-echo hello | mcompose \-t me@localhost \-s test | mdeliver ~/Maildir
+echo hello | mcompose \-t me@localhost \-s test | /usr/local/bin/mdeliver ~/Maildir
 .RE
 .fi
 .SH SEE ALSO

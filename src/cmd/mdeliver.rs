@@ -91,6 +91,10 @@ pub use crate::rules::parse_size;
 /// What the environment and configuration resolve the flags to.
 struct Settings {
     maildir: PathBuf,
+    /// The Maildir came from `$MAILDIR`: the agent that set it owns the layout (mreceive's
+    /// BASE/USER/Maildir) and its missing parents are created; a Maildir the user names
+    /// (argument, configuration, `$HOME/Maildir`) must have its parent.
+    maildir_from_env: bool,
     sender: Option<String>,
     recipient: Option<String>,
     folder: Option<String>,
@@ -138,9 +142,11 @@ fn settings(args: Args) -> Result<Settings> {
     // A broken configuration must not bounce mail: it is our fault, not the sender's.
     let cfg = Config::load(args.config.as_deref()).map_err(|e| e.with_code(Code::TempFail))?;
     let defaults = cfg.account(None)?;
+    let from_env = env_os("MAILDIR").map(PathBuf::from);
+    let maildir_from_env = args.maildir.is_none() && from_env.is_some();
     let maildir = args
         .maildir
-        .or_else(|| env_os("MAILDIR").map(PathBuf::from))
+        .or(from_env)
         .or_else(|| defaults.get("maildir").map(config::expand_tilde))
         .or_else(|| config::home().map(|h| h.join("Maildir")))
         .ok_or_else(|| {
@@ -181,6 +187,7 @@ fn settings(args: Args) -> Result<Settings> {
         rules,
         dedupe,
         maildir,
+        maildir_from_env,
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
         recipient: check_envelope(
             "recipient",
@@ -223,6 +230,7 @@ pub fn run(args: Args) -> Result<()> {
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
     let trace = crate::local::trace_over(&block, sender, recipient);
+    let piped_trace = crate::local::trace_for_command(&block, sender, recipient);
 
     let facts = Facts {
         header: &block,
@@ -241,7 +249,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
-    let root = Maildir::open(&s.maildir)?;
+    let root = if s.maildir_from_env {
+        Maildir::open(&s.maildir)?
+    } else {
+        Maildir::open_in_existing(&s.maildir)?
+    };
     // The lock is held from the check until the id is recorded: see crate::dedupe.
     let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
     let mut cache = match (&s.dedupe, &id) {
@@ -265,7 +277,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
             Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
-                w.write_all(&trace)?;
+                w.write_all(&piped_trace)?;
                 msg.copy_to(w)
             })?,
             Step::Discard => {}
@@ -349,7 +361,15 @@ message.
 .B Delivered-To:
 (from the envelope recipient) are prepended; a
 .B Return-Path:
-that the MTA's own stamp on top of the message already gives is not repeated.
+or
+.B Delivered-To:
+that the MTA's own stamp on top of the message already gives for the same address is not
+repeated (Postfix's local(8) and pipe(8) with
+.B flags=DR
+write both).
+A command that a rule pipes the message into gets the
+.B Delivered-To:
+all the same, so that a command delivering it into mdeliver again ends as a loop.
 A message whose first line begins with white space gets an empty line after them, so that it
 cannot continue them: it has no header of its own and is stored as all body.
 A message that already carries a
@@ -366,7 +386,14 @@ and
 .B Delivered\-To:
 fields at the top of the message (they check for loops themselves).
 .PP
-A missing Maildir is created with its tmp, new and cur directories.
+A missing Maildir is created with its tmp, new and cur directories, but never a missing
+parent directory: that exits 73 naming it, so a mistyped path does not grow a new tree
+(make a new user's directory first).
+Only a Maildir from
+.BR $MAILDIR ,
+the layout of the agent that sets it (mreceive's
+.IR BASE/USER/Maildir ),
+is created with its parents.
 Messages are stored with mode 0600 and the directories mdeliver creates get 0700, whatever
 the umask (as maildrop and dovecot\-lda do); a directory that already exists keeps its mode.
 Maildir++ folders are created with their
@@ -420,6 +447,9 @@ The message was refused permanently: a mail loop, larger than
 or no message at all (empty input, or only white space, as a failed command before mdeliver
 in a pipeline leaves): nothing is stored.
 .TP
+.B 73
+The Maildir's parent directory does not exist (nothing was created).
+.TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
 broken, a rule's pipe command failed, the dedupe cache cannot be locked, or anything else that
@@ -460,12 +490,26 @@ with its lock file
 .TP
 .I /etc/mailpipe/config
 System configuration, read before the user's.
+.SH CAVEATS
+Debian's
+.B mblaze
+package installs a different program as
+.IR /usr/bin/mdeliver ,
+and cron and Postfix run commands with a PATH of only /usr/bin and /bin: there a bare
+.B mdeliver
+is mblaze's, which takes other options.
+Call this one by its absolute path, as the examples do
+.RI ( /usr/local/bin/mdeliver
+after
+.BR "make install" );
+.BR mreceive (1)
+by default runs the mdeliver installed beside it.
 .SH EXAMPLES
 Deliver a composed message to a local user:
 .PP
 .nf
 .RS
-mcompose \-t bob@localhost \-s hello </tmp/body | mdeliver /home/bob/Maildir
+mcompose \-t bob@localhost \-s hello </tmp/body | /usr/local/bin/mdeliver /home/bob/Maildir
 .RE
 .fi
 .PP
@@ -473,7 +517,7 @@ As Postfix's local delivery agent, in main.cf:
 .PP
 .nf
 .RS
-mailbox_command = /usr/bin/mdeliver
+mailbox_command = /usr/local/bin/mdeliver
 .RE
 .fi
 .PP
@@ -481,19 +525,20 @@ Check what a rules file does with a message, then deliver it, dropping duplicate
 .PP
 .nf
 .RS
-mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
-mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
+/usr/local/bin/mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
+/usr/local/bin/mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
 .RE
 .fi
 .PP
 As Postfix's pipe(8) transport in master.cf, with
 .B mdeliver_destination_recipient_limit = 1
-in main.cf:
+in main.cf (each user's directory under /var/mail must exist: mdeliver creates only the
+Maildir):
 .PP
 .nf
 .RS
 mdeliver unix \- n n \- \- pipe
-  user=vmail argv=/usr/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
+  user=vmail argv=/usr/local/bin/mdeliver \-f ${sender} \-a ${recipient} /var/mail/${user}/Maildir
 .RE
 .fi
 .PP
@@ -501,13 +546,14 @@ As fetchmail's MDA, into a folder:
 .PP
 .nf
 .RS
-fetchmail \-\-mda "/usr/bin/mdeliver \-\-folder Lists \-f %F"
+fetchmail \-\-mda "/usr/local/bin/mdeliver \-\-folder Lists \-f %F"
 .RE
 .fi
 .SH SEE ALSO
 .BR mailpipe (7),
 .BR mailpipe\-rules (5),
 .BR mcompose (1),
+.BR mreceive (1),
 .BR maildir (5),
 .BR postconf (5)
 "#;

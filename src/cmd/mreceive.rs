@@ -20,7 +20,6 @@ use crate::smtp::policy::{Policy, load_users};
 use crate::smtp::server::{self, Peer, Settings};
 use clap::{CommandFactory, Parser};
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,9 +40,10 @@ use std::time::Duration;
     about = "receive mail over SMTP and deliver or queue it"
 )]
 pub struct Args {
-    /// Listen on ADDR:PORT (repeatable; [::1]:PORT for IPv6) instead of serving stdin/stdout
-    #[arg(short = 'l', long, value_name = "ADDR:PORT")]
-    pub listen: Vec<SocketAddr>,
+    /// Listen on HOST:PORT instead of serving stdin/stdout (repeatable; [::1]:PORT for IPv6;
+    /// a name such as localhost listens on each of its addresses)
+    #[arg(short = 'l', long, value_name = "HOST:PORT")]
+    pub listen: Vec<String>,
 
     /// Accept mail for DOMAIN (repeatable, or comma-separated)
     #[arg(
@@ -139,11 +139,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.hash_password {
         return hash_password();
     }
+    let listens = listen::resolve(&args.listen)?;
     let (settings, handoff) = configure(&args)?;
     let settings = Arc::new(settings);
-    if !args.listen.is_empty() {
+    if !listens.is_empty() {
         return listen::serve(
-            &args.listen,
+            &listens,
             args.max_sessions,
             settings,
             handoff,

@@ -186,15 +186,28 @@ pub struct Args {
     /// A sendmail option we do not support (set by the legacy option rewriting)
     #[arg(long, hide = true, value_name = "OPT")]
     pub refused: Vec<String>,
+
+    /// Rebuild the alias database: newaliases, -bi, -I (set by the legacy option rewriting)
+    #[arg(long, hide = true)]
+    pub newaliases: bool,
 }
 
-/// The binary's entry point: sendmail's options rewritten, then parsed and run.
+/// The binary's entry point: sendmail's options rewritten, then parsed and run. Run as
+/// `mailq` or `newaliases` (a link), diagnostics carry that name, as sendmail's do.
 pub fn main() -> std::process::ExitCode {
-    run::main_from("msubmit", settings::legacy_args(std::env::args_os()), run)
+    let name = settings::invoked_as(std::env::args_os().next().as_deref());
+    run::main_from(name, settings::legacy_args(std::env::args_os()), run)
 }
 
 /// Run msubmit.
 pub fn run(args: Args) -> Result<()> {
+    // newaliases: msubmit keeps no alias database (an aliases file, like msmtp's, is read as
+    // it stands for each message), so there is nothing to rebuild: exit 0 quietly, as
+    // Postfix's newaliases does after a rebuild. Whatever else the caller (a package's
+    // install script) put on the line changes nothing.
+    if args.newaliases {
+        return Ok(());
+    }
     if let Some(r) = args.refused.first() {
         return Err(settings::refusal(r));
     }
@@ -290,6 +303,9 @@ fn send_message(args: &Args, spool: &mut crate::input::Spool, stats: message::St
     // sendmail and Postfix ($myorigin) do, not refused.
     let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
+    let resent = crate::header::fields(crate::header::block(spool.head()))
+        .iter()
+        .any(|f| f.is("Resent-To") || f.is("Resent-Cc") || f.is("Resent-Bcc"));
     let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
     let mut rcpts: Vec<String> = Vec::new();
     let given = args
@@ -314,11 +330,26 @@ fn send_message(args: &Args, spool: &mut crate::input::Spool, stats: message::St
         }
     }
     if rcpts.is_empty() {
-        return Err(Error::new(
-            Code::Usage,
-            "no recipients",
-            "give addresses, or -t to read them from the header",
-        ));
+        // With -t the message is at fault (65, like an invalid address in its header);
+        // without, the command line (64). Postfix's sendmail exits 64 for both: no caller
+        // tells the two apart, both are permanent.
+        return Err(match (args.read_recipients, resent) {
+            (true, false) => Error::new(
+                Code::DataErr,
+                "no recipients",
+                "the message has no To:, Cc: or Bcc: address",
+            ),
+            (true, true) => Error::new(
+                Code::DataErr,
+                "no recipients",
+                "the message has no Resent-To:, Resent-Cc: or Resent-Bcc: address",
+            ),
+            (false, _) => Error::new(
+                Code::Usage,
+                "no recipients",
+                "give addresses, or -t to read them from the header",
+            ),
+        });
     }
     let queued = queue_envelope(args, &acct, account, sender, rcpts, &prepared)?;
     let mut upstream = Upstream::default();

@@ -1,5 +1,10 @@
 //! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
 //!
+//! A `--listen` argument is an address (`127.0.0.1:25`, `[::1]:25`) or a host name with a
+//! port (`localhost:25`), which stands for every address the name resolves to, each bound
+//! as if given on its own: a name is how inetd, Postfix's inet_interfaces and most daemons
+//! let an administrator say "the loopback interface".
+//!
 //! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
 //! costs a reply, not a thread. SIGTERM, SIGINT or SIGHUP stops accepting at once; sessions in the
 //! middle of a transaction run to its end and get `421 4.3.2` to the next command, idle
@@ -7,13 +12,13 @@
 //! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
 //! and looks at it, which needs no self-pipe and no extra crate.
 
-use crate::exit::{Code, Context, Result};
+use crate::exit::{Code, Error, Result};
 use crate::handoff::Handoff;
 use crate::run;
 use crate::smtp::conn::{Conn, FdIo};
 use crate::smtp::server::{self, Peer, Settings};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,21 +41,123 @@ fn install_handlers() {
     }
 }
 
-/// Serve on `addrs` until SIGTERM; returns after the last session ended.
+/// One `--listen` argument, resolved: the addresses to bind.
+#[derive(Debug)]
+pub struct Listen {
+    /// The argument as given, for diagnostics.
+    spec: String,
+    /// Where to listen, each address once.
+    addrs: Vec<SocketAddr>,
+    /// A host name, not an address: one of its addresses that this host cannot bind (an
+    /// IPv6 `localhost` where IPv6 is off) is skipped with a warning, not fatal.
+    by_name: bool,
+}
+
+/// Resolve the `--listen` arguments (see the module comment). A malformed one is a usage
+/// error (64); a name that does not resolve is 68 (EX_NOHOST).
+pub fn resolve(specs: &[String]) -> Result<Vec<Listen>> {
+    specs.iter().map(|s| resolve_one(s)).collect()
+}
+
+fn resolve_one(spec: &str) -> Result<Listen> {
+    if let Ok(a) = spec.parse::<SocketAddr>() {
+        return Ok(Listen {
+            spec: spec.to_string(),
+            addrs: vec![a],
+            by_name: false,
+        });
+    }
+    let what = || format!("--listen {spec}");
+    let usage = |why: &str| Error::new(Code::Usage, what(), why);
+    let Some((host, port)) = spec.rsplit_once(':') else {
+        return Err(usage("expected HOST:PORT"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(usage("expected a port number after the last colon"));
+    };
+    if host.contains(':') || host.starts_with('[') {
+        return Err(usage("an IPv6 address goes in brackets: [ADDRESS]:PORT"));
+    }
+    if host.is_empty() {
+        return Err(usage("no host (0.0.0.0 or [::] listens on every address)"));
+    }
+    let found = (host, port).to_socket_addrs().map_err(|e| {
+        let e = e.to_string();
+        let why = e
+            .strip_prefix("failed to lookup address information: ")
+            .unwrap_or(&e)
+            .to_lowercase();
+        Error::new(
+            Code::NoHost,
+            what(),
+            format!("cannot resolve {host}: {why}"),
+        )
+    })?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::new(
+            Code::NoHost,
+            what(),
+            format!("{host} has no address"),
+        ));
+    }
+    Ok(Listen {
+        spec: spec.to_string(),
+        addrs,
+        by_name: true,
+    })
+}
+
+/// Bind every address of every argument.
+fn bind_all(listens: &[Listen]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for l in listens {
+        let mut skipped = None;
+        let before = listeners.len();
+        for a in &l.addrs {
+            let listener = bind(a).and_then(|s| s.set_nonblocking(true).map(|()| s));
+            match listener {
+                Ok(s) => listeners.push(s),
+                Err(e) if l.by_name && not_here(&e) => {
+                    run::warn(format_args!(
+                        "listen on {a} (for {}): {}; skipped",
+                        l.spec,
+                        crate::exit::describe_io(&e)
+                    ));
+                    skipped = Some(e);
+                }
+                Err(e) => return Err(Error::io(Code::OsErr, format!("listen on {a}"), e)),
+            }
+        }
+        if let (true, Some(e)) = (listeners.len() == before, skipped) {
+            return Err(Error::io(Code::OsErr, format!("listen on {}", l.spec), e));
+        }
+    }
+    Ok(listeners)
+}
+
+/// An address this host cannot listen on at all (as opposed to one in use or forbidden).
+fn not_here(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+    )
+}
+
+/// Serve on `listens` until SIGTERM; returns after the last session ended.
 pub fn serve(
-    addrs: &[SocketAddr],
+    listens: &[Listen],
     max_sessions: usize,
     settings: Arc<Settings>,
     handoff: Handoff,
     implicit_tls: bool,
 ) -> Result<()> {
-    let mut listeners = Vec::new();
-    for a in addrs {
-        let l = bind(a).or_code_with(Code::OsErr, || format!("listen on {a}"))?;
-        l.set_nonblocking(true)
-            .or_code_with(Code::OsErr, || format!("listen on {a}"))?;
-        listeners.push(l);
-    }
+    let listeners = bind_all(listens)?;
     install_handlers();
     let handoff = Arc::new(handoff);
     let active = Arc::new(AtomicUsize::new(0));
@@ -201,4 +308,55 @@ fn is_quiet(e: &crate::Error) -> bool {
     let why = e.why();
     // (An end of file here is a client gone during an implicit-TLS handshake: port scanners.)
     why.contains("reset by peer") || why.contains("broken pipe") || why.contains("end of file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_arguments_are_addresses_or_names() {
+        let l = resolve_one("127.0.0.1:2525").unwrap();
+        assert_eq!(l.addrs, ["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]);
+        assert!(!l.by_name);
+        assert!(!resolve_one("[::1]:25").unwrap().by_name);
+        let l = resolve_one("localhost:2525").unwrap();
+        assert!(l.by_name && !l.addrs.is_empty());
+        assert!(
+            l.addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 2525)
+        );
+        for bad in [
+            "localhost",
+            "localhost:x",
+            "::1:25",
+            "[::1",
+            ":25",
+            "[x]:25",
+        ] {
+            let e = resolve_one(bad).unwrap_err();
+            assert_eq!(e.code(), Code::Usage, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_address_of_a_name_that_is_not_on_this_host_is_skipped() {
+        // 192.0.2.1 (TEST-NET-1, RFC 5737) is on no interface here: bind(2) refuses it
+        // with EADDRNOTAVAIL, and nothing is sent anywhere.
+        let absent: SocketAddr = "192.0.2.1:0".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let by_name = |addrs: Vec<SocketAddr>, by_name| Listen {
+            spec: "name:0".into(),
+            addrs,
+            by_name,
+        };
+        let bound = bind_all(&[by_name(vec![absent, lo], true)]).unwrap();
+        assert_eq!(bound.len(), 1);
+        // Every address of the name missing, or an address given as such: an error.
+        let e = bind_all(&[by_name(vec![absent], true)]).unwrap_err();
+        assert_eq!(e.code(), Code::OsErr);
+        assert!(e.to_string().starts_with("listen on name:0: "), "{e}");
+        assert!(bind_all(&[by_name(vec![absent, lo], false)]).is_err());
+    }
 }

@@ -20,14 +20,35 @@ use std::time::Duration;
 /// Short options that take a separate value: their next argument is never rewritten.
 const SHORT_WITH_VALUE: &[&str] = &["-f", "-r", "-F", "-N", "-R", "-V", "-a", "-C"];
 
+/// The name msubmit was run by: sendmail's other names are links to it (Postfix, sendmail
+/// and ssmtp install `mailq` and `newaliases` so), and mean `-bp` and `-bi`.
+pub fn invoked_as(argv0: Option<&std::ffi::OsStr>) -> &'static str {
+    let name = argv0
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(|n| n.to_str());
+    match name {
+        Some("mailq") => "mailq",
+        Some("newaliases") => "newaliases",
+        _ => "msubmit",
+    }
+}
+
 /// Rewrite sendmail's legacy options into what clap parses. Options sendmail callers pass
 /// that mean nothing here are dropped; ones we cannot honour become `--refused=OPT`, which
-/// `run` reports as a usage error naming the option.
+/// `run` reports as a usage error naming the option. Run as `mailq` or `newaliases`, the
+/// command line starts as `-bp` or `-bi` would.
 pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut it = args.into_iter().peekable();
     if let Some(argv0) = it.next() {
+        let mode = match invoked_as(Some(&argv0)) {
+            "mailq" => Some("--list"),
+            "newaliases" => Some("--newaliases"),
+            _ => None,
+        };
         out.push(argv0);
+        out.extend(mode.map(OsString::from));
     }
     let mut rest_verbatim = false;
     let mut value_next = false;
@@ -60,6 +81,9 @@ pub fn legacy_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             // run the queue.
             "-odq" => keep(&mut out, "--queue"),
             "-bp" => keep(&mut out, "--list"),
+            // Rebuild the alias database (newaliases; Postfix also takes -I): there is
+            // none to build.
+            "-bi" | "-I" => keep(&mut out, "--newaliases"),
             "-bs" => keep(&mut out, "--smtp-stdio"),
             "-q" => keep(&mut out, "--flush"),
             // Options with a separate value we ignore: body type, syslog tag, hop count.
@@ -477,8 +501,31 @@ mod tests {
         );
         assert_eq!(rw(&["--", "-oi"]), vec!["--", "-oi"]);
         assert_eq!(rw(&["-bp"]), vec!["--list"]);
+        assert_eq!(rw(&["-bi"]), vec!["--newaliases"]);
+        assert_eq!(rw(&["-I"]), vec!["--newaliases"]);
         assert_eq!(rw(&["-q"]), vec!["--flush"]);
         assert_eq!(rw(&["-h", "17", "-h"]), vec!["-h"]);
+    }
+
+    #[test]
+    fn sendmails_other_names_choose_a_mode() {
+        let rw0 = |argv: &[&str]| -> Vec<String> {
+            legacy_args(argv.iter().map(OsString::from))
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            rw0(&["/usr/bin/mailq", "-v"]),
+            ["/usr/bin/mailq", "--list", "-v"]
+        );
+        assert_eq!(rw0(&["newaliases"]), ["newaliases", "--newaliases"]);
+        assert_eq!(
+            rw0(&["/usr/sbin/sendmail", "-t"]),
+            ["/usr/sbin/sendmail", "-t"]
+        );
+        assert_eq!(invoked_as(Some("x/mailq".as_ref())), "mailq");
+        assert_eq!(invoked_as(Some("mailq.old".as_ref())), "msubmit");
     }
 
     #[test]
