@@ -316,13 +316,7 @@ pub fn attachment(spec: &str, inline: bool) -> Result<Content> {
         file = copy;
     }
     if forced.as_deref() == Some("message/rfc822") {
-        let (data, scan) = mime::spool_text(&mut file, &what)?;
-        return Ok(Content::Message {
-            data,
-            scan,
-            filename,
-            inline,
-        });
+        return mime::message_part(file, path, filename, inline);
     }
     let mut head = vec![0u8; 4096];
     let n = read_head(&mut file, &mut head).map_err(|e| Error::io(Code::IoErr, &what, e))?;

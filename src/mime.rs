@@ -456,12 +456,10 @@ fn write_part(content: &mut Content, allow_8bit: bool, w: &mut dyn Write, top: b
             filename,
             inline,
         } => {
-            // RFC 2046 §5.2.1 allows only 7bit, 8bit or binary here; a message with lines
-            // over 998 octets or NULs cannot be sent as message/rfc822 unencoded, so it goes
-            // as base64 (RFC 6532 §3.5 allows encoding message/global, its UTF-8 sibling).
-            let cte = if scan.controls || scan.longest > fold::HARD_LIMIT {
-                Cte::Base64
-            } else if scan.ascii {
+            // RFC 2046 §5.2.1 allows only 7bit, 8bit or binary here; [`message_part`] made
+            // anything that fits neither (NULs, lines over 998 octets) a File instead.
+            debug_assert!(!scan.controls && scan.longest <= fold::HARD_LIMIT);
+            let cte = if scan.ascii {
                 Cte::SevenBit
             } else {
                 Cte::EightBit
@@ -538,6 +536,124 @@ pub fn spool_text(r: &mut dyn Read, what: &str) -> Result<(Spool, TextScan)> {
     Ok((spool, s))
 }
 
+/// Line ends of a whole message for message/rfc822, as bytes stream through: CRLF becomes
+/// LF like [`crate::input::LineEnds`], and a stray bare CR, which may not travel inside a
+/// message/rfc822 part (RFC 2046 §5.2.1: 7bit or 8bit, so lines end in CRLF only, RFC 2045
+/// §2.7), is repaired.
+///
+/// A bare CR becomes a line break rather than being dropped. RFC 5321 §2.3.8 lets a CR
+/// travel only as a line terminator, and the readers the recipient uses already take it as
+/// one (Python's `email` splits lines at CR, LF or CRLF; so did classic Mac OS mail), so
+/// the line break shows what they would have shown; dropping it would instead glue two
+/// lines, or two header fields, into one. CRs right before an LF belong to that line end
+/// (`CR CR LF`, a CRLF converted twice, is one line end, not an empty line that would end
+/// the header early); any other CR is a line end of its own.
+pub struct MessageLineEnds<W: Write> {
+    inner: W,
+    crs: usize,
+}
+
+impl<W: Write> MessageLineEnds<W> {
+    /// Wrap `inner`.
+    pub fn new(inner: W) -> Self {
+        MessageLineEnds { inner, crs: 0 }
+    }
+
+    /// Write out the line ends of CRs held back at the end of input; the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.line_ends(&mut Vec::new())?;
+        Ok(self.inner)
+    }
+
+    /// Add a line end to `out` for each CR held back, writing out as it goes (a run of
+    /// CRs as long as the input costs no more memory than any other input).
+    fn line_ends(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        while self.crs > 0 {
+            let n = self.crs.min(8192);
+            out.resize(out.len() + n, b'\n');
+            self.crs -= n;
+            self.inner.write_all(out)?;
+            out.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for MessageLineEnds<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 1);
+        for &b in buf {
+            match b {
+                b'\r' => self.crs += 1,
+                b'\n' => {
+                    // CR* LF is one line end.
+                    self.crs = 0;
+                    out.push(b'\n');
+                }
+                _ => {
+                    self.line_ends(&mut out)?;
+                    out.push(b);
+                }
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The part for the whole message in `file` (as `-a FILE:message/rfc822` and `--forward`
+/// attach it): message/rfc822 in 7bit or 8bit, its line ends repaired by
+/// [`MessageLineEnds`], whenever it can travel so.
+///
+/// RFC 2046 §5.2.1 allows no other encoding for message/rfc822 (base64 there is invalid,
+/// and Python's `email`, for one, then finds no message in the part at all). A message
+/// that cannot be 7bit or 8bit, because it holds a NUL or a line over 998 octets (RFC 5322
+/// §2.1.1, RFC 2045 §2.7–2.8), goes instead as application/octet-stream in base64, byte for
+/// byte as it was read, named `.eml` so the recipient's mail program can still open it.
+pub fn message_part(
+    mut file: File,
+    path: PathBuf,
+    filename: String,
+    inline: bool,
+) -> Result<Content> {
+    let what = path.display().to_string();
+    let mut lf = MessageLineEnds::new(Spool::new());
+    io::copy(&mut file, &mut lf).map_err(|e| Error::io(Code::IoErr, &what, e))?;
+    let mut data = lf.finish().map_err(|e| Error::io(Code::IoErr, &what, e))?;
+    let scan = {
+        let mut reader = data
+            .reader()
+            .map_err(|e| Error::io(Code::IoErr, &what, e))?;
+        scan(&mut reader).map_err(|e| Error::io(Code::IoErr, &what, e))?
+    };
+    if !scan.controls && scan.longest <= fold::HARD_LIMIT {
+        return Ok(Content::Message {
+            data,
+            scan,
+            filename,
+            inline,
+        });
+    }
+    file.rewind()
+        .map_err(|e| Error::io(Code::IoErr, &what, e))?;
+    let filename = if filename.to_ascii_lowercase().ends_with(".eml") {
+        filename
+    } else {
+        format!("{filename}.eml")
+    };
+    Ok(Content::File {
+        file,
+        path,
+        media: "application/octet-stream".into(),
+        filename,
+        inline,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +723,21 @@ mod tests {
         assert_eq!(scanned(b"ok\xff\n").bad_utf8, Some(2));
         assert_eq!(scanned("é".as_bytes()).bad_utf8, None);
         assert_eq!(scanned(&"é".as_bytes()[..1]).bad_utf8, Some(0));
+    }
+
+    #[test]
+    fn message_line_ends_repair_bare_crs() {
+        let repair = |chunks: &[&[u8]]| {
+            let mut w = MessageLineEnds::new(Vec::new());
+            for c in chunks {
+                w.write_all(c).unwrap();
+            }
+            String::from_utf8(w.finish().unwrap()).unwrap()
+        };
+        assert_eq!(repair(&[b"a\r\nb\rc\r\r\nd\r\re\r"]), "a\nb\nc\nd\n\ne\n");
+        // A CR at the end of one write and its LF at the start of the next.
+        assert_eq!(repair(&[b"a\r", b"\nb\r", b"c"]), "a\nb\nc");
+        assert_eq!(repair(&[b"end\n\r"]), "end\n\n");
     }
 
     #[test]

@@ -6,17 +6,25 @@
 //! `tls_fingerprint`), which replaces chain and name checks because the pin names the exact
 //! certificate. Host names are always verified otherwise, IP addresses against IP SANs.
 //! Only the ring provider is used, so the tree builds one crypto library (CRATES.md).
+//!
+//! It is also the one place that turns a failed handshake into words a user can act on:
+//! what went wrong (not trusted, wrong name, expired, not TLS at all) and which setting
+//! fixes it, with the refused certificate's fingerprint, never rustls's Debug output.
 
 use crate::exit::{Code, Error, Result};
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use std::io;
-use std::net::TcpStream;
+use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
+use rustls::{SignatureScheme, server::ParsedCertificate};
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A TLS stream over TCP.
 pub type TlsStream = rustls::StreamOwned<ClientConnection, TcpStream>;
@@ -41,16 +49,11 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(Code::Software, "tls", e))?;
-    let config = if let Some(fp) = opts.fingerprint {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                sha256: fp,
-                provider: provider(),
-            }))
-            .with_no_client_auth()
+    let trust = if let Some(fp) = opts.fingerprint {
+        Trust::Pinned(fp)
     } else {
         let mut roots = rustls::RootCertStore::empty();
+        let mut listed = Vec::new();
         match &opts.ca_file {
             Some(path) => {
                 let what = || format!("CA file {}", path.display());
@@ -59,8 +62,9 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
                 for cert in certs {
                     let cert = cert.map_err(|e| Error::new(Code::Config, what(), e))?;
                     roots
-                        .add(cert)
+                        .add(cert.clone())
                         .map_err(|e| Error::new(Code::Config, what(), e))?;
+                    listed.push(cert);
                 }
                 if roots.is_empty() {
                     return Err(Error::new(Code::Config, what(), "no certificates in it"));
@@ -68,8 +72,18 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| Error::new(Code::Software, "tls", e))?;
+        Trust::Roots { webpki, listed }
     };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            trust,
+            provider: provider(),
+        }))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -98,50 +112,280 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// Run the TLS handshake as a client over `tcp`, verifying the server as `name`.
+/// Run the TLS handshake as a client over `tcp` from its first byte (implicit TLS, RFC 8314),
+/// verifying the server as `name`.
 ///
-/// Certificate failures are [`Code::Unavailable`] (retrying will not fix a wrong certificate
-/// or trust setting); network trouble during the handshake is [`Code::TempFail`].
+/// A server that answers in plain text is [`Code::Config`]: the port is for STARTTLS or
+/// clear text, and only the settings can change that. Certificate failures are
+/// [`Code::Unavailable`] (retrying will not fix a wrong certificate or trust setting);
+/// network trouble during the handshake is [`Code::TempFail`].
 pub fn connect(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
+    handshake(tcp, config, name, Start::Implicit)
+}
+
+/// Run the TLS handshake after the server's 220 reply to STARTTLS (RFC 3207), as
+/// [`connect`] does; a server that then goes on in plain text is broken, not misconfigured
+/// by us ([`Code::Unavailable`]).
+pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
+    handshake(tcp, config, name, Start::StartTls)
+}
+
+/// Where the handshake starts: it decides what a server answering in plain text means.
+#[derive(Clone, Copy)]
+enum Start {
+    Implicit,
+    StartTls,
+}
+
+fn handshake(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    name: &str,
+    start: Start,
+) -> Result<TlsStream> {
     let server_name = ServerName::try_from(name.to_string())
         .map_err(|e| Error::new(Code::Config, format!("tls name {name:?}"), e))?;
     let conn = ClientConnection::new(config, server_name)
         .map_err(|e| Error::new(Code::Software, "tls", e))?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);
+    REFUSED.set(None);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            return Err(handshake_error(e, name));
+            return Err(handshake_error(e, name, start));
         }
     }
     Ok(stream)
 }
 
-fn handshake_error(e: io::Error, name: &str) -> Error {
-    let tls = e
+thread_local! {
+    /// The SHA-256 of the certificate [`Verifier`] refused last on this thread. rustls runs
+    /// the verifier inside `complete_io` on the calling thread and hands back only the
+    /// error, so this is how the refused certificate's fingerprint reaches the message
+    /// (wrapping it into the error instead would change the alert sent to the server).
+    static REFUSED: Cell<Option<[u8; 32]>> = const { Cell::new(None) };
+}
+
+fn handshake_error(e: io::Error, name: &str, start: Start) -> Error {
+    let refused = REFUSED.take();
+    let Some(tls) = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls {
-        Some(rustls::Error::InvalidCertificate(why)) => Error::new(
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        let why = match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                "the server closed the connection during the handshake".to_string()
+            }
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
+            _ => return Error::io(Code::TempFail, format!("tls handshake with {name}"), e),
+        };
+        return Error::new(Code::TempFail, format!("tls handshake with {name}"), why);
+    };
+    use rustls::Error as E;
+    let (code, why) = match tls {
+        E::InvalidCertificate(c) => {
+            return Error::new(
+                Code::Unavailable,
+                format!("tls: certificate of {name}"),
+                describe_cert_error(c, refused),
+            );
+        }
+        // A TLS record starts with its content type (20–24, RFC 8446 §5.1); an SMTP reply
+        // starts with a digit. rustls calls that a corrupt message of type
+        // InvalidContentType.
+        E::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => match start {
+            // EX_CONFIG (78), not 75: every retry (a queue's included) would fail the same
+            // way. Nor 69: the server works as set up for its port; our setting is what
+            // is wrong, and the message names it.
+            Start::Implicit => (
+                Code::Config,
+                "the server did not answer in TLS: is the port for STARTTLS (--tls starttls, \
+                 or tls_starttls on) or plain text (--tls none)?"
+                    .to_string(),
+            ),
+            Start::StartTls => (
+                Code::Unavailable,
+                "the server accepted STARTTLS but did not answer in TLS".to_string(),
+            ),
+        },
+        E::AlertReceived(alert) => {
+            use rustls::AlertDescription as A;
+            let said = words(&format!("{alert:?}"));
+            match alert {
+                A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity => (
+                    Code::Unavailable,
+                    format!(
+                        "the server refused the handshake ({said}): no TLS version or cipher \
+                         suite in common? (we require TLS 1.2 or later)"
+                    ),
+                ),
+                _ => (
+                    Code::TempFail,
+                    format!("the server ended the handshake ({said})"),
+                ),
+            }
+        }
+        E::PeerIncompatible(why) => (
             Code::Unavailable,
-            format!("tls: certificate of {name}"),
-            describe_cert_error(why),
+            format!(
+                "the server's TLS is incompatible with ours ({}): TLS 1.2 or later with \
+                 current cipher suites is required",
+                words(&format!("{why:?}"))
+            ),
         ),
-        Some(other) => Error::new(Code::TempFail, "tls handshake", other),
-        None => Error::io(Code::TempFail, "tls handshake", e),
+        E::PeerMisbehaved(why) => (
+            Code::Unavailable,
+            format!(
+                "the server broke the TLS protocol ({})",
+                words(&format!("{why:?}"))
+            ),
+        ),
+        E::NoCertificatesPresented => (
+            Code::Unavailable,
+            "the server presented no certificate".to_string(),
+        ),
+        other => (Code::TempFail, other.to_string()),
+    };
+    Error::new(code, format!("tls handshake with {name}"), why)
+}
+
+/// `CamelCase` (how rustls names alerts and reasons) as lowercase words.
+fn words(camel: &str) -> String {
+    let mut out = String::new();
+    for c in camel.chars().filter(char::is_ascii_alphanumeric) {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// What a refused certificate means and what to do about it. `refused` is its SHA-256,
+/// offered for `--fingerprint` (to be checked first: pinning an attacker's certificate is
+/// the one way to make that advice harmful).
+fn describe_cert_error(e: &CertificateError, refused: Option<[u8; 32]>) -> String {
+    use CertificateError as C;
+    let fp = refused.map_or("SHA256".to_string(), |d| colon_hex(&d));
+    let pin = format!("or, once you have checked it, pin it with --fingerprint {fp}");
+    match e {
+        C::UnknownIssuer => format!(
+            "not trusted: issued by an unknown authority, or self-signed (give its CA's \
+             certificate, or the server's own, with --ca-file FILE; {pin})"
+        ),
+        C::BadSignature => format!(
+            "not trusted: its signature does not verify with the certificate of its issuer \
+             in --ca-file (an old copy of a renewed certificate?; update --ca-file FILE, \
+             {pin})"
+        ),
+        C::Other(o) if is_ca_used_as_end_entity(o) => format!(
+            "not trusted: a CA certificate presented as the server's own (give that very \
+             certificate with --ca-file FILE, {pin})"
+        ),
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let expected = expected.to_str();
+            let presented: Vec<&str> = presented.iter().filter_map(|n| host_name(n)).collect();
+            if presented.is_empty() {
+                format!(
+                    "not valid for {expected}: it names no host in its subjectAltName \
+                     ({pin})"
+                )
+            } else {
+                format!(
+                    "not valid for {expected}: it is for {} (connect by that name, or give \
+                     it with --tls-server-name NAME)",
+                    presented.join(", ")
+                )
+            }
+        }
+        C::NotValidForName => {
+            "not valid for this host name (connect by the name in the certificate, or give it \
+             with --tls-server-name NAME)"
+                .into()
+        }
+        C::ExpiredContext { not_after, .. } => format!(
+            "expired on {} (the server must renew it; or is this machine's clock wrong?)",
+            date(not_after)
+        ),
+        C::Expired => {
+            "expired (the server must renew it; or is this machine's clock wrong?)".into()
+        }
+        C::NotValidYetContext { not_before, .. } => format!(
+            "not valid before {} (is this machine's clock wrong?)",
+            date(not_before)
+        ),
+        C::NotValidYet => "not valid yet (is this machine's clock wrong?)".into(),
+        C::ApplicationVerificationFailure => format!(
+            "fingerprint does not match: the server presented {fp} (a renewed certificate? \
+             check it, then give the new one with --fingerprint)"
+        ),
+        C::Revoked => "revoked by its issuer".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "not meant for a TLS server (its extended key usage says otherwise)".into()
+        }
+        C::BadEncoding => "malformed (not valid DER)".into(),
+        C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            format!("signed with an algorithm we do not support ({pin})")
+        }
+        other => format!("refused: {}", words(&format!("{other:?}"))),
     }
 }
 
-fn describe_cert_error(e: &rustls::CertificateError) -> String {
-    use rustls::CertificateError as C;
-    match e {
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            "not valid for this host name".into()
-        }
-        C::UnknownIssuer => "issued by an unknown authority (see --ca-file)".into(),
-        C::Expired | C::ExpiredContext { .. } => "expired".into(),
-        C::ApplicationVerificationFailure => "fingerprint does not match".into(),
-        other => format!("{other:?}").to_lowercase(),
+/// The host name or address in webpki's rendering of a subjectAltName entry
+/// (`DnsName("mx.example.org")`, `IpAddress(192.0.2.1)`); `None` for other kinds.
+fn host_name(san: &str) -> Option<&str> {
+    if let Some(dns) = san.strip_prefix("DnsName(\"") {
+        dns.strip_suffix("\")")
+    } else {
+        san.strip_prefix("IpAddress(")?.strip_suffix(')')
     }
+}
+
+/// True for webpki's refusal of a certificate that says it is a CA (basicConstraints
+/// cA=TRUE, as `openssl req -x509` makes them) as a server's own.
+fn is_ca_used_as_end_entity(e: &rustls::OtherError) -> bool {
+    matches!(
+        e.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
+}
+
+/// A certificate time, for messages: `2026-01-31 23:59 UTC`.
+fn date(t: &UnixTime) -> String {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(
+            || format!("{} (Unix time)", t.as_secs()),
+            |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+}
+
+/// True when the server at `addr` answers a TLS ClientHello with a TLS record within
+/// `wait`: a server that sends no SMTP greeting may be waiting for a handshake (implicit
+/// TLS, RFC 8314 §3.3) on a port we took for STARTTLS or plain text. Used on a second
+/// connection, so the first is undisturbed if the server is merely slow to greet.
+pub fn answers_tls(addr: SocketAddr, wait: Duration) -> bool {
+    let probe = || -> io::Result<bool> {
+        let mut tcp = TcpStream::connect_timeout(&addr, wait)?;
+        tcp.set_read_timeout(Some(wait))?;
+        tcp.set_write_timeout(Some(wait))?;
+        // No certificate is looked at: only the first record's header is read.
+        let config = client_config(&TlsOptions::default()).map_err(io::Error::other)?;
+        let name = ServerName::IpAddress(addr.ip().into());
+        let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        while conn.wants_write() {
+            conn.write_tls(&mut tcp)?;
+        }
+        // RFC 8446 §5.1: a handshake (22) or alert (21) record, protocol version 3.x.
+        let mut head = [0u8; 2];
+        tcp.read_exact(&mut head)?;
+        Ok(matches!(head, [21 | 22, 3]))
+    };
+    probe().unwrap_or(false)
 }
 
 /// What was negotiated, for `-v`: protocol, cipher suite and the SHA-256 fingerprint of the
@@ -183,39 +427,88 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32]> {
 
 /// The SHA-256 fingerprint of a DER certificate, as `AB:CD:…`.
 pub fn fingerprint_hex(der: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    d.as_ref()
+    colon_hex(&sha256(der))
+}
+
+fn sha256(der: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
+    out
+}
+
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
 }
 
-/// Accepts exactly one certificate, by digest; signatures are still verified, so the peer
-/// must hold that certificate's key.
+/// How we trust the server's certificate; see the module comment.
 #[derive(Debug)]
-struct Pinned {
-    sha256: [u8; 32],
+enum Trust {
+    /// Exactly the certificate with this SHA-256 digest; signatures are still verified, so
+    /// the peer must hold that certificate's key.
+    Pinned([u8; 32]),
+    /// A chain to one of the roots, checked by webpki; `listed` holds the certificates of
+    /// the trust file, if one was given.
+    Roots {
+        webpki: Arc<WebPkiServerVerifier>,
+        listed: Vec<CertificateDer<'static>>,
+    },
+}
+
+/// Our one certificate verifier: [`Trust`], and the refused certificate noted for the
+/// error message (see [`REFUSED`]).
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let d = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
-        if d.as_ref() == self.sha256 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+        let digest = sha256(end_entity.as_ref());
+        let verdict = match &self.trust {
+            Trust::Pinned(pin) if *pin == digest => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(_) => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+            Trust::Roots { webpki, listed } => {
+                match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+                    // A self-signed server certificate given as the trust file, as msmtp
+                    // (GnuTLS, OpenSSL) accepts it with tls_trust_file. webpki refuses it
+                    // when it says it is a CA (cA=TRUE, what `openssl req -x509` makes):
+                    // a trust anchor is never an end entity to webpki, and rustls has no
+                    // switch for that. The bytes being the very certificate the user
+                    // trusts stands for the chain; webpki checked the validity period
+                    // before the CA flag (rustls-webpki 0.103 verify_cert.rs:
+                    // check_issuer_independent_properties), so a CaUsedAsEndEntity here
+                    // means in date; the name is checked below. The handshake signature
+                    // (verify_tls1x_signature) still proves the server holds its key.
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(o)))
+                        if is_ca_used_as_end_entity(&o)
+                            && listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+                    {
+                        ParsedCertificate::try_from(end_entity)
+                            .and_then(|c| rustls::client::verify_server_name(&c, server_name))
+                            .map(|()| ServerCertVerified::assertion())
+                    }
+                    verdict => verdict,
+                }
+            }
+        };
+        if verdict.is_err() {
+            REFUSED.set(Some(digest));
         }
+        verdict
     }
 
     fn verify_tls12_signature(
@@ -267,6 +560,32 @@ mod tests {
         assert!(parse_fingerprint("abc").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
         assert_eq!(fingerprint_hex(b"").len(), 95);
+    }
+
+    #[test]
+    fn refusals_read_as_words_with_what_to_do() {
+        assert_eq!(words("HandshakeFailure"), "handshake failure");
+        assert_eq!(
+            host_name("DnsName(\"mx.example.org\")"),
+            Some("mx.example.org")
+        );
+        assert_eq!(host_name("IpAddress(192.0.2.1)"), Some("192.0.2.1"));
+        assert_eq!(host_name("DirectoryName"), None);
+        let no_names = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("mx.example.org").unwrap(),
+            presented: vec!["DirectoryName".into()],
+        };
+        let why = describe_cert_error(&no_names, Some([0xab; 32]));
+        assert!(
+            why.starts_with("not valid for mx.example.org: it names no host"),
+            "{why}"
+        );
+        assert!(why.contains(&format!("--fingerprint {}", ["AB"; 32].join(":"))));
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000)),
+            not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
+        };
+        assert!(describe_cert_error(&expired, None).starts_with("expired on 2023-11-14 22:13 UTC"));
     }
 
     #[test]

@@ -119,9 +119,12 @@ for i, a in enumerate(m.iter_attachments(), 1):
     emit("att%d:name" % i, a.get_filename() or "")
     emit("att%d:type" % i, a.get_content_type())
     emit("att%d:disposition" % i, a.get_content_disposition() or "")
+    emit("att%d:cte" % i, a.get("Content-Transfer-Encoding", ""))
     if a.get_content_type() == "message/rfc822":
         inner = a.get_content()
         emit("att%d:subject" % i, str(inner["Subject"]))
+        emit("att%d:from" % i, str(inner["From"]))
+        emit("att%d:message-id" % i, str(inner["Message-ID"]))
         emit("att%d:text" % i, inner.get_body(preferencelist=("plain",)).get_content())
     else:
         emit("att%d:data" % i, a.get_content() if isinstance(a.get_content(), bytes) else a.get_payload(decode=True))
@@ -763,6 +766,125 @@ fn forward_attaches_the_original_as_message_rfc822() {
         parsed.subparts[1].get_body_raw().unwrap(),
         std::fs::read(&orig).unwrap()
     );
+}
+
+/// Forward `orig` (saved as `name`) and return the message and what Python made of it.
+fn forwarded(t: &T, name: &str, orig: &[u8]) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+    let path = t.write(name, orig);
+    let msg = t.ok(
+        &[
+            "-f",
+            "me@example.org",
+            "-t",
+            "boss@example.org",
+            "--forward",
+            path.to_str().unwrap(),
+        ],
+        b"FYI\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "text"), "FYI\n");
+    (msg, p)
+}
+
+/// The raw body of the forwarded part, as mailparse reads it.
+fn forwarded_raw(msg: &[u8]) -> Vec<u8> {
+    let parsed = mailparse::parse_mail(msg).unwrap();
+    parsed.subparts[1].get_body_raw().unwrap()
+}
+
+const ORIG_HEAD: &str = "From: Ann <ann@example.org>\r\nTo: me@example.org\r\n\
+                         Subject: Minutes\r\nMessage-ID: <m1@example.org>\r\n";
+
+#[test]
+fn a_forwarded_message_with_stray_crs_is_repaired_into_message_rfc822() {
+    // Such an original went as message/rfc822 in base64 (RFC 2046 §5.2.1 forbids it), and
+    // Python's email found no forwarded message in the part.
+    let t = T::new();
+    // Saved with CRLF, and ending in a lone CR.
+    let (msg, p) = forwarded(
+        &t,
+        "lone-cr.eml",
+        format!("{ORIG_HEAD}\r\nSee you.\r\nRegards\r").as_bytes(),
+    );
+    assert_eq!(py(&p, "att1:type"), "message/rfc822");
+    assert_eq!(py(&p, "att1:cte"), "7bit");
+    assert_eq!(py(&p, "att1:from"), "Ann <ann@example.org>");
+    assert_eq!(py(&p, "att1:subject"), "Minutes");
+    assert_eq!(py(&p, "att1:message-id"), "<m1@example.org>");
+    assert_eq!(py(&p, "att1:text"), "See you.\nRegards\n");
+    assert_eq!(py(&p, "att1:name"), "lone-cr.eml");
+    let want = format!("{ORIG_HEAD}\r\nSee you.\r\nRegards\n").replace("\r\n", "\n");
+    assert_eq!(forwarded_raw(&msg), want.as_bytes());
+
+    // A bare CR inside a line is a line end; CR CR LF in the header (a CRLF converted
+    // twice) is one line end, not an empty line ending the header before Subject:.
+    let (msg, p) = forwarded(
+        &t,
+        "mid-cr.eml",
+        "From: Ann <ann@example.org>\r\r\nSubject: Minutes\r\r\nMessage-ID: <m1@example.org>\n\n\
+         first\rsecond\n"
+            .as_bytes(),
+    );
+    assert_eq!(py(&p, "att1:type"), "message/rfc822");
+    assert_eq!(py(&p, "att1:cte"), "7bit");
+    assert_eq!(py(&p, "att1:from"), "Ann <ann@example.org>");
+    assert_eq!(py(&p, "att1:subject"), "Minutes");
+    assert_eq!(py(&p, "att1:message-id"), "<m1@example.org>");
+    assert_eq!(py(&p, "att1:text"), "first\nsecond\n");
+    assert_eq!(
+        forwarded_raw(&msg),
+        b"From: Ann <ann@example.org>\nSubject: Minutes\nMessage-ID: <m1@example.org>\n\n\
+          first\nsecond\n"
+    );
+}
+
+#[test]
+fn a_forwarded_message_that_cannot_be_7bit_or_8bit_goes_as_an_eml_file() {
+    // A NUL or a line over 998 octets cannot travel as 7bit or 8bit (RFC 2045 §2.7-2.8),
+    // and message/rfc822 may not be base64 (RFC 2046 §5.2.1): application/octet-stream,
+    // base64, the original byte for byte, named .eml.
+    let t = T::new();
+    let nul = format!("{ORIG_HEAD}\r\nbin\0ary\r\n");
+    let (msg, p) = forwarded(&t, "1700000000.M1P2.host:2,S", nul.as_bytes());
+    assert_eq!(py(&p, "att1:type"), "application/octet-stream");
+    assert_eq!(py(&p, "att1:cte"), "base64");
+    assert_eq!(py(&p, "att1:name"), "1700000000.M1P2.host:2,S.eml");
+    assert_eq!(p["att1:data"], nul.as_bytes());
+    assert!(!String::from_utf8_lossy(&msg).contains("message/rfc822"));
+
+    let long = format!("{ORIG_HEAD}\r\n{}\r\nend\r", "x".repeat(1200));
+    let (_, p) = forwarded(&t, "long.EML", long.as_bytes());
+    assert_eq!(py(&p, "att1:type"), "application/octet-stream");
+    assert_eq!(py(&p, "att1:cte"), "base64");
+    assert_eq!(py(&p, "att1:name"), "long.EML");
+    assert_eq!(p["att1:data"], long.as_bytes());
+}
+
+#[test]
+fn a_forwarded_message_is_7bit_or_8bit_as_its_content_allows() {
+    let t = T::new();
+    let utf8 = "From: =?utf-8?q?Bj=C3=B6rn?= <bjorn@example.net>\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\n\
+                Message-ID: <u8@example.net>\n\
+                MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
+                Content-Transfer-Encoding: 8bit\n\nSchöne Grüße\n";
+    let (msg, p) = forwarded(&t, "utf8.eml", utf8.as_bytes());
+    assert_eq!(py(&p, "att1:type"), "message/rfc822");
+    assert_eq!(py(&p, "att1:cte"), "8bit");
+    assert_eq!(py(&p, "att1:from"), "Björn <bjorn@example.net>");
+    assert_eq!(py(&p, "att1:subject"), "Grüße");
+    assert_eq!(py(&p, "att1:message-id"), "<u8@example.net>");
+    assert_eq!(py(&p, "att1:text"), "Schöne Grüße\n");
+    assert_eq!(forwarded_raw(&msg), utf8.as_bytes());
+
+    let ascii = format!("{ORIG_HEAD}\r\nPlain words.\r\n");
+    let (msg, p) = forwarded(&t, "ascii.eml", ascii.as_bytes());
+    assert_eq!(py(&p, "att1:type"), "message/rfc822");
+    assert_eq!(py(&p, "att1:cte"), "7bit");
+    assert_eq!(py(&p, "att1:from"), "Ann <ann@example.org>");
+    assert_eq!(py(&p, "att1:subject"), "Minutes");
+    assert_eq!(py(&p, "att1:text"), "Plain words.\n");
+    assert_eq!(forwarded_raw(&msg), ascii.replace("\r\n", "\n").as_bytes());
 }
 
 #[test]

@@ -266,7 +266,7 @@ fn submission_through_postfix() {
     fails(
         &env.msubmit(&with(&["--ca-file", &env.ca]), b"S: x\n\nx\n"),
         69,
-        "not valid for this host name",
+        "not valid for 127.0.4.2: it is for",
     );
     // ... unless the name we verify is one the certificate has.
     ok(&env.msubmit(
@@ -300,6 +300,32 @@ fn submission_through_postfix() {
         &env.msubmit(&with(&["--fingerprint", &wrong]), b"S: x\n\nx\n"),
         69,
         "fingerprint does not match",
+    );
+    // A TLS mode that does not fit the port is a configuration error (78), not a 75 to
+    // retry: implicit TLS to Postfix's plain-text port, STARTTLS to its smtps port (which
+    // waits for a handshake and sends no greeting).
+    fails(
+        &env.msubmit(&with(&["--tls", "implicit"]), b"S: x\n\nx\n"),
+        78,
+        "the server did not answer in TLS: is the port for STARTTLS",
+    );
+    fails(
+        &env.msubmit(
+            &[
+                "--host",
+                SUBMIT,
+                "--port",
+                "10465",
+                "--tls",
+                "starttls",
+                "-f",
+                "a@other.test",
+                "bob@example.test",
+            ],
+            b"S: x\n\nx\n",
+        ),
+        78,
+        "the server sends none but answers in TLS: the port is for implicit TLS",
     );
     // Plain SMTP to the MX with --tls none.
     ok(&env.msubmit(&with(&["--tls", "none"]), b"Subject: plain\n\nx\n"));

@@ -10,7 +10,7 @@ complete -c msubmit -l port -d 'Server port [default: 587 for starttls, 465 for 
 complete -c msubmit -l tls -d 'TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]' -r -f -a "starttls\t''
 implicit\t''
 none\t''"
-complete -c msubmit -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots' -r -F
+complete -c msubmit -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots (a server\'s own self-signed certificate too)' -r -F
 complete -c msubmit -l fingerprint -d 'Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)' -r
 complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r
 complete -c msubmit -l user -d 'Log in as USER' -r

@@ -630,11 +630,19 @@ and without duplicates.
 .B \-\-forward MSGFILE
 adds
 .B Fwd:
-to the subject and attaches the original unchanged as message/rfc822: as 7bit, or as
-8bit when it holds 8-bit bytes (RFC 2046 \(sc5.2.1 allows no other encoding there, so
+to the subject and attaches the original as message/rfc822: as 7bit, or as 8bit when it
+holds 8-bit bytes (RFC 2046 \(sc5.2.1 allows no other encoding there, so
 .B \-\-8bit
-does not matter); only an original with lines over 998 octets or NULs goes as base64, a
-deliberate deviation that keeps it intact.
+does not matter). Its line ends become LF like every line end mcompose writes, and a stray
+bare CR (saved mail sometimes ends in one) becomes a line end too, as RFC 5321
+\(sc2.3.8 has a CR travel only as a line terminator and as mail readers already show it;
+CRs right before a line end are part of it. An original that cannot travel as 7bit or 8bit,
+because it holds a NUL or a line over 998 octets, is attached instead as
+application/octet-stream in base64, byte for byte as saved, with its file name ending in
+.BR .eml ,
+so that the recipient's mail program can still open it as a message.
+The same holds for
+.BR "\-a FILE:message/rfc822" .
 Options given beside them win: an explicit
 .B \-s
 replaces the derived subject, and

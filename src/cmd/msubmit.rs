@@ -113,7 +113,8 @@ pub struct Args {
     #[arg(long, value_name = "MODE", value_parser = ["starttls", "implicit", "none"])]
     pub tls: Option<String>,
 
-    /// Trust the CA certificates in this PEM file instead of the built-in roots
+    /// Trust the CA certificates in this PEM file instead of the built-in roots (a server's
+    /// own self-signed certificate too)
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 
@@ -741,13 +742,17 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
                 match Session::connect(&server.options) {
                     Ok(s) => session = Some(s),
                     Err(e) => {
-                        // The server is unreachable for the rest of this account too.
+                        // The server is unreachable for the rest of this account too. The
+                        // messages stay queued whatever the reason (a corrected setting
+                        // sends them), but the exit status says which it was: a setting
+                        // that does not fit the server (78, e.g. the TLS mode) or a refused
+                        // certificate (69) is no 75, which says "retry later" for ever.
                         run::warn(&e);
                         for rest in &entries[i..] {
                             q.defer(rest, &e.to_string())?;
                         }
                         deferred += entries.len() - i;
-                        note(Code::TempFail, &mut worst);
+                        note(e.code(), &mut worst);
                         session = None;
                         break;
                     }

@@ -255,7 +255,10 @@ impl Session {
                 set_timeouts(&tcp, opts.timeouts.command)?;
                 Stream::Tls(Box::new(tls::connect(tcp, cfg.clone(), &tls_name)?))
             }
-            _ => Stream::Plain(tcp),
+            _ => {
+                await_greeting(&tcp, &target, opts)?;
+                Stream::Plain(tcp)
+            }
         };
         let tls_info = match &stream {
             Stream::Tls(t) => Some(tls::describe(t)),
@@ -489,7 +492,7 @@ impl Session {
             Stream::Plain(tcp) => tcp,
             Stream::Tls(_) => return Err(Error::new(Code::Software, "STARTTLS", "already in TLS")),
         };
-        let stream = match tls::connect(tcp, config, name) {
+        let stream = match tls::upgrade(tcp, config, name) {
             Ok(s) => s,
             Err(e) => {
                 self.broken = true;
@@ -812,6 +815,47 @@ fn bytes_waiting(tcp: &TcpStream) -> bool {
     let waiting = matches!(tcp.peek(&mut b), Ok(n) if n > 0);
     let _ = tcp.set_nonblocking(false);
     waiting
+}
+
+/// How long a server may stay silent before we ask whether it waits for a TLS handshake.
+const SILENT_PROBE: Duration = Duration::from_secs(3);
+
+/// Wait for the server to start its greeting over plain TCP. A server that stays silent
+/// for [`SILENT_PROBE`] is asked, on a second connection, whether it answers a TLS
+/// ClientHello: if it does, the port is for implicit TLS (RFC 8314 §3.3) and our settings
+/// are wrong, which is [`Code::Config`] (EX_CONFIG), not the timeout's 75 that a queue or an
+/// MTA would retry for ever. A server merely slow to greet keeps this connection and its
+/// whole greeting timeout (the probe's seconds come on top).
+fn await_greeting(tcp: &TcpStream, target: &str, opts: &Options) -> Result<()> {
+    let what = || format!("greeting from {target}");
+    let wait = SILENT_PROBE.min(opts.timeouts.command);
+    set_timeouts(tcp, wait)?;
+    match tcp.peek(&mut [0u8; 1]) {
+        // Data, or the end of it: the greeting's reader says which.
+        Ok(_) => return Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        Err(e) => return Err(net_error(&what(), e)),
+    }
+    let addr = tcp.peer_addr().map_err(|e| net_error(&what(), e))?;
+    if tls::answers_tls(addr, wait) {
+        let fix = match opts.security {
+            Security::None => "--tls implicit, or tls on with tls_starttls off",
+            _ => "--tls implicit, or tls_starttls off",
+        };
+        return Err(Error::new(
+            Code::Config,
+            what(),
+            format!(
+                "the server sends none but answers in TLS: the port is for implicit TLS \
+                 (use {fix})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn set_timeouts(tcp: &TcpStream, t: Duration) -> Result<()> {
