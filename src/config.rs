@@ -9,6 +9,9 @@
 //! then `$XDG_CONFIG_HOME/mailpipe/config` (default `~/.config/mailpipe/config`). An explicit
 //! `--config FILE` (or `$MAILPIPE_CONFIG`) replaces both. Command-line flags override all of
 //! it, and no tool needs a config file at all.
+//!
+//! The value grammar every tool shares lives here too: [`words`] (a command line split as a
+//! shell would, with no shell) and [`parse_size`] (`25M`).
 
 use crate::exit::{Code, Error, Result};
 use std::collections::BTreeMap;
@@ -268,6 +271,70 @@ fn unquote(s: &str) -> std::result::Result<String, String> {
     Err("unterminated quoted value".into())
 }
 
+/// Parse a size with an optional k/M/G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+/// Split a line into words. Blanks separate words; `"..."` groups, with `\"` and `\\` as the
+/// only escapes (any other backslash is kept, so regexes read naturally); `'...'` groups with
+/// no escapes at all; an unquoted `#` at the start of a word begins a comment. No variables,
+/// no globbing, no shell: the words are used exactly as written.
+pub fn words(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => return Ok(out),
+            _ => {}
+        }
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            match c {
+                '\'' => loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated ' quote".into()),
+                    }
+                },
+                '"' => loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\')) => word.push(e),
+                            Some(e) => {
+                                word.push('\\');
+                                word.push(e);
+                            }
+                            None => return Err("unterminated \" quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated \" quote".into()),
+                    }
+                },
+                c => word.push(c),
+            }
+        }
+        out.push(word);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +366,20 @@ mod tests {
         let e = c.parse("x \"open\n", "g").unwrap_err();
         assert!(e.to_string().contains("g:1"));
         assert!(c.account(Some("missing")).is_err());
+    }
+
+    #[test]
+    fn words_quote_without_a_shell() {
+        assert_eq!(
+            words("a  'b c' \"d\\\"e\\d\" # x").unwrap(),
+            ["a", "b c", "d\"e\\d"]
+        );
+        assert_eq!(words("x'y'\"z\"").unwrap(), ["xyz"]);
+        assert_eq!(
+            words("$(touch /tmp/x); `id`").unwrap(),
+            ["$(touch", "/tmp/x);", "`id`"]
+        );
+        assert!(words("'open").is_err() && words("\"open\\").is_err());
+        assert!(words("   # only a comment").unwrap().is_empty());
     }
 }

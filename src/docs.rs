@@ -8,7 +8,6 @@
 //! `make docs` rewrites them.
 
 use clap_complete::Shell;
-use std::path::PathBuf;
 
 /// What a tool contributes to its documentation.
 pub struct Page {
@@ -129,20 +128,4 @@ pub fn completion(page: &Page, shell: Shell) -> String {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, page.name, &mut out);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Every generated file, as (path relative to the project root, contents).
-pub fn generated() -> Vec<(PathBuf, String)> {
-    let mut files = Vec::new();
-    for page in crate::cmd::pages() {
-        files.push((PathBuf::from(format!("man/{}.1", page.name)), man(&page)));
-        for (shell, file) in [
-            (Shell::Bash, format!("completions/{0}/{0}.bash", page.name)),
-            (Shell::Zsh, format!("completions/{0}/_{0}", page.name)),
-            (Shell::Fish, format!("completions/{0}/{0}.fish", page.name)),
-        ] {
-            files.push((PathBuf::from(file), completion(&page, shell)));
-        }
-    }
-    files
 }

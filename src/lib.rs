@@ -1,37 +1,30 @@
 //! mailpipe: Internet mail as a Unix toolchain of small commands.
 //!
 //! The domain lives here; each `src/bin/<tool>.rs` is a few lines that hand the command line
-//! to [`run::main`] and the tool's module under [`cmd`]. Shared concerns have one module each:
-//! exit codes ([`exit`]), the binary edge ([`run`]), message input and spooling ([`input`]),
-//! header access ([`header`]), Maildir delivery ([`maildir`]), configuration ([`config`]),
-//! addresses ([`address`]), header encoding and folding ([`fold`]), MIME bodies ([`mime`]),
-//! the message being composed ([`compose`]), SMTP for client and server ([`smtp`]), TLS
-//! ([`tls`]), the outgoing spool ([`spool`]), message stamps ([`stamp`]), the generated
-//! documentation ([`docs`]), and mdeliver's filtering rules ([`rules`]) and duplicate
-//! suppression ([`dedupe`]), local delivery steps shared by mdeliver and mreceive
-//! ([`local`]), mreceive's hand-off of accepted mail ([`handoff`]) and its password file
-//! ([`passwd`]).
+//! to [`run::main`] and the tool's module under [`cmd`]. Layers, each importing only from
+//! those below it (docs/ARCHITECTURE.md draws them):
+//!
+//! - [`cmd`]: one module per tool, its flags, its run, its man page text.
+//! - [`deliver`]: the local delivery pipeline (loop check, trace, rules, dedupe, store) and
+//!   delivery to a command.
+//! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
+//! - [`store`]: Maildirs, the queue, the dedupe cache: durable storage.
+//! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
+//! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
+//! - The ground: exit codes ([`exit`]), the binary edge ([`run`]), configuration
+//!   ([`config`]), the password file of the servers ([`passwd`]) and the generated
+//!   documentation's renderer ([`docs`]).
 
-pub mod address;
 pub mod cmd;
-pub mod compose;
 pub mod config;
-pub mod dedupe;
+pub mod deliver;
 pub mod docs;
 pub mod exit;
-pub mod fold;
-pub mod handoff;
-pub mod header;
-pub mod input;
-pub mod local;
-pub mod maildir;
-pub mod mime;
+pub mod message;
+pub mod net;
 pub mod passwd;
-pub mod rules;
 pub mod run;
 pub mod smtp;
-pub mod spool;
-pub mod stamp;
-pub mod tls;
+pub mod store;
 
 pub use exit::{Code, Context, Error, Result};

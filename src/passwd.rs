@@ -113,7 +113,7 @@ pub fn check(password: &str, hash: &str) -> bool {
 /// A new SHA512-CRYPT hash of `password` with a random salt.
 pub fn hash(password: &str) -> Result<String> {
     let mut salt = [0u8; 12];
-    crate::stamp::fill_random(&mut salt);
+    crate::message::stamp::fill_random(&mut salt);
     ShaCrypt::SHA512
         .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())

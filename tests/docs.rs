@@ -8,7 +8,7 @@ fn generated_docs_are_fresh() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let regen = std::env::var_os("MAILPIPE_REGEN").is_some();
     let mut stale = Vec::new();
-    for (rel, want) in mailpipe::docs::generated() {
+    for (rel, want) in mailpipe::cmd::generated() {
         let path = root.join(&rel);
         if regen {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -334,7 +334,7 @@ fn concurrent_duplicates_store_exactly_one() {
 
 #[test]
 fn the_examples_in_the_man_page_are_valid_rules() {
-    use mailpipe::rules::{Facts, Rules};
+    use mailpipe::deliver::rules::{Facts, Rules};
     let man =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mailpipe-rules.5"))
             .unwrap();

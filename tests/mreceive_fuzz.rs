@@ -2,8 +2,8 @@
 //! in memory (the same `serve` mreceive runs). No panic, no hang, every output line a
 //! well-formed SMTP reply, and a message is handed over exactly when 250 says so.
 
-use mailpipe::input::Spool;
-use mailpipe::smtp::conn::{Conn, MemIo};
+use mailpipe::message::buffer::Buffer;
+use mailpipe::net::conn::{Conn, MemIo};
 use mailpipe::smtp::policy::Policy;
 use mailpipe::smtp::reply::ReplyParser;
 use mailpipe::smtp::server::{Deliver, Envelope, Peer, Settings, serve};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 struct Count(AtomicUsize);
 
 impl Deliver for Count {
-    fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<mailpipe::Result<()>> {
+    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<mailpipe::Result<()>> {
         assert!(!env.rcpts.is_empty());
         assert!(msg.head().starts_with(b"Received: from "));
         self.0.fetch_add(1, Ordering::SeqCst);
@@ -38,6 +38,8 @@ fn settings() -> Settings {
         auth_failure_delay: std::time::Duration::ZERO,
         submission: false,
         local_user: None,
+        software: "mailpipe mreceive".into(),
+        warn: |_| {},
     }
 }
 

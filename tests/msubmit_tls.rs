@@ -80,7 +80,7 @@ fn plain_server() -> u16 {
 /// An implicit-TLS SMTP server on 127.0.0.1 that accepts everything; returns its port and
 /// the messages it accepted.
 fn server(pki: &Pki) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let config = mailpipe::tls::server_config(
+    let config = mailpipe::net::tls::server_config(
         &pki.dir.path().join("cert.pem"),
         &pki.dir.path().join("key.pem"),
     )
@@ -208,7 +208,7 @@ fn verified_trusted_and_pinned_certificates_are_accepted() {
         ],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let fp = mailpipe::tls::fingerprint_hex(&pki.leaf_der);
+    let fp = mailpipe::net::tls::fingerprint_hex(&pki.leaf_der);
     let out = submit(t.path(), port, &["--fingerprint", &fp, "-v"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // -v shows the fingerprint to pin.
@@ -238,7 +238,7 @@ fn a_wrong_name_an_unknown_issuer_or_a_wrong_pin_sends_nothing() {
     );
     let out = submit(t.path(), port, &["--tls-server-name", "mail.other.test"]);
     assert_eq!(code(&out), 69, "{}", stderr(&out));
-    let fp = mailpipe::tls::fingerprint_hex(&pki.leaf_der);
+    let fp = mailpipe::net::tls::fingerprint_hex(&pki.leaf_der);
     let text = human(&out);
     assert!(
         text.contains("not trusted: issued by an unknown authority, or self-signed")
@@ -308,7 +308,7 @@ fn an_untrusted_certificate_says_what_to_do() {
     // Self-signed and marked a CA, not in any trust file.
     let pki = self_signed(&["localhost", "127.0.0.1"], true, false);
     let (port, got) = server(&pki);
-    let fp = mailpipe::tls::fingerprint_hex(&pki.leaf_der);
+    let fp = mailpipe::net::tls::fingerprint_hex(&pki.leaf_der);
     let out = submit(t.path(), port, &[]);
     assert_eq!(code(&out), 69, "{}", stderr(&out));
     let text = human(&out);

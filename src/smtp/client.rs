@@ -14,7 +14,6 @@
 //! the caller chose [`Security::None`] explicitly; anything the server sends between its
 //! STARTTLS reply and the handshake is refused (response injection, CVE-2011-0411 class).
 
-use super::auth::{self, Mechanism};
 use super::command::{Command, Param, xtext};
 use super::data::DataEncoder;
 use super::ehlo::Capabilities;
@@ -23,7 +22,8 @@ pub use super::envelope::{
 };
 use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};
-use crate::tls::{self, TlsOptions, TlsStream};
+use crate::net::sasl::{self as auth, Mechanism};
+use crate::net::tls::{self, TlsOptions, TlsStream};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;

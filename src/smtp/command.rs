@@ -396,7 +396,7 @@ pub fn check_mailbox(mailbox: &str) -> Result<(), CommandError> {
         }
         if local
             .split('.')
-            .any(|atom| atom.is_empty() || !atom.chars().all(crate::address::is_atext))
+            .any(|atom| atom.is_empty() || !atom.chars().all(crate::message::address::is_atext))
         {
             return bad("bad local part");
         }
@@ -428,10 +428,10 @@ pub fn split_mailbox(mailbox: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A domain or address literal, as mcompose checks them ([`crate::address::check_domain`]),
+/// A domain or address literal, as mcompose checks them ([`crate::message::address::check_domain`]),
 /// refused with the reply a server gives.
 fn check_domain(d: &str) -> Result<(), CommandError> {
-    crate::address::check_domain(d)
+    crate::message::address::check_domain(d)
         .map_err(|why| CommandError::new(553, (5, 1, 3), format!("bad domain: {why}")))
 }
 

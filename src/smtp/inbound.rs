@@ -1,7 +1,7 @@
 //! What an SMTP server reads as DATA (and BDAT): the end-of-data rule, dot-unstuffing, and the
 //! checks that make SMTP smuggling impossible here. This is the only DATA decoder; the
 //! client's side, what gets sent, is [`super::data`], and the tests here read that encoder's
-//! output back the way mreceive does (through [`super::conn::Conn::read_data`]), so the two
+//! output back the way mreceive does (through [`crate::net::conn::Conn::read_data`]), so the two
 //! are checked against each other: whatever the client sends arrives whole, ending once.
 //!
 //! SMTP smuggling (2023) works when two servers disagree on where a message ends: the
@@ -279,10 +279,22 @@ fn is_received(line: &[u8]) -> bool {
             .is_some_and(|&b| b == b':')
 }
 
+impl<W: Write> crate::net::conn::LineSink for Decoder<W> {
+    fn line(&mut self, line: &[u8]) -> bool {
+        Decoder::line(self, line)
+    }
+    fn max_line(&self) -> usize {
+        Decoder::max_line(self)
+    }
+    fn overlong(&mut self, n: usize) {
+        Decoder::overlong(self, n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::conn::{Conn, Io, Line};
+    use crate::net::conn::{Conn, Io, Line};
     use crate::smtp::data::encode;
     use std::io::{self, Read};
     use std::sync::Arc;

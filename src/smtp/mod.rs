@@ -4,23 +4,20 @@
 //! The protocol pieces are sans-IO, so both sides share them and tests need no sockets:
 //! [`reply`] parses and formats replies with enhanced status codes, [`command`] formats and
 //! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes what a
-//! client sends as DATA (line ends, dot-stuffing, terminator), [`auth`] builds SASL responses
-//! and [`envelope`] holds a transaction's envelope and replies. The blocking client over TCP
+//! client sends as DATA (line ends, dot-stuffing, terminator), and [`envelope`] holds a transaction's envelope and replies. The blocking client over TCP
 //! and TLS is [`client`]. The server (mreceive) is [`server`], a session state machine over
-//! [`conn`] (bounded reads, STARTTLS), with [`inbound`] for what a server reads as DATA or BDAT
+//! [`crate::net::conn`] (bounded reads, STARTTLS), with [`inbound`] for what a server reads as DATA or BDAT
 //! (the one DATA decoder) and [`policy`] for the recipients an MX accepts. The two sides of
 //! DATA are tested against each other: `inbound`'s tests read `data`'s output back through
-//! `conn`, as mreceive does.
+//! `net::conn`, as mreceive does.
 //!
 //! Why not the `smtp-proto` crate: its parsers cover much of this, but the parts that matter
 //! most here are small and policy-laden (bounded reply reading, the reply code a server gives
 //! for each parse error, a streaming DATA encoder that must never emit an early end of data),
 //! and owning them keeps one obvious place to read and fix, with no second SMTP vocabulary.
 
-pub mod auth;
 pub mod client;
 pub mod command;
-pub mod conn;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;

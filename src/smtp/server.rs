@@ -19,13 +19,13 @@
 //! although the client's bounce will say otherwise.
 
 use super::command::{Command, MAX_COMMAND_LINE};
-use super::conn::{Conn, Line};
 use super::ehlo::Capabilities;
 use super::inbound::{Decoder, Fault, Limits};
 use super::policy::Policy;
 use super::reply::{EnhancedCode, Reply};
 use crate::exit::{Code, Error};
-use crate::input::Spool;
+use crate::message::buffer::Buffer;
+use crate::net::conn::{Conn, Line};
 use crate::passwd::Passwords;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -61,6 +61,12 @@ pub struct Settings {
     /// A local user speaking SMTP on a pipe (msubmit -bs): trusted like an authenticated
     /// client (recipients anywhere, no AUTH needed), and named in the Received: header.
     pub local_user: Option<String>,
+    /// What the `Received:` header names as the receiving software (`mailpipe mreceive`):
+    /// the caller's to say, so the protocol module knows no tool by name.
+    pub software: String,
+    /// Where the server reports what only the operator can act on (a failed TLS handshake):
+    /// a tool passes its stderr reporter.
+    pub warn: fn(std::fmt::Arguments),
 }
 
 /// One accepted recipient.
@@ -92,12 +98,12 @@ pub struct Envelope {
 pub trait Deliver: Sync {
     /// Hand over the message (its `Received:` header first); one result per recipient, in
     /// order. A result is `Ok` only when the message is durably handed over.
-    fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<crate::Result<()>>;
+    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<crate::Result<()>>;
 
     /// Hand over the message and choose the reply to its end of data: by default
     /// [`verdict`] on [`Deliver::deliver`]'s results. A `Deliver` that passes the message on
     /// to another server (msubmit -bs) answers with that server's refusal instead of a summary.
-    fn answer(&self, env: &Envelope, msg: &mut Spool) -> Reply {
+    fn answer(&self, env: &Envelope, msg: &mut Buffer) -> Reply {
         verdict(env, &self.deliver(env, msg))
     }
 }
@@ -136,7 +142,7 @@ struct Session<'a> {
     helo: Option<(String, bool)>,
     tx: Option<Envelope>,
     /// A BDAT transfer in progress: the content so far and its envelope.
-    bdat: Option<(Decoder<Spool>, Envelope)>,
+    bdat: Option<(Decoder<Buffer>, Envelope)>,
     auth: Option<String>,
     errors: u32,
     auth_failures: u32,
@@ -198,7 +204,7 @@ impl Session<'_> {
             // else a client that starts one transaction after another keeps a stopping
             // server running for ever.
             let read = if idle && self.conn.stopping() {
-                Err(io::Error::new(super::conn::STOPPING, "shutting down"))
+                Err(io::Error::new(crate::net::conn::STOPPING, "shutting down"))
             } else {
                 self.conn.read_line(MAX_COMMAND_LINE)
             };
@@ -222,7 +228,7 @@ impl Session<'_> {
                     return ended(accepted, false);
                 }
                 // RFC 5321 §3.8: a server going down answers 421 to what comes next.
-                Err(e) if e.kind() == super::conn::STOPPING => {
+                Err(e) if e.kind() == crate::net::conn::STOPPING => {
                     self.send(r(
                         421,
                         (4, 3, 2),
@@ -453,8 +459,8 @@ impl Session<'_> {
         None
     }
 
-    fn decoder(&self, tx: &Envelope, chunked: bool) -> Decoder<Spool> {
-        let mut spool = Spool::new();
+    fn decoder(&self, tx: &Envelope, chunked: bool) -> Decoder<Buffer> {
+        let mut spool = Buffer::new();
         let _ = spool.write_all(self.received(tx).as_bytes());
         let limits = Limits {
             max_size: self.s.max_size,
@@ -525,7 +531,7 @@ impl Session<'_> {
     }
 
     /// The end of a message: refuse it for what the decoder found, or deliver it.
-    fn finish(&mut self, tx: Envelope, decoder: Decoder<Spool>) -> Next {
+    fn finish(&mut self, tx: Envelope, decoder: Decoder<Buffer>) -> Next {
         if let Some(f) = decoder.fault() {
             self.send(fault_reply(f));
             return Next::Go;
@@ -568,7 +574,7 @@ impl Session<'_> {
             .map(|t| format!("\n\t(using {t})"))
             .unwrap_or_default();
         let mut id = [0u8; 8];
-        crate::stamp::fill_random(&mut id);
+        crate::message::stamp::fill_random(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         // The recipient only when there is one: more would disclose the Bcc list.
         let rcpt = match tx.rcpts.as_slice() {
@@ -577,13 +583,13 @@ impl Session<'_> {
         };
         // Postfix's sendmail says `from userid N`; the name is as safe as the HELO above.
         let software = match &self.s.local_user {
-            Some(u) => format!("mailpipe msubmit, from user {}", comment_safe(u, 64)),
-            None => "mailpipe mreceive".to_string(),
+            Some(u) => format!("{}, from user {}", self.s.software, comment_safe(u, 64)),
+            None => self.s.software.clone(),
         };
         format!(
             "Received: from {helo}{ip}\n\tby {} ({software}) with {with} id {id}{tls}{rcpt};\n\t{}\n",
             self.s.hostname,
-            crate::stamp::date_now()
+            crate::message::stamp::date_now()
         )
     }
 
@@ -599,7 +605,7 @@ impl Session<'_> {
         self.send(r(220, (2, 0, 0), "ready to start TLS"));
         // Conn::start_tls drops whatever was pipelined after STARTTLS (CVE-2011-0411).
         if let Err(e) = self.conn.start_tls(tls) {
-            crate::run::warn(format_args!("tls handshake: {e}"));
+            (self.s.warn)(format_args!("tls handshake: {e}"));
             return Ok(Next::Quit);
         }
         // RFC 3207 §4.2: forget everything learned before TLS.
@@ -635,7 +641,7 @@ impl Session<'_> {
                     None => self.challenge("")?,
                 };
                 response.map(|resp| {
-                    super::auth::decode_plain(&resp).and_then(|c| {
+                    crate::net::sasl::decode_plain(&resp).and_then(|c| {
                         // An authorization identity other than the user is not supported.
                         (c.authzid.is_empty() || c.authzid == c.user)
                             .then_some((c.user, c.password))
@@ -651,7 +657,7 @@ impl Session<'_> {
                     None => None,
                     Some(u) => self.challenge("UGFzc3dvcmQ6")?.map(|p| {
                         let text = |b64: &str| {
-                            super::auth::decode(b64).and_then(|v| String::from_utf8(v).ok())
+                            crate::net::sasl::decode(b64).and_then(|v| String::from_utf8(v).ok())
                         };
                         text(&u).zip(text(&p))
                     }),

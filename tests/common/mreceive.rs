@@ -162,11 +162,11 @@ impl<S: Read + Write> Client<S> {
     }
 }
 
-pub fn tls_client(ca: &Path, tcp: TcpStream) -> Client<mailpipe::tls::TlsStream> {
-    let cfg = mailpipe::tls::client_config(&mailpipe::tls::TlsOptions {
+pub fn tls_client(ca: &Path, tcp: TcpStream) -> Client<mailpipe::net::tls::TlsStream> {
+    let cfg = mailpipe::net::tls::client_config(&mailpipe::net::tls::TlsOptions {
         ca_file: Some(ca.to_path_buf()),
         ..Default::default()
     })
     .unwrap();
-    Client::new(mailpipe::tls::connect(tcp, cfg, "localhost").unwrap())
+    Client::new(mailpipe::net::tls::connect(tcp, cfg, "localhost").unwrap())
 }

@@ -17,8 +17,8 @@ use super::{Args, Fate, QueueDir, Upstream, account, fix, header_from, queue_env
 use super::{message, send_or_queue};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::input::Spool;
-use crate::smtp::conn::{Conn, FdIo};
+use crate::message::buffer::Buffer;
+use crate::net::conn::{Conn, FdIo};
 use crate::smtp::policy::Policy;
 use crate::smtp::server::{self, Deliver, Envelope, Peer, Settings};
 use crate::smtp::{EnhancedCode, Reply};
@@ -39,7 +39,7 @@ pub fn run(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
     let user = super::local_address();
     let user = user.rsplit_once('@').map_or(user.as_str(), |(u, _)| u);
     let settings = Settings {
-        hostname: crate::stamp::fqdn(),
+        hostname: crate::message::stamp::fqdn(),
         // No local domains: every recipient is another domain's, allowed for `local_user`.
         policy: Policy::default(),
         max_size: MAX_SIZE,
@@ -53,6 +53,8 @@ pub fn run(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
         auth_failure_delay: Duration::ZERO,
         submission: false,
         local_user: Some(user.to_string()),
+        software: "mailpipe msubmit".into(),
+        warn: |a| crate::run::warn(a),
     };
     let relay = Relay {
         args,
@@ -84,7 +86,7 @@ struct Relay<'a> {
 impl Deliver for Relay<'_> {
     /// All or nothing, as msubmit sends (past a server's recipient limit the recipients of
     /// earlier transactions may have it: see msubmit(1)).
-    fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<Result<()>> {
+    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<Result<()>> {
         let reply = self.answer(env, msg);
         let result = |_| match reply.is_positive() {
             true => Ok(()),
@@ -101,7 +103,7 @@ impl Deliver for Relay<'_> {
         env.rcpts.iter().map(result).collect()
     }
 
-    fn answer(&self, env: &Envelope, msg: &mut Spool) -> Reply {
+    fn answer(&self, env: &Envelope, msg: &mut Buffer) -> Reply {
         match self.pass_on(env, msg) {
             Ok(Fate::Sent(data)) => {
                 let text = data.map(|d| d.text()).unwrap_or_default();
@@ -133,7 +135,7 @@ impl Relay<'_> {
     }
 
     /// Prepare the message as without -bs, then send or queue it.
-    fn pass_on(&self, env: &Envelope, msg: &mut Spool) -> Result<Fate> {
+    fn pass_on(&self, env: &Envelope, msg: &mut Buffer) -> Result<Fate> {
         let stats = message::Stats {
             eight_bit: env.eight_bit,
             // The server stores LF line ends; each becomes CRLF on the wire (for SIZE=).
@@ -167,7 +169,7 @@ impl Relay<'_> {
 }
 
 /// The number of LFs in the spooled message.
-fn line_ends(spool: &mut Spool) -> Result<u64> {
+fn line_ends(spool: &mut Buffer) -> Result<u64> {
     let mut r = spool
         .reader()
         .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;

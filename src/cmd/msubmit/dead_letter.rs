@@ -13,7 +13,7 @@
 //! `msubmit -t` can send it again), without a leading mbox `From ` line of its own.
 
 use crate::exit::{Code, Error, Result};
-use crate::input::Spool;
+use crate::message::buffer::Buffer;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -26,7 +26,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Save `message` after `failure`: the failure with where the message now is, or, when it
 /// cannot be saved either, a temporary failure (75) saying so; the caller must then keep it.
 /// An empty message (nothing was read) is not saved.
-pub fn keep(failure: Error, message: &mut Spool, sender: &str) -> Error {
+pub fn keep(failure: Error, message: &mut Buffer, sender: &str) -> Error {
     if message.is_empty() {
         return failure;
     }
@@ -81,7 +81,7 @@ fn from_line_sender(sender: &str) -> String {
 }
 
 /// Append the message to `~/dead.letter`; returns the path.
-fn save(message: &mut Spool, sender: &str) -> Result<PathBuf> {
+fn save(message: &mut Buffer, sender: &str) -> Result<PathBuf> {
     let path = path().ok_or_else(|| {
         Error::new(
             Code::TempFail,
@@ -93,7 +93,7 @@ fn save(message: &mut Spool, sender: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn append(path: &Path, message: &mut Spool, sender: &str) -> Result<()> {
+fn append(path: &Path, message: &mut Buffer, sender: &str) -> Result<()> {
     let what = || format!("save message to {}", path.display());
     let fail = |e: io::Error| Error::io(Code::TempFail, what(), e);
     let (file, created) = open(path).map_err(fail)?;
@@ -162,7 +162,7 @@ fn lock(file: &File) -> io::Result<()> {
 }
 
 /// Write one mbox entry at the end of `file` (which is `start` bytes long).
-fn write(file: &File, start: u64, message: &mut Spool, sender: &str) -> io::Result<()> {
+fn write(file: &File, start: u64, message: &mut Buffer, sender: &str) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(64 * 1024, file);
     // mbox: an empty line before each `From ` line; the previous writer may have left none.
     let mut tail = [0u8; 2];
@@ -330,7 +330,7 @@ mod tests {
             "From x Thu Jan  1 00:00:00 2026\nSubject: old\n\nold",
         )
         .unwrap();
-        let mut spool = Spool::new();
+        let mut spool = Buffer::new();
         spool
             .write_all(b"From envelope line\nSubject: s\n\nFrom here\nbody")
             .unwrap();
@@ -348,7 +348,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.letter");
-        let mut spool = Spool::new();
+        let mut spool = Buffer::new();
         spool.write_all(b"Subject: s\n\nb\n").unwrap();
         append(&path, &mut spool, "me@a.test").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

@@ -2,11 +2,11 @@
 //! way Postfix's cleanup(8) does before it leaves: Bcc removed, From/Date/Message-ID added,
 //! and with `-t` the recipients taken from the header.
 //!
-//! Only the header block is rewritten (it is in memory: the first MiB of a [`Spool`]); the
+//! Only the header block is rewritten (it is in memory: the first MiB of a [`Buffer`]); the
 //! body streams from the spool untouched, so a message of any size costs flat memory.
 
 use crate::exit::{Code, Error, Result};
-use crate::input::Spool;
+use crate::message::buffer::Buffer;
 use std::io::{self, Read, Write};
 
 /// What reading noticed about the message bytes.
@@ -22,8 +22,8 @@ pub struct Stats {
 /// for msmtp: sendmail's old rule that it ends the message (unless `-i`) cut every message with
 /// such a line in its body, attachments included, when a caller like mutt or a pipeline from
 /// mcompose left out `-i`; we accept `-i` and `-oi` and ignore them.
-pub fn read(input: &mut dyn Read) -> Result<(Spool, Stats)> {
-    let mut spool = Spool::new();
+pub fn read(input: &mut dyn Read) -> Result<(Buffer, Stats)> {
+    let mut spool = Buffer::new();
     let mut stats = Stats::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut prev_cr = false;
@@ -64,7 +64,7 @@ struct RawField {
 /// spool stays the caller's, with the message as it was given (for `dead.letter`).
 pub struct Prepared<'a> {
     header: Vec<u8>,
-    spool: &'a mut Spool,
+    spool: &'a mut Buffer,
     body_start: usize,
     stats: Stats,
 }
@@ -105,7 +105,7 @@ pub struct Fixes<'a> {
 /// Split the header from the spool, apply the fixes, and return the prepared message with
 /// the recipients found in the header (To, Cc, Bcc; or the Resent- set when present).
 pub fn prepare<'a>(
-    spool: &'a mut Spool,
+    spool: &'a mut Buffer,
     stats: Stats,
     fixes: &Fixes,
 ) -> Result<(Prepared<'a>, Vec<String>)> {
@@ -186,7 +186,7 @@ pub fn prepare<'a>(
     }
     let domain = match fixes.sender.rsplit_once('@') {
         Some((_, d)) if !d.is_empty() => d.to_string(),
-        _ => crate::stamp::fqdn(),
+        _ => crate::message::stamp::fqdn(),
     };
     if !has("From") {
         // Written by the folder mcompose uses: a long or non-ASCII -F name becomes several
@@ -200,13 +200,13 @@ pub fn prepare<'a>(
             .collect();
         let mut words = match name.trim() {
             "" => Vec::new(),
-            n => crate::fold::phrase(n),
+            n => crate::message::fold::phrase(n),
         };
         words.push(match words.is_empty() {
             true => fixes.sender.to_string(),
             false => format!("<{}>", fixes.sender),
         });
-        let field = crate::fold::field("From", &words);
+        let field = crate::message::fold::field("From", &words);
         let field = field.strip_suffix('\n').unwrap_or(&field);
         for (i, line) in field.split('\n').enumerate() {
             if i > 0 {
@@ -221,10 +221,10 @@ pub fn prepare<'a>(
         header.extend_from_slice(eol);
     };
     if !has("Date") {
-        add("Date", &crate::stamp::date_now());
+        add("Date", &crate::message::stamp::date_now());
     }
     if !has("Message-ID") {
-        add("Message-ID", &crate::stamp::message_id(&domain));
+        add("Message-ID", &crate::message::stamp::message_id(&domain));
     }
     if needs_separator {
         header.extend_from_slice(eol);

@@ -10,9 +10,9 @@
 use super::Args;
 use crate::config::{Account, Config};
 use crate::exit::{Code, Error, Result};
-use crate::smtp::auth::Mechanism;
+use crate::net::sasl::Mechanism;
+use crate::net::tls::TlsOptions;
 use crate::smtp::client::{Credentials, Options, Security, Timeouts};
-use crate::tls::TlsOptions;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -253,7 +253,7 @@ pub fn server(
         },
     };
     let fingerprint = match args.fingerprint.as_deref().or(acct.get("tls_fingerprint")) {
-        Some(f) => Some(crate::tls::parse_fingerprint(f)?),
+        Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
         None => None,
     };
     let tls = TlsOptions {
@@ -279,7 +279,7 @@ pub fn server(
     let helo = match (&args.helo, acct.get("domain")) {
         (Some(h), _) => checked_helo(h).map_err(|why| usage_error("--helo", h, why))?,
         (None, Some(d)) => checked_helo(d).map_err(|why| config_error(&acct, "domain", why))?,
-        (None, None) => crate::stamp::fqdn(),
+        (None, None) => crate::message::stamp::fqdn(),
     };
     Ok(Server {
         account,
@@ -449,7 +449,7 @@ pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<
     }
     let a = match (addr.rfind('<'), addr.ends_with('>')) {
         (Some(i), true) => &addr[i + 1..addr.len() - 1],
-        _ => crate::header::bare_addr(addr),
+        _ => crate::message::header::bare_addr(addr),
     };
     if a.starts_with('-') {
         return Err(Error::new(

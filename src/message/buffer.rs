@@ -1,6 +1,6 @@
 //! Message input: read a message of any size with bounded memory.
 //!
-//! A [`Spool`] keeps the first [`MEMORY_LIMIT`] bytes in memory (where almost every message
+//! A [`Buffer`] keeps the first [`MEMORY_LIMIT`] bytes in memory (where almost every message
 //! fits, so the common case touches no temporary file) and spills the rest to an anonymous,
 //! already-unlinked temporary file, so a crash leaves nothing behind. The head stays in memory
 //! either way: header rules, loop detection and dedupe read only the header block.
@@ -27,22 +27,22 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>> {
 
 /// A message being received: memory first, then an unlinked temporary file.
 #[derive(Debug, Default)]
-pub struct Spool {
+pub struct Buffer {
     head: Vec<u8>,
     tail: Option<File>,
     len: u64,
 }
 
-impl Spool {
+impl Buffer {
     /// An empty spool.
-    pub fn new() -> Spool {
-        Spool::default()
+    pub fn new() -> Buffer {
+        Buffer::default()
     }
 
     /// Read all of `input` into a new spool, refusing more than `max` bytes (if given) with
     /// [`Code::DataErr`] before reading further.
-    pub fn read_from(input: &mut dyn Read, max: Option<u64>) -> Result<Spool> {
-        let mut spool = Spool::new();
+    pub fn read_from(input: &mut dyn Read, max: Option<u64>) -> Result<Buffer> {
+        let mut spool = Buffer::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match input.read(&mut buf) {
@@ -82,7 +82,7 @@ impl Spool {
         &self.head
     }
 
-    /// True when the whole message is in [`Spool::head`].
+    /// True when the whole message is in [`Buffer::head`].
     pub fn in_memory(&self) -> bool {
         self.tail.is_none()
     }
@@ -117,7 +117,7 @@ impl Read for TailReader<'_> {
     }
 }
 
-impl Write for Spool {
+impl Write for Buffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let room = MEMORY_LIMIT.saturating_sub(self.head.len());
         let (mem, rest) = buf.split_at(room.min(buf.len()));
@@ -219,7 +219,7 @@ mod tests {
         let data: Vec<u8> = (0..MEMORY_LIMIT * 2 + 17)
             .map(|i| (i % 251) as u8)
             .collect();
-        let mut s = Spool::read_from(&mut data.as_slice(), None).unwrap();
+        let mut s = Buffer::read_from(&mut data.as_slice(), None).unwrap();
         assert!(!s.in_memory());
         assert_eq!(s.len(), data.len() as u64);
         let mut back = Vec::new();
@@ -233,16 +233,16 @@ mod tests {
     #[test]
     fn spool_refuses_over_max() {
         let data = vec![b'x'; 100];
-        let e = Spool::read_from(&mut data.as_slice(), Some(99)).unwrap_err();
+        let e = Buffer::read_from(&mut data.as_slice(), Some(99)).unwrap_err();
         assert_eq!(e.code(), Code::DataErr);
-        assert!(Spool::read_from(&mut data.as_slice(), Some(100)).is_ok());
+        assert!(Buffer::read_from(&mut data.as_slice(), Some(100)).is_ok());
     }
 }
 
 /// Read a message as a delivery agent is handed it: a leading mbox `From ` line (Postfix's
 /// and fetchmail's envelope line) is dropped, CRLF becomes LF, every other byte passes as is,
 /// and more than `max` bytes (counted after conversion) is refused with [`Code::DataErr`].
-pub fn read_for_delivery(input: &mut dyn Read, max: Option<u64>) -> Result<Spool> {
+pub fn read_for_delivery(input: &mut dyn Read, max: Option<u64>) -> Result<Buffer> {
     let mut first = Vec::new();
     // The envelope line is short; bound the look so a huge first line streams as usual.
     let mut limited = io::BufReader::new(input);
@@ -253,7 +253,7 @@ pub fn read_for_delivery(input: &mut dyn Read, max: Option<u64>) -> Result<Spool
             .read_until(b'\n', &mut first)
             .or_code(Code::TempFail, "read message")?;
     }
-    let mut lf = LineEnds::new(Limited::new(Spool::new(), max));
+    let mut lf = LineEnds::new(Limited::new(Buffer::new(), max));
     if !(first.starts_with(b"From ") && first.ends_with(b"\n")) {
         write_limited(&mut lf, &first)?;
     }

@@ -3,17 +3,18 @@
 //! Design: the message is read whole before anything is written (into memory, or an unlinked
 //! temporary file past 1 MiB), because every decision (loop, size, rules, dedupe) must be made
 //! before the first byte becomes visible; then it is written to each destination with the
-//! Maildir protocol of [`crate::maildir`]. Exit 0 means every destination has the message on
+//! Maildir protocol of [`crate::store::maildir`]. Exit 0 means every destination has the message on
 //! disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
 //! only faults of the message itself (a loop, over the size limit) are permanent.
 
 use crate::config::{self, Config};
-use crate::dedupe::{self, Cache};
+use crate::deliver::rules::{self, Facts, Rules, Step};
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
-use crate::maildir::Maildir;
-use crate::rules::{self, Facts, Rules, Step};
-use crate::{header, input, run};
+use crate::message::{buffer, header};
+use crate::run;
+use crate::store::dedupe::{self, Cache};
+use crate::store::maildir::Maildir;
 use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -86,7 +87,7 @@ pub struct Args {
     pub verbose: bool,
 }
 
-pub use crate::rules::parse_size;
+pub use crate::config::parse_size;
 
 /// What the environment and configuration resolve the flags to.
 struct Settings {
@@ -208,9 +209,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(f) = &s.folder
         && !f.eq_ignore_ascii_case("inbox")
     {
-        crate::maildir::check_folder_name(f)?;
+        crate::store::maildir::check_folder_name(f)?;
     }
-    let mut msg = input::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
+    let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     if is_blank(&mut msg)? {
         // What a failed command before us in a pipeline leaves (`mcompose … | mdeliver`
         // with mcompose refusing an address): storing it would turn that failure into an
@@ -224,13 +225,13 @@ pub fn run(args: Args) -> Result<()> {
     let block = header::block(msg.head()).to_vec();
 
     if let Some(rcpt) = &s.recipient {
-        crate::local::check_loop(&block, rcpt)?;
+        crate::message::trace::check_loop(&block, rcpt)?;
     }
 
     let sender = s.sender.as_deref().map(header::bare_addr);
     let recipient = s.recipient.as_deref().map(header::bare_addr);
-    let trace = crate::local::trace_over(&block, sender, recipient);
-    let piped_trace = crate::local::trace_for_command(&block, sender, recipient);
+    let trace = crate::message::trace::trace_over(&block, sender, recipient);
+    let piped_trace = crate::message::trace::trace_for_command(&block, sender, recipient);
 
     let facts = Facts {
         header: &block,
@@ -254,7 +255,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Maildir::open_in_existing(&s.maildir)?
     };
-    // The lock is held from the check until the id is recorded: see crate::dedupe.
+    // The lock is held from the check until the id is recorded: see crate::store::dedupe.
     let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
     let mut cache = match (&s.dedupe, &id) {
         (Some(path), Some(_)) => Some(Cache::open(path)?),
@@ -293,7 +294,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// True when the message (after its mbox `From ` line) holds nothing but white space.
-fn is_blank(msg: &mut input::Spool) -> Result<bool> {
+fn is_blank(msg: &mut buffer::Buffer) -> Result<bool> {
     let blank = |b: &[u8]| b.iter().all(u8::is_ascii_whitespace);
     if !blank(msg.head()) {
         return Ok(false);

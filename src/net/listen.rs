@@ -1,22 +1,21 @@
-//! `mreceive --listen`: accept on one or more sockets, one thread per session, bounded.
+//! A listening server's accept loop (mreceive `--listen`, and next maccess): accept on one or
+//! more sockets, one thread per session, bounded; the protocol is the caller's closure.
 //!
 //! A `--listen` argument is an address (`127.0.0.1:25`, `[::1]:25`) or a host name with a
 //! port (`localhost:25`), which stands for every address the name resolves to, each bound
 //! as if given on its own: a name is how inetd, Postfix's inet_interfaces and most daemons
 //! let an administrator say "the loopback interface".
 //!
-//! A session past `--max-sessions` gets `421 4.3.2` and is closed (RFC 5321 §3.8), so a flood
-//! costs a reply, not a thread. SIGTERM, SIGINT or SIGHUP stops accepting at once; sessions in the
+//! A session past `--max-sessions` gets the caller's busy line (SMTP's `421 4.3.2`, RFC 5321
+//! §3.8) and is closed, so a flood costs a reply, not a thread. SIGTERM, SIGINT or SIGHUP stops accepting at once; sessions in the
 //! middle of a transaction run to its end and get `421 4.3.2` to the next command, idle
 //! ones (between transactions) get it at once, then mreceive exits 0. The
 //! signal handler only sets a flag; the accept loop polls the listeners with a short timeout
 //! and looks at it, which needs no self-pipe and no extra crate.
 
 use crate::exit::{Code, Error, Result};
-use crate::handoff::Handoff;
+use crate::net::conn::{Conn, FdIo};
 use crate::run;
-use crate::smtp::conn::{Conn, FdIo};
-use crate::smtp::server::{self, Peer, Settings};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -150,16 +149,23 @@ fn not_here(e: &std::io::Error) -> bool {
 }
 
 /// Serve on `listens` until SIGTERM; returns after the last session ended.
-pub fn serve(
+/// `session` runs on its own thread for each accepted connection, given the connection (its
+/// reads and writes bounded by `timeout`, interrupted by the stop signal) and the client's
+/// address; what it returns is reported on stderr unless it is a client that vanished.
+/// A connection past `max_sessions` gets `busy` (a whole line) and is closed.
+pub fn serve<F>(
     listens: &[Listen],
     max_sessions: usize,
-    settings: Arc<Settings>,
-    handoff: Handoff,
-    implicit_tls: bool,
-) -> Result<()> {
+    timeout: Duration,
+    busy: &'static [u8],
+    session: F,
+) -> Result<()>
+where
+    F: Fn(Conn, SocketAddr) -> Result<()> + Send + Sync + 'static,
+{
     let listeners = bind_all(listens)?;
     install_handlers();
-    let handoff = Arc::new(handoff);
+    let session = Arc::new(session);
     let active = Arc::new(AtomicUsize::new(0));
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
@@ -195,27 +201,19 @@ pub fn serve(
             if active.load(Ordering::SeqCst) >= max_sessions {
                 let mut s = sock;
                 let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = s.write_all(b"421 4.3.2 too many sessions, try again later\r\n");
+                let _ = s.write_all(busy);
                 continue;
             }
             active.fetch_add(1, Ordering::SeqCst);
-            let (settings, handoff, mine) = (
-                Arc::clone(&settings),
-                Arc::clone(&handoff),
-                Arc::clone(&active),
-            );
+            let (session, mine) = (Arc::clone(&session), Arc::clone(&active));
             let spawned = std::thread::Builder::new()
                 .name("session".into())
                 .spawn(move || {
                     // Counted down even if the session panicked.
                     let _slot = Slot(mine);
-                    let peer = Peer {
-                        ip: Some(addr.ip().to_canonical()),
-                    };
-                    let io = FdIo::socket(sock, settings.timeout).stop_on(&STOP);
+                    let io = FdIo::socket(sock, timeout).stop_on(&STOP);
                     let conn = Conn::new(Box::new(io));
-                    if let Err(e) =
-                        server::serve(conn, &settings, &peer, handoff.as_ref(), implicit_tls)
+                    if let Err(e) = session(conn, addr)
                         && !is_quiet(&e)
                     {
                         run::warn(format_args!("{addr}: {e}"));

@@ -1,15 +1,11 @@
-//! Local delivery, the steps mdeliver and mreceive's built-in Maildir delivery share: the
-//! Delivered-To loop check, the trace headers, and storing one message in one inbox.
-//!
-//! One place, so a message delivered by `mreceive --maildir-base` is byte for byte what
-//! `mdeliver` would have stored, with the same durability (see [`crate::maildir`]).
+//! The trace fields a delivery writes and reads: `Return-Path:` and `Delivered-To:` (RFC 5321
+//! §4.4), the Delivered-To loop check, and the stamp an MTA's local delivery puts on top of
+//! a message before it runs us. Used by every delivery (mdeliver, mreceive's built-in one,
+//! a rules pipe), so a message stored by any of them carries the same trace.
 
 use crate::exit::{Code, Error, Result};
-use crate::header;
-use crate::input::Spool;
-use crate::maildir::{Delivered, Maildir};
+use crate::message::header;
 use std::io::Write;
-use std::path::Path;
 
 /// qmail-local's loop rule: a message that already carries our Delivered-To: went round.
 /// Permanent (65), so the MTA bounces it instead of trying forever.
@@ -106,23 +102,6 @@ pub fn trace(sender: Option<&str>, recipient: Option<&str>) -> Vec<u8> {
     t
 }
 
-/// Deliver `msg` into the inbox of the Maildir at `root` (created when missing), for
-/// `recipient` from `sender`: loop check, trace headers, Maildir protocol. Returns when the
-/// message is on disk.
-pub fn deliver_inbox(
-    root: &Path,
-    sender: &str,
-    recipient: &str,
-    msg: &mut Spool,
-) -> Result<Delivered> {
-    check_loop(header::block(msg.head()), recipient)?;
-    let trace = trace(Some(sender), Some(recipient));
-    Maildir::open(root)?.deliver("", |w| {
-        w.write_all(&trace)?;
-        msg.copy_to(w)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,14 +146,6 @@ mod tests {
         assert_eq!(
             trace_over(below, Some("a@y"), None),
             b"Return-Path: <a@y>\n"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let mut msg = Spool::new();
-        msg.write_all(b"Subject: s\n\nhi\n").unwrap();
-        let d = deliver_inbox(&dir.path().join("M"), "a@y", "b@x", &mut msg).unwrap();
-        assert_eq!(
-            std::fs::read(d.path).unwrap(),
-            b"Return-Path: <a@y>\nDelivered-To: b@x\nSubject: s\n\nhi\n"
         );
     }
 }

@@ -5,19 +5,19 @@
 //! back. Only then is it validated and encoded ([`compose::header_block`]), and every input
 //! file is opened and every text scanned before the first byte is written, so a bad address
 //! or a missing attachment leaves no half message behind. Bodies stream (see
-//! [`crate::mime`]): memory stays flat whatever the size of the attachments.
+//! [`crate::message::mime`]): memory stays flat whatever the size of the attachments.
 //!
-//! lettre's message builder is not used: [`crate::fold`] and [`crate::mime`] say where it
+//! lettre's message builder is not used: [`crate::message::fold`] and [`crate::message::mime`] say where it
 //! falls short (folding past 998, raw control characters, whole bodies in memory, CRLF,
 //! base64 for short text, a Message-ID from the short host name).
 
-use crate::address::{self, Mailbox};
-use crate::compose::{self, Draft, Stamp};
 use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
-use crate::mime::{self, Content};
-use crate::stamp;
+use crate::message::address::{self, Mailbox};
+use crate::message::compose::{self, Draft, Stamp};
+use crate::message::mime::{self, Content};
+use crate::message::stamp;
 use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -292,17 +292,17 @@ fn edit(path: &Path) -> Result<()> {
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     let mut data = Vec::new();
-    crate::input::open(path)?
+    crate::message::buffer::open(path)?
         .read_to_end(&mut data)
         .or_code_with(Code::IoErr, || path.display().to_string())?;
     Ok(data)
 }
 
-/// The first [`crate::input::MEMORY_LIMIT`] bytes of `path`: room for any header block.
+/// The first [`crate::message::buffer::MEMORY_LIMIT`] bytes of `path`: room for any header block.
 fn read_head(path: &Path) -> Result<Vec<u8>> {
     let mut data = Vec::new();
-    crate::input::open(path)?
-        .take(crate::input::MEMORY_LIMIT as u64)
+    crate::message::buffer::open(path)?
+        .take(crate::message::buffer::MEMORY_LIMIT as u64)
         .read_to_end(&mut data)
         .or_code_with(Code::IoErr, || path.display().to_string())?;
     Ok(data)
@@ -389,7 +389,7 @@ pub fn run(args: Args) -> Result<()> {
                 text.push(b'\n');
             }
             let src = args.body.clone().unwrap_or_else(|| PathBuf::from("-"));
-            let input = crate::input::open(&src)?;
+            let input = crate::message::buffer::open(&src)?;
             return finish(
                 &args,
                 &account_domain(&account),
@@ -455,7 +455,7 @@ fn finish(args: &Args, cfg_domain: &Option<String>, d: Draft, body: &mut dyn Rea
         .collect::<Result<Vec<Content>>>()?;
     let html = match &args.html {
         Some(p) => Some(compose::text(
-            &mut crate::input::open(p)?,
+            &mut crate::message::buffer::open(p)?,
             &p.display().to_string(),
             "html",
         )?),
@@ -505,7 +505,7 @@ fn write_out(path: Option<&Path>, body: impl FnOnce(&mut dyn Write) -> Result<()
     tmp.as_file().sync_all().or_code(Code::IoErr, &what)?;
     tmp.persist_noclobber(path)
         .map_err(|e| Error::io(Code::CantCreat, &what, e.error))?;
-    crate::maildir::sync_dir(dir).or_code(Code::IoErr, &what)
+    crate::store::maildir::sync_dir(dir).or_code(Code::IoErr, &what)
 }
 
 /// mcompose's documentation.

@@ -5,17 +5,18 @@
 //! or systemd own the sockets, the limits and the privileges; `--listen` runs the same session
 //! in a thread per connection for a busy MX that should not pay for a process per message.
 //! The protocol is [`crate::smtp::server`] on the project's one SMTP module; delivery is
-//! [`crate::handoff`] (built-in Maildirs through mdeliver's code, a delivery command, or the
+//! [`crate::cmd::mreceive::handoff`] (built-in Maildirs through mdeliver's code, a delivery command, or the
 //! outgoing queue). A 250 is sent only after the message is durable; every doubt is a 4xx.
 
-mod listen;
+pub mod handoff;
 
+use crate::cmd::mreceive::handoff::{Handoff, Local, names_recipient};
+use crate::config::parse_size;
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
-use crate::handoff::{Handoff, Local, names_recipient};
+use crate::net::conn::{Conn, FdIo};
+use crate::net::listen;
 use crate::passwd::Passwords;
-use crate::rules::parse_size;
-use crate::smtp::conn::{Conn, FdIo};
 use crate::smtp::policy::{Policy, load_users};
 use crate::smtp::server::{self, Peer, Settings};
 use clap::{CommandFactory, Parser};
@@ -143,12 +144,19 @@ pub fn run(args: Args) -> Result<()> {
     let (settings, handoff) = configure(&args)?;
     let settings = Arc::new(settings);
     if !listens.is_empty() {
+        let implicit_tls = args.tls_on_connect;
+        let timeout = settings.timeout;
         return listen::serve(
             &listens,
             args.max_sessions,
-            settings,
-            handoff,
-            args.tls_on_connect,
+            timeout,
+            b"421 4.3.2 too many sessions, try again later\r\n",
+            move |conn, addr| {
+                let peer = Peer {
+                    ip: Some(addr.ip().to_canonical()),
+                };
+                server::serve(conn, &settings, &peer, &handoff, implicit_tls).map(drop)
+            },
         );
     }
     quiet_stderr_on_the_socket();
@@ -183,7 +191,7 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
     let local = local_delivery(args)?;
     let users = args.users.as_deref().map(load_users).transpose()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
+        (Some(c), Some(k)) => Some(crate::net::tls::server_config(c, k)?),
         _ => None,
     };
     let passwords = args
@@ -192,9 +200,15 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
         .map(Passwords::load)
         .transpose()?
         .map(Arc::new);
-    let queue = args.queue_dir.clone().or_else(crate::spool::default_dir);
+    let queue = args
+        .queue_dir
+        .clone()
+        .or_else(crate::store::queue::default_dir);
     let settings = Settings {
-        hostname: args.hostname.clone().unwrap_or_else(crate::stamp::fqdn),
+        hostname: args
+            .hostname
+            .clone()
+            .unwrap_or_else(crate::message::stamp::fqdn),
         policy: Policy::new(&args.domains, users),
         max_size: args.max_size,
         max_recipients: args.max_recipients,
@@ -208,6 +222,8 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
             .map_err(|_| usage("--auth-failure-delay", "not a number of seconds"))?,
         submission: args.submission,
         local_user: None,
+        software: "mailpipe mreceive".into(),
+        warn: |a| crate::run::warn(a),
     };
     Ok((settings, Handoff { local, queue }))
 }
@@ -233,7 +249,7 @@ fn local_delivery(args: &Args) -> Result<Local> {
             None => Err(one_mailbox("no --maildir-base")),
         };
     };
-    let argv = crate::rules::words(command).map_err(|why| usage("--deliver-command", &why))?;
+    let argv = crate::config::words(command).map_err(|why| usage("--deliver-command", &why))?;
     if argv.is_empty() {
         return Err(usage("--deliver-command", "empty"));
     }
@@ -321,5 +337,5 @@ pub fn page() -> Page {
     }
 }
 
-const DESCRIPTION: &str = include_str!("mreceive/description.roff");
-const SECTIONS: &str = include_str!("mreceive/sections.roff");
+const DESCRIPTION: &str = include_str!("description.roff");
+const SECTIONS: &str = include_str!("sections.roff");

@@ -257,6 +257,18 @@ pub enum Line {
 /// The buffer size: one read fills it; lines longer than the limits never accumulate.
 const BUF: usize = 64 * 1024;
 
+/// What reads line-based content through [`Conn::read_data`]: the protocol's decoder (SMTP's
+/// DATA decoder; next the POP3 client's multi-line reader), which owns the grammar (dot
+/// unstuffing, the end mark, line limits) while the connection owns buffering and deadlines.
+pub trait LineSink {
+    /// Take one line ending in LF; true when it ended the content.
+    fn line(&mut self, line: &[u8]) -> bool;
+    /// The longest line to gather before calling [`LineSink::overlong`].
+    fn max_line(&self) -> usize;
+    /// `n` octets of a line longer than the limit, without its end, were dropped.
+    fn overlong(&mut self, n: usize);
+}
+
 /// One connection: buffered input, batched output.
 pub struct Conn {
     stream: Stream,
@@ -420,23 +432,17 @@ impl Conn {
         }
     }
 
-    /// Read DATA content up to the line `.` (RFC 5321 §4.1.1.4), feeding each line to
-    /// `decoder`. Returns false when the client closed the connection first.
-    pub fn read_data<W: Write>(
-        &mut self,
-        decoder: &mut super::inbound::Decoder<W>,
-    ) -> io::Result<bool> {
+    /// Read dot-terminated content (SMTP DATA, RFC 5321 §4.1.1.4; a POP3 multi-line reply,
+    /// RFC 1939 §3), feeding each line to `decoder` until it says the end was seen. Returns
+    /// false when the peer closed the connection first.
+    pub fn read_data(&mut self, decoder: &mut dyn LineSink) -> io::Result<bool> {
         let start = Instant::now();
         let r = self.read_data_now(decoder, start);
         self.no_deadline();
         r
     }
 
-    fn read_data_now<W: Write>(
-        &mut self,
-        decoder: &mut super::inbound::Decoder<W>,
-        start: Instant,
-    ) -> io::Result<bool> {
+    fn read_data_now(&mut self, decoder: &mut dyn LineSink, start: Instant) -> io::Result<bool> {
         let mut got = 0u64;
         loop {
             let avail = &self.buf[self.pos..];

@@ -9,17 +9,18 @@
 //!
 //! Parsing is total: any input gives a value or an [`Error`] with [`Code::DataErr`] that
 //! names the offending address. Formatting gives the pieces of a header value between which
-//! a folder may break the line (see [`crate::fold`]); display names that need it are quoted
+//! a folder may break the line (see [`crate::message::fold`]); display names that need it are quoted
 //! (§3.2.4) or become RFC 2047 encoded-words.
 //!
 //! The API in one breath: [`parse_list`] reads a To/Cc/Bcc/From value into [`Address`]es,
 //! [`mailboxes`] flattens the groups (the recipients msubmit -t sends to), [`parse_mailbox`]
 //! wants exactly one, [`parse_addr_spec`] reads an envelope address; [`list_words`] and
-//! [`Mailbox::words`] give the header form for [`crate::fold::field`], and
+//! [`Mailbox::words`] give the header form for [`crate::message::fold::field`], and
 //! [`Mailbox::to_utf8`] the form a person reads and types.
 
+pub use super::header::{is_atext, is_dot_atom, quote};
 use crate::exit::{Code, Error, Result};
-use crate::fold;
+use crate::message::fold;
 use std::fmt;
 
 /// An addr-spec: `local-part@domain`, stored unquoted.
@@ -223,35 +224,6 @@ pub fn list_words(list: &[Address]) -> Vec<String> {
         words.extend(w);
     }
     words
-}
-
-/// RFC 5322 §3.2.3 atext, extended by RFC 6532 §3.2 (and RFC 6531 §3.3 for SMTP) to any
-/// non-ASCII character that is not a control.
-pub fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || "!#$%&'*+-/=?^_`{|}~".contains(c)
-        || (!c.is_ascii() && !c.is_control())
-}
-
-/// RFC 5322 §3.2.3 dot-atom-text.
-pub fn is_dot_atom(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|part| !part.is_empty() && part.chars().all(is_atext))
-}
-
-/// A quoted-string (§3.2.4) holding `s`, with `"` and `\` escaped.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 /// Check a domain: dot-atom labels of letters, digits and hyphens (or non-ASCII letters, an

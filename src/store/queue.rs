@@ -1,7 +1,7 @@
 //! The outgoing queue: messages with their envelopes, stored durably until a server took them.
 //!
 //! msubmit's `--queue` and `--flush` use it now; mrelay and mreceive's submission role will
-//! share it. The queue directory is a Maildir, so storing is [`crate::maildir`]'s protocol:
+//! share it. The queue directory is a Maildir, so storing is [`crate::store::maildir`]'s protocol:
 //! a unique file in `tmp/` (O_EXCL), written, fsynced, renamed into `new/`, and `new/` fsynced
 //! before we say "queued". Each file is the envelope (a few `key value` lines, a blank line)
 //! then the message as given. Removal happens only after the server's 250 to the end of data.
@@ -18,7 +18,7 @@
 //! sending the same message at once.
 
 use crate::exit::{Code, Context, Error, Result};
-use crate::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
+use crate::store::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -20,9 +20,10 @@
 //! unfolded: RFC 5322 §2.2.3), header names ignore case (RFC 5322 §1.2.2), and text tests
 //! ignore case as procmail's do.
 
+use crate::config::{parse_size, words};
 use crate::exit::{Code, Context, Error, Result};
-use crate::header;
-use crate::maildir::{check_folder_name, normalize_flags};
+use crate::message::header;
+use crate::store::maildir::{check_folder_name, normalize_flags};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -30,21 +31,6 @@ use std::time::Duration;
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// Parse a size with an optional k/M/G suffix (powers of 1024).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}"))
-}
 
 /// What a rule can look at.
 #[derive(Debug, Clone, Copy)]
@@ -427,55 +413,6 @@ fn first_line(s: &str) -> String {
     s.lines().last().unwrap_or(s).trim().to_string()
 }
 
-/// Split a line into words. Blanks separate words; `"..."` groups, with `\"` and `\\` as the
-/// only escapes (any other backslash is kept, so regexes read naturally); `'...'` groups with
-/// no escapes at all; an unquoted `#` at the start of a word begins a comment. No variables,
-/// no globbing, no shell: the words are used exactly as written.
-pub fn words(line: &str) -> std::result::Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        match chars.peek() {
-            None | Some('#') => return Ok(out),
-            _ => {}
-        }
-        let mut word = String::new();
-        while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
-                break;
-            }
-            chars.next();
-            match c {
-                '\'' => loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated ' quote".into()),
-                    }
-                },
-                '"' => loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(e @ ('"' | '\\')) => word.push(e),
-                            Some(e) => {
-                                word.push('\\');
-                                word.push(e);
-                            }
-                            None => return Err("unterminated \" quote".into()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated \" quote".into()),
-                    }
-                },
-                c => word.push(c),
-            }
-        }
-        out.push(word);
-    }
-}
-
 /// How long a `pipe` command may run: procmail's TIMEOUT (960 s), a little under Postfix's
 /// command_time_limit (1000 s) so that we, not the MTA, say what hung.
 pub const PIPE_TIME_LIMIT: Duration = Duration::from_secs(900);
@@ -505,7 +442,7 @@ pub fn pipe_with_limit(
 ) -> Result<()> {
     let what = format!("pipe to {}", argv.first().map_or("", String::as_str));
     let vars = [("SENDER", sender), ("RECIPIENT", recipient)];
-    let status = crate::handoff::run_fed(argv, &vars, limit, write)?;
+    let status = crate::deliver::command::run_fed(argv, &vars, limit, write)?;
     if status.success() {
         return Ok(());
     }
@@ -538,21 +475,6 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect()
-    }
-
-    #[test]
-    fn words_quote_without_a_shell() {
-        assert_eq!(
-            words("a  'b c' \"d\\\"e\\d\" # x").unwrap(),
-            ["a", "b c", "d\"e\\d"]
-        );
-        assert_eq!(words("x'y'\"z\"").unwrap(), ["xyz"]);
-        assert_eq!(
-            words("$(touch /tmp/x); `id`").unwrap(),
-            ["$(touch", "/tmp/x);", "`id`"]
-        );
-        assert!(words("'open").is_err() && words("\"open\\").is_err());
-        assert!(words("   # only a comment").unwrap().is_empty());
     }
 
     #[test]

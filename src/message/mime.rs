@@ -1,7 +1,7 @@
 //! MIME bodies (RFC 2045, 2046): transfer-encoding choice, quoted-printable and base64
 //! encoders, media-type detection, and writing a tree of parts with flat memory.
 //!
-//! Every body is streamed: text is scanned once (from a [`Spool`], memory then temporary
+//! Every body is streamed: text is scanned once (from a [`Buffer`], memory then temporary
 //! file) to choose its encoding, then encoded as it is copied out; attachments are read from
 //! their file in 57-byte multiples and written as base64 lines. So a 50 MB attachment costs
 //! a few buffers, not 50 MB (or 67 MB of base64) in memory.
@@ -13,8 +13,10 @@
 //! uses LF line ends, like every mailpipe tool; msubmit converts to CRLF for SMTP.
 
 use crate::exit::{Code, Error, Result};
-use crate::fold;
-use crate::input::Spool;
+use crate::message::buffer::Buffer;
+use crate::message::fold;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -152,26 +154,6 @@ pub fn scan(r: &mut dyn Read) -> io::Result<TextScan> {
     Ok(s)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Base64 (RFC 4648 §4) of `data`, on one line.
-pub fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Copy `r` to `w` as base64 lines of 76 characters (RFC 2045 §6.8), the last one ended
 /// too. Reads in multiples of 57 bytes, so memory stays flat whatever the size.
 pub fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<()> {
@@ -184,7 +166,7 @@ pub fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<(
         }
         out.clear();
         for line in buf[..n].chunks(57) {
-            out.push_str(&base64(line));
+            STANDARD.encode_string(line, &mut out);
             out.push('\n');
         }
         w.write_all(out.as_bytes()).map_err(write_error)?;
@@ -314,7 +296,7 @@ impl<W: Write> Write for QpWriter<W> {
 /// header because it holds "=").
 pub fn boundary() -> String {
     let mut r = [0u8; 12];
-    crate::stamp::fill_random(&mut r);
+    crate::message::stamp::fill_random(&mut r);
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     format!("{BOUNDARY_PREFIX}_{hex}")
 }
@@ -374,7 +356,7 @@ pub enum Content {
         /// `plain` or `html`.
         subtype: &'static str,
         /// The text.
-        data: Spool,
+        data: Buffer,
         /// Its scan.
         scan: TextScan,
     },
@@ -394,7 +376,7 @@ pub enum Content {
     /// A whole message (message/rfc822, RFC 2046 §5.2.1), LF line ends, already scanned.
     Message {
         /// The message.
-        data: Spool,
+        data: Buffer,
         /// Its scan.
         scan: TextScan,
         /// The file name to show.
@@ -500,7 +482,7 @@ fn disposition(inline: bool, filename: &str) -> String {
 }
 
 /// Copy text from `data` in `cte`; the output always ends with a line end.
-fn write_text(data: &mut Spool, cte: Cte, ends_nl: bool, w: &mut dyn Write) -> Result<()> {
+fn write_text(data: &mut Buffer, cte: Cte, ends_nl: bool, w: &mut dyn Write) -> Result<()> {
     let mut r = data
         .reader()
         .map_err(|e| Error::io(Code::IoErr, "read spooled text", e))?;
@@ -522,9 +504,9 @@ fn write_text(data: &mut Spool, cte: Cte, ends_nl: bool, w: &mut dyn Write) -> R
     }
 }
 
-/// Spool `r` as text: CRLF becomes LF; scan it.
-pub fn spool_text(r: &mut dyn Read, what: &str) -> Result<(Spool, TextScan)> {
-    let mut lf = crate::input::LineEnds::new(Spool::new());
+/// Buffer `r` as text: CRLF becomes LF; scan it.
+pub fn spool_text(r: &mut dyn Read, what: &str) -> Result<(Buffer, TextScan)> {
+    let mut lf = crate::message::buffer::LineEnds::new(Buffer::new());
     io::copy(r, &mut lf).map_err(|e| Error::io(Code::IoErr, what, e))?;
     let mut spool = lf.finish().map_err(|e| Error::io(Code::IoErr, what, e))?;
     let s = {
@@ -537,7 +519,7 @@ pub fn spool_text(r: &mut dyn Read, what: &str) -> Result<(Spool, TextScan)> {
 }
 
 /// Line ends of a whole message for message/rfc822, as bytes stream through: CRLF becomes
-/// LF like [`crate::input::LineEnds`], and a stray bare CR, which may not travel inside a
+/// LF like [`crate::message::buffer::LineEnds`], and a stray bare CR, which may not travel inside a
 /// message/rfc822 part (RFC 2046 §5.2.1: 7bit or 8bit, so lines end in CRLF only, RFC 2045
 /// §2.7), is repaired.
 ///
@@ -621,7 +603,7 @@ pub fn message_part(
     inline: bool,
 ) -> Result<Content> {
     let what = path.display().to_string();
-    let mut lf = MessageLineEnds::new(Spool::new());
+    let mut lf = MessageLineEnds::new(Buffer::new());
     io::copy(&mut file, &mut lf).map_err(|e| Error::io(Code::IoErr, &what, e))?;
     let mut data = lf.finish().map_err(|e| Error::io(Code::IoErr, &what, e))?;
     let scan = {
@@ -677,7 +659,7 @@ mod tests {
             ("foo", "Zm9v"),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(i.as_bytes()), o);
+            assert_eq!(STANDARD.encode(i.as_bytes()), o);
         }
         let data: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
         let mut out = Vec::new();

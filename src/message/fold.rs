@@ -116,9 +116,9 @@ pub fn phrase(text: &str) -> Vec<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let plain = |w: &&str| w.len() <= 60 && !w.contains("=?");
     if !words.is_empty()
-        && words
-            .iter()
-            .all(|w| plain(w) && crate::address::is_dot_atom(w) && !w.contains('.') && w.is_ascii())
+        && words.iter().all(|w| {
+            plain(w) && crate::message::header::is_dot_atom(w) && !w.contains('.') && w.is_ascii()
+        })
     {
         return words.iter().map(|w| w.to_string()).collect();
     }
@@ -128,7 +128,7 @@ pub fn phrase(text: &str) -> Vec<String> {
             .all(|w| plain(w) && w.bytes().all(|b| b.is_ascii_graphic()))
     {
         // FWS may fold a quoted-string (RFC 5322 §3.2.4), so break it at its spaces.
-        let quoted = crate::address::quote(&words.join(" "));
+        let quoted = crate::message::header::quote(&words.join(" "));
         return quoted.split(' ').map(str::to_string).collect();
     }
     encode_words(&words.join(" "))
@@ -173,7 +173,7 @@ pub fn encode_words(text: &str) -> Vec<String> {
             if chunk.len() + c.len_utf8() > 39 {
                 out.push(format!(
                     "=?utf-8?b?{}?=",
-                    crate::mime::base64(chunk.as_bytes())
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &chunk)
                 ));
                 chunk.clear();
             }
@@ -182,7 +182,7 @@ pub fn encode_words(text: &str) -> Vec<String> {
         if !chunk.is_empty() || out.is_empty() {
             out.push(format!(
                 "=?utf-8?b?{}?=",
-                crate::mime::base64(chunk.as_bytes())
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &chunk)
             ));
         }
     }
@@ -229,7 +229,7 @@ pub fn is_token(s: &str) -> bool {
 pub fn parameter(name: &str, value: &str) -> Vec<String> {
     let plain = |b: u8| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\';
     if value.len() <= 60 && value.bytes().all(plain) {
-        return vec![format!("{name}={}", crate::address::quote(value))];
+        return vec![format!("{name}={}", crate::message::header::quote(value))];
     }
     // RFC 2231 §7 attribute-char: token characters other than "*", "'" and "%".
     let mut pieces: Vec<String> = Vec::new();

@@ -1,7 +1,7 @@
 //! Where mreceive hands accepted mail: local recipients into Maildirs (built in, through
-//! [`crate::local`], the code mdeliver uses) or to a delivery command once per recipient;
+//! [`crate::deliver`], the code mdeliver uses) or to a delivery command once per recipient;
 //! recipients of other domains (only authenticated clients may have them) into the outgoing
-//! spool ([`crate::spool`]), one entry per message, for msubmit's `--flush` and mrelay.
+//! spool ([`crate::store::queue`]), one entry per message, for msubmit's `--flush` and mrelay.
 //!
 //! Every path reports success only when the message is durable: the Maildir protocol with the
 //! directory fsync, the queue's same protocol, or the command's exit 0 (its promise, as with
@@ -9,15 +9,11 @@
 //! permanent (the msmtpd contract); a command that cannot be started or dies by a signal is
 //! our problem and temporary.
 
-use crate::exit::{Code, Context, Error, Result};
-use crate::input::Spool;
+use crate::exit::{Code, Error, Result};
+use crate::message::buffer::Buffer;
 use crate::smtp::server::{Deliver, Envelope};
-use crate::spool::{self, Queue};
-use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
+use crate::store::queue::{self, Queue};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 /// How local recipients get their mail.
@@ -88,7 +84,7 @@ pub struct Handoff {
 }
 
 impl Deliver for Handoff {
-    fn deliver(&self, env: &Envelope, msg: &mut Spool) -> Vec<Result<()>> {
+    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<Result<()>> {
         self.deliver_within(env, msg, COMMAND_TIME_LIMIT)
     }
 }
@@ -98,7 +94,7 @@ impl Handoff {
     /// `limit`: the client waits for one reply to the whole message (10 minutes, RFC 5321
     /// §4.5.3.2.6), so a limit per command would let 100 slow recipients run for hours and
     /// the client give up and send it again anyway.
-    fn deliver_within(&self, env: &Envelope, msg: &mut Spool, limit: Duration) -> Vec<Result<()>> {
+    fn deliver_within(&self, env: &Envelope, msg: &mut Buffer, limit: Duration) -> Vec<Result<()>> {
         let deadline = Instant::now() + limit;
         // Recipients of other domains (only authenticated clients have them): one queue entry.
         let remote: Vec<&str> = env
@@ -117,7 +113,7 @@ impl Handoff {
                 match &self.local {
                     Local::Maildirs(base) => {
                         let root = maildir_of(base, user);
-                        crate::local::deliver_inbox(&root, &env.from, &rc.address, msg).map(drop)
+                        crate::deliver::deliver_inbox(&root, &env.from, &rc.address, msg).map(drop)
                     }
                     Local::Command { argv, base } => {
                         let maildir = base.as_ref().map(|b| maildir_of(b, user));
@@ -135,7 +131,12 @@ impl Handoff {
                                 "no time left for this recipient",
                             ));
                         }
-                        deliver_command(&expand(argv, user, &rc.address), &vars, left, msg)
+                        crate::deliver::command::deliver(
+                            &expand(argv, user, &rc.address),
+                            &vars,
+                            left,
+                            msg,
+                        )
                     }
                     Local::Nowhere => Err(Error::new(
                         Code::TempFail,
@@ -161,11 +162,11 @@ pub fn maildir_of(base: &Path, user: &str) -> PathBuf {
 }
 
 impl Handoff {
-    fn enqueue(&self, env: &Envelope, rcpts: &[&str], msg: &mut Spool) -> Result<()> {
+    fn enqueue(&self, env: &Envelope, rcpts: &[&str], msg: &mut Buffer) -> Result<()> {
         let Some(dir) = &self.queue else {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
-        let queued = spool::Envelope {
+        let queued = queue::Envelope {
             account: None,
             from: env.from.clone(),
             rcpts: rcpts.iter().map(|r| (r.to_string(), None)).collect(),
@@ -173,39 +174,11 @@ impl Handoff {
             envid: None,
             eight_bit: env.eight_bit,
             size: msg.len(),
-            queued: spool::now(),
+            queued: queue::now(),
         };
         Queue::open(dir)?
             .store(&queued, |w| msg.copy_to(w))
             .map(drop)
-    }
-}
-
-/// Run a delivery command for one recipient: exit 0 delivered, 75 temporary, anything else
-/// permanent; not starting or a signal is temporary.
-fn deliver_command(
-    argv: &[String],
-    vars: &[(&str, Option<&str>)],
-    limit: Duration,
-    msg: &mut Spool,
-) -> Result<()> {
-    let what = format!("deliver via {}", argv.first().map_or("", String::as_str));
-    let status = run_fed(argv, vars, limit, |w| msg.copy_to(w))?;
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(()),
-        (Some(75), _) => Err(Error::new(Code::TempFail, what, "exited with status 75")),
-        (Some(c), _) => Err(Error::new(
-            Code::Unavailable,
-            what,
-            format!("exited with status {c}"),
-        )),
-        (None, Some(s)) => Err(Error::new(
-            Code::TempFail,
-            what,
-            format!("killed by signal {s}"),
-        )),
-        _ => Err(Error::new(Code::TempFail, what, "failed")),
     }
 }
 
@@ -214,95 +187,11 @@ fn deliver_command(
 /// instead of timing out and sending the message again anyway.
 pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
 
-/// Run `argv` directly (no shell) with `vars` set (or removed when `None`), the bytes `write`
-/// produces on its standard input, standard output discarded and standard error shared.
-/// A command that exits without reading all its input is not an error here: its exit status
-/// says what happened. Failing to start it is [`Code::TempFail`]; so is running longer than
-/// `limit`, after which it is killed with its whole process group.
-pub fn run_fed(
-    argv: &[String],
-    vars: &[(&str, Option<&str>)],
-    limit: Duration,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<ExitStatus> {
-    let Some(prog) = argv.first() else {
-        return Err(Error::new(Code::TempFail, "pipe", "no command"));
-    };
-    let what = format!("pipe to {prog}");
-    let mut cmd = Command::new(prog);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    for (key, val) in vars {
-        match val {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    // Its own process group, so the watchdog also stops what it started (a grandchild
-    // holding the pipe open would keep our write blocked).
-    cmd.process_group(0);
-    let mut child = cmd.spawn().or_code(Code::TempFail, what.clone())?;
-    let pid = child.id() as libc::pid_t;
-    // Without a limit a command that never exits (or never reads) holds the delivery, and
-    // the MTA or SMTP client behind it, for ever.
-    let (done, expired) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let late = expired.recv_timeout(limit) == Err(RecvTimeoutError::Timeout);
-        if late {
-            // SAFETY: kill(2) has no memory effects. The child is not reaped before this
-            // thread is joined (see wait_unreaped below), so the group id is still its own.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        late
-    });
-    let written = match child.stdin.take() {
-        Some(stdin) => {
-            let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
-            write(&mut w).and_then(|()| w.flush())
-        }
-        None => Ok(()),
-    };
-    wait_unreaped(pid).or_code(Code::TempFail, what.clone())?;
-    let _ = done.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
-    let status = child.wait().or_code(Code::TempFail, what.clone())?;
-    if timed_out {
-        return Err(Error::new(
-            Code::TempFail,
-            what,
-            format!("killed after {} seconds", limit.as_secs_f32()),
-        ));
-    }
-    match written {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io(Code::TempFail, what, e)),
-        _ => Ok(status),
-    }
-}
-
-/// Wait until child `pid` has exited, leaving it a zombie (WNOWAIT): its pid cannot be
-/// reused until `Child::wait` reaps it.
-fn wait_unreaped(pid: libc::pid_t) -> io::Result<()> {
-    loop {
-        // SAFETY: siginfo_t is plain data, for which all zero bytes are a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOWAIT;
-        // SAFETY: info is a valid siginfo_t to write to; waitid has no other effects.
-        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::smtp::server::Recipient;
+    use std::io::Write;
 
     #[test]
     fn placeholders() {
@@ -345,7 +234,7 @@ mod tests {
             rcpts: vec![rcpt("a"), rcpt("b"), rcpt("c"), rcpt("d")],
             ..Envelope::default()
         };
-        let mut msg = Spool::new();
+        let mut msg = Buffer::new();
         msg.write_all(b"Subject: x\n\nhi\n").unwrap();
         let start = Instant::now();
         let results = handoff.deliver_within(&env, &mut msg, Duration::from_secs(1));

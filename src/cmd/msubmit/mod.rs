@@ -10,7 +10,7 @@
 //! so the caller keeps the mail. A message that was read but could be neither sent nor queued
 //! goes to `~/dead.letter` (`dead_letter.rs`), since the caller may no longer have it.
 //!
-//! The queue ([`crate::spool`]) makes msubmit usable offline: `--queue` stores,
+//! The queue ([`crate::store::queue`]) makes msubmit usable offline: `--queue` stores,
 //! `--flush` sends everything over one connection per account, `--list` shows it.
 //!
 //! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
@@ -30,7 +30,7 @@ use crate::smtp::Reply;
 use crate::smtp::client::{
     Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
 };
-use crate::spool::{self, Queue};
+use crate::store::queue::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -243,7 +243,7 @@ fn queue_dir(args: &Args, cfg: &Config) -> Result<PathBuf> {
 }
 
 fn default_queue_dir() -> Option<PathBuf> {
-    spool::default_dir()
+    queue::default_dir()
 }
 
 fn trace(verbose: bool) -> Option<Trace> {
@@ -257,8 +257,8 @@ fn trace(verbose: bool) -> Option<Trace> {
 
 /// The address of the first mailbox in the From: field.
 fn header_from(head: &[u8]) -> Option<String> {
-    let block = crate::header::block(head);
-    let field = crate::header::fields(block)
+    let block = crate::message::header::block(head);
+    let field = crate::message::header::fields(block)
         .into_iter()
         .find(|f| f.is("From"))?;
     let mut line = b"From:".to_vec();
@@ -287,7 +287,11 @@ fn submit(args: &Args) -> Result<()> {
 }
 
 /// Send or queue the message read into `spool`.
-fn send_message(args: &Args, spool: &mut crate::input::Spool, stats: message::Stats) -> Result<()> {
+fn send_message(
+    args: &Args,
+    spool: &mut crate::message::buffer::Buffer,
+    stats: message::Stats,
+) -> Result<()> {
     let cfg = &Config::load(args.config.as_deref())?;
     let queue_dir = &|| queue_dir(args, cfg);
     let from_header = header_from(spool.head());
@@ -302,9 +306,10 @@ fn send_message(args: &Args, spool: &mut crate::input::Spool, stats: message::St
     };
     // A bare login name (`-f root`, `-f www-data`) is completed with this host's name, as
     // sendmail and Postfix ($myorigin) do, not refused.
-    let sender = settings::envelope_address("sender", &sender, Some(&crate::stamp::fqdn()))?;
+    let sender =
+        settings::envelope_address("sender", &sender, Some(&crate::message::stamp::fqdn()))?;
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_string());
-    let resent = crate::header::fields(crate::header::block(spool.head()))
+    let resent = crate::message::header::fields(crate::message::header::block(spool.head()))
         .iter()
         .any(|f| f.is("Resent-To") || f.is("Resent-Cc") || f.is("Resent-Bcc"));
     let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
@@ -394,7 +399,7 @@ fn account(args: &Args, cfg: &Config, hint: Option<&str>) -> Result<(Option<Stri
 /// Fix the header as Postfix's cleanup does (`message::prepare`) for a message from `sender`.
 fn fix<'a>(
     args: &Args,
-    spool: &'a mut crate::input::Spool,
+    spool: &'a mut crate::message::buffer::Buffer,
     stats: message::Stats,
     sender: &str,
 ) -> Result<(message::Prepared<'a>, Vec<String>)> {
@@ -420,10 +425,10 @@ fn queue_envelope(
     from: String,
     rcpts: Vec<String>,
     prepared: &message::Prepared<'_>,
-) -> Result<spool::Envelope> {
+) -> Result<queue::Envelope> {
     let notify = settings::dsn_notify(&args.dsn_notify, acct)?;
     let ret = settings::dsn_return(&args.dsn_return, acct)?;
-    Ok(spool::Envelope {
+    Ok(queue::Envelope {
         account,
         from,
         rcpts: rcpts.into_iter().map(|r| (r, notify.clone())).collect(),
@@ -431,7 +436,7 @@ fn queue_envelope(
         envid: args.envid.clone(),
         eight_bit: prepared.eight_bit(),
         size: prepared.size_estimate(),
-        queued: spool::now(),
+        queued: queue::now(),
     })
 }
 
@@ -459,7 +464,7 @@ fn send_or_queue(
     args: &Args,
     cfg: &Config,
     queue_dir: &QueueDir,
-    queued: &spool::Envelope,
+    queued: &queue::Envelope,
     prepared: &mut message::Prepared<'_>,
     upstream: &mut Upstream,
 ) -> Result<Fate> {
@@ -544,10 +549,10 @@ fn local_address() -> String {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "root".into());
-    format!("{user}@{}", crate::stamp::fqdn())
+    format!("{user}@{}", crate::message::stamp::fqdn())
 }
 
-fn client_envelope(q: &spool::Envelope) -> Envelope {
+fn client_envelope(q: &queue::Envelope) -> Envelope {
     Envelope {
         from: q.from.clone(),
         rcpts: q
@@ -581,7 +586,7 @@ impl Source for message::Prepared<'_> {
 }
 
 /// A message in the queue.
-struct Queued<'a>(&'a Queue, &'a spool::Entry);
+struct Queued<'a>(&'a Queue, &'a queue::Entry);
 
 impl Source for Queued<'_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
@@ -706,8 +711,8 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
         run::warn(e);
     }
     let unreadable = errors.len();
-    let now = spool::now();
-    let mut groups: BTreeMap<Option<String>, Vec<spool::Entry>> = BTreeMap::new();
+    let now = queue::now();
+    let mut groups: BTreeMap<Option<String>, Vec<queue::Entry>> = BTreeMap::new();
     for e in entries.into_iter().filter(|e| e.state.next <= now) {
         groups
             .entry(e.envelope.account.clone())
@@ -823,5 +828,5 @@ pub fn page() -> Page {
     }
 }
 
-const DESCRIPTION: &str = include_str!("msubmit/description.roff");
-const SECTIONS: &str = include_str!("msubmit/sections.roff");
+const DESCRIPTION: &str = include_str!("description.roff");
+const SECTIONS: &str = include_str!("sections.roff");

@@ -9,11 +9,11 @@
 //! message-ids and encoding as RFC 2047 and RFC 5322 ask; so nothing typed anywhere can
 //! reach the output unchecked.
 
-use crate::address::{self, Address, Mailbox};
 use crate::exit::{Code, Error, Result};
-use crate::fold;
-use crate::header;
-use crate::mime::{self, Content};
+use crate::message::address::{self, Address, Mailbox};
+use crate::message::fold;
+use crate::message::header;
+use crate::message::mime::{self, Content};
 use std::path::Path;
 
 /// Header fields mcompose writes itself: `-H` and drafts may not set them.

@@ -144,6 +144,35 @@ pub fn bare_addr(s: &str) -> &str {
     s.strip_suffix('>').unwrap_or(s).trim()
 }
 
+/// RFC 5322 §3.2.3 atext, extended by RFC 6532 §3.2 (and RFC 6531 §3.3 for SMTP) to any
+/// non-ASCII character that is not a control.
+pub fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control())
+}
+
+/// RFC 5322 §3.2.3 dot-atom-text.
+pub fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|part| !part.is_empty() && part.chars().all(is_atext))
+}
+
+/// A quoted-string (§3.2.4) holding `s`, with `"` and `\` escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,7 +207,7 @@ impl Drop for Tmp {
 
 /// This host's name as it goes into Maildir file names (letters, digits, `-` and `.` only,
 /// so never the `/` or `:` that maildir(5) says to escape).
-static HOSTNAME: LazyLock<String> = LazyLock::new(crate::stamp::hostname);
+static HOSTNAME: LazyLock<String> = LazyLock::new(crate::message::stamp::hostname);
 
 /// Maildir flags in the order the spec wants them (ASCII order), each once.
 pub fn normalize_flags(flags: &str) -> String {

@@ -14,8 +14,8 @@
 //! must not then be dropped as a duplicate.
 
 use crate::exit::{Code, Context, Error, Result};
-use crate::header;
-use crate::maildir::{FILE_MODE, open_private, sync_dir};
+use crate::message::header;
+use crate::store::maildir::{FILE_MODE, open_private, sync_dir};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};

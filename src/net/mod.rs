@@ -1,0 +1,12 @@
+//! The network: what every protocol (SMTP now, POP3 and IMAP next) needs below its grammar.
+//!
+//! [`conn`] is a server connection over any byte stream ([`conn::Io`]: a socket, stdio from
+//! inetd, or memory in tests) with deadlines, bounded line reads and STARTTLS; [`tls`] builds
+//! the rustls client and server configurations and explains their failures; [`sasl`] encodes
+//! and decodes SASL PLAIN and LOGIN; [`listen`] is the accept loop of a listening server
+//! (bounded sessions, graceful stop on SIGTERM).
+
+pub mod conn;
+pub mod listen;
+pub mod sasl;
+pub mod tls;
