@@ -143,6 +143,17 @@ fn what_no_rule_handles_fails_loudly() {
         e.contains("no rule knows what `frobnicate` should do"),
         "{e}"
     );
+    // mkdir only with -p: another option is something nobody checked.
+    let e = expectations(
+        &parse_stages("mkdir -m 700 /tmp/x").unwrap(),
+        Path::new("/h"),
+        Path::new("/h"),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("no rule knows what `mkdir -m 700 /tmp/x`"),
+        "{e}"
+    );
 }
 
 #[test]

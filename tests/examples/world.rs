@@ -450,6 +450,7 @@ pub fn check(
         Expect::MessageFile(f) => std::fs::read(f).is_ok_and(|d| looks_like_message(&d)),
         Expect::MessageOnStdout => looks_like_message(&out.stdout),
         Expect::Link(target, link) => std::fs::read_link(link).is_ok_and(|t| &t == target),
+        Expect::Directory(d) => d.is_dir(),
     };
     if ok {
         Ok(())
