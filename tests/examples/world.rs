@@ -193,6 +193,7 @@ impl<'s> World<'s> {
             "home/bob",
             "home/me/Maildir/cur",
             "tmp",
+            "usr/bin",
             "usr/sbin",
             "shim",
         ] {
@@ -268,7 +269,7 @@ impl<'s> World<'s> {
     pub fn substitute(&self, text: &str) -> String {
         static PATHS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(
-                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mreceive|mdeliver)\b|/usr/sbin/sendmail\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
+                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
             )
             .unwrap()
         });
