@@ -12,7 +12,8 @@
 //! /usr/bin/mdeliver); example server names become 127.0.0.1 and their ports those of two test
 //! servers (mreceive with STARTTLS and with implicit TLS, AUTH for "me" and "alice" with the
 //! password "secret"); listening addresses become loopback with spare ports; the user vmail
-//! becomes whoever runs the test.
+//! becomes whoever runs the test; Dovecot's LDA reads the configuration of a private Dovecot
+//! started in the root for the example (its /etc/dovecot/dovecot.conf moves there too).
 //!
 //! Shell lines run with `bash -o pipefail`, one after the other, and each command's effect is
 //! checked: a message in the Maildir it names, on the server, in the queue, in a file. Lines

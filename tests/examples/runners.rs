@@ -5,7 +5,7 @@ use crate::common::have;
 use crate::extract::{Example, Kind, first_word};
 use crate::project;
 use crate::servers::{
-    Pop3, accepted, run_inetd, run_passwords, run_server_line, run_units, smtp_session,
+    Dovecot, Pop3, accepted, run_inetd, run_passwords, run_server_line, run_units, smtp_session,
 };
 use crate::shell::{Expect, Stage, Word, expectations, parse_stages};
 use crate::world::{MESSAGE, PASSWORD, World, bin_dir, run_bounded, run_checked, show};
@@ -38,6 +38,14 @@ pub fn run_example(w: &World, ex: &Example) -> Result<(), String> {
 pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
     let cmd = w.substitute(line);
     let stages = parse_stages(&cmd)?;
+    let _dovecot = if cmd.contains("/dovecot-lda") {
+        match Dovecot::start(w).map_err(|e| format!("{line}\n  {e}"))? {
+            Some(d) => Some(d),
+            None => return Ok(()),
+        }
+    } else {
+        None
+    };
     if let Some(s) = stages.iter().find(|s| {
         let p = s.program();
         p == "tcpserver"
