@@ -6,12 +6,14 @@
 //! every no-fill block (`.nf`/`.fi`, `.EX`/`.EE`) of `man/*`; a new example is picked up
 //! without touching this test, and one that no rule below knows how to run fails it, loudly.
 //!
-//! Each block runs in a fresh root directory. System paths (/etc, /var, /home, /tmp,
-//! /usr/sbin/sendmail) move under it and `~` is a home inside it; our tools' install paths
-//! point at the built binaries (never mblaze's /usr/bin/mdeliver); example server names
-//! become 127.0.0.1 and their ports those of two test servers (mreceive with STARTTLS and with
-//! implicit TLS, AUTH for "me" and "alice" with the password "secret"); listening addresses
-//! become loopback with spare ports; the user vmail becomes whoever runs the test.
+//! Each block runs in a fresh root directory. System paths (/etc, /var, /home, /tmp, and
+//! sendmail's /usr/sbin/sendmail, /usr/bin/mailq, /usr/bin/newaliases) move under it and `~`
+//! is a home inside it; our tools' install paths point at the built binaries (never mblaze's
+//! /usr/bin/mdeliver); example server names become 127.0.0.1 and their ports those of two test
+//! servers (mreceive with STARTTLS and with implicit TLS, AUTH for "me" and "alice" with the
+//! password "secret"); listening addresses become loopback with spare ports; the user vmail
+//! becomes whoever runs the test; Dovecot's LDA reads the configuration of a private Dovecot
+//! started in the root for the example (its /etc/dovecot/dovecot.conf moves there too).
 //!
 //! Shell lines run with `bash -o pipefail`, one after the other, and each command's effect is
 //! checked: a message in the Maildir it names, on the server, in the queue, in a file. Lines
@@ -44,7 +46,7 @@ mod shell;
 mod world;
 
 use extract::{Block, Kind, all_blocks, classify, markdown_blocks, roff_blocks, unroff};
-use runners::run_example;
+use runners::{check_sendmail_link, run_example};
 use shell::{expectations, parse_stages};
 use std::path::{Path, PathBuf};
 use world::{Servers, World};
@@ -143,6 +145,40 @@ fn what_no_rule_handles_fails_loudly() {
         e.contains("no rule knows what `frobnicate` should do"),
         "{e}"
     );
+    // mkdir only with -p: another option is something nobody checked.
+    let e = expectations(
+        &parse_stages("mkdir -m 700 /tmp/x").unwrap(),
+        Path::new("/h"),
+        Path::new("/h"),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("no rule knows what `mkdir -m 700 /tmp/x`"),
+        "{e}"
+    );
+}
+
+/// A link to msubmit is checked by running it under its name, as sendmail's links are run:
+/// a mailq that lists nothing, a newaliases that talks, a name no rule knows, each fails.
+#[test]
+fn a_link_to_msubmit_is_run_by_its_name() {
+    let srv = Servers::start();
+    let w = World::new(&srv);
+    let link = |name: &str, target: &str| {
+        let p = w.root().join("usr/bin").join(name);
+        std::os::unix::fs::symlink(target, &p).unwrap();
+        p
+    };
+    let e = check_sendmail_link(&w, &link("mailq", "/bin/true")).unwrap_err();
+    assert!(
+        e.contains("should list the queue as msubmit -bp does"),
+        "{e}"
+    );
+    let e = check_sendmail_link(&w, &link("newaliases", "/bin/echo")).unwrap_err();
+    assert!(e.contains("should exit 0 quietly"), "{e}");
+    let msubmit = world::bin_dir().join("msubmit");
+    let e = check_sendmail_link(&w, &link("frob", msubmit.to_str().unwrap())).unwrap_err();
+    assert!(e.contains("no rule says what msubmit run as"), "{e}");
 }
 
 #[test]

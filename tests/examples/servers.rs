@@ -1,6 +1,7 @@
 //! Examples that are servers (mreceive --listen, under inetd, tcpserver or systemd socket
 //! activation): started on loopback, probed with a message, stopped. Also the password file,
-//! which only a running server can judge, and fetchmail's POP3 peer.
+//! which only a running server can judge, fetchmail's POP3 peer, and the Dovecot that
+//! dovecot-lda asks for a user's mailbox.
 
 use crate::common::{self, have};
 use crate::extract::PASSWD_LINE;
@@ -492,5 +493,71 @@ pub fn pop3_session(
             _ => "-ERR not here\r\n".into(),
         };
         out.write_all(reply.as_bytes())?;
+    }
+}
+
+/// A private Dovecot (tests/peers/start-dovecot.sh) in a world's root, for an example that
+/// hands mail to dovecot-lda: `dovecot-lda -d USER` asks Dovecot's auth service where USER's
+/// mailbox is, so a configuration file alone is not enough, a running Dovecot is needed. Its
+/// configuration is where the example's dovecot-lda reads it (`world::DOVECOT_CONF`); the
+/// mail of [`PROBE_USER`] goes to ROOT/dovecot/mail/bob/Maildir. Stopped on drop.
+pub struct Dovecot {
+    state: PathBuf,
+}
+
+impl Dovecot {
+    /// Started; `None` (with a note on stderr) outside CI when Dovecot is not installed or the
+    /// test does not run as root, which the peer needs (it switches to the mailbox owner).
+    pub fn start(w: &World) -> Result<Option<Dovecot>, String> {
+        if !have(&["dovecot", "/usr/lib/dovecot/dovecot-lda"]) {
+            return Ok(None);
+        }
+        if !common::is_root() {
+            if common::in_ci() {
+                return Err("Dovecot's LDA needs a Dovecot started as root".into());
+            }
+            eprintln!("SKIPPED: Dovecot's LDA needs a Dovecot started as root");
+            return Ok(None);
+        }
+        // Dovecot's processes run as other users: they must reach the state directory.
+        std::fs::set_permissions(
+            w.root(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .map_err(|e| format!("{}: {e}", w.root().display()))?;
+        let state = w.root().join("dovecot");
+        let peers = crate::project().join("tests/peers");
+        let port = |_| common::free_port().to_string();
+        let [imap, imaps, pop3, pop3s] = [0; 4].map(port);
+        let out = Command::new("bash")
+            .arg(peers.join("start-dovecot.sh"))
+            .arg(&state)
+            .arg("127.0.0.1")
+            .env("IMAP_PORT", imap)
+            .env("IMAPS_PORT", imaps)
+            .env("POP3_PORT", pop3)
+            .env("POP3S_PORT", pop3s)
+            .env("DOVECOT_USERS", format!("{PROBE_USER}:{PASSWORD}"))
+            .output()
+            .map_err(|e| format!("start-dovecot.sh: {e}"))?;
+        // From here on a partly started Dovecot is stopped by drop.
+        let dovecot = Dovecot { state };
+        if !out.status.success() {
+            return Err(format!("start-dovecot.sh: {}", show(&out)));
+        }
+        let conf = w.root().join(crate::world::DOVECOT_CONF);
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(dovecot.state.join("dovecot/dovecot.conf"), &conf)
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+        Ok(Some(dovecot))
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(crate::project().join("tests/peers/stop.sh"))
+            .arg(&self.state)
+            .output();
     }
 }

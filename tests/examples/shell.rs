@@ -274,6 +274,8 @@ pub enum Expect {
     Grown(PathBuf),
     /// A symbolic link to our binary.
     Link(PathBuf, PathBuf),
+    /// A directory that exists afterwards.
+    Directory(PathBuf),
     /// A message on standard output.
     MessageOnStdout,
 }
@@ -387,6 +389,21 @@ pub fn expectations(stages: &[Stage], home: &Path, cwd: &Path) -> Result<Vec<Exp
                     resolve(args[2], home, cwd),
                     resolve(args[3], home, cwd),
                 ));
+            }
+            // `make demo`'s first step: mdeliver creates a Maildir but not its missing parents.
+            "mkdir" => {
+                let dirs: Vec<&str> = args[1..]
+                    .iter()
+                    .copied()
+                    .filter(|a| !a.starts_with('-'))
+                    .collect();
+                if dirs.is_empty() || args[1..].iter().any(|a| a.starts_with('-') && *a != "-p") {
+                    return Err(format!("no rule knows what `{}` should do", args.join(" ")));
+                }
+                out.extend(
+                    dirs.iter()
+                        .map(|d| Expect::Directory(resolve(d, home, cwd))),
+                );
             }
             "fetchmail" => {
                 let Some(mda) = option_value(&args, &["--mda", "-m"]) else {

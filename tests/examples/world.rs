@@ -33,6 +33,9 @@ pub const MESSAGE: &str = "From: Ann Example <ann@example.org>\n\
     \n\
     The numbers are in.\n";
 
+/// Where, under a world's root, Dovecot's LDA finds its configuration.
+pub const DOVECOT_CONF: &str = "etc/dovecot/dovecot.conf";
+
 /// The test's SMTP servers: mreceive on 127.0.0.1 with STARTTLS, and with implicit TLS,
 /// sharing one mail directory and queue. An example's mail "arrived" when a file appeared
 /// under `dir/mail` or `dir/queue`.
@@ -193,6 +196,7 @@ impl<'s> World<'s> {
             "home/bob",
             "home/me/Maildir/cur",
             "tmp",
+            "usr/bin",
             "usr/sbin",
             "shim",
         ] {
@@ -268,7 +272,7 @@ impl<'s> World<'s> {
     pub fn substitute(&self, text: &str) -> String {
         static PATHS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(
-                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mreceive|mdeliver)\b|/usr/sbin/sendmail\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
+                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
             )
             .unwrap()
         });
@@ -280,6 +284,8 @@ impl<'s> World<'s> {
             Regex::new(r"(-l|--listen)(\s+|=)(\[[0-9a-fA-F:]*\]|[0-9.]+|localhost):(\d+)").unwrap()
         });
         static VMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bvmail\b").unwrap());
+        static DOVECOT_LDA: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"/usr/lib/dovecot/dovecot-lda\b").unwrap());
         let root = self.root().display().to_string();
         let text = PATHS.replace_all(text, |c: &regex::Captures| {
             let mapped = if let Some(tool) = c.get(3) {
@@ -309,7 +315,14 @@ impl<'s> World<'s> {
             };
             format!("{}{}{host}:{port}", &c[1], &c[2])
         });
-        let mut text = VMAIL.replace_all(&text, self.user.as_str()).into_owned();
+        let text = VMAIL.replace_all(&text, self.user.as_str());
+        // dovecot-lda reads /etc/dovecot/dovecot.conf: that path moves under the root like
+        // every /etc path, given with -c since it is built in (see `servers::Dovecot`).
+        let mut text = DOVECOT_LDA
+            .replace_all(&text, |c: &regex::Captures| {
+                format!("{} -c {root}/{DOVECOT_CONF}", &c[0])
+            })
+            .into_owned();
         // msubmit --host without --port: the test server that speaks the chosen TLS mode.
         if text.contains("--host 127.0.0.1") && !text.contains("--port") {
             let port = if text.contains("--tls implicit") {
@@ -450,6 +463,7 @@ pub fn check(
         Expect::MessageFile(f) => std::fs::read(f).is_ok_and(|d| looks_like_message(&d)),
         Expect::MessageOnStdout => looks_like_message(&out.stdout),
         Expect::Link(target, link) => std::fs::read_link(link).is_ok_and(|t| &t == target),
+        Expect::Directory(d) => d.is_dir(),
     };
     if ok {
         Ok(())
