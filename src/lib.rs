@@ -11,14 +11,15 @@
 //! - [`store`]: Maildirs, the queue, the dedupe cache: durable storage.
 //! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
 //! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
-//! - The ground: exit codes ([`exit`]), the binary edge ([`run`]), configuration
-//!   ([`config`]), the password file of the servers ([`passwd`]) and the generated
+//! - The ground: exit codes ([`exit`]), the binary edge ([`run`]), the envelope
+//!   ([`envelope`]), configuration ([`config`]), the password file of the servers ([`passwd`]) and the generated
 //!   documentation's renderer ([`docs`]).
 
 pub mod cmd;
 pub mod config;
 pub mod deliver;
 pub mod docs;
+pub mod envelope;
 pub mod exit;
 pub mod message;
 pub mod net;

@@ -6,15 +6,16 @@ use mailpipe::message::buffer::Buffer;
 use mailpipe::net::conn::{Conn, MemIo};
 use mailpipe::smtp::policy::Policy;
 use mailpipe::smtp::reply::ReplyParser;
-use mailpipe::smtp::server::{Deliver, Envelope, Peer, Settings, serve};
+use mailpipe::smtp::server::{Deliver, Peer, Settings, Transaction, serve};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 struct Count(AtomicUsize);
 
 impl Deliver for Count {
-    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<mailpipe::Result<()>> {
-        assert!(!env.rcpts.is_empty());
+    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<mailpipe::Result<()>> {
+        let env = &tx.envelope;
+        assert!(!env.rcpts.is_empty() && env.rcpts.len() == tx.users.len());
         assert!(msg.head().starts_with(b"Received: from "));
         self.0.fetch_add(1, Ordering::SeqCst);
         env.rcpts.iter().map(|_| Ok(())).collect()

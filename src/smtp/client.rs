@@ -18,7 +18,7 @@ use super::command::{Command, Param, xtext};
 use super::data::DataEncoder;
 use super::ehlo::Capabilities;
 pub use super::envelope::{
-    Envelope, Outcome, Partial, Recipient, Refusal, Stage, reply_code, reply_error, too_many,
+    Body, Envelope, Outcome, Partial, Recipient, Refusal, Stage, reply_code, reply_error, too_many,
 };
 use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};
@@ -720,7 +720,7 @@ impl Session {
         if let (Some(_), Some(size)) = (self.caps.size, env.size) {
             params.push(Param::new("SIZE", size.to_string()));
         }
-        if env.eight_bit && self.caps.eightbitmime {
+        if env.body.is_eight_bit() && self.caps.eightbitmime {
             params.push(Param::new("BODY", "8BITMIME"));
         }
         if env.smtputf8 && self.caps.smtputf8 {
@@ -747,8 +747,15 @@ impl Session {
                     if let Some(n) = &r.notify {
                         params.push(Param::new("NOTIFY", n.to_ascii_uppercase()));
                     }
-                    if r.addr.is_ascii() {
-                        params.push(Param::new("ORCPT", format!("rfc822;{}", xtext(&r.addr))));
+                    // RFC 3461 §4.2: the original recipient as it came to us, else this one.
+                    match r.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+                        Some((kind, orig)) if kind.is_ascii() && orig.is_ascii() => {
+                            params.push(Param::new("ORCPT", format!("{kind};{}", xtext(orig))));
+                        }
+                        _ if r.addr.is_ascii() => {
+                            params.push(Param::new("ORCPT", format!("rfc822;{}", xtext(&r.addr))));
+                        }
+                        _ => {}
                     }
                 }
                 Command::Rcpt {

@@ -1,46 +1,11 @@
-//! One SMTP transaction as data: the envelope going out, every reply coming back, and what
-//! the replies mean as sysexits codes. Shared by the client (msubmit, mrelay) and the queue.
+//! One SMTP transaction's results: every reply coming back for an envelope
+//! ([`crate::envelope`], re-exported here), and what the replies mean as sysexits codes.
+//! Shared by the client (msubmit, mrelay) and those that act on its results.
+
+pub use crate::envelope::{Body, Envelope, Recipient};
 
 use super::reply::Reply;
 use crate::exit::{Code, Error};
-
-/// One message's envelope.
-#[derive(Clone, Debug, Default)]
-pub struct Envelope {
-    /// The reverse path; empty for `<>`.
-    pub from: String,
-    /// The recipients, in order.
-    pub rcpts: Vec<Recipient>,
-    /// The message size estimate for SIZE=.
-    pub size: Option<u64>,
-    /// The message has 8-bit bytes (BODY=8BITMIME when offered).
-    pub eight_bit: bool,
-    /// An address is not ASCII (SMTPUTF8 needed, RFC 6531).
-    pub smtputf8: bool,
-    /// DSN RET=FULL or HDRS (RFC 3461 §4.3).
-    pub ret: Option<String>,
-    /// DSN ENVID= (RFC 3461 §4.4), plain text; xtext-encoded when sent.
-    pub envid: Option<String>,
-}
-
-/// One recipient.
-#[derive(Clone, Debug, Default)]
-pub struct Recipient {
-    /// The mailbox.
-    pub addr: String,
-    /// DSN NOTIFY= value: NEVER, or a comma list of SUCCESS, FAILURE, DELAY.
-    pub notify: Option<String>,
-}
-
-impl Recipient {
-    /// A recipient without DSN options.
-    pub fn new(addr: impl Into<String>) -> Recipient {
-        Recipient {
-            addr: addr.into(),
-            notify: None,
-        }
-    }
-}
 
 /// What to do when some recipients were refused and others accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

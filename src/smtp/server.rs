@@ -23,6 +23,7 @@ use super::ehlo::Capabilities;
 use super::inbound::{Decoder, Fault, Limits};
 use super::policy::Policy;
 use super::reply::{EnhancedCode, Reply};
+use crate::envelope::{Body, Envelope, Recipient};
 use crate::exit::{Code, Error};
 use crate::message::buffer::Buffer;
 use crate::net::conn::{Conn, Line};
@@ -69,42 +70,36 @@ pub struct Settings {
     pub warn: fn(std::fmt::Arguments),
 }
 
-/// One accepted recipient.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
-    /// The address (domain normalized for local ones).
-    pub address: String,
-    /// The local user for delivery here; `None` for another domain (authenticated mail, to
-    /// be relayed through the queue).
-    pub user: Option<String>,
-}
-
-/// The envelope of one accepted message.
+/// One transaction: its envelope, and what the server learned that is not envelope.
 #[derive(Clone, Debug, Default)]
-pub struct Envelope {
-    /// The reverse path; empty for `<>`.
-    pub from: String,
-    /// The recipients.
-    pub rcpts: Vec<Recipient>,
+pub struct Transaction {
+    /// The envelope (domains of local recipients normalized).
+    pub envelope: Envelope,
+    /// For each recipient, in order: the local user who gets the message here, or `None` for
+    /// another domain (authenticated mail, to be relayed through the queue).
+    pub users: Vec<Option<String>>,
     /// The authenticated user, if any (recipients of other domains are then allowed).
     pub auth: Option<String>,
-    /// The content has 8-bit bytes.
-    pub eight_bit: bool,
-    /// MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531).
-    pub smtputf8: bool,
+}
+
+impl Transaction {
+    /// Each recipient with its local user (`None`: another domain's).
+    pub fn recipients(&self) -> impl Iterator<Item = (&Recipient, Option<&str>)> {
+        (self.envelope.rcpts.iter()).zip(self.users.iter().map(Option::as_deref))
+    }
 }
 
 /// What happens to accepted messages.
 pub trait Deliver: Sync {
     /// Hand over the message (its `Received:` header first); one result per recipient, in
     /// order. A result is `Ok` only when the message is durably handed over.
-    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<crate::Result<()>>;
+    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<crate::Result<()>>;
 
     /// Hand over the message and choose the reply to its end of data: by default
     /// [`verdict`] on [`Deliver::deliver`]'s results. A `Deliver` that passes the message on
     /// to another server (msubmit -bs) answers with that server's refusal instead of a summary.
-    fn answer(&self, env: &Envelope, msg: &mut Buffer) -> Reply {
-        verdict(env, &self.deliver(env, msg))
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Reply {
+        verdict(tx, &self.deliver(tx, msg))
     }
 }
 
@@ -140,9 +135,9 @@ struct Session<'a> {
     peer: &'a Peer,
     deliver: &'a dyn Deliver,
     helo: Option<(String, bool)>,
-    tx: Option<Envelope>,
+    tx: Option<Transaction>,
     /// A BDAT transfer in progress: the content so far and its envelope.
-    bdat: Option<(Decoder<Buffer>, Envelope)>,
+    bdat: Option<(Decoder<Buffer>, Transaction)>,
     auth: Option<String>,
     errors: u32,
     auth_failures: u32,
@@ -376,11 +371,14 @@ impl Session<'_> {
                 _ => return self.send(r(555, (5, 5, 4), "unsupported parameter")),
             }
         }
-        self.tx = Some(Envelope {
-            from,
+        self.tx = Some(Transaction {
+            envelope: Envelope {
+                from,
+                smtputf8,
+                ..Envelope::default()
+            },
+            users: Vec::new(),
             auth: self.auth.clone(),
-            smtputf8,
-            ..Envelope::default()
         });
         self.send(r(250, (2, 1, 0), "sender ok"));
     }
@@ -390,20 +388,17 @@ impl Session<'_> {
             self.send(r(503, (5, 5, 1), "need MAIL first"));
             return Next::Go;
         };
-        if tx.rcpts.len() >= self.s.max_recipients {
+        if tx.envelope.rcpts.len() >= self.s.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
             self.send(r(452, (4, 5, 3), "too many recipients"));
             return Next::Go;
         }
-        if !tx.smtputf8 && !to.is_ascii() {
+        if !tx.envelope.smtputf8 && !to.is_ascii() {
             self.send(not_ascii());
             return if self.error() { Next::Quit } else { Next::Go };
         }
-        let rcpt = match self.s.policy.check(to) {
-            Ok(l) => Recipient {
-                address: l.address,
-                user: Some(l.user),
-            },
+        let (address, user) = match self.s.policy.check(to) {
+            Ok(l) => (l.address, Some(l.user)),
             // An authenticated client (or the trusted local user) may send anywhere: other
             // domains go to the outgoing queue. Our own domains are judged as for anyone
             // (unknown users stay unknown).
@@ -411,10 +406,7 @@ impl Session<'_> {
                 if (tx.auth.is_some() || self.s.local_user.is_some())
                     && !self.s.policy.is_local_address(to) =>
             {
-                Recipient {
-                    address: to.to_string(),
-                    user: None,
-                }
+                (to.to_string(), None)
             }
             // A refused recipient counts as a bad command (as in Postfix's hard error
             // limit): else one session could probe user names (with --users) or relay
@@ -428,13 +420,14 @@ impl Session<'_> {
             // The same recipient again gets the message once, not once per RCPT: else one
             // message of --max-size, repeated --max-recipients times, is stored that often.
             // (Local parts of our own users compare without case, as their mailbox does.)
-            let same = |a: &Recipient| match (&a.user, &rcpt.user) {
-                (Some(_), Some(_)) => a.address.eq_ignore_ascii_case(&rcpt.address),
-                (None, None) => a.address == rcpt.address,
+            let same = |(a, u): (&Recipient, Option<&str>)| match (u, &user) {
+                (Some(_), Some(_)) => a.addr.eq_ignore_ascii_case(&address),
+                (None, None) => a.addr == address,
                 _ => false,
             };
-            if !tx.rcpts.iter().any(same) {
-                tx.rcpts.push(rcpt);
+            if !tx.recipients().any(same) {
+                tx.envelope.rcpts.push(Recipient::new(address));
+                tx.users.push(user);
             }
         }
         self.send(r(250, (2, 1, 5), "recipient ok"));
@@ -442,7 +435,7 @@ impl Session<'_> {
     }
 
     /// The transaction ready for content, or the reply why not.
-    fn take_tx(&mut self) -> Option<Envelope> {
+    fn take_tx(&mut self) -> Option<Transaction> {
         if self.bdat.is_some() {
             self.send(r(503, (5, 5, 1), "BDAT transfer in progress"));
             return None;
@@ -450,7 +443,7 @@ impl Session<'_> {
         match self.tx.take() {
             None => self.send(r(503, (5, 5, 1), "need MAIL first")),
             // RFC 5321 §3.3: the transaction stays; only this command fails.
-            Some(tx) if tx.rcpts.is_empty() => {
+            Some(tx) if tx.envelope.rcpts.is_empty() => {
                 self.tx = Some(tx);
                 self.send(r(554, (5, 5, 1), "no valid recipients"));
             }
@@ -459,7 +452,7 @@ impl Session<'_> {
         None
     }
 
-    fn decoder(&self, tx: &Envelope, chunked: bool) -> Decoder<Buffer> {
+    fn decoder(&self, tx: &Transaction, chunked: bool) -> Decoder<Buffer> {
         let mut spool = Buffer::new();
         let _ = spool.write_all(self.received(tx).as_bytes());
         let limits = Limits {
@@ -531,24 +524,22 @@ impl Session<'_> {
     }
 
     /// The end of a message: refuse it for what the decoder found, or deliver it.
-    fn finish(&mut self, tx: Envelope, decoder: Decoder<Buffer>) -> Next {
+    fn finish(&mut self, mut tx: Transaction, decoder: Decoder<Buffer>) -> Next {
         if let Some(f) = decoder.fault() {
             self.send(fault_reply(f));
             return Next::Go;
         }
-        let env = Envelope {
-            eight_bit: decoder.eight_bit(),
-            ..tx
-        };
+        tx.envelope.body = Body::of(decoder.eight_bit());
+        tx.envelope.size = Some(decoder.size());
         let mut spool = decoder.into_inner();
-        let reply = self.deliver.answer(&env, &mut spool);
+        let reply = self.deliver.answer(&tx, &mut spool);
         let accepted = reply.is_positive();
         self.send(reply);
         if accepted { Next::Accepted } else { Next::Go }
     }
 
     /// The trace header, RFC 5321 §4.4, with RFC 3848's protocol names.
-    fn received(&self, tx: &Envelope) -> String {
+    fn received(&self, tx: &Transaction) -> String {
         let helo = self
             .helo
             .as_ref()
@@ -577,8 +568,8 @@ impl Session<'_> {
         crate::message::stamp::fill_random(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         // The recipient only when there is one: more would disclose the Bcc list.
-        let rcpt = match tx.rcpts.as_slice() {
-            [one] => format!("\n\tfor <{}>", one.address),
+        let rcpt = match tx.envelope.rcpts.as_slice() {
+            [one] => format!("\n\tfor <{}>", one.addr),
             _ => String::new(),
         };
         // Postfix's sendmail says `from userid N`; the name is as safe as the HELO above.
@@ -751,18 +742,19 @@ fn fault_reply(f: Fault) -> Reply {
 
 /// One reply for the whole DATA from the per-recipient results (the module comment says why
 /// the worst outcome wins).
-pub fn verdict(env: &Envelope, results: &[crate::Result<()>]) -> Reply {
+pub fn verdict(tx: &Transaction, results: &[crate::Result<()>]) -> Reply {
+    let rcpts = &tx.envelope.rcpts;
     let failed = |temp: bool| -> Vec<String> {
-        env.rcpts
+        rcpts
             .iter()
             .zip(results)
             .filter_map(|(rc, res)| match res {
-                Err(e) if e.code().is_temporary() == temp => Some(rc.address.clone()),
+                Err(e) if e.code().is_temporary() == temp => Some(rc.addr.clone()),
                 _ => None,
             })
             .collect()
     };
-    if results.len() != env.rcpts.len() {
+    if results.len() != rcpts.len() {
         return r(451, (4, 3, 0), "local delivery error, try again later");
     }
     let temp = failed(true);
@@ -788,10 +780,10 @@ pub fn verdict(env: &Envelope, results: &[crate::Result<()>]) -> Reply {
             format!("delivery failed for <{}>", perm.join(">, <")),
         );
     }
-    let local = env.rcpts.iter().filter(|rc| rc.user.is_some()).count();
+    let local = tx.users.iter().filter(|u| u.is_some()).count();
     let what = match local {
         0 => "queued",
-        n if n == env.rcpts.len() => "delivered",
+        n if n == rcpts.len() => "delivered",
         _ => "delivered and queued",
     };
     r(250, (2, 0, 0), format!("ok, {what}"))

@@ -17,6 +17,7 @@
 //! permanently move to `failed/` (never deleted by us). A lock file keeps two flushes from
 //! sending the same message at once.
 
+use crate::envelope::{Body, Envelope, Recipient};
 use crate::exit::{Code, Context, Error, Result};
 use crate::store::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -31,23 +32,13 @@ const MAGIC: &str = "mailpipe-queue 1";
 /// The longest envelope we read back (addresses are short; a huge one is a broken file).
 const MAX_ENVELOPE: u64 = 1 << 20;
 
-/// A queued message's envelope.
+/// What a queue file holds besides the message: the envelope, the route, the arrival.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Queued {
     /// The configuration account to send through (`None`: the defaults / command line).
     pub account: Option<String>,
-    /// The envelope sender; empty for `<>`.
-    pub from: String,
-    /// The recipients, each with its DSN NOTIFY value.
-    pub rcpts: Vec<(String, Option<String>)>,
-    /// DSN RET.
-    pub ret: Option<String>,
-    /// DSN ENVID.
-    pub envid: Option<String>,
-    /// The message has 8-bit bytes.
-    pub eight_bit: bool,
-    /// Size estimate for SIZE=.
-    pub size: u64,
+    /// The envelope.
+    pub envelope: Envelope,
     /// When it was queued (seconds since the epoch).
     pub queued: u64,
 }
@@ -70,8 +61,8 @@ pub struct Entry {
     pub id: String,
     /// The queue file.
     pub path: PathBuf,
-    /// Its envelope.
-    pub envelope: Envelope,
+    /// Its envelope, route and arrival.
+    pub queued: Queued,
     /// Its retry state.
     pub state: State,
 }
@@ -129,8 +120,9 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-impl Envelope {
+impl Queued {
     fn to_bytes(&self) -> Result<Vec<u8>> {
+        let env = &self.envelope;
         let mut s = format!("{MAGIC}\n");
         let mut line = |k: &str, v: &str| -> Result<()> {
             check_value(k, v)?;
@@ -140,28 +132,31 @@ impl Envelope {
         if let Some(a) = &self.account {
             line("account", a)?;
         }
-        line("from", &self.from)?;
-        for (addr, notify) in &self.rcpts {
-            line("rcpt", addr)?;
-            if let Some(n) = notify {
+        line("from", &env.from)?;
+        for r in &env.rcpts {
+            line("rcpt", &r.addr)?;
+            if let Some(n) = &r.notify {
                 line("notify", n)?;
             }
+            if let Some(o) = &r.orcpt {
+                line("orcpt", o)?;
+            }
         }
-        if let Some(r) = &self.ret {
+        if let Some(r) = &env.ret {
             line("ret", r)?;
         }
-        if let Some(e) = &self.envid {
+        if let Some(e) = &env.envid {
             line("envid", e)?;
         }
-        line("8bit", if self.eight_bit { "1" } else { "0" })?;
-        line("size", &self.size.to_string())?;
+        line("8bit", if env.body.is_eight_bit() { "1" } else { "0" })?;
+        line("size", &env.size.unwrap_or(0).to_string())?;
         line("queued", &self.queued.to_string())?;
         s.push('\n');
         Ok(s.into_bytes())
     }
 
     /// Read the envelope from the start of a queue file, leaving `r` at the message.
-    fn read_from(r: &mut dyn BufRead, path: &Path) -> Result<Envelope> {
+    fn read_from(r: &mut dyn BufRead, path: &Path) -> Result<Queued> {
         let bad = |why: &str| {
             Error::new(
                 Code::DataErr,
@@ -169,7 +164,8 @@ impl Envelope {
                 why.to_string(),
             )
         };
-        let mut env = Envelope::default();
+        let mut q = Queued::default();
+        let env = &mut q.envelope;
         let mut first = true;
         let mut total = 0u64;
         loop {
@@ -195,18 +191,19 @@ impl Envelope {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             let num = |v: &str| v.parse::<u64>().map_err(|_| bad("bad number"));
             match k {
-                "account" => env.account = Some(v.to_string()),
+                "account" => q.account = Some(v.to_string()),
                 "from" => env.from = v.to_string(),
-                "rcpt" => env.rcpts.push((v.to_string(), None)),
-                "notify" => match env.rcpts.last_mut() {
-                    Some(r) => r.1 = Some(v.to_string()),
-                    None => return Err(bad("notify before rcpt")),
+                "rcpt" => env.rcpts.push(Recipient::new(v)),
+                "notify" | "orcpt" => match env.rcpts.last_mut() {
+                    Some(r) if k == "notify" => r.notify = Some(v.to_string()),
+                    Some(r) => r.orcpt = Some(v.to_string()),
+                    None => return Err(bad("recipient parameter before rcpt")),
                 },
                 "ret" => env.ret = Some(v.to_string()),
                 "envid" => env.envid = Some(v.to_string()),
-                "8bit" => env.eight_bit = v == "1",
-                "size" => env.size = num(v)?,
-                "queued" => env.queued = num(v)?,
+                "8bit" => env.body = Body::of(v == "1"),
+                "size" => env.size = Some(num(v)?),
+                "queued" => q.queued = num(v)?,
                 // Keys from a newer version are ignored, so a downgrade still sends.
                 _ => {}
             }
@@ -214,7 +211,8 @@ impl Envelope {
         if env.rcpts.is_empty() {
             return Err(bad("no recipients"));
         }
-        Ok(env)
+        env.smtputf8 = env.needs_smtputf8();
+        Ok(q)
     }
 }
 
@@ -244,10 +242,10 @@ impl Queue {
     /// Store a message durably; `write` streams it. Returns the new entry's id.
     pub fn store(
         &self,
-        env: &Envelope,
+        queued: &Queued,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<String> {
-        let head = env.to_bytes()?;
+        let head = queued.to_bytes()?;
         let d = self.maildir.deliver("", |w| {
             w.write_all(&head)?;
             write(w)
@@ -304,20 +302,20 @@ impl Queue {
             let path = e.path();
             let read = File::open(&path)
                 .or_code_with(Code::TempFail, || format!("open {}", path.display()))
-                .and_then(|f| Envelope::read_from(&mut BufReader::new(f), &path));
+                .and_then(|f| Queued::read_from(&mut BufReader::new(f), &path));
             match read {
-                Ok(envelope) => entries.push(Entry {
+                Ok(queued) => entries.push(Entry {
                     state: self.state(&id),
                     id,
                     path,
-                    envelope,
+                    queued,
                 }),
                 // Gone between readdir and open: another flush sent it.
                 Err(_) if !path.exists() => {}
                 Err(err) => errors.push(err),
             }
         }
-        entries.sort_by(|a, b| (a.envelope.queued, &a.id).cmp(&(b.envelope.queued, &b.id)));
+        entries.sort_by(|a, b| (a.queued.queued, &a.id).cmp(&(b.queued.queued, &b.id)));
         Ok((entries, errors))
     }
 
@@ -363,7 +361,7 @@ impl Queue {
         let f = File::open(&entry.path)
             .or_code_with(Code::TempFail, || format!("open {}", entry.path.display()))?;
         let mut r = BufReader::with_capacity(64 * 1024, f);
-        Envelope::read_from(&mut r, &entry.path)?;
+        Queued::read_from(&mut r, &entry.path)?;
         Ok(r)
     }
 
@@ -418,18 +416,19 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn env() -> Envelope {
-        Envelope {
+    fn env() -> Queued {
+        let mut b = Recipient::new("b@y.test");
+        b.notify = Some("SUCCESS".into());
+        Queued {
             account: Some("work".into()),
-            from: "a@x.test".into(),
-            rcpts: vec![
-                ("b@y.test".into(), Some("SUCCESS".into())),
-                ("c@y.test".into(), None),
-            ],
-            ret: Some("HDRS".into()),
-            envid: None,
-            eight_bit: true,
-            size: 12,
+            envelope: Envelope {
+                from: "a@x.test".into(),
+                rcpts: vec![b, Recipient::new("c@y.test")],
+                ret: Some("HDRS".into()),
+                body: Body::EightBitMime,
+                size: Some(12),
+                ..Envelope::default()
+            },
             queued: 5,
         }
     }
@@ -445,7 +444,7 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].id, id);
-        assert_eq!(entries[0].envelope, env());
+        assert_eq!(entries[0].queued, env());
         let mut body = Vec::new();
         q.message(&entries[0])
             .unwrap()
@@ -491,7 +490,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open(t.path()).unwrap();
         let mut bad = env();
-        bad.from = "a@x\nrcpt evil@x".into();
+        bad.envelope.from = "a@x\nrcpt evil@x".into();
         assert!(q.store(&bad, |w| w.write_all(b"x")).is_err());
         fs::write(t.path().join("new/junk"), b"not a queue file\n").unwrap();
         let (entries, errors) = q.list().unwrap();

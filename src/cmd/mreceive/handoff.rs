@@ -9,9 +9,10 @@
 //! permanent (the msmtpd contract); a command that cannot be started or dies by a signal is
 //! our problem and temporary.
 
+use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
-use crate::smtp::server::{Deliver, Envelope};
+use crate::smtp::server::{Deliver, Transaction};
 use crate::store::queue::{self, Queue};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -84,8 +85,8 @@ pub struct Handoff {
 }
 
 impl Deliver for Handoff {
-    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<Result<()>> {
-        self.deliver_within(env, msg, COMMAND_TIME_LIMIT)
+    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
+        self.deliver_within(tx, msg, COMMAND_TIME_LIMIT)
     }
 }
 
@@ -94,32 +95,32 @@ impl Handoff {
     /// `limit`: the client waits for one reply to the whole message (10 minutes, RFC 5321
     /// §4.5.3.2.6), so a limit per command would let 100 slow recipients run for hours and
     /// the client give up and send it again anyway.
-    fn deliver_within(&self, env: &Envelope, msg: &mut Buffer, limit: Duration) -> Vec<Result<()>> {
+    fn deliver_within(
+        &self,
+        tx: &Transaction,
+        msg: &mut Buffer,
+        limit: Duration,
+    ) -> Vec<Result<()>> {
         let deadline = Instant::now() + limit;
+        let env = &tx.envelope;
         // Recipients of other domains (only authenticated clients have them): one queue entry.
-        let remote: Vec<&str> = env
-            .rcpts
-            .iter()
-            .filter(|rc| rc.user.is_none())
-            .map(|rc| rc.address.as_str())
-            .collect();
-        let queued = (!remote.is_empty()).then(|| self.enqueue(env, &remote, msg));
-        env.rcpts
-            .iter()
-            .map(|rc| {
-                let Some(user) = rc.user.as_deref() else {
+        let remote = env.only(|i, _| tx.users[i].is_none());
+        let queued = (!remote.rcpts.is_empty()).then(|| self.enqueue(&remote, msg));
+        tx.recipients()
+            .map(|(rc, user)| {
+                let Some(user) = user else {
                     return queued.as_ref().map_or(Ok(()), clone_result);
                 };
                 match &self.local {
                     Local::Maildirs(base) => {
                         let root = maildir_of(base, user);
-                        crate::deliver::deliver_inbox(&root, &env.from, &rc.address, msg).map(drop)
+                        crate::deliver::deliver_inbox(&root, &env.from, &rc.addr, msg).map(drop)
                     }
                     Local::Command { argv, base } => {
                         let maildir = base.as_ref().map(|b| maildir_of(b, user));
                         let vars = [
                             ("SENDER", Some(env.from.as_str())),
-                            ("RECIPIENT", Some(rc.address.as_str())),
+                            ("RECIPIENT", Some(rc.addr.as_str())),
                             ("USER", Some(user)),
                             ("MAILDIR", maildir.as_deref().and_then(Path::to_str)),
                         ];
@@ -132,7 +133,7 @@ impl Handoff {
                             ));
                         }
                         crate::deliver::command::deliver(
-                            &expand(argv, user, &rc.address),
+                            &expand(argv, user, &rc.addr),
                             &vars,
                             left,
                             msg,
@@ -141,7 +142,7 @@ impl Handoff {
                     Local::Nowhere => Err(Error::new(
                         Code::TempFail,
                         "deliver",
-                        format!("no local delivery for {}", rc.address),
+                        format!("no local delivery for {}", rc.addr),
                     )),
                 }
             })
@@ -162,18 +163,16 @@ pub fn maildir_of(base: &Path, user: &str) -> PathBuf {
 }
 
 impl Handoff {
-    fn enqueue(&self, env: &Envelope, rcpts: &[&str], msg: &mut Buffer) -> Result<()> {
+    fn enqueue(&self, envelope: &Envelope, msg: &mut Buffer) -> Result<()> {
         let Some(dir) = &self.queue else {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
-        let queued = queue::Envelope {
+        let queued = queue::Queued {
             account: None,
-            from: env.from.clone(),
-            rcpts: rcpts.iter().map(|r| (r.to_string(), None)).collect(),
-            ret: None,
-            envid: None,
-            eight_bit: env.eight_bit,
-            size: msg.len(),
+            envelope: Envelope {
+                size: Some(msg.len()),
+                ..envelope.clone()
+            },
             queued: queue::now(),
         };
         Queue::open(dir)?
@@ -190,7 +189,6 @@ pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::server::Recipient;
     use std::io::Write;
 
     #[test]
@@ -225,14 +223,11 @@ mod tests {
             },
             queue: None,
         };
-        let rcpt = |u: &str| Recipient {
-            address: format!("{u}@local.test"),
-            user: Some(u.to_string()),
-        };
-        let env = Envelope {
-            from: "a@remote.test".into(),
-            rcpts: vec![rcpt("a"), rcpt("b"), rcpt("c"), rcpt("d")],
-            ..Envelope::default()
+        let users = ["a", "b", "c", "d"];
+        let env = Transaction {
+            envelope: Envelope::new("a@remote.test", users.map(|u| format!("{u}@local.test"))),
+            users: users.map(|u| Some(u.to_string())).to_vec(),
+            auth: None,
         };
         let mut msg = Buffer::new();
         msg.write_all(b"Subject: x\n\nhi\n").unwrap();

@@ -16,11 +16,12 @@
 use super::{Args, Fate, QueueDir, Upstream, account, fix, header_from, queue_envelope};
 use super::{message, send_or_queue};
 use crate::config::Config;
+use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
 use crate::net::conn::{Conn, FdIo};
 use crate::smtp::policy::Policy;
-use crate::smtp::server::{self, Deliver, Envelope, Peer, Settings};
+use crate::smtp::server::{self, Deliver, Peer, Settings, Transaction};
 use crate::smtp::{EnhancedCode, Reply};
 use std::io::Read;
 use std::sync::Mutex;
@@ -86,8 +87,8 @@ struct Relay<'a> {
 impl Deliver for Relay<'_> {
     /// All or nothing, as msubmit sends (past a server's recipient limit the recipients of
     /// earlier transactions may have it: see msubmit(1)).
-    fn deliver(&self, env: &Envelope, msg: &mut Buffer) -> Vec<Result<()>> {
-        let reply = self.answer(env, msg);
+    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
+        let reply = self.answer(tx, msg);
         let result = |_| match reply.is_positive() {
             true => Ok(()),
             false => Err(Error::new(
@@ -100,11 +101,11 @@ impl Deliver for Relay<'_> {
                 &reply,
             )),
         };
-        env.rcpts.iter().map(result).collect()
+        tx.envelope.rcpts.iter().map(result).collect()
     }
 
-    fn answer(&self, env: &Envelope, msg: &mut Buffer) -> Reply {
-        match self.pass_on(env, msg) {
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Reply {
+        match self.pass_on(&tx.envelope, msg) {
             Ok(Fate::Sent(data)) => {
                 let text = data.map(|d| d.text()).unwrap_or_default();
                 r(250, (2, 0, 0), format!("sent: {text}"))
@@ -137,7 +138,7 @@ impl Relay<'_> {
     /// Prepare the message as without -bs, then send or queue it.
     fn pass_on(&self, env: &Envelope, msg: &mut Buffer) -> Result<Fate> {
         let stats = message::Stats {
-            eight_bit: env.eight_bit,
+            eight_bit: env.body.is_eight_bit(),
             // The server stores LF line ends; each becomes CRLF on the wire (for SIZE=).
             bare_lf: line_ends(msg)?,
         };
@@ -147,7 +148,7 @@ impl Relay<'_> {
         };
         let (account, acct) = account(self.args, self.cfg, hint.as_deref())?;
         let (mut prepared, _) = fix(self.args, msg, stats, &env.from)?;
-        let rcpts = env.rcpts.iter().map(|rc| rc.address.clone()).collect();
+        let rcpts = env.rcpts.iter().map(|rc| rc.addr.clone()).collect();
         let queued = queue_envelope(
             self.args,
             &acct,

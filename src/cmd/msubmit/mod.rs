@@ -28,7 +28,7 @@ use crate::exit::{Code, Error, Result};
 use crate::run;
 use crate::smtp::Reply;
 use crate::smtp::client::{
-    Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
+    Body, Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
 };
 use crate::store::queue::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
@@ -425,17 +425,19 @@ fn queue_envelope(
     from: String,
     rcpts: Vec<String>,
     prepared: &message::Prepared<'_>,
-) -> Result<queue::Envelope> {
+) -> Result<queue::Queued> {
     let notify = settings::dsn_notify(&args.dsn_notify, acct)?;
-    let ret = settings::dsn_return(&args.dsn_return, acct)?;
-    Ok(queue::Envelope {
+    let mut envelope = Envelope::new(from, rcpts);
+    for r in &mut envelope.rcpts {
+        r.notify = notify.clone();
+    }
+    envelope.ret = settings::dsn_return(&args.dsn_return, acct)?;
+    envelope.envid = args.envid.clone();
+    envelope.body = Body::of(prepared.eight_bit());
+    envelope.size = Some(prepared.size_estimate());
+    Ok(queue::Queued {
         account,
-        from,
-        rcpts: rcpts.into_iter().map(|r| (r, notify.clone())).collect(),
-        ret,
-        envid: args.envid.clone(),
-        eight_bit: prepared.eight_bit(),
-        size: prepared.size_estimate(),
+        envelope,
         queued: queue::now(),
     })
 }
@@ -464,7 +466,7 @@ fn send_or_queue(
     args: &Args,
     cfg: &Config,
     queue_dir: &QueueDir,
-    queued: &queue::Envelope,
+    queued: &queue::Queued,
     prepared: &mut message::Prepared<'_>,
     upstream: &mut Upstream,
 ) -> Result<Fate> {
@@ -482,11 +484,11 @@ fn send_or_queue(
     let acct = cfg.account(queued.account.as_deref())?;
     let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
     let server = settings::server(args, cfg, queued.account.clone(), trace(args.verbose))?;
-    let env = client_envelope(queued);
+    let env = &queued.envelope;
     let result = upstream
         .session(&server)
-        .and_then(|session| deliver(session, &env, prepared));
-    log::log(&server, &env, &result);
+        .and_then(|session| deliver(session, env, prepared));
+    log::log(&server, env, &result);
     let failure = match result {
         Ok(sent) => match worst(sent.refusals) {
             None => return Ok(Fate::Sent(sent.data)),
@@ -550,25 +552,6 @@ fn local_address() -> String {
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "root".into());
     format!("{user}@{}", crate::message::stamp::fqdn())
-}
-
-fn client_envelope(q: &queue::Envelope) -> Envelope {
-    Envelope {
-        from: q.from.clone(),
-        rcpts: q
-            .rcpts
-            .iter()
-            .map(|(a, n)| Recipient {
-                addr: a.clone(),
-                notify: n.clone(),
-            })
-            .collect(),
-        size: Some(q.size),
-        eight_bit: q.eight_bit,
-        smtputf8: !q.from.is_ascii() || q.rcpts.iter().any(|(a, _)| !a.is_ascii()),
-        ret: q.ret.clone(),
-        envid: q.envid.clone(),
-    }
 }
 
 /// Where a message's bytes come from, anew for each transaction.
@@ -672,17 +655,17 @@ fn list(dir: &Path) -> Result<()> {
         .map(|e| (e, false))
         .chain(failed.iter().map(|e| (e, true)))
     {
-        let v = &e.envelope;
-        let rcpts: Vec<&str> = v.rcpts.iter().map(|(a, _)| a.as_str()).collect();
+        let v = &e.queued;
+        let rcpts: Vec<&str> = v.envelope.rcpts.iter().map(|r| r.addr.as_str()).collect();
         writeln!(
             out,
             "{}  {} bytes  queued {}  account {}{}\n  from: <{}>\n  to: {}",
             e.id,
-            v.size,
+            v.envelope.size.unwrap_or(0),
             time(v.queued),
             v.account.as_deref().unwrap_or("-"),
             if is_failed { "  FAILED" } else { "" },
-            v.from,
+            v.envelope.from,
             rcpts.join(", ")
         )
         .map_err(w)?;
@@ -714,10 +697,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let now = queue::now();
     let mut groups: BTreeMap<Option<String>, Vec<queue::Entry>> = BTreeMap::new();
     for e in entries.into_iter().filter(|e| e.state.next <= now) {
-        groups
-            .entry(e.envelope.account.clone())
-            .or_default()
-            .push(e);
+        groups.entry(e.queued.account.clone()).or_default().push(e);
     }
     let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
     let mut worst: Option<Code> = None;
@@ -764,9 +744,9 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
                 }
             }
             let Some(s) = session.as_mut() else { break };
-            let env = client_envelope(&entry.envelope);
-            let result = deliver(s, &env, &mut Queued(&q, entry));
-            log::log(&server, &env, &result);
+            let env = &entry.queued.envelope;
+            let result = deliver(s, env, &mut Queued(&q, entry));
+            log::log(&server, env, &result);
             let errs = match result {
                 Ok(done) if done.refusals.is_empty() => {
                     q.remove(entry)?;
