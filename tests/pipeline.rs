@@ -191,3 +191,44 @@ fn a_refused_edited_message_survives_in_dead_letter() {
     let want = composed.replace("\nFrom now on", "\n>From now on") + "\n";
     assert_eq!(entry, want);
 }
+
+/// Issue 8 item 1, with the client people have: mutt with `set sendmail=...msubmit` (the
+/// line msmtp users already have; mutt passes no -i) sends a body holding a lone dot and an
+/// attachment, and the server gets all of it.
+#[test]
+fn mutt_through_msubmit_keeps_a_lone_dot_and_the_attachment() {
+    if !common::have(&["mutt"]) {
+        return;
+    }
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path();
+    let attachment: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(home.join("q3.pdf"), &attachment).unwrap();
+    std::fs::write(
+        home.join("muttrc"),
+        format!(
+            "set sendmail=\"{} --host 127.0.0.1 --port {} --tls none\"\n\
+             set from=\"me@x.test\"\nset use_from=yes\nset envelope_from=yes\n\
+             set record=\"\"\nset charset=\"utf-8\"\n",
+            bin!("msubmit").display(),
+            fake.port()
+        ),
+    )
+    .unwrap();
+    let mut mutt = tool("mutt".into(), home);
+    mutt.args(["-n", "-F"])
+        .arg(home.join("muttrc"))
+        .args(["-s", "q3", "-a"])
+        .arg(home.join("q3.pdf"))
+        .args(["--", "bob@y.test"]);
+    let out = common::run(&mut mutt, b"Report below.\n.\nRegards\n");
+    assert_eq!(code(&out), 0, "mutt: {}", stderr(&out));
+    let got = fake.messages();
+    assert_eq!(got.len(), 1, "{}", fake.log_text());
+    let mail = mailparse::parse_mail(&got[0]).unwrap();
+    assert_eq!(mail.subparts.len(), 2, "text and attachment");
+    let text = mail.subparts[0].get_body().unwrap();
+    assert!(text.contains("Report below.\r\n.\r\nRegards"), "{text:?}");
+    assert_eq!(mail.subparts[1].get_body_raw().unwrap(), attachment);
+}
