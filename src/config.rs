@@ -10,6 +10,9 @@
 //! `--config FILE` (or `$MAILPIPE_CONFIG`) replaces both. Command-line flags override all of
 //! it, and no tool needs a config file at all.
 //!
+//! This module knows the format, not the keys: which keys exist, what they mean and their
+//! types are [`crate::account`]'s (its `KEYS` table).
+//!
 //! The value grammar every tool shares lives here too: [`words`] (a command line split as a
 //! shell would, with no shell) and [`parse_size`] (`25M`).
 
@@ -44,15 +47,16 @@ pub struct Config {
     pub files: Vec<PathBuf>,
 }
 
-/// A resolved account: its own keys over its parents' over the defaults.
+/// One account's keys as text: its own over its parents' over the defaults.
+/// [`crate::account`] gives them their types.
 #[derive(Debug, Clone, Default)]
-pub struct Account {
+pub struct Keys {
     /// The account name (`default` when none was chosen).
     pub name: String,
     keys: BTreeMap<String, Value>,
 }
 
-impl Account {
+impl Keys {
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.keys.get(key).map(|v| v.text.as_str())
@@ -179,7 +183,7 @@ impl Config {
 
     /// The account `name` resolved through its parents over the defaults; `None` gives the
     /// defaults alone (msmtp's implicit account when none is configured).
-    pub fn account(&self, name: Option<&str>) -> Result<Account> {
+    pub fn account(&self, name: Option<&str>) -> Result<Keys> {
         let mut keys = self.defaults.clone();
         if let Some(name) = name {
             if !self.accounts.contains_key(name) {
@@ -191,7 +195,7 @@ impl Config {
             }
             self.overlay(name, &mut keys, 0)?;
         }
-        Ok(Account {
+        Ok(Keys {
             name: name.unwrap_or("default").to_string(),
             keys,
         })

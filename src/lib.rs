@@ -5,6 +5,8 @@
 //! those below it (docs/ARCHITECTURE.md draws them):
 //!
 //! - [`cmd`]: one module per tool, its flags, its run, its man page text.
+//! - [`account`]: the configuration's accounts, typed: the sending (SMTP) keys apart from
+//!   the fetching (POP3, IMAP) ones, and the table of every key.
 //! - [`deliver`]: the local delivery pipeline (loop check, trace, rules, dedupe, store) and
 //!   delivery to a command.
 //! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
@@ -15,6 +17,7 @@
 //!   ([`envelope`]), configuration ([`config`]), the password file of the servers ([`passwd`]) and the generated
 //!   documentation's renderer ([`docs`]).
 
+pub mod account;
 pub mod cmd;
 pub mod config;
 pub mod deliver;

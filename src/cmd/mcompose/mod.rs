@@ -409,7 +409,7 @@ pub fn run(args: Args) -> Result<()> {
     result
 }
 
-fn account_domain(a: &crate::config::Account) -> Option<String> {
+fn account_domain(a: &crate::config::Keys) -> Option<String> {
     a.get("domain").map(str::to_string)
 }
 

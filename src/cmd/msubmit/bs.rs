@@ -146,17 +146,10 @@ impl Relay<'_> {
             true => header_from(msg.head()),
             false => Some(env.from.clone()),
         };
-        let (account, acct) = account(self.args, self.cfg, hint.as_deref())?;
+        let acct = account(self.args, self.cfg, hint.as_deref())?;
         let (mut prepared, _) = fix(self.args, msg, stats, &env.from)?;
         let rcpts = env.rcpts.iter().map(|rc| rc.addr.clone()).collect();
-        let queued = queue_envelope(
-            self.args,
-            &acct,
-            account,
-            env.from.clone(),
-            rcpts,
-            &prepared,
-        )?;
+        let queued = queue_envelope(self.args, &acct, env.from.clone(), rcpts, &prepared)?;
         let mut upstream = self.upstream();
         send_or_queue(
             self.args,

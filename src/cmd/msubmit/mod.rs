@@ -22,7 +22,8 @@ mod log;
 mod message;
 mod settings;
 
-use crate::config::{Account, Config};
+use crate::account::Account;
+use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
@@ -296,8 +297,8 @@ fn send_message(
     let queue_dir = &|| queue_dir(args, cfg);
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
-    let (account, acct) = account(args, cfg, hint.as_deref())?;
-    let sender = match args.sender.as_deref().or(acct.get("from")) {
+    let acct = account(args, cfg, hint.as_deref())?;
+    let sender = match args.sender.as_deref().or(acct.from.as_deref()) {
         Some(s) => s.to_string(),
         None => match from_header {
             Some(f) => f,
@@ -357,7 +358,7 @@ fn send_message(
             ),
         });
     }
-    let queued = queue_envelope(args, &acct, account, sender, rcpts, &prepared)?;
+    let queued = queue_envelope(args, &acct, sender, rcpts, &prepared)?;
     let mut upstream = Upstream::default();
     let fate = send_or_queue(args, cfg, queue_dir, &queued, &mut prepared, &mut upstream);
     upstream.quit();
@@ -390,10 +391,9 @@ fn send_message(
 type QueueDir<'a> = dyn Fn() -> Result<PathBuf> + Sync + 'a;
 
 /// The account for a message: `-a`, else by the sender (or From:) address, else the default.
-fn account(args: &Args, cfg: &Config, hint: Option<&str>) -> Result<(Option<String>, Account)> {
-    let account = settings::choose_account(cfg, args.account.as_deref(), hint)?;
-    let acct = cfg.account(account.as_deref())?;
-    Ok((account, acct))
+fn account(args: &Args, cfg: &Config, hint: Option<&str>) -> Result<Account> {
+    let name = settings::choose_account(cfg, args.account.as_deref(), hint)?;
+    Account::resolve(cfg, name.as_deref())
 }
 
 /// Fix the header as Postfix's cleanup does (`message::prepare`) for a message from `sender`.
@@ -421,22 +421,22 @@ fn fix<'a>(
 fn queue_envelope(
     args: &Args,
     acct: &Account,
-    account: Option<String>,
     from: String,
     rcpts: Vec<String>,
     prepared: &message::Prepared<'_>,
 ) -> Result<queue::Queued> {
-    let notify = settings::dsn_notify(&args.dsn_notify, acct)?;
+    let send = acct.send()?;
+    let notify = settings::dsn_notify(&args.dsn_notify, &send)?;
     let mut envelope = Envelope::new(from, rcpts);
     for r in &mut envelope.rcpts {
         r.notify = notify.clone();
     }
-    envelope.ret = settings::dsn_return(&args.dsn_return, acct)?;
+    envelope.ret = settings::dsn_return(&args.dsn_return, &send)?;
     envelope.envid = args.envid.clone();
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
-        account,
+        account: acct.name.clone(),
         envelope,
         queued: queue::now(),
     })
@@ -481,8 +481,6 @@ fn send_or_queue(
     if args.queue {
         return store(prepared).map(|id| Fate::Queued(id, None));
     }
-    let acct = cfg.account(queued.account.as_deref())?;
-    let queue_on_failure = args.queue_on_failure || acct.flag("queue_on_failure")?.unwrap_or(false);
     let server = settings::server(args, cfg, queued.account.clone(), trace(args.verbose))?;
     let env = &queued.envelope;
     let result = upstream
@@ -499,7 +497,7 @@ fn send_or_queue(
             others: Vec::new(),
         },
     };
-    if queue_on_failure && failure.chosen.error.code().is_temporary() {
+    if server.queue_on_failure && failure.chosen.error.code().is_temporary() {
         let id = store(prepared)?;
         return Ok(Fate::Queued(id, Some(failure)));
     }

@@ -1,16 +1,15 @@
 //! msubmit's settings: sendmail's legacy command line rewritten for clap, the account chosen
-//! from the configuration, and command-line flags laid over it into client options.
+//! from the configuration, and command-line flags laid over its sending keys into client
+//! options.
 //!
-//! Configuration keys are msmtp's (host, port, tls, tls_starttls, tls_trust_file,
-//! tls_fingerprint, tls_host_override, auth, user, password, passwordeval, from, domain,
-//! timeout, logfile, syslog, dsn_notify, dsn_return) so an msmtp account block works as it
-//! is, plus our queue_on_failure and `tls starttls|implicit|none` (the words of `--tls`), with
-//! one deliberate difference: without `tls` or `--tls`, TLS is required (STARTTLS), not off.
+//! Which keys an account has, what they mean and their types are [`crate::account`]'s (msmtp's
+//! keys, so an msmtp account block works as it is); what is msubmit's here is which account a
+//! message goes through, and the order flag, then key, then default.
 
 use super::Args;
-use crate::config::{Account, Config};
+use crate::account::{self, Account, Auth, Password, Send};
+use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::sasl::Mechanism;
 use crate::net::tls::TlsOptions;
 use crate::smtp::client::{Credentials, Options, Security, Timeouts};
 use std::ffi::OsString;
@@ -131,6 +130,8 @@ pub struct Server {
     pub log: Option<PathBuf>,
     /// Log to syslog too.
     pub syslog: bool,
+    /// Queue the message when the server refuses it for now.
+    pub queue_on_failure: bool,
 }
 
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
@@ -146,11 +147,8 @@ pub fn choose_account(
     }
     if let Some(sender) = sender {
         for name in cfg.account_names() {
-            let acct = cfg.account(Some(name))?;
-            if acct
-                .get("from")
-                .is_some_and(|f| f.eq_ignore_ascii_case(sender))
-            {
+            let acct = Account::resolve(cfg, Some(name))?;
+            if acct.from.is_some_and(|f| f.eq_ignore_ascii_case(sender)) {
                 return Ok(Some(name.to_string()));
             }
         }
@@ -161,63 +159,15 @@ pub fn choose_account(
         .then(|| "default".to_string()))
 }
 
-fn config_error(acct: &Account, key: &str, why: impl std::fmt::Display) -> Error {
-    let at = acct
-        .value(key)
-        .map_or_else(|| key.to_string(), |v| format!("{}: {key}", v.origin));
-    Error::new(Code::Config, at, why)
-}
-
-/// The account's TLS mode: msmtp's `tls on|off` with `tls_starttls on|off`, or one of the
-/// words of `--tls` (`tls starttls`, `tls implicit`, `tls none`), which mailpipe(7) shows and
-/// users of our command line write. A word that `tls_starttls` contradicts is refused: which
-/// one the user meant cannot be guessed, and a wrong guess sends in the clear or not at all.
-fn config_security(acct: &Account) -> Result<Security> {
-    let starttls = acct.flag("tls_starttls")?;
-    let from_msmtp = |tls: Option<bool>| match (tls, starttls) {
-        (Some(false), _) => Security::None,
-        (_, Some(false)) => Security::Implicit,
-        _ => Security::StartTls,
-    };
-    let Some(v) = acct.value("tls") else {
-        return Ok(from_msmtp(None));
-    };
-    let word = match v.text.to_ascii_lowercase().as_str() {
-        "starttls" => Security::StartTls,
-        "implicit" => Security::Implicit,
-        "none" => Security::None,
-        _ => {
-            let tls = acct.flag("tls").map_err(|_| {
-                config_error(
-                    acct,
-                    "tls",
-                    format!(
-                        "expected on, off, starttls, implicit or none, got {:?}",
-                        v.text
-                    ),
-                )
-            })?;
-            return Ok(from_msmtp(tls));
-        }
-    };
-    match (word, starttls) {
-        (Security::StartTls, Some(false)) | (Security::Implicit, Some(true)) => Err(config_error(
-            acct,
-            "tls_starttls",
-            format!("contradicts tls {} ({})", v.text, v.origin),
-        )),
-        _ => Ok(word),
-    }
-}
-
-/// Lay the flags over the account and build the client options.
+/// Lay the flags over the account's sending keys and build the client options.
 pub fn server(
     args: &Args,
     cfg: &Config,
     account: Option<String>,
     trace: Option<crate::smtp::client::Trace>,
 ) -> Result<Server> {
-    let acct = cfg.account(account.as_deref())?;
+    let acct = Account::resolve(cfg, account.as_deref())?;
+    let send = acct.send()?;
     let security = match args.tls.as_deref() {
         Some("starttls") => Security::StartTls,
         Some("implicit") => Security::Implicit,
@@ -229,9 +179,10 @@ pub fn server(
                 "expected starttls, implicit or none",
             ));
         }
-        None => config_security(&acct)?,
+        // Without tls or --tls, TLS is required (account.rs).
+        None => send.tls.mode.unwrap_or(Security::StartTls),
     };
-    let host = pick(&args.host, &acct, "host").ok_or_else(|| {
+    let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
         Error::new(
             Code::Config,
             "no server",
@@ -241,44 +192,28 @@ pub fn server(
             ),
         )
     })?;
-    let port = match (args.port, acct.get("port")) {
-        (Some(p), _) => p,
-        (None, Some(p)) => p
-            .parse()
-            .map_err(|_| config_error(&acct, "port", format!("bad port {p:?}")))?,
-        (None, None) => match security {
-            Security::Implicit => 465,
-            Security::StartTls => 587,
-            Security::None => 25,
-        },
-    };
-    let fingerprint = match args.fingerprint.as_deref().or(acct.get("tls_fingerprint")) {
+    let port = args.port.or(send.port).unwrap_or(match security {
+        Security::Implicit => 465,
+        Security::StartTls => 587,
+        Security::None => 25,
+    });
+    let fingerprint = match args.fingerprint.as_deref() {
         Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
-        None => None,
+        None => send.tls.options.fingerprint,
     };
     let tls = TlsOptions {
-        ca_file: args
-            .ca_file
-            .clone()
-            .or_else(|| acct.get("tls_trust_file").map(PathBuf::from)),
+        ca_file: args.ca_file.clone().or(send.tls.options.ca_file.clone()),
         fingerprint,
-        server_name: pick(&args.tls_server_name, &acct, "tls_host_override"),
+        server_name: (args.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
     };
-    let timeouts = match args.timeout.or(acct
-        .get("timeout")
-        .map(|t| {
-            t.parse::<u64>()
-                .map_err(|_| config_error(&acct, "timeout", "expected seconds"))
-        })
-        .transpose()?)
-    {
+    let timeouts = match args.timeout.or(send.timeout) {
         Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
         None => Timeouts::default(),
     };
-    let auth = credentials(args, &acct)?;
-    let helo = match (&args.helo, acct.get("domain")) {
-        (Some(h), _) => checked_helo(h).map_err(|why| usage_error("--helo", h, why))?,
-        (None, Some(d)) => checked_helo(d).map_err(|why| config_error(&acct, "domain", why))?,
+    let auth = credentials(args, &send)?;
+    let helo = match (&args.helo, &send.domain) {
+        (Some(h), _) => account::ehlo_name(h).map_err(|why| usage_error("--helo", h, why))?,
+        (None, Some(d)) => d.clone(),
         (None, None) => crate::message::stamp::fqdn(),
     };
     Ok(Server {
@@ -293,18 +228,9 @@ pub fn server(
             timeouts,
             trace,
         },
-        log: args
-            .log
-            .clone()
-            .or_else(|| acct.get("logfile").map(PathBuf::from)),
-        // msmtp's `syslog` is on, off or a facility name (which we take as on, facility mail).
-        syslog: args.syslog
-            || acct.get("syslog").is_some_and(|v| {
-                !matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "off" | "no" | "false" | "0"
-                )
-            }),
+        log: args.log.clone().or(acct.logfile),
+        syslog: args.syslog || acct.syslog,
+        queue_on_failure: args.queue_on_failure || send.queue_on_failure,
     })
 }
 
@@ -312,78 +238,42 @@ fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Error {
     Error::new(Code::Usage, format!("{flag} {value:?}"), why)
 }
 
-/// The EHLO name goes onto the command line as is: a blank or a line break in it would add
-/// words or whole commands of the caller's choosing (SMTP command injection), so it must be
-/// one word of printable ASCII (RFC 5321 §4.1.1.1: a domain or an address literal).
-fn checked_helo(name: &str) -> std::result::Result<String, &'static str> {
-    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("not a host name (one word of printable ASCII)");
-    }
-    Ok(name.to_string())
-}
-
-/// DSN NOTIFY (RFC 3461 §4.1): NEVER alone, or a comma list of SUCCESS, FAILURE and DELAY;
-/// msmtp's `off` sends none. Checked, not passed through, because it goes onto every RCPT
-/// line: a blank or line break would add parameters or commands.
-pub fn dsn_notify(flag: &Option<String>, acct: &Account) -> Result<Option<String>> {
-    let parse = |v: &str| -> std::result::Result<Option<String>, &'static str> {
-        let v = v.trim().to_ascii_uppercase();
-        if v == "OFF" {
-            return Ok(None);
-        }
-        let words: Vec<&str> = v.split(',').map(str::trim).collect();
-        let ok = v == "NEVER"
-            || words
-                .iter()
-                .all(|w| matches!(*w, "SUCCESS" | "FAILURE" | "DELAY"));
-        match ok {
-            true => Ok(Some(words.join(","))),
-            false => Err("expected never, or a comma list of success, failure, delay"),
-        }
-    };
-    match (flag, acct.get("dsn_notify")) {
-        (Some(f), _) => parse(f).map_err(|why| usage_error("-N", f, why)),
-        (None, Some(v)) => parse(v).map_err(|why| config_error(acct, "dsn_notify", why)),
-        (None, None) => Ok(None),
+/// DSN NOTIFY: `-N`, else the account's `dsn_notify` ([`account::dsn_notify`]).
+pub fn dsn_notify(flag: &Option<String>, send: &Send) -> Result<Option<String>> {
+    match flag {
+        Some(f) => account::dsn_notify(f).map_err(|why| usage_error("-N", f, why)),
+        None => Ok(send.dsn_notify.clone()),
     }
 }
 
-/// DSN RET (RFC 3461 §4.3): FULL or HDRS (msmtp's `headers`; `off` sends none).
-pub fn dsn_return(flag: &Option<String>, acct: &Account) -> Result<Option<String>> {
-    let parse = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
-        "off" => Ok(None),
-        "full" => Ok(Some("FULL".to_string())),
-        "hdrs" | "headers" => Ok(Some("HDRS".to_string())),
-        _ => Err("expected full or hdrs"),
-    };
-    match (flag, acct.get("dsn_return")) {
-        (Some(f), _) => parse(f).map_err(|why| usage_error("-R", f, why)),
-        (None, Some(v)) => parse(v).map_err(|why| config_error(acct, "dsn_return", why)),
-        (None, None) => Ok(None),
+/// DSN RET: `-R`, else the account's `dsn_return` ([`account::dsn_return`]).
+pub fn dsn_return(flag: &Option<String>, send: &Send) -> Result<Option<String>> {
+    match flag {
+        Some(f) => account::dsn_return(f).map_err(|why| usage_error("-R", f, why)),
+        None => Ok(send.dsn_return.clone()),
     }
 }
 
-/// A flag's value, else the account's `key`.
-pub fn pick(flag: &Option<String>, acct: &Account, key: &str) -> Option<String> {
-    flag.clone().or_else(|| acct.get(key).map(str::to_string))
-}
-
-fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
-    let auth = pick(&args.auth, acct, "auth");
-    let user = pick(&args.user, acct, "user");
-    let mechanism = match auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("off") => return Ok(None),
-        None | Some("on") => None,
-        Some(m) => Some(Mechanism::from_name(m).ok_or_else(|| {
+/// The login: `--auth`, `--user` and `--password-command` over the account's keys. A user
+/// means AUTH unless `auth off`; `auth` without a user is an error, not a silent no-login.
+fn credentials(args: &Args, send: &Send) -> Result<Option<Credentials>> {
+    let auth = match args.auth.as_deref() {
+        Some(a) => Some(Auth::parse(a).ok_or_else(|| {
             Error::new(
                 Code::Config,
-                format!("auth {m}"),
+                format!("auth {}", a.to_ascii_lowercase()),
                 "supported: on, off, plain, login, xoauth2",
             )
         })?),
+        None => send.auth,
     };
-    let Some(user) = user else {
-        if auth.as_deref().is_some_and(|a| a != "off") {
+    let mechanism = match auth {
+        Some(Auth::Off) => return Ok(None),
+        Some(Auth::On(m)) => m,
+        None => None,
+    };
+    let Some(user) = args.user.clone().or(send.user.clone()) else {
+        if auth.is_some() {
             return Err(Error::new(
                 Code::Config,
                 "auth",
@@ -392,15 +282,10 @@ fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
         }
         return Ok(None);
     };
-    let secret = match (
-        &args.password_command,
-        acct.get("passwordeval"),
-        acct.get("password"),
-    ) {
-        (Some(cmd), _, _) => password_command(cmd)?,
-        (None, Some(cmd), _) => password_command(cmd)?,
-        (None, None, Some(p)) => p.to_string(),
-        (None, None, None) => {
+    let password = match (&args.password_command, &send.password) {
+        (Some(cmd), _) => Password::Command(cmd.clone()),
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
             return Err(Error::new(
                 Code::Config,
                 format!("user {user}"),
@@ -410,29 +295,9 @@ fn credentials(args: &Args, acct: &Account) -> Result<Option<Credentials>> {
     };
     Ok(Some(Credentials {
         user,
-        secret,
+        secret: password.reveal()?,
         mechanism,
     }))
-}
-
-/// Run the password command (through `sh -c`, as msmtp's passwordeval) and take the first
-/// line of its output.
-fn password_command(cmd: &str) -> Result<String> {
-    let out = std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io(Code::Config, "password command", e))?;
-    if !out.status.success() {
-        return Err(Error::new(
-            Code::Config,
-            "password command",
-            format!("failed ({})", out.status),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// Check an envelope address given by the user: not an option, no control characters,
@@ -545,44 +410,6 @@ mod tests {
         assert_eq!(
             envelope_address("recipient", "Bob <b@x.test>", None).unwrap(),
             "b@x.test"
-        );
-    }
-
-    fn security(text: &str) -> Result<Security> {
-        let mut cfg = Config::default();
-        cfg.parse(text, "c")?;
-        config_security(&cfg.account(None)?)
-    }
-
-    #[test]
-    fn tls_takes_msmtp_flags_and_the_words_of_the_flag() {
-        // mailpipe(7) documents `tls starttls`; msmtp users write `tls on` + `tls_starttls`.
-        assert_eq!(security("tls starttls").unwrap(), Security::StartTls);
-        assert_eq!(security("tls Implicit").unwrap(), Security::Implicit);
-        assert_eq!(security("tls none").unwrap(), Security::None);
-        assert_eq!(security("").unwrap(), Security::StartTls);
-        assert_eq!(security("tls on").unwrap(), Security::StartTls);
-        assert_eq!(
-            security("tls on\ntls_starttls off").unwrap(),
-            Security::Implicit
-        );
-        assert_eq!(security("tls off").unwrap(), Security::None);
-        assert_eq!(
-            security("tls implicit\ntls_starttls off").unwrap(),
-            Security::Implicit
-        );
-        let e = security("tls implicit\ntls_starttls on").unwrap_err();
-        assert_eq!(e.code(), Code::Config);
-        assert_eq!(
-            e.to_string(),
-            "c:2: tls_starttls: contradicts tls implicit (c:1)"
-        );
-        let e = security("tls startls").unwrap_err();
-        assert_eq!(e.code(), Code::Config);
-        assert!(
-            e.to_string()
-                .starts_with("c:1: tls: expected on, off, starttls"),
-            "{e}"
         );
     }
 }
