@@ -72,11 +72,8 @@ impl Draft {
         // line before it) is refused, not skipped as a received message's would be.
         for line in block.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let field = line
-                .iter()
-                .position(|&b| b == b':')
-                .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b.is_ascii_graphic()));
-            if !(line.is_empty() || line.starts_with(b" ") || line.starts_with(b"\t") || field) {
+            let field = header::field_name(line).is_some();
+            if !(line.is_empty() || header::would_fold(line) || field) {
                 return Err(Error::new(
                     Code::DataErr,
                     format!("draft: {:?}", String::from_utf8_lossy(line)),
@@ -205,13 +202,10 @@ pub fn msg_ids(field: &str, text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Check a `-H` or draft field name: printable ASCII without colon (RFC 5322 §2.2), and not
-/// one mcompose writes itself.
+/// Check a `-H` or draft field name: a field name ([`header::is_field_name`]) short enough
+/// for the folder, and not one mcompose writes itself.
 pub fn check_header_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > fold::MAX_NAME
-        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-    {
+    if name.len() > fold::MAX_NAME || !header::is_field_name(name.as_bytes()) {
         return Err(Error::new(
             Code::Usage,
             format!("header name {name:?}"),
@@ -604,6 +598,11 @@ mod tests {
         assert!(e.to_string().contains("Hello there"), "{e}");
         assert!(Draft::parse(b"just text, no header\n").is_err());
         assert!(Draft::parse(b"To: a@b.example\n folded\r\n\nbody").is_ok());
+        // The one field-name rule: blanks before the colon (RFC 5322 §4.5) make a field in a
+        // draft as in a received message.
+        let (d, _) = Draft::parse(b"Subject\t: hi\nX-Mood : fine\n\nbody").unwrap();
+        assert_eq!(d.subject.as_deref(), Some("hi"));
+        assert_eq!(d.headers, [("X-Mood".to_string(), "fine".to_string())]);
         assert!(check_header_name("X-Ok").is_ok());
         assert!(check_header_name("bcc").is_err());
         assert!(check_header_name("Bad Name").is_err());
