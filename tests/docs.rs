@@ -1,7 +1,10 @@
 //! The committed man pages and completions must be what the clap definitions render now.
 //! `make docs` (MAILPIPE_REGEN=1) rewrites them.
 
+mod common;
+
 use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn generated_docs_are_fresh() {
@@ -139,6 +142,79 @@ fn examples_call_mdeliver_by_its_absolute_path() {
         assert!(
             body.contains(text) && body.contains("mblaze"),
             "{file} does not warn about mblaze's {text}"
+        );
+    }
+}
+
+/// Every page under man/, generated or hand-written, with its text.
+fn man_pages() -> Vec<(std::path::PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 6, "man/: {pages:?}");
+    pages
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+#[test]
+fn man_pages_pass_mandoc_lint() {
+    // Every generated .TH carried "mailpipe 0.1.0" where the date goes, the hand-written
+    // pages had no date, and msubmit.1 had `.br` around an empty line: mandoc warned of each.
+    if !common::have(&["mandoc"]) {
+        return;
+    }
+    for (path, _) in man_pages() {
+        let out = Command::new("mandoc")
+            .args(["-T", "lint", "-W", "warning"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = [out.stdout, out.stderr].concat();
+        assert!(
+            out.status.success() && said.is_empty(),
+            "{}: mandoc -T lint -W warning: {}",
+            path.display(),
+            String::from_utf8_lossy(&said)
+        );
+    }
+}
+
+#[test]
+fn pages_carry_the_version_and_its_date() {
+    // The date is the version's, written beside it in src/docs.rs: a new version with the
+    // old date fails here, and a build date would make the pages stale every day.
+    assert_eq!(
+        mailpipe::docs::VERSION,
+        env!("CARGO_PKG_VERSION"),
+        "Cargo.toml has a new version: set VERSION and DATE in src/docs.rs"
+    );
+    let date = mailpipe::docs::DATE;
+    let ymd: Vec<&str> = date.split('-').collect();
+    assert!(
+        ymd.len() == 3
+            && [4, 2, 2]
+                .iter()
+                .zip(&ymd)
+                .all(|(n, p)| p.len() == *n && p.bytes().all(|b| b.is_ascii_digit())),
+        "{date}: not YYYY-MM-DD"
+    );
+    let source = format!("\"mailpipe {}\"", mailpipe::docs::VERSION);
+    for (path, text) in man_pages() {
+        // .TH title section date source manual
+        let th = text.lines().find(|l| l.starts_with(".TH ")).unwrap_or("");
+        let th_date = th.split_whitespace().nth(3).map(|d| d.trim_matches('"'));
+        assert!(
+            th_date == Some(date) && th.contains(&source),
+            "{}: {th}",
+            path.display()
         );
     }
 }
