@@ -218,3 +218,58 @@ fn pages_carry_the_version_and_its_date() {
         );
     }
 }
+
+/// Every `.rs` file under `dir`, with its text.
+fn rust_sources(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_dependency_has_a_use() {
+    // lettre sat in Cargo.toml with nothing using it (and rustls-pki-types, which rustls's
+    // own `std` feature already sets up): each one built on every clean build for nothing.
+    // What was bypassed, and why, is in the README's dependency notes.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    for (section, dir) in [("[dependencies]", "src"), ("[dev-dependencies]", "tests")] {
+        let sources = rust_sources(&root.join(dir)).concat();
+        let deps = manifest
+            .split(section)
+            .nth(1)
+            .unwrap_or_else(|| panic!("Cargo.toml: no {section}"))
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim()))
+            .filter(|name| !name.starts_with('#'));
+        for dep in deps {
+            // The crate's name in code: rustls-webpki's library is `webpki`.
+            let ident = match dep {
+                "rustls-webpki" => "webpki".to_string(),
+                d => d.replace('-', "_"),
+            };
+            assert!(
+                sources.contains(&format!("{ident}::"))
+                    || sources.contains(&format!("use {ident}")),
+                "{section} {dep}: nothing in {dir}/ uses it"
+            );
+        }
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let notes = readme
+        .split("## Dependency notes")
+        .nth(1)
+        .expect("README.md: no Dependency notes section");
+    for bypassed in ["lettre", "maildir"] {
+        assert!(notes.contains(bypassed), "README.md: no note on {bypassed}");
+    }
+}
