@@ -9,6 +9,16 @@
 
 use clap_complete::Shell;
 
+/// The version the man pages describe, for their `.TH` line. Cargo.toml's version, written
+/// again here so that it cannot change without [`DATE`]: tests/docs.rs fails when the two
+/// versions differ.
+pub const VERSION: &str = "0.1.0";
+
+/// The date of [`VERSION`], the `.TH` date of every page, generated or hand-written
+/// (YYYY-MM-DD, which mandoc and man-db read). Never the build date: the generated pages
+/// would then change every day and tests/docs.rs would find them stale.
+pub const DATE: &str = "2026-12-01";
+
 /// What a tool contributes to its documentation.
 pub struct Page {
     /// The tool's name, as installed.
@@ -26,7 +36,8 @@ pub fn man(page: &Page) -> String {
     let cmd = page.command.clone().name(page.name);
     let man = clap_mangen::Man::new(cmd)
         .section("1")
-        .source(format!("mailpipe {}", env!("CARGO_PKG_VERSION")))
+        .date(DATE)
+        .source(format!("mailpipe {VERSION}"))
         .manual("mailpipe manual");
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
@@ -39,6 +50,11 @@ pub fn man(page: &Page) -> String {
         out.push(b'\n');
     }
     let _ = man.render_options_section(&mut out);
+    // clap_mangen sets an option's possible values apart from its help with `.br`, an empty
+    // line and `.br`: an empty line is `.sp`, and mandoc warns of a `.br` on either side
+    // of it (skipping them anyway). `.sp` alone is what it means.
+    let out = String::from_utf8_lossy(&out).replace("\n.br\n\n.br\n", "\n.sp\n");
+    let mut out = out.into_bytes();
     out.extend_from_slice(page.sections.trim_start().as_bytes());
     if !out.ends_with(b"\n") {
         out.push(b'\n');

@@ -1387,6 +1387,71 @@ fn a_reply_to_ones_own_message_goes_to_its_recipients() {
 }
 
 #[test]
+fn a_reply_with_to_needs_no_usable_from_and_a_broken_from_is_read_leniently() {
+    let t = T::new();
+    // No From: or Reply-To: at all (a cron mail, a saved draft): with -t it is answered; it
+    // exited 65 whatever the options.
+    let bare = t.write(
+        "bare.eml",
+        "To: me@example.org\nSubject: disk full\nMessage-ID: <c.1@example.net>\n\n/ at 99%\n",
+    );
+    let bare = bare.to_str().unwrap();
+    let msg = t.ok(
+        &[
+            "-f",
+            "me@example.org",
+            "-t",
+            "admin@example.org",
+            "--reply",
+            bare,
+        ],
+        b"done\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "admin@example.org");
+    assert_eq!(py(&p, "h:subject"), "Re: disk full");
+    assert_eq!(py(&p, "h:in-reply-to"), "<c.1@example.net>");
+    assert_eq!(py(&p, "text"), "someone wrote:\n> / at 99%\n\ndone\n");
+    // Without -t there is no one to answer: 65, saying how to name one.
+    let out = t.run(&["-f", "me@example.org", "--reply", bare], b"x\n");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(stderr(&out).contains("-t"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+
+    // A From: nothing can parse, and a Reply-To: that is no better: -t still answers it.
+    let junk = t.write(
+        "junk.eml",
+        "From: Bob (no address)\nReply-To: <<<\nSubject: s\n\nb\n",
+    );
+    let msg = t.ok(
+        &[
+            "-f",
+            "me@example.org",
+            "-t",
+            "bob@example.org",
+            "--reply",
+            junk.to_str().unwrap(),
+        ],
+        b"ok\n",
+    );
+    assert_eq!(py(&python(&msg), "a:to"), "bob@example.org");
+
+    // Two mailboxes without the comma between them: mutt replies to both (measured with
+    // Mutt 2.2.12: its draft says `To: Bob <bob@extern>, Bobby <bobby@extern>`); so do we.
+    let two = t.write(
+        "two.eml",
+        "From: Bob <bob@example.net> Bobby <bobby@example.net>\nTo: me@example.org\nSubject: s\n\nb\n",
+    );
+    let msg = t.ok(
+        &["-f", "me@example.org", "--reply", two.to_str().unwrap()],
+        b"ok\n",
+    );
+    let p = python(&msg);
+    assert_eq!(py(&p, "a:to"), "bob@example.net, bobby@example.net");
+    assert_eq!(py(&p, "text"), "Bob wrote:\n> b\n\nok\n");
+}
+
+#[test]
 fn groups_and_comments_are_understood() {
     let t = T::new();
     let msg = t.ok(

@@ -360,7 +360,7 @@ fn parse_cond(w: &[String], i: &mut usize) -> std::result::Result<Cond, String> 
         "header" => {
             let name = arg(w, i, "header")?;
             let name = name.strip_suffix(':').unwrap_or(&name).to_string();
-            if name.is_empty() || !name.bytes().all(|b| b > b' ' && b < 127 && b != b':') {
+            if !header::is_field_name(name.as_bytes()) {
                 return Err(format!("header {name:?}: not a header field name"));
             }
             Ok(Cond::Text(Subject::Header(name), parse_test(w, i, true)?))

@@ -14,7 +14,8 @@
 //!
 //! The API in one breath: [`parse_list`] reads a To/Cc/Bcc/From value into [`Address`]es,
 //! [`mailboxes`] flattens the groups (the recipients msubmit -t sends to), [`parse_mailbox`]
-//! wants exactly one, [`parse_addr_spec`] reads an envelope address; [`list_words`] and
+//! wants exactly one, [`parse_addr_spec`] reads an envelope address, [`parse_list_lenient`]
+//! reads what someone else's message holds as mutt does; [`list_words`] and
 //! [`Mailbox::words`] give the header form for [`crate::message::fold::field`], and
 //! [`Mailbox::to_utf8`] the form a person reads and types.
 
@@ -85,6 +86,36 @@ pub fn parse_list(input: &str) -> Result<Vec<Address>> {
         if !p.at_end() && !p.eat(',') {
             return Err(p.error(start, "expected a comma between addresses"));
         }
+    }
+}
+
+/// Every mailbox of a header value read leniently, as mutt reads a message it did not write:
+/// a missing comma between two elements is taken as one (mutt replies to both of
+/// `Bob <bob@x.example> Bobby <bobby@y.example>`), and an element that does not parse is
+/// skipped up to the next comma. Only for reading someone else's message (the original of a
+/// reply), never for what a user typed, which [`parse_list`] checks.
+pub fn parse_list_lenient(input: &str) -> Vec<Mailbox> {
+    let mut out = Vec::new();
+    let mut rest = input;
+    loop {
+        // A parser per element: nothing a broken element left behind (a comment taken for
+        // a display name) reaches the next.
+        let mut p = Parser::new(rest);
+        p.skip_cfws();
+        if p.at_end() {
+            return out;
+        }
+        let start = p.pos;
+        if !p.eat(',') {
+            match p.address() {
+                Ok(a) if p.pos > start => out.extend(a.mailboxes().into_iter().cloned()),
+                _ => match rest[start..].find(',') {
+                    Some(i) => p.pos = start + i + 1,
+                    None => return out,
+                },
+            }
+        }
+        rest = &rest[p.pos..];
     }
 }
 
@@ -561,6 +592,39 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lenient_read_takes_every_mailbox_that_parses() {
+        let addrs = |s: &str| {
+            parse_list_lenient(s)
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.addr.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let pair = |n: &str, a: &str| (n.to_string(), a.to_string());
+        // A missing comma, as mutt reads it.
+        assert_eq!(
+            addrs("Bob <bob@extern> Bobby <bobby@extern>"),
+            [pair("Bob", "bob@extern"), pair("Bobby", "bobby@extern")]
+        );
+        // What does not parse is skipped up to the next comma.
+        assert_eq!(
+            addrs("<<broken, \"Doe, J\" <j@d.example>, a@ (x, team: t@e.example;, @"),
+            [pair("Doe, J", "j@d.example"), pair("", "t@e.example")]
+        );
+        assert_eq!(addrs("Bob (no address)"), []);
+        assert_eq!(addrs(""), []);
+        // What parses strictly reads the same.
+        let strict = "\"Ann B\" <a@b.example>, c@d.example (C)";
+        let want: Vec<Mailbox> = mailboxes(&parse_list(strict).unwrap())
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(parse_list_lenient(strict), want);
+        for hostile in ["\"", "<", ",,,", "(", "\\", "a@b <", "é <é@é> ,ü", ":;"] {
+            let _ = parse_list_lenient(hostile);
+        }
+    }
 
     fn one(s: &str) -> Mailbox {
         parse_mailbox(s).unwrap_or_else(|e| panic!("{s}: {e}"))

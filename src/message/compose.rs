@@ -72,11 +72,8 @@ impl Draft {
         // line before it) is refused, not skipped as a received message's would be.
         for line in block.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let field = line
-                .iter()
-                .position(|&b| b == b':')
-                .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b.is_ascii_graphic()));
-            if !(line.is_empty() || line.starts_with(b" ") || line.starts_with(b"\t") || field) {
+            let field = header::field_name(line).is_some();
+            if !(line.is_empty() || header::would_fold(line) || field) {
                 return Err(Error::new(
                     Code::DataErr,
                     format!("draft: {:?}", String::from_utf8_lossy(line)),
@@ -205,13 +202,10 @@ pub fn msg_ids(field: &str, text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Check a `-H` or draft field name: printable ASCII without colon (RFC 5322 §2.2), and not
-/// one mcompose writes itself.
+/// Check a `-H` or draft field name: a field name ([`header::is_field_name`]) short enough
+/// for the folder, and not one mcompose writes itself.
 pub fn check_header_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > fold::MAX_NAME
-        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-    {
+    if name.len() > fold::MAX_NAME || !header::is_field_name(name.as_bytes()) {
         return Err(Error::new(
             Code::Usage,
             format!("header name {name:?}"),
@@ -426,49 +420,48 @@ fn strip_prefixes<'a>(mut s: &'a str, prefixes: &[&str]) -> &'a str {
 /// Fill `d` as a reply to the message `orig`: To from Reply-To (else From), with `all` the
 /// other recipients in Cc minus `me`; Subject, In-Reply-To and References (RFC 5322
 /// §3.6.4). What `d` already has is kept. Returns the attribution and quoted text.
+///
+/// The original is someone else's message, not ours to refuse: its address fields are read
+/// leniently ([`address::parse_list_lenient`]), and one with no usable Reply-To: or From:
+/// can still be answered to recipients named with `-t`.
 pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<String> {
     let block = header::block(orig);
     let fields = header::fields(block);
-    let raw = |name: &str| {
+    let read = |name: &str| -> Vec<Mailbox> {
         fields
             .iter()
             .filter(|f| f.is(name))
-            .map(|f| f.value_raw())
-            .collect::<Vec<_>>()
+            .flat_map(|f| address::parse_list_lenient(&f.value_raw()))
+            .collect()
     };
-    let reply_to = raw("Reply-To");
-    let from = raw("From");
-    let primary = if reply_to.is_empty() {
-        &from
-    } else {
-        &reply_to
-    };
-    let mut parsed = addresses("reply: original Reply-To/From", primary)?;
-    let mine = |m: &&Mailbox| {
+    let mut parsed = read("Reply-To");
+    if parsed.is_empty() {
+        parsed = read("From");
+    }
+    let mine = |m: &Mailbox| {
         m.addr
             .to_string()
             .eq_ignore_ascii_case(&me.addr.to_string())
     };
-    if !parsed.is_empty() && address::mailboxes(&parsed).iter().all(mine) {
+    if !parsed.is_empty() && parsed.iter().all(mine) {
         // A reply to one's own message goes to its recipients again (as mutt does).
-        parsed = addresses("reply: original To", &raw("To"))?;
+        parsed = read("To");
     }
-    if parsed.is_empty() {
+    if parsed.is_empty() && d.to.is_empty() {
         return Err(Error::new(
             Code::DataErr,
             "reply",
-            "the original has no From: or Reply-To:",
+            "the original has no usable From: or Reply-To: (name the recipients with -t)",
         ));
     }
     let mut seen: Vec<String> = vec![me.addr.to_string().to_lowercase()];
     let mut to = Vec::new();
-    for m in address::mailboxes(&parsed) {
+    for m in &parsed {
         seen.push(m.addr.to_string().to_lowercase());
         to.push(m.to_utf8());
     }
     if all {
-        let others = [raw("To"), raw("Cc")].concat();
-        for m in address::mailboxes(&addresses("reply: original To/Cc", &others)?) {
+        for m in [read("To"), read("Cc")].concat() {
             let key = m.addr.to_string().to_lowercase();
             if !seen.contains(&key) {
                 seen.push(key);
@@ -500,7 +493,7 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
             d.references.push(refs.join(" "));
         }
     }
-    let who = address::mailboxes(&parsed_or_empty(&from))
+    let who = read("From")
         .first()
         .map(|m| m.name.clone().unwrap_or_else(|| m.addr.to_string()))
         .unwrap_or_else(|| "someone".into());
@@ -519,10 +512,6 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
         }
     }
     Ok(quote)
-}
-
-fn parsed_or_empty(lists: &[String]) -> Vec<Address> {
-    addresses("From", lists).unwrap_or_default()
 }
 
 /// The first text/plain part of a message that is not an attachment, decoded.
@@ -604,6 +593,11 @@ mod tests {
         assert!(e.to_string().contains("Hello there"), "{e}");
         assert!(Draft::parse(b"just text, no header\n").is_err());
         assert!(Draft::parse(b"To: a@b.example\n folded\r\n\nbody").is_ok());
+        // The one field-name rule: blanks before the colon (RFC 5322 §4.5) make a field in a
+        // draft as in a received message.
+        let (d, _) = Draft::parse(b"Subject\t: hi\nX-Mood : fine\n\nbody").unwrap();
+        assert_eq!(d.subject.as_deref(), Some("hi"));
+        assert_eq!(d.headers, [("X-Mood".to_string(), "fine".to_string())]);
         assert!(check_header_name("X-Ok").is_ok());
         assert!(check_header_name("bcc").is_err());
         assert!(check_header_name("Bad Name").is_err());

@@ -5,6 +5,10 @@
 //! is split into fields here with a total, allocation-light scanner (a field is a line with a
 //! colon plus its continuation lines; anything else is skipped), and values are decoded (RFC
 //! 2047 encoded-words, unfolding) by mailparse, which is good at that.
+//!
+//! Every tool reads a header line by the rules here and nowhere else, as qmail parses RFC 822
+//! in one place: what a field name is ([`is_field_name`], [`field_name`]), and when content
+//! would fold into a field written above it ([`would_fold`]).
 
 /// Offset where the body starts: just after the first empty line (LF or CRLF). `None` when
 /// `msg` holds no empty line, i.e. everything seen so far is header.
@@ -81,6 +85,41 @@ fn unfold(raw: &[u8]) -> String {
     out.trim().to_string()
 }
 
+/// RFC 5322 §3.6.8 field-name: one or more printable ASCII characters but colon (ftext,
+/// %d33-57 / %d59-126). The one rule for every tool: what reads a header (the scanner below,
+/// msubmit, the server's loop count) and what checks a name given on a command line or in a
+/// rule.
+pub fn is_field_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':')
+}
+
+/// The field name of a header line (its line end may be there or not), when the line starts a
+/// field. RFC 5322 §4.5 (obsolete syntax) lets white space (WSP: space, tab) stand between the
+/// name and the colon; Postfix's cleanup and mail readers take `Bcc :` or `Delivered-To : x`
+/// as the field, so the loop checks, the rules and msubmit's Bcc removal must too.
+pub fn field_name(line: &[u8]) -> Option<&[u8]> {
+    name_and_colon(line).map(|(name, _)| name)
+}
+
+/// [`field_name`] and the offset of the colon that ends it.
+fn name_and_colon(line: &[u8]) -> Option<(&[u8], usize)> {
+    let colon = memchr(b':', line)?;
+    let mut name = &line[..colon];
+    while let [rest @ .., b' ' | b'\t'] = name {
+        name = rest;
+    }
+    is_field_name(name).then_some((name, colon))
+}
+
+/// True when `content` starts with white space: written below a header field (a trace field
+/// we prepend, a Received: we stamp), its first line would continue that field (RFC 5322
+/// §2.2.3 folding) and so add to what we wrote ("(authenticated as …)"). Content that
+/// starts so has no header section of its own; whoever prepends a field puts an empty line
+/// between, so that it all stays body.
+pub fn would_fold(content: &[u8]) -> bool {
+    matches!(content.first(), Some(b' ' | b'\t'))
+}
+
 /// The fields of a header block, in order. Lines that are neither a field nor a continuation
 /// (no colon, or a name with spaces) are skipped rather than ending the scan.
 pub fn fields<'a>(block: &'a [u8]) -> Vec<Field<'a>> {
@@ -106,15 +145,8 @@ pub fn fields<'a>(block: &'a [u8]) -> Vec<Field<'a>> {
             }
         } else {
             flush(&mut out, current.take());
-            if let Some(colon) = memchr(b':', line) {
-                // RFC 5322 §4.5 (obsolete syntax): blanks may stand between the name and
-                // the colon; Postfix and mail readers take `Delivered-To : x` as a field,
-                // so the loop check and the rules must too.
-                let name = line[..colon].trim_ascii_end();
-                let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
-                if ok {
-                    current = Some((start, start + name.len(), start + colon, line_end));
-                }
+            if let Some((name, colon)) = name_and_colon(line) {
+                current = Some((start, start + name.len(), start + colon, line_end));
             }
         }
         start = end + 1;
@@ -205,6 +237,41 @@ mod tests {
         assert!(f[0].is("delivered-to") && f[1].is("Subject"));
         assert_eq!(f[0].value_raw(), "a@b");
         assert_eq!(f[1].value(), "x y");
+    }
+
+    #[test]
+    fn one_field_name_rule() {
+        assert_eq!(field_name(b"Subject: x"), Some(&b"Subject"[..]));
+        assert_eq!(field_name(b"Bcc :"), Some(&b"Bcc"[..]));
+        assert_eq!(
+            field_name(b"Received\t \t: from x\r\n"),
+            Some(&b"Received"[..])
+        );
+        assert_eq!(field_name(b"X-\xc3\xa9: y"), None);
+        // Only WSP may stand before the colon (RFC 5322 §4.5): not a form feed, not a CR.
+        assert_eq!(field_name(b"Received\x0c: x"), None);
+        assert_eq!(field_name(b"Received\r: x"), None);
+        for line in [
+            &b" Subject: x"[..],
+            b"Sub ject: x",
+            b": x",
+            b"no colon",
+            b"",
+        ] {
+            assert_eq!(field_name(line), None, "{line:?}");
+        }
+        assert!(is_field_name(b"X-Mailer") && is_field_name(b"!~"));
+        assert!(!is_field_name(b"") && !is_field_name(b"a:b") && !is_field_name(b"a b"));
+        // The scanner reads the header by the same rule.
+        let f = fields(b"Received\x0c: x\nReceived \t: y\n");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].value_raw(), "y");
+    }
+
+    #[test]
+    fn white_space_first_would_fold() {
+        assert!(would_fold(b" (forged)\n") && would_fold(b"\tX: y"));
+        assert!(!would_fold(b"Subject: s\n") && !would_fold(b"") && !would_fold(b"\n"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The message: everything about RFC 5322 and MIME text, with no I/O but reading a message in.
 //!
 //! [`buffer`] reads a message of any size into memory or an unlinked temporary file;
-//! [`header`] scans a header block (the one field-name rule); [`fold`] writes header fields
+//! [`header`] scans a header block (the one field-name rule, the one guard against
+//! content folding into a field we prepend); [`fold`] writes header fields
 //! (RFC 2047 encoded words, RFC 2231 parameters, folding); [`address`] parses and formats
 //! mailboxes and address lists; [`mime`] builds MIME bodies; [`stamp`] makes Date and
 //! Message-ID; [`trace`] reads and writes the trace fields a delivery adds (Return-Path,

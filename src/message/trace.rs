@@ -78,12 +78,11 @@ fn stamp_has(block: &[u8], name: &str, addr: &str) -> bool {
     })
 }
 
-/// `t`, with an empty line after it when the message starts with white space: its first
-/// line would continue the header we write above it (RFC 5322 §2.2.3 folding) and add to
-/// our Delivered-To:. Such a message has no header section of its own, so it is all body
-/// (as mreceive does).
+/// `t`, with an empty line after it when the message's first line would fold into the
+/// Delivered-To: we write above it ([`header::would_fold`]): the message is then all body
+/// (as mreceive makes it).
 fn separated(block: &[u8], mut t: Vec<u8>) -> Vec<u8> {
-    if !t.is_empty() && matches!(block.first(), Some(b' ' | b'\t')) {
+    if !t.is_empty() && header::would_fold(block) {
         t.push(b'\n');
     }
     t

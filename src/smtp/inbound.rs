@@ -23,6 +23,7 @@
 //! [`Decoder::chunked`] mode applies the same line rules to it, joining lines split between
 //! chunks.
 
+use crate::message::header;
 use std::io::Write;
 
 /// The longest text line, CRLF included (RFC 5321 §4.5.3.1.6).
@@ -236,11 +237,10 @@ impl<W: Write> Decoder<W> {
         };
         if !self.started {
             self.started = true;
-            // A first line that starts with white space would continue the Received:
-            // header written above it (RFC 5322 §2.2.3 folding): the client could add to our
-            // trace header ("(authenticated as …)"). Content that starts so has no header
-            // section, so it is all body: an empty line goes first.
-            if matches!(content.first(), Some(b' ' | b'\t')) {
+            // Our Received: goes above the content: a first line that would fold into it
+            // (the client adding "(authenticated as …)" to our trace) makes the content all
+            // body, after an empty line.
+            if header::would_fold(content) {
                 self.in_header = false;
                 if self.sink.write_all(b"\n").is_err() {
                     self.flag(Fault::Sink);
@@ -250,7 +250,9 @@ impl<W: Write> Decoder<W> {
         if self.in_header {
             if content.is_empty() {
                 self.in_header = false;
-            } else if is_received(content) {
+            } else if header::field_name(content)
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"received"))
+            {
                 self.received += 1;
                 if self.received > self.limits.max_received {
                     self.flag(Fault::Loop);
@@ -266,17 +268,6 @@ impl<W: Write> Decoder<W> {
             self.flag(Fault::Sink);
         }
     }
-}
-
-/// A `Received:` field, in any case, with the white space before the colon that RFC 5322
-/// §4.5.3 (obs-optional) still allows: a loop through a server that writes it so is a loop.
-fn is_received(line: &[u8]) -> bool {
-    line.len() >= 8
-        && line[..8].eq_ignore_ascii_case(b"received")
-        && line[8..]
-            .iter()
-            .find(|&&b| b != b' ' && b != b'\t')
-            .is_some_and(|&b| b == b':')
 }
 
 impl<W: Write> crate::net::conn::LineSink for Decoder<W> {

@@ -624,6 +624,11 @@ addresses the message to the original's Reply-To: (else From:), adds
 to its subject unless there is one (Re:, AW:, SV:, Re[2]: count),
 sets In-Reply-To: and References: (RFC 5322 \(sc3.6.4), and starts the body with an
 attribution line and the original's text quoted with "> ", followed by the new text.
+The original's address fields are read as mutt reads them: two mailboxes without a comma
+between them are both taken, and what does not parse is skipped. An original with no usable
+Reply-To: or From: (a cron mail) is answered to the recipients given with
+.BR \-t ;
+without them it is refused (exit 65).
 .B \-\-all
 puts the original's other To: and Cc: recipients in Cc:, without the author's own address
 and without duplicates.

@@ -7,6 +7,7 @@
 
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
+use crate::message::header;
 use std::io::{self, Read, Write};
 
 /// What reading noticed about the message bytes.
@@ -141,9 +142,12 @@ pub fn prepare<'a>(
             if let Some(f) = fields.last_mut() {
                 f.bytes.extend_from_slice(line);
             }
-        } else if let Some(name) = field_name(bare) {
+        } else if let Some(name) = header::field_name(bare) {
+            // Blanks before the colon (`Bcc :`) still make the field (RFC 5322 §4.5), as
+            // in Postfix's cleanup: read as body text instead, such a line would end the
+            // header there, and a `Bcc :` would go to every recipient in the body.
             fields.push(RawField {
-                name,
+                name: String::from_utf8_lossy(name).into_owned(),
                 bytes: line.to_vec(),
             });
         } else {
@@ -238,17 +242,6 @@ pub fn prepare<'a>(
         },
         rcpts,
     ))
-}
-
-/// The field name of a header line, when it is one (RFC 5322 §2.2: printable ASCII but colon).
-/// Blanks between the name and the colon are the obsolete syntax of RFC 5322 §4.5 (`Bcc :`),
-/// which Postfix's cleanup also takes as a field: read as body text instead, such a line
-/// would end the header there, and a `Bcc :` would go to every recipient in the body.
-fn field_name(line: &[u8]) -> Option<String> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = line[..colon].trim_ascii_end();
-    let ok = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 127);
-    ok.then(|| String::from_utf8_lossy(name).into_owned())
 }
 
 /// The addresses of an address-list field, groups included.
