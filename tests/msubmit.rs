@@ -927,6 +927,74 @@ fn a_recipient_limit_splits_the_message_into_transactions() {
 }
 
 #[test]
+fn a_flush_remembers_the_recipients_a_split_transaction_delivered() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let out = run(
+        msubmit(t.path()).args([
+            "--queue-dir",
+            q,
+            "--queue",
+            "-f",
+            "a@a.test",
+            "r1@b.test,r2@b.test,r3@b.test",
+        ]),
+        b"Subject: split\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Two recipients per transaction: r1 and r2 are delivered, then the server fails the
+    // transaction for r3 temporarily.
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        refuse_after: Some((1, "451 4.3.0 try again later\r\n")),
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    fails(&out, 75, "451 4.3.0");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "delivered: r1@b.test",
+        "delivered: r2@b.test",
+        "attempts: 1",
+    ] {
+        assert!(listing.contains(line), "{line} missing: {listing}");
+    }
+    assert!(!listing.contains("delivered: r3@"), "{listing}");
+    // Due again: only r3 is sent to.
+    for f in files(&qdir.join("state")) {
+        let state = std::fs::read_to_string(&f).unwrap();
+        let due: Vec<String> = state
+            .lines()
+            .map(|l| match l.starts_with("next ") {
+                true => "next 0".to_string(),
+                false => l.to_string(),
+            })
+            .collect();
+        std::fs::write(&f, due.join("\n") + "\n").unwrap();
+    }
+    let fake = Fake::start(Script::default());
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(log.contains("RCPT TO:<r3@b.test>"), "{log}");
+    assert!(
+        !log.contains("r1@b.test") && !log.contains("r2@b.test"),
+        "{log}"
+    );
+    assert!(files(&qdir.join("new")).is_empty());
+    assert!(files(&qdir.join("state")).is_empty());
+}
+
+#[test]
 fn mailq_and_newaliases_links_behave_as_sendmails() {
     // Postfix, sendmail and ssmtp install mailq and newaliases as links to sendmail; with
     // msubmit as the system's sendmail they are links to msubmit.
