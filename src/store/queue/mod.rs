@@ -25,10 +25,11 @@
 //!
 //! Crash safety (a SIGKILL or a power loss, at any point):
 //! - A recipient is never lost. The entry file, which names every recipient, leaves `new/`
-//!   only by a rename into `failed/` or by its removal, and both happen only after the
-//!   state of every recipient is durably "delivered" or "failed". A crash between the
-//!   state write and the move leaves an entry with nothing pending, which the next run
-//!   moves (or removes) without sending.
+//!   only when no recipient is pending: removed once every one was delivered (the removal
+//!   is the record), or renamed into `failed/` once a state saying which failed is durable.
+//!   A crash between that state write and the rename leaves an entry with nothing pending,
+//!   which the next run moves without sending. A state write that does not complete leaves
+//!   the previous state whole (the rename is atomic).
 //! - A recipient is sent to twice only if the crash falls between the server's reply to
 //!   the final dot and the state write that records it (the rename of the state file, or
 //!   the removal of the entry when every recipient is delivered): the next run finds it
