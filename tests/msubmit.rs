@@ -630,6 +630,53 @@ fn a_flush_killed_with_sigkill_loses_nothing() {
 }
 
 #[test]
+fn two_flushes_at_once_share_the_queue_and_send_each_message_once() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let n = 12;
+    for i in 0..n {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "--queue", "-f", "a@a.test", "b@b.test"]),
+            format!("Subject: msg {i}\n\nbody\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let slow = Fake::start(Script {
+        delay: Duration::from_millis(100),
+        ..Script::default()
+    });
+    let flush = || {
+        plain(t.path(), slow.port())
+            .args(["--queue-dir", q, "--flush"])
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(flush);
+        let b = s.spawn(flush);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [&a, &b] {
+        assert_eq!(code(out), 0, "{}", stderr(out));
+    }
+    let mut subjects: Vec<String> = (slow.accepted.lock().unwrap().iter())
+        .map(|m| header_value(m, "Subject").unwrap())
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n, "{subjects:?}");
+    assert_eq!(
+        slow.accepted.lock().unwrap().len(),
+        n,
+        "a message went twice"
+    );
+    // Both worked: each flush connected and sent.
+    assert_eq!(slow.log_text().matches("EHLO").count(), 2);
+    assert!(files(&qdir.join("new")).is_empty());
+}
+
+#[test]
 fn helo_is_used_when_ehlo_is_refused() {
     let (fake, out) = one_shot(
         Script {
