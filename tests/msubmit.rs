@@ -630,6 +630,53 @@ fn a_flush_killed_with_sigkill_loses_nothing() {
 }
 
 #[test]
+fn two_flushes_at_once_share_the_queue_and_send_each_message_once() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let n = 12;
+    for i in 0..n {
+        let out = run(
+            msubmit(t.path()).args(["--queue-dir", q, "--queue", "-f", "a@a.test", "b@b.test"]),
+            format!("Subject: msg {i}\n\nbody\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let slow = Fake::start(Script {
+        delay: Duration::from_millis(100),
+        ..Script::default()
+    });
+    let flush = || {
+        plain(t.path(), slow.port())
+            .args(["--queue-dir", q, "--flush"])
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(flush);
+        let b = s.spawn(flush);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [&a, &b] {
+        assert_eq!(code(out), 0, "{}", stderr(out));
+    }
+    let mut subjects: Vec<String> = (slow.accepted.lock().unwrap().iter())
+        .map(|m| header_value(m, "Subject").unwrap())
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n, "{subjects:?}");
+    assert_eq!(
+        slow.accepted.lock().unwrap().len(),
+        n,
+        "a message went twice"
+    );
+    // Both worked: each flush connected and sent.
+    assert_eq!(slow.log_text().matches("EHLO").count(), 2);
+    assert!(files(&qdir.join("new")).is_empty());
+}
+
+#[test]
 fn helo_is_used_when_ehlo_is_refused() {
     let (fake, out) = one_shot(
         Script {
@@ -924,6 +971,74 @@ fn a_recipient_limit_splits_the_message_into_transactions() {
     let log = fake.log_text();
     assert_eq!(log.matches("EHLO").count(), 1, "{log}");
     assert_eq!(log.matches("RCPT TO:<r5@b.test>").count(), 3, "{log}");
+}
+
+#[test]
+fn a_flush_remembers_the_recipients_a_split_transaction_delivered() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let out = run(
+        msubmit(t.path()).args([
+            "--queue-dir",
+            q,
+            "--queue",
+            "-f",
+            "a@a.test",
+            "r1@b.test,r2@b.test,r3@b.test",
+        ]),
+        b"Subject: split\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Two recipients per transaction: r1 and r2 are delivered, then the server fails the
+    // transaction for r3 temporarily.
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        refuse_after: Some((1, "451 4.3.0 try again later\r\n")),
+        ..Script::default()
+    });
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    fails(&out, 75, "451 4.3.0");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "delivered: r1@b.test",
+        "delivered: r2@b.test",
+        "attempts: 1",
+    ] {
+        assert!(listing.contains(line), "{line} missing: {listing}");
+    }
+    assert!(!listing.contains("delivered: r3@"), "{listing}");
+    // Due again: only r3 is sent to.
+    for f in files(&qdir.join("state")) {
+        let state = std::fs::read_to_string(&f).unwrap();
+        let due: Vec<String> = state
+            .lines()
+            .map(|l| match l.starts_with("next ") {
+                true => "next 0".to_string(),
+                false => l.to_string(),
+            })
+            .collect();
+        std::fs::write(&f, due.join("\n") + "\n").unwrap();
+    }
+    let fake = Fake::start(Script::default());
+    let out = run(
+        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    assert!(log.contains("RCPT TO:<r3@b.test>"), "{log}");
+    assert!(
+        !log.contains("r1@b.test") && !log.contains("r2@b.test"),
+        "{log}"
+    );
+    assert!(files(&qdir.join("new")).is_empty());
+    assert!(files(&qdir.join("state")).is_empty());
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! said we kept (tmp file, fsync, rename, directory fsync).
 //!
 //! [`maildir`] stores into Maildirs (with group commit of the directory sync); [`queue`] holds
-//! outgoing messages with their envelopes until a server took them; [`dedupe`] remembers
-//! Message-IDs for duplicate suppression.
+//! outgoing messages with the state of each recipient until their next hop took them, and
+//! runs them through a sender its caller gives; [`dedupe`] remembers Message-IDs for
+//! duplicate suppression.
 
 pub mod dedupe;
 pub mod maildir;

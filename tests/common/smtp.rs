@@ -92,6 +92,9 @@ pub struct Script {
     pub max_rcpts: Option<usize>,
     /// A reply to DATA instead of 354 (the data is then not read).
     pub data_reply: Option<&'static str>,
+    /// After this many messages accepted on a connection, this reply to the end of data
+    /// instead of 250 (the message is not kept).
+    pub refuse_after: Option<(usize, &'static str)>,
 }
 
 impl Default for Script {
@@ -105,6 +108,7 @@ impl Default for Script {
             delay: Duration::ZERO,
             max_rcpts: None,
             data_reply: None,
+            refuse_after: None,
         }
     }
 }
@@ -178,6 +182,7 @@ fn serve(
     let mut line = Vec::new();
     // Accepted recipients of the transaction: DATA without any is refused, as servers do.
     let mut rcpts_ok = 0;
+    let mut messages = 0;
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
@@ -247,9 +252,16 @@ fn serve(
                 return Ok(());
             }
             std::thread::sleep(s.delay);
+            rcpts_ok = 0;
+            if let Some((n, reply)) = s.refuse_after
+                && messages >= n
+            {
+                out.write_all(reply.as_bytes())?;
+                continue;
+            }
+            messages += 1;
             out.write_all(b"250 2.0.0 queued\r\n")?;
             accepted.lock().unwrap().push(data);
-            rcpts_ok = 0;
             continue;
         } else if cmd.starts_with("QUIT") {
             out.write_all(b"221 2.0.0 bye\r\n")?;

@@ -168,12 +168,13 @@ impl Handoff {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
         let queued = queue::Queued {
-            account: None,
+            route: queue::Route::Account(None),
             envelope: Envelope {
                 size: Some(msg.len()),
                 ..envelope.clone()
             },
             queued: queue::now(),
+            requiretls: false,
         };
         Queue::open(dir)?
             .store(&queued, |w| msg.copy_to(w))

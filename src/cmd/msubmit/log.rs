@@ -15,7 +15,7 @@ pub(super) fn log(server: &settings::Server, env: &Envelope, result: &Result<Sen
     }
     let o = &server.options;
     let (status, text, code) = match result {
-        Ok(Sent { refusals, data }) => match refusals.first().map(|r| &r.error) {
+        Ok(Sent { refusals, data, .. }) => match refusals.first().map(|r| &r.error) {
             None => (
                 data.as_ref().map_or(0, |r| r.code),
                 data.as_ref().map(Reply::text).unwrap_or_default(),

@@ -11,7 +11,8 @@
 //! goes to `~/dead.letter` (`dead_letter.rs`), since the caller may no longer have it.
 //!
 //! The queue ([`crate::store::queue`]) makes msubmit usable offline: `--queue` stores,
-//! `--flush` sends everything over one connection per account, `--list` shows it.
+//! `--flush` hands the queue to the library's runner with a sender that sends each message
+//! as above (all or nothing) over one connection per account, `--list` shows it.
 //!
 //! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
 //! session, and sends each the same way (`send_or_queue`), one connection for the session.
@@ -28,12 +29,9 @@ use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
 use crate::smtp::Reply;
-use crate::smtp::client::{
-    Body, Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
-};
-use crate::store::queue::{self, Queue};
+use crate::smtp::client::{Body, Direction, Envelope, Partial, Refusal, Session, Trace, too_many};
+use crate::store::queue::{self, Attempt, Queue, Route, Status, Verdict};
 use clap::{ArgAction, CommandFactory, Parser};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -436,10 +434,20 @@ fn queue_envelope(
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
-        account: acct.name.clone(),
+        route: Route::Account(acct.name.clone()),
         envelope,
         queued: queue::now(),
+        requiretls: false,
     })
+}
+
+/// The account an entry goes through (`None`: the defaults and the command line). msubmit
+/// queues only account routes; [`Flush`] leaves the others alone.
+fn route_account(queued: &queue::Queued) -> Option<String> {
+    match &queued.route {
+        Route::Account(account) => account.clone(),
+        _ => None,
+    }
 }
 
 /// What became of a message that was read and prepared.
@@ -481,7 +489,7 @@ fn send_or_queue(
     if args.queue {
         return store(prepared).map(|id| Fate::Queued(id, None));
     }
-    let server = settings::server(args, cfg, queued.account.clone(), trace(args.verbose))?;
+    let server = settings::server(args, cfg, route_account(queued), trace(args.verbose))?;
     let env = &queued.envelope;
     let result = upstream
         .session(&server)
@@ -566,47 +574,65 @@ impl Source for message::Prepared<'_> {
     }
 }
 
-/// A message in the queue.
-struct Queued<'a>(&'a Queue, &'a queue::Entry);
+/// A message in the queue, locked by the runner.
+struct Queued<'a, 'q>(&'a queue::Job<'q>);
 
-impl Source for Queued<'_> {
+impl Source for Queued<'_, '_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
-        Ok(Box::new(self.0.message(self.1)?))
+        Ok(Box::new(self.0.message()))
     }
 }
 
-/// What sending one message came to: the last reply to the end of data, and every failure
-/// (none when the server accepted it for every recipient).
+/// What sending one message came to: the last reply to the end of data, every failure
+/// (none when the server accepted it for every recipient), and for each recipient the reply
+/// to the end of data that delivered to it.
 struct Sent {
     data: Option<Reply>,
     refusals: Vec<Refusal>,
+    delivered: Vec<Option<Reply>>,
 }
 
 /// Send one message over `session`, all or nothing; except that when the server limits the
-/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions.
+/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions,
+/// and what the earlier ones delivered stays delivered whatever becomes of the later ones.
 fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
-    let mut pending = env.clone();
+    let mut todo: Vec<usize> = (0..env.rcpts.len()).collect();
+    let mut delivered: Vec<Option<Reply>> = vec![None; env.rcpts.len()];
     loop {
-        let outcome = {
-            let mut reader = source.open()?;
-            session.send(&pending, &mut reader, Partial::AbortUnlessTooMany)?
+        let pending = env.only(|i, _| todo.binary_search(&i).is_ok());
+        let outcome = source
+            .open()
+            .and_then(|mut r| session.send(&pending, &mut r, Partial::AbortUnlessTooMany));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) if delivered.iter().any(Option::is_some) => {
+                return Ok(Sent {
+                    data: None,
+                    refusals: vec![e.into()],
+                    delivered,
+                });
+            }
+            Err(e) => return Err(e),
         };
-        let delivered = outcome.data.as_ref().is_some_and(Reply::is_positive);
+        let accepted = outcome.data.as_ref().is_some_and(Reply::is_positive);
         // Each round delivers to at least one recipient, so this ends.
-        let later: Vec<Recipient> = pending
-            .rcpts
-            .iter()
-            .zip(&outcome.rcpts)
-            .filter(|(_, r)| delivered && too_many(r))
-            .map(|(p, _)| p.clone())
-            .collect();
+        let mut later = Vec::new();
+        for (&i, r) in todo.iter().zip(&outcome.rcpts) {
+            if accepted && r.is_positive() {
+                delivered[i] = outcome.data.clone();
+            }
+            if accepted && too_many(r) {
+                later.push(i);
+            }
+        }
         if later.is_empty() {
             return Ok(Sent {
                 refusals: outcome.refusals(&pending),
                 data: outcome.data,
+                delivered,
             });
         }
-        pending.rcpts = later;
+        todo = later;
     }
 }
 
@@ -655,28 +681,40 @@ fn list(dir: &Path) -> Result<()> {
     {
         let v = &e.queued;
         let rcpts: Vec<&str> = v.envelope.rcpts.iter().map(|r| r.addr.as_str()).collect();
+        let route = match &v.route {
+            Route::Account(a) => format!("account {}", a.as_deref().unwrap_or("-")),
+            other => format!("route {}", other.kind()),
+        };
         writeln!(
             out,
-            "{}  {} bytes  queued {}  account {}{}\n  from: <{}>\n  to: {}",
+            "{}  {} bytes  queued {}  {route}{}\n  from: <{}>\n  to: {}",
             e.id,
             v.envelope.size.unwrap_or(0),
             time(v.queued),
-            v.account.as_deref().unwrap_or("-"),
             if is_failed { "  FAILED" } else { "" },
             v.envelope.from,
             rcpts.join(", ")
         )
         .map_err(w)?;
-        if e.state.attempts > 0 {
-            let next = if is_failed {
-                String::new()
-            } else {
-                format!(", next {}", time(e.state.next))
+        // Recipients done while others are not (the rest of a split transaction).
+        for (addr, st) in rcpts.iter().zip(&e.rcpts) {
+            match st.status {
+                Status::Delivered => writeln!(out, "  delivered: {addr}"),
+                Status::Failed if !is_failed => writeln!(out, "  failed: {addr}: {}", st.reply),
+                _ => Ok(()),
+            }
+            .map_err(w)?;
+        }
+        if e.attempts() > 0 {
+            let next = match e.next_try() {
+                Some(t) if !is_failed => format!(", next {}", time(t)),
+                _ => String::new(),
             };
             writeln!(
                 out,
                 "  attempts: {}{next}, last error: {}",
-                e.state.attempts, e.state.error
+                e.attempts(),
+                e.last_error()
             )
             .map_err(w)?;
         }
@@ -684,103 +722,38 @@ fn list(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Send every due message of the queue: the library's runner picks, locks and records;
+/// [`Flush`] sends.
 fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
-    let _lock = q.lock()?;
-    let (entries, errors) = q.list()?;
-    for e in &errors {
+    let mut f = Flush {
+        args,
+        cfg,
+        account: None,
+        server: None,
+        session: None,
+        down: None,
+        codes: Vec::new(),
+    };
+    let report = q.run(queue::now(), |job| f.send(job));
+    if let Some(s) = f.session.take() {
+        s.quit();
+    }
+    let report = report?;
+    for e in &report.unreadable {
         run::warn(e);
     }
-    let unreadable = errors.len();
-    let now = queue::now();
-    let mut groups: BTreeMap<Option<String>, Vec<queue::Entry>> = BTreeMap::new();
-    for e in entries.into_iter().filter(|e| e.state.next <= now) {
-        groups.entry(e.queued.account.clone()).or_default().push(e);
-    }
-    let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
-    let mut worst: Option<Code> = None;
-    let note = |code: Code, worst: &mut Option<Code>| {
-        if worst.is_none_or(|w| w.is_temporary() && !code.is_temporary()) {
-            *worst = Some(code);
-        }
-    };
+    let (sent, failed, unreadable) = (report.sent, report.failed, report.unreadable.len());
+    // Untried: the account's settings failed (said once, in the exit status too).
+    let deferred = report.deferred + report.untried;
     // A queue file we cannot read is a message we cannot send: the exit status must say
     // so, or cron's `msubmit -q` reports success while it sits in the queue for ever.
-    if let Some(e) = errors.first() {
-        note(e.code(), &mut worst);
-    }
-    for (account, entries) in groups {
-        let server = match settings::server(args, cfg, account, trace(args.verbose)) {
-            Ok(s) => s,
-            Err(e) => {
-                run::warn(&e);
-                deferred += entries.len();
-                note(e.code(), &mut worst);
-                continue;
-            }
-        };
-        let mut session: Option<Session> = None;
-        for (i, entry) in entries.iter().enumerate() {
-            if session.as_ref().is_none_or(|s| !s.is_usable()) {
-                match Session::connect(&server.options) {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        // The server is unreachable for the rest of this account too. The
-                        // messages stay queued whatever the reason (a corrected setting
-                        // sends them), but the exit status says which it was: a setting
-                        // that does not fit the server (78, e.g. the TLS mode) or a refused
-                        // certificate (69) is no 75, which says "retry later" for ever.
-                        run::warn(&e);
-                        for rest in &entries[i..] {
-                            q.defer(rest, &e.to_string())?;
-                        }
-                        deferred += entries.len() - i;
-                        note(e.code(), &mut worst);
-                        session = None;
-                        break;
-                    }
-                }
-            }
-            let Some(s) = session.as_mut() else { break };
-            let env = &entry.queued.envelope;
-            let result = deliver(s, env, &mut Queued(&q, entry));
-            log::log(&server, env, &result);
-            let errs = match result {
-                Ok(done) if done.refusals.is_empty() => {
-                    q.remove(entry)?;
-                    sent += 1;
-                    // Bound what a crash could send twice.
-                    if sent % 100 == 0 {
-                        q.sync()?;
-                    }
-                    continue;
-                }
-                Ok(done) => done.refusals.into_iter().map(|r| r.error).collect(),
-                Err(e) => vec![e],
-            };
-            let permanent = errs.iter().any(|e| !e.code().is_temporary());
-            let text = errs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            run::warn(format_args!("{}: {text}", entry.id));
-            if permanent {
-                q.fail(entry, &text)?;
-                failed += 1;
-            } else {
-                q.defer(entry, &text)?;
-                deferred += 1;
-            }
-            for e in &errs {
-                note(e.code(), &mut worst);
-            }
-        }
-        if let Some(s) = session {
-            s.quit();
-        }
-        q.sync()?;
-    }
+    let codes = report.unreadable.iter().map(Error::code).chain(f.codes);
+    // The first permanent failure, else the first: a retry cannot fix a permanent one.
+    let worst = codes.fold(None, |worst: Option<Code>, code| match worst {
+        Some(w) if !w.is_temporary() || code.is_temporary() => Some(w),
+        _ => Some(code),
+    });
     if args.verbose || worst.is_some() {
         run::warn(format_args!(
             "flush: {sent} sent, {deferred} deferred, {failed} failed, {unreadable} unreadable"
@@ -793,6 +766,118 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             "flush",
             format!("{deferred} deferred, {failed} failed, {unreadable} unreadable"),
         )),
+    }
+}
+
+/// msubmit's sender for the queue runner: each message as one submission, all or nothing,
+/// over one connection per account (the runner hands over an account's messages in a row).
+struct Flush<'a> {
+    args: &'a Args,
+    cfg: &'a Config,
+    /// The account of the messages in hand.
+    account: Option<Option<String>>,
+    /// Its server settings; `None` when they failed (its messages are not tried).
+    server: Option<settings::Server>,
+    /// The connection to it.
+    session: Option<Session>,
+    /// Why it cannot be reached: its other messages are deferred without a new try.
+    down: Option<String>,
+    /// The exit codes of every failure, in order.
+    codes: Vec<Code>,
+}
+
+impl Flush<'_> {
+    fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {
+        let Route::Account(account) = &job.queued().route else {
+            run::warn(format_args!(
+                "{}: a message for route {}, not msubmit's: left in the queue",
+                job.id(),
+                job.queued().route.kind()
+            ));
+            return None;
+        };
+        if self.account.as_ref() != Some(account) {
+            if let Some(s) = self.session.take() {
+                s.quit();
+            }
+            self.account = Some(account.clone());
+            self.down = None;
+            let trace = trace(self.args.verbose);
+            self.server = match settings::server(self.args, self.cfg, account.clone(), trace) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    run::warn(&e);
+                    self.codes.push(e.code());
+                    None
+                }
+            };
+        }
+        let server = self.server.as_ref()?;
+        let n = job.rcpts().len();
+        let all = |verdict, why: &str| Some(vec![Attempt::new(verdict, why); n]);
+        if job.queued().requiretls {
+            // RFC 8689 §4.2.1: a message that cannot be sent as REQUIRETLS asks is not sent.
+            let e = Error::new(
+                Code::Unavailable,
+                job.id(),
+                "REQUIRETLS (RFC 8689) is not supported by msubmit",
+            );
+            run::warn(&e);
+            self.codes.push(e.code());
+            return all(Verdict::Failed, &e.to_string());
+        }
+        if let Some(why) = &self.down {
+            return all(Verdict::Deferred, why);
+        }
+        if self.session.as_ref().is_none_or(|s| !s.is_usable()) {
+            match Session::connect(&server.options) {
+                Ok(s) => self.session = Some(s),
+                Err(e) => {
+                    // The server is unreachable for the rest of this account too. The
+                    // messages stay queued whatever the reason (a corrected setting sends
+                    // them), but the exit status says which it was: a setting that does
+                    // not fit the server (78, e.g. the TLS mode) or a refused certificate
+                    // (69) is no 75, which says "retry later" for ever.
+                    run::warn(&e);
+                    self.codes.push(e.code());
+                    self.session = None;
+                    let why = self.down.insert(e.to_string());
+                    return all(Verdict::Deferred, why);
+                }
+            }
+        }
+        let session = self.session.as_mut()?;
+        let env = job.envelope();
+        let result = deliver(session, &env, &mut Queued(job));
+        log::log(server, &env, &result);
+        let (delivered, errs) = match result {
+            Ok(sent) => (
+                sent.delivered,
+                sent.refusals.into_iter().map(|r| r.error).collect(),
+            ),
+            Err(e) => (vec![None; n], vec![e]),
+        };
+        // All or nothing: a message refused for one recipient is not sent to the others,
+        // and fails (or waits) with that recipient.
+        let verdict = match errs.iter().any(|e| !e.code().is_temporary()) {
+            true => Verdict::Failed,
+            false => Verdict::Deferred,
+        };
+        let text = errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !errs.is_empty() {
+            run::warn(format_args!("{}: {text}", job.id()));
+        }
+        self.codes.extend(errs.iter().map(Error::code));
+        let attempts = delivered.into_iter().map(|d| match d {
+            Some(reply) => Attempt::new(Verdict::Delivered, reply),
+            None if errs.is_empty() => Attempt::new(Verdict::Deferred, "not sent"),
+            None => Attempt::new(verdict, &text),
+        });
+        Some(attempts.collect())
     }
 }
 

@@ -1,0 +1,569 @@
+//! The queue's two file formats, byte for byte: the entry file (what is to be sent, written
+//! once) and its state file (what became of each recipient, replaced on every change).
+//!
+//! An entry file is `mailpipe-queue 2`, then `key value` lines (the route, the envelope, the
+//! arrival), a blank line, and the message as given:
+//!
+//! ```text
+//! mailpipe-queue 2
+//! arrived 1767225600
+//! route account
+//! route.account work
+//! from a@x.test
+//! ret HDRS
+//! envid 42
+//! 8bit 1
+//! size 1234
+//! rcpt b@y.test
+//! notify SUCCESS,FAILURE
+//! orcpt rfc822;b@y.test
+//! rcpt c@y.test
+//!
+//! From: a@x.test
+//! ...
+//! ```
+//!
+//! `notify` and `orcpt` belong to the `rcpt` line above them. The route is `route account`
+//! (msubmit: `route.account NAME`, or none for the defaults and the command line),
+//! `route mx` (mrelay), or `route local` with `route.maildirs BASE` or `route.command CMD`;
+//! what a route needs more (an account's host, port, TLS settings, user, how to get the
+//! password, never the password) grows as more `route.*` lines. `requiretls 1` is the
+//! REQUIRETLS flag (RFC 8689 §4), kept with the message until a sender honours it.
+//!
+//! A reader ignores keys it does not know, so a downgrade still sends. A key that must not
+//! be ignored (one that makes sending stricter, or a route a reader cannot follow) comes
+//! with a new version number instead: a reader refuses a version above its own, and the
+//! entry stays in the queue, reported, until a newer mailpipe sends it. Version 1 (msubmit's
+//! outbox before per-recipient state: `account NAME`, `queued TIME`, the same envelope keys)
+//! is read as the account route.
+//!
+//! A state file holds one block per recipient of the entry, in the entry's order, the
+//! address repeated as a check:
+//!
+//! ```text
+//! mailpipe-queue-state 2
+//! rcpt b@y.test
+//! status delivered
+//! attempts 1
+//! next 0
+//! reply 250 2.0.0 Ok: queued as 4dQx
+//! rcpt c@y.test
+//! status pending
+//! attempts 2
+//! next 1767229200
+//! reply 451 4.2.1 mailbox busy
+//! ```
+//!
+//! Version 1's state file (`attempts N`, `next TIME`, `error TEXT`, for the whole message)
+//! is read as that state for every recipient. A state file that is missing, unreadable or
+//! does not match its entry reads as "every recipient pending": at worst a recipient is sent
+//! to again, never dropped.
+
+use crate::envelope::{Body, Envelope, Recipient};
+use crate::exit::{Code, Context, Error, Result};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// The name on an entry file's first line.
+const MAGIC: &str = "mailpipe-queue";
+
+/// The entry format this code writes, and the newest it reads.
+pub const VERSION: u32 = 2;
+
+/// The first line of a state file of this version.
+const STATE_MAGIC: &str = "mailpipe-queue-state 2";
+
+/// The longest envelope we read back (addresses are short; a huge one is a broken file).
+const MAX_ENVELOPE: u64 = 1 << 20;
+
+/// How an entry leaves: through which kind of next hop, with what it needs to get there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Route {
+    /// To the server of a configuration account (msubmit): its name, or `None` for the
+    /// defaults and the command line of the flush.
+    Account(Option<String>),
+    /// To the recipients' domains' mail exchangers (mrelay).
+    Mx,
+    /// Delivered on this host.
+    Local(Local),
+}
+
+impl Default for Route {
+    fn default() -> Route {
+        Route::Account(None)
+    }
+}
+
+/// Where a local route delivers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Local {
+    /// Into `BASE/<user>/Maildir`, as mreceive's built-in delivery does.
+    Maildirs(PathBuf),
+    /// Through this command line, as mreceive's `--deliver` does.
+    Command(String),
+}
+
+impl Route {
+    /// The route's kind, as its `route` line says it: `account`, `mx` or `local`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Account(_) => "account",
+            Route::Mx => "mx",
+            Route::Local(_) => "local",
+        }
+    }
+
+    /// The route's lines: `route KIND`, then its `route.*` details.
+    fn lines(&self) -> Result<Vec<(&'static str, String)>> {
+        Ok(match self {
+            Route::Account(name) => {
+                let mut v = vec![("route", self.kind().to_string())];
+                v.extend(name.iter().map(|n| ("route.account", n.clone())));
+                v
+            }
+            Route::Mx => vec![("route", self.kind().to_string())],
+            Route::Local(Local::Maildirs(base)) => {
+                let base = base.to_str().ok_or_else(|| {
+                    Error::new(
+                        Code::DataErr,
+                        format!("queue route {}", base.display()),
+                        "not UTF-8",
+                    )
+                })?;
+                vec![
+                    ("route", self.kind().to_string()),
+                    ("route.maildirs", base.to_string()),
+                ]
+            }
+            Route::Local(Local::Command(cmd)) => vec![
+                ("route", "local".to_string()),
+                ("route.command", cmd.clone()),
+            ],
+        })
+    }
+
+    /// The route of `kind` with its `route.*` details; `None` when a reader of this version
+    /// cannot follow it.
+    fn parse(kind: &str, details: &BTreeMap<String, String>) -> Option<Route> {
+        let get = |k: &str| details.get(k).cloned();
+        match kind {
+            "account" => Some(Route::Account(get("route.account"))),
+            "mx" => Some(Route::Mx),
+            "local" => match (get("route.maildirs"), get("route.command")) {
+                (Some(base), None) => Some(Route::Local(Local::Maildirs(base.into()))),
+                (None, Some(cmd)) => Some(Route::Local(Local::Command(cmd))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// What an entry file holds besides the message: the route, the envelope, the arrival.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// How the message leaves.
+    pub route: Route,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// When it arrived in the queue (seconds since the epoch).
+    pub queued: u64,
+    /// REQUIRETLS (RFC 8689 §4): the message must travel over verified TLS all the way or
+    /// not at all. No writer sets it yet; a sender that cannot honour it must not send.
+    pub requiretls: bool,
+}
+
+/// What became of one recipient so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Status {
+    /// Still to be sent.
+    #[default]
+    Pending,
+    /// A server took responsibility for it (or it was delivered locally).
+    Delivered,
+    /// Refused for good.
+    Failed,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One recipient's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcptState {
+    /// Sent, refused, or still to go.
+    pub status: Status,
+    /// Attempts made for it so far.
+    pub attempts: u32,
+    /// Not before this time (seconds since the epoch); 0 for "now".
+    pub next: u64,
+    /// The last reply or error, one line; empty before the first attempt.
+    pub reply: String,
+}
+
+/// Refuse a value that would end its line (and start a key of its own).
+fn check_value(key: &str, v: &str) -> Result<()> {
+    if v.chars().any(char::is_control) {
+        return Err(Error::new(
+            Code::DataErr,
+            format!("queue {key} {v:?}"),
+            "contains a control character",
+        ));
+    }
+    Ok(())
+}
+
+/// `s` with control characters (line ends) as spaces, for a one-line value.
+pub(super) fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+impl Queued {
+    /// The entry file's head: the magic line, the keys, the blank line.
+    pub(super) fn to_bytes(&self) -> Result<Vec<u8>> {
+        let env = &self.envelope;
+        let mut s = format!("{MAGIC} {VERSION}\n");
+        let mut line = |k: &str, v: &str| -> Result<()> {
+            check_value(k, v)?;
+            s.push_str(&format!("{k} {v}\n"));
+            Ok(())
+        };
+        line("arrived", &self.queued.to_string())?;
+        for (k, v) in self.route.lines()? {
+            line(k, &v)?;
+        }
+        if self.requiretls {
+            line("requiretls", "1")?;
+        }
+        line("from", &env.from)?;
+        if let Some(r) = &env.ret {
+            line("ret", r)?;
+        }
+        if let Some(e) = &env.envid {
+            line("envid", e)?;
+        }
+        line("8bit", if env.body.is_eight_bit() { "1" } else { "0" })?;
+        line("size", &env.size.unwrap_or(0).to_string())?;
+        for r in &env.rcpts {
+            line("rcpt", &r.addr)?;
+            if let Some(n) = &r.notify {
+                line("notify", n)?;
+            }
+            if let Some(o) = &r.orcpt {
+                line("orcpt", o)?;
+            }
+        }
+        s.push('\n');
+        Ok(s.into_bytes())
+    }
+
+    /// Read the head of an entry file (version 1 or 2), leaving `r` at the message; also
+    /// returns the head's length, where the message starts.
+    pub(super) fn read_from(r: &mut dyn BufRead, path: &Path) -> Result<(Queued, u64)> {
+        let bad = |why: &str| {
+            Error::new(
+                Code::DataErr,
+                format!("queue file {}", path.display()),
+                why.to_string(),
+            )
+        };
+        let mut q = Queued::default();
+        let env = &mut q.envelope;
+        let mut version = None;
+        let mut route: Option<String> = None;
+        let mut details = BTreeMap::new();
+        let mut total = 0u64;
+        loop {
+            let mut line = String::new();
+            let n = r
+                .read_line(&mut line)
+                .or_code_with(Code::TempFail, || format!("read {}", path.display()))?;
+            total += n as u64;
+            if n == 0 || total > MAX_ENVELOPE {
+                return Err(bad("truncated envelope"));
+            }
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            let Some(v) = version else {
+                let v = (line.strip_prefix(MAGIC))
+                    .and_then(|v| v.strip_prefix(' '))
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(|| bad("not a mailpipe queue file"))?;
+                if v > VERSION {
+                    return Err(bad(&format!(
+                        "written by a newer mailpipe (format {v}; this one reads up to {VERSION})"
+                    )));
+                }
+                version = Some(v);
+                continue;
+            };
+            if line.is_empty() {
+                break;
+            }
+            let (k, val) = line.split_once(' ').unwrap_or((line, ""));
+            let num = |v: &str| v.parse::<u64>().map_err(|_| bad("bad number"));
+            match k {
+                // Version 1's route and arrival.
+                "account" if v == 1 => {
+                    route = Some("account".into());
+                    details.insert("route.account".to_string(), val.to_string());
+                }
+                "queued" if v == 1 => q.queued = num(val)?,
+                "arrived" => q.queued = num(val)?,
+                "route" => route = Some(val.to_string()),
+                k if k.starts_with("route.") => {
+                    details.insert(k.to_string(), val.to_string());
+                }
+                "requiretls" => q.requiretls = val == "1",
+                "from" => env.from = val.to_string(),
+                "rcpt" => env.rcpts.push(Recipient::new(val)),
+                "notify" | "orcpt" => match env.rcpts.last_mut() {
+                    Some(r) if k == "notify" => r.notify = Some(val.to_string()),
+                    Some(r) => r.orcpt = Some(val.to_string()),
+                    None => return Err(bad("recipient parameter before rcpt")),
+                },
+                "ret" => env.ret = Some(val.to_string()),
+                "envid" => env.envid = Some(val.to_string()),
+                "8bit" => env.body = Body::of(val == "1"),
+                "size" => env.size = Some(num(val)?),
+                // Keys from a newer version are ignored, so a downgrade still sends.
+                _ => {}
+            }
+        }
+        if env.rcpts.is_empty() {
+            return Err(bad("no recipients"));
+        }
+        env.smtputf8 = env.needs_smtputf8();
+        q.route = match route {
+            None => Route::Account(None),
+            Some(kind) => Route::parse(&kind, &details)
+                .ok_or_else(|| bad(&format!("a route this mailpipe cannot follow: {kind}")))?,
+        };
+        Ok((q, total))
+    }
+}
+
+/// A state file's text for the recipients of `env`.
+pub(super) fn state_to_bytes(env: &Envelope, states: &[RcptState]) -> Vec<u8> {
+    let mut s = format!("{STATE_MAGIC}\n");
+    for (r, st) in env.rcpts.iter().zip(states) {
+        s.push_str(&format!(
+            "rcpt {}\nstatus {}\nattempts {}\nnext {}\nreply {}\n",
+            r.addr,
+            st.status.name(),
+            st.attempts,
+            st.next,
+            one_line(&st.reply)
+        ));
+    }
+    s.into_bytes()
+}
+
+/// The state of each recipient of `env` from a state file's text (empty: none written yet).
+/// Never fails: what cannot be read is "pending", sent again rather than lost.
+pub(super) fn state_from(text: &str, env: &Envelope) -> Vec<RcptState> {
+    let fresh = vec![RcptState::default(); env.rcpts.len()];
+    let mut lines = text.lines();
+    if text.lines().next() != Some(STATE_MAGIC) {
+        // Version 1: one state for the whole message.
+        let mut st = RcptState::default();
+        for line in lines {
+            match line.split_once(' ') {
+                Some(("attempts", v)) => st.attempts = v.parse().unwrap_or(0),
+                Some(("next", v)) => st.next = v.parse().unwrap_or(0),
+                Some(("error", v)) => st.reply = v.to_string(),
+                _ => {}
+            }
+        }
+        return vec![st; env.rcpts.len()];
+    }
+    lines.next();
+    let mut out: Vec<RcptState> = Vec::with_capacity(env.rcpts.len());
+    for line in lines {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        if k == "rcpt" {
+            match env.rcpts.get(out.len()) {
+                Some(r) if r.addr == v => out.push(RcptState::default()),
+                _ => return fresh,
+            }
+            continue;
+        }
+        let Some(st) = out.last_mut() else {
+            continue;
+        };
+        match k {
+            "status" => {
+                st.status = match v {
+                    "delivered" => Status::Delivered,
+                    "failed" => Status::Failed,
+                    _ => Status::Pending,
+                }
+            }
+            "attempts" => st.attempts = v.parse().unwrap_or(0),
+            "next" => st.next = v.parse().unwrap_or(0),
+            "reply" => st.reply = v.to_string(),
+            _ => {}
+        }
+    }
+    if out.len() != env.rcpts.len() {
+        return fresh;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Read};
+
+    fn queued(route: Route) -> Queued {
+        let mut b = Recipient::new("b@y.test");
+        b.notify = Some("SUCCESS".into());
+        b.orcpt = Some("rfc822;b@y.test".into());
+        Queued {
+            route,
+            envelope: Envelope {
+                from: "a@x.test".into(),
+                rcpts: vec![b, Recipient::new("c@y.test")],
+                ret: Some("HDRS".into()),
+                envid: Some("42".into()),
+                body: Body::EightBitMime,
+                size: Some(12),
+                ..Envelope::default()
+            },
+            queued: 5,
+            requiretls: false,
+        }
+    }
+
+    fn round_trip(q: &Queued) -> Queued {
+        let mut bytes = q.to_bytes().unwrap();
+        let head = bytes.len() as u64;
+        bytes.extend_from_slice(b"Subject: x\n\nbody\n");
+        let mut r = BufReader::new(&bytes[..]);
+        let (back, len) = Queued::read_from(&mut r, Path::new("x")).unwrap();
+        assert_eq!(len, head);
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "Subject: x\n\nbody\n");
+        back
+    }
+
+    #[test]
+    fn every_route_and_requiretls_round_trip() {
+        for route in [
+            Route::Account(None),
+            Route::Account(Some("work".into())),
+            Route::Mx,
+            Route::Local(Local::Maildirs("/var/mail".into())),
+            Route::Local(Local::Command(
+                "/usr/lib/dovecot/dovecot-lda -d ${user}".into(),
+            )),
+        ] {
+            let q = queued(route);
+            assert_eq!(round_trip(&q), q);
+        }
+        let mut q = queued(Route::Mx);
+        q.requiretls = true;
+        assert_eq!(round_trip(&q), q);
+    }
+
+    #[test]
+    fn the_written_head_is_the_documented_one() {
+        let text = String::from_utf8(
+            queued(Route::Account(Some("work".into())))
+                .to_bytes()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "mailpipe-queue 2\narrived 5\nroute account\nroute.account work\nfrom a@x.test\n\
+             ret HDRS\nenvid 42\n8bit 1\nsize 12\nrcpt b@y.test\nnotify SUCCESS\n\
+             orcpt rfc822;b@y.test\nrcpt c@y.test\n\n"
+        );
+    }
+
+    #[test]
+    fn version_1_heads_are_read_as_the_account_route() {
+        // As msubmit wrote them before per-recipient state.
+        let v1 = "mailpipe-queue 1\naccount work\nfrom a@x.test\nrcpt b@y.test\n\
+                  notify SUCCESS\norcpt rfc822;b@y.test\nrcpt c@y.test\nret HDRS\nenvid 42\n\
+                  8bit 1\nsize 12\nqueued 5\n\nbody";
+        let (q, len) = Queued::read_from(&mut v1.as_bytes(), Path::new("x")).unwrap();
+        assert_eq!(q, queued(Route::Account(Some("work".into()))));
+        assert_eq!(len as usize, v1.len() - 4);
+        let v1 = "mailpipe-queue 1\nfrom a@x.test\nrcpt b@y.test\nqueued 5\n\n";
+        let (q, _) = Queued::read_from(&mut v1.as_bytes(), Path::new("x")).unwrap();
+        assert_eq!(q.route, Route::Account(None));
+    }
+
+    #[test]
+    fn newer_versions_unknown_routes_and_broken_heads_are_refused() {
+        let read = |s: &str| Queued::read_from(&mut s.as_bytes(), Path::new("x")).map(|q| q.0);
+        let err = |s: &str| read(s).unwrap_err().to_string();
+        assert!(err("mailpipe-queue 3\nfrom a@x\nrcpt b@y\n\n").contains("newer mailpipe"));
+        assert!(err("mailpipe-queue 2\nroute lmtp\nrcpt b@y\n\n").contains("cannot follow: lmtp"));
+        assert!(err("mailpipe-queue 2\nroute local\nrcpt b@y\n\n").contains("cannot follow"));
+        assert!(err("not a queue\n\n").contains("not a mailpipe queue file"));
+        assert!(err("mailpipe-queue 2\nfrom a@x\nrcpt b@y\n").contains("truncated"));
+        assert!(err("mailpipe-queue 2\nfrom a@x\n\n").contains("no recipients"));
+        assert!(err("mailpipe-queue 2\nnotify NEVER\nrcpt b@y\n\n").contains("before rcpt"));
+        // Keys of a newer minor addition are ignored: a downgrade still sends.
+        let q = read("mailpipe-queue 2\nroute mx\nroute.mx-port 2525\nfuture 1\nrcpt b@y\n\n");
+        assert_eq!(q.unwrap().route, Route::Mx);
+        let mut bad = queued(Route::Account(Some("a\nrcpt evil@x".into())));
+        assert!(bad.to_bytes().is_err());
+        bad.route = Route::Account(None);
+        bad.envelope.from = "a@x\nrcpt evil@x".into();
+        assert!(bad.to_bytes().is_err());
+    }
+
+    #[test]
+    fn state_round_trips_and_anything_unreadable_is_pending() {
+        let env = queued(Route::Mx).envelope;
+        let states = vec![
+            RcptState {
+                status: Status::Delivered,
+                attempts: 1,
+                next: 0,
+                reply: "250 2.0.0 ok".into(),
+            },
+            RcptState {
+                status: Status::Pending,
+                attempts: 2,
+                next: 99,
+                reply: "451 4.2.1 busy\r\nnow".into(),
+            },
+        ];
+        let text = String::from_utf8(state_to_bytes(&env, &states)).unwrap();
+        let back = state_from(&text, &env);
+        assert_eq!(back[0], states[0]);
+        assert_eq!(back[1].reply, "451 4.2.1 busy  now");
+        let fresh = vec![RcptState::default(); 2];
+        assert_eq!(state_from("", &env), fresh);
+        // Another entry's state, or a torn one, is no state.
+        assert_eq!(
+            state_from(&text.replace("c@y.test", "d@y.test"), &env),
+            fresh
+        );
+        let torn = &text[..text.find("rcpt c@").unwrap()];
+        assert_eq!(state_from(torn, &env), fresh);
+        // Version 1: the message's state, for every recipient.
+        let v1 = state_from("attempts 3\nnext 7\nerror 451 x\n", &env);
+        assert!(v1.iter().all(|s| s.status == Status::Pending
+            && s.attempts == 3
+            && s.next == 7
+            && s.reply == "451 x"));
+    }
+}

@@ -1,0 +1,447 @@
+//! The queue's tests: storing and listing, the runner's per-recipient bookkeeping, entries
+//! of format 1, per-entry locking between two runners, and a crash at every step of every
+//! state change (the failpoint below) losing no recipient.
+
+use super::*;
+use crate::envelope::{Body, Envelope};
+use std::cell::{Cell, RefCell};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+thread_local! {
+    /// Steps left before the simulated crash; `None`: no crash.
+    static CRASH_IN: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// [`super::crash_point`] in tests: fail once when the countdown reaches 0.
+pub(super) fn crash_point() -> io::Result<()> {
+    CRASH_IN.with(|c| match c.get() {
+        Some(0) => {
+            c.set(None);
+            Err(io::Error::other("simulated crash"))
+        }
+        Some(n) => {
+            c.set(Some(n - 1));
+            Ok(())
+        }
+        None => Ok(()),
+    })
+}
+
+fn queued(rcpts: &[&str], at: u64) -> Queued {
+    let mut env = Envelope::new("a@x.test", rcpts.iter().copied());
+    env.rcpts[0].notify = Some("SUCCESS".into());
+    env.ret = Some("HDRS".into());
+    env.body = Body::EightBitMime;
+    env.size = Some(12);
+    Queued {
+        route: Route::Account(Some("work".into())),
+        envelope: env,
+        queued: at,
+        requiretls: false,
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A sender by address: `ok…` is delivered, `perm…` refused for good, `temp…` deferred on
+/// its first attempt and delivered after; each delivery is logged.
+fn by_address(log: &RefCell<Vec<String>>) -> impl FnMut(&Job<'_>) -> Option<Vec<Attempt>> + '_ {
+    move |job| {
+        let env = job.envelope();
+        let out = (env.rcpts.iter().zip(job.rcpts()))
+            .map(|(r, &i)| {
+                let first = job.entry().rcpts[i].attempts == 0;
+                if r.addr.starts_with("perm") {
+                    Attempt::new(Verdict::Failed, "550 5.1.1 no such user")
+                } else if r.addr.starts_with("temp") && first {
+                    Attempt::new(Verdict::Deferred, "451 4.2.1 busy")
+                } else {
+                    log.borrow_mut().push(r.addr.clone());
+                    Attempt::new(Verdict::Delivered, "250 2.0.0 ok")
+                }
+            })
+            .collect();
+        Some(out)
+    }
+}
+
+#[test]
+fn stores_lists_and_reads_back_the_message_for_each_transaction() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    let id = q
+        .store(&queued(&["b@y.test", "c@y.test"], 5), |w| {
+            w.write_all(b"Subject: x\n\nbody\n")
+        })
+        .unwrap();
+    let (entries, errors) = q.list().unwrap();
+    assert!(errors.is_empty());
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, id);
+    assert_eq!(entries[0].queued, queued(&["b@y.test", "c@y.test"], 5));
+    assert_eq!(entries[0].rcpts, vec![RcptState::default(); 2]);
+    let file = fs::read(t.path().join("q/new").join(&id)).unwrap();
+    assert!(file.starts_with(b"mailpipe-queue 2\n"));
+    let mut seen = 0;
+    q.run(now(), |job| {
+        for _ in 0..2 {
+            let mut body = Vec::new();
+            job.message().read_to_end(&mut body).unwrap();
+            assert_eq!(body, b"Subject: x\n\nbody\n");
+        }
+        seen += 1;
+        Some(vec![Attempt::new(Verdict::Delivered, "250 ok"); 2])
+    })
+    .unwrap();
+    assert_eq!(seen, 1);
+    assert!(q.list().unwrap().0.is_empty());
+    assert!(names(&t.path().join("q/tmp")).is_empty());
+}
+
+#[test]
+fn each_recipient_keeps_its_own_state_until_all_are_done() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let id = q
+        .store(&queued(&["ok@y", "temp@y", "perm@y"], 5), |w| {
+            w.write_all(b"x")
+        })
+        .unwrap();
+    let log = RefCell::new(Vec::new());
+    let t0 = 1_000;
+    let r = q.run(t0, by_address(&log)).unwrap();
+    assert_eq!((r.sent, r.deferred, r.failed), (0, 1, 0));
+    let e = &q.list().unwrap().0[0];
+    let st: Vec<(Status, u32, u64)> = e
+        .rcpts
+        .iter()
+        .map(|s| (s.status, s.attempts, s.next))
+        .collect();
+    assert_eq!(
+        st,
+        [
+            (Status::Delivered, 1, 0),
+            (Status::Pending, 1, t0 + 60),
+            (Status::Failed, 1, 0)
+        ]
+    );
+    assert_eq!(e.rcpts[1].reply, "451 4.2.1 busy");
+    assert_eq!(e.next_try(), Some(t0 + 60));
+    assert_eq!(e.attempts(), 1);
+    assert_eq!(e.last_error(), "451 4.2.1 busy; 550 5.1.1 no such user");
+    // Not due yet: nothing is tried.
+    let r = q.run(t0 + 59, |_| panic!("not due")).unwrap();
+    assert_eq!((r.sent, r.deferred, r.failed, r.busy), (0, 0, 0, 0));
+    // Due: only the pending recipient is tried; all done, one failed: to failed/.
+    let mut tried = Vec::new();
+    let r = q
+        .run(t0 + 60, |job| {
+            tried = job
+                .envelope()
+                .rcpts
+                .iter()
+                .map(|r| r.addr.clone())
+                .collect();
+            by_address(&log)(job)
+        })
+        .unwrap();
+    assert_eq!(tried, ["temp@y"]);
+    assert_eq!((r.sent, r.deferred, r.failed), (0, 0, 1));
+    assert_eq!(*log.borrow(), ["ok@y", "temp@y"]);
+    assert!(q.list().unwrap().0.is_empty());
+    let (failed, _) = q.failed().unwrap();
+    assert_eq!(failed[0].id, id);
+    let st: Vec<Status> = failed[0].rcpts.iter().map(|s| s.status).collect();
+    assert_eq!(st, [Status::Delivered, Status::Delivered, Status::Failed]);
+    assert_eq!(failed[0].last_error(), "550 5.1.1 no such user");
+    // A failed entry is never tried again.
+    q.run(u64::MAX / 2, |_| panic!("failed entries stay"))
+        .unwrap();
+}
+
+#[test]
+fn untried_entries_and_short_answers_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.store(&queued(&["a@y", "b@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let r = q.run(1_000, |_| None).unwrap();
+    assert_eq!((r.untried, r.deferred), (1, 0));
+    assert_eq!(q.list().unwrap().0[0].rcpts, vec![RcptState::default(); 2]);
+    // A sender that answers for one recipient only: the other is deferred, not dropped.
+    let r = q
+        .run(1_000, |_| {
+            Some(vec![Attempt::new(Verdict::Delivered, "250")])
+        })
+        .unwrap();
+    assert_eq!(r.deferred, 1);
+    let e = &q.list().unwrap().0[0];
+    assert_eq!(e.rcpts[0].status, Status::Delivered);
+    assert_eq!(e.rcpts[1].status, Status::Pending);
+    assert_eq!(e.rcpts[1].attempts, 1);
+}
+
+#[test]
+fn entries_of_format_1_are_read_and_sent() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    // Byte for byte what msubmit wrote before per-recipient state (`Queued::to_bytes` and
+    // `Queue::write_state` of format 1), with one failed attempt.
+    let v1 = "mailpipe-queue 1\naccount work\nfrom a@x.test\nrcpt ok@y.test\nnotify SUCCESS\n\
+              rcpt temp@y.test\nret HDRS\n8bit 1\nsize 12\nqueued 5\n\nSubject: old\n\nbody\n";
+    let id = "1700000000.#0M1P2V3I4.host,S=120";
+    fs::write(t.path().join("new").join(id), v1).unwrap();
+    fs::write(
+        t.path().join("state").join(id),
+        "attempts 2\nnext 0\nerror 451 4.3.0 later\n",
+    )
+    .unwrap();
+    let fid = "1700000001.#0M1P2V3I5.host,S=120";
+    fs::write(t.path().join("failed").join(fid), v1).unwrap();
+    fs::write(
+        t.path().join("state").join(fid),
+        "attempts 1\nnext 0\nerror RCPT TO:<x@y>: 550 5.1.1 no\n",
+    )
+    .unwrap();
+
+    let (entries, errors) = q.list().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let e = &entries[0];
+    assert_eq!(e.queued.route, Route::Account(Some("work".into())));
+    assert_eq!(e.queued.queued, 5);
+    assert_eq!(
+        e.queued.envelope.rcpts[0].notify.as_deref(),
+        Some("SUCCESS")
+    );
+    assert_eq!((e.attempts(), e.next_try()), (2, Some(0)));
+    assert_eq!(e.last_error(), "451 4.3.0 later");
+    let (failed, _) = q.failed().unwrap();
+    assert_eq!(failed[0].last_error(), "RCPT TO:<x@y>: 550 5.1.1 no");
+
+    let log = RefCell::new(Vec::new());
+    let mut body = Vec::new();
+    q.run(1_000, |job| {
+        job.message().read_to_end(&mut body).unwrap();
+        log.borrow_mut().push(job.envelope().rcpts[0].addr.clone());
+        Some(vec![
+            Attempt::new(Verdict::Delivered, "250 ok"),
+            Attempt::new(Verdict::Deferred, "451 again"),
+        ])
+    })
+    .unwrap();
+    assert_eq!(body, b"Subject: old\n\nbody\n");
+    // The entry file stays as written; its state is now per recipient.
+    assert_eq!(
+        fs::read_to_string(t.path().join("new").join(id)).unwrap(),
+        v1
+    );
+    let state = fs::read_to_string(t.path().join("state").join(id)).unwrap();
+    assert!(state.starts_with("mailpipe-queue-state 2\n"), "{state}");
+    let e = &q.list().unwrap().0[0];
+    assert_eq!(e.rcpts[0].status, Status::Delivered);
+    assert_eq!(
+        (e.rcpts[1].status, e.rcpts[1].attempts),
+        (Status::Pending, 3)
+    );
+    q.run(u64::MAX / 2, by_address(&log)).unwrap();
+    assert!(q.list().unwrap().0.is_empty());
+    assert_eq!(names(&t.path().join("state")), [fid]);
+    assert_eq!(*log.borrow(), ["ok@y.test", "temp@y.test"]);
+}
+
+#[test]
+fn a_locked_entry_is_left_to_its_runner() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let id = q
+        .store(&queued(&["a@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let held = File::open(t.path().join("new").join(&id)).unwrap();
+    held.try_lock().unwrap();
+    let r = q.run(now(), |_| panic!("locked")).unwrap();
+    assert_eq!(r.busy, 1);
+    drop(held);
+    let r = q
+        .run(now(), |_| {
+            Some(vec![Attempt::new(Verdict::Delivered, "250")])
+        })
+        .unwrap();
+    assert_eq!(r.sent, 1);
+    // An older mailpipe's flush holds the queue lock exclusively: no runner beside it.
+    let old = File::options()
+        .write(true)
+        .open(t.path().join("lock"))
+        .unwrap();
+    old.try_lock().unwrap();
+    assert_eq!(
+        q.run(now(), |_| None).err().map(|e| e.code()),
+        Some(Code::TempFail)
+    );
+}
+
+#[test]
+fn two_runners_work_side_by_side_and_never_send_an_entry_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let q = Queue::open(&dir).unwrap();
+    let n = 40;
+    for i in 0..n {
+        let a = format!("r{i}@y");
+        q.store(&queued(&[a.as_str()], i), |w| w.write_all(b"x"))
+            .unwrap();
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (flying, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let start = Arc::new(Barrier::new(2));
+    let runners: Vec<_> = (0..2)
+        .map(|me| {
+            let (dir, log, start) = (dir.clone(), log.clone(), start.clone());
+            let (flying, most) = (flying.clone(), most.clone());
+            std::thread::spawn(move || {
+                let q = Queue::open(&dir).unwrap();
+                start.wait();
+                q.run(now(), |job| {
+                    let f = flying.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(f, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(5));
+                    log.lock()
+                        .unwrap()
+                        .push((me, job.envelope().rcpts[0].addr.clone()));
+                    flying.fetch_sub(1, Ordering::SeqCst);
+                    Some(vec![Attempt::new(Verdict::Delivered, "250")])
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    let reports: Vec<Report> = runners.into_iter().map(|r| r.join().unwrap()).collect();
+    let log = log.lock().unwrap();
+    let mut sent: Vec<&str> = log.iter().map(|(_, a)| a.as_str()).collect();
+    sent.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("r{i}@y")).collect();
+    want.sort();
+    assert_eq!(sent, want, "each entry exactly once");
+    assert_eq!(reports[0].sent + reports[1].sent, n as usize);
+    for me in 0..2 {
+        assert!(
+            log.iter().any(|(who, _)| *who == me),
+            "runner {me} sent nothing"
+        );
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "the runners never overlapped"
+    );
+    assert!(q.list().unwrap().0.is_empty());
+}
+
+#[test]
+fn a_crash_at_any_step_loses_no_recipient() {
+    let rcpts: [&[&str]; 5] = [
+        &["ok1@y", "ok2@y"],
+        &["ok3@y", "temp1@y"],
+        &["ok4@y", "perm1@y"],
+        &["temp2@y"],
+        &["ok5@y"],
+    ];
+    let want: Vec<&str> = rcpts
+        .iter()
+        .flat_map(|r| r.iter().copied())
+        .filter(|a| !a.starts_with("perm"))
+        .collect();
+    let mut crashes = 0;
+    for k in 0.. {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::open(t.path()).unwrap();
+        let mut failing = String::new();
+        for (i, r) in rcpts.iter().enumerate() {
+            let id = q
+                .store(&queued(r, i as u64), |w| w.write_all(b"x"))
+                .unwrap();
+            if r.iter().any(|a| a.starts_with("perm")) {
+                failing = id;
+            }
+        }
+        let log = RefCell::new(Vec::new());
+        // Two passes under the countdown: the second rewrites states that already record
+        // deliveries.
+        CRASH_IN.with(|c| c.set(Some(k)));
+        let crashed =
+            q.run(1_000, by_address(&log)).is_err() || q.run(2_000, by_address(&log)).is_err();
+        CRASH_IN.with(|c| c.set(None));
+        // After the "reboot": runs until nothing is pending, then one more (its sweep).
+        for round in 1..=4 {
+            q.run(1_000_000 * round, by_address(&log)).unwrap();
+        }
+        let log = log.into_inner();
+        for a in &want {
+            assert!(
+                log.contains(&a.to_string()),
+                "crash at step {k}: {a} lost: {log:?}"
+            );
+        }
+        assert!(!log.iter().any(|a| a.starts_with("perm")));
+        // Only the recipients of the entry in hand at the crash may go twice.
+        let dups = log.len() - want.len();
+        assert!(
+            dups <= 2 && (crashed || dups == 0),
+            "crash at step {k}: {log:?}"
+        );
+        assert!(names(&t.path().join("new")).is_empty(), "crash at step {k}");
+        assert_eq!(names(&t.path().join("failed")), [failing.clone()]);
+        assert_eq!(names(&t.path().join("state")), [failing.clone()]);
+        let (failed, _) = q.failed().unwrap();
+        let st: Vec<Status> = failed[0].rcpts.iter().map(|s| s.status).collect();
+        assert_eq!(st, [Status::Delivered, Status::Failed], "crash at step {k}");
+        if !crashed {
+            break;
+        }
+        crashes += 1;
+    }
+    // Every step of every state change of both passes: the sends, the state writes, the
+    // removals and the move to failed/.
+    assert!(crashes >= 30, "only {crashes} crash points");
+}
+
+#[test]
+fn refuses_newlines_in_the_envelope_and_reports_broken_files() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let mut bad = queued(&["b@y"], 5);
+    bad.envelope.from = "a@x\nrcpt evil@x".into();
+    assert!(q.store(&bad, |w| w.write_all(b"x")).is_err());
+    fs::write(t.path().join("new/junk"), b"not a queue file\n").unwrap();
+    let (entries, errors) = q.list().unwrap();
+    assert!(entries.is_empty());
+    assert_eq!(errors.len(), 1);
+    let r = q.run(now(), |_| panic!("nothing to send")).unwrap();
+    assert_eq!(r.unreadable.len(), 1);
+    assert!(t.path().join("new/junk").exists());
+    assert_eq!(backoff(1), Duration::from_secs(60));
+    assert_eq!(backoff(30), Duration::from_secs(3600));
+}
+
+#[test]
+fn state_files_without_an_entry_are_swept() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let id = q
+        .store(&queued(&["temp@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let log = RefCell::new(Vec::new());
+    q.run(1_000, by_address(&log)).unwrap();
+    fs::write(t.path().join("state/gone"), "x").unwrap();
+    fs::write(t.path().join("state/.gone.tmp"), "x").unwrap();
+    q.run(1_000, by_address(&log)).unwrap();
+    assert_eq!(names(&t.path().join("state")), [id]);
+}
