@@ -29,7 +29,7 @@ peers:
 
 # Regenerate man pages and completions from the clap definitions.
 docs:
-	MAILPIPE_REGEN=1 $(CARGO) test --locked --test docs
+	MAILPIPE_REGEN=1 $(CARGO) test --locked --test it docs::
 
 # The main job on an embedded default: compose a message and deliver it into a Maildir.
 demo: build

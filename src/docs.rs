@@ -3,20 +3,20 @@
 //! Flags are defined once, in each tool's `Args`; the OPTIONS of its man page and its bash,
 //! zsh and fish completions are rendered from that definition (clap_mangen, clap_complete),
 //! and the hand-written parts (more DESCRIPTION, EXIT STATUS, ENVIRONMENT, FILES, EXAMPLES,
-//! SEE ALSO) sit beside the definition in the tool's module as roff. `tests/docs.rs` fails when
+//! SEE ALSO) sit beside the definition in the tool's module as roff. `tests/it/docs.rs` fails when
 //! the committed files under `man/` and `completions/` differ from what this renders;
 //! `make docs` rewrites them.
 
 use clap_complete::Shell;
 
 /// The version the man pages describe, for their `.TH` line. Cargo.toml's version, written
-/// again here so that it cannot change without [`DATE`]: tests/docs.rs fails when the two
+/// again here so that it cannot change without [`DATE`]: tests/it/docs.rs fails when the two
 /// versions differ.
 pub const VERSION: &str = "0.1.0";
 
 /// The date of [`VERSION`], the `.TH` date of every page, generated or hand-written
 /// (YYYY-MM-DD, which mandoc and man-db read). Never the build date: the generated pages
-/// would then change every day and tests/docs.rs would find them stale.
+/// would then change every day and tests/it/docs.rs would find them stale.
 pub const DATE: &str = "2026-12-01";
 
 /// What a tool contributes to its documentation.

@@ -4,11 +4,9 @@
 //! verdict passed on (550, 451), the queue, and a smuggling attempt from the client; and a
 //! round trip into a Maildir through a real `mreceive --listen`.
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::mreceive;
+use crate::common::smtp;
 
 use common::*;
 use smtp::*;

@@ -2,11 +2,9 @@
 //! `mcompose | msubmit -t` → `mreceive` → `mdeliver` → Maildir, and the bytes that arrive
 //! are what was composed (headers decoded, attachment byte for byte, Bcc gone).
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::mreceive;
+use crate::common::smtp;
 
 use common::{code, messages, stderr, tool};
 use mailparse::MailHeaderMap;

@@ -3,7 +3,7 @@
 //! delivers to. One peer set serves every case (they run in sequence) because Dovecot's ports
 //! are fixed per address; it uses 127.0.4.x so it cannot collide with other suites' peers.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! reader sees them, then sorted into kinds (a shell line, a crontab line, a configuration…),
 //! each kind with its own runner. Anything no rule reads or sorts is an error, never skipped.
 
-use crate::project;
+use crate::examples::project;
 use regex::Regex;
 use std::path::PathBuf;
 use std::sync::LazyLock;

@@ -3,7 +3,6 @@
 //! (no STARTTLS, injected replies, a dropped connection mid-DATA, a 4xx greeting).
 //! Both listen on 127.0.0.1 only.
 //! Included by the msubmit tests as `#[path = "common/smtp.rs"] mod smtp;` beside `mod common;`.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,9 +1,8 @@
 //! msubmit through the real binary against smtp-sink and scripted fake servers on loopback:
 //! what arrives, exit codes for each failure, the sendmail command line, the queue.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use common::*;
 use smtp::*;

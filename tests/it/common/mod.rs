@@ -3,7 +3,9 @@
 //!
 //! Binaries are always called by absolute path (`bin!("mdeliver")` expands to
 //! `CARGO_BIN_EXE_mdeliver`): Debian's mblaze installs its own `mdeliver` on PATH.
-#![allow(dead_code)]
+
+pub mod mreceive;
+pub mod smtp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! a failure says (what happened and which setting fixes it, never rustls's Debug words)
 //! and its exit status (a TLS mode that does not fit the port is 78, not 75).
 
-mod common;
+use crate::common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

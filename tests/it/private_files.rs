@@ -4,7 +4,7 @@
 //! mode. Each tool runs as a real binary under umasks 022 (the usual one: files came out
 //! 0644), 000, and 277 (which takes the owner's own bits).
 
-mod common;
+use crate::common;
 
 use common::{code, files, messages, run, stderr, tool};
 use std::os::unix::fs::PermissionsExt;

@@ -3,8 +3,8 @@
 //! bounds (own session, time limit, process group killed).
 
 use crate::common;
-use crate::mreceive;
-use crate::shell::{Expect, resolve};
+use crate::common::mreceive;
+use crate::examples::shell::{Expect, resolve};
 use regex::Regex;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -232,7 +232,7 @@ impl<'s> World<'s> {
         put(
             home.join(".config/mailpipe/config"),
             format!(
-                "# the test's submission server (tests/examples.rs)\ndefaults\nhost 127.0.0.1\n\
+                "# the test's submission server (tests/it/examples.rs)\ndefaults\nhost 127.0.0.1\n\
                  port {}\ntls_trust_file {}\n",
                 srv.starttls,
                 srv.ca.display()

@@ -30,19 +30,11 @@
 //! is in `expectations` (examples/shell.rs), how a kind of block runs in examples/runners.rs
 //! and examples/servers.rs, how blocks are found and sorted in examples/extract.rs.
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
 
-#[path = "examples/extract.rs"]
 mod extract;
-#[path = "examples/runners.rs"]
 mod runners;
-#[path = "examples/servers.rs"]
 mod servers;
-#[path = "examples/shell.rs"]
 mod shell;
-#[path = "examples/world.rs"]
 mod world;
 
 use extract::{Block, Kind, all_blocks, classify, markdown_blocks, roff_blocks, unroff};

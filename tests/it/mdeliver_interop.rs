@@ -3,7 +3,7 @@
 //! Postfix reads our exit codes as sysexits promises (65 bounces, 75 defers). This is the job
 //! mdeliver exists for; if any of them disagrees with us, this fails.
 
-mod common;
+use crate::common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

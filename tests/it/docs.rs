@@ -1,7 +1,7 @@
 //! The committed man pages and completions must be what the clap definitions render now.
 //! `make docs` (MAILPIPE_REGEN=1) rewrites them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

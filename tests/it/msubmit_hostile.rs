@@ -2,9 +2,8 @@
 //! otherwise reach the SMTP dialogue as commands of their own, and servers that answer out of
 //! turn. Each test fails if the defect it names comes back.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use common::*;
 use smtp::*;

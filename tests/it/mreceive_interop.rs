@@ -2,9 +2,8 @@
 //! AUTH PLAIN and LOGIN), `openssl s_client -starttls smtp`, msmtp, and our msubmit, plus the
 //! end-to-end chain msubmit -> mreceive -> mdeliver -> Maildir.
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
+use crate::common;
+use crate::common::mreceive;
 
 use common::{code, have, messages, run, stderr};
 use mreceive::Server;

@@ -2,7 +2,7 @@
 //! parsers (mailparse, and Python's `email` package), header injection, the edit cycle,
 //! a 50 MB attachment with flat memory, and `mcompose | mdeliver` end to end.
 
-mod common;
+use crate::common;
 
 use common::{code, run, stderr, tool};
 use std::collections::BTreeMap;

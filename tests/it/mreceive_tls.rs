@@ -3,9 +3,8 @@
 //! implicit TLS, AUTH only after TLS, and authenticated mail going to the outgoing queue.
 //! Loopback only.
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
+use crate::common;
+use crate::common::mreceive;
 
 use common::{free_port, messages, wait_until};
 use mreceive::{Client, Server, tls_client};

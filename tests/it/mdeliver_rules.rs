@@ -1,6 +1,6 @@
 //! mdeliver's filtering rules and duplicate suppression, through the real binary.
 
-mod common;
+use crate::common;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};

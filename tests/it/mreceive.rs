@@ -1,9 +1,8 @@
 //! mreceive in stdio mode (as inetd runs it): scripted sessions written as bytes, replies
 //! read back, Maildirs inspected. Smuggling, relay tricks, limits, loops, delivery commands.
 
-mod common;
-#[path = "common/mreceive.rs"]
-mod mreceive;
+use crate::common;
+use crate::common::mreceive;
 
 use common::{code, messages, only_message, run, stderr, tool};
 use std::path::Path;

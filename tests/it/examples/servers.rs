@@ -4,10 +4,10 @@
 //! dovecot-lda asks for a user's mailbox.
 
 use crate::common::{self, have};
-use crate::extract::PASSWD_LINE;
-use crate::mreceive;
-use crate::shell::{Stage, option_value};
-use crate::world::{
+use crate::examples::extract::PASSWD_LINE;
+use crate::common::mreceive;
+use crate::examples::shell::{Stage, option_value};
+use crate::examples::world::{
     Background, MESSAGE, PASSWORD, World, maildir_count, message_files, run_bounded, show,
 };
 use std::io::{BufRead, BufReader, Read, Write};
@@ -526,7 +526,7 @@ impl Dovecot {
         )
         .map_err(|e| format!("{}: {e}", w.root().display()))?;
         let state = w.root().join("dovecot");
-        let peers = crate::project().join("tests/peers");
+        let peers = crate::examples::project().join("tests/peers");
         let port = |_| common::free_port().to_string();
         let [imap, imaps, pop3, pop3s] = [0; 4].map(port);
         let out = Command::new("bash")
@@ -545,7 +545,7 @@ impl Dovecot {
         if !out.status.success() {
             return Err(format!("start-dovecot.sh: {}", show(&out)));
         }
-        let conf = w.root().join(crate::world::DOVECOT_CONF);
+        let conf = w.root().join(crate::examples::world::DOVECOT_CONF);
         std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(dovecot.state.join("dovecot/dovecot.conf"), &conf)
             .map_err(|e| format!("{}: {e}", conf.display()))?;
@@ -556,7 +556,7 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(crate::project().join("tests/peers/stop.sh"))
+            .arg(crate::examples::project().join("tests/peers/stop.sh"))
             .arg(&self.state)
             .output();
     }

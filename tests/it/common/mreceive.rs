@@ -1,7 +1,6 @@
 //! A running `mreceive --listen` for tests, with a test CA (rcgen), a password file for
 //! alice/secret, and a small line-oriented SMTP client. Loopback only.
 //! Included as `#[path = "common/mreceive.rs"] mod mreceive;` beside `mod common;`.
-#![allow(dead_code)]
 
 use crate::common::{free_port, tool, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,6 +1,6 @@
 //! mdeliver: delivery, headers, loops, sizes and folders through the real binary.
 
-mod common;
+use crate::common;
 use common::*;
 use std::fs;
 

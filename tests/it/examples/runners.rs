@@ -2,13 +2,13 @@
 //! our configuration and rules files, address lists, .pinerc lines, make targets.
 
 use crate::common::have;
-use crate::extract::{Example, Kind, first_word};
-use crate::project;
-use crate::servers::{
+use crate::examples::extract::{Example, Kind, first_word};
+use crate::examples::project;
+use crate::examples::servers::{
     Dovecot, Pop3, accepted, run_inetd, run_passwords, run_server_line, run_units, smtp_session,
 };
-use crate::shell::{Expect, Stage, Word, expectations, parse_stages};
-use crate::world::{MESSAGE, PASSWORD, World, bin_dir, run_bounded, run_checked, show};
+use crate::examples::shell::{Expect, Stage, Word, expectations, parse_stages};
+use crate::examples::world::{MESSAGE, PASSWORD, World, bin_dir, run_bounded, run_checked, show};
 use regex::Regex;
 use std::path::Path;
 use std::process::Command;
@@ -498,7 +498,7 @@ pub fn run_pinerc(w: &World, key: &str, value: &str) -> Result<(), String> {
 /// binaries for target/release and DESTDIR in the test's root), the others cannot run inside
 /// a test and stop at make -n: build (a release build takes minutes and the tests already
 /// run these sources), test and ci (this suite itself), peers (apt-get as root), docs
-/// (rewrites the source tree; tests/docs.rs checks it), bench (minutes of benchmarks).
+/// (rewrites the source tree; tests/it/docs.rs checks it), bench (minutes of benchmarks).
 pub fn run_make(w: &World, words: &[String]) -> Result<(), String> {
     let shown = format!("make {}", words.join(" "));
     let target = words.first().map(String::as_str).unwrap_or("all");

@@ -413,7 +413,7 @@ pub fn expectations(stages: &[Stage], home: &Path, cwd: &Path) -> Result<Vec<Exp
             }
             p => {
                 return Err(format!(
-                    "no rule knows what `{p}` should do: add one to tests/examples.rs"
+                    "no rule knows what `{p}` should do: add one to tests/it/examples.rs"
                 ));
             }
         }

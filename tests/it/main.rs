@@ -1,0 +1,27 @@
+//! The integration tests, one binary (one link of the crate instead of one per file): each
+//! module is one tool's or one concern's tests, run against the built binaries by absolute
+//! path (`CARGO_BIN_EXE_<name>`, never PATH: Debian's mblaze has its own mdeliver).
+
+#![allow(dead_code)]
+
+#[macro_use]
+mod common;
+
+mod docs;
+mod examples;
+mod mcompose;
+mod mdeliver;
+mod mdeliver_interop;
+mod mdeliver_rules;
+mod mdeliver_stress;
+mod mreceive;
+mod mreceive_fuzz;
+mod mreceive_interop;
+mod mreceive_tls;
+mod msubmit;
+mod msubmit_bs;
+mod msubmit_hostile;
+mod msubmit_postfix;
+mod msubmit_tls;
+mod pipeline;
+mod private_files;
