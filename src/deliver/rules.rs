@@ -1,4 +1,5 @@
-//! Filtering rules: where mdeliver puts a message, decided before anything is written.
+//! Filtering rules: where a delivery (mdeliver's, or any caller of [`super::Pipeline`] given
+//! rules) puts a message, decided before anything is written.
 //!
 //! The format (documented for users in `mailpipe-rules(5)`) is maildrop's and procmail's job
 //! with less syntax: one rule per line, tests then actions, first matching rule wins.
@@ -25,8 +26,9 @@ use crate::exit::{Code, Context, Error, Result};
 use crate::message::header;
 use crate::store::maildir::{check_folder_name, normalize_flags};
 use regex::{Regex, RegexBuilder};
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
@@ -92,14 +94,14 @@ fn quote(w: &str) -> String {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Subject {
     Header(String),
     Sender,
     Recipient,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Test {
     /// Lowercased needle.
     Contains(String),
@@ -109,7 +111,7 @@ enum Test {
     Exists,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Cond {
     Text(Subject, Test),
     Larger(u64),
@@ -118,7 +120,7 @@ enum Cond {
     Not(Box<Cond>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Action {
     Folder(String),
     Copy(String),
@@ -127,16 +129,50 @@ enum Action {
     Pipe(Vec<String>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rule {
     conds: Vec<Cond>,
     actions: Vec<Action>,
 }
 
 /// A parsed rules file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Rules {
     rules: Vec<Rule>,
+}
+
+/// Where a delivery's rules come from, and whether a missing file is a problem.
+#[derive(Debug, Default)]
+pub enum Source {
+    /// No rules (`mdeliver --no-rules`; a caller with no filtering configured).
+    #[default]
+    Off,
+    /// The default file (`~/.config/mailpipe/rules`): its absence just means no rules.
+    Default(PathBuf),
+    /// A file the user named (`--rules`, the `rules` key): it must be there.
+    Named(PathBuf),
+    /// Rules already parsed.
+    Parsed(Rules),
+}
+
+impl Source {
+    /// The rules, read now when they are in a file: a missing default file is no rules; any
+    /// other problem is the error of [`Rules::load`] (the delivery then goes on without
+    /// rules and warns: a broken filter never loses mail).
+    pub fn load(&self) -> Result<Cow<'_, Rules>> {
+        let path = match self {
+            Source::Off => return Ok(Cow::Owned(Rules::default())),
+            Source::Parsed(rules) => return Ok(Cow::Borrowed(rules)),
+            Source::Default(p) => {
+                if matches!(std::fs::metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                    return Ok(Cow::Owned(Rules::default()));
+                }
+                p
+            }
+            Source::Named(p) => p,
+        };
+        Rules::load(path).map(Cow::Owned)
+    }
 }
 
 impl Rules {

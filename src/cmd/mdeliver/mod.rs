@@ -2,19 +2,20 @@
 //!
 //! Design: the message is read whole before anything is written (into memory, or an unlinked
 //! temporary file past 1 MiB), because every decision (loop, size, rules, dedupe) must be made
-//! before the first byte becomes visible; then it is written to each destination with the
-//! Maildir protocol of [`crate::store::maildir`]. Exit 0 means every destination has the message on
-//! disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
+//! before the first byte becomes visible. This module turns flags, environment and
+//! configuration into a [`crate::deliver::Pipeline`] (loop check, trace, rules, dedupe, store:
+//! the delivery mreceive and the others share) and runs it. Exit 0 means every destination
+//! has the message on disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
 //! only faults of the message itself (a loop, over the size limit) are permanent.
 
 use crate::config::{self, Config};
-use crate::deliver::rules::{self, Facts, Rules, Step};
+use crate::deliver::rules::Source;
+use crate::deliver::{Event, Pipeline};
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
-use crate::message::{buffer, header};
+use crate::message::buffer;
 use crate::run;
-use crate::store::dedupe::{self, Cache};
-use crate::store::maildir::Maildir;
+use crate::store::dedupe;
 use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -91,28 +92,11 @@ pub use crate::config::parse_size;
 
 /// What the environment and configuration resolve the flags to.
 struct Settings {
-    maildir: PathBuf,
-    /// The Maildir came from `$MAILDIR`: the agent that set it owns the layout (mreceive's
-    /// BASE/USER/Maildir) and its missing parents are created; a Maildir the user names
-    /// (argument, configuration, `$HOME/Maildir`) must have its parent.
-    maildir_from_env: bool,
+    /// The delivery, all its steps as configured.
+    pipeline: Pipeline,
     sender: Option<String>,
     recipient: Option<String>,
-    folder: Option<String>,
-    flags: String,
     max_size: Option<u64>,
-    rules: RulesFile,
-    dedupe: Option<PathBuf>,
-}
-
-/// Where the rules come from, and whether a missing file is a problem.
-enum RulesFile {
-    /// --no-rules.
-    Off,
-    /// The default file: its absence just means no rules.
-    Default(PathBuf),
-    /// Named by --rules or the configuration: it must be there.
-    Named(PathBuf),
 }
 
 /// An environment variable, when set and not empty. Not `std::env::var`, which calls a
@@ -165,12 +149,12 @@ fn settings(args: Args) -> Result<Settings> {
         (None, None) => None,
     };
     let rules = match (args.no_rules, args.rules, defaults.get("rules")) {
-        (true, _, _) => RulesFile::Off,
-        (false, Some(p), _) => RulesFile::Named(p),
-        (false, None, Some(p)) => RulesFile::Named(config::expand_tilde(p)),
+        (true, _, _) => Source::Off,
+        (false, Some(p), _) => Source::Named(p),
+        (false, None, Some(p)) => Source::Named(config::expand_tilde(p)),
         (false, None, None) => match config::config_dir() {
-            Some(d) => RulesFile::Default(d.join("rules")),
-            None => RulesFile::Off,
+            Some(d) => Source::Default(d.join("rules")),
+            None => Source::Off,
         },
     };
     let dedupe_on = args.dedupe
@@ -185,10 +169,16 @@ fn settings(args: Args) -> Result<Settings> {
             .unwrap_or_else(|| maildir.join(dedupe::DEFAULT_NAME))
     });
     Ok(Settings {
-        rules,
-        dedupe,
-        maildir,
-        maildir_from_env,
+        pipeline: Pipeline {
+            // $MAILDIR's agent owns the layout (mreceive's BASE/USER/Maildir): its missing
+            // parents are created; a Maildir the user names must have its parent.
+            create_parents: maildir_from_env,
+            rules,
+            dedupe,
+            folder: args.folder.unwrap_or_else(|| "INBOX".to_string()),
+            flags: args.flags.unwrap_or_default(),
+            ..Pipeline::new(maildir)
+        },
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
         recipient: check_envelope(
             "recipient",
@@ -196,8 +186,6 @@ fn settings(args: Args) -> Result<Settings> {
                 .or_else(|| env("RECIPIENT"))
                 .or_else(|| env("ORIGINAL_RECIPIENT")),
         )?,
-        folder: args.folder,
-        flags: args.flags.unwrap_or_default(),
         max_size,
     })
 }
@@ -206,10 +194,9 @@ fn settings(args: Args) -> Result<Settings> {
 pub fn run(args: Args) -> Result<()> {
     let (verbose, dry_run) = (args.verbose, args.dry_run);
     let s = settings(args)?;
-    if let Some(f) = &s.folder
-        && !f.eq_ignore_ascii_case("inbox")
-    {
-        crate::store::maildir::check_folder_name(f)?;
+    let folder = &s.pipeline.folder;
+    if !folder.eq_ignore_ascii_case("inbox") {
+        crate::store::maildir::check_folder_name(folder)?;
     }
     let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
     if is_blank(&mut msg)? {
@@ -222,75 +209,24 @@ pub fn run(args: Args) -> Result<()> {
             "no message (empty, or only white space); nothing stored",
         ));
     }
-    let block = header::block(msg.head()).to_vec();
-
-    if let Some(rcpt) = &s.recipient {
-        crate::message::trace::check_loop(&block, rcpt)?;
-    }
-
-    let sender = s.sender.as_deref().map(header::bare_addr);
-    let recipient = s.recipient.as_deref().map(header::bare_addr);
-    let trace = crate::message::trace::trace_over(&block, sender, recipient);
-    let piped_trace = crate::message::trace::trace_for_command(&block, sender, recipient);
-
-    let facts = Facts {
-        header: &block,
-        sender: sender.unwrap_or(""),
-        recipient: recipient.unwrap_or(""),
-        size: msg.len(),
+    let (sender, recipient) = (s.sender.as_deref(), s.recipient.as_deref());
+    let mut report = |e: Event| match e {
+        Event::Stored(d) if verbose => run::print_committed(&format!("{}\n", d.path.display())),
+        Event::Stored(_) => {}
+        Event::Warning(e) => run::warn(e),
     };
-    let default_folder = s.folder.as_deref().unwrap_or("INBOX");
-    let steps = load_rules(&s.rules).plan(&facts, default_folder, &s.flags);
-    let mut out = std::io::stdout().lock();
-    let stdout = |e| Error::io(Code::IoErr, "stdout", e);
     if dry_run {
+        let steps = s.pipeline.plan(&msg, sender, recipient, &mut report)?;
+        let mut out = std::io::stdout().lock();
         for step in &steps {
-            writeln!(out, "{step}").map_err(stdout)?;
+            writeln!(out, "{step}").map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
         }
         return Ok(());
     }
-
-    let root = if s.maildir_from_env {
-        Maildir::open(&s.maildir)?
-    } else {
-        Maildir::open_in_existing(&s.maildir)?
-    };
-    // The lock is held from the check until the id is recorded: see crate::store::dedupe.
-    let id = s.dedupe.as_ref().and_then(|_| dedupe::message_id(&block));
-    let mut cache = match (&s.dedupe, &id) {
-        (Some(path), Some(_)) => Some(Cache::open(path)?),
-        _ => None,
-    };
-    if let (Some(c), Some(id)) = (&cache, &id)
-        && c.contains(id)
-    {
-        return Ok(()); // formail -D: a duplicate is dropped quietly.
-    }
-    for step in &steps {
-        match step {
-            Step::Store { folder, flags } => {
-                let delivered = root.folder(folder)?.deliver(flags, |w| {
-                    w.write_all(&trace)?;
-                    msg.copy_to(w)
-                })?;
-                if verbose {
-                    run::print_committed(&format!("{}\n", delivered.path.display()));
-                }
-            }
-            Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
-                w.write_all(&piped_trace)?;
-                msg.copy_to(w)
-            })?,
-            Step::Discard => {}
-        }
-    }
-    if let (Some(c), Some(id)) = (cache.as_mut(), &id)
-        && let Err(e) = c.record(id)
-    {
-        // The message is stored: failing now would make the MTA deliver it again.
-        run::warn(format_args!("dedupe: {e}"));
-    }
-    Ok(())
+    // A duplicate is dropped quietly (formail -D): exit 0.
+    s.pipeline
+        .deliver(&mut msg, sender, recipient, &mut report)
+        .map(drop)
 }
 
 /// True when the message (after its mbox `From ` line) holds nothing but white space.
@@ -314,25 +250,6 @@ fn is_blank(msg: &mut buffer::Buffer) -> Result<bool> {
             Err(e) => return Err(Error::io(Code::TempFail, "read message", e)),
         }
     }
-}
-
-/// The rules to apply. A broken or unreadable file is never a reason to refuse or delay mail
-/// (maildrop's rule): warn and deliver as if there were no rules.
-fn load_rules(file: &RulesFile) -> Rules {
-    let path = match file {
-        RulesFile::Off => return Rules::default(),
-        RulesFile::Default(p) => {
-            if matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
-                return Rules::default();
-            }
-            p
-        }
-        RulesFile::Named(p) => p,
-    };
-    Rules::load(path).unwrap_or_else(|e| {
-        run::warn(format_args!("rules: {e}; delivering without rules"));
-        Rules::default()
-    })
 }
 
 /// mdeliver's documentation.

@@ -113,8 +113,10 @@ impl Handoff {
                 };
                 match &self.local {
                     Local::Maildirs(base) => {
-                        let root = maildir_of(base, user);
-                        crate::deliver::deliver_inbox(&root, &env.from, &rc.addr, msg).map(drop)
+                        let (from, to) = (Some(env.from.as_str()), Some(rc.addr.as_str()));
+                        crate::deliver::Pipeline::new(maildir_of(base, user))
+                            .deliver(msg, from, to, &mut |_| {})
+                            .map(drop)
                     }
                     Local::Command { argv, base } => {
                         let maildir = base.as_ref().map(|b| maildir_of(b, user));
