@@ -106,6 +106,21 @@ impl Recipient {
     }
 }
 
+/// xtext encoding for ENVID and ORCPT values (RFC 3461 §4): `+`, `=`, controls and
+/// non-ASCII become `+HH`. The SMTP client sends them so; a delivery report writes a value
+/// so when it cannot be written as it is.
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

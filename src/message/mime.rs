@@ -541,6 +541,11 @@ impl<W: Write> MessageLineEnds<W> {
         MessageLineEnds { inner, crs: 0 }
     }
 
+    /// The inner writer, as written so far (CRs held back not yet in it).
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
     /// Write out the line ends of CRs held back at the end of input; the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.line_ends(&mut Vec::new())?;

@@ -6,14 +6,16 @@
 //! (RFC 2047 encoded words, RFC 2231 parameters, folding); [`address`] parses and formats
 //! mailboxes and address lists; [`mime`] builds MIME bodies; [`stamp`] makes Date and
 //! Message-ID; [`trace`] reads and writes the trace fields a delivery adds (Return-Path,
-//! Delivered-To) and spots loops; [`compose`] is the message being composed (mcompose).
+//! Delivered-To) and spots loops; [`compose`] is the message being composed (mcompose);
+//! [`dsn`] writes delivery status notifications (bounces) about a message.
 //!
 //! Layering inside: `fold` and `header` are the ground; `address` uses `fold`; `mime` uses
-//! both; `compose` uses them all.
+//! both; `compose` and `dsn` use them (`dsn` also `stamp` and `buffer`).
 
 pub mod address;
 pub mod buffer;
 pub mod compose;
+pub mod dsn;
 pub mod fold;
 pub mod header;
 pub mod mime;

@@ -12,6 +12,18 @@ pub fn date_now() -> String {
         .to_string()
 }
 
+/// A time (seconds since the epoch) as an RFC 5322 §3.3 date-time in local time, as
+/// [`date_now`] writes the present: the dates a delivery report gives (RFC 3464 §2.2.5).
+pub fn date(secs: u64) -> String {
+    use chrono::TimeZone;
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    match chrono::Local.timestamp_opt(secs, 0).single() {
+        Some(t) => t.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
+        // Out of chrono's range (a corrupt time): the epoch says "unknown" plainly.
+        None => "Thu, 01 Jan 1970 00:00:00 +0000".into(),
+    }
+}
+
 /// This host's fully qualified name as best we can tell: the kernel's hostname when it has
 /// a dot; else the canonical name from /etc/hosts; else the short name.
 pub fn fqdn() -> String {
@@ -108,6 +120,10 @@ mod tests {
         let d = date_now();
         let parsed = chrono::DateTime::parse_from_rfc2822(&d);
         assert!(parsed.is_ok(), "{d}");
+        let t = date(1_767_225_600);
+        let parsed = chrono::DateTime::parse_from_rfc2822(&t).unwrap();
+        assert_eq!(parsed.timestamp(), 1_767_225_600, "{t}");
+        assert!(chrono::DateTime::parse_from_rfc2822(&date(u64::MAX)).is_ok());
     }
 
     #[test]

@@ -466,19 +466,9 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, CommandError> {
     Ok(out)
 }
 
-/// xtext encoding for ENVID and ORCPT values (RFC 3461 §4): `+`, `=`, controls and
-/// non-ASCII become `+HH`.
-pub fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
+/// xtext lives with the envelope values it encodes (ENVID, ORCPT), below both the client
+/// and the delivery reports that write it.
+pub use crate::envelope::xtext;
 
 #[cfg(test)]
 mod tests {
