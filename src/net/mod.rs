@@ -4,9 +4,11 @@
 //! inetd, or memory in tests) with deadlines, bounded line reads and STARTTLS; [`tls`] builds
 //! the rustls client and server configurations and explains their failures; [`sasl`] encodes
 //! and decodes SASL PLAIN and LOGIN; [`listen`] is the accept loop of a listening server
-//! (bounded sessions, graceful stop on SIGTERM).
+//! (bounded sessions, graceful stop on SIGTERM); [`dns`] finds where mail for a domain goes
+//! (MX, implicit MX, null MX, loops to this host, address literals: RFC 5321 §5.1).
 
 pub mod conn;
+pub mod dns;
 pub mod listen;
 pub mod sasl;
 pub mod tls;

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod dns;
 mod docs;
 mod examples;
 mod mcompose;

@@ -1,0 +1,274 @@
+//! The real DNS behind [`super::Lookup`]: hickory-resolver on a runtime of its own.
+//!
+//! hickory is async only; the relay is not. A [`Resolver`] owns a current-thread tokio
+//! runtime and blocks on it for each batch of questions, which it asks in parallel (the MX
+//! hosts' A and AAAA at once, so a slow server costs one timeout, not one per host).
+//! `block_on` may be called from several threads at once (tokio lets the others wait their
+//! turn to drive the runtime), so one resolver, and its cache, serves a whole relay.
+//!
+//! Configuration is ours, not the system's: one server given (`--dns-server ADDR:PORT`) or
+//! the `nameserver` lines of /etc/resolv.conf, and nothing else from it. Names are always
+//! asked as absolute names: an MTA never applies `search` domains (Postfix turns off
+//! RES_DEFNAMES and RES_DNSRCH), and /etc/hosts is never read (mail routing is DNS's, as
+//! Postfix's `smtp_host_lookup = dns`). Timeouts are short: a dead server costs seconds.
+
+use super::{Answer, DNS_TEMPFAIL, Failure, Lookup, Type};
+use crate::exit::{Code, Error};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// How to reach the DNS.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The one server to ask (`--dns-server ADDR:PORT`); `None`: the `nameserver` lines of
+    /// /etc/resolv.conf (port 53).
+    pub server: Option<SocketAddr>,
+    /// How long one try of a query waits for its answer.
+    pub timeout: Duration,
+    /// How many times a query is sent (to each server) before it counts as timed out: 1 or
+    /// more (hickory's `attempts` counts the retries after the first).
+    pub attempts: usize,
+}
+
+impl Default for Options {
+    /// 2 s and 2 tries: a dead server costs about 4 s (glibc's default is 5 s and 2 tries).
+    fn default() -> Options {
+        Options {
+            server: None,
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+        }
+    }
+}
+
+/// A DNS client for the routing: see [`super::Lookup`] for what it answers.
+pub struct Resolver {
+    runtime: tokio::runtime::Runtime,
+    inner: TokioResolver,
+    /// The most a batch of questions may take, whatever hickory does inside.
+    deadline: Duration,
+}
+
+impl Resolver {
+    /// A resolver asking `opts.server`, or the servers of /etc/resolv.conf.
+    pub fn new(opts: &Options) -> crate::Result<Resolver> {
+        let servers: Vec<SocketAddr> = match opts.server {
+            Some(s) => vec![s],
+            None => resolv_conf(Path::new("/etc/resolv.conf"))?,
+        };
+        let mut config = ResolverConfig::from_name_servers(Vec::new());
+        for s in &servers {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = s.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = s.port();
+            config.add_name_server(NameServerConfig::new(s.ip(), true, vec![udp, tcp]));
+        }
+        let mut o = ResolverOpts::default();
+        o.timeout = opts.timeout;
+        o.attempts = opts.attempts.max(1) - 1;
+        o.use_hosts_file = ResolveHosts::Never;
+        // Absolute names only (see the header); ndots would otherwise try search domains.
+        o.ndots = 0;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(Code::OsErr, "dns: starting the resolver", e))?;
+        // Building spawns nothing, but hickory's provider wants to be inside its runtime.
+        let _inside = runtime.enter();
+        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(o)
+            .build()
+            .map_err(|e| Error::new(Code::Config, "dns: resolver configuration", e))?;
+        drop(_inside);
+        let tries = u32::try_from(opts.attempts.max(1)).unwrap_or(u32::MAX);
+        let per_server = opts.timeout.saturating_mul(tries);
+        let servers = u32::try_from(servers.len().max(1)).unwrap_or(u32::MAX);
+        Ok(Resolver {
+            runtime,
+            inner,
+            deadline: per_server.saturating_mul(servers) + Duration::from_secs(1),
+        })
+    }
+}
+
+impl Lookup for Resolver {
+    fn query(&self, questions: &[(&str, Type)]) -> Vec<Result<Answer, Failure>> {
+        let deadline = self.deadline;
+        self.runtime.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, &(name, kind)) in questions.iter().enumerate() {
+                let resolver = self.inner.clone();
+                let name = name.to_string();
+                set.spawn(async move {
+                    let answer = tokio::time::timeout(deadline, ask(&resolver, &name, kind))
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out(&name, kind)));
+                    (i, answer)
+                });
+            }
+            let mut answers: Vec<Result<Answer, Failure>> = questions
+                .iter()
+                .map(|&(name, kind)| Err(timed_out(name, kind)))
+                .collect();
+            while let Some(done) = set.join_next().await {
+                // A task that panicked keeps its "timed out": temporary, retried later.
+                if let Ok((i, answer)) = done {
+                    answers[i] = answer;
+                }
+            }
+            answers
+        })
+    }
+}
+
+/// One question to hickory, its outcome in the routing's terms.
+async fn ask(resolver: &TokioResolver, name: &str, kind: Type) -> Result<Answer, Failure> {
+    let mut fqdn = Name::from_str_relaxed(name).map_err(|_| {
+        Failure::Permanent(super::BAD_SYNTAX, format!("{name} is not a domain name"))
+    })?;
+    // Absolute: never a search domain appended (see the header).
+    fqdn.set_fqdn(true);
+    let rtype = match kind {
+        Type::Mx => RecordType::MX,
+        Type::A => RecordType::A,
+        Type::Aaaa => RecordType::AAAA,
+    };
+    match resolver.lookup(fqdn, rtype).await {
+        Ok(lookup) => Ok(records(kind, lookup.answers())),
+        Err(e) => classify(name, kind, e),
+    }
+}
+
+/// The records of the asked type in an answer (CNAMEs on the way are skipped: hickory
+/// follows them, RFC 5321 §5.1).
+fn records(kind: Type, answers: &[hickory_resolver::proto::rr::Record]) -> Answer {
+    match kind {
+        Type::Mx => {
+            let mx: Vec<(u16, String)> = answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some((
+                        mx.preference,
+                        mx.exchange.to_ascii().trim_end_matches('.').to_string(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if mx.is_empty() {
+                Answer::NoData
+            } else {
+                Answer::Mx(mx)
+            }
+        }
+        Type::A | Type::Aaaa => {
+            let addrs: Vec<IpAddr> = answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) if kind == Type::A => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) if kind == Type::Aaaa => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect();
+            if addrs.is_empty() {
+                Answer::NoData
+            } else {
+                Answer::Addrs(addrs)
+            }
+        }
+    }
+}
+
+/// A failed lookup: NXDOMAIN and NODATA are answers, everything else is temporary.
+fn classify(name: &str, kind: Type, e: NetError) -> Result<Answer, Failure> {
+    let what = format!("{} lookup for {name}", type_name(kind));
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(no)) => {
+            if no.response_code == ResponseCode::NXDomain {
+                Ok(Answer::NxDomain)
+            } else {
+                Ok(Answer::NoData)
+            }
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => Err(Failure::Temporary(
+            DNS_TEMPFAIL,
+            format!("{what}: the server answered {}", rcode_name(code)),
+        )),
+        NetError::Timeout => Err(timed_out(name, kind)),
+        other => Err(Failure::Temporary(
+            DNS_TEMPFAIL,
+            format!("{what}: {}", other.to_string().to_lowercase()),
+        )),
+    }
+}
+
+fn timed_out(name: &str, kind: Type) -> Failure {
+    Failure::Temporary(
+        DNS_TEMPFAIL,
+        format!(
+            "{} lookup for {name}: no answer from the DNS server (timed out)",
+            type_name(kind)
+        ),
+    )
+}
+
+fn type_name(kind: Type) -> &'static str {
+    match kind {
+        Type::Mx => "MX",
+        Type::A => "A",
+        Type::Aaaa => "AAAA",
+    }
+}
+
+/// The RCODE as dig and the logs of DNS servers write it.
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::ServFail => "SERVFAIL".to_string(),
+        ResponseCode::Refused => "REFUSED".to_string(),
+        ResponseCode::FormErr => "FORMERR".to_string(),
+        ResponseCode::NotImp => "NOTIMP".to_string(),
+        other => format!("rcode {}", u16::from(other)),
+    }
+}
+
+/// The servers of a resolv.conf(5), port 53; its default, the local host, when it names
+/// none or does not exist.
+fn resolv_conf(path: &Path) -> crate::Result<Vec<SocketAddr>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(Code::OsErr, path.display().to_string(), e)),
+    };
+    let mut servers = nameservers(&text);
+    if servers.is_empty() {
+        servers.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    Ok(servers
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect())
+}
+
+/// The `nameserver` addresses of a resolv.conf text, at most three as glibc (MAXNS).
+/// A scoped IPv6 address (`fe80::1%eth0`) is skipped: a bare address cannot carry the scope.
+pub(super) fn nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => words.next()?.parse::<IpAddr>().ok(),
+                _ => None,
+            }
+        })
+        .take(3)
+        .collect()
+}
