@@ -36,19 +36,20 @@ impl Logger {
         }
     }
 
-    fn write(&self, session: &str, severity: Severity, text: &str) {
+    /// Write the lines of one event: to stderr in one write (so the lines of concurrent
+    /// sessions never mix, and a message's lines stay together), to syslog one datagram each.
+    fn write(&self, session: &str, lines: &[(Severity, String)]) {
         if self.stderr {
-            let line = format!(
-                "{}[{}]: {session}: {text}\n",
-                crate::run::tool(),
-                std::process::id()
-            );
-            // One write, so the lines of concurrent sessions never mix.
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            let (tool, pid) = (crate::run::tool(), std::process::id());
+            let text: String = lines
+                .iter()
+                .map(|(_, l)| format!("{tool}[{pid}]: {session}: {l}\n"))
+                .collect();
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
         }
-        if let Some(syslog) = &self.syslog {
-            let sent = syslog.send(severity, &format!("{session}: {text}"));
-            match sent {
+        let Some(syslog) = &self.syslog else { return };
+        for (severity, text) in lines {
+            match syslog.send(*severity, &format!("{session}: {text}")) {
                 Ok(()) => self.syslog_failing.store(false, Ordering::Relaxed),
                 Err(e) => {
                     if !self.syslog_failing.swap(true, Ordering::Relaxed) {
@@ -66,9 +67,7 @@ impl Logger {
 
 impl Log for Logger {
     fn log(&self, client: &Client<'_>, event: &Event<'_>) {
-        for (severity, text) in lines(client, event) {
-            self.write(client.session, severity, &text);
-        }
+        self.write(client.session, &lines(client, event));
     }
 }
 
