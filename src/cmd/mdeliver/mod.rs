@@ -10,7 +10,7 @@
 
 use crate::config::{self, Config};
 use crate::deliver::rules::Source;
-use crate::deliver::{Event, Pipeline};
+use crate::deliver::{Event, Pipeline, actions};
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
 use crate::message::buffer;
@@ -19,6 +19,7 @@ use crate::store::dedupe;
 use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Deliver one message from standard input into a Maildir.
 ///
@@ -86,6 +87,10 @@ pub struct Args {
     /// Print the path of each delivered file on standard output
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Kill a command a rule runs (pipe, filter, forward) after SECS seconds [default: 900]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 }
 
 pub use crate::config::parse_size;
@@ -168,6 +173,17 @@ fn settings(args: Args) -> Result<Settings> {
             .or_else(|| defaults.get("dedupe_file").map(config::expand_tilde))
             .unwrap_or_else(|| maildir.join(dedupe::DEFAULT_NAME))
     });
+    let sendmail = match defaults.get("sendmail") {
+        Some(cmd) => {
+            let argv = config::words(cmd)
+                .map_err(|why| Error::new(Code::TempFail, "config: sendmail", why))?;
+            if argv.is_empty() {
+                return Err(Error::new(Code::TempFail, "config: sendmail", "no command"));
+            }
+            argv
+        }
+        None => Vec::new(),
+    };
     Ok(Settings {
         pipeline: Pipeline {
             // $MAILDIR's agent owns the layout (mreceive's BASE/USER/Maildir): its missing
@@ -177,6 +193,11 @@ fn settings(args: Args) -> Result<Settings> {
             dedupe,
             folder: args.folder.unwrap_or_else(|| "INBOX".to_string()),
             flags: args.flags.unwrap_or_default(),
+            time_limit: args
+                .timeout
+                .map_or(actions::TIME_LIMIT, Duration::from_secs),
+            max_size,
+            sendmail,
             ..Pipeline::new(maildir)
         },
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
@@ -212,7 +233,7 @@ pub fn run(args: Args) -> Result<()> {
     let (sender, recipient) = (s.sender.as_deref(), s.recipient.as_deref());
     let mut report = |e: Event| match e {
         Event::Stored(d) if verbose => run::print_committed(&format!("{}\n", d.path.display())),
-        Event::Stored(_) => {}
+        Event::Stored(_) | Event::Done(_) => {}
         Event::Warning(e) => run::warn(e),
     };
     if dry_run {
@@ -326,14 +347,22 @@ the
 .B rules
 configuration key, or
 .IR ~/.config/mailpipe/rules ):
-tests on headers, the envelope and the size choose folders, copies, flags, a command to pipe
-the message into (run directly, never through a shell), or to discard it.
+tests on headers, the recipient fields, the body, the envelope and the size choose folders
+(named after what a regular expression found, if need be), copies, flags, a filter to pass
+the message through first (such as
+.BR spamc ),
+a command to pipe it into, addresses to forward it to (through
+.BR msubmit (1),
+keeping the envelope sender), or to discard it; every command is run directly, never through
+a shell, and killed after
+.B \-\-timeout
+seconds (900 by default).
 Without a matching rule the message goes to the inbox, or to
 .BR \-\-folder .
 A rules file that cannot be read or has an error is reported on standard error and the
 message is delivered as if there were no rules: a broken filter never loses mail.
 .B \-n
-shows what the rules decide and delivers nothing.
+shows what the rules decide and delivers nothing (it runs no filter or command).
 .PP
 With
 .B \-\-dedupe
@@ -370,7 +399,8 @@ The Maildir's parent directory does not exist (nothing was created).
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
-broken, a rule's pipe command failed, the dedupe cache cannot be locked, or anything else that
+broken, a rule's pipe, filter or forward failed (or ran out of time), the dedupe cache cannot
+be locked, or anything else that
 is not the message's fault. Nothing partial is left in new/ or cur/; the caller should keep
 the message and try again. (Copies stored by rules before a failing step stay.)
 .SH ENVIRONMENT
@@ -392,8 +422,8 @@ A configuration file to read instead of the default ones.
 .SH FILES
 .TP
 .I ~/.config/mailpipe/config
-User configuration (keys maildir, max_size, rules, dedupe, dedupe_file in the defaults
-section); see
+User configuration (keys maildir, max_size, rules, dedupe, dedupe_file, and sendmail: the
+command a rule's forward runs instead of msubmit, in the defaults section); see
 .BR mailpipe (7).
 .TP
 .I ~/.config/mailpipe/rules
@@ -447,6 +477,7 @@ Check what a rules file does with a message, then deliver it, dropping duplicate
 /usr/local/bin/mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
 .RE
 .fi
+
 .PP
 As Postfix's pipe(8) transport in master.cf, with
 .B mdeliver_destination_recipient_limit = 1
