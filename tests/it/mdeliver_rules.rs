@@ -647,3 +647,82 @@ fn a_forward_that_fails_is_a_temporary_failure() {
         "-i -fs@x.test -- me@phone.test "
     );
 }
+
+#[test]
+fn log_says_which_rules_matched_and_what_was_done() {
+    let s = Setup::new(
+        "header Subject contains ann copy Announce\n\
+         all filter /bin/cat\n\
+         header Subject contains fail pipe /bin/false\n\
+         header Subject contains x folder X\n",
+    );
+    let log = s.t.path().join("deliveries.log");
+    let r = s.rules.display().to_string();
+    let go = |msg: &[u8]| {
+        run(
+            s.cmd()
+                .args(["--log", log.to_str().unwrap(), "-f", "a@b.test", "-D"]),
+            msg,
+        )
+    };
+    assert_eq!(
+        code(&go(b"Message-ID: <1@b.test>\nSubject: ann x\n\nx\n")),
+        0
+    );
+    assert_eq!(
+        code(&go(b"Message-ID: <2@b.test>\nSubject: fail\n\nx\n")),
+        75
+    );
+    assert_eq!(
+        code(&go(b"Message-ID: <1@b.test>\nSubject: ann x\n\nx\n")),
+        0
+    );
+    assert_eq!(code(&go(b"Subject: other\n\nx\n")), 0);
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let rest = |l: &str| l.split_once(' ').unwrap().1.to_string();
+    assert!(lines[0].starts_with("time=20"), "{text}");
+    assert_eq!(
+        rest(lines[0]),
+        format!(
+            "from=a@b.test to=- message_id=1@b.test size=41 rules={r}:1,{r}:2,{r}:4 \
+             done=\"store Announce; filter /bin/cat; store X\" exitcode=0"
+        )
+    );
+    assert_eq!(
+        rest(lines[1]),
+        format!(
+            "from=a@b.test to=- message_id=2@b.test size=40 rules={r}:2 done=\"filter /bin/cat\" \
+             exitcode=75 reason=\"pipe to /bin/false: exited with status 1\""
+        )
+    );
+    assert!(
+        rest(lines[2]).contains(" rules=- done=duplicate exitcode=0"),
+        "{text}"
+    );
+    assert!(
+        rest(lines[3]).contains(&format!(
+            " rules={r}:2 done=\"filter /bin/cat; store INBOX\" exitcode=0"
+        )),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A log that cannot be written is a warning; the message is delivered all the same.
+    let out = run(
+        s.cmd().args(["--log", s.t.path().to_str().unwrap()]),
+        b"Subject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0);
+    assert!(
+        stderr(&out).starts_with("mdeliver: log "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.counts(&["X"]), [1, 2]);
+}

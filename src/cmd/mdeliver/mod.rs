@@ -7,6 +7,9 @@
 //! the delivery mreceive and the others share) and runs it. Exit 0 means every destination
 //! has the message on disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
 //! only faults of the message itself (a loop, over the size limit) are permanent.
+//! `log.rs` writes `--log`'s line per message from what the pipeline reports.
+
+mod log;
 
 use crate::config::{self, Config};
 use crate::deliver::rules::Source;
@@ -88,6 +91,10 @@ pub struct Args {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
+    /// Append one line per message to FILE: which rules matched (file:line) and what was done
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
     /// Kill a command a rule runs (pipe, filter, forward) after SECS seconds [default: 900]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
@@ -102,6 +109,7 @@ struct Settings {
     sender: Option<String>,
     recipient: Option<String>,
     max_size: Option<u64>,
+    log: Option<PathBuf>,
 }
 
 /// An environment variable, when set and not empty. Not `std::env::var`, which calls a
@@ -208,6 +216,7 @@ fn settings(args: Args) -> Result<Settings> {
                 .or_else(|| env("ORIGINAL_RECIPIENT")),
         )?,
         max_size,
+        log: args.log,
     })
 }
 
@@ -219,7 +228,23 @@ pub fn run(args: Args) -> Result<()> {
     if !folder.eq_ignore_ascii_case("inbox") {
         crate::store::maildir::check_folder_name(folder)?;
     }
+    let mut record = log::Record {
+        from: s.sender.clone(),
+        to: s.recipient.clone(),
+        ..log::Record::default()
+    };
+    let result = deliver(&s, verbose, dry_run, &mut record);
+    if let Some(path) = s.log.as_deref().filter(|_| !dry_run) {
+        log::append(path, &record.line(&result));
+    }
+    result
+}
+
+/// Read the message and deliver it (or show the plan), noting in `record` what was done.
+fn deliver(s: &Settings, verbose: bool, dry_run: bool, record: &mut log::Record) -> Result<()> {
     let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
+    record.size = msg.len();
+    record.message_id = dedupe::message_id(crate::message::header::block(msg.head()));
     if is_blank(&mut msg)? {
         // What a failed command before us in a pipeline leaves (`mcompose … | mdeliver`
         // with mcompose refusing an address): storing it would turn that failure into an
@@ -233,7 +258,8 @@ pub fn run(args: Args) -> Result<()> {
     let (sender, recipient) = (s.sender.as_deref(), s.recipient.as_deref());
     let mut report = |e: Event| match e {
         Event::Stored(d) if verbose => run::print_committed(&format!("{}\n", d.path.display())),
-        Event::Stored(_) | Event::Done(_) => {}
+        Event::Stored(_) => {}
+        Event::Done(p) => record.done(p),
         Event::Warning(e) => run::warn(e),
     };
     if dry_run {
@@ -245,9 +271,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     // A duplicate is dropped quietly (formail -D): exit 0.
-    s.pipeline
-        .deliver(&mut msg, sender, recipient, &mut report)
-        .map(drop)
+    let done = s
+        .pipeline
+        .deliver(&mut msg, sender, recipient, &mut report)?;
+    record.duplicate = done.duplicate;
+    Ok(())
 }
 
 /// True when the message (after its mbox `From ` line) holds nothing but white space.
@@ -365,6 +393,46 @@ message is delivered as if there were no rules: a broken filter never loses mail
 shows what the rules decide and delivers nothing (it runs no filter or command).
 .PP
 With
+.BR \-\-log ,
+each message adds one line to the file (created with mode 0600, appended to with
+.BR O_APPEND ,
+so the lines of concurrent deliveries stay whole), in the
+.I key=value
+form of
+.BR msubmit (1)'s
+log:
+.B time=
+(local time, ISO 8601),
+.B from=
+and
+.B to=
+(the envelope,
+.B \-
+when unknown),
+.BR message_id= ,
+.B size=
+(as read),
+.B rules=
+(the
+.I file:line
+of each rule that chose a step done, comma-separated;
+.B \-
+when the default delivery alone was done),
+.B done=
+(each step done, as
+.B \-n
+prints it, separated by "; "; or
+.B duplicate
+for a message dropped by
+.BR \-\-dedupe ),
+.B exitcode=
+and, when it is not 0,
+.BR reason= .
+Values with blanks or quotes are quoted, with their escapes, so a line is always one line.
+A log that cannot be written is warned about and changes nothing else: the message is
+delivered all the same.
+.PP
+With
 .B \-\-dedupe
 (or
 .B dedupe on
@@ -477,7 +545,14 @@ Check what a rules file does with a message, then deliver it, dropping duplicate
 /usr/local/bin/mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
 .RE
 .fi
-
+.PP
+Keep a record of where each message went:
+.PP
+.nf
+.RS
+/usr/local/bin/mdeliver \-\-log ~/deliveries.log ~/Maildir < msg.eml
+.RE
+.fi
 .PP
 As Postfix's pipe(8) transport in master.cf, with
 .B mdeliver_destination_recipient_limit = 1
