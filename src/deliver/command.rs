@@ -2,12 +2,13 @@
 //! standard input, bounded in time, and read its exit status by the MDA contract that
 //! Postfix's pipe(8), msmtpd and procmail share: 0 delivered, 75 (EX_TEMPFAIL) try again
 //! later, anything else permanent; a command that cannot start or dies by a signal is our
-//! problem, so temporary. Used by mreceive's delivery command, mdeliver's rules `pipe`, and
-//! next mfetch's `--mda`.
+//! problem, so temporary. Used by mreceive's delivery command, the rules' `pipe`, `filter`
+//! (whose standard output, the new message, is read back: [`run_captured`]) and `forward`
+//! (the sendmail command), and next mfetch's `--mda`.
 
 use crate::exit::{Code, Context, Error, Result};
 use crate::message::buffer::Buffer;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
@@ -59,7 +60,8 @@ pub fn run_fed(
     limit: Duration,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<ExitStatus> {
-    run(argv, vars, limit, write, false).map(|(status, _)| status)
+    let none: Option<fn(&mut dyn Read) -> Result<()>> = None;
+    run(argv, vars, limit, write, false, none).map(|(status, _, _)| status)
 }
 
 /// [`run_fed`], and the last line the command wrote on stderr (passed on to ours as it
@@ -70,16 +72,37 @@ pub fn run_fed_told(
     limit: Duration,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(ExitStatus, Option<String>)> {
-    run(argv, vars, limit, write, true)
+    let none: Option<fn(&mut dyn Read) -> Result<()>> = None;
+    run(argv, vars, limit, write, true, none).map(|(status, said, _)| (status, said))
 }
 
-fn run(
+/// [`run_fed`], with the command's standard output given to `read` (a filter: the message
+/// in, a new message out). `read` runs in a thread of its own, so a command that writes
+/// before it has read all of its input never blocks on us. When `read` fails (as when the
+/// output is over its limit), the command is killed at once with its process group. The
+/// status is the command's; what `read` returned is beside it.
+pub fn run_captured<T: Send>(
+    argv: &[String],
+    vars: &[(&str, Option<&str>)],
+    limit: Duration,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    read: impl FnOnce(&mut dyn Read) -> Result<T> + Send,
+) -> Result<(ExitStatus, Result<T>)> {
+    let (status, _, output) = run(argv, vars, limit, write, false, Some(read))?;
+    let output = output.unwrap_or_else(|| Err(Error::new(Code::TempFail, "pipe", "no output")));
+    Ok((status, output))
+}
+
+/// [`run_fed`], [`run_fed_told`] and [`run_captured`]: standard output to `read` when given,
+/// else discarded; with `tell`, the last line of standard error kept for the reason.
+fn run<T: Send>(
     argv: &[String],
     vars: &[(&str, Option<&str>)],
     limit: Duration,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     tell: bool,
-) -> Result<(ExitStatus, Option<String>)> {
+    read: Option<impl FnOnce(&mut dyn Read) -> Result<T> + Send>,
+) -> Result<(ExitStatus, Option<String>, Option<Result<T>>)> {
     let Some(prog) = argv.first() else {
         return Err(Error::new(Code::TempFail, "pipe", "no command"));
     };
@@ -87,7 +110,11 @@ fn run(
     let mut cmd = Command::new(prog);
     cmd.args(&argv[1..])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null());
+        .stdout(if read.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
     for (key, val) in vars {
         match val {
             Some(v) => cmd.env(key, v),
@@ -109,19 +136,37 @@ fn run(
     let watchdog = std::thread::spawn(move || {
         let late = expired.recv_timeout(limit) == Err(RecvTimeoutError::Timeout);
         if late {
-            // SAFETY: kill(2) has no memory effects. The child is not reaped before this
-            // thread is joined (see wait_unreaped below), so the group id is still its own.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            kill_group(pid);
         }
         late
     });
-    let written = match child.stdin.take() {
-        Some(stdin) => {
-            let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
-            write(&mut w).and_then(|()| w.flush())
-        }
-        None => Ok(()),
-    };
+    let stdout = child.stdout.take();
+    let (written, output) = std::thread::scope(|scope| {
+        let reader = match (read, stdout) {
+            (Some(read), Some(mut out)) => Some(scope.spawn(move || {
+                let r = read(&mut out);
+                if r.is_err() {
+                    // Reading gave up: the command must not go on writing (or wait to).
+                    kill_group(pid);
+                }
+                r
+            })),
+            _ => None,
+        };
+        let written = match child.stdin.take() {
+            Some(stdin) => {
+                let mut w = io::BufWriter::with_capacity(64 * 1024, stdin);
+                write(&mut w).and_then(|()| w.flush())
+            }
+            None => Ok(()),
+        };
+        // Its standard input is closed here (the writer is gone): a filter sees the end.
+        let output = reader.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::new(Code::TempFail, what.clone(), "no output")))
+        });
+        (written, output)
+    });
     wait_unreaped(pid).or_code(Code::TempFail, what.clone())?;
     let _ = done.send(());
     let timed_out = watchdog.join().unwrap_or(false);
@@ -136,8 +181,15 @@ fn run(
     let said = told.and_then(LastLine::take);
     match written {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io(Code::TempFail, what, e)),
-        _ => Ok((status, said)),
+        _ => Ok((status, said, output)),
     }
+}
+
+/// SIGKILL the process group `pid` leads.
+fn kill_group(pid: libc::pid_t) {
+    // SAFETY: kill(2) has no memory effects. The child is not reaped before the threads
+    // that call this are joined (see wait_unreaped), so the group id is still its own.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
 }
 
 /// Wait until child `pid` has exited, leaving it a zombie (WNOWAIT): its pid cannot be
