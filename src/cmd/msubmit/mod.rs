@@ -28,9 +28,7 @@ use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
 use crate::smtp::Reply;
-use crate::smtp::client::{
-    Body, Direction, Envelope, Partial, Recipient, Refusal, Session, Trace, too_many,
-};
+use crate::smtp::client::{Body, Content, Direction, Envelope, Partial, Refusal, Session, Trace};
 use crate::store::queue::{self, Queue};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::collections::BTreeMap;
@@ -526,11 +524,9 @@ impl Upstream {
         }
         let (_, session, used) = match self.open.take() {
             Some(open) => self.open.insert(open),
-            None => self.open.insert((
-                server.account.clone(),
-                Session::connect(&server.options)?,
-                Instant::now(),
-            )),
+            None => self
+                .open
+                .insert((server.account.clone(), connect(server)?, Instant::now())),
         };
         *used = Instant::now();
         Ok(session)
@@ -543,6 +539,16 @@ impl Upstream {
     }
 }
 
+/// Connect to the account's server: its host name resolved here, the client takes addresses.
+fn connect(server: &settings::Server) -> Result<Session> {
+    let host = server.host.as_str();
+    let addrs: Vec<std::net::SocketAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, server.port))
+            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))?
+            .collect();
+    Session::connect(&addrs, host, &server.options)
+}
+
 /// `user@host` for this user and host, sendmail's sender when nothing else names one.
 fn local_address() -> String {
     let user = ["LOGNAME", "USER"]
@@ -552,12 +558,7 @@ fn local_address() -> String {
     format!("{user}@{}", crate::message::stamp::fqdn())
 }
 
-/// Where a message's bytes come from, anew for each transaction.
-trait Source {
-    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>>;
-}
-
-impl Source for message::Prepared<'_> {
+impl Content for message::Prepared<'_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
         let r = self
             .reader()
@@ -569,7 +570,7 @@ impl Source for message::Prepared<'_> {
 /// A message in the queue.
 struct Queued<'a>(&'a Queue, &'a queue::Entry);
 
-impl Source for Queued<'_> {
+impl Content for Queued<'_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
         Ok(Box::new(self.0.message(self.1)?))
     }
@@ -584,29 +585,14 @@ struct Sent {
 
 /// Send one message over `session`, all or nothing; except that when the server limits the
 /// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions.
-fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
-    let mut pending = env.clone();
-    loop {
-        let outcome = {
-            let mut reader = source.open()?;
-            session.send(&pending, &mut reader, Partial::AbortUnlessTooMany)?
-        };
-        let delivered = outcome.data.as_ref().is_some_and(Reply::is_positive);
-        // Each round delivers to at least one recipient, so this ends.
-        let later: Vec<Recipient> = pending
-            .rcpts
-            .iter()
-            .zip(&outcome.rcpts)
-            .filter(|(_, r)| delivered && too_many(r))
-            .map(|(p, _)| p.clone())
-            .collect();
-        if later.is_empty() {
-            return Ok(Sent {
-                refusals: outcome.refusals(&pending),
-                data: outcome.data,
-            });
-        }
-        pending.rcpts = later;
+fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Content) -> Result<Sent> {
+    let done = session.deliver(env, source, Partial::AbortUnlessTooMany);
+    match done.error {
+        Some(e) => Err(e),
+        None => Ok(Sent {
+            refusals: done.refusals,
+            data: done.data,
+        }),
     }
 }
 
@@ -722,7 +708,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
         let mut session: Option<Session> = None;
         for (i, entry) in entries.iter().enumerate() {
             if session.as_ref().is_none_or(|s| !s.is_usable()) {
-                match Session::connect(&server.options) {
+                match connect(&server) {
                     Ok(s) => session = Some(s),
                     Err(e) => {
                         // The server is unreachable for the rest of this account too. The
