@@ -108,8 +108,9 @@ pub struct Args {
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
-    /// TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]
-    #[arg(long, value_name = "MODE", value_parser = ["starttls", "implicit", "none"])]
+    /// TLS: how it starts (starttls, implicit) and how strict it is (none, may, encrypt,
+    /// verify), one word or a start and a level joined by a comma [default: starttls]
+    #[arg(long, value_name = "MODE", value_parser = TlsWords)]
     pub tls: Option<String>,
 
     /// Trust the CA certificates in this PEM file instead of the built-in roots (a server's
@@ -779,6 +780,36 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             "flush",
             format!("{deferred} deferred, {failed} failed, {unreadable} unreadable"),
         )),
+    }
+}
+
+/// `--tls`: the words of [`crate::net::tls::Mode::parse`], checked as clap parses them; the
+/// one word for each mode is what completions offer and the man page lists.
+#[derive(Clone)]
+struct TlsWords;
+
+impl clap::builder::TypedValueParser for TlsWords {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        let parse = |words: &str| -> std::result::Result<String, String> {
+            crate::net::tls::Mode::parse(words).map(|_| words.to_string())
+        };
+        clap::builder::TypedValueParser::parse_ref(&parse, cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let words = crate::net::tls::Mode::WORDS.iter();
+        Some(Box::new(words.map(|(w, help)| {
+            clap::builder::PossibleValue::new(w).help(help)
+        })))
     }
 }
 
