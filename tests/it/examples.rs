@@ -30,7 +30,6 @@
 //! is in `expectations` (examples/shell.rs), how a kind of block runs in examples/runners.rs
 //! and examples/servers.rs, how blocks are found and sorted in examples/extract.rs.
 
-
 mod extract;
 mod runners;
 mod servers;

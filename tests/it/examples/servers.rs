@@ -3,9 +3,9 @@
 //! which only a running server can judge, fetchmail's POP3 peer, and the Dovecot that
 //! dovecot-lda asks for a user's mailbox.
 
+use crate::common::mreceive;
 use crate::common::{self, have};
 use crate::examples::extract::PASSWD_LINE;
-use crate::common::mreceive;
 use crate::examples::shell::{Stage, option_value};
 use crate::examples::world::{
     Background, MESSAGE, PASSWORD, World, maildir_count, message_files, run_bounded, show,
