@@ -2,7 +2,8 @@
 //! (mdeliver, mreceive's built-in Maildir delivery, and next mfetch and the queue's local
 //! route), so a message stored by any of them is byte for byte what mdeliver would have
 //! stored, with the same durability. [`rules`] is its filtering step; [`command`] runs a
-//! delivery program fed the message (mreceive's delivery command, a rules `pipe`).
+//! delivery program fed the message (mreceive's delivery command, a rules `pipe`); [`local`]
+//! is a local recipient's mailbox (a Maildir per user, or a command per recipient).
 //!
 //! The steps, in this order, each one a field of [`Pipeline`] that the caller sets:
 //!
@@ -31,6 +32,7 @@
 //! a warning that does not fail the delivery) comes to it as an [`Event`].
 
 pub mod command;
+pub mod local;
 pub mod rules;
 
 use crate::exit::{Code, Error, Result};
