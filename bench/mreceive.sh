@@ -78,14 +78,16 @@ run() {
 
 # mreceive, built-in delivery.
 P=$(free_port)
-"$BIN/mreceive" -l "127.0.0.1:$P" -d bench.test -m "$D/builtin" --max-sessions 200 &
+# Its log goes to a file, as Postfix's below does (maillog_file), not to the terminal.
+"$BIN/mreceive" -l "127.0.0.1:$P" -d bench.test -m "$D/builtin" --max-sessions 200 \
+  2>>"$D/mreceive.log" &
 PIDS+=($!); wait_port 127.0.0.1 "$P"
 run mreceive "127.0.0.1" "$P" "$D/builtin/alice/Maildir"
 
 # mreceive -> mdeliver, a process per message.
 P=$(free_port)
 "$BIN/mreceive" -l "127.0.0.1:$P" -d bench.test -m "$D/viamdeliver" \
-  -c "$BIN/mdeliver --no-rules" --max-sessions 200 &
+  -c "$BIN/mdeliver --no-rules" --max-sessions 200 2>>"$D/mreceive.log" &
 PIDS+=($!); wait_port 127.0.0.1 "$P"
 run mreceive-mdeliver "127.0.0.1" "$P" "$D/viamdeliver/alice/Maildir"
 

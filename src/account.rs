@@ -190,6 +190,8 @@ pub const KEYS: &[Key] = &[
         "on: drop a message whose Message-ID was delivered before"),
     key("dedupe_file", Group::Tool("mdeliver"),
         "where delivered Message-IDs are kept [in the Maildir]"),
+    key("sendmail", Group::Tool("mdeliver"),
+        "the command a rule's forward runs, as /usr/sbin/sendmail [msubmit beside mdeliver]"),
 ];
 
 /// The key called `name`, if any tool reads it.

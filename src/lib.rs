@@ -17,8 +17,8 @@
 //! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
 //! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
 //! - The ground: exit codes ([`exit`]), the binary edge ([`run`]), the envelope
-//!   ([`envelope`]), configuration ([`config`]), the password file of the servers ([`passwd`]) and the generated
-//!   documentation's renderer ([`docs`]).
+//!   ([`envelope`]), configuration ([`config`]), the password file of the servers ([`passwd`]), log
+//!   lines and syslog ([`log`]) and the generated documentation's renderer ([`docs`]).
 
 pub mod account;
 pub mod cmd;
@@ -27,6 +27,7 @@ pub mod deliver;
 pub mod docs;
 pub mod envelope;
 pub mod exit;
+pub mod log;
 pub mod message;
 pub mod net;
 pub mod passwd;

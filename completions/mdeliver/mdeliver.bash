@@ -23,7 +23,7 @@ _mdeliver() {
 
     case "${cmd}" in
         mdeliver)
-            opts="-f -a -C -r -D -n -v -h -V --sender --recipient --folder --flags --max-size --config --rules --no-rules --dedupe --dedupe-file --dry-run --verbose --help --version"
+            opts="-f -a -C -r -D -n -v -h -V --sender --recipient --folder --flags --max-size --config --rules --no-rules --dedupe --dedupe-file --dry-run --verbose --log --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,6 +74,14 @@ _mdeliver() {
                     return 0
                     ;;
                 --dedupe-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -23,7 +23,7 @@ _mreceive() {
 
     case "${cmd}" in
         mreceive)
-            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --submission --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --timeout --normalize-line-ends --hash-password --help --version"
+            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --submission --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --timeout --normalize-line-ends --syslog --syslog-socket --hash-password --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -114,6 +114,10 @@ _mreceive() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --syslog-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

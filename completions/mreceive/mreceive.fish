@@ -14,10 +14,12 @@ complete -c mreceive -l max-recipients -d 'Accept at most N recipients per messa
 complete -c mreceive -l max-received -d 'Refuse a message with more than N Received: headers as a mail loop' -r
 complete -c mreceive -l max-sessions -d 'With --listen: serve at most N sessions at once (more get 421)' -r
 complete -c mreceive -l timeout -d 'Give up on a client that sends nothing for SECONDS' -r
+complete -c mreceive -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
 complete -c mreceive -l submission -d 'Submission role: MAIL requires AUTH first'
 complete -c mreceive -l tls-on-connect -d 'Start TLS at once, before the greeting (port 465, RFC 8314)'
 complete -c mreceive -l insecure-auth -d 'Allow AUTH without TLS (for tests; passwords cross the network in the clear)'
 complete -c mreceive -l normalize-line-ends -d 'Take bare CR and bare LF in messages as line ends instead of refusing the message'
+complete -c mreceive -l syslog -d 'Log to syslog (facility mail) instead of standard error'
 complete -c mreceive -l hash-password -d 'Read a password on stdin and print its SHA512-CRYPT hash for the password file'
 complete -c mreceive -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mreceive -s V -l version -d 'Print version'

@@ -1,25 +1,30 @@
 //! Local delivery: the one pipeline every delivery into a mailbox here goes through
 //! (mdeliver, mreceive's built-in Maildir delivery, and next mfetch and the queue's local
 //! route), so a message stored by any of them is byte for byte what mdeliver would have
-//! stored, with the same durability. [`rules`] is its filtering step; [`command`] runs a
-//! delivery program fed the message (mreceive's delivery command, a rules `pipe`); [`local`]
-//! is a local recipient's mailbox (a Maildir per user, or a command per recipient).
+//! stored, with the same durability. [`rules`] is its filtering step; [`actions`] runs the
+//! rules' commands (`pipe`, `filter`, `forward`); [`command`] runs a program fed the message
+//! (mreceive's delivery command, those actions); [`local`] is a local recipient's mailbox (a
+//! Maildir per user, or a command per recipient: mreceive's and the queue's local route).
 //!
 //! The steps, in this order, each one a field of [`Pipeline`] that the caller sets:
 //!
 //! 1. **Loop check** ([`crate::message::trace::check_loop`]): a message that already
 //!    carries our `Delivered-To:` for the recipient is refused permanently (65) before
 //!    anything is written.
-//! 2. **Trace**: `Return-Path:` and `Delivered-To:` (RFC 5321 §4.4) go on top of each copy,
+//! 2. **Dedupe** ([`crate::store::dedupe`]): a Message-ID delivered before drops the message
+//!    (formail -D) before any rule runs a command; the cache stays locked from the check
+//!    until the id is recorded after the last step, so concurrent deliveries of one message
+//!    store it once.
+//! 3. **Rules**: where the message goes (folders, copies, flags, a command, other
+//!    addresses, nowhere), decided on the message as received before the first byte is
+//!    written, up to a `filter`: its output is the message from then on, and the plan goes
+//!    on with it ([`rules::Rules::next`]). A broken rules file is warned about and the
+//!    message delivered as without rules (maildrop's rule).
+//! 4. **Trace**: `Return-Path:` and `Delivered-To:` (RFC 5321 §4.4) go on top of each copy,
 //!    less what the delivering agent's own stamp already says
 //!    ([`crate::message::trace::trace_over`]); a command gets its own `Delivered-To:` always
-//!    ([`crate::message::trace::trace_for_command`]), so a loop through it ends.
-//! 3. **Rules**: where the message goes (folders, copies, flags, a command, nowhere), decided
-//!    on the header as received before the first byte is written; a broken rules file is
-//!    warned about and the message delivered as without rules (maildrop's rule).
-//! 4. **Dedupe** ([`crate::store::dedupe`]): a Message-ID delivered before drops the message
-//!    (formail -D); the cache stays locked from the check until the id is recorded after the
-//!    last step, so concurrent deliveries of one message store it once.
+//!    ([`crate::message::trace::trace_for_command`]), and so does a forwarded copy, so a
+//!    loop through either ends.
 //! 5. **Store** ([`crate::store::maildir`]): tmp/, fsync, rename, the shared (group commit)
 //!    fsync of new/; done only when the message is on disk.
 //!
@@ -29,8 +34,9 @@
 //! copy: nothing more than the Maildir protocol itself.
 //!
 //! The pipeline never prints: what a caller may want to show as it happens (a copy stored,
-//! a warning that does not fail the delivery) comes to it as an [`Event`].
+//! a step done, a warning that does not fail the delivery) comes to it as an [`Event`].
 
+pub mod actions;
 pub mod command;
 pub mod local;
 pub mod rules;
@@ -41,9 +47,10 @@ use crate::message::header;
 use crate::message::trace::{check_loop, trace_for_command, trace_over};
 use crate::store::dedupe::{self, Cache};
 use crate::store::maildir::{Delivered, Maildir};
-use rules::{Facts, Source, Step};
+use rules::{Facts, Planned, Rules, Source, Step};
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One delivery configuration: a Maildir and the steps to take on the way into it.
 ///
@@ -71,6 +78,13 @@ pub struct Pipeline {
     pub flags: String,
     /// The Message-ID cache: drop a message whose id was delivered before.
     pub dedupe: Option<PathBuf>,
+    /// How long a command the rules run (`pipe`, `filter`, `forward`) may take.
+    pub time_limit: Duration,
+    /// The size limit messages were read with, if any: a filter's output may not pass it
+    /// ([`actions::filter_limit`]).
+    pub max_size: Option<u64>,
+    /// The sendmail command a `forward` runs (argv); empty for msubmit beside us.
+    pub sendmail: Vec<String>,
 }
 
 /// What a delivery did.
@@ -87,6 +101,8 @@ pub struct Delivery {
 pub enum Event<'a> {
     /// A copy is on disk.
     Stored(&'a Delivered),
+    /// A step of the rules' plan is done (a store: after [`Event::Stored`]).
+    Done(&'a Planned),
     /// A fault that does not fail the delivery: a broken rules file (the message is delivered
     /// as without rules), or a Message-ID not recorded after the message was stored (failing
     /// then would have the sender's MTA deliver it again).
@@ -106,30 +122,38 @@ impl Pipeline {
             folder: "INBOX".to_string(),
             flags: String::new(),
             dedupe: None,
+            time_limit: actions::TIME_LIMIT,
+            max_size: None,
+            sendmail: Vec::new(),
         }
     }
 
     /// What [`Pipeline::deliver`] would do with `msg`, one step each, without writing
-    /// anything (`mdeliver -n`): the loop check, then the rules' decision.
+    /// anything or running any command (`mdeliver -n`): the loop check, then the rules'
+    /// decision, a filter taken as giving the message back unchanged.
     pub fn plan(
         &self,
         msg: &Buffer,
         sender: Option<&str>,
         recipient: Option<&str>,
         report: &mut dyn FnMut(Event),
-    ) -> Result<Vec<Step>> {
+    ) -> Result<Vec<Planned>> {
         let (sender, recipient) = (
             sender.map(header::bare_addr),
             recipient.map(header::bare_addr),
         );
-        self.decide(msg, header::block(msg.head()), sender, recipient, report)
+        self.check_loop(msg, recipient)?;
+        let rules = self.load_rules(report);
+        let facts = facts(msg, sender, recipient);
+        Ok(rules.plan(&facts, &self.folder, &self.flags))
     }
 
     /// Deliver `msg` from `sender` to `recipient` (either unknown when `None`; the null sender
     /// is `""`) through the steps chosen. Returns once every copy is on disk (and every
     /// command the rules chose exited 0), or the first error, with its exit code: 65 for the
     /// message's own faults (a loop), 75 for anything else worth retrying. Copies stored
-    /// before a failing step stay (each was reported as [`Event::Stored`]).
+    /// before a failing step stay (each was reported as [`Event::Stored`]). `msg` itself is
+    /// left as it is: a filter's output is a message of its own.
     pub fn deliver(
         &self,
         msg: &mut Buffer,
@@ -141,29 +165,20 @@ impl Pipeline {
             sender.map(header::bare_addr),
             recipient.map(header::bare_addr),
         );
-        // Everything that reads the header, done while it is borrowed from the buffer.
-        let (steps, trace, piped_trace, id) = {
-            let block = header::block(msg.head());
-            let steps = self.decide(msg, block, sender, recipient, report)?;
-            let (trace, piped_trace) = if self.trace {
-                let piped = steps.iter().any(|s| matches!(s, Step::Pipe(_)));
-                (
-                    trace_over(block, sender, recipient),
-                    piped.then(|| trace_for_command(block, sender, recipient)),
-                )
-            } else {
-                (Vec::new(), None)
-            };
-            let id = self.dedupe.as_ref().and_then(|_| dedupe::message_id(block));
-            (steps, trace, piped_trace.unwrap_or_default(), id)
-        };
+        self.check_loop(msg, recipient)?;
+        let rules = self.load_rules(report);
+        let id = self
+            .dedupe
+            .as_ref()
+            .and_then(|_| dedupe::message_id(header::block(msg.head())));
 
         let root = if self.create_parents {
             Maildir::open(&self.maildir)?
         } else {
             Maildir::open_in_existing(&self.maildir)?
         };
-        // Locked from the check until the id is recorded: see crate::store::dedupe.
+        // Locked from the check until the id is recorded: see crate::store::dedupe. Before
+        // the rules, so that a duplicate runs no filter either.
         let mut cache = match (&self.dedupe, &id) {
             (Some(path), Some(_)) => Some(Cache::open(path)?),
             _ => None,
@@ -177,8 +192,60 @@ impl Pipeline {
             });
         }
         let mut done = Delivery::default();
-        for step in &steps {
-            match step {
+        let mut at = rules.start(&self.flags);
+        // The message as a filter left it, once one has run.
+        let mut filtered: Option<Buffer> = None;
+        while !at.done() {
+            let msg = filtered.as_mut().unwrap_or(&mut *msg);
+            let steps = rules.next(&facts(msg, sender, recipient), &mut at, &self.folder);
+            let output = self.run(&steps, msg, &root, sender, recipient, &mut done, report)?;
+            if let Some(output) = output {
+                filtered = Some(output);
+            }
+        }
+        if let (Some(c), Some(id)) = (cache.as_mut(), &id)
+            && let Err(e) = c.record(id)
+        {
+            report(Event::Warning(&Error::new(e.code(), "dedupe", e)));
+        }
+        Ok(done)
+    }
+
+    /// Take `steps` (a stretch of the plan) for `msg`; a filter's output, when the stretch
+    /// ended with one.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        steps: &[Planned],
+        msg: &mut Buffer,
+        root: &Maildir,
+        sender: Option<&str>,
+        recipient: Option<&str>,
+        done: &mut Delivery,
+        report: &mut dyn FnMut(Event),
+    ) -> Result<Option<Buffer>> {
+        // Everything that reads the header, done while it is borrowed from the buffer.
+        let (trace, command_trace) = {
+            let block = header::block(msg.head());
+            let to_command = steps
+                .iter()
+                .any(|p| matches!(p.step, Step::Pipe(_) | Step::Forward(_)));
+            match self.trace {
+                false => (Vec::new(), Vec::new()),
+                true => (
+                    trace_over(block, sender, recipient),
+                    if to_command {
+                        trace_for_command(block, sender, recipient)
+                    } else {
+                        Vec::new()
+                    },
+                ),
+            }
+        };
+        let env = actions::env(sender, recipient);
+        let mut output = None;
+        for planned in steps {
+            match &planned.step {
                 Step::Store { folder, flags } => {
                     let write = |w: &mut dyn Write| {
                         w.write_all(&trace)?;
@@ -193,47 +260,61 @@ impl Pipeline {
                     report(Event::Stored(&stored));
                     done.stored.push(stored);
                 }
-                Step::Pipe(argv) => rules::pipe(argv, sender, recipient, |w| {
-                    w.write_all(&piped_trace)?;
+                Step::Pipe(argv) => actions::pipe(argv, env, self.time_limit, |w| {
+                    w.write_all(&command_trace)?;
                     msg.copy_to(w)
                 })?,
+                // The forwarded copy carries our Delivered-To: (Postfix's .forward does the
+                // same), so a forward that comes back round is a loop, not a storm. Not our
+                // Return-Path: the next MTA writes its own at its delivery.
+                Step::Forward(to) => {
+                    let delivered_to = match self.trace {
+                        true => trace_for_command(header::block(msg.head()), None, recipient),
+                        false => Vec::new(),
+                    };
+                    actions::forward(&self.sendmail, to, sender, env, self.time_limit, |w| {
+                        w.write_all(&delivered_to)?;
+                        msg.copy_to(w)
+                    })?
+                }
+                Step::Filter(argv) => {
+                    let limit = actions::filter_limit(msg.len(), self.max_size);
+                    output = Some(actions::filter(argv, env, self.time_limit, limit, msg)?);
+                }
                 Step::Discard => {}
             }
+            report(Event::Done(planned));
         }
-        if let (Some(c), Some(id)) = (cache.as_mut(), &id)
-            && let Err(e) = c.record(id)
-        {
-            report(Event::Warning(&Error::new(e.code(), "dedupe", e)));
-        }
-        Ok(done)
+        Ok(output)
     }
 
-    /// The loop check, then the rules' steps for the message whose header is `block`.
-    fn decide(
-        &self,
-        msg: &Buffer,
-        block: &[u8],
-        sender: Option<&str>,
-        recipient: Option<&str>,
-        report: &mut dyn FnMut(Event),
-    ) -> Result<Vec<Step>> {
-        if self.loop_check
-            && let Some(rcpt) = recipient
-        {
-            check_loop(block, rcpt)?;
+    /// The loop check on the message as received, when it is asked for and the recipient
+    /// known.
+    fn check_loop(&self, msg: &Buffer, recipient: Option<&str>) -> Result<()> {
+        match recipient {
+            Some(rcpt) if self.loop_check => check_loop(header::block(msg.head()), rcpt),
+            _ => Ok(()),
         }
-        let rules = self.rules.load().unwrap_or_else(|e| {
+    }
+
+    /// The rules, or none with a warning when they cannot be read.
+    fn load_rules(&self, report: &mut dyn FnMut(Event)) -> std::borrow::Cow<'_, Rules> {
+        self.rules.load().unwrap_or_else(|e| {
             let why = format!("{e}; delivering without rules");
             report(Event::Warning(&Error::new(Code::Config, "rules", why)));
             Default::default()
-        });
-        let facts = Facts {
-            header: block,
-            sender: sender.unwrap_or(""),
-            recipient: recipient.unwrap_or(""),
-            size: msg.len(),
-        };
-        Ok(rules.plan(&facts, &self.folder, &self.flags))
+        })
+    }
+}
+
+/// What the rules see of `msg`.
+fn facts<'a>(msg: &'a Buffer, sender: Option<&'a str>, recipient: Option<&'a str>) -> Facts<'a> {
+    Facts {
+        header: header::block(msg.head()),
+        body: rules::body_of(msg.head()),
+        sender: sender.unwrap_or(""),
+        recipient: recipient.unwrap_or(""),
+        size: msg.len(),
     }
 }
 
@@ -260,6 +341,7 @@ mod tests {
             events.push(match e {
                 Event::Stored(d) => format!("stored {}", d.path.display()),
                 Event::Warning(e) => format!("warning {e}"),
+                Event::Done(_) => return,
             })
         });
         (r, events)
@@ -282,7 +364,7 @@ mod tests {
 
     fn plan(p: &Pipeline, text: &[u8], rcpt: Option<&str>) -> Result<Vec<String>> {
         let steps = p.plan(&message(text), Some("a@y"), rcpt, &mut |_| {})?;
-        Ok(steps.iter().map(Step::to_string).collect())
+        Ok(steps.iter().map(Planned::to_string).collect())
     }
 
     #[test]
@@ -479,6 +561,73 @@ mod tests {
         want.extend_from_slice(text);
         want.extend_from_slice(b"a@y b@x\n");
         assert_eq!(std::fs::read(&out).unwrap(), want);
+    }
+
+    #[test]
+    fn a_filter_replaces_the_message_for_the_steps_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = ["sh", "-c", "printf 'X-Spam: yes\\n'; cat"].map(String::from);
+        let rules = format!(
+            "all copy Before filter {}\nheader X-Spam is yes folder Junk\n",
+            quote_all(&argv)
+        );
+        let p = Pipeline {
+            rules: Source::Parsed(rules::Rules::parse(&rules, "t").unwrap()),
+            ..Pipeline::new(dir.path().join("M"))
+        };
+        let text = b"Subject: s\n\nhi\n";
+        let mut msg = message(text);
+        let mut done = Vec::new();
+        let d = p
+            .deliver(&mut msg, Some("a@y"), Some("b@x"), &mut |e| {
+                if let Event::Done(step) = e {
+                    done.push(format!("{} {}", step.rule.as_deref().unwrap_or("-"), step));
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            done,
+            [
+                "t:1 store Before".to_string(),
+                format!("t:1 {}", Step::Filter(argv.to_vec())),
+                "t:2 store Junk".to_string()
+            ]
+        );
+        let trace = b"Return-Path: <a@y>\nDelivered-To: b@x\n".as_slice();
+        let read = |i: usize| std::fs::read(&d.stored[i].path).unwrap();
+        assert!(d.stored[0].path.starts_with(p.maildir.join(".Before")));
+        assert_eq!(read(0), [trace, text].concat());
+        assert!(d.stored[1].path.starts_with(p.maildir.join(".Junk")));
+        assert_eq!(read(1), [trace, b"X-Spam: yes\n", text].concat());
+        // The caller's message is as it was (mreceive delivers it to the next recipient).
+        let mut again = Vec::new();
+        msg.copy_to(&mut again).unwrap();
+        assert_eq!(again, text);
+    }
+
+    #[test]
+    fn a_forward_carries_our_delivered_to_so_a_loop_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let script = format!("printf '%s ' \"$@\" >'{0}'; cat >>'{0}'", out.display());
+        let p = Pipeline {
+            rules: Source::Parsed(rules::Rules::parse("all forward c@z.test", "t").unwrap()),
+            sendmail: vec!["sh".into(), "-c".into(), script, "sendmail".into()],
+            ..Pipeline::new(dir.path().join("M"))
+        };
+        let text = b"Subject: s\n\nhi\n";
+        let d = run(&p, text, Some("a@y"), Some("b@x")).0.unwrap();
+        assert!(d.stored.is_empty());
+        let sent = std::fs::read(&out).unwrap();
+        assert_eq!(
+            sent,
+            [b"-i -fa@y -- c@z.test Delivered-To: b@x\n".as_slice(), text].concat()
+        );
+        // Come back round through an MTA, it is a loop.
+        let forwarded = sent.strip_prefix(b"-i -fa@y -- c@z.test ").unwrap();
+        let back = [b"Received: by mx\n".as_slice(), forwarded].concat();
+        let e = run(&p, &back, Some("a@y"), Some("b@x")).0.unwrap_err();
+        assert_eq!(e.code(), Code::DataErr);
     }
 
     /// Words as a rules file writes them.

@@ -7,7 +7,8 @@
 //! client sends as DATA (line ends, dot-stuffing, terminator), and [`envelope`] holds a transaction's envelope and replies. The blocking client, over any
 //! transport ([`crate::net::conn::Io`]) with the TLS modes of [`crate::net::tls`], is [`client`]. The server (mreceive) is [`server`], a session state machine over
 //! [`crate::net::conn`] (bounded reads, STARTTLS), with [`inbound`] for what a server reads as DATA or BDAT
-//! (the one DATA decoder) and [`policy`] for the recipients an MX accepts. The two sides of
+//! (the one DATA decoder), [`policy`] for the recipients an MX accepts and [`event`] for what
+//! it tells the operator's log. The two sides of
 //! DATA are tested against each other: `inbound`'s tests read `data`'s output back through
 //! `net::conn`, as mreceive does.
 //!
@@ -21,6 +22,7 @@ pub mod command;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;
+pub mod event;
 pub mod inbound;
 pub mod policy;
 pub mod reply;

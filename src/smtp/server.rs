@@ -9,7 +9,9 @@
 //! client controls is bounded: command lines (512 octets), text lines (1000), the message
 //! size, the recipient count, the number of bad commands and failed AUTHs, and the time each
 //! read or write may take. Any byte sequence gets an SMTP reply or a closed connection,
-//! never a panic.
+//! never a panic. What happened (connect, TLS, refusals, each message with each recipient's
+//! outcome, disconnect) goes to the caller's [`Log`] as [`super::event`]s: this module never
+//! prints.
 //!
 //! Several recipients and a delivery that fails for some: SMTP has one reply for the whole
 //! DATA (LMTP's per-recipient replies are not available), so the worst outcome wins. Any
@@ -20,6 +22,7 @@
 
 use super::command::{Command, MAX_COMMAND_LINE};
 use super::ehlo::Capabilities;
+use super::event::{Client, End, Event, Log};
 use super::inbound::{Decoder, Fault, Limits};
 use super::policy::Policy;
 use super::reply::{EnhancedCode, Reply};
@@ -65,9 +68,9 @@ pub struct Settings {
     /// What the `Received:` header names as the receiving software (`mailpipe mreceive`):
     /// the caller's to say, so the protocol module knows no tool by name.
     pub software: String,
-    /// Where the server reports what only the operator can act on (a failed TLS handshake):
-    /// a tool passes its stderr reporter.
-    pub warn: fn(std::fmt::Arguments),
+    /// Where the session's events go (connect, TLS, refusals, each message and its
+    /// recipients' outcomes, disconnect): the tool's log, so this module never prints.
+    pub log: Box<dyn Log>,
 }
 
 /// One transaction: its envelope, and what the server learned that is not envelope.
@@ -96,10 +99,12 @@ pub trait Deliver: Sync {
     fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<crate::Result<()>>;
 
     /// Hand over the message and choose the reply to its end of data: by default
-    /// [`verdict`] on [`Deliver::deliver`]'s results. A `Deliver` that passes the message on
-    /// to another server (msubmit -bs) answers with that server's refusal instead of a summary.
-    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Reply {
-        verdict(tx, &self.deliver(tx, msg))
+    /// [`verdict`] on [`Deliver::deliver`]'s results, which come along for the log. A
+    /// `Deliver` that passes the message on to another server (msubmit -bs) answers with
+    /// that server's refusal instead of a summary.
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<crate::Result<()>>) {
+        let results = self.deliver(tx, msg);
+        (verdict(tx, &results), results)
     }
 }
 
@@ -134,6 +139,10 @@ struct Session<'a> {
     s: &'a Settings,
     peer: &'a Peer,
     deliver: &'a dyn Deliver,
+    /// The id in every log line of the session.
+    id: String,
+    /// The id of the message being received (its `Received:` header's).
+    message_id: String,
     helo: Option<(String, bool)>,
     tx: Option<Transaction>,
     /// A BDAT transfer in progress: the content so far and its envelope.
@@ -141,6 +150,12 @@ struct Session<'a> {
     auth: Option<String>,
     errors: u32,
     auth_failures: u32,
+    /// Command lines read, for the log.
+    commands: u32,
+    /// Messages accepted.
+    accepted: usize,
+    /// Why the session ends when the connection fails ([`End::Tls`] during a handshake).
+    io_end: End,
 }
 
 /// Serve one SMTP session on `conn` until QUIT, end of input, a timeout or too many errors.
@@ -158,17 +173,43 @@ pub fn serve(
         s,
         peer,
         deliver,
+        id: random_id(6).to_ascii_uppercase(),
+        message_id: String::new(),
         helo: None,
         tx: None,
         bdat: None,
         auth: None,
         errors: 0,
         auth_failures: 0,
+        commands: 0,
+        accepted: 0,
+        io_end: End::Io,
     };
     ses.conn.set_timeout(s.timeout);
+    ses.log(&Event::Connect);
     let result = ses.run(implicit_tls);
     ses.conn.close();
-    result.map_err(|e| Error::io(Code::IoErr, "session", e))
+    let (end, error) = match &result {
+        Ok((_, end)) => (*end, None),
+        Err(e) => (ses.io_end, Some(e)),
+    };
+    ses.log(&Event::Disconnect {
+        end,
+        error,
+        commands: ses.commands,
+        errors: ses.errors,
+        accepted: ses.accepted,
+    });
+    result
+        .map(|(ended, _)| ended)
+        .map_err(|e| Error::io(Code::IoErr, "session", e))
+}
+
+/// `bytes` random bytes in hex.
+fn random_id(bytes: usize) -> String {
+    let mut id = vec![0u8; bytes];
+    crate::message::stamp::fill_random(&mut id);
+    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Session<'_> {
@@ -176,12 +217,43 @@ impl Session<'_> {
         self.conn.send(&reply.to_bytes());
     }
 
-    fn run(&mut self, implicit_tls: bool) -> io::Result<Ended> {
+    /// Tell the log about `event`, with who the client is now.
+    fn log(&self, event: &Event<'_>) {
+        let tls = self.conn.tls_summary();
+        let client = Client {
+            session: &self.id,
+            ip: self.peer.ip,
+            helo: self.helo.as_ref().map(|h| h.0.as_str()),
+            auth: self.auth.as_deref(),
+            tls: tls.as_deref(),
+        };
+        self.s.log.log(&client, event);
+    }
+
+    /// Start TLS on the connection; a failed handshake is logged (the operator may have to
+    /// act: an expired certificate fails every client).
+    fn start_tls(&mut self, tls: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        match self.conn.start_tls(tls) {
+            Ok(()) => {
+                self.log(&Event::Tls);
+                Ok(())
+            }
+            Err(error) => {
+                self.log(&Event::TlsFailed { error: &error });
+                Err(error)
+            }
+        }
+    }
+
+    /// The session: how it ended, and why.
+    fn run(&mut self, implicit_tls: bool) -> io::Result<(Ended, End)> {
         if implicit_tls {
             let Some(tls) = self.s.tls.clone() else {
                 return Err(io::Error::other("implicit TLS without a certificate"));
             };
-            self.conn.start_tls(tls)?;
+            self.io_end = End::Tls;
+            self.start_tls(tls)?;
+            self.io_end = End::Io;
         }
         // RFC 5321 §4.3.1: the greeting names us.
         self.send(Reply::new(
@@ -189,8 +261,10 @@ impl Session<'_> {
             None,
             format!("{} ESMTP mailpipe", self.s.hostname),
         ));
-        let mut accepted = 0;
-        let ended = |accepted, clean| Ok(Ended { accepted, clean });
+        let ended = |ses: &Self, clean, end| {
+            let accepted = ses.accepted;
+            Ok((Ended { accepted, clean }, end))
+        };
         loop {
             // Between transactions a server shutdown may end the session (see below).
             let idle = self.tx.is_none() && self.bdat.is_none();
@@ -207,20 +281,21 @@ impl Session<'_> {
             let line = match read {
                 Ok(Line::Text(l)) => l,
                 Ok(Line::TooLong) => {
+                    self.commands += 1;
                     self.send(r(500, (5, 5, 2), "line too long"));
                     if self.error() {
-                        return ended(accepted, false);
+                        return ended(self, false, End::Errors);
                     }
                     continue;
                 }
                 Ok(Line::Eof) => {
                     let open = self.tx.is_some() || self.bdat.is_some();
-                    return ended(accepted, !open);
+                    return ended(self, !open, End::Closed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
                     let _ = self.conn.flush();
-                    return ended(accepted, false);
+                    return ended(self, false, End::Timeout);
                 }
                 // RFC 5321 §3.8: a server going down answers 421 to what comes next.
                 Err(e) if e.kind() == crate::net::conn::STOPPING => {
@@ -230,36 +305,51 @@ impl Session<'_> {
                         format!("{} shutting down", self.s.hostname),
                     ));
                     let _ = self.conn.flush();
-                    return ended(accepted, false);
+                    return ended(self, false, End::Shutdown);
                 }
                 Err(e) => return Err(e),
             };
+            self.commands += 1;
             let cmd = match Command::parse(&line) {
                 Ok(c) => c,
                 Err(e) => {
                     self.send(e.reply());
                     if self.error() {
-                        return ended(accepted, false);
+                        return ended(self, false, End::Errors);
                     }
                     continue;
                 }
             };
-            let quit = matches!(cmd, Command::Quit);
             let next = match self.command(cmd) {
                 Ok(next) => next,
                 // A client that stalls inside a command (an AUTH exchange) is told, like an
                 // idle one.
                 Err(e) => self.read_failed(e)?,
             };
-            match next {
-                Next::Go => {}
-                Next::Accepted => accepted += 1,
-                Next::Quit => {
-                    self.conn.flush()?;
-                    return ended(accepted, quit);
-                }
+            if let Next::Quit(end) = next {
+                self.conn.flush()?;
+                return ended(self, end == End::Quit, end);
             }
         }
+    }
+
+    /// Send `reply` refusing `command` for policy, and log it.
+    fn reject(
+        &mut self,
+        command: &'static str,
+        from: Option<&str>,
+        to: Option<&str>,
+        user: Option<&str>,
+        reply: Reply,
+    ) {
+        self.log(&Event::Reject {
+            command,
+            from,
+            to,
+            user,
+            reply: &reply,
+        });
+        self.send(reply);
     }
 
     /// Count a bad command; true when it was one too many (then 421 is queued).
@@ -307,7 +397,7 @@ impl Session<'_> {
             Command::Vrfy(_) => self.send(r(252, (2, 5, 0), "send some mail, I'll try my best")),
             Command::Quit => {
                 self.send(r(221, (2, 0, 0), "bye"));
-                return Ok(Next::Quit);
+                return Ok(Next::Quit(End::Quit));
             }
             Command::StartTls => return self.starttls(),
             Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial),
@@ -344,14 +434,17 @@ impl Session<'_> {
         if self.tx.is_some() || self.bdat.is_some() {
             return self.send(r(503, (5, 5, 1), "nested MAIL command"));
         }
+        let refuse = |ses: &mut Self, reply: Reply| {
+            ses.reject("MAIL", Some(&from), None, None, reply);
+        };
         if self.s.submission && self.auth.is_none() {
-            return self.send(r(530, (5, 7, 0), "authentication required"));
+            return refuse(self, r(530, (5, 7, 0), "authentication required"));
         }
         let smtputf8 = params
             .iter()
             .any(|p| p.keyword == "SMTPUTF8" && p.value.is_none());
         if !smtputf8 && !from.is_ascii() {
-            return self.send(not_ascii());
+            return refuse(self, not_ascii());
         }
         for p in params {
             let v = p.value.as_deref().unwrap_or("");
@@ -359,7 +452,8 @@ impl Session<'_> {
                 // RFC 1870 §6: refuse at once what will be too big.
                 "SIZE" => match v.parse::<u64>() {
                     Ok(n) if n > self.s.max_size => {
-                        return self.send(r(552, (5, 3, 4), "message size exceeds fixed limit"));
+                        let too_big = r(552, (5, 3, 4), "message size exceeds fixed limit");
+                        return refuse(self, too_big);
                     }
                     Ok(_) => {}
                     Err(_) => return self.send(r(501, (5, 5, 4), "bad SIZE value")),
@@ -368,7 +462,7 @@ impl Session<'_> {
                 "SMTPUTF8" if p.value.is_none() => {}
                 // RFC 4954 §5: AUTH=<> or an identity; we rely on our own AUTH only.
                 "AUTH" => {}
-                _ => return self.send(r(555, (5, 5, 4), "unsupported parameter")),
+                _ => return refuse(self, r(555, (5, 5, 4), "unsupported parameter")),
             }
         }
         self.tx = Some(Transaction {
@@ -388,14 +482,22 @@ impl Session<'_> {
             self.send(r(503, (5, 5, 1), "need MAIL first"));
             return Next::Go;
         };
+        let from = tx.envelope.from.clone();
+        let refuse = |ses: &mut Self, reply: Reply| {
+            ses.reject("RCPT", Some(&from), Some(to), None, reply);
+        };
         if tx.envelope.rcpts.len() >= self.s.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
-            self.send(r(452, (4, 5, 3), "too many recipients"));
+            refuse(self, r(452, (4, 5, 3), "too many recipients"));
             return Next::Go;
         }
         if !tx.envelope.smtputf8 && !to.is_ascii() {
-            self.send(not_ascii());
-            return if self.error() { Next::Quit } else { Next::Go };
+            refuse(self, not_ascii());
+            return if self.error() {
+                Next::Quit(End::Errors)
+            } else {
+                Next::Go
+            };
         }
         let (address, user) = match self.s.policy.check(to) {
             Ok(l) => (l.address, Some(l.user)),
@@ -412,8 +514,12 @@ impl Session<'_> {
             // limit): else one session could probe user names (with --users) or relay
             // tricks without end.
             Err(reply) => {
-                self.send(reply);
-                return if self.error() { Next::Quit } else { Next::Go };
+                refuse(self, reply);
+                return if self.error() {
+                    Next::Quit(End::Errors)
+                } else {
+                    Next::Go
+                };
             }
         };
         if let Some(tx) = &mut self.tx {
@@ -452,7 +558,8 @@ impl Session<'_> {
         None
     }
 
-    fn decoder(&self, tx: &Transaction, chunked: bool) -> Decoder<Buffer> {
+    fn decoder(&mut self, tx: &Transaction, chunked: bool) -> Decoder<Buffer> {
+        self.message_id = random_id(8);
         let mut spool = Buffer::new();
         let _ = spool.write_all(self.received(tx).as_bytes());
         let limits = Limits {
@@ -471,7 +578,7 @@ impl Session<'_> {
     fn read_failed(&mut self, e: io::Error) -> io::Result<Next> {
         if e.kind() == io::ErrorKind::TimedOut {
             self.send(r(421, (4, 4, 2), format!("{} timeout", self.s.hostname)));
-            return Ok(Next::Quit);
+            return Ok(Next::Quit(End::Timeout));
         }
         Err(e)
     }
@@ -485,7 +592,7 @@ impl Session<'_> {
         match self.conn.read_data(&mut decoder) {
             Ok(true) => Ok(self.finish(tx, decoder)),
             // The client left before the end: nothing was accepted, nothing is kept.
-            Ok(false) => Ok(Next::Quit),
+            Ok(false) => Ok(Next::Quit(End::Closed)),
             Err(e) => self.read_failed(e),
         }
     }
@@ -503,7 +610,7 @@ impl Session<'_> {
         };
         match complete {
             Ok(true) => {}
-            Ok(false) => return Ok(Next::Quit),
+            Ok(false) => return Ok(Next::Quit(End::Closed)),
             Err(e) => return self.read_failed(e),
         }
         let Some((mut decoder, tx)) = bdat else {
@@ -515,7 +622,9 @@ impl Session<'_> {
         }
         if let Some(f) = decoder.fault() {
             // RFC 3030 §2: a failed chunk fails the transaction; the client stops sending.
-            self.send(fault_reply(f));
+            let mut tx = tx;
+            tx.envelope.size = Some(decoder.size());
+            self.refuse_content(&tx, fault_reply(f));
             return Ok(Next::Go);
         }
         self.send(r(250, (2, 0, 0), format!("{size} octets received")));
@@ -525,17 +634,41 @@ impl Session<'_> {
 
     /// The end of a message: refuse it for what the decoder found, or deliver it.
     fn finish(&mut self, mut tx: Transaction, decoder: Decoder<Buffer>) -> Next {
+        tx.envelope.size = Some(decoder.size());
         if let Some(f) = decoder.fault() {
-            self.send(fault_reply(f));
+            self.refuse_content(&tx, fault_reply(f));
             return Next::Go;
         }
         tx.envelope.body = Body::of(decoder.eight_bit());
-        tx.envelope.size = Some(decoder.size());
         let mut spool = decoder.into_inner();
-        let reply = self.deliver.answer(&tx, &mut spool);
-        let accepted = reply.is_positive();
+        let start = std::time::Instant::now();
+        let (reply, results) = self.deliver.answer(&tx, &mut spool);
+        self.log(&Event::Message {
+            id: &self.message_id,
+            envelope: &tx.envelope,
+            users: &tx.users,
+            reply: &reply,
+            results: Some(&results),
+            delay: start.elapsed(),
+        });
+        if reply.is_positive() {
+            self.accepted += 1;
+        }
         self.send(reply);
-        if accepted { Next::Accepted } else { Next::Go }
+        Next::Go
+    }
+
+    /// Refuse a message for its content (what the decoder found), and log it.
+    fn refuse_content(&mut self, tx: &Transaction, reply: Reply) {
+        self.log(&Event::Message {
+            id: &self.message_id,
+            envelope: &tx.envelope,
+            users: &tx.users,
+            reply: &reply,
+            results: None,
+            delay: Duration::ZERO,
+        });
+        self.send(reply);
     }
 
     /// The trace header, RFC 5321 §4.4, with RFC 3848's protocol names.
@@ -564,9 +697,7 @@ impl Session<'_> {
             .tls_summary()
             .map(|t| format!("\n\t(using {t})"))
             .unwrap_or_default();
-        let mut id = [0u8; 8];
-        crate::message::stamp::fill_random(&mut id);
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = &self.message_id;
         // The recipient only when there is one: more would disclose the Bcc list.
         let rcpt = match tx.envelope.rcpts.as_slice() {
             [one] => format!("\n\tfor <{}>", one.addr),
@@ -595,9 +726,8 @@ impl Session<'_> {
         }
         self.send(r(220, (2, 0, 0), "ready to start TLS"));
         // Conn::start_tls drops whatever was pipelined after STARTTLS (CVE-2011-0411).
-        if let Err(e) = self.conn.start_tls(tls) {
-            (self.s.warn)(format_args!("tls handshake: {e}"));
-            return Ok(Next::Quit);
+        if self.start_tls(tls).is_err() {
+            return Ok(Next::Quit(End::Tls));
         }
         // RFC 3207 §4.2: forget everything learned before TLS.
         self.helo = None;
@@ -668,13 +798,16 @@ impl Session<'_> {
                 self.auth = Some(user);
                 self.send(r(235, (2, 7, 0), "authentication successful"));
             }
-            Some(_) => {
+            Some(tried) => {
                 self.auth_failures += 1;
                 std::thread::sleep(self.s.auth_failure_delay * self.auth_failures);
-                self.send(r(535, (5, 7, 8), "authentication credentials invalid"));
+                // Logged with the user tried (fail2ban's smtp filters read these lines).
+                let user = tried.as_ref().map(|(u, _)| u.as_str());
+                let invalid = r(535, (5, 7, 8), "authentication credentials invalid");
+                self.reject("AUTH", None, None, user, invalid);
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     self.send(r(421, (4, 7, 0), "too many failed authentications"));
-                    return Ok(Next::Quit);
+                    return Ok(Next::Quit(End::Auth));
                 }
             }
         }
@@ -713,8 +846,8 @@ fn comment_safe(text: &str, max: usize) -> String {
 
 enum Next {
     Go,
-    Accepted,
-    Quit,
+    /// End the session, for this reason.
+    Quit(End),
 }
 
 /// RFC 6531 (553, X.6.7 "non-ASCII addresses not permitted"): a UTF-8 address only in a

@@ -23,7 +23,8 @@
 //! `systemd-analyze verify` and `systemd-socket-activate`, Postfix main.cf and master.cf lines
 //! through `postconf` and then the way local(8) and pipe(8) run their commands, fetchmail
 //! against a small POP3 server. Snippets for our own tools (a configuration, rules, an
-//! address list) are loaded by the tool that reads them.
+//! address list) are loaded by the tool that reads them; mreceive's log lines must be what
+//! mreceive logs when the session they tell of is played to it (examples/logs.rs).
 //!
 //! An example that fails here because the test cannot run it (not because it is wrong)
 //! needs a fixture (`World::new` in examples/world.rs) or a rule: what a program should do
@@ -31,6 +32,7 @@
 //! and examples/servers.rs, how blocks are found and sorted in examples/extract.rs.
 
 mod extract;
+mod logs;
 mod runners;
 mod servers;
 mod shell;
@@ -221,4 +223,47 @@ fn blocks_are_read_as_the_reader_sees_them() {
         ..command
     };
     assert!(matches!(classify(&rules).unwrap()[0].kind, Kind::Rules(_)));
+}
+
+/// A log example is replayed: lines mreceive would not log as shown fail, naming the
+/// difference.
+#[test]
+fn a_log_example_is_what_mreceive_logs() {
+    let srv = Servers::start();
+    let w = World::new(&srv);
+    let good = "mreceive[1]: 0A: connect client=192.0.2.9\n\
+                mreceive[1]: 0A: message id=1 client=192.0.2.9 helo=c.example from=<a@example.net> \
+                size=1 nrcpt=1 status=rejected dsn=5.3.0 \
+                reply=\"554 5.3.0 delivery failed for <bob@example.org>\" delay=0.01\n\
+                mreceive[1]: 0A: delivery id=1 from=<a@example.net> to=<bob@example.org> user=bob \
+                status=bounced dsn=5.3.0 reason=\"deliver via /x/lda: exited with status 67: no such user\"\n\
+                mreceive[1]: 0A: disconnect client=192.0.2.9 helo=c.example end=closed commands=4 \
+                errors=0 accepted=0\n";
+    let block = Block {
+        origin: "x.1:1".into(),
+        file: "x.1".into(),
+        text: good.into(),
+    };
+    assert_eq!(classify(&block).unwrap()[0].kind, Kind::Log(good.into()));
+    logs::run_log(&w, good).unwrap();
+    for (right, wrong, error) in [
+        (
+            "status=bounced",
+            "status=deferred",
+            "delivery status=\"bounced\" where the example has \"deferred\"",
+        ),
+        (
+            "commands=4",
+            "commands=5",
+            "disconnect commands=\"4\" where the example has \"5\"",
+        ),
+        (
+            " user=bob",
+            "",
+            "a delivery line with [\"id\", \"from\", \"to\", \"user\"",
+        ),
+    ] {
+        let e = logs::run_log(&w, &good.replace(right, wrong)).unwrap_err();
+        assert!(e.contains(error), "{right} -> {wrong}: {e}");
+    }
 }

@@ -346,10 +346,11 @@ fn the_examples_in_the_man_page_are_valid_rules() {
         .replace("\\(aq", "'")
         .replace("\\e", "\\");
     let rules = Rules::parse(&text, "mailpipe-rules.5").unwrap();
-    assert_eq!(rules.len(), 8);
-    let plan = |header: &[u8], sender: &str| -> Vec<String> {
+    assert_eq!(rules.len(), 13);
+    let plan = |msg: &[u8], sender: &str| -> Vec<String> {
         let facts = Facts {
-            header,
+            header: mailpipe::message::header::block(msg),
+            body: mailpipe::deliver::rules::body_of(msg),
             sender,
             recipient: "me@example.org",
             size: 100,
@@ -365,8 +366,363 @@ fn the_examples_in_the_man_page_are_valid_rules() {
         ["store Lists.debian"]
     );
     assert_eq!(
-        plan(b"Subject: [ANNOUNCE] x\nX-Spam-Flag: YES\n", ""),
-        ["store Announce", "store Junk flags S"]
+        plan(b"List-Id: <Foo.lists.example.net>\n", ""),
+        ["store Lists.Foo"]
     );
-    assert_eq!(plan(b"Subject: hi\n", "x@junk.test"), ["discard"]);
+    let spamc = "filter /usr/bin/spamc";
+    assert_eq!(
+        plan(b"Subject: [ANNOUNCE] x\nX-Spam-Flag: YES\n", ""),
+        [spamc, "store Announce", "store Junk flags S"]
+    );
+    assert_eq!(plan(b"Subject: hi\n", "x@junk.test"), [spamc, "discard"]);
+    assert_eq!(
+        plan(b"Cc: Team <team@example.org>\n", ""),
+        [spamc, "store Team"]
+    );
+    assert_eq!(
+        plan(b"Subject: news\n\nHello\nUnsubscribe: here\n", ""),
+        [spamc, "store Bulk"]
+    );
+    assert_eq!(
+        plan(b"From: The Boss <boss@example.org>\n", ""),
+        [spamc, "store INBOX", "forward me@phone.example.org"]
+    );
+}
+
+#[test]
+fn body_tests_search_the_start_of_the_raw_body() {
+    let s = Setup::new(
+        "body contains 'click here to unsubscribe' folder Junk\n\
+         body matches '^-- $' folder Signed\n",
+    );
+    let f = ["Junk", "Signed"];
+    s.deliver(&[], b"Subject: hi\n\nHello,\nCLICK HERE to unsubscribe.\n");
+    assert_eq!(s.counts(&f), [0, 1, 0], "body contains");
+    s.deliver(&[], b"Subject: hi\n\nHello.\n-- \nme\n");
+    assert_eq!(s.counts(&f), [0, 1, 1], "body matches at a line");
+    // In the header it is no body test's business; past the first 256 KiB neither.
+    s.deliver(&[], b"Subject: click here to unsubscribe\n\nx\n");
+    let mut late = b"Subject: big\n\n".to_vec();
+    late.resize(14 + (256 << 10), b'a');
+    late.extend_from_slice(b"\nclick here to unsubscribe\n");
+    s.deliver(&[], &late);
+    assert_eq!(s.counts(&f), [2, 1, 1]);
+}
+
+#[test]
+fn to_matches_an_address_in_any_recipient_field() {
+    let s = Setup::new("to is rust-users@lists.test folder Lists\n");
+    for h in [
+        "To: Rust Users <RUST-USERS@lists.test>",
+        "Cc: a@b.test, rust-users@lists.test",
+        "Bcc: rust-users@lists.test",
+        "Resent-To: rust-users@lists.test",
+        "X-Envelope-To: rust-users@lists.test",
+    ] {
+        s.deliver(&[], format!("{h}\nSubject: s\n\nx\n").as_bytes());
+    }
+    assert_eq!(s.counts(&["Lists"]), [0, 5]);
+    // Other fields, a display name, a longer address: not a recipient.
+    for h in [
+        "From: rust-users@lists.test",
+        "Reply-To: rust-users@lists.test",
+        "To: \"rust-users@lists.test\" <me@x.test>",
+        "To: old-rust-users@lists.test",
+    ] {
+        s.deliver(&[], format!("{h}\n\nx\n").as_bytes());
+    }
+    assert_eq!(s.counts(&["Lists"]), [4, 5]);
+}
+
+#[test]
+fn captured_groups_make_one_folder_per_list_and_nothing_outside() {
+    let s = Setup::new("header List-Id matches '<([^>]*)>' folder Lists.$1\n");
+    s.deliver(&[], b"List-Id: Rust <rust-users.lists.test>\n\nx\n");
+    s.deliver(&[], b"List-Id: <rust-users.lists.test>\n\nx\n");
+    s.deliver(&[], b"List-Id: Debian <debian-user.lists.test>\n\nx\n");
+    assert_eq!(
+        s.counts(&[
+            "Lists.rust-users_lists_test",
+            "Lists.debian-user_lists_test"
+        ]),
+        [0, 2, 1]
+    );
+    // A hostile List-Id stays one level under Lists, inside the Maildir.
+    let before: Vec<_> = fs::read_dir(s.t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for id in ["../../x", "../x", "/tmp/x", "a/../../b", ".", ""] {
+        s.deliver(&[], format!("List-Id: <{id}>\n\nx\n").as_bytes());
+    }
+    let after: Vec<_> = fs::read_dir(s.t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "something was created beside the Maildir");
+    let mut folders: Vec<String> = fs::read_dir(&s.md)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".Lists."))
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        [
+            ".Lists._",
+            ".Lists.______x",
+            ".Lists.___x",
+            ".Lists._tmp_x",
+            ".Lists.a_______b",
+            ".Lists.debian-user_lists_test",
+            ".Lists.rust-users_lists_test",
+        ]
+    );
+    assert_eq!(s.counts(&["Lists._"]), [0, 2]);
+    // A group the rule does not have is an error in the file: the inbox gets the message.
+    fs::write(
+        &s.rules,
+        "header List-Id matches '<([^>]*)>' folder Lists.$2\n",
+    )
+    .unwrap();
+    let out = s.deliver(&[], b"List-Id: <a.test>\n\nx\n");
+    assert!(
+        stderr(&out).contains(":1: folder \"Lists.$2\": $2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(messages(&s.md).len(), 1);
+}
+
+#[test]
+fn filter_replaces_the_message_for_the_rules_after_it() {
+    let s = Setup::new(
+        r#"all filter /bin/sh -c 'printf "X-Spam-Flag: YES\r\n"; cat'
+header X-Spam-Flag is yes flags S folder Junk
+"#,
+    );
+    let msg = b"Subject: cheap\n\nbuy\n";
+    s.deliver(&["-f", "s@x.test", "-a", "me@y.test"], msg);
+    assert_eq!(s.counts(&["Junk"]), [0, 1]);
+    let stored = fs::read(&messages(&s.md.join(".Junk"))[0]).unwrap();
+    // Our trace on top of the filter's output (its CRLF made LF, as our input's is).
+    assert_eq!(
+        stored,
+        [
+            b"Return-Path: <s@x.test>\nDelivered-To: me@y.test\nX-Spam-Flag: YES\n".as_slice(),
+            msg
+        ]
+        .concat()
+    );
+    // -n shows the filter and runs nothing.
+    let out = s.deliver(&["-n"], msg);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "filter /bin/sh -c 'printf \"X-Spam-Flag: YES\\r\\n\"; cat'\nstore INBOX\n"
+    );
+}
+
+#[test]
+fn a_filter_that_fails_floods_or_hangs_is_a_temporary_failure() {
+    let msg = b"Subject: s\n\nbody\n";
+    for (filter, extra, why) in [
+        ("/bin/sh -c 'cat; exit 3'", &[][..], "exited with status 3"),
+        ("/bin/sh -c 'cat >/dev/null'", &[][..], "no message"),
+        ("/nonexistent/spamc", &[][..], "no such file"),
+        // Endless output: killed at twice the message and 1 MiB, or at --max-size.
+        ("/usr/bin/yes", &[][..], "larger than 1048610 bytes"),
+        (
+            "/usr/bin/yes",
+            &["--max-size", "10k"][..],
+            "larger than 10240 bytes",
+        ),
+        // Never exits: killed after its time limit, with what it started.
+        (
+            "/bin/sh -c 'sleep 60 & sleep 60'",
+            &["--timeout", "1"][..],
+            "killed after 1 seconds",
+        ),
+    ] {
+        let s = Setup::new(&format!("all copy Before filter {filter}\n"));
+        let start = std::time::Instant::now();
+        let out = run(s.cmd().args(extra), msg);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{filter}"
+        );
+        let err = stderr(&out);
+        assert_eq!(code(&out), 75, "{filter}: {err}");
+        assert!(err.starts_with("mdeliver: filter /"), "{filter}: {err}");
+        assert!(err.contains(why), "{filter}: {err}");
+        assert!(messages(&s.md).is_empty(), "{filter}");
+        assert_eq!(s.counts(&["Before"]), [0, 1], "{filter}");
+    }
+}
+
+/// An SMTP server on loopback, and a HOME whose msubmit configuration sends to it.
+fn forward_setup(rules: &str) -> (Setup, crate::common::smtp::Fake) {
+    let fake = crate::common::smtp::Fake::start(Default::default());
+    let s = Setup::new(rules);
+    let conf = s.t.path().join(".config/mailpipe");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(
+        conf.join("config"),
+        format!(
+            "defaults\nhost 127.0.0.1\nport {}\ntls off\ntimeout 10\n",
+            fake.port()
+        ),
+    )
+    .unwrap();
+    (s, fake)
+}
+
+#[test]
+fn forward_sends_through_msubmit_keeping_the_sender_and_our_delivered_to() {
+    let (s, fake) = forward_setup(
+        "header Subject contains copy copy INBOX forward me@phone.test\n\
+         all forward other@z.test third@z.test\n",
+    );
+    let msg = b"Subject: please copy\nFrom: a@x.test\n\nbody\n.\nmore\n";
+    let out = s.deliver(&["-f", "s@x.test", "-a", "me@y.test"], msg);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert_eq!(messages(&s.md).len(), 1, "copy INBOX");
+    let log = fake.log_text();
+    assert!(log.contains("MAIL FROM:<s@x.test>"), "{log}");
+    assert!(log.contains("RCPT TO:<me@phone.test>"), "{log}");
+    let sent = fake.messages();
+    assert_eq!(sent.len(), 1);
+    let text = String::from_utf8_lossy(&sent[0]).replace("\r\n", "\n");
+    assert!(text.starts_with("Delivered-To: me@y.test\n"), "{text}");
+    assert!(!text.contains("Return-Path:"), "{text}");
+    assert!(text.ends_with("\nbody\n.\nmore\n"), "{text}");
+
+    // The null sender stays null; every address of the rule gets it.
+    s.deliver(&["-f", "", "-a", "me@y.test"], b"Subject: bounce\n\nx\n");
+    let log = fake.log_text();
+    assert!(log.contains("MAIL FROM:<>"), "{log}");
+    assert!(log.contains("RCPT TO:<other@z.test>") && log.contains("RCPT TO:<third@z.test>"));
+
+    // Forwarded back to us through an MTA: a loop, refused (65), not a storm.
+    let back = format!("Received: by mx.test\n{text}");
+    let out = run(
+        s.cmd().args(["-f", "s@x.test", "-a", "me@y.test"]),
+        back.as_bytes(),
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert_eq!(fake.messages().len(), 2);
+}
+
+#[test]
+fn a_forward_that_fails_is_a_temporary_failure() {
+    // Nothing listens on the port msubmit is sent to.
+    let (s, fake) = forward_setup("all forward me@phone.test\n");
+    let port = fake.port();
+    drop(fake);
+    let conf = s.t.path().join(".config/mailpipe/config");
+    let unused = free_port();
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace(&port.to_string(), &unused.to_string());
+    fs::write(&conf, text).unwrap();
+    let out = run(s.cmd().args(["-f", "s@x.test"]), b"Subject: s\n\nx\n");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mdeliver: forward to me@phone.test via /"),
+        "{}",
+        stderr(&out)
+    );
+    // The sendmail key names another command, run with sendmail's arguments, no shell.
+    let argv_file = s.t.path().join("argv");
+    fs::write(
+        &conf,
+        format!(
+            "sendmail \"/bin/sh -c 'printf \\\"%s \\\" \\\"$@\\\" >{}' sendmail\"\n",
+            argv_file.display()
+        ),
+    )
+    .unwrap();
+    s.deliver(&["-f", "s@x.test"], b"Subject: s\n\nx\n");
+    assert_eq!(
+        fs::read_to_string(&argv_file).unwrap(),
+        "-i -fs@x.test -- me@phone.test "
+    );
+}
+
+#[test]
+fn log_says_which_rules_matched_and_what_was_done() {
+    let s = Setup::new(
+        "header Subject contains ann copy Announce\n\
+         all filter /bin/cat\n\
+         header Subject contains fail pipe /bin/false\n\
+         header Subject contains x folder X\n",
+    );
+    let log = s.t.path().join("deliveries.log");
+    let r = s.rules.display().to_string();
+    let go = |msg: &[u8]| {
+        run(
+            s.cmd()
+                .args(["--log", log.to_str().unwrap(), "-f", "a@b.test", "-D"]),
+            msg,
+        )
+    };
+    assert_eq!(
+        code(&go(b"Message-ID: <1@b.test>\nSubject: ann x\n\nx\n")),
+        0
+    );
+    assert_eq!(
+        code(&go(b"Message-ID: <2@b.test>\nSubject: fail\n\nx\n")),
+        75
+    );
+    assert_eq!(
+        code(&go(b"Message-ID: <1@b.test>\nSubject: ann x\n\nx\n")),
+        0
+    );
+    assert_eq!(code(&go(b"Subject: other\n\nx\n")), 0);
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let rest = |l: &str| l.split_once(' ').unwrap().1.to_string();
+    assert!(lines[0].starts_with("time=20"), "{text}");
+    assert_eq!(
+        rest(lines[0]),
+        format!(
+            "from=a@b.test to=- message_id=1@b.test size=41 rules={r}:1,{r}:2,{r}:4 \
+             done=\"store Announce; filter /bin/cat; store X\" exitcode=0"
+        )
+    );
+    assert_eq!(
+        rest(lines[1]),
+        format!(
+            "from=a@b.test to=- message_id=2@b.test size=40 rules={r}:2 done=\"filter /bin/cat\" \
+             exitcode=75 reason=\"pipe to /bin/false: exited with status 1\""
+        )
+    );
+    assert!(
+        rest(lines[2]).contains(" rules=- done=duplicate exitcode=0"),
+        "{text}"
+    );
+    assert!(
+        rest(lines[3]).contains(&format!(
+            " rules={r}:2 done=\"filter /bin/cat; store INBOX\" exitcode=0"
+        )),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A log that cannot be written is a warning; the message is delivered all the same.
+    let out = run(
+        s.cmd().args(["--log", s.t.path().to_str().unwrap()]),
+        b"Subject: x\n\nx\n",
+    );
+    assert_eq!(code(&out), 0);
+    assert!(
+        stderr(&out).starts_with("mdeliver: log "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.counts(&["X"]), [1, 2]);
 }

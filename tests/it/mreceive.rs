@@ -5,6 +5,7 @@ use crate::common;
 use crate::common::mreceive;
 
 use common::{code, messages, only_message, run, stderr, tool};
+use mreceive::{LogLine, parse_log};
 use std::path::Path;
 use std::process::Output;
 
@@ -761,19 +762,26 @@ fn usage_errors_and_hash_password() {
 }
 
 /// As inetd runs it: the connection is stdin, stdout and stderr. The client's address comes
-/// from the socket (getpeername), and a warning (here: a failed TLS handshake) must not be
-/// written into the SMTP dialogue.
+/// from the socket (getpeername), and a log line (here: a failed TLS handshake) must not be
+/// written into the SMTP dialogue: it goes to syslog, the one place left.
 #[test]
 fn inetd_style_socket_on_all_three_descriptors() {
     use std::io::{Read, Write};
     let d = tempfile::tempdir().unwrap();
     let (_ca, cert, key) = mreceive::make_certs(d.path());
+    let syslog_path = d.path().join("log");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (sock, _) = l.accept().unwrap();
     let mut c = tool(bin!("mreceive"), d.path());
     c.args(["-d", "local.test", "--timeout", "5", "-m"])
         .arg(d.path().join("mail"))
+        .arg("--syslog-socket")
+        .arg(&syslog_path)
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
@@ -801,11 +809,27 @@ fn inetd_style_socket_on_all_three_descriptors() {
     let _ = client.read_to_end(&mut rest);
     let out = common::wait_output(child, std::time::Duration::from_secs(20));
     assert!(
-        !String::from_utf8_lossy(&rest).contains("mreceive:"),
+        !String::from_utf8_lossy(&rest).contains("mreceive"),
         "a diagnostic went to the client: {:?}",
         String::from_utf8_lossy(&rest)
     );
     assert_eq!(code(&out), 0);
+    let mut logged = String::new();
+    let mut buf = vec![0u8; 8192];
+    while !logged.contains(" disconnect ") {
+        let n = syslog.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        logged += &format!("mreceive{}\n", &line[line.find('[').unwrap()..]);
+    }
+    let log = parse_log(&logged, "mreceive");
+    let tls = log.iter().find(|l| l.kind == "tls").expect(&logged);
+    assert_eq!(tls.get("status"), Some("failed"), "{logged}");
+    assert_eq!(tls.get("client"), Some("127.0.0.1"));
+    assert!(!tls.get("reason").unwrap_or("").is_empty());
+    assert!(
+        log.last().unwrap().has("disconnect", "end", "tls"),
+        "{logged}"
+    );
     let m = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
     assert!(m.contains("Received: from c.test ([127.0.0.1])"), "{m}");
 }
@@ -868,4 +892,267 @@ fn bdat_chunks() {
         text(&out)
     );
     assert!(messages(&mailbox(d.path(), "bob")).is_empty());
+}
+
+/// The log lines on stderr (a delivery command's own stderr is passed on there too).
+fn log_of(out: &Output) -> Vec<LogLine> {
+    let text: String = stderr(out)
+        .lines()
+        .filter(|l| l.starts_with("mreceive["))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    parse_log(&text, "mreceive")
+}
+
+/// Issue 8 item 7: an accepted message is logged, one line for the message and one per
+/// recipient, all with the session's id; the message's id is the one in its Received: header.
+#[test]
+fn an_accepted_message_is_logged_per_recipient() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@local.test>\r\n\
+                 RCPT TO:<carol+x@local.test>\r\nDATA\r\nSubject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&221), "{}", text(&out));
+    let log = log_of(&out);
+    let kinds: Vec<&str> = log.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["connect", "message", "delivery", "delivery", "disconnect"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(log.iter().all(|l| l.session == log[0].session));
+    let m = &log[1];
+    assert!(m.has("message", "status", "accepted"), "{m:?}");
+    assert_eq!(m.get("helo"), Some("client.test"));
+    assert_eq!(m.get("from"), Some("<a@remote.test>"));
+    assert_eq!(m.get("nrcpt"), Some("2"));
+    assert_eq!(m.get("dsn"), Some("2.0.0"));
+    let id = m.get("id").unwrap();
+    let bob = String::from_utf8(only_message(&mailbox(d.path(), "bob"))).unwrap();
+    assert!(
+        bob.contains(&format!(" with ESMTP id {id};\n")),
+        "{id}: {bob}"
+    );
+    for (line, to, user) in [
+        (&log[2], "<bob@local.test>", "bob"),
+        (&log[3], "<carol+x@local.test>", "carol"),
+    ] {
+        assert!(line.has("delivery", "status", "sent"), "{line:?}");
+        assert_eq!(line.get("id"), Some(id));
+        assert_eq!(line.get("to"), Some(to));
+        assert_eq!(line.get("user"), Some(user));
+        assert_eq!(line.get("dsn"), Some("2.0.0"));
+        assert_eq!(line.get("reason"), None);
+    }
+    assert!(log[4].has("disconnect", "end", "quit"), "{:?}", log[4]);
+    assert_eq!(log[4].get("accepted"), Some("1"));
+}
+
+/// A failed delivery always names its reason: the command's exit status and the last line
+/// it wrote on stderr; the built-in Maildir's I/O error.
+#[test]
+fn a_failed_delivery_is_logged_with_its_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let script = d.path().join("deliver.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat >/dev/null\ncase \"$USER\" in\n\
+         temp) echo 'warming up' >&2; echo \"deliver: $MAILDIR: quota exceeded\" >&2; exit 75;;\n\
+         perm) exit 67;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<ok@local.test>\r\n\
+                 RCPT TO:<temp@local.test>\r\nRCPT TO:<perm@local.test>\r\n\
+                 DATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    let out = mx(
+        d.path(),
+        &["-c", script.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert_eq!(codes(&out)[6..], [354, 451, 221], "{}", text(&out));
+    // The command's stderr is passed on whole; its last line is the reason.
+    assert!(stderr(&out).contains("\nwarming up\n"), "{}", stderr(&out));
+    let log = log_of(&out);
+    let message = log.iter().find(|l| l.kind == "message").unwrap();
+    assert_eq!(message.get("status"), Some("deferred"), "{message:?}");
+    assert!(message.get("reply").unwrap().starts_with("451 4.3.0 "));
+    let rcpt = |user: &str| {
+        log.iter()
+            .find(|l| l.has("delivery", "user", user))
+            .unwrap_or_else(|| panic!("no line for {user}: {}", stderr(&out)))
+    };
+    assert_eq!(rcpt("ok").get("status"), Some("sent"));
+    let temp = rcpt("temp");
+    assert_eq!(temp.get("status"), Some("deferred"));
+    assert_eq!(temp.get("dsn"), Some("4.3.0"));
+    assert_eq!(
+        temp.get("reason").unwrap(),
+        format!(
+            "deliver via {}: exited with status 75: deliver: {}/mail/temp/Maildir: quota exceeded",
+            script.display(),
+            d.path().display()
+        )
+    );
+    let perm = rcpt("perm");
+    assert_eq!(perm.get("status"), Some("bounced"));
+    assert_eq!(perm.get("dsn"), Some("5.3.0"));
+    assert!(
+        perm.get("reason")
+            .unwrap()
+            .ends_with(": exited with status 67"),
+        "{perm:?}"
+    );
+    // Built in: a Maildir that cannot be made says why.
+    std::fs::create_dir_all(d.path().join("mail")).unwrap();
+    std::fs::write(d.path().join("mail/bob"), "not a directory").unwrap();
+    let out = mx(d.path(), &[], format!("{HEAD}x\r\n.\r\n").as_bytes());
+    assert_eq!(codes(&out).last(), Some(&451), "{}", text(&out));
+    let log = log_of(&out);
+    let bob = log.iter().find(|l| l.kind == "delivery").unwrap();
+    assert_eq!(bob.get("status"), Some("deferred"), "{bob:?}");
+    let reason = bob.get("reason").unwrap();
+    assert!(
+        reason.contains("mail/bob/Maildir: ") && !reason.ends_with(": "),
+        "{reason}"
+    );
+}
+
+/// Refusals an operator may want to see are logged like Postfix's `reject:` lines: a
+/// recipient refused (relay, unknown user), a failed AUTH with the user tried, a message
+/// refused for its content.
+#[test]
+fn refusals_are_logged() {
+    let d = tempfile::tempdir().unwrap();
+    let pw = d.path().join("passwd");
+    std::fs::write(
+        &pw,
+        format!("alice:{}\n", mailpipe::passwd::hash("secret").unwrap()),
+    )
+    .unwrap();
+    let plain = |user: &str, password: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+    };
+    let input = format!(
+        "EHLO c.test\r\nAUTH PLAIN {}\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<x@elsewhere.test>\r\n\
+         RCPT TO:<bob@local.test>\r\nDATA\r\nbare\nline feed\r\n.\r\nQUIT\r\n",
+        plain("mallory", "guess")
+    );
+    let mut c = tool(bin!("mreceive"), d.path());
+    c.args(["-d", "local.test", "--hostname", "mx.local.test", "-m"])
+        .arg(d.path().join("mail"))
+        .args(["--insecure-auth", "--auth-failure-delay", "0", "-p"])
+        .arg(&pw);
+    let out = run(&mut c, input.as_bytes());
+    assert_eq!(
+        codes(&out),
+        [220, 250, 535, 250, 550, 250, 354, 550, 221],
+        "{}",
+        text(&out)
+    );
+    let log = log_of(&out);
+    let auth = log.iter().find(|l| l.has("reject", "cmd", "AUTH")).unwrap();
+    assert_eq!(auth.get("user"), Some("mallory"));
+    assert_eq!(auth.get("dsn"), Some("5.7.8"));
+    let rcpt = log.iter().find(|l| l.has("reject", "cmd", "RCPT")).unwrap();
+    assert_eq!(rcpt.get("client"), Some("unknown"));
+    assert_eq!(rcpt.get("helo"), Some("c.test"));
+    assert_eq!(rcpt.get("from"), Some("<a@r.test>"));
+    assert_eq!(rcpt.get("to"), Some("<x@elsewhere.test>"));
+    assert_eq!(rcpt.get("dsn"), Some("5.7.1"));
+    assert_eq!(rcpt.get("reply"), Some("550 5.7.1 relay access denied"));
+    let message = log.iter().find(|l| l.kind == "message").unwrap();
+    assert_eq!(message.get("status"), Some("rejected"), "{message:?}");
+    assert_eq!(message.get("dsn"), Some("5.6.11"));
+    assert!(!log.iter().any(|l| l.kind == "delivery"));
+    let end = log.last().unwrap();
+    assert_eq!(end.get("errors"), Some("1"), "{end:?}");
+}
+
+/// A HELO name, an address or an AUTH user is the client's text: whatever it holds, it stays
+/// one value of one key on one line.
+#[test]
+fn client_text_cannot_forge_log_lines_or_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let forged = "status=sent to=<bob@local.test> \u{b}mreceive[1]: X: delivery \
+                  status=sent\u{2028}\u{85}x";
+    let from = "\"a status=sent\\\" b\"@r.test";
+    let input = format!(
+        "EHLO {forged}\r\nMAIL FROM:<{from}> SMTPUTF8\r\nRCPT TO:<bob@local.test>\r\n\
+         RCPT TO:<nobody=x@elsewhere.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"
+    );
+    let out = mx(d.path(), &[], input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&221), "{}", text(&out));
+    // Exactly the lines of the session, each parsed whole, with the client's text as values.
+    let log = log_of(&out);
+    let kinds: Vec<&str> = log.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["connect", "reject", "message", "delivery", "disconnect"],
+        "{}",
+        stderr(&out)
+    );
+    for l in &log[1..] {
+        assert_eq!(
+            l.get("helo"),
+            if l.kind == "delivery" {
+                None
+            } else {
+                Some(forged)
+            }
+        );
+    }
+    assert_eq!(log[1].get("to"), Some("<nobody=x@elsewhere.test>"));
+    assert_eq!(log[2].get("from"), Some(&*format!("<{from}>")));
+    assert_eq!(log[2].get("status"), Some("accepted"));
+    assert_eq!(log[3].get("to"), Some("<bob@local.test>"));
+    // No byte a terminal or a log viewer takes for a line end or an escape.
+    let raw = stderr(&out);
+    assert!(
+        !raw.contains(['\r', '\u{b}', '\u{2028}', '\u{85}']),
+        "{raw:?}"
+    );
+    assert_eq!(raw.lines().count(), 5, "{raw}");
+}
+
+/// `--syslog-socket`: the lines go to syslog (facility mail, RFC 3164 as glibc writes it)
+/// and not to stderr, here over a datagram socket the test binds (no /dev/log needed).
+#[test]
+fn syslog_over_a_socket() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("log");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let out = mx(
+        d.path(),
+        &["--syslog-socket", sock.to_str().unwrap()],
+        format!("{HEAD}x\r\n.\r\nQUIT\r\n").as_bytes(),
+    );
+    assert_eq!(codes(&out).last(), Some(&221), "{}", text(&out));
+    assert_eq!(stderr(&out), "", "log lines on stderr too");
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while lines.len() < 4 {
+        let n = syslog.recv(&mut buf).unwrap();
+        lines.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    let pri = |l: &str| l[..l.find('>').unwrap() + 1].to_string();
+    // <mail.info>, the time as "Mmm dd hh:mm:ss", then what stderr would have shown.
+    let stamp =
+        regex::Regex::new(r"^<22>[A-Z][a-z]{2} [ 1-3][0-9] \d\d:\d\d:\d\d mreceive\[").unwrap();
+    for l in &lines {
+        assert!(stamp.is_match(l), "{l}");
+        assert_eq!(pri(l), "<22>");
+    }
+    let text: String = lines
+        .iter()
+        .map(|l| format!("mreceive{}\n", &l[l.find('[').unwrap()..]))
+        .collect();
+    let log = parse_log(&text, "mreceive");
+    assert!(log[2].has("delivery", "status", "sent"), "{text}");
+    assert!(log[3].has("disconnect", "end", "quit"), "{text}");
 }

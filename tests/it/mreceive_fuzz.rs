@@ -4,6 +4,7 @@
 
 use mailpipe::message::buffer::Buffer;
 use mailpipe::net::conn::{Conn, MemIo};
+use mailpipe::smtp::event::{Client, Event};
 use mailpipe::smtp::policy::Policy;
 use mailpipe::smtp::reply::ReplyParser;
 use mailpipe::smtp::server::{Deliver, Peer, Settings, Transaction, serve};
@@ -40,7 +41,7 @@ fn settings() -> Settings {
         submission: false,
         local_user: None,
         software: "mailpipe mreceive".into(),
-        warn: |_| {},
+        log: Box::new(|_: &Client<'_>, _: &Event<'_>| {}),
     }
 }
 

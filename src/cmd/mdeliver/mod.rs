@@ -7,10 +7,13 @@
 //! the delivery mreceive and the others share) and runs it. Exit 0 means every destination
 //! has the message on disk. Anything we are unsure of exits 75, so the MTA that ran us keeps the mail and retries;
 //! only faults of the message itself (a loop, over the size limit) are permanent.
+//! `log.rs` writes `--log`'s line per message from what the pipeline reports.
+
+mod log;
 
 use crate::config::{self, Config};
 use crate::deliver::rules::Source;
-use crate::deliver::{Event, Pipeline};
+use crate::deliver::{Event, Pipeline, actions};
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
 use crate::message::buffer;
@@ -19,6 +22,7 @@ use crate::store::dedupe;
 use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Deliver one message from standard input into a Maildir.
 ///
@@ -86,6 +90,14 @@ pub struct Args {
     /// Print the path of each delivered file on standard output
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Append one line per message to FILE: which rules matched (file:line) and what was done
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Kill a command a rule runs (pipe, filter, forward) after SECS seconds [default: 900]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 }
 
 pub use crate::config::parse_size;
@@ -97,6 +109,7 @@ struct Settings {
     sender: Option<String>,
     recipient: Option<String>,
     max_size: Option<u64>,
+    log: Option<PathBuf>,
 }
 
 /// An environment variable, when set and not empty. Not `std::env::var`, which calls a
@@ -168,6 +181,17 @@ fn settings(args: Args) -> Result<Settings> {
             .or_else(|| defaults.get("dedupe_file").map(config::expand_tilde))
             .unwrap_or_else(|| maildir.join(dedupe::DEFAULT_NAME))
     });
+    let sendmail = match defaults.get("sendmail") {
+        Some(cmd) => {
+            let argv = config::words(cmd)
+                .map_err(|why| Error::new(Code::TempFail, "config: sendmail", why))?;
+            if argv.is_empty() {
+                return Err(Error::new(Code::TempFail, "config: sendmail", "no command"));
+            }
+            argv
+        }
+        None => Vec::new(),
+    };
     Ok(Settings {
         pipeline: Pipeline {
             // $MAILDIR's agent owns the layout (mreceive's BASE/USER/Maildir): its missing
@@ -177,6 +201,11 @@ fn settings(args: Args) -> Result<Settings> {
             dedupe,
             folder: args.folder.unwrap_or_else(|| "INBOX".to_string()),
             flags: args.flags.unwrap_or_default(),
+            time_limit: args
+                .timeout
+                .map_or(actions::TIME_LIMIT, Duration::from_secs),
+            max_size,
+            sendmail,
             ..Pipeline::new(maildir)
         },
         sender: check_envelope("sender", args.sender.or_else(|| env("SENDER")))?,
@@ -187,6 +216,7 @@ fn settings(args: Args) -> Result<Settings> {
                 .or_else(|| env("ORIGINAL_RECIPIENT")),
         )?,
         max_size,
+        log: args.log,
     })
 }
 
@@ -198,7 +228,23 @@ pub fn run(args: Args) -> Result<()> {
     if !folder.eq_ignore_ascii_case("inbox") {
         crate::store::maildir::check_folder_name(folder)?;
     }
+    let mut record = log::Record {
+        from: s.sender.clone(),
+        to: s.recipient.clone(),
+        ..log::Record::default()
+    };
+    let result = deliver(&s, verbose, dry_run, &mut record);
+    if let Some(path) = s.log.as_deref().filter(|_| !dry_run) {
+        log::append(path, &record.line(&result));
+    }
+    result
+}
+
+/// Read the message and deliver it (or show the plan), noting in `record` what was done.
+fn deliver(s: &Settings, verbose: bool, dry_run: bool, record: &mut log::Record) -> Result<()> {
     let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), s.max_size)?;
+    record.size = msg.len();
+    record.message_id = dedupe::message_id(crate::message::header::block(msg.head()));
     if is_blank(&mut msg)? {
         // What a failed command before us in a pipeline leaves (`mcompose … | mdeliver`
         // with mcompose refusing an address): storing it would turn that failure into an
@@ -213,6 +259,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut report = |e: Event| match e {
         Event::Stored(d) if verbose => run::print_committed(&format!("{}\n", d.path.display())),
         Event::Stored(_) => {}
+        Event::Done(p) => record.done(p),
         Event::Warning(e) => run::warn(e),
     };
     if dry_run {
@@ -224,9 +271,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     // A duplicate is dropped quietly (formail -D): exit 0.
-    s.pipeline
-        .deliver(&mut msg, sender, recipient, &mut report)
-        .map(drop)
+    let done = s
+        .pipeline
+        .deliver(&mut msg, sender, recipient, &mut report)?;
+    record.duplicate = done.duplicate;
+    Ok(())
 }
 
 /// True when the message (after its mbox `From ` line) holds nothing but white space.
@@ -326,14 +375,62 @@ the
 .B rules
 configuration key, or
 .IR ~/.config/mailpipe/rules ):
-tests on headers, the envelope and the size choose folders, copies, flags, a command to pipe
-the message into (run directly, never through a shell), or to discard it.
+tests on headers, the recipient fields, the body, the envelope and the size choose folders
+(named after what a regular expression found, if need be), copies, flags, a filter to pass
+the message through first (such as
+.BR spamc ),
+a command to pipe it into, addresses to forward it to (through
+.BR msubmit (1),
+keeping the envelope sender), or to discard it; every command is run directly, never through
+a shell, and killed after
+.B \-\-timeout
+seconds (900 by default).
 Without a matching rule the message goes to the inbox, or to
 .BR \-\-folder .
 A rules file that cannot be read or has an error is reported on standard error and the
 message is delivered as if there were no rules: a broken filter never loses mail.
 .B \-n
-shows what the rules decide and delivers nothing.
+shows what the rules decide and delivers nothing (it runs no filter or command).
+.PP
+With
+.BR \-\-log ,
+each message adds one line to the file (created with mode 0600, appended to with
+.BR O_APPEND ,
+so the lines of concurrent deliveries stay whole), in the
+.I key=value
+form of
+.BR msubmit (1)'s
+log:
+.B time=
+(local time, ISO 8601),
+.B from=
+and
+.B to=
+(the envelope,
+.B \-
+when unknown),
+.BR message_id= ,
+.B size=
+(as read),
+.B rules=
+(the
+.I file:line
+of each rule that chose a step done, comma-separated;
+.B \-
+when the default delivery alone was done),
+.B done=
+(each step done, as
+.B \-n
+prints it, separated by "; "; or
+.B duplicate
+for a message dropped by
+.BR \-\-dedupe ),
+.B exitcode=
+and, when it is not 0,
+.BR reason= .
+Values with blanks or quotes are quoted, with their escapes, so a line is always one line.
+A log that cannot be written is warned about and changes nothing else: the message is
+delivered all the same.
 .PP
 With
 .B \-\-dedupe
@@ -370,7 +467,8 @@ The Maildir's parent directory does not exist (nothing was created).
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
-broken, a rule's pipe command failed, the dedupe cache cannot be locked, or anything else that
+broken, a rule's pipe, filter or forward failed (or ran out of time), the dedupe cache cannot
+be locked, or anything else that
 is not the message's fault. Nothing partial is left in new/ or cur/; the caller should keep
 the message and try again. (Copies stored by rules before a failing step stay.)
 .SH ENVIRONMENT
@@ -392,8 +490,8 @@ A configuration file to read instead of the default ones.
 .SH FILES
 .TP
 .I ~/.config/mailpipe/config
-User configuration (keys maildir, max_size, rules, dedupe, dedupe_file in the defaults
-section); see
+User configuration (keys maildir, max_size, rules, dedupe, dedupe_file, and sendmail: the
+command a rule's forward runs instead of msubmit, in the defaults section); see
 .BR mailpipe (7).
 .TP
 .I ~/.config/mailpipe/rules
@@ -445,6 +543,14 @@ Check what a rules file does with a message, then deliver it, dropping duplicate
 .RS
 /usr/local/bin/mdeliver \-n \-\-rules ~/rules ~/Maildir < msg.eml
 /usr/local/bin/mdeliver \-\-rules ~/rules \-\-dedupe ~/Maildir < msg.eml
+.RE
+.fi
+.PP
+Keep a record of where each message went:
+.PP
+.nf
+.RS
+/usr/local/bin/mdeliver \-\-log ~/deliveries.log ~/Maildir < msg.eml
 .RE
 .fi
 .PP

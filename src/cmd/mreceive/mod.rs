@@ -7,8 +7,11 @@
 //! The protocol is [`crate::smtp::server`] on the project's one SMTP module; delivery is
 //! [`crate::cmd::mreceive::handoff`] (built-in Maildirs through mdeliver's code, a delivery command, or the
 //! outgoing queue). A 250 is sent only after the message is durable; every doubt is a 4xx.
+//! What happened is logged by [`crate::cmd::mreceive::log`], a line per session event, message
+//! and recipient, on stderr or to syslog.
 
 pub mod handoff;
+pub mod log;
 
 use crate::cmd::mreceive::handoff::{Handoff, Local, names_recipient};
 use crate::config::parse_size;
@@ -130,6 +133,14 @@ pub struct Args {
     #[arg(long)]
     pub normalize_line_ends: bool,
 
+    /// Log to syslog (facility mail) instead of standard error
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// The syslog socket (implies --syslog) [default: /dev/log]
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
+
     /// Read a password on stdin and print its SHA512-CRYPT hash for the password file
     #[arg(long, exclusive = true)]
     pub hash_password: bool,
@@ -141,7 +152,15 @@ pub fn run(args: Args) -> Result<()> {
         return hash_password();
     }
     let listens = listen::resolve(&args.listen)?;
-    let (settings, handoff) = configure(&args)?;
+    // inetd hands the connection over as stdin, stdout *and* stderr: log lines written
+    // there would be in the SMTP dialogue, so they go to syslog, the one place left.
+    let stderr_is_the_socket = listens.is_empty() && stderr_is_the_socket();
+    let syslog = match (&args.syslog_socket, args.syslog || stderr_is_the_socket) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
+        (None, false) => None,
+    };
+    let (settings, handoff) = configure(&args, Box::new(log::Logger::new(syslog)))?;
     let settings = Arc::new(settings);
     if !listens.is_empty() {
         let implicit_tls = args.tls_on_connect;
@@ -155,11 +174,16 @@ pub fn run(args: Args) -> Result<()> {
                 let peer = Peer {
                     ip: Some(addr.ip().to_canonical()),
                 };
-                server::serve(conn, &settings, &peer, &handoff, implicit_tls).map(drop)
+                // A session that failed (the client vanished, a TLS handshake) says so in
+                // its disconnect line, in the log the operator chose: not again on stderr.
+                let _ = server::serve(conn, &settings, &peer, &handoff, implicit_tls);
+                Ok(())
             },
         );
     }
-    quiet_stderr_on_the_socket();
+    if stderr_is_the_socket {
+        quiet_stderr();
+    }
     let peer = Peer { ip: stdio_peer() };
     let conn = Conn::new(Box::new(FdIo::stdio(settings.timeout)));
     server::serve(conn, &settings, &peer, &handoff, args.tls_on_connect).map(drop)
@@ -169,7 +193,7 @@ fn usage(what: &str, why: &str) -> Error {
     Error::new(Code::Usage, what, why)
 }
 
-fn configure(args: &Args) -> Result<(Settings, Handoff)> {
+fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Settings, Handoff)> {
     if args.domains.is_empty() && !args.submission {
         return Err(usage(
             "no --domain",
@@ -223,7 +247,7 @@ fn configure(args: &Args) -> Result<(Settings, Handoff)> {
         submission: args.submission,
         local_user: None,
         software: "mailpipe mreceive".into(),
-        warn: |a| crate::run::warn(a),
+        log,
     };
     Ok((settings, Handoff { local, queue }))
 }
@@ -277,10 +301,9 @@ fn stdio_peer() -> Option<std::net::IpAddr> {
     s.peer_addr().ok().map(|a| a.ip().to_canonical())
 }
 
-/// inetd hands the connection over as stdin, stdout *and* stderr: a warning would then be
-/// written into the SMTP dialogue. When stderr is the socket on stdin, send it to /dev/null.
-fn quiet_stderr_on_the_socket() {
-    use std::os::fd::AsRawFd;
+/// inetd hands the connection over as stdin, stdout *and* stderr: a warning or a log line
+/// would then be written into the SMTP dialogue. True when stderr is the socket on stdin.
+fn stderr_is_the_socket() -> bool {
     let stat = |fd| {
         // SAFETY: an all-zero stat is a valid out buffer for fstat.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -288,10 +311,13 @@ fn quiet_stderr_on_the_socket() {
         let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
         (ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((st.st_dev, st.st_ino))
     };
-    if let (Some(a), Some(b)) = (stat(0), stat(2))
-        && a == b
-        && let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
-    {
+    matches!((stat(0), stat(2)), (Some(a), Some(b)) if a == b)
+}
+
+/// Send stderr to /dev/null (it is the client's socket: see [`stderr_is_the_socket`]).
+fn quiet_stderr() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
         unsafe { libc::dup2(null.as_raw_fd(), 2) };
     }

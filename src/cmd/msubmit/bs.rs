@@ -20,6 +20,7 @@ use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
 use crate::net::conn::{Conn, FdIo};
+use crate::smtp::event::{Client, Event};
 use crate::smtp::policy::Policy;
 use crate::smtp::server::{self, Deliver, Peer, Settings, Transaction};
 use crate::smtp::{EnhancedCode, Reply};
@@ -55,7 +56,8 @@ pub fn run(args: &Args, cfg: &Config, queue_dir: &QueueDir) -> Result<()> {
         submission: false,
         local_user: Some(user.to_string()),
         software: "mailpipe msubmit".into(),
-        warn: |a| crate::run::warn(a),
+        // The MUA has the replies; the messages passed on are in msubmit's own --log.
+        log: Box::new(|_: &Client<'_>, _: &Event<'_>| {}),
     };
     let relay = Relay {
         args,
@@ -85,10 +87,14 @@ struct Relay<'a> {
 }
 
 impl Deliver for Relay<'_> {
+    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
+        self.answer(tx, msg).1
+    }
+
     /// All or nothing, as msubmit sends (past a server's recipient limit the recipients of
     /// earlier transactions may have it: see msubmit(1)).
-    fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
-        let reply = self.answer(tx, msg);
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<Result<()>>) {
+        let reply = self.reply(tx, msg);
         let result = |_| match reply.is_positive() {
             true => Ok(()),
             false => Err(Error::new(
@@ -101,10 +107,14 @@ impl Deliver for Relay<'_> {
                 &reply,
             )),
         };
-        tx.envelope.rcpts.iter().map(result).collect()
+        let results = tx.envelope.rcpts.iter().map(result).collect();
+        (reply, results)
     }
+}
 
-    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Reply {
+impl Relay<'_> {
+    /// The reply to the end of data: the server's verdict on the message.
+    fn reply(&self, tx: &Transaction, msg: &mut Buffer) -> Reply {
         match self.pass_on(&tx.envelope, msg) {
             Ok(Fate::Sent(data)) => {
                 let text = data.map(|d| d.text()).unwrap_or_default();
@@ -128,9 +138,7 @@ impl Deliver for Relay<'_> {
             Err(e) => error_reply(&e, None),
         }
     }
-}
 
-impl Relay<'_> {
     fn upstream(&self) -> std::sync::MutexGuard<'_, Upstream> {
         self.upstream.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -25,16 +25,7 @@ pub(super) fn log(server: &Server, env: &Envelope, result: &Result<Sent>) {
         },
         Err(e) => (0, e.to_string(), e.code().as_i32()),
     };
-    let q = |s: &str| {
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
-        {
-            s.to_string()
-        } else {
-            format!("{s:?}")
-        }
-    };
+    let q = crate::log::quote;
     let rcpts: Vec<&str> = env.rcpts.iter().map(|r| r.addr.as_str()).collect();
     let line = format!(
         "time={} account={} host={} port={} tls={} auth={} from={} recipients={} size={} smtpstatus={} smtpmsg={} exitcode={}\n",
@@ -69,15 +60,9 @@ pub(super) fn log(server: &Server, env: &Envelope, result: &Result<Sent>) {
     }
 }
 
-/// Send one line to syslog(3), facility mail, as msmtp's `syslog on` does.
+/// Send one line to syslog, facility mail, as msmtp's `syslog on` does: like syslog(3), an
+/// unreachable syslog loses the line quietly (the log file, when given, still has it).
 fn syslog(line: &str) {
-    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
-        return;
-    };
-    // SAFETY: the ident and format are NUL-terminated statics, and text is a valid C string
-    // passed as the argument of "%s", never as the format.
-    unsafe {
-        libc::openlog(c"msubmit".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
-        libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), text.as_ptr());
-    }
+    let log = crate::log::Syslog::new("msubmit", crate::log::SYSLOG_SOCKET);
+    let _ = log.send(crate::log::Severity::Info, line);
 }

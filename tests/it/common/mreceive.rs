@@ -1,5 +1,6 @@
 //! A running `mreceive --listen` for tests, with a test CA (rcgen), a password file for
-//! alice/secret, and a small line-oriented SMTP client. Loopback only.
+//! alice/secret, a small line-oriented SMTP client, and a reader of its log lines. Loopback
+//! only.
 //! Included as `#[path = "common/mreceive.rs"] mod mreceive;` beside `mod common;`.
 
 use crate::common::{free_port, tool, wait_until};
@@ -168,4 +169,89 @@ pub fn tls_client(ca: &Path, tcp: TcpStream) -> Client<mailpipe::net::tls::TlsSt
     })
     .unwrap();
     Client::new(mailpipe::net::tls::connect(tcp, cfg, "localhost").unwrap())
+}
+
+/// One log line as a reader (or a log parser) splits it: `mreceive[PID]: SESSION: KIND`, then
+/// `key=value` pairs, a value either bare or in double quotes with backslash escapes.
+#[derive(Debug)]
+pub struct LogLine {
+    pub session: String,
+    pub kind: String,
+    pub pairs: Vec<(String, String)>,
+}
+
+impl LogLine {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let mut found = self.pairs.iter().filter(|(k, _)| k == key);
+        let v = found.next().map(|(_, v)| v.as_str());
+        assert!(found.next().is_none(), "{key} twice in {self:?}");
+        v
+    }
+    pub fn has(&self, kind: &str, key: &str, value: &str) -> bool {
+        self.kind == kind && self.get(key) == Some(value)
+    }
+}
+
+/// Parse log lines; panics on a line that is not one (every line on stderr must be).
+pub fn parse_log(text: &str, ident: &str) -> Vec<LogLine> {
+    text.lines()
+        .map(|line| {
+            let rest = line
+                .strip_prefix(ident)
+                .and_then(|r| r.strip_prefix('['))
+                .and_then(|r| r.split_once("]: "))
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| panic!("not a log line: {line:?}"));
+            let (session, rest) = rest.split_once(": ").unwrap();
+            let (kind, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut pairs = Vec::new();
+            while !rest.is_empty() {
+                let (key, after) = rest
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("no key=value at {rest:?} in {line:?}"));
+                assert!(!key.contains([' ', '"']), "{line:?}");
+                let (value, after) = if let Some(q) = after.strip_prefix('"') {
+                    let mut value = String::new();
+                    let mut chars = q.char_indices();
+                    let end = loop {
+                        match chars.next() {
+                            Some((i, '"')) => break i + 1,
+                            Some((_, '\\')) => match chars.next() {
+                                Some((_, 'n')) => value.push('\n'),
+                                Some((_, 'r')) => value.push('\r'),
+                                Some((_, 't')) => value.push('\t'),
+                                Some((_, 'u')) => {
+                                    let hex: String = chars
+                                        .by_ref()
+                                        .map(|(_, c)| c)
+                                        .skip(1)
+                                        .take_while(|&c| c != '}')
+                                        .collect();
+                                    value.push(
+                                        char::from_u32(u32::from_str_radix(&hex, 16).unwrap())
+                                            .unwrap(),
+                                    );
+                                }
+                                Some((_, c)) => value.push(c),
+                                None => panic!("unterminated quote in {line:?}"),
+                            },
+                            Some((_, c)) => value.push(c),
+                            None => panic!("unterminated quote in {line:?}"),
+                        }
+                    };
+                    (value, &q[end..])
+                } else {
+                    let end = after.find(' ').unwrap_or(after.len());
+                    (after[..end].to_string(), &after[end..])
+                };
+                pairs.push((key.to_string(), value));
+                rest = after.strip_prefix(' ').unwrap_or(after);
+            }
+            LogLine {
+                session: session.to_string(),
+                kind: kind.to_string(),
+                pairs,
+            }
+        })
+        .collect()
 }

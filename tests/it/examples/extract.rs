@@ -287,6 +287,8 @@ pub enum Kind {
     Pinerc(String, String),
     /// `make TARGET [VAR=VALUE…]` in the source tree.
     Make(Vec<String>),
+    /// Lines of mreceive's log (mreceive(1)'s LOGGING).
+    Log(String),
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +429,9 @@ pub fn classify(block: &Block) -> Result<Vec<Example>, String> {
         .any(|l| *l == "defaults" || l.starts_with("account "))
     {
         return one(Kind::Config(text.to_string()));
+    }
+    if crate::examples::logs::is_log(text) {
+        return one(Kind::Log(text.to_string()));
     }
     if lines.iter().all(|(_, l)| PASSWD_LINE.is_match(l)) {
         return one(Kind::Passwords(text.to_string()));

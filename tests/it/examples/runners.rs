@@ -30,6 +30,7 @@ pub fn run_example(w: &World, ex: &Example) -> Result<(), String> {
         Kind::Addresses(list) => run_addresses(w, list),
         Kind::Pinerc(key, value) => run_pinerc(w, key, value),
         Kind::Make(words) => run_make(w, words),
+        Kind::Log(text) => crate::examples::logs::run_log(w, text),
     }
 }
 
