@@ -11,6 +11,7 @@ complete -c mrelay -s C -l config -d 'Read configuration from FILE only [default
 complete -c mrelay -l hostname -d 'This host\'s name, for EHLO, reports and the MX loop check (repeatable: the others are more names of this host) [default: relay_hostname, else this host\'s FQDN]' -r
 complete -c mrelay -l dns-server -d 'Ask this DNS server only (split horizon, tests) [default: the nameservers of /etc/resolv.conf]' -r
 complete -c mrelay -l mx-port -d 'Connect to every mail exchanger on this port (and to route hosts without one) [default: 25]' -r
+complete -c mrelay -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
 complete -c mrelay -s i -d 'Accepted and ignored (also -oi), for sendmail\'s callers: the message always ends at the end of input'
 complete -c mrelay -l queue-only -d 'Queue the message without trying it (sendmail\'s -odq)'
 complete -c mrelay -s q -l queue-run -d 'Run the queue once: every entry that is due (for cron)'
@@ -18,6 +19,7 @@ complete -c mrelay -l daemon -d 'Run the queue continuously, new entries at once
 complete -c mrelay -l list -d 'List the queue (mailq): each entry, its recipients and what became of them'
 complete -c mrelay -l json -d 'With --list: one JSON array, for scripts'
 complete -c mrelay -l allow-private-targets -d 'Allow mail exchangers and address literals in loopback and private ranges (tests, split horizon)'
+complete -c mrelay -l syslog -d 'Log to syslog (facility mail) instead of standard error'
 complete -c mrelay -s v -l verbose -d 'Print the SMTP dialogue on standard error'
 complete -c mrelay -l version -d 'Print version'
 complete -c mrelay -s h -l help -d 'Print help (see more with \'--help\')'

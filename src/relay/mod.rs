@@ -16,6 +16,7 @@
 //!    permanent DNS answer, or waiting past [`Settings::expire`] fails, and a report (a
 //!    bounce) is queued about it before it is recorded ([`bounce`]).
 //! 4. **Log** one key=value line per recipient and attempt ([`Line`]), as Postfix does.
+//!    The caller writes it (stderr, syslog).
 //!
 //! The relay never prints: its lines and warnings go to the caller's functions.
 
@@ -172,7 +173,9 @@ impl Outcome {
 }
 
 /// One log line: what one attempt did for one recipient, in key=value form as Postfix's
-/// (`id= to= relay= delay= attempts= dsn= status=sent|deferred|bounced (reply)`).
+/// and mreceive's (`ID: delivery to= relay= delay= attempts= dsn= status=sent|deferred|bounced
+/// reply=`), the queue id first as Postfix puts it. Values are quoted by [`crate::log::quote`]:
+/// a server's reply can neither end the line nor add a key of its own.
 #[derive(Clone, Debug)]
 pub struct Line {
     /// The queue id.
@@ -187,8 +190,7 @@ pub struct Line {
     pub attempts: u32,
     /// The RFC 3463 status.
     pub dsn: String,
-    /// `sent`, `deferred`, `bounced`, or `failed` (refused for good, no report owed or the
-    /// entry kept in `failed/`).
+    /// `sent`, `deferred`, `bounced`, or `failed` (refused for good, nobody to tell).
     pub status: &'static str,
     /// The reply or reason.
     pub reply: String,
@@ -196,17 +198,28 @@ pub struct Line {
     pub bounce: Option<String>,
 }
 
+impl Line {
+    /// True for a line about mail that did not go (a warning in syslog's terms).
+    pub fn is_failure(&self) -> bool {
+        self.status != "sent"
+    }
+}
+
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "id={} to=<{}> relay={} delay={} attempts={} dsn={}",
-            self.id, self.to, self.relay, self.delay, self.attempts, self.dsn
-        )?;
+        use crate::log::pair;
+        let mut l = format!("{}: delivery", self.id);
+        pair(&mut l, "to", format_args!("<{}>", self.to));
+        pair(&mut l, "relay", &self.relay);
+        pair(&mut l, "delay", self.delay);
+        pair(&mut l, "attempts", self.attempts);
+        pair(&mut l, "dsn", &self.dsn);
+        pair(&mut l, "status", self.status);
         if let Some(b) = &self.bounce {
-            write!(f, " bounce={b}")?;
+            pair(&mut l, "bounce", b);
         }
-        write!(f, " status={} ({})", self.status, self.reply)
+        pair(&mut l, "reply", &self.reply);
+        f.write_str(&l)
     }
 }
 

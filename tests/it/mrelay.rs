@@ -118,6 +118,13 @@ fn a_message_is_queued_sent_at_once_and_logged_per_recipient() {
     assert!(dialogue.contains("MAIL FROM:<a@sender.test>"), "{dialogue}");
     assert!(dialogue.contains("RCPT TO:<x@example.test>"), "{dialogue}");
     assert!(dialogue.contains("EHLO relay.test"), "{dialogue}");
+    // Every line is a log line: `mrelay[PID]: QUEUEID: delivery key=value…`.
+    let lines = crate::common::mreceive::parse_log(&log, "mrelay");
+    assert_eq!(lines.len(), 2, "{log}");
+    for l in &lines {
+        assert_eq!(l.kind, "delivery");
+        assert_eq!(l.get("status"), Some("sent"));
+    }
     for to in ["x@example.test", "y@EXAMPLE.test"] {
         let line = log
             .lines()
@@ -126,7 +133,7 @@ fn a_message_is_queued_sent_at_once_and_logged_per_recipient() {
         for part in [
             "relay=127.0.0.1[127.0.0.1]:",
             "dsn=2.0.0",
-            "status=sent (250 2.0.0 queued)",
+            "status=sent reply=\"250 2.0.0 queued\"",
             "delay=",
             "attempts=1",
         ] {
@@ -158,7 +165,7 @@ fn a_temporary_failure_waits_for_its_backoff_then_goes() {
     );
     assert!(log.contains("to=<later@example.test>"), "{log}");
     assert!(
-        log.contains("status=deferred (451 4.2.1 mailbox busy)"),
+        log.contains("status=deferred reply=\"451 4.2.1 mailbox busy\""),
         "{log}"
     );
     assert_eq!(refusing.messages().len(), 1, "the other recipient went");
@@ -219,13 +226,10 @@ fn a_permanent_failure_is_bounced_to_the_sender_as_a_delivery_report() {
         MSG,
     );
     assert!(
-        log.contains("dsn=5.1.1 bounce="),
+        log.contains("dsn=5.1.1 status=bounced bounce="),
         "no bounce in the log: {log}"
     );
-    assert!(
-        log.contains("status=bounced (550 5.1.1 no such user)"),
-        "{log}"
-    );
+    assert!(log.contains("reply=\"550 5.1.1 no such user\""), "{log}");
     // The original is done; its report waits in the same queue, from <> to the sender.
     let waiting = r.waiting();
     assert_eq!(waiting.len(), 1, "{waiting:?}");
@@ -284,7 +288,7 @@ fn mail_from_the_null_sender_is_never_bounced_to_it() {
     // postmaster's mail broken): nobody is told, nothing loops.
     r.config(&format!("route relay.test [127.0.0.1]:{}\n", fake.port()));
     let log = r.ok(&["-f", "", "postmaster@relay.test"], MSG);
-    assert!(log.contains("status=failed (550 5.1.1"), "{log}");
+    assert!(log.contains("status=failed reply=\"550 5.1.1"), "{log}");
     assert!(r.waiting().is_empty(), "a report about a report was queued");
     assert!(files(&r.queue().join("failed")).is_empty());
     r.ok(&["-q"], b"");
@@ -409,7 +413,7 @@ fn a_message_too_long_in_the_queue_fails_and_is_bounced() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     let log = r.ok(&["-q"], b"");
-    assert!(log.contains("dsn=4.4.7 bounce="), "{log}");
+    assert!(log.contains("dsn=4.4.7 status=bounced bounce="), "{log}");
     assert!(
         log.contains("delivery time expired after 1 second: 451 4.2.1"),
         "{log}"
@@ -662,4 +666,34 @@ fn a_null_mx_and_a_loop_to_this_host_bounce_at_once() {
         parsed.contains("rcpt rfc822; y@loop.test failed 5.4.6"),
         "{parsed}"
     );
+}
+
+#[test]
+fn with_syslog_the_lines_go_to_the_socket_given() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    let socket = r.t.path().join("log.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let log = r.ok(
+        &[
+            "--syslog-socket",
+            socket.to_str().unwrap(),
+            "-f",
+            "a@sender.test",
+            "x@example.test",
+        ],
+        MSG,
+    );
+    assert!(!log.contains("delivery"), "on stderr too: {log}");
+    let mut buf = [0u8; 4096];
+    let n = listener.recv(&mut buf).expect("a syslog datagram");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    // RFC 3164: <PRI> with facility mail (2) and severity info (6): 2 * 8 + 6.
+    assert!(line.starts_with("<22>"), "{line}");
+    assert!(line.contains(" mrelay["), "{line}");
+    assert!(line.contains(": delivery to=<x@example.test> "), "{line}");
+    assert!(line.contains(" status=sent "), "{line}");
 }

@@ -33,7 +33,7 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Run the queue until a signal says stop.
-pub fn run(q: &Queue, settings: Settings) -> Result<()> {
+pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result<()> {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe; glibc's
         // signal(2) installs it with SA_RESTART.
@@ -46,7 +46,7 @@ pub fn run(q: &Queue, settings: Settings) -> Result<()> {
         run::warn("inotify unavailable: looking at the queue once a second");
     }
     let retry = settings.retry;
-    let mut relay = Relay::new(settings, q, |line| run::warn(line), |w| run::warn(w));
+    let mut relay = Relay::new(settings, q, |line| logger.line(line), |w| run::warn(w));
     while !stopping() {
         if let Some(w) = &watch {
             w.drain();

@@ -12,13 +12,14 @@
 
 mod daemon;
 mod list;
+mod log;
 
 use crate::config::Config;
 use crate::docs::Page;
 use crate::envelope::{Body, Envelope};
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer;
-use crate::relay::{Line, Relay, Settings};
+use crate::relay::{Relay, Settings};
 use crate::run;
 use crate::smtp::client::{Direction, Trace};
 use crate::store::queue::{self, Queue, Route, Schedule};
@@ -144,6 +145,14 @@ pub struct Args {
     #[arg(long)]
     pub allow_private_targets: bool,
 
+    /// Log to syslog (facility mail) instead of standard error
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// The syslog socket (implies --syslog) [default: /dev/log]
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
+
     /// Print the SMTP dialogue on standard error
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -168,8 +177,14 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     let settings = settings(&args, &cfg)?;
     let dir = queue_dir(&args, &cfg)?;
+    let syslog = match (&args.syslog_socket, args.syslog) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
+        (None, false) => None,
+    };
+    let logger = log::Logger::new(syslog);
     if !args.recipients.is_empty() {
-        return submit(&args, settings, &dir);
+        return submit(&args, settings, &dir, &logger);
     }
     let q = Queue::open(&dir)?;
     if args.list {
@@ -185,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
         return q.delete(id);
     }
     if args.daemon {
-        return daemon::run(&q, settings);
+        return daemon::run(&q, settings, &logger);
     }
     let mut schedule = Schedule::new(queue::now(), settings.retry);
     if let Some(id) = &args.flush {
@@ -208,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
              --release or --delete",
         ));
     }
-    run_queue(&q, settings, &schedule)
+    run_queue(&q, settings, &schedule, &logger)
 }
 
 /// The relay's settings: the configuration's keys, the flags over them.
@@ -267,15 +282,15 @@ fn trace(verbose: bool) -> Option<Trace> {
     })
 }
 
-/// One log line on stderr.
-fn log(line: &Line) {
-    run::warn(line);
-}
-
 /// Run the queue once as `schedule` says; the exit status says whether the queue could be
 /// read whole, not what became of the mail (that is in the log and the queue).
-fn run_queue(q: &Queue, settings: Settings, schedule: &Schedule) -> Result<()> {
-    let mut relay = Relay::new(settings, q, log, |w| run::warn(w));
+fn run_queue(
+    q: &Queue,
+    settings: Settings,
+    schedule: &Schedule,
+    logger: &log::Logger,
+) -> Result<()> {
+    let mut relay = Relay::new(settings, q, |l| logger.line(l), |w| run::warn(w));
     let report = relay.run(schedule, &|| false)?;
     for e in &report.unreadable {
         run::warn(e);
@@ -292,7 +307,12 @@ fn run_queue(q: &Queue, settings: Settings, schedule: &Schedule) -> Result<()> {
 
 /// Queue the message on stdin for the recipients given, then try it (unless
 /// `--queue-only`). 0 once it is queued; the attempt's outcome is in the log.
-fn submit(args: &Args, settings: Settings, dir: &std::path::Path) -> Result<()> {
+fn submit(
+    args: &Args,
+    settings: Settings,
+    dir: &std::path::Path,
+    logger: &log::Logger,
+) -> Result<()> {
     let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), None)
         .map_err(|e| Error::new(Code::TempFail, "read message", e.why()))?;
     let env = envelope(args, &settings, &mut msg)?;
@@ -313,7 +333,8 @@ fn submit(args: &Args, settings: Settings, dir: &std::path::Path) -> Result<()> 
     let mut schedule = Schedule::new(queue::now(), settings.retry);
     schedule.only = Some(id);
     // Queued: whatever the attempt does, the message is safe, and the exit status says so.
-    if let Err(e) = Relay::new(settings, &q, log, |w| run::warn(w)).run(&schedule, &|| false) {
+    let mut relay = Relay::new(settings, &q, |l| logger.line(l), |w| run::warn(w));
+    if let Err(e) = relay.run(&schedule, &|| false) {
         run::warn(format_args!("{e} (the message stays queued)"));
     }
     Ok(())
