@@ -23,25 +23,26 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// per recipient of `rcpts`, in order.
 pub fn send(route: &Local, env: &Envelope, rcpts: &[usize], msg: &mut Buffer) -> Vec<Outcome> {
     let deadline = Instant::now() + TIME_LIMIT;
-    let argv = match route {
-        Local::Command(line) => match crate::config::words(line) {
-            Ok(argv) if !argv.is_empty() => Some(argv),
-            _ => {
-                let why = format!("local route: cannot read the command {line:?}");
-                return vec![Outcome::deferred(&why, "4.3.5", "local"); rcpts.len()];
-            }
-        },
-        Local::Maildirs(_) => None,
-    };
-    let (mailbox, relay) = match (route, &argv) {
-        (Local::Maildirs(base), _) => {
-            (Mailbox::Maildirs(base), format!("local:{}", base.display()))
+    let argv: Vec<String>;
+    let (mailbox, relay) = match route {
+        Local::Maildirs(base) => (Mailbox::Maildirs(base), format!("local:{}", base.display())),
+        Local::Command(line) => {
+            argv = match crate::config::words(line) {
+                Ok(argv) if !argv.is_empty() => argv,
+                _ => {
+                    let why = format!("local route: cannot read the command {line:?}");
+                    return vec![Outcome::deferred(&why, "4.3.5", "local"); rcpts.len()];
+                }
+            };
+            let relay = format!("pipe:{}", argv[0]);
+            (
+                Mailbox::Command {
+                    argv: &argv,
+                    base: None,
+                },
+                relay,
+            )
         }
-        (Local::Command(_), Some(argv)) => (
-            Mailbox::Command { argv, base: None },
-            format!("pipe:{}", argv[0]),
-        ),
-        (Local::Command(_), None) => unreachable!("a command route has its words"),
     };
     rcpts
         .iter()

@@ -697,3 +697,59 @@ fn with_syslog_the_lines_go_to_the_socket_given() {
     assert!(line.contains(": delivery to=<x@example.test> "), "{line}");
     assert!(line.contains(" status=sent "), "{line}");
 }
+
+#[test]
+fn a_servers_recipient_limit_splits_the_message_over_one_connection() {
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        ..Script::default()
+    });
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    let rcpts: Vec<String> = (1..=5).map(|i| format!("r{i}@example.test")).collect();
+    let mut args = vec!["-f", "a@sender.test"];
+    args.extend(rcpts.iter().map(String::as_str));
+    let log = r.ok(&args, MSG);
+    assert_eq!(log.matches("status=sent").count(), 5, "{log}");
+    assert_eq!(fake.messages().len(), 3, "2 + 2 + 1 recipients");
+    let dialogue = fake.log_text();
+    assert_eq!(dialogue.matches("EHLO").count(), 1, "{dialogue}");
+    assert_eq!(dialogue.matches("MAIL FROM").count(), 3, "{dialogue}");
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn a_pipe_route_runs_its_command_per_recipient_and_its_refusal_bounces() {
+    let r = Relay::new("");
+    let out = r.t.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route list.test pipe /bin/sh -c 'test \"$0\" != {out}/nobody || exit 67; cat > \"$0\"' \
+         '{out}/${{user}}'\nroute sender.test local {}\n",
+        mail.display(),
+        out = out.display()
+    ));
+    let log = r.ok(
+        &[
+            "-f",
+            "a@sender.test",
+            "Ann+list@list.test",
+            "nobody@list.test",
+        ],
+        MSG,
+    );
+    assert!(
+        log.contains("to=<Ann+list@list.test> relay=pipe:/bin/sh"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(out.join("ann")).unwrap(), MSG);
+    assert!(log.contains("to=<nobody@list.test>"), "{log}");
+    assert!(log.contains("status=bounced"), "{log}");
+    assert!(log.contains("exited with status 67"), "{log}");
+    r.ok(&["-q"], b"");
+    let parsed = python_report(&messages(&mail.join("a/Maildir"))[0]);
+    assert!(
+        parsed.contains("rcpt rfc822; nobody@list.test failed"),
+        "{parsed}"
+    );
+}
