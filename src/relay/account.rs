@@ -315,6 +315,15 @@ impl<'a> Flush<'a> {
         }
     }
 
+    /// Close the connection and forget what this run learnt (an account's settings, that
+    /// its server is down): a daemon's next run reads and tries them again.
+    pub fn reset(&mut self) {
+        self.quit();
+        self.account = None;
+        self.server = None;
+        self.down = None;
+    }
+
     /// Send one job of an account route; `None` (untried) for any other route, or when the
     /// account's settings fail.
     pub fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {

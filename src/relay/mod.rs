@@ -284,7 +284,7 @@ impl<'a> Relay<'a> {
             false => self.send(job),
         });
         self.remote.close();
-        self.account.quit();
+        self.account.reset();
         self.remote.forget_dead();
         report
     }

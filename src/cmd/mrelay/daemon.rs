@@ -67,11 +67,12 @@ pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result
             .map(|(entries, _)| entries.iter().filter_map(|e| e.next_try_with(&retry)).min())
             .unwrap_or(None);
         let now = queue::now();
+        // Still due after the run: another runner holds it, or it was not tried (an
+        // account whose settings fail): not a reason to run again at once, and again.
         let sleep = match next {
-            Some(t) => Duration::from_secs(t.saturating_sub(now)),
-            None => MAX_SLEEP,
+            Some(t) if t > now => Duration::from_secs(t - now),
+            _ => MAX_SLEEP,
         };
-        // At least a tick: an entry another runner holds is due, but not ours to try.
         let mut left = sleep.clamp(TICK, MAX_SLEEP);
         while !stopping() && !left.is_zero() {
             let step = left.min(TICK);
