@@ -229,8 +229,9 @@ pub struct Sent {
 }
 
 /// Send one message over `session`, all or nothing; except that when the server limits the
-/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions,
-/// and what the earlier ones delivered stays delivered whatever becomes of the later ones.
+/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions
+/// ([`Session::deliver`]), and what the earlier ones delivered stays delivered whatever
+/// becomes of the later ones.
 pub fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Content) -> Result<Sent> {
     let done = session.deliver(env, source, Partial::AbortUnlessTooMany);
     let delivered: Vec<Option<Reply>> = (done.rcpts.iter())
