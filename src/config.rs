@@ -42,6 +42,9 @@ struct Section {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     defaults: BTreeMap<String, Value>,
+    /// Every value each key of `defaults` was given, in file order: the keys a tool reads
+    /// as a list of lines (mrelay's `route`), where `defaults` keeps the last.
+    lines: BTreeMap<String, Vec<Value>>,
     accounts: BTreeMap<String, Section>,
     /// The files that were read, in order.
     pub files: Vec<PathBuf>,
@@ -144,6 +147,10 @@ impl Config {
                         text: unquote(rest).map_err(|why| Error::new(Code::Config, &at, why))?,
                         origin: at.clone(),
                     };
+                    if current.is_none() {
+                        let all = self.lines.entry(key.to_string()).or_default();
+                        all.push(value.clone());
+                    }
                     let map = match &current {
                         None => &mut self.defaults,
                         Some(a) => match self.accounts.get_mut(a) {
@@ -174,6 +181,12 @@ impl Config {
     /// A key of the `defaults` section.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.defaults.get(key).map(|v| v.text.as_str())
+    }
+
+    /// Every value of a key of the `defaults` section, in the order of the files and
+    /// their lines (a key that is a list: one item a line).
+    pub fn all(&self, key: &str) -> &[Value] {
+        self.lines.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// The names of the configured accounts.
@@ -359,6 +372,30 @@ mod tests {
         assert_eq!(a.flag("tls").unwrap(), Some(true));
         assert_eq!(c.account(None).unwrap().get("port"), Some("587"));
         assert_eq!(a.value("port").unwrap().origin, "t:9");
+    }
+
+    #[test]
+    fn list_keys_keep_every_line_in_order() {
+        let mut c = Config::default();
+        c.parse(
+            "route a.test mx1\nroute * smart\naccount x\nroute b.test no\n",
+            "f",
+        )
+        .unwrap();
+        c.parse("defaults\nroute c.test mx3\n", "g").unwrap();
+        let all: Vec<(&str, &str)> = (c.all("route").iter())
+            .map(|v| (v.text.as_str(), v.origin.as_str()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("a.test mx1", "f:1"),
+                ("* smart", "f:2"),
+                ("c.test mx3", "g:2")
+            ]
+        );
+        assert_eq!(c.get("route"), Some("c.test mx3"));
+        assert!(c.all("nothing").is_empty());
     }
 
     #[test]

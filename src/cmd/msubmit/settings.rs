@@ -1,20 +1,20 @@
 //! msubmit's settings: sendmail's legacy command line rewritten for clap, the account chosen
 //! from the configuration, and command-line flags laid over its sending keys into client
-//! options.
+//! options (through [`crate::relay::account`], which mrelay shares).
 //!
 //! Which keys an account has, what they mean and their types are [`crate::account`]'s (msmtp's
 //! keys, so an msmtp account block works as it is); what is msubmit's here is which account a
 //! message goes through, and the order flag, then key, then default.
 
 use super::Args;
-use crate::account::{self, Account, Auth, Password, Send};
+use crate::account::{self, Account, Send};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::tls::{Level, Mode, Start, TlsOptions};
-use crate::smtp::client::{Credentials, Options, Timeouts};
+use crate::relay::{
+    self,
+    account::{Overrides, Server, usage_error},
+};
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// Short options that take a separate value: their next argument is never rewritten.
 const SHORT_WITH_VALUE: &[&str] = &["-f", "-r", "-F", "-N", "-R", "-V", "-a", "-C"];
@@ -120,24 +120,6 @@ pub fn refusal(opt: &str) -> Error {
     Error::new(Code::Usage, format!("option {opt}"), why)
 }
 
-/// Everything needed to reach the server of one account.
-pub struct Server {
-    /// The account name (`None`: defaults and flags only).
-    pub account: Option<String>,
-    /// The server's host name or address.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// Client options.
-    pub options: Options,
-    /// The log file.
-    pub log: Option<PathBuf>,
-    /// Log to syslog too.
-    pub syslog: bool,
-    /// Queue the message when the server refuses it for now.
-    pub queue_on_failure: bool,
-}
-
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
 /// account called `default`; else none (the `defaults` section and the flags).
 pub fn choose_account(
@@ -170,71 +152,27 @@ pub fn server(
     account: Option<String>,
     trace: Option<crate::smtp::client::Trace>,
 ) -> Result<Server> {
-    let acct = Account::resolve(cfg, account.as_deref())?;
-    let send = acct.send()?;
-    let security = match args.tls.as_deref() {
-        Some(words) => Mode::parse(words)
-            .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
-        // Without tls or --tls, TLS is required (account.rs).
-        None => send.tls.mode.unwrap_or(Mode::STARTTLS),
-    };
-    let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
-        Error::new(
-            Code::Config,
-            "no server",
-            format!(
-                "give --host or a host in the configuration (account {})",
-                account.as_deref().unwrap_or("defaults")
-            ),
-        )
-    })?;
-    let port = args
-        .port
-        .or(send.port)
-        .unwrap_or(match (security.level, security.start) {
-            (Level::None, _) => 25,
-            (_, Start::Implicit) => 465,
-            (_, Start::StartTls) => 587,
-        });
-    let fingerprint = match args.fingerprint.as_deref() {
-        Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
-        None => send.tls.options.fingerprint,
-    };
-    let tls = TlsOptions {
-        ca_file: args.ca_file.clone().or(send.tls.options.ca_file.clone()),
-        fingerprint,
-        server_name: (args.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
-    };
-    let timeouts = match args.timeout.or(send.timeout) {
-        Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
-        None => Timeouts::default(),
-    };
-    let auth = credentials(args, &send)?;
-    let helo = match (&args.helo, &send.domain) {
-        (Some(h), _) => account::ehlo_name(h).map_err(|why| usage_error("--helo", h, why))?,
-        (None, Some(d)) => d.clone(),
-        (None, None) => crate::message::stamp::fqdn(),
-    };
-    Ok(Server {
-        account,
-        host,
-        port,
-        options: Options {
-            tls: security,
-            trust: tls,
-            helo,
-            auth,
-            timeouts,
-            trace,
-        },
-        log: args.log.clone().or(acct.logfile),
-        syslog: args.syslog || acct.syslog,
-        queue_on_failure: args.queue_on_failure || send.queue_on_failure,
-    })
+    relay::account::server(cfg, account, &overrides(args), trace)
 }
 
-fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Error {
-    Error::new(Code::Usage, format!("{flag} {value:?}"), why)
+/// msubmit's flags that override an account's sending keys.
+fn overrides(args: &Args) -> Overrides {
+    Overrides {
+        host: args.host.clone(),
+        port: args.port,
+        tls: args.tls.clone(),
+        ca_file: args.ca_file.clone(),
+        fingerprint: args.fingerprint.clone(),
+        tls_server_name: args.tls_server_name.clone(),
+        user: args.user.clone(),
+        password_command: args.password_command.clone(),
+        auth: args.auth.clone(),
+        helo: args.helo.clone(),
+        timeout: args.timeout,
+        log: args.log.clone(),
+        syslog: args.syslog,
+        queue_on_failure: args.queue_on_failure,
+    }
 }
 
 /// DSN NOTIFY: `-N`, else the account's `dsn_notify` ([`account::dsn_notify`]).
@@ -251,52 +189,6 @@ pub fn dsn_return(flag: &Option<String>, send: &Send) -> Result<Option<String>> 
         Some(f) => account::dsn_return(f).map_err(|why| usage_error("-R", f, why)),
         None => Ok(send.dsn_return.clone()),
     }
-}
-
-/// The login: `--auth`, `--user` and `--password-command` over the account's keys. A user
-/// means AUTH unless `auth off`; `auth` without a user is an error, not a silent no-login.
-fn credentials(args: &Args, send: &Send) -> Result<Option<Credentials>> {
-    let auth = match args.auth.as_deref() {
-        Some(a) => Some(Auth::parse(a).ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                format!("auth {}", a.to_ascii_lowercase()),
-                "supported: on, off, plain, login, xoauth2",
-            )
-        })?),
-        None => send.auth,
-    };
-    let mechanism = match auth {
-        Some(Auth::Off) => return Ok(None),
-        Some(Auth::On(m)) => m,
-        None => None,
-    };
-    let Some(user) = args.user.clone().or(send.user.clone()) else {
-        if auth.is_some() {
-            return Err(Error::new(
-                Code::Config,
-                "auth",
-                "needs a user (--user or user in the configuration)",
-            ));
-        }
-        return Ok(None);
-    };
-    let password = match (&args.password_command, &send.password) {
-        (Some(cmd), _) => Password::Command(cmd.clone()),
-        (None, Some(p)) => p.clone(),
-        (None, None) => {
-            return Err(Error::new(
-                Code::Config,
-                format!("user {user}"),
-                "no password: give --password-command, or passwordeval in the configuration",
-            ));
-        }
-    };
-    Ok(Some(Credentials {
-        user,
-        secret: password.reveal()?,
-        mechanism,
-    }))
 }
 
 /// Check an envelope address given by the user: not an option, no control characters,
