@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The system-wide configuration file.
-pub const SYSTEM_FILE: &str = "/etc/mailpipe/config";
+const SYSTEM_FILE: &str = "/etc/mailpipe/config";
 
 /// A key's value with where it came from, for diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +236,7 @@ impl Config {
 
 /// The user's configuration file: `$XDG_CONFIG_HOME/mailpipe/config` or
 /// `~/.config/mailpipe/config`.
-pub fn user_file() -> Option<PathBuf> {
+fn user_file() -> Option<PathBuf> {
     config_dir().map(|d| d.join("config"))
 }
 

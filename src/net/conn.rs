@@ -459,7 +459,7 @@ pub struct Conn {
 /// The slowest DATA or BDAT content we wait for, in octets a second past the first
 /// `timeout` (Postfix's smtpd_min_data_rate). A per-read timeout alone lets a client keep a
 /// session, and with `--max-sessions` the server, for ever by sending a byte now and then.
-pub const MIN_DATA_RATE: u64 = 500;
+const MIN_DATA_RATE: u64 = 500;
 
 impl Conn {
     /// Wrap a transport.

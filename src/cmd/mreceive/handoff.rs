@@ -124,7 +124,7 @@ impl Handoff {
 /// How long mreceive lets the delivery commands of one message run: under the 10 minutes an SMTP client waits
 /// for the reply to the end of data (RFC 5321 §4.5.3.2.6), so the client hears our 451
 /// instead of timing out and sending the message again anyway.
-pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
+const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {

@@ -271,7 +271,7 @@ fn queue_dir(args: &Args, cfg: &Config) -> Result<PathBuf> {
 }
 
 /// The system queue, root's default.
-pub const SYSTEM_QUEUE: &str = "/var/spool/mailpipe/queue";
+const SYSTEM_QUEUE: &str = "/var/spool/mailpipe/queue";
 
 fn trace(verbose: bool) -> Option<Trace> {
     verbose.then(|| -> Trace {
