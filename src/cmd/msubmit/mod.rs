@@ -435,7 +435,7 @@ fn queue_envelope(
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
-        route: Route::Account(acct.name.clone()),
+        route: Route::account(acct.name.clone()),
         envelope,
         queued: queue::now(),
         requiretls: false,
@@ -446,7 +446,7 @@ fn queue_envelope(
 /// queues only account routes; [`Flush`] leaves the others alone.
 fn route_account(queued: &queue::Queued) -> Option<String> {
     match &queued.route {
-        Route::Account(account) => account.clone(),
+        Route::Account { name, .. } => name.clone(),
         _ => None,
     }
 }
@@ -669,7 +669,7 @@ fn list(dir: &Path) -> Result<()> {
         let v = &e.queued;
         let rcpts: Vec<&str> = v.envelope.rcpts.iter().map(|r| r.addr.as_str()).collect();
         let route = match &v.route {
-            Route::Account(a) => format!("account {}", a.as_deref().unwrap_or("-")),
+            Route::Account { name, .. } => format!("account {}", name.as_deref().unwrap_or("-")),
             other => format!("route {}", other.kind()),
         };
         writeln!(
@@ -775,7 +775,7 @@ struct Flush<'a> {
 
 impl Flush<'_> {
     fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {
-        let Route::Account(account) = &job.queued().route else {
+        let Route::Account { name: account, .. } = &job.queued().route else {
             run::warn(format_args!(
                 "{}: a message for route {}, not msubmit's: left in the queue",
                 job.id(),

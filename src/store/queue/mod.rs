@@ -45,7 +45,7 @@
 mod format;
 mod run;
 
-pub use format::{Local, Queued, RcptState, Route, Status, VERSION};
+pub use format::{Local, Queued, RcptState, Route, ServerFlags, Status, VERSION};
 pub use run::{Attempt, Job, Report, Verdict};
 
 use crate::exit::{Code, Context, Error, Result};
