@@ -21,6 +21,7 @@ mod bs;
 mod dead_letter;
 mod log;
 mod message;
+mod route;
 mod settings;
 
 use crate::account::Account;
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 /// (SMTP submission with STARTTLS or implicit TLS, and SASL AUTH), like msmtp, with the
 /// command line of sendmail(8), so cron, git send-email, mutt, mailx and PHP's mail() can use
 /// it as /usr/sbin/sendmail.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "msubmit",
     version,
@@ -435,7 +436,7 @@ fn queue_envelope(
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
-        route: Route::account(acct.name.clone()),
+        route: route::record(args, acct.name.clone()),
         envelope,
         queued: queue::now(),
         requiretls: false,
@@ -716,7 +717,8 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let mut f = Flush {
         args,
         cfg,
-        account: None,
+        route: None,
+        overruled: false,
         server: None,
         session: None,
         down: None,
@@ -757,12 +759,16 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
 }
 
 /// msubmit's sender for the queue runner: each message as one submission, all or nothing,
-/// over one connection per account (the runner hands over an account's messages in a row).
+/// by its own route ([`route`]), over one connection per route (the runner hands over a
+/// route's messages in a row).
 struct Flush<'a> {
     args: &'a Args,
     cfg: &'a Config,
-    /// The account of the messages in hand.
-    account: Option<Option<String>>,
+    /// The route of the messages in hand: the account and the flags they were queued with.
+    route: Option<(Option<String>, queue::ServerFlags)>,
+    /// Whether the user was told that the flush's server flags are not used for a message
+    /// queued with its own.
+    overruled: bool,
     /// Its server settings; `None` when they failed (its messages are not tried).
     server: Option<settings::Server>,
     /// The connection to it.
@@ -775,7 +781,7 @@ struct Flush<'a> {
 
 impl Flush<'_> {
     fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {
-        let Route::Account { name: account, .. } = &job.queued().route else {
+        let Route::Account { name, flags } = &job.queued().route else {
             run::warn(format_args!(
                 "{}: a message for route {}, not msubmit's: left in the queue",
                 job.id(),
@@ -783,14 +789,25 @@ impl Flush<'_> {
             ));
             return None;
         };
-        if self.account.as_ref() != Some(account) {
+        let route = (name.clone(), (**flags).clone());
+        if self.route.as_ref() != Some(&route) {
             if let Some(s) = self.session.take() {
                 s.quit();
             }
-            self.account = Some(account.clone());
+            self.route = Some(route);
             self.down = None;
             let trace = trace(self.args.verbose);
-            self.server = match settings::server(self.args, self.cfg, account.clone(), trace) {
+            let args = route::args_for(self.args, flags);
+            let given = route::flags(self.args);
+            if !(flags.is_empty() || given.is_empty() || self.overruled) {
+                self.overruled = true;
+                run::warn(format_args!(
+                    "flush: {} not used for messages queued with server flags of their own \
+                     (they go by those; --list shows them)",
+                    route::describe(&given)
+                ));
+            }
+            self.server = match settings::server(&args, self.cfg, name.clone(), trace) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     run::warn(&e);
