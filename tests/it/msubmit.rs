@@ -1529,3 +1529,55 @@ fn a_flushs_server_flags_apply_only_to_messages_queued_without_their_own() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_queue_listing_shows_each_messages_route() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        &t.path().join(".config/mailpipe/config"),
+        "account work\nhost smtp.work.test\nport 2587\nfrom me@work.test\n",
+    );
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for args in [
+        &["-a", "work"][..],
+        &[
+            "-a",
+            "work",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "2525",
+            "--tls",
+            "none",
+            "--password-command",
+            "pass show mail",
+        ],
+    ] {
+        let out = run(
+            msubmit(t.path())
+                .args(args)
+                .args(["--queue-dir", q, "--queue", "b@b.test"]),
+            b"Subject: x\n\nx\n",
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let routes: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("  route: "))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "  route: smtp.work.test:2587",
+            "  route: 127.0.0.1:2525, queued with --host 127.0.0.1 --port 2525 --tls none \
+             --password-command 'pass show mail'",
+        ],
+        "{listing}"
+    );
+    assert_eq!(listing.matches("account work").count(), 2, "{listing}");
+}

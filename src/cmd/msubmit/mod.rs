@@ -219,7 +219,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     let queue_dir = || queue_dir(&args, &cfg);
     if args.list {
-        return list(&queue_dir()?);
+        return list(&args, &cfg, &queue_dir()?);
     }
     if args.flush {
         return flush(&args, &cfg, &queue_dir()?);
@@ -641,7 +641,9 @@ fn worst(mut refusals: Vec<Refusal>) -> Option<Failure> {
     })
 }
 
-fn list(dir: &Path) -> Result<()> {
+/// List the queue: each message with its envelope, its route (where a flush run with
+/// `args` sends it, [`route`]) and what became of its recipients.
+fn list(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
     let (entries, errors) = q.list()?;
     let (failed, failed_errors) = q.failed()?;
@@ -684,6 +686,20 @@ fn list(dir: &Path) -> Result<()> {
             rcpts.join(", ")
         )
         .map_err(w)?;
+        if let Route::Account { name, flags } = &v.route {
+            // Where it goes, and the flags it was queued with (what it goes by besides its
+            // account); a server that cannot be told (the account is gone) says why.
+            let via = route::args_for(args, flags);
+            let server = match settings::address(&via, cfg, name.as_deref()) {
+                Ok(address) => address,
+                Err(e) => format!("unknown ({e})"),
+            };
+            let queued_with = match flags.is_empty() {
+                true => String::new(),
+                false => format!(", queued with {}", route::describe(flags)),
+            };
+            writeln!(out, "  route: {server}{queued_with}").map_err(w)?;
+        }
         // Recipients done while others are not (the rest of a split transaction).
         for (addr, st) in rcpts.iter().zip(&e.rcpts) {
             match st.status {

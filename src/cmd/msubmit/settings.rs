@@ -172,30 +172,7 @@ pub fn server(
 ) -> Result<Server> {
     let acct = Account::resolve(cfg, account.as_deref())?;
     let send = acct.send()?;
-    let security = match args.tls.as_deref() {
-        Some(words) => Mode::parse(words)
-            .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
-        // Without tls or --tls, TLS is required (account.rs).
-        None => send.tls.mode.unwrap_or(Mode::STARTTLS),
-    };
-    let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
-        Error::new(
-            Code::Config,
-            "no server",
-            format!(
-                "give --host or a host in the configuration (account {})",
-                account.as_deref().unwrap_or("defaults")
-            ),
-        )
-    })?;
-    let port = args
-        .port
-        .or(send.port)
-        .unwrap_or(match (security.level, security.start) {
-            (Level::None, _) => 25,
-            (_, Start::Implicit) => 465,
-            (_, Start::StartTls) => 587,
-        });
+    let (security, host, port) = endpoint(args, &send, account.as_deref())?;
     let fingerprint = match args.fingerprint.as_deref() {
         Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
         None => send.tls.options.fingerprint,
@@ -230,6 +207,47 @@ pub fn server(
         log: args.log.clone().or(acct.logfile),
         syslog: args.syslog || acct.syslog,
         queue_on_failure: args.queue_on_failure || send.queue_on_failure,
+    })
+}
+
+/// The TLS mode, host and port of the server: the flags over the account's keys, else the
+/// defaults (STARTTLS, required; the port of the mode).
+fn endpoint(args: &Args, send: &Send, account: Option<&str>) -> Result<(Mode, String, u16)> {
+    let security = match args.tls.as_deref() {
+        Some(words) => Mode::parse(words)
+            .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
+        // Without tls or --tls, TLS is required (account.rs).
+        None => send.tls.mode.unwrap_or(Mode::STARTTLS),
+    };
+    let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
+        Error::new(
+            Code::Config,
+            "no server",
+            format!(
+                "give --host or a host in the configuration (account {})",
+                account.unwrap_or("defaults")
+            ),
+        )
+    })?;
+    let port = args
+        .port
+        .or(send.port)
+        .unwrap_or(match (security.level, security.start) {
+            (Level::None, _) => 25,
+            (_, Start::Implicit) => 465,
+            (_, Start::StartTls) => 587,
+        });
+    Ok((security, host, port))
+}
+
+/// Where the server of `account` with the flags `args` is, as `host:port`, without
+/// contacting it or running a password command (for `--list`).
+pub fn address(args: &Args, cfg: &Config, account: Option<&str>) -> Result<String> {
+    let send = Account::resolve(cfg, account)?.send()?;
+    let (_, host, port) = endpoint(args, &send, account)?;
+    Ok(match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
     })
 }
 
