@@ -20,7 +20,7 @@ use crate::smtp::Reply;
 use crate::smtp::client::{
     self, Content, Credentials, Envelope, Options, Partial, Refusal, Session, Timeouts, Trace,
 };
-use crate::store::queue::{self, Attempt, Route, Verdict};
+use crate::store::queue::{self, Attempt, Route, ServerFlags, Verdict};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,15 +75,46 @@ pub struct Server {
     pub queue_on_failure: bool,
 }
 
-/// Lay `over` over the sending keys of `account` and build the client options.
-pub fn server(
-    cfg: &Config,
-    account: Option<String>,
+impl Overrides {
+    /// The overrides a queued message recorded (`store::queue::ServerFlags`): the server
+    /// flags it was queued with, and nothing of the runner's own.
+    pub fn from_flags(flags: &ServerFlags) -> Overrides {
+        let f = flags.clone();
+        Overrides {
+            host: f.host,
+            port: f.port,
+            tls: f.tls,
+            ca_file: f.ca_file,
+            fingerprint: f.fingerprint,
+            tls_server_name: f.tls_server_name,
+            user: f.user,
+            password_command: f.password_command,
+            auth: f.auth,
+            helo: f.helo,
+            timeout: f.timeout,
+            ..Overrides::default()
+        }
+    }
+}
+
+/// Where the server of `account` with `over` is, as `host:port`, without contacting it or
+/// running a password command (for a queue listing).
+pub fn address(cfg: &Config, account: Option<&str>, over: &Overrides) -> Result<String> {
+    let send = Account::resolve(cfg, account)?.send()?;
+    let (_, host, port) = endpoint(over, &send, account)?;
+    Ok(match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    })
+}
+
+/// The TLS mode, host and port: the overrides over the account's keys, else the defaults
+/// (STARTTLS, required; the port of the mode).
+fn endpoint(
     over: &Overrides,
-    trace: Option<Trace>,
-) -> Result<Server> {
-    let acct = Account::resolve(cfg, account.as_deref())?;
-    let send = acct.send()?;
+    send: &account::Send,
+    account: Option<&str>,
+) -> Result<(Mode, String, u16)> {
     let security = match over.tls.as_deref() {
         Some(words) => Mode::parse(words)
             .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
@@ -96,7 +127,7 @@ pub fn server(
             "no server",
             format!(
                 "give --host or a host in the configuration (account {})",
-                account.as_deref().unwrap_or("defaults")
+                account.unwrap_or("defaults")
             ),
         )
     })?;
@@ -108,6 +139,19 @@ pub fn server(
             (_, Start::Implicit) => 465,
             (_, Start::StartTls) => 587,
         });
+    Ok((security, host, port))
+}
+
+/// Lay `over` over the sending keys of `account` and build the client options.
+pub fn server(
+    cfg: &Config,
+    account: Option<String>,
+    over: &Overrides,
+    trace: Option<Trace>,
+) -> Result<Server> {
+    let acct = Account::resolve(cfg, account.as_deref())?;
+    let send = acct.send()?;
+    let (security, host, port) = endpoint(over, &send, account.as_deref())?;
     let fingerprint = match over.fingerprint.as_deref() {
         Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
         None => send.tls.options.fingerprint,
@@ -262,19 +306,24 @@ pub fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Content) 
 /// What the caller does with the result of each message (its log).
 type Logged<'a> = dyn FnMut(&Server, &Envelope, &Result<Sent>) + 'a;
 
+/// How a [`Flush`] finds the server of an account route: its account (`None`: the
+/// defaults) and the server flags it was queued with.
+type ServerFor<'a> = dyn FnMut(Option<String>, &ServerFlags) -> Result<Server> + 'a;
+
 /// The queue runner's sender for account routes: each message as one submission, all or
 /// nothing, over one connection per account (the runner hands over an account's messages
 /// in a row). What it has to say goes to its caller's functions: the server of an account
 /// (the caller's flags over the keys), the log of each message, a warning.
 pub struct Flush<'a> {
-    /// The server of an account (`None`: the defaults).
-    server_for: Box<dyn FnMut(Option<String>) -> Result<Server> + 'a>,
+    /// The server of an account route (`None`: the defaults) with the server flags it was
+    /// queued with.
+    server_for: Box<ServerFor<'a>>,
     /// Called after each message with its result (the tool's log).
     logged: Box<Logged<'a>>,
     /// A diagnostic for the user.
     warn: Box<dyn Fn(&str) + 'a>,
-    /// The account of the messages in hand.
-    account: Option<Option<String>>,
+    /// The route of the messages in hand: the account and the flags they were queued with.
+    account: Option<(Option<String>, ServerFlags)>,
     /// Its server settings; `None` when they failed (its messages are not tried).
     server: Option<Server>,
     /// The connection to it.
@@ -288,7 +337,7 @@ pub struct Flush<'a> {
 impl<'a> Flush<'a> {
     /// A sender with these functions.
     pub fn new(
-        server_for: impl FnMut(Option<String>) -> Result<Server> + 'a,
+        server_for: impl FnMut(Option<String>, &ServerFlags) -> Result<Server> + 'a,
         logged: impl FnMut(&Server, &Envelope, &Result<Sent>) + 'a,
         warn: impl Fn(&str) + 'a,
     ) -> Flush<'a> {
@@ -328,14 +377,15 @@ impl<'a> Flush<'a> {
     /// Send one job of an account route; `None` (untried) for any other route, or when the
     /// account's settings fail.
     pub fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {
-        let Route::Account(account) = &job.queued().route else {
+        let Route::Account { name, flags } = &job.queued().route else {
             return None;
         };
-        if self.account.as_ref() != Some(account) {
+        let route = (name.clone(), (**flags).clone());
+        if self.account.as_ref() != Some(&route) {
             self.quit();
-            self.account = Some(account.clone());
+            self.account = Some(route);
             self.down = None;
-            self.server = match (self.server_for)(account.clone()) {
+            self.server = match (self.server_for)(name.clone(), flags) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     (self.warn)(&e.to_string());

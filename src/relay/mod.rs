@@ -258,7 +258,14 @@ impl<'a> Relay<'a> {
         let trace = settings.trace.clone();
         let w = warn.clone();
         let account = account::Flush::new(
-            move |name| account::server(&cfg, name, &Default::default(), trace.clone()),
+            move |name, flags| {
+                account::server(
+                    &cfg,
+                    name,
+                    &account::Overrides::from_flags(flags),
+                    trace.clone(),
+                )
+            },
             |_, _, _| {},
             move |text| w(text),
         );
@@ -297,7 +304,7 @@ impl<'a> Relay<'a> {
         let env = &queued.envelope;
         let rcpts = job.rcpts();
         let outcomes: Vec<Outcome> = match &queued.route {
-            Route::Account(name) => {
+            Route::Account { name, .. } => {
                 let relay = format!("account:{}", name.as_deref().unwrap_or("default"));
                 let attempts = self.account.send(job)?;
                 attempts

@@ -204,19 +204,18 @@ fn a_lone_dot_never_ends_the_message_in_any_input_mode() {
     arrived_whole(&fake, DOTS);
     fake.accepted.lock().unwrap().clear();
 
-    // Queued after a failure (nothing listens on `down`), then flushed.
+    // Queued after a failure (nothing listens on `down`), then flushed to the server that
+    // came up there (the route the message was queued with).
     let down = free_port();
     let out = run(
         plain(t.path(), down).args(["--queue-dir", q, "--queue-on-failure", "-t"]),
         &lf,
     );
     fails(&out, 0, "queued as");
-    let out = run(
-        plain(t.path(), port).args(["--queue-dir", q, "--flush"]),
-        b"",
-    );
+    let up = Fake::start_at(down, Script::default());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--flush"]), b"");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    arrived_whole(&fake, DOTS);
+    arrived_whole(&up, DOTS);
 }
 
 #[test]
@@ -982,15 +981,14 @@ fn queue_on_failure_keeps_temporary_failures_only() {
     );
     fails(&out, 67, "550 5.1.1");
     assert_eq!(files(&qdir.join("new")).len(), 1);
-    // The queued one goes out with the next flush.
-    let out = run(
-        plain(t.path(), fake.port()).args(["--queue-dir", q, "--flush"]),
-        b"",
-    );
+    // The queued one goes out with the next flush, to the server it was queued for.
+    let up = Fake::start_at(down, Script::default());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--flush"]), b"");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let accepted = fake.accepted.lock().unwrap().clone();
+    let accepted = up.accepted.lock().unwrap().clone();
     assert_eq!(accepted.len(), 1);
     assert!(String::from_utf8_lossy(&accepted[0]).contains("Subject: later"));
+    assert!(fake.accepted.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -1311,4 +1309,276 @@ fn a_message_neither_sent_nor_queued_is_saved_to_dead_letter() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The only queued entry file in `qdir`, as text.
+fn only_entry(qdir: &Path) -> String {
+    let new = files(&qdir.join("new"));
+    assert_eq!(new.len(), 1, "expected one queued message");
+    std::fs::read_to_string(&new[0]).unwrap()
+}
+
+/// What a client logged in with, from the fake's log: base64 of AUTH PLAIN's `\0user\0pass`.
+fn auth_plain(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+    format!("AUTH PLAIN {b64}")
+}
+
+/// A fake that offers AUTH (over clear text, which `tls off`/`--tls none` allows).
+fn auth_script() -> Script {
+    Script {
+        ehlo: "250-fake.test\r\n250 AUTH PLAIN\r\n",
+        ..Script::default()
+    }
+}
+
+#[test]
+fn a_message_queued_for_a_host_is_flushed_to_that_host_not_the_default_accounts() {
+    // Issue 8 item 5: queued with --host and --port after a failure, a plain flush sent it
+    // through the default account to another server.
+    let t = tempfile::tempdir().unwrap();
+    let default = Fake::start(Script::default());
+    write(
+        &t.path().join(".config/mailpipe/config"),
+        &format!(
+            "account default\nhost 127.0.0.1\nport {}\ntls off\n",
+            default.port()
+        ),
+    );
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let there = free_port();
+    let out = run(
+        msubmit(t.path()).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &there.to_string(),
+            "--helo",
+            "queued.test",
+            "--timeout",
+            "5",
+            "--queue-on-failure",
+            "--queue-dir",
+            q,
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"Subject: for there\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    let entry = only_entry(&qdir);
+    for line in [
+        "route.account default\n",
+        "route.host 127.0.0.1\n",
+        &format!("route.port {there}\n"),
+        "route.helo queued.test\n",
+        "route.timeout 5\n",
+    ] {
+        assert!(entry.contains(line), "{line:?} not in {entry}");
+    }
+    let up = Fake::start_at(there, Script::default());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--flush"]), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(up.accepted.lock().unwrap().len(), 1, "{}", up.log_text());
+    assert!(
+        up.log_text().contains("EHLO queued.test"),
+        "{}",
+        up.log_text()
+    );
+    assert!(default.log_text().is_empty(), "{}", default.log_text());
+    assert!(files(&qdir.join("new")).is_empty());
+}
+
+#[test]
+fn a_password_command_given_when_queued_logs_in_at_the_flush_and_only_the_command_is_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let default = Fake::start(auth_script());
+    write(
+        &t.path().join(".config/mailpipe/config"),
+        &format!(
+            "account default\nhost 127.0.0.1\nport {}\ntls off\nuser acct\npassword acct-pw\n",
+            default.port()
+        ),
+    );
+    let pwfile = write(&t.path().join("pw"), "s3cret-from-command\n");
+    let command = format!("cat {}", pwfile.display());
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let there = free_port();
+    let out = run(
+        msubmit(t.path()).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &there.to_string(),
+            "--user",
+            "queued-user",
+            "--password-command",
+            &command,
+            "--queue-on-failure",
+            "--queue-dir",
+            q,
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"Subject: login\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    let entry = only_entry(&qdir);
+    assert!(entry.contains("route.user queued-user\n"), "{entry}");
+    assert!(
+        entry.contains(&format!("route.password-command {command}\n")),
+        "{entry}"
+    );
+    assert!(!entry.contains("s3cret"), "{entry}");
+    let up = Fake::start_at(there, auth_script());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--flush"]), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = up.log_text();
+    assert!(
+        log.contains(&auth_plain("queued-user", "s3cret-from-command")),
+        "{log}"
+    );
+    assert_eq!(up.accepted.lock().unwrap().len(), 1);
+    assert!(default.log_text().is_empty(), "{}", default.log_text());
+}
+
+#[test]
+fn an_accounts_password_is_never_queued_and_is_read_from_the_account_at_the_flush() {
+    let t = tempfile::tempdir().unwrap();
+    let config = t.path().join(".config/mailpipe/config");
+    let default = Fake::start(auth_script());
+    let account = |password: &str| {
+        format!(
+            "account default\nhost 127.0.0.1\nport {}\ntls off\nuser acct\npassword {password}\n",
+            default.port()
+        )
+    };
+    write(&config, &account("old-secret-pw"));
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let there = free_port();
+    let out = run(
+        msubmit(t.path()).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &there.to_string(),
+            "--queue-on-failure",
+            "--queue-dir",
+            q,
+            "-f",
+            "a@a.test",
+            "b@b.test",
+        ]),
+        b"Subject: login\n\nx\n",
+    );
+    fails(&out, 0, "queued as");
+    // The password was read (the settings were made) but is nowhere in the queue.
+    let entry = only_entry(&qdir);
+    assert!(entry.contains("route.host 127.0.0.1\n"), "{entry}");
+    assert!(!entry.contains("secret-pw"), "{entry}");
+    assert!(!entry.contains("password"), "{entry}");
+    for f in files(&qdir.join("state")) {
+        assert!(!std::fs::read_to_string(f).unwrap().contains("secret-pw"));
+    }
+    // The flush logs in with the account's password as it is then.
+    write(&config, &account("new-secret-pw"));
+    let up = Fake::start_at(there, auth_script());
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--flush"]), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = up.log_text();
+    assert!(log.contains(&auth_plain("acct", "new-secret-pw")), "{log}");
+    assert!(default.log_text().is_empty(), "{}", default.log_text());
+}
+
+#[test]
+fn a_flushs_server_flags_apply_only_to_messages_queued_without_their_own() {
+    let t = tempfile::tempdir().unwrap();
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    let own = Fake::start(Script::default());
+    let flush = Fake::start(Script::default());
+    let queue = |c: &mut Command, subject: &str| {
+        let out = run(
+            c.args(["--queue-dir", q, "--queue", "-f", "a@a.test", "b@b.test"]),
+            format!("Subject: {subject}\n\nx\n").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    queue(&mut plain(t.path(), own.port()), "own route");
+    queue(&mut msubmit(t.path()), "no route");
+    let out = run(
+        plain(t.path(), flush.port()).args(["--queue-dir", q, "--flush"]),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let subjects = |fake: &Fake| -> Vec<String> {
+        (fake.messages().iter())
+            .filter_map(|m| header_value(m, "Subject"))
+            .collect()
+    };
+    assert_eq!(subjects(&own), ["own route"]);
+    assert_eq!(subjects(&flush), ["no route"]);
+    assert!(
+        stderr(&out).contains("not used for messages queued with server flags of their own"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_queue_listing_shows_each_messages_route() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        &t.path().join(".config/mailpipe/config"),
+        "account work\nhost smtp.work.test\nport 2587\nfrom me@work.test\n",
+    );
+    let qdir = t.path().join("queue");
+    let q = qdir.to_str().unwrap();
+    for args in [
+        &["-a", "work"][..],
+        &[
+            "-a",
+            "work",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "2525",
+            "--tls",
+            "none",
+            "--password-command",
+            "pass show mail",
+        ],
+    ] {
+        let out = run(
+            msubmit(t.path())
+                .args(args)
+                .args(["--queue-dir", q, "--queue", "b@b.test"]),
+            b"Subject: x\n\nx\n",
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let out = run(msubmit(t.path()).args(["--queue-dir", q, "--list"]), b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let routes: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("  route: "))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "  route: smtp.work.test:2587",
+            "  route: 127.0.0.1:2525, queued with --host 127.0.0.1 --port 2525 --tls none \
+             --password-command 'pass show mail'",
+        ],
+        "{listing}"
+    );
+    assert_eq!(listing.matches("account work").count(), 2, "{listing}");
 }

@@ -107,7 +107,7 @@ impl Handoff {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
         let queued = queue::Queued {
-            route: queue::Route::Account(None),
+            route: queue::Route::account(None),
             envelope: Envelope {
                 size: Some(msg.len()),
                 ..envelope.clone()

@@ -21,6 +21,7 @@ mod bs;
 mod dead_letter;
 mod log;
 mod message;
+mod route;
 mod settings;
 
 use crate::account::Account;
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 /// (SMTP submission with STARTTLS or implicit TLS, and SASL AUTH), like msmtp, with the
 /// command line of sendmail(8), so cron, git send-email, mutt, mailx and PHP's mail() can use
 /// it as /usr/sbin/sendmail.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "msubmit",
     version,
@@ -219,7 +220,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     let queue_dir = || queue_dir(&args, &cfg);
     if args.list {
-        return list(&queue_dir()?);
+        return list(&args, &cfg, &queue_dir()?);
     }
     if args.flush {
         return flush(&args, &cfg, &queue_dir()?);
@@ -436,7 +437,7 @@ fn queue_envelope(
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
-        route: Route::Account(acct.name.clone()),
+        route: route::record(args, acct.name.clone()),
         envelope,
         queued: queue::now(),
         requiretls: false,
@@ -447,7 +448,7 @@ fn queue_envelope(
 /// queues only account routes; [`Flush`] leaves the others alone.
 fn route_account(queued: &queue::Queued) -> Option<String> {
     match &queued.route {
-        Route::Account(account) => account.clone(),
+        Route::Account { name, .. } => name.clone(),
         _ => None,
     }
 }
@@ -586,7 +587,9 @@ fn worst(mut refusals: Vec<Refusal>) -> Option<Failure> {
     })
 }
 
-fn list(dir: &Path) -> Result<()> {
+/// List the queue: each message with its envelope, its route (where a flush run with
+/// `args` sends it, [`route`]) and what became of its recipients.
+fn list(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
     let (entries, errors) = q.list()?;
     let (failed, failed_errors) = q.failed()?;
@@ -615,7 +618,7 @@ fn list(dir: &Path) -> Result<()> {
         let v = &e.queued;
         let rcpts: Vec<&str> = v.envelope.rcpts.iter().map(|r| r.addr.as_str()).collect();
         let route = match &v.route {
-            Route::Account(a) => format!("account {}", a.as_deref().unwrap_or("-")),
+            Route::Account { name, .. } => format!("account {}", name.as_deref().unwrap_or("-")),
             other => format!("route {}", other.kind()),
         };
         writeln!(
@@ -629,6 +632,20 @@ fn list(dir: &Path) -> Result<()> {
             rcpts.join(", ")
         )
         .map_err(w)?;
+        if let Route::Account { name, flags } = &v.route {
+            // Where it goes, and the flags it was queued with (what it goes by besides its
+            // account); a server that cannot be told (the account is gone) says why.
+            let via = route::args_for(args, flags);
+            let server = match settings::address(&via, cfg, name.as_deref()) {
+                Ok(address) => address,
+                Err(e) => format!("unknown ({e})"),
+            };
+            let queued_with = match flags.is_empty() {
+                true => String::new(),
+                false => format!(", queued with {}", route::describe(flags)),
+            };
+            writeln!(out, "  route: {server}{queued_with}").map_err(w)?;
+        }
         // Recipients done while others are not (the rest of a split transaction).
         for (addr, st) in rcpts.iter().zip(&e.rcpts) {
             match st.status {
@@ -659,13 +676,26 @@ fn list(dir: &Path) -> Result<()> {
 /// [`Flush`] sends.
 fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
+    let overruled = std::cell::Cell::new(false);
+    let given = route::flags(args);
     let mut f = account::Flush::new(
-        |account| settings::server(args, cfg, account, trace(args.verbose)),
+        // Each message by its own route (route.rs): the flags it was queued with, if any.
+        |name, flags: &queue::ServerFlags| {
+            if !(flags.is_empty() || given.is_empty() || overruled.replace(true)) {
+                run::warn(format_args!(
+                    "flush: {} not used for messages queued with server flags of their own \
+                     (they go by those; --list shows them)",
+                    route::describe(&given)
+                ));
+            }
+            let args = route::args_for(args, flags);
+            settings::server(&args, cfg, name, trace(args.verbose))
+        },
         log::log,
         |text| run::warn(text),
     );
     let report = q.run(queue::now(), |job| {
-        if !matches!(job.queued().route, Route::Account(_)) {
+        if !matches!(job.queued().route, Route::Account { .. }) {
             run::warn(format_args!(
                 "{}: a message for route {}, not msubmit's: left in the queue",
                 job.id(),

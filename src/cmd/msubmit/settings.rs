@@ -155,6 +155,12 @@ pub fn server(
     relay::account::server(cfg, account, &overrides(args), trace)
 }
 
+/// Where the server of `account` with the flags `args` is, as `host:port`, without
+/// contacting it or running a password command (for `--list`).
+pub fn address(args: &Args, cfg: &Config, account: Option<&str>) -> Result<String> {
+    relay::account::address(cfg, account, &overrides(args))
+}
+
 /// msubmit's flags that override an account's sending keys.
 fn overrides(args: &Args) -> Overrides {
     Overrides {

@@ -24,11 +24,39 @@
 //! ```
 //!
 //! `notify` and `orcpt` belong to the `rcpt` line above them. The route is `route account`
-//! (msubmit: `route.account NAME`, or none for the defaults and the command line),
-//! `route mx` (mrelay), or `route local` with `route.maildirs BASE` or `route.command CMD`;
-//! what a route needs more (an account's host, port, TLS settings, user, how to get the
-//! password, never the password) grows as more `route.*` lines. `requiretls 1` is the
-//! REQUIRETLS flag (RFC 8689 §4), kept with the message until a sender honours it.
+//! (msubmit's), `route mx` (mrelay), or `route local` with `route.maildirs BASE` or
+//! `route.command CMD`. `requiretls 1` is the REQUIRETLS flag (RFC 8689 §4), kept with the
+//! message until a sender honours it.
+//!
+//! An account route is the account (`route.account NAME`; none: the `defaults` section)
+//! and the server flags msubmit was given when it queued the message, one line each, named
+//! after the flag, its value as given (the flush checks it as it checks its own flags):
+//!
+//! ```text
+//! route account
+//! route.account work
+//! route.host mail.example.net
+//! route.port 2525
+//! route.tls implicit,verify
+//! route.ca-file /etc/ssl/example.pem
+//! route.fingerprint 3F:1A:...
+//! route.tls-server-name smtp.example.net
+//! route.helo client.example.org
+//! route.auth plain
+//! route.user me@example.net
+//! route.password-command pass show mail/example
+//! route.timeout 30
+//! ```
+//!
+//! What has no line is the account's, read when the message is sent: so how the password is
+//! obtained is either the command recorded here or the account's `passwordeval` or
+//! `password`; the password itself is never written (msubmit takes none on its command line,
+//! where ps(1) would show it). [`ServerFlags`] is the record, and has no place for one. An
+//! account route without any flag line (queued through the account alone, by mreceive, or
+//! before flags were recorded) takes the flags of the flush instead, as every entry did
+//! before; one with any goes by its own alone (msubmit's `route.rs` says why). A reader of
+//! format 2 follows each of these lines; a flag line it did not know would send the message
+//! by another route than the one it was queued with, so a new one comes with a new version.
 //!
 //! A reader ignores keys it does not know, so a downgrade still sends. A key that must not
 //! be ignored (one that makes sending stricter, or a route a reader cannot follow) comes
@@ -88,9 +116,15 @@ const MAX_ENVELOPE: u64 = 1 << 20;
 /// How an entry leaves: through which kind of next hop, with what it needs to get there.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Route {
-    /// To the server of a configuration account (msubmit): its name, or `None` for the
-    /// defaults and the command line of the flush.
-    Account(Option<String>),
+    /// To the server of a configuration account (msubmit's `--flush` sends it).
+    Account {
+        /// The account's name; `None` for the `defaults` section alone.
+        name: Option<String>,
+        /// The server flags msubmit was given over the account's keys when it queued the
+        /// message; none (queued without, or before they were recorded): the flags of the
+        /// flush, as before. Boxed: most routes have none.
+        flags: Box<ServerFlags>,
+    },
     /// To the recipients' domains' mail exchangers (mrelay).
     Mx,
     /// Delivered on this host.
@@ -99,7 +133,118 @@ pub enum Route {
 
 impl Default for Route {
     fn default() -> Route {
-        Route::Account(None)
+        Route::account(None)
+    }
+}
+
+/// msubmit's command-line settings of the server an account route goes to, as given (text
+/// where the flag is text: the sender checks each as it checks its own flags). `None` where
+/// the flag was not given, and the account's key applies.
+///
+/// A password has no place here: a route records how the password is obtained (a command),
+/// never the password. A flag added to msubmit for the server (a source address, a proxy,
+/// a client certificate) is recorded here, as one more `route.*` line, with a new format
+/// version (the module header); the same settings as account keys need nothing here (the
+/// account is read when the message is sent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerFlags {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--tls`, its words.
+    pub tls: Option<String>,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+    /// `--fingerprint`, as given.
+    pub fingerprint: Option<String>,
+    /// `--tls-server-name`.
+    pub tls_server_name: Option<String>,
+    /// `--helo`.
+    pub helo: Option<String>,
+    /// `--auth`, its word.
+    pub auth: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--password-command`: a command, not a secret (the command line showed it already).
+    pub password_command: Option<String>,
+    /// `--timeout`, in seconds.
+    pub timeout: Option<u64>,
+}
+
+impl ServerFlags {
+    /// No flag given: the route is the account's alone.
+    pub fn is_empty(&self) -> bool {
+        *self == ServerFlags::default()
+    }
+
+    /// Each flag given, as its `route.*` key and value, in the order written.
+    pub fn lines(&self) -> Result<Vec<(&'static str, String)>> {
+        let ServerFlags {
+            host,
+            port,
+            tls,
+            ca_file,
+            fingerprint,
+            tls_server_name,
+            helo,
+            auth,
+            user,
+            password_command,
+            timeout,
+        } = self;
+        let ca_file = match ca_file {
+            Some(p) => Some(p.to_str().map(str::to_string).ok_or_else(|| {
+                Error::new(
+                    Code::DataErr,
+                    format!("queue route.ca-file {}", p.display()),
+                    "not UTF-8",
+                )
+            })?),
+            None => None,
+        };
+        let all = [
+            ("route.host", host.clone()),
+            ("route.port", port.map(|p| p.to_string())),
+            ("route.tls", tls.clone()),
+            ("route.ca-file", ca_file),
+            ("route.fingerprint", fingerprint.clone()),
+            ("route.tls-server-name", tls_server_name.clone()),
+            ("route.helo", helo.clone()),
+            ("route.auth", auth.clone()),
+            ("route.user", user.clone()),
+            ("route.password-command", password_command.clone()),
+            ("route.timeout", timeout.map(|t| t.to_string())),
+        ];
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// The flags of an account route's `route.*` lines; `Err` names a number that is none.
+    fn parse(details: &BTreeMap<String, String>) -> std::result::Result<ServerFlags, String> {
+        let get = |k: &str| details.get(k).cloned();
+        fn num<T: std::str::FromStr>(
+            k: &str,
+            v: Option<String>,
+        ) -> std::result::Result<Option<T>, String> {
+            v.map(|v| v.parse().map_err(|_| format!("bad number in {k}")))
+                .transpose()
+        }
+        Ok(ServerFlags {
+            host: get("route.host"),
+            port: num("route.port", get("route.port"))?,
+            tls: get("route.tls"),
+            ca_file: get("route.ca-file").map(PathBuf::from),
+            fingerprint: get("route.fingerprint"),
+            tls_server_name: get("route.tls-server-name"),
+            helo: get("route.helo"),
+            auth: get("route.auth"),
+            user: get("route.user"),
+            password_command: get("route.password-command"),
+            timeout: num("route.timeout", get("route.timeout"))?,
+        })
     }
 }
 
@@ -113,10 +258,18 @@ pub enum Local {
 }
 
 impl Route {
+    /// The route through account `name` (`None`: the `defaults` section), no flags.
+    pub fn account(name: Option<String>) -> Route {
+        Route::Account {
+            name,
+            flags: Box::default(),
+        }
+    }
+
     /// The route's kind, as its `route` line says it: `account`, `mx` or `local`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Route::Account(_) => "account",
+            Route::Account { .. } => "account",
             Route::Mx => "mx",
             Route::Local(_) => "local",
         }
@@ -125,9 +278,10 @@ impl Route {
     /// The route's lines: `route KIND`, then its `route.*` details.
     fn lines(&self) -> Result<Vec<(&'static str, String)>> {
         Ok(match self {
-            Route::Account(name) => {
+            Route::Account { name, flags } => {
                 let mut v = vec![("route", self.kind().to_string())];
                 v.extend(name.iter().map(|n| ("route.account", n.clone())));
+                v.extend(flags.lines()?);
                 v
             }
             Route::Mx => vec![("route", self.kind().to_string())],
@@ -151,19 +305,23 @@ impl Route {
         })
     }
 
-    /// The route of `kind` with its `route.*` details; `None` when a reader of this version
-    /// cannot follow it.
-    fn parse(kind: &str, details: &BTreeMap<String, String>) -> Option<Route> {
+    /// The route of `kind` with its `route.*` details; `Err` says why a reader of this
+    /// version cannot follow it.
+    fn parse(kind: &str, details: &BTreeMap<String, String>) -> std::result::Result<Route, String> {
         let get = |k: &str| details.get(k).cloned();
+        let cannot = || Err(format!("a route this mailpipe cannot follow: {kind}"));
         match kind {
-            "account" => Some(Route::Account(get("route.account"))),
-            "mx" => Some(Route::Mx),
+            "account" => Ok(Route::Account {
+                name: get("route.account"),
+                flags: Box::new(ServerFlags::parse(details)?),
+            }),
+            "mx" => Ok(Route::Mx),
             "local" => match (get("route.maildirs"), get("route.command")) {
-                (Some(base), None) => Some(Route::Local(Local::Maildirs(base.into()))),
-                (None, Some(cmd)) => Some(Route::Local(Local::Command(cmd))),
-                _ => None,
+                (Some(base), None) => Ok(Route::Local(Local::Maildirs(base.into()))),
+                (None, Some(cmd)) => Ok(Route::Local(Local::Command(cmd))),
+                _ => cannot(),
             },
-            _ => None,
+            _ => cannot(),
         }
     }
 }
@@ -358,9 +516,8 @@ impl Queued {
         }
         env.smtputf8 = env.needs_smtputf8();
         q.route = match route {
-            None => Route::Account(None),
-            Some(kind) => Route::parse(&kind, &details)
-                .ok_or_else(|| bad(&format!("a route this mailpipe cannot follow: {kind}")))?,
+            None => Route::account(None),
+            Some(kind) => Route::parse(&kind, &details).map_err(|why| bad(&why))?,
         };
         Ok((q, total))
     }
@@ -478,11 +635,32 @@ mod tests {
         back
     }
 
+    /// An account route with every server flag given.
+    fn every_flag() -> Route {
+        Route::Account {
+            name: Some("work".into()),
+            flags: Box::new(ServerFlags {
+                host: Some("mail.example.net".into()),
+                port: Some(2525),
+                tls: Some("implicit,verify".into()),
+                ca_file: Some("/etc/ssl/example.pem".into()),
+                fingerprint: Some("3F:1A".into()),
+                tls_server_name: Some("smtp.example.net".into()),
+                helo: Some("client.example.org".into()),
+                auth: Some("plain".into()),
+                user: Some("me@example.net".into()),
+                password_command: Some("pass show mail/example".into()),
+                timeout: Some(30),
+            }),
+        }
+    }
+
     #[test]
     fn every_route_and_requiretls_round_trip() {
         for route in [
-            Route::Account(None),
-            Route::Account(Some("work".into())),
+            Route::account(None),
+            Route::account(Some("work".into())),
+            every_flag(),
             Route::Mx,
             Route::Local(Local::Maildirs("/var/mail".into())),
             Route::Local(Local::Command(
@@ -500,7 +678,7 @@ mod tests {
     #[test]
     fn the_written_head_is_the_documented_one() {
         let text = String::from_utf8(
-            queued(Route::Account(Some("work".into())))
+            queued(Route::account(Some("work".into())))
                 .to_bytes()
                 .unwrap(),
         )
@@ -511,6 +689,27 @@ mod tests {
              ret HDRS\nenvid 42\n8bit 1\nsize 12\nrcpt b@y.test\nnotify SUCCESS\n\
              orcpt rfc822;b@y.test\nrcpt c@y.test\n\n"
         );
+        // The module header's account route, line for line.
+        let text = String::from_utf8(queued(every_flag()).to_bytes().unwrap()).unwrap();
+        let route: Vec<&str> = text.lines().filter(|l| l.starts_with("route")).collect();
+        assert_eq!(
+            route,
+            [
+                "route account",
+                "route.account work",
+                "route.host mail.example.net",
+                "route.port 2525",
+                "route.tls implicit,verify",
+                "route.ca-file /etc/ssl/example.pem",
+                "route.fingerprint 3F:1A",
+                "route.tls-server-name smtp.example.net",
+                "route.helo client.example.org",
+                "route.auth plain",
+                "route.user me@example.net",
+                "route.password-command pass show mail/example",
+                "route.timeout 30",
+            ]
+        );
     }
 
     #[test]
@@ -520,11 +719,11 @@ mod tests {
                   notify SUCCESS\norcpt rfc822;b@y.test\nrcpt c@y.test\nret HDRS\nenvid 42\n\
                   8bit 1\nsize 12\nqueued 5\n\nbody";
         let (q, len) = Queued::read_from(&mut v1.as_bytes(), Path::new("x")).unwrap();
-        assert_eq!(q, queued(Route::Account(Some("work".into()))));
+        assert_eq!(q, queued(Route::account(Some("work".into()))));
         assert_eq!(len as usize, v1.len() - 4);
         let v1 = "mailpipe-queue 1\nfrom a@x.test\nrcpt b@y.test\nqueued 5\n\n";
         let (q, _) = Queued::read_from(&mut v1.as_bytes(), Path::new("x")).unwrap();
-        assert_eq!(q.route, Route::Account(None));
+        assert_eq!(q.route, Route::account(None));
     }
 
     #[test]
@@ -541,9 +740,18 @@ mod tests {
         // Keys of a newer minor addition are ignored: a downgrade still sends.
         let q = read("mailpipe-queue 2\nroute mx\nroute.mx-port 2525\nfuture 1\nrcpt b@y\n\n");
         assert_eq!(q.unwrap().route, Route::Mx);
-        let mut bad = queued(Route::Account(Some("a\nrcpt evil@x".into())));
+        let mut bad = queued(Route::account(Some("a\nrcpt evil@x".into())));
         assert!(bad.to_bytes().is_err());
-        bad.route = Route::Account(None);
+        let Route::Account { flags, .. } = &mut bad.route else {
+            unreachable!()
+        };
+        flags.password_command = Some("true\nrcpt evil@x".into());
+        assert!(bad.to_bytes().is_err());
+        assert!(
+            err("mailpipe-queue 2\nroute account\nroute.port 25x\nrcpt b@y\n\n")
+                .contains("bad number in route.port")
+        );
+        bad.route = Route::account(None);
         bad.envelope.from = "a@x\nrcpt evil@x".into();
         assert!(bad.to_bytes().is_err());
     }

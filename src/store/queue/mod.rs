@@ -48,7 +48,7 @@
 mod format;
 mod run;
 
-pub use format::{Local, Queued, RcptState, Route, Status, VERSION};
+pub use format::{Local, Queued, RcptState, Route, ServerFlags, Status, VERSION};
 pub use run::{Attempt, Job, Report, Retry, Schedule, Verdict};
 
 use crate::exit::{Code, Context, Error, Result};

@@ -36,7 +36,7 @@ fn queued(rcpts: &[&str], at: u64) -> Queued {
     env.body = Body::EightBitMime;
     env.size = Some(12);
     Queued {
-        route: Route::Account(Some("work".into())),
+        route: Route::account(Some("work".into())),
         envelope: env,
         queued: at,
         requiretls: false,
@@ -216,7 +216,7 @@ fn entries_of_format_1_are_read_and_sent() {
     let (entries, errors) = q.list().unwrap();
     assert!(errors.is_empty(), "{errors:?}");
     let e = &entries[0];
-    assert_eq!(e.queued.route, Route::Account(Some("work".into())));
+    assert_eq!(e.queued.route, Route::account(Some("work".into())));
     assert_eq!(e.queued.queued, 5);
     assert_eq!(
         e.queued.envelope.rcpts[0].notify.as_deref(),

@@ -127,7 +127,16 @@ impl Fake {
 
     /// A fake listening on `addr` (another loopback address, a chosen port).
     pub fn start_on(addr: &str, script: Script) -> Fake {
-        let listener = TcpListener::bind(addr).unwrap();
+        Fake::on(TcpListener::bind(addr).unwrap(), script)
+    }
+
+    /// A fake on a port a test chose before (one found free and given to a client that
+    /// found nothing there).
+    pub fn start_at(port: u16, script: Script) -> Fake {
+        Fake::on(TcpListener::bind(("127.0.0.1", port)).unwrap(), script)
+    }
+
+    fn on(listener: TcpListener, script: Script) -> Fake {
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(Vec::new()));
