@@ -48,18 +48,17 @@
 //! from `defaults`) types no account at all. Command-line flags are laid over the typed block
 //! by the tool (msubmit's `settings.rs`): a flag replaces a key's value, not its check.
 //!
-//! TLS is written with today's types, the SMTP client's [`Security`] and [`TlsOptions`]:
-//! [`Tls`] and [`tls`] (the only reader of `tls`, `tls_starttls` and their `fetch_` twins) are
-//! where the one TLS vocabulary of every tool (none | may | encrypt | verify; starttls |
-//! implicit) plugs in, keeping msmtp's keys as its aliases.
+//! TLS is the one vocabulary of every tool, [`crate::net::tls::Mode`]: how TLS starts
+//! (starttls | implicit) and how strict the client is (none | may | encrypt | verify), with
+//! msmtp's `tls on|off` and `tls_starttls on|off` as its aliases; [`tls`] is the only reader
+//! of those keys and their `fetch_` twins.
 //!
 //! Layering: above `net/` and `smtp/` (it types their options), below `cmd/`.
 
 use crate::config::{Config, Keys, Value};
 use crate::exit::{Code, Error, Result};
 use crate::net::sasl::Mechanism;
-use crate::net::tls::TlsOptions;
-use crate::smtp::client::Security;
+use crate::net::tls::{KeyError, Mode, Start, TlsOptions};
 use std::path::PathBuf;
 
 /// Which part of the house reads a key.
@@ -103,9 +102,11 @@ pub const KEYS: &[Key] = &[
     key("port", Group::Send,
         "its port [587 with STARTTLS, 465 with implicit TLS, 25 without TLS]"),
     key("tls", Group::Send,
-        "on or off (msmtp), or starttls, implicit or none [STARTTLS, required]"),
+        "on or off (msmtp), or how TLS starts (starttls, implicit) and how strict it is \
+         (none, may, encrypt, verify), one word or both joined by a comma [starttls: \
+         required, verified]"),
     key("tls_starttls", Group::Send,
-        "with tls on: STARTTLS (on) or implicit TLS (off)"),
+        "STARTTLS (on) or implicit TLS (off), for tls on or a level word"),
     key("tls_trust_file", Group::Send,
         "a PEM file of CA certificates trusted instead of the built-in roots"),
     key("tls_fingerprint", Group::Send,
@@ -367,14 +368,15 @@ pub enum Protocol {
 impl Fetch {
     /// The TLS mode: the account's, else implicit TLS, which RFC 8314 §3 prefers for mail
     /// access.
-    pub fn mode(&self) -> Security {
-        self.tls.mode.unwrap_or(Security::Implicit)
+    pub fn mode(&self) -> Mode {
+        self.tls.mode.unwrap_or(Mode::IMPLICIT)
     }
 
     /// The port: the account's, else the protocol's for the TLS mode (RFC 8314 §3.1, §3.2:
     /// POP3 995 and IMAP 993 with implicit TLS; RFC 1939 110 and RFC 9051 143 otherwise).
     pub fn port(&self) -> u16 {
-        let implicit = self.mode() == Security::Implicit;
+        let mode = self.mode();
+        let implicit = mode.start == Start::Implicit && mode != Mode::NONE;
         self.port.unwrap_or(match (self.protocol, implicit) {
             (Protocol::Pop3, true) => 995,
             (Protocol::Pop3, false) => 110,
@@ -384,66 +386,37 @@ impl Fetch {
     }
 }
 
-/// How one server is reached over TLS, in today's types. The one TLS vocabulary of every
-/// tool (issue 9 item 4) replaces `mode`'s type and [`tls`]'s reading, here only.
+/// How one server is reached over TLS.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
     /// `tls` with `tls_starttls`; `None` when neither is set (each block has its default).
-    pub mode: Option<Security>,
+    pub mode: Option<Mode>,
     /// `tls_trust_file` (`ca_file`), `tls_fingerprint`, `tls_host_override` (`server_name`).
     pub options: TlsOptions,
 }
 
 /// The TLS keys after `prefix` (`""` for sending, `"fetch_"` for fetching).
 ///
-/// The mode: msmtp's `tls on|off` with `tls_starttls on|off`, or one of the words of
-/// msubmit's `--tls` (`tls starttls`, `tls implicit`, `tls none`), which mailpipe(7) shows
-/// and users of our command line write. A word that `tls_starttls` contradicts is refused:
-/// which one the user meant cannot be guessed, and a wrong guess sends in the clear or not at
-/// all.
+/// The mode ([`Mode::from_keys`]): msmtp's `tls on|off` with `tls_starttls on|off`, or the
+/// words of msubmit's `--tls` (`tls starttls`, `tls may`, `tls implicit,encrypt`), which
+/// mailpipe(7) shows and users of our command line write. A word that `tls_starttls`
+/// contradicts is refused: which one the user meant cannot be guessed, and a wrong guess
+/// sends in the clear or not at all.
 pub fn tls(keys: &Keys, prefix: &str) -> Result<Tls> {
     let (tls_key, starttls_key) = (format!("{prefix}tls"), format!("{prefix}tls_starttls"));
     let starttls = flag(keys, &starttls_key)?;
-    let from_msmtp = |tls: Option<bool>| match (tls, starttls) {
-        (Some(false), _) => Security::None,
-        (_, Some(false)) => Security::Implicit,
-        _ => Security::StartTls,
-    };
-    let mode = match value(keys, &tls_key) {
-        None => starttls.map(|_| from_msmtp(None)),
-        Some(v) => {
-            let word = match v.text.to_ascii_lowercase().as_str() {
-                "starttls" => Some(Security::StartTls),
-                "implicit" => Some(Security::Implicit),
-                "none" => Some(Security::None),
-                _ => None,
-            };
-            match (word, starttls) {
-                (Some(Security::StartTls), Some(false))
-                | (Some(Security::Implicit), Some(true)) => {
-                    return Err(config_error(
-                        keys,
-                        &starttls_key,
-                        format!("contradicts {tls_key} {} ({})", v.text, v.origin),
-                    ));
-                }
-                (Some(w), _) => Some(w),
-                (None, _) => {
-                    let on = flag(keys, &tls_key).map_err(|_| {
-                        config_error(
-                            keys,
-                            &tls_key,
-                            format!(
-                                "expected on, off, starttls, implicit or none, got {:?}",
-                                v.text
-                            ),
-                        )
-                    })?;
-                    Some(from_msmtp(on))
-                }
-            }
+    let tls = value(keys, &tls_key);
+    let mode = Mode::from_keys(tls.map(|v| v.text.as_str()), starttls).map_err(|e| match e {
+        KeyError::Tls(why) => config_error(keys, &tls_key, why),
+        KeyError::Contradiction => {
+            let (text, origin) = tls.map_or(("", ""), |v| (v.text.as_str(), v.origin.as_str()));
+            config_error(
+                keys,
+                &starttls_key,
+                format!("contradicts {tls_key} {text} ({origin})"),
+            )
         }
-    };
+    })?;
     let fingerprint_key = format!("{prefix}tls_fingerprint");
     let fingerprint = typed(keys, &fingerprint_key, |f| {
         crate::net::tls::parse_fingerprint(f).map_err(|e| e.why().to_string())
@@ -625,33 +598,46 @@ mod tests {
         Account::resolve(&config(text), name).unwrap()
     }
 
-    fn mode(text: &str) -> Result<Option<Security>> {
+    fn mode(text: &str) -> Result<Option<Mode>> {
         Ok(account(text, None).send()?.tls.mode)
     }
 
     #[test]
     fn tls_takes_msmtp_flags_and_the_words_of_the_flag() {
         // mailpipe(7) documents `tls starttls`; msmtp users write `tls on` + `tls_starttls`.
-        assert_eq!(mode("tls starttls").unwrap(), Some(Security::StartTls));
-        assert_eq!(mode("tls Implicit").unwrap(), Some(Security::Implicit));
-        assert_eq!(mode("tls none").unwrap(), Some(Security::None));
+        assert_eq!(mode("tls starttls").unwrap(), Some(Mode::STARTTLS));
+        assert_eq!(mode("tls Implicit").unwrap(), Some(Mode::IMPLICIT));
+        assert_eq!(mode("tls none").unwrap(), Some(Mode::NONE));
         assert_eq!(mode("").unwrap(), None);
-        assert_eq!(mode("tls on").unwrap(), Some(Security::StartTls));
+        assert_eq!(mode("tls on").unwrap(), Some(Mode::STARTTLS));
         assert_eq!(
             mode("tls on\ntls_starttls off").unwrap(),
-            Some(Security::Implicit)
+            Some(Mode::IMPLICIT)
         );
-        assert_eq!(mode("tls_starttls off").unwrap(), Some(Security::Implicit));
-        assert_eq!(mode("tls off").unwrap(), Some(Security::None));
+        assert_eq!(mode("tls_starttls off").unwrap(), Some(Mode::IMPLICIT));
+        assert_eq!(mode("tls off").unwrap(), Some(Mode::NONE));
         assert_eq!(
             mode("tls implicit\ntls_starttls off").unwrap(),
-            Some(Security::Implicit)
+            Some(Mode::IMPLICIT)
         );
         let e = mode("tls implicit\ntls_starttls on").unwrap_err();
         assert_eq!(e.code(), Code::Config);
         assert_eq!(
             e.to_string(),
             "c:2: tls_starttls: contradicts tls implicit (c:1)"
+        );
+        // The levels, with msmtp's tls_starttls giving a level its start.
+        assert_eq!(mode("tls may").unwrap(), Some(Mode::MAY));
+        assert_eq!(
+            mode("tls encrypt\ntls_starttls off")
+                .unwrap()
+                .map(Mode::name),
+            Some("implicit,encrypt")
+        );
+        let e = mode("tls may\ntls_starttls off").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c:2: tls_starttls: contradicts tls may (c:1)"
         );
         let e = mode("tls startls").unwrap_err();
         assert_eq!(e.code(), Code::Config);
@@ -678,7 +664,7 @@ mod tests {
         let s = a.send().unwrap();
         assert_eq!(s.host.as_deref(), Some("smtp.a.test"));
         assert_eq!(s.port, Some(465));
-        assert_eq!(s.tls.mode, Some(Security::Implicit));
+        assert_eq!(s.tls.mode, Some(Mode::IMPLICIT));
         assert_eq!(s.tls.options.ca_file, Some(PathBuf::from("/ca.pem")));
         assert_eq!(s.auth, Some(Auth::On(Some(Mechanism::Login))));
         assert_eq!(s.user.as_deref(), Some("me"));
@@ -728,7 +714,7 @@ mod tests {
         // The login is shared; TLS is implicit, on IMAP's port for it.
         assert_eq!(f.user.as_deref(), Some("me"));
         assert_eq!(f.password, Some(Password::Command("pass x".into())));
-        assert_eq!((f.mode(), f.port()), (Security::Implicit, 993));
+        assert_eq!((f.mode(), f.port()), (Mode::IMPLICIT, 993));
         // `host` alone never fetches, whatever fetching keys come with it.
         let send = Account::resolve(&cfg, Some("send")).unwrap();
         assert!(send.fetch().unwrap().is_none());
@@ -743,10 +729,7 @@ mod tests {
         assert_eq!(f.folders, ["INBOX"]);
         assert_eq!(f.user.as_deref(), Some("other"));
         assert_eq!(f.password, Some(Password::Text("pw".into())));
-        assert_eq!(
-            (f.mode(), f.port(), f.keep),
-            (Security::StartTls, 110, true)
-        );
+        assert_eq!((f.mode(), f.port(), f.keep), (Mode::STARTTLS, 110, true));
         let e = fetch("two").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -765,7 +748,7 @@ mod tests {
         assert_eq!(s.tls.mode, None, "msubmit's default: STARTTLS on 587");
         assert_eq!(
             (f.host.as_str(), f.mode(), f.port()),
-            ("imap.example.org", Security::Implicit, 993)
+            ("imap.example.org", Mode::IMPLICIT, 993)
         );
         assert_eq!((f.folders.len(), f.keep), (2, true));
         assert_eq!((&s.user, &s.password), (&f.user, &f.password));
@@ -788,7 +771,7 @@ mod tests {
         assert_eq!(f.password, Some(Password::Command("echo x".into())));
         assert_eq!(f.password.as_ref().unwrap().reveal().unwrap(), "x");
         // The sending server's `tls off` is not the fetching server's.
-        assert_eq!((f.mode(), f.port()), (Security::StartTls, 110));
+        assert_eq!((f.mode(), f.port()), (Mode::STARTTLS, 110));
         assert_eq!(f.folders, ["INBOX"]);
         assert!(!f.keep);
         let f = Account::resolve(&cfg, Some("plain"))
@@ -796,7 +779,7 @@ mod tests {
             .fetch()
             .unwrap()
             .unwrap();
-        assert_eq!((f.mode(), f.port()), (Security::None, 1110));
+        assert_eq!((f.mode(), f.port()), (Mode::NONE, 1110));
         // Without a fetch_ login of its own, the account's is used.
         assert_eq!(f.user.as_deref(), Some("me"));
         assert_eq!(f.password, Some(Password::Text("p".into())));

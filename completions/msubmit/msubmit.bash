@@ -74,7 +74,7 @@ _msubmit() {
                     return 0
                     ;;
                 --tls)
-                    COMPREPLY=($(compgen -W "starttls implicit none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "starttls implicit none may encrypt verify implicit,encrypt" -- "${cur}"))
                     return 0
                     ;;
                 --ca-file)

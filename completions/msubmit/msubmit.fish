@@ -7,9 +7,13 @@ complete -c msubmit -s a -l account -d 'Use this account of the configuration [d
 complete -c msubmit -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F
 complete -c msubmit -l host -d 'Server host name or address' -r
 complete -c msubmit -l port -d 'Server port [default: 587 for starttls, 465 for implicit, 25 for none]' -r
-complete -c msubmit -l tls -d 'TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]' -r -f -a "starttls\t''
-implicit\t''
-none\t''"
+complete -c msubmit -l tls -d 'TLS: how it starts (starttls, implicit) and how strict it is (none, may, encrypt, verify), one word or a start and a level joined by a comma [default: starttls]' -r -f -a "starttls\t'STARTTLS required, the certificate verified (the default)'
+implicit\t'TLS from the first byte (the implicit-TLS port), the certificate verified'
+none\t'clear text, even when the server offers TLS'
+may\t'STARTTLS when the server offers it, else clear text; no certificate check'
+encrypt\t'STARTTLS required, the certificate not checked'
+verify\t'the same as starttls'
+implicit\,encrypt\t'implicit TLS, the certificate not checked'"
 complete -c msubmit -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots (a server\'s own self-signed certificate too)' -r -F
 complete -c msubmit -l fingerprint -d 'Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)' -r
 complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r

@@ -8,7 +8,8 @@
 //! batch the replies to a pipelined group), which needs the read side to know about the write
 //! side. Transports are anything [`Io`]: a socket or stdin/stdout ([`FdIo`], with poll(2)
 //! timeouts that work for pipes as well as sockets) or bytes in memory ([`MemIo`], for tests
-//! and fuzzing).
+//! and fuzzing). The SMTP client (`smtp::client`) runs over the same [`Io`]: a connected
+//! [`FdIo`] socket, or whatever a caller or a test hands it.
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
@@ -33,6 +34,52 @@ pub trait Io: Read + Write + Send {
     /// True once the server is shutting down (see [`Io::set_interruptible`]).
     fn stopping(&self) -> bool {
         false
+    }
+
+    /// True when input is already waiting, so a read would not block. The SMTP client asks
+    /// after the server's reply to STARTTLS: a byte there was sent before the handshake and
+    /// must not be read as if it came over TLS (RFC 3207 §4.2, CVE-2011-0411). `false` when
+    /// the transport cannot tell.
+    fn has_input(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Io + ?Sized> Io for Box<T> {
+    fn set_timeout(&mut self, t: Duration) {
+        (**self).set_timeout(t)
+    }
+    fn set_interruptible(&mut self, on: bool) {
+        (**self).set_interruptible(on)
+    }
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        (**self).set_deadline(deadline)
+    }
+    fn stopping(&self) -> bool {
+        (**self).stopping()
+    }
+    fn has_input(&self) -> bool {
+        (**self).has_input()
+    }
+}
+
+/// A TCP socket as it is, for a caller that connected one (a test, a client handed a
+/// socket): its own read and write timeouts, no deadline; [`FdIo::socket`] has deadlines.
+impl Io for std::net::TcpStream {
+    fn set_timeout(&mut self, t: Duration) {
+        let t = Some(t.max(Duration::from_millis(1)));
+        let _ = self
+            .set_read_timeout(t)
+            .and_then(|()| self.set_write_timeout(t));
+    }
+
+    fn has_input(&self) -> bool {
+        if self.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let waiting = matches!(self.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+        let _ = self.set_nonblocking(false);
+        waiting
     }
 }
 
@@ -194,6 +241,25 @@ impl Io for FdIo {
     fn stopping(&self) -> bool {
         self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
+
+    fn has_input(&self) -> bool {
+        let mut b = 0u8;
+        // SAFETY: b is valid for a write of one byte; MSG_PEEK leaves the byte queued.
+        let n = unsafe {
+            libc::recv(
+                self.rfd,
+                (&mut b as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSOCK) {
+            // A socket: a byte (not the end of input, n == 0) is waiting, or none is.
+            return n > 0;
+        }
+        // A pipe: readable now (which includes its end: the reader then finds that out).
+        wait(self.rfd, libc::POLLIN, Duration::ZERO).is_ok()
+    }
 }
 
 /// A transport in memory: the client's bytes in, our replies collected for inspection.
@@ -235,7 +301,11 @@ impl Write for MemIo {
     }
 }
 
-impl Io for MemIo {}
+impl Io for MemIo {
+    fn has_input(&self) -> bool {
+        self.input.position() < self.input.get_ref().len() as u64
+    }
+}
 
 enum Stream {
     Plain(Box<dyn Io>),

@@ -10,8 +10,16 @@
 //! It is also the one place that turns a failed handshake into words a user can act on:
 //! what went wrong (not trusted, wrong name, expired, not TLS at all) and which setting
 //! fixes it, with the refused certificate's fingerprint, never rustls's Debug output.
+//!
+//! And it holds the one TLS vocabulary of every tool, client side ([`Mode`]): how TLS starts
+//! ([`Start`]: starttls | implicit) and how strict the client is ([`Level`]: none | may |
+//! encrypt | verify, Postfix's smtp_tls_security_level words), written the same in every
+//! tool's flags and configuration, with msmtp's `tls on|off` and `tls_starttls on|off` as
+//! aliases ([`Mode::from_keys`]). The handshakes run over any [`Io`], so a client works on a
+//! socket it connected or on a stream it was handed.
 
 use crate::exit::{Code, Error, Result};
+use crate::net::conn::Io;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -26,8 +34,227 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A TLS stream over TCP.
-pub type TlsStream = rustls::StreamOwned<ClientConnection, TcpStream>;
+/// A client's TLS stream over any transport.
+pub type TlsStream = rustls::StreamOwned<ClientConnection, Box<dyn Io>>;
+
+/// How TLS starts on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Plain text first, then the STARTTLS command (RFC 3207; POP3's STLS and IMAP's
+    /// STARTTLS, RFC 2595): submission on 587, MX delivery on 25.
+    StartTls,
+    /// TLS from the first byte (RFC 8314 §3: 465, 993, 995).
+    Implicit,
+}
+
+/// How strict a client is about TLS, each level asking more than the one before. The words
+/// are Postfix's (smtp_tls_security_level), so an MTA's administrator reads them as meant.
+/// Room is kept above `May` for `dane` (RFC 7672: the destination's TLSA records say what
+/// to verify) and `sts` (RFC 8461: its MTA-STS policy requires verify): both are kinds of
+/// verify whose trust is decided per destination, which mrelay will bring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No TLS, even when offered; the only level at which credentials go in clear text.
+    None,
+    /// Opportunistic (RFC 7435): STARTTLS when the server offers it, in clear text when it
+    /// does not or when the handshake fails; the certificate is not checked (there is clear
+    /// text to fall back to, so refusing one would protect nothing). For MX delivery.
+    May,
+    /// TLS required, the certificate not checked: a passive eavesdropper learns nothing,
+    /// an active one can still pose as the server.
+    Encrypt,
+    /// TLS required and the certificate verified: a chain to the trusted roots and the
+    /// server's name, or a pinned fingerprint ([`TlsOptions`]).
+    Verify,
+}
+
+/// How a client uses TLS on one connection: how it starts and how strict it is. At
+/// [`Level::None`] the start is meaningless; [`Start::Implicit`] goes with `Encrypt` or
+/// `Verify` only (a port that speaks TLS from the first byte has no clear text to fall
+/// back to), which [`Mode::parse`] and [`Mode::from_keys`] enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    /// How TLS starts.
+    pub start: Start,
+    /// How strict the client is.
+    pub level: Level,
+}
+
+/// The words of [`Mode::parse`], for messages.
+const WORD_LIST: &str = "starttls, implicit, none, may, encrypt or verify";
+
+/// Why [`Mode::from_keys`] refused the keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// The `tls` key is wrong: why.
+    Tls(String),
+    /// `tls_starttls` contradicts the `tls` key's word (which one the user meant cannot be
+    /// guessed, and a wrong guess sends in the clear or not at all).
+    Contradiction,
+}
+
+impl Mode {
+    /// STARTTLS, verified: msubmit's default (submission, RFC 8314 §3.3 wants TLS there).
+    pub const STARTTLS: Mode = Mode {
+        start: Start::StartTls,
+        level: Level::Verify,
+    };
+    /// Implicit TLS, verified (port 465).
+    pub const IMPLICIT: Mode = Mode {
+        start: Start::Implicit,
+        level: Level::Verify,
+    };
+    /// No TLS.
+    pub const NONE: Mode = Mode {
+        start: Start::StartTls,
+        level: Level::None,
+    };
+    /// Opportunistic STARTTLS: an MTA's default towards an MX.
+    pub const MAY: Mode = Mode {
+        start: Start::StartTls,
+        level: Level::May,
+    };
+
+    /// One word for each mode, with what it means: what a tool's `--tls` offers for
+    /// completion and its man page lists ([`Mode::parse`] takes any start and level joined).
+    pub const WORDS: [(&'static str, &'static str); 7] = [
+        (
+            "starttls",
+            "STARTTLS required, the certificate verified (the default)",
+        ),
+        (
+            "implicit",
+            "TLS from the first byte (the implicit-TLS port), the certificate verified",
+        ),
+        ("none", "clear text, even when the server offers TLS"),
+        (
+            "may",
+            "STARTTLS when the server offers it, else clear text; no certificate check",
+        ),
+        ("encrypt", "STARTTLS required, the certificate not checked"),
+        ("verify", "the same as starttls"),
+        (
+            "implicit,encrypt",
+            "implicit TLS, the certificate not checked",
+        ),
+    ];
+
+    /// A mode from its words, as `--tls` and the `tls` key take them: a level (`none`,
+    /// `may`, `encrypt`, `verify`), a start (`starttls`, `implicit`: verified), or one of
+    /// each joined by a comma (`implicit,encrypt`). A start alone is verified, a level alone
+    /// starts with STARTTLS.
+    pub fn parse(text: &str) -> std::result::Result<Mode, String> {
+        let (mut start, mut level) = (None, None);
+        for word in text.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "starttls" if start.is_none() => start = Some(Start::StartTls),
+                "implicit" if start.is_none() => start = Some(Start::Implicit),
+                "none" if level.is_none() => level = Some(Level::None),
+                "may" if level.is_none() => level = Some(Level::May),
+                "encrypt" if level.is_none() => level = Some(Level::Encrypt),
+                "verify" if level.is_none() => level = Some(Level::Verify),
+                "starttls" | "implicit" => {
+                    return Err("more than one of starttls and implicit".into());
+                }
+                "none" | "may" | "encrypt" | "verify" => {
+                    return Err("more than one of none, may, encrypt and verify".into());
+                }
+                _ => return Err(format!("expected {WORD_LIST}, got {text:?}")),
+            }
+        }
+        Mode::new(
+            start.unwrap_or(Start::StartTls),
+            level.unwrap_or(Level::Verify),
+        )
+    }
+
+    /// `start` with `level`, unless they contradict (implicit TLS with `none` or `may`).
+    pub fn new(start: Start, level: Level) -> std::result::Result<Mode, String> {
+        match (start, level) {
+            (Start::Implicit, Level::None) => {
+                Err("implicit TLS and none contradict each other".into())
+            }
+            (Start::Implicit, Level::May) => Err(
+                "implicit TLS cannot fall back to clear text (may is for STARTTLS; \
+                 implicit,encrypt does not check the certificate)"
+                    .into(),
+            ),
+            (_, Level::None) => Ok(Mode::NONE),
+            _ => Ok(Mode { start, level }),
+        }
+    }
+
+    /// The mode an account's keys set, `None` when they set none: `tls` holds msmtp's `on`
+    /// or `off` (and its other flag words) or [`Mode::parse`]'s words; `tls_starttls`
+    /// (already read as a flag) is msmtp's `on` (STARTTLS) or `off` (implicit TLS), and
+    /// gives a level word alone its start. A start word that `tls_starttls` contradicts is
+    /// refused, as is `tls_starttls off` with `may` (there is no implicit opportunistic TLS).
+    pub fn from_keys(
+        tls: Option<&str>,
+        starttls: Option<bool>,
+    ) -> std::result::Result<Option<Mode>, KeyError> {
+        let start_of = |starttls: Option<bool>| match starttls {
+            Some(false) => Start::Implicit,
+            _ => Start::StartTls,
+        };
+        let Some(text) = tls else {
+            return Ok(starttls.map(|s| Mode {
+                start: start_of(Some(s)),
+                level: Level::Verify,
+            }));
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" | "1" => {
+                return Ok(Some(Mode {
+                    start: start_of(starttls),
+                    level: Level::Verify,
+                }));
+            }
+            "off" | "no" | "false" | "0" => return Ok(Some(Mode::NONE)),
+            _ => {}
+        }
+        let mode = Mode::parse(text).map_err(|why| match why.starts_with("expected") {
+            true => KeyError::Tls(format!("expected on, off, {WORD_LIST}, got {text:?}")),
+            false => KeyError::Tls(why),
+        })?;
+        let says_start = text.split(',').any(|w| {
+            let w = w.trim();
+            w.eq_ignore_ascii_case("starttls") || w.eq_ignore_ascii_case("implicit")
+        });
+        match (mode.level, says_start, starttls) {
+            (Level::None, _, _) | (_, _, None) => Ok(Some(mode)),
+            (_, true, Some(s)) if start_of(Some(s)) != mode.start => Err(KeyError::Contradiction),
+            (_, true, Some(_)) => Ok(Some(mode)),
+            (level, false, Some(s)) => Mode::new(start_of(Some(s)), level)
+                .map(Some)
+                .map_err(|_| KeyError::Contradiction),
+        }
+    }
+
+    /// The mode in [`Mode::parse`]'s words, shortest first: `none`, `starttls`, `implicit`,
+    /// `may`, `encrypt`, `implicit,encrypt` (what logs show and `parse` reads back).
+    pub fn name(self) -> &'static str {
+        match (self.level, self.start) {
+            (Level::None, _) => "none",
+            (Level::Verify, Start::StartTls) => "starttls",
+            (Level::Verify, Start::Implicit) => "implicit",
+            (Level::May, _) => "may",
+            (Level::Encrypt, Start::StartTls) => "encrypt",
+            (Level::Encrypt, Start::Implicit) => "implicit,encrypt",
+        }
+    }
+
+    /// True when mail must not go without TLS (`encrypt`, `verify`).
+    pub fn requires_tls(self) -> bool {
+        self.level >= Level::Encrypt
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// How the client checks the server's certificate.
 #[derive(Clone, Debug, Default)]
@@ -44,11 +271,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Build a client configuration.
+/// Build a client configuration for `level`: the certificate verified as `opts` says at
+/// [`Level::Verify`], not checked at all below (`may`, `encrypt`: the trust settings are
+/// then ignored, as Postfix ignores smtp_tls_CAfile below its verify level).
+pub fn client_config_for(level: Level, opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    match level {
+        Level::Verify => client_config(opts),
+        _ => with_trust(Trust::Any),
+    }
+}
+
+/// Build a client configuration that verifies the certificate as `opts` says.
 pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(Code::Software, "tls", e))?;
     let trust = if let Some(fp) = opts.fingerprint {
         Trust::Pinned(fp)
     } else {
@@ -77,6 +311,13 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
             .map_err(|e| Error::new(Code::Software, "tls", e))?;
         Trust::Roots { webpki, listed }
     };
+    with_trust(trust)
+}
+
+fn with_trust(trust: Trust) -> Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(Code::Software, "tls", e))?;
     let config = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier {
@@ -112,33 +353,27 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// Run the TLS handshake as a client over `tcp` from its first byte (implicit TLS, RFC 8314),
-/// verifying the server as `name`.
+/// Run the TLS handshake as a client over `io` from its first byte (implicit TLS, RFC 8314),
+/// verifying the server as `name`; the transport's timeouts bound it.
 ///
 /// A server that answers in plain text is [`Code::Config`]: the port is for STARTTLS or
 /// clear text, and only the settings can change that. Certificate failures are
 /// [`Code::Unavailable`] (retrying will not fix a wrong certificate or trust setting);
 /// network trouble during the handshake is [`Code::TempFail`].
-pub fn connect(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
-    handshake(tcp, config, name, Start::Implicit)
+pub fn connect(io: impl Io + 'static, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
+    handshake(Box::new(io), config, name, Start::Implicit)
 }
 
 /// Run the TLS handshake after the server's 220 reply to STARTTLS (RFC 3207), as
 /// [`connect`] does; a server that then goes on in plain text is broken, not misconfigured
 /// by us ([`Code::Unavailable`]).
-pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
-    handshake(tcp, config, name, Start::StartTls)
+pub fn upgrade(io: impl Io + 'static, config: Arc<ClientConfig>, name: &str) -> Result<TlsStream> {
+    handshake(Box::new(io), config, name, Start::StartTls)
 }
 
-/// Where the handshake starts: it decides what a server answering in plain text means.
-#[derive(Clone, Copy)]
-enum Start {
-    Implicit,
-    StartTls,
-}
-
+/// `start` decides what a server answering in plain text means.
 fn handshake(
-    tcp: TcpStream,
+    io: Box<dyn Io>,
     config: Arc<ClientConfig>,
     name: &str,
     start: Start,
@@ -147,7 +382,7 @@ fn handshake(
         .map_err(|e| Error::new(Code::Config, format!("tls name {name:?}"), e))?;
     let conn = ClientConnection::new(config, server_name)
         .map_err(|e| Error::new(Code::Software, "tls", e))?;
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let mut stream = rustls::StreamOwned::new(conn, io);
     REFUSED.set(None);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
@@ -447,6 +682,9 @@ fn colon_hex(bytes: &[u8]) -> String {
 /// How we trust the server's certificate; see the module comment.
 #[derive(Debug)]
 enum Trust {
+    /// Any certificate (levels `may` and `encrypt`); the handshake signatures are still
+    /// checked against it, as rustls requires.
+    Any,
     /// Exactly the certificate with this SHA-256 digest; signatures are still verified, so
     /// the peer must hold that certificate's key.
     Pinned([u8; 32]),
@@ -477,6 +715,7 @@ impl ServerCertVerifier for Verifier {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let digest = sha256(end_entity.as_ref());
         let verdict = match &self.trust {
+            Trust::Any => Ok(ServerCertVerified::assertion()),
             Trust::Pinned(pin) if *pin == digest => Ok(ServerCertVerified::assertion()),
             Trust::Pinned(_) => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -586,6 +825,81 @@ mod tests {
             not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
         };
         assert!(describe_cert_error(&expired, None).starts_with("expired on 2023-11-14 22:13 UTC"));
+    }
+
+    #[test]
+    fn one_vocabulary_for_how_tls_starts_and_how_strict_it_is() {
+        let mode = |start, level| Mode { start, level };
+        for (words, want) in [
+            ("starttls", Mode::STARTTLS),
+            ("verify", Mode::STARTTLS),
+            ("StartTLS,Verify", Mode::STARTTLS),
+            ("implicit", Mode::IMPLICIT),
+            ("none", Mode::NONE),
+            ("starttls,none", Mode::NONE),
+            ("may", Mode::MAY),
+            ("encrypt", mode(Start::StartTls, Level::Encrypt)),
+            ("implicit, encrypt", mode(Start::Implicit, Level::Encrypt)),
+            ("encrypt,implicit", mode(Start::Implicit, Level::Encrypt)),
+        ] {
+            assert_eq!(Mode::parse(words), Ok(want), "{words}");
+            // The name reads back as the same mode.
+            assert_eq!(Mode::parse(want.name()), Ok(want), "{words}");
+        }
+        for bad in [
+            "",
+            "on",
+            "tls",
+            "implicit,may",
+            "implicit,none",
+            "may,encrypt",
+            "starttls,implicit",
+        ] {
+            assert!(Mode::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Mode::parse("bogus")
+                .unwrap_err()
+                .starts_with("expected starttls, implicit")
+        );
+        // Each word offered reads as the mode it names.
+        for (word, _) in Mode::WORDS {
+            let name = Mode::parse(word).map(Mode::name);
+            assert_eq!(name, Ok(if word == "verify" { "starttls" } else { word }));
+        }
+        assert!(Level::None < Level::May && Level::May < Level::Encrypt);
+        assert!(!Mode::MAY.requires_tls() && Mode::IMPLICIT.requires_tls());
+    }
+
+    #[test]
+    fn msmtps_keys_are_aliases() {
+        let keys = |tls, starttls| Mode::from_keys(tls, starttls);
+        assert_eq!(keys(None, None), Ok(None));
+        assert_eq!(keys(Some("on"), None), Ok(Some(Mode::STARTTLS)));
+        assert_eq!(keys(Some("yes"), Some(false)), Ok(Some(Mode::IMPLICIT)));
+        assert_eq!(keys(None, Some(false)), Ok(Some(Mode::IMPLICIT)));
+        assert_eq!(keys(Some("off"), Some(false)), Ok(Some(Mode::NONE)));
+        assert_eq!(keys(Some("none"), Some(true)), Ok(Some(Mode::NONE)));
+        assert_eq!(keys(Some("may"), Some(true)), Ok(Some(Mode::MAY)));
+        assert_eq!(
+            keys(Some("encrypt"), Some(false)).map(|m| m.map(Mode::name)),
+            Ok(Some("implicit,encrypt"))
+        );
+        assert_eq!(
+            keys(Some("implicit"), Some(false)),
+            Ok(Some(Mode::IMPLICIT))
+        );
+        for (tls, starttls) in [("implicit", true), ("starttls", false), ("may", false)] {
+            assert_eq!(
+                keys(Some(tls), Some(starttls)),
+                Err(KeyError::Contradiction),
+                "{tls}"
+            );
+        }
+        let Err(KeyError::Tls(why)) = keys(Some("startls"), None) else {
+            panic!()
+        };
+        assert!(why.starts_with("expected on, off, starttls"), "{why}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! The protocol pieces are sans-IO, so both sides share them and tests need no sockets:
 //! [`reply`] parses and formats replies with enhanced status codes, [`command`] formats and
 //! parses commands and paths, [`ehlo`] reads and writes capabilities, [`data`] encodes what a
-//! client sends as DATA (line ends, dot-stuffing, terminator), and [`envelope`] holds a transaction's envelope and replies. The blocking client over TCP
-//! and TLS is [`client`]. The server (mreceive) is [`server`], a session state machine over
+//! client sends as DATA (line ends, dot-stuffing, terminator), and [`envelope`] holds a transaction's envelope and replies. The blocking client, over any
+//! transport ([`crate::net::conn::Io`]) with the TLS modes of [`crate::net::tls`], is [`client`]. The server (mreceive) is [`server`], a session state machine over
 //! [`crate::net::conn`] (bounded reads, STARTTLS), with [`inbound`] for what a server reads as DATA or BDAT
 //! (the one DATA decoder), [`policy`] for the recipients an MX accepts and [`event`] for what
 //! it tells the operator's log. The two sides of
@@ -28,7 +28,7 @@ pub mod policy;
 pub mod reply;
 pub mod server;
 
-pub use client::{Envelope, Options, Outcome, Recipient, Security, Session, Timeouts};
+pub use client::{Envelope, Options, Outcome, Recipient, Session, Timeouts};
 pub use command::{Command, CommandError, Param};
 pub use data::DataEncoder;
 pub use ehlo::Capabilities;

@@ -306,6 +306,50 @@ fn data_after_the_starttls_reply_is_refused_as_injection() {
 }
 
 #[test]
+fn tls_may_goes_on_in_clear_text_where_starttls_is_missing_or_refused() {
+    let offered = "250-fake.test\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n";
+    // Not offered (the default script), then offered and refused with 454.
+    for ehlo in [Script::default().ehlo, offered] {
+        let fake = Fake::start(Script {
+            ehlo,
+            ..Script::default()
+        });
+        let t = tempfile::tempdir().unwrap();
+        let out = run(
+            tls_default(t.path(), fake.port()).args(["--tls", "may"]),
+            b"Subject: x\n\nx\n",
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+    }
+    // Credentials never go in clear text at may: only at none.
+    let fake = Fake::start(Script {
+        ehlo: offered,
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        tls_default(t.path(), fake.port()).args([
+            "--tls",
+            "may",
+            "--user",
+            "u",
+            "--password-command",
+            "echo pw",
+        ]),
+        b"Subject: x\n\nx\n",
+    );
+    fails(&out, 78, "refusing to send credentials without TLS");
+    assert!(!fake.log_text().contains("AUTH"), "{}", fake.log_text());
+    // A word that is no mode is a usage error.
+    let out = run(
+        tls_default(t.path(), fake.port()).args(["--tls", "implicit,may"]),
+        b"Subject: x\n\nx\n",
+    );
+    fails(&out, 64, "implicit TLS cannot fall back to clear text");
+}
+
+#[test]
 fn a_4xx_greeting_is_temporary() {
     let (_fake, out) = one_shot(
         Script {

@@ -341,6 +341,35 @@ fn an_untrusted_certificate_says_what_to_do() {
 }
 
 #[test]
+fn encrypt_takes_any_certificate_where_verify_refuses_it() {
+    let t = tempfile::tempdir().unwrap();
+    let pki = self_signed(&["mail.other.test"], true, true);
+    let (port, got) = server(&pki);
+    for verified in ["implicit", "implicit,verify"] {
+        let out = submit_in(t.path(), port, verified, &[]);
+        assert_eq!(code(&out), 69, "{verified}: {}", stderr(&out));
+    }
+    assert!(got.lock().unwrap().is_empty());
+    let out = submit_in(t.path(), port, "implicit,encrypt", &["-v"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(got.lock().unwrap().len(), 1);
+    // msmtp's tls_starttls gives a level its start in the configuration.
+    let cfg = t.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!("account default\nhost 127.0.0.1\nport {port}\ntls encrypt\ntls_starttls off\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args(["-C", c, "-f", "a@a.test", "b@b.test"]),
+        b"Subject: tls\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(got.lock().unwrap().len(), 2);
+}
+
+#[test]
 fn a_tls_mode_that_does_not_fit_the_port_is_a_configuration_error() {
     let t = tempfile::tempdir().unwrap();
     // Implicit TLS against a plain-text port: rustls said "received corrupt message of

@@ -29,7 +29,9 @@ use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
 use crate::run;
 use crate::smtp::Reply;
-use crate::smtp::client::{Body, Direction, Envelope, Partial, Refusal, Session, Trace, too_many};
+use crate::smtp::client::{
+    self, Body, Content, Direction, Envelope, Partial, Refusal, Session, Trace,
+};
 use crate::store::queue::{self, Attempt, Queue, Route, Status, Verdict};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::io::Write;
@@ -108,8 +110,9 @@ pub struct Args {
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
-    /// TLS: starttls (required), implicit (port 465) or none (clear text) [default: starttls]
-    #[arg(long, value_name = "MODE", value_parser = ["starttls", "implicit", "none"])]
+    /// TLS: how it starts (starttls, implicit) and how strict it is (none, may, encrypt,
+    /// verify), one word or a start and a level joined by a comma [default: starttls]
+    #[arg(long, value_name = "MODE", value_parser = TlsWords)]
     pub tls: Option<String>,
 
     /// Trust the CA certificates in this PEM file instead of the built-in roots (a server's
@@ -534,11 +537,9 @@ impl Upstream {
         }
         let (_, session, used) = match self.open.take() {
             Some(open) => self.open.insert(open),
-            None => self.open.insert((
-                server.account.clone(),
-                Session::connect(&server.options)?,
-                Instant::now(),
-            )),
+            None => self
+                .open
+                .insert((server.account.clone(), connect(server)?, Instant::now())),
         };
         *used = Instant::now();
         Ok(session)
@@ -551,6 +552,16 @@ impl Upstream {
     }
 }
 
+/// Connect to the account's server: its host name resolved here, the client takes addresses.
+fn connect(server: &settings::Server) -> Result<Session> {
+    let host = server.host.as_str();
+    let addrs: Vec<std::net::SocketAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, server.port))
+            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))?
+            .collect();
+    Session::connect(&addrs, host, &server.options)
+}
+
 /// `user@host` for this user and host, sendmail's sender when nothing else names one.
 fn local_address() -> String {
     let user = ["LOGNAME", "USER"]
@@ -560,12 +571,7 @@ fn local_address() -> String {
     format!("{user}@{}", crate::message::stamp::fqdn())
 }
 
-/// Where a message's bytes come from, anew for each transaction.
-trait Source {
-    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>>;
-}
-
-impl Source for message::Prepared<'_> {
+impl Content for message::Prepared<'_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
         let r = self
             .reader()
@@ -577,7 +583,7 @@ impl Source for message::Prepared<'_> {
 /// A message in the queue, locked by the runner.
 struct Queued<'a, 'q>(&'a queue::Job<'q>);
 
-impl Source for Queued<'_, '_> {
+impl Content for Queued<'_, '_> {
     fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
         Ok(Box::new(self.0.message()))
     }
@@ -595,44 +601,30 @@ struct Sent {
 /// Send one message over `session`, all or nothing; except that when the server limits the
 /// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions,
 /// and what the earlier ones delivered stays delivered whatever becomes of the later ones.
-fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Source) -> Result<Sent> {
-    let mut todo: Vec<usize> = (0..env.rcpts.len()).collect();
-    let mut delivered: Vec<Option<Reply>> = vec![None; env.rcpts.len()];
-    loop {
-        let pending = env.only(|i, _| todo.binary_search(&i).is_ok());
-        let outcome = source
-            .open()
-            .and_then(|mut r| session.send(&pending, &mut r, Partial::AbortUnlessTooMany));
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) if delivered.iter().any(Option::is_some) => {
-                return Ok(Sent {
-                    data: None,
-                    refusals: vec![e.into()],
-                    delivered,
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let accepted = outcome.data.as_ref().is_some_and(Reply::is_positive);
-        // Each round delivers to at least one recipient, so this ends.
-        let mut later = Vec::new();
-        for (&i, r) in todo.iter().zip(&outcome.rcpts) {
-            if accepted && r.is_positive() {
-                delivered[i] = outcome.data.clone();
-            }
-            if accepted && too_many(r) {
-                later.push(i);
-            }
-        }
-        if later.is_empty() {
-            return Ok(Sent {
-                refusals: outcome.refusals(&pending),
-                data: outcome.data,
+fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Content) -> Result<Sent> {
+    let done = session.deliver(env, source, Partial::AbortUnlessTooMany);
+    let delivered: Vec<Option<Reply>> = (done.rcpts.into_iter())
+        .map(|v| match v {
+            client::Verdict::Accepted(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    match done.error {
+        Some(e) if delivered.iter().any(Option::is_some) => {
+            let mut refusals = done.refusals;
+            refusals.push(e.into());
+            Ok(Sent {
+                data: None,
+                refusals,
                 delivered,
-            });
+            })
         }
-        todo = later;
+        Some(e) => Err(e),
+        None => Ok(Sent {
+            refusals: done.refusals,
+            data: done.data,
+            delivered,
+        }),
     }
 }
 
@@ -830,7 +822,7 @@ impl Flush<'_> {
             return all(Verdict::Deferred, why);
         }
         if self.session.as_ref().is_none_or(|s| !s.is_usable()) {
-            match Session::connect(&server.options) {
+            match connect(server) {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
                     // The server is unreachable for the rest of this account too. The
@@ -878,6 +870,36 @@ impl Flush<'_> {
             None => Attempt::new(verdict, &text),
         });
         Some(attempts.collect())
+    }
+}
+
+/// `--tls`: the words of [`crate::net::tls::Mode::parse`], checked as clap parses them; the
+/// one word for each mode is what completions offer and the man page lists.
+#[derive(Clone)]
+struct TlsWords;
+
+impl clap::builder::TypedValueParser for TlsWords {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        let parse = |words: &str| -> std::result::Result<String, String> {
+            crate::net::tls::Mode::parse(words).map(|_| words.to_string())
+        };
+        clap::builder::TypedValueParser::parse_ref(&parse, cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let words = crate::net::tls::Mode::WORDS.iter();
+        Some(Box::new(words.map(|(w, help)| {
+            clap::builder::PossibleValue::new(w).help(help)
+        })))
     }
 }
 

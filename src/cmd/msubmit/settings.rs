@@ -10,8 +10,8 @@ use super::Args;
 use crate::account::{self, Account, Auth, Password, Send};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::tls::TlsOptions;
-use crate::smtp::client::{Credentials, Options, Security, Timeouts};
+use crate::net::tls::{Level, Mode, Start, TlsOptions};
+use crate::smtp::client::{Credentials, Options, Timeouts};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,6 +124,10 @@ pub fn refusal(opt: &str) -> Error {
 pub struct Server {
     /// The account name (`None`: defaults and flags only).
     pub account: Option<String>,
+    /// The server's host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
     /// Client options.
     pub options: Options,
     /// The log file.
@@ -169,18 +173,10 @@ pub fn server(
     let acct = Account::resolve(cfg, account.as_deref())?;
     let send = acct.send()?;
     let security = match args.tls.as_deref() {
-        Some("starttls") => Security::StartTls,
-        Some("implicit") => Security::Implicit,
-        Some("none") => Security::None,
-        Some(other) => {
-            return Err(Error::new(
-                Code::Usage,
-                format!("--tls {other}"),
-                "expected starttls, implicit or none",
-            ));
-        }
+        Some(words) => Mode::parse(words)
+            .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
         // Without tls or --tls, TLS is required (account.rs).
-        None => send.tls.mode.unwrap_or(Security::StartTls),
+        None => send.tls.mode.unwrap_or(Mode::STARTTLS),
     };
     let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
         Error::new(
@@ -192,11 +188,14 @@ pub fn server(
             ),
         )
     })?;
-    let port = args.port.or(send.port).unwrap_or(match security {
-        Security::Implicit => 465,
-        Security::StartTls => 587,
-        Security::None => 25,
-    });
+    let port = args
+        .port
+        .or(send.port)
+        .unwrap_or(match (security.level, security.start) {
+            (Level::None, _) => 25,
+            (_, Start::Implicit) => 465,
+            (_, Start::StartTls) => 587,
+        });
     let fingerprint = match args.fingerprint.as_deref() {
         Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
         None => send.tls.options.fingerprint,
@@ -218,11 +217,11 @@ pub fn server(
     };
     Ok(Server {
         account,
+        host,
+        port,
         options: Options {
-            host,
-            port,
-            security,
-            tls,
+            tls: security,
+            trust: tls,
             helo,
             auth,
             timeouts,
