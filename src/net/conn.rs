@@ -8,8 +8,8 @@
 //! batch the replies to a pipelined group), which needs the read side to know about the write
 //! side. Transports are anything [`Io`]: a socket or stdin/stdout ([`FdIo`], with poll(2)
 //! timeouts that work for pipes as well as sockets) or bytes in memory ([`MemIo`], for tests
-//! and fuzzing). The SMTP client (`smtp::client`) runs over the same [`Io`]: a connected
-//! [`FdIo`] socket, or whatever a caller or a test hands it.
+//! and fuzzing). The SMTP client (`smtp::client`) runs over the same [`Io`]: a socket it
+//! connected ([`TcpIo`]), or whatever a caller or a test hands it.
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
@@ -259,6 +259,131 @@ impl Io for FdIo {
         }
         // A pipe: readable now (which includes its end: the reader then finds that out).
         wait(self.rfd, libc::POLLIN, Duration::ZERO).is_ok()
+    }
+}
+
+/// A TCP socket with the kernel's timeouts (SO_RCVTIMEO, SO_SNDTIMEO): the SMTP client's
+/// transport. [`FdIo`] polls before every read and write, which a server needs (pipes from
+/// inetd, the stop flag); a client waiting for one reply or writing one batch needs neither.
+/// The socket's timeout is changed only to shorten it (by more than [`SLACK`]); when a read
+/// or write meets the shorter one left from an earlier call before its own time is up, it
+/// waits on for the rest. So on the hot path (msubmit --flush: two reads and two writes per
+/// message, with timeouts of 2 to 10 minutes per phase) the calls are the reads and writes
+/// alone.
+pub struct TcpIo {
+    tcp: std::net::TcpStream,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    /// The read and write timeouts the socket has now.
+    rcv: Option<Duration>,
+    snd: Option<Duration>,
+}
+
+/// How far a socket timeout may lie from the wanted one before it is set: a deadline moves
+/// on with every read, and following it exactly would cost a system call on each.
+const SLACK: Duration = Duration::from_millis(10);
+
+impl TcpIo {
+    /// A connected socket; every read and write waits at most `timeout`.
+    pub fn new(tcp: std::net::TcpStream, timeout: Duration) -> TcpIo {
+        TcpIo {
+            tcp,
+            timeout,
+            deadline: None,
+            rcv: None,
+            snd: None,
+        }
+    }
+
+    /// How long the next read may wait: the timeout, or less when the deadline is nearer.
+    fn read_limit(&self) -> io::Result<Duration> {
+        match self.deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(left.min(self.timeout)),
+                _ => Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => Ok(self.timeout),
+        }
+    }
+}
+
+/// Run `op` for at most `limit`, with the socket timeout `set` holds (`apply` changes it):
+/// shortened first when it is longer than `limit`; when it is shorter and runs out, `op` is
+/// tried again for the rest of `limit`.
+fn within<T>(
+    limit: Duration,
+    set: &mut Option<Duration>,
+    mut apply: impl FnMut(Duration) -> io::Result<()>,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    // A zero timeout would mean "block forever" to the socket API.
+    let limit = limit.max(Duration::from_millis(1));
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        if set.is_none_or(|now| now > left.saturating_add(SLACK)) {
+            apply(left)?;
+            *set = Some(left);
+        }
+        match op() {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && start.elapsed() + SLACK < limit =>
+            {
+                // The socket's shorter timeout ran out, ours has not: wait on, with exactly
+                // the rest (set below, as it is now shorter than the socket's).
+                *set = Some(Duration::MAX);
+            }
+            r => return r,
+        }
+    }
+}
+
+impl Read for TcpIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let limit = self.read_limit()?;
+        let tcp = &self.tcp;
+        within(
+            limit,
+            &mut self.rcv,
+            |t| tcp.set_read_timeout(Some(t)),
+            || (&*tcp).read(buf),
+        )
+    }
+}
+
+impl Write for TcpIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let tcp = &self.tcp;
+        within(
+            self.timeout,
+            &mut self.snd,
+            |t| tcp.set_write_timeout(Some(t)),
+            || (&*tcp).write(buf),
+        )
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Io for TcpIo {
+    fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    fn has_input(&self) -> bool {
+        self.tcp.has_input()
     }
 }
 
@@ -661,6 +786,40 @@ mod tests {
     }
 
     impl Io for Rec {}
+
+    #[test]
+    fn a_socket_waits_as_long_as_each_read_asks_and_no_longer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut io = TcpIo::new(tcp, Duration::from_millis(50));
+        let mut buf = [0u8; 16];
+        let timed = |io: &mut TcpIo| {
+            let start = Instant::now();
+            let e = io.read(&mut [0u8; 16]).unwrap_err();
+            assert!(matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ));
+            start.elapsed()
+        };
+        let short = timed(&mut io);
+        assert!(short >= Duration::from_millis(40), "{short:?}");
+        // A longer timeout after a shorter one: the socket's is left short, the read waits
+        // on for the rest.
+        io.set_timeout(Duration::from_millis(300));
+        let long = timed(&mut io);
+        assert!(long >= Duration::from_millis(290), "{long:?}");
+        // A deadline nearer than the timeout ends the read at the deadline.
+        io.set_deadline(Some(Instant::now() + Duration::from_millis(60)));
+        let to_deadline = timed(&mut io);
+        assert!(to_deadline < Duration::from_millis(250), "{to_deadline:?}");
+        io.set_deadline(None);
+        // Data is read as it comes.
+        peer.write_all(b"220 ok\r\n").unwrap();
+        let n = io.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"220 ok\r\n");
+    }
 
     #[test]
     fn replies_to_a_long_pipeline_do_not_pile_up() {

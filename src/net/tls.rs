@@ -49,9 +49,10 @@ pub enum Start {
 
 /// How strict a client is about TLS, each level asking more than the one before. The words
 /// are Postfix's (smtp_tls_security_level), so an MTA's administrator reads them as meant.
-/// Room is kept above `May` for `dane` (RFC 7672: the destination's TLSA records say what
-/// to verify) and `sts` (RFC 8461: its MTA-STS policy requires verify): both are kinds of
-/// verify whose trust is decided per destination, which mrelay will bring.
+/// Room is kept for `dane` (RFC 7672: the destination's TLSA records say what to verify)
+/// and `sts` (RFC 8461: its MTA-STS policy requires verify), which mrelay will bring: both
+/// are verify with the trust decided per destination, so they go after `Encrypt`, and a
+/// match on the level (exhaustive here) shows every place that must learn them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// No TLS, even when offered; the only level at which credentials go in clear text.

@@ -10,7 +10,7 @@
 
 use super::{Options, Session, SetupError, Stream, implicit, net_error, tls_config};
 use crate::exit::{Code, Error, Result};
-use crate::net::conn::FdIo;
+use crate::net::conn::TcpIo;
 use crate::net::tls::{self, Level, Start};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -95,7 +95,7 @@ fn tcp_connect(
 fn transport(tcp: TcpStream, opts: &Options) -> Result<Box<dyn crate::net::conn::Io>> {
     tcp.set_nodelay(true)
         .map_err(|e| net_error("set TCP_NODELAY", e))?;
-    Ok(Box::new(FdIo::socket(tcp, opts.timeouts.command)))
+    Ok(Box::new(TcpIo::new(tcp, opts.timeouts.command)))
 }
 
 /// How long a server may stay silent before we ask whether it waits for a TLS handshake.

@@ -80,7 +80,11 @@ impl Session {
         // The recipients of the next transaction, as indexes into `env.rcpts`.
         let mut pending: Vec<usize> = (0..env.rcpts.len()).collect();
         while !pending.is_empty() {
-            let round = env.only(|i, _| pending.contains(&i));
+            // The whole envelope in the first round, a copy for fewer recipients after.
+            let round = match pending.len() == env.rcpts.len() {
+                true => std::borrow::Cow::Borrowed(env),
+                false => std::borrow::Cow::Owned(env.only(|i, _| pending.contains(&i))),
+            };
             let outcome = content
                 .open()
                 .and_then(|mut reader| self.send(&round, &mut reader, partial));
@@ -109,17 +113,21 @@ impl Session {
                     _ => Verdict::Unsettled,
                 };
             }
-            // The recipients sent again are not refused: their next round says.
-            let settled = |k: usize| !later.contains(&pending[k]);
-            let outcome = Outcome {
-                rcpts: (outcome.rcpts.into_iter().enumerate())
-                    .filter(|(k, _)| settled(*k))
-                    .map(|(_, r)| r)
-                    .collect(),
-                ..outcome
-            };
-            d.refusals
-                .extend(outcome.refusals(&round.only(|k, _| settled(k))));
+            if later.is_empty() {
+                d.refusals.extend(outcome.refusals(&round));
+            } else {
+                // The recipients sent again are not refused: their next round says.
+                let settled = |k: usize| !later.contains(&pending[k]);
+                let rest = Outcome {
+                    rcpts: (outcome.rcpts.iter().enumerate())
+                        .filter(|(k, _)| settled(*k))
+                        .map(|(_, r)| r.clone())
+                        .collect(),
+                    ..outcome.clone()
+                };
+                d.refusals
+                    .extend(rest.refusals(&round.only(|k, _| settled(k))));
+            }
             d.data = outcome.data;
             pending = later;
         }
