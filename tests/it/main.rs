@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod config_keys;
 mod dns;
 mod docs;
 mod examples;

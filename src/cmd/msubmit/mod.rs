@@ -217,7 +217,7 @@ pub fn run(args: Args) -> Result<()> {
     if !(args.list || args.flush || args.smtp_stdio) {
         return submit(&args);
     }
-    let cfg = Config::load(args.config.as_deref())?;
+    let cfg = crate::account::load(args.config.as_deref())?;
     let queue_dir = || queue_dir(&args, &cfg);
     if args.list {
         return list(&queue_dir()?);
@@ -294,7 +294,7 @@ fn send_message(
     spool: &mut crate::message::buffer::Buffer,
     stats: message::Stats,
 ) -> Result<()> {
-    let cfg = &Config::load(args.config.as_deref())?;
+    let cfg = &crate::account::load(args.config.as_deref())?;
     let queue_dir = &|| queue_dir(args, cfg);
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());

@@ -204,6 +204,7 @@ pub fn server(
         ca_file: args.ca_file.clone().or(send.tls.options.ca_file.clone()),
         fingerprint,
         server_name: (args.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
+        client_cert: send.tls.options.client_cert.clone(),
     };
     let timeouts = match args.timeout.or(send.timeout) {
         Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),

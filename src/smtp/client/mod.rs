@@ -214,6 +214,9 @@ impl From<Error> for SetupError {
 }
 
 fn net_error(what: &str, e: io::Error) -> Error {
+    if let Some(refused) = tls::alert_error(what, &e) {
+        return refused;
+    }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             Error::new(Code::TempFail, what, "timed out")
