@@ -151,3 +151,87 @@ fn a_typo_defers_mail_in_the_delivery_path_never_bounces_it() {
     assert!(replies.contains("\n250 2.0.0"), "{replies}");
     assert_eq!(messages(&t.path().join("mail/bob/Maildir")).len(), 1);
 }
+
+#[test]
+fn aliases_turn_crons_root_into_addresses() {
+    let fake = Fake::start(Script::default());
+    let t = tempfile::tempdir().unwrap();
+    let aliases = write(
+        &t.path().join("aliases"),
+        "# as /etc/aliases\npostmaster: root\nroot: admin@example.org,\n  ops@example.org\n\
+         default: me@example.org\n",
+    );
+    config(
+        t.path(),
+        &format!(
+            "host 127.0.0.1\nport {}\ntls off\naliases {}\n",
+            fake.port(),
+            aliases.display()
+        ),
+    );
+    // cron: `sendmail -i -FCronDaemon -B8BITMIME -oem root`.
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args([
+            "-i",
+            "-FCronDaemon",
+            "-B8BITMIME",
+            "-oem",
+            "-f",
+            "cron@host.test",
+            "root",
+        ]),
+        b"Subject: Cron <root@host> run-parts\nTo: root\n\nout\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    let rcpts: Vec<&str> = log.lines().filter(|l| l.starts_with("RCPT")).collect();
+    assert_eq!(
+        rcpts,
+        [
+            "RCPT TO:<admin@example.org>",
+            "RCPT TO:<ops@example.org>"
+        ]
+    );
+    // Only the envelope: To: stays as written (as in msmtp).
+    let m = String::from_utf8(fake.messages().pop().unwrap()).unwrap();
+    assert!(m.contains("To: root\r\n"), "{m}");
+    // -t reads the same names; `default` catches other local names, domains stay.
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args(["-t", "-f", "a@a.test"]),
+        b"To: postmaster, www-data, you@y.test\n\nx\n",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = fake.log_text();
+    let rcpts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("RCPT"))
+        .skip(2)
+        .collect();
+    assert_eq!(
+        rcpts,
+        [
+            "RCPT TO:<admin@example.org>",
+            "RCPT TO:<ops@example.org>",
+            "RCPT TO:<me@example.org>",
+            "RCPT TO:<you@y.test>"
+        ]
+    );
+    // What cannot be sent is the file's error at its line; nothing goes out.
+    write(&aliases, "root: |/usr/bin/procmail\n");
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args(["-f", "a@a.test", "root"]),
+        b"x\n",
+    );
+    fails(
+        &out,
+        78,
+        &format!("{}:1: |/usr/bin/procmail: commands", aliases.display()),
+    );
+    std::fs::remove_file(&aliases).unwrap();
+    let out = run(
+        tool(bin!("msubmit"), t.path()).args(["-f", "a@a.test", "root"]),
+        b"x\n",
+    );
+    fails(&out, 78, "aliases ");
+    assert_eq!(fake.messages().len(), 2);
+}

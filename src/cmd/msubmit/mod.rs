@@ -330,11 +330,17 @@ fn send_message(
     // A bad argument is the caller's usage (64); a bad address in the header is the
     // message's data (65), as sendmail -t reports it.
     let given = given.map(|r| (r.to_string(), Code::Usage));
+    // msmtp's aliases: cron's `root` becomes the addresses the file gives it (the envelope
+    // only; To: and Cc: stay as written).
+    let aliases = match acct.send()?.aliases {
+        Some(path) => Some(crate::aliases::Aliases::read(&path)?),
+        None => None,
+    };
     for (r, code) in given.chain(from_header.into_iter().map(|r| (r, Code::DataErr))) {
-        let r = settings::envelope_address("recipient", &r, domain.as_deref())
-            .map_err(|e| e.with_code(code))?;
-        if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
-            rcpts.push(r);
+        for r in settings::recipients(&r, aliases.as_ref(), domain.as_deref(), code)? {
+            if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
+                rcpts.push(r);
+            }
         }
     }
     if rcpts.is_empty() {
