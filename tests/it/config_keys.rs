@@ -187,10 +187,7 @@ fn aliases_turn_crons_root_into_addresses() {
     let rcpts: Vec<&str> = log.lines().filter(|l| l.starts_with("RCPT")).collect();
     assert_eq!(
         rcpts,
-        [
-            "RCPT TO:<admin@example.org>",
-            "RCPT TO:<ops@example.org>"
-        ]
+        ["RCPT TO:<admin@example.org>", "RCPT TO:<ops@example.org>"]
     );
     // Only the envelope: To: stays as written (as in msmtp).
     let m = String::from_utf8(fake.messages().pop().unwrap()).unwrap();

@@ -24,6 +24,7 @@ mod msubmit;
 mod msubmit_bs;
 mod msubmit_hostile;
 mod msubmit_postfix;
+mod msubmit_route;
 mod msubmit_tls;
 mod pipeline;
 mod private_files;

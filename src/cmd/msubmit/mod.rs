@@ -128,6 +128,31 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
 
+    /// Present this client certificate (PEM, with its chain) when the server asks for one
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of the client certificate (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Replace recipients without a domain by the addresses this aliases file gives them
+    /// (msmtp's format; empty: none)
+    #[arg(long, value_name = "FILE")]
+    pub aliases: Option<PathBuf>,
+
+    /// Connect from this local address (empty: the system's choice)
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<String>,
+
+    /// Connect through this SOCKS5 proxy, which resolves the server's name (empty: directly)
+    #[arg(long, value_name = "HOST")]
+    pub proxy_host: Option<String>,
+
+    /// The proxy's port [default: 1080]
+    #[arg(long, value_name = "PORT")]
+    pub proxy_port: Option<u16>,
+
     /// Log in as USER
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -332,9 +357,9 @@ fn send_message(
     let given = given.map(|r| (r.to_string(), Code::Usage));
     // msmtp's aliases: cron's `root` becomes the addresses the file gives it (the envelope
     // only; To: and Cc: stay as written).
-    let aliases = match acct.send()?.aliases {
-        Some(path) => Some(crate::aliases::Aliases::read(&path)?),
-        None => None,
+    let aliases = match args.aliases.clone().or(acct.send()?.aliases) {
+        Some(path) if !path.as_os_str().is_empty() => Some(crate::aliases::Aliases::read(&path)?),
+        _ => None,
     };
     for (r, code) in given.chain(from_header.into_iter().map(|r| (r, Code::DataErr))) {
         for r in settings::recipients(&r, aliases.as_ref(), domain.as_deref(), code)? {
@@ -558,14 +583,27 @@ impl Upstream {
     }
 }
 
-/// Connect to the account's server: its host name resolved here, the client takes addresses.
+/// Connect to the account's server: its host name resolved here, the client takes
+/// addresses; through a proxy, the proxy's name is resolved here and the server's by the
+/// proxy.
 fn connect(server: &settings::Server) -> Result<Session> {
     let host = server.host.as_str();
-    let addrs: Vec<std::net::SocketAddr> =
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, server.port))
-            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))?
-            .collect();
-    Session::connect(&addrs, host, &server.options)
+    let resolve = |host: &str, port: u16| -> Result<Vec<std::net::SocketAddr>> {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))
+            .map(Iterator::collect)
+    };
+    match &server.proxy {
+        Some(p) => {
+            let proxy = crate::net::dial::Proxy {
+                name: format!("{}:{}", p.host, p.port),
+                addrs: resolve(&p.host, p.port).map_err(|e| e.context("proxy"))?,
+                login: p.login.clone(),
+            };
+            Session::connect_via(&proxy, host, server.port, &server.options)
+        }
+        None => Session::connect(&resolve(host, server.port)?, host, &server.options),
+    }
 }
 
 /// `user@host` for this user and host, sendmail's sender when nothing else names one.

@@ -11,7 +11,7 @@ use crate::account::{self, Account, Auth, Password, Send};
 use crate::aliases::{Aliases, Expanded};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::tls::{Level, Mode, Start, TlsOptions};
+use crate::net::tls::{ClientCert, Level, Mode, Start, TlsOptions};
 use crate::smtp::client::{Credentials, Options, Timeouts};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -137,6 +137,8 @@ pub struct Server {
     pub syslog: bool,
     /// Queue the message when the server refuses it for now.
     pub queue_on_failure: bool,
+    /// The SOCKS5 proxy connections go through.
+    pub proxy: Option<account::Proxy>,
 }
 
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
@@ -205,7 +207,32 @@ pub fn server(
         ca_file: args.ca_file.clone().or(send.tls.options.ca_file.clone()),
         fingerprint,
         server_name: (args.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
-        client_cert: send.tls.options.client_cert.clone(),
+        client_cert: client_cert(args, &send)?,
+    };
+    // An empty flag unsets the key, as msmtp's `--proxy-host=` does.
+    let source = match args.source_ip.as_deref() {
+        Some("") => None,
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| usage_error("--source-ip", ip, "not an IP address"))?,
+        ),
+        None => send.source_ip,
+    };
+    let proxy = match (args.proxy_host.as_deref(), send.proxy.clone()) {
+        (Some(""), _) => None,
+        (Some(host), p) => Some(account::Proxy {
+            host: host.to_string(),
+            port: args
+                .proxy_port
+                .or(p.as_ref().map(|p| p.port))
+                .unwrap_or(1080),
+            login: p.and_then(|p| p.login),
+        }),
+        (None, Some(p)) => Some(account::Proxy {
+            port: args.proxy_port.unwrap_or(p.port),
+            ..p
+        }),
+        (None, None) => None,
     };
     let timeouts = match args.timeout.or(send.timeout) {
         Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
@@ -228,11 +255,35 @@ pub fn server(
             auth,
             timeouts,
             trace,
+            source,
         },
         log: args.log.clone().or(acct.logfile),
         syslog: args.syslog || acct.syslog,
         queue_on_failure: args.queue_on_failure || send.queue_on_failure,
+        proxy,
     })
+}
+
+/// The client certificate: `--tls-cert-file` and `--tls-key-file` over the account's
+/// `tls_cert_file` and `tls_key_file`; both or neither.
+fn client_cert(args: &Args, send: &Send) -> Result<Option<ClientCert>> {
+    let key = send.tls.options.client_cert.as_ref();
+    let cert_file = args.tls_cert_file.clone().or(key.map(|c| c.cert.clone()));
+    let key_file = args.tls_key_file.clone().or(key.map(|c| c.key.clone()));
+    match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Ok(Some(ClientCert { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::new(
+            Code::Usage,
+            "--tls-cert-file",
+            "needs --tls-key-file",
+        )),
+        (None, Some(_)) => Err(Error::new(
+            Code::Usage,
+            "--tls-key-file",
+            "needs --tls-cert-file",
+        )),
+    }
 }
 
 fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Error {

@@ -132,6 +132,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// Dialogue trace.
     pub trace: Option<Trace>,
+    /// Connect from this local address (msmtp's `source_ip`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The transport under the session.
