@@ -381,7 +381,7 @@ impl Account {
             auth: typed(k, "auth", |a| {
                 Auth::parse(a).ok_or("supported: on, off, plain, login, xoauth2")
             })?,
-            user: text(k, "user").map(str::to_string),
+            user: set(k, "user").map(str::to_string),
             password: password(k, "")?,
             domain: typed(k, "domain", ehlo_name)?,
             timeout: typed(k, "timeout", |t| {
@@ -457,7 +457,7 @@ impl Account {
                 p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))
             })?,
             tls: tls(k, "fetch_")?,
-            user: text(k, &format!("{prefix}user")).map(str::to_string),
+            user: set(k, &format!("{prefix}user")).map(str::to_string),
             password: password(k, prefix)?,
             folders,
             keep: flag(k, "keep")?.unwrap_or(false),
@@ -727,9 +727,11 @@ impl Password {
     }
 }
 
+/// msmtp(1): an empty `user`, `password` or `passwordeval` unsets it (an account that
+/// inherits a login and needs none), never an empty name or a command of nothing.
 fn password(keys: &Keys, prefix: &str) -> Result<Option<Password>> {
-    let eval = text(keys, &format!("{prefix}passwordeval"));
-    let plain = text(keys, &format!("{prefix}password"));
+    let eval = set(keys, &format!("{prefix}passwordeval"));
+    let plain = set(keys, &format!("{prefix}password"));
     Ok(match (eval, plain) {
         (Some(cmd), _) => Some(Password::Command(cmd.to_string())),
         (None, Some(p)) => Some(Password::Text(p.to_string())),
@@ -1239,6 +1241,9 @@ mod tests {
         );
         // An empty value unsets, as in msmtp.
         let s = account(text, Some("off")).send().unwrap();
+        let unset = "user me\npassword p\naccount a\nuser\npassword\npasswordeval\n";
+        let a = account(unset, Some("a")).send().unwrap();
+        assert_eq!((a.user, a.password), (None, None));
         assert!(s.proxy.is_none() && s.source_ip.is_none() && s.aliases.is_none());
         let err = |text: &str| account(text, Some("a")).send().unwrap_err().to_string();
         assert_eq!(

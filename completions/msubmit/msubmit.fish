@@ -40,6 +40,8 @@ complete -c msubmit -l queue-on-failure -d 'When sending fails temporarily (serv
 complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
 complete -c msubmit -l list -d 'List the queue (also -bp)'
 complete -c msubmit -l smtp-stdio -d 'Speak SMTP on standard input and output and send each message accepted, as sendmail -bs does for MUAs such as Alpine (also -bs)'
+complete -c msubmit -s P -l pretend -d 'Print the settings a message would be sent with (account, server, TLS, login, where the password comes from but never the password) and the recipients of the arguments after aliases, then exit without reading or sending anything (msmtp\'s -P)'
+complete -c msubmit -s S -l serverinfo -d 'Connect to the server and say EHLO, print its greeting, the TLS session and its certificate (subject, issuer, validity, SHA-256 fingerprint) and what it offers (AUTH methods, SIZE, ...), then quit: no login, nothing sent (msmtp\'s -S)'
 complete -c msubmit -l version -d 'Print version'
 complete -c msubmit -l newaliases -d 'Rebuild the alias database: newaliases, -bi, -I (set by the legacy option rewriting)'
 complete -c msubmit -s h -l help -d 'Print help (see more with \'--help\')'

@@ -701,6 +701,39 @@ pub fn answers_tls(addr: SocketAddr, wait: Duration) -> bool {
     probe().unwrap_or(false)
 }
 
+/// What a TLS session negotiated, for msubmit's `--serverinfo`.
+#[derive(Clone, Debug)]
+pub struct Negotiated {
+    /// The protocol version, as rustls names it (`TLSv1_3`).
+    pub protocol: String,
+    /// The cipher suite, as rustls names it (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher: String,
+    /// The key exchange group (`X25519`), when known.
+    pub group: Option<String>,
+    /// The server's certificate chain as sent, its own first (DER).
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// What `stream` negotiated.
+pub fn negotiated(stream: &TlsStream) -> Negotiated {
+    let c = &stream.conn;
+    Negotiated {
+        protocol: c
+            .protocol_version()
+            .map_or("?".into(), |v| format!("{v:?}")),
+        cipher: c
+            .negotiated_cipher_suite()
+            .map_or("?".into(), |s| format!("{:?}", s.suite())),
+        group: c
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name())),
+        chain: c
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|cert| cert.to_vec()).collect())
+            .unwrap_or_default(),
+    }
+}
+
 /// What was negotiated, for `-v`: protocol, cipher suite and the SHA-256 fingerprint of the
 /// server's certificate (what `--fingerprint` wants).
 pub fn describe(stream: &TlsStream) -> String {

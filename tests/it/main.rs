@@ -23,6 +23,7 @@ mod mreceive_tls;
 mod msubmit;
 mod msubmit_bs;
 mod msubmit_hostile;
+mod msubmit_info;
 mod msubmit_postfix;
 mod msubmit_route;
 mod msubmit_tls;

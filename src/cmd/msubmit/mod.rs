@@ -14,11 +14,15 @@
 //! `--flush` hands the queue to the library's runner with a sender that sends each message
 //! as above (all or nothing) over one connection per account, `--list` shows it.
 //!
+//! `--pretend` and `--serverinfo` (`info.rs`, msmtp's `-P` and `-S`) show the settings and
+//! what the server offers, sending nothing.
+//!
 //! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
 //! session, and sends each the same way (`send_or_queue`), one connection for the session.
 
 mod bs;
 mod dead_letter;
+mod info;
 mod log;
 mod message;
 mod settings;
@@ -207,6 +211,21 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["recipients", "read_recipients", "sender", "flush", "list"])]
     pub smtp_stdio: bool,
 
+    /// Print the settings a message would be sent with (account, server, TLS, login, where
+    /// the password comes from but never the password) and the recipients of the arguments
+    /// after aliases, then exit without reading or sending anything (msmtp's -P)
+    #[arg(short = 'P', long, conflicts_with_all = ["queue", "flush", "list", "smtp_stdio"])]
+    pub pretend: bool,
+
+    /// Connect to the server and say EHLO, print its greeting, the TLS session and its
+    /// certificate (subject, issuer, validity, SHA-256 fingerprint) and what it offers
+    /// (AUTH methods, SIZE, ...), then quit: no login, nothing sent (msmtp's -S)
+    #[arg(short = 'S', long, conflicts_with_all = [
+        "recipients", "read_recipients", "queue", "queue_on_failure", "flush", "list",
+        "smtp_stdio", "pretend",
+    ])]
+    pub serverinfo: bool,
+
     /// Print version
     #[arg(long, action = ArgAction::Version)]
     pub version: Option<bool>,
@@ -238,6 +257,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(r) = args.refused.first() {
         return Err(settings::refusal(r));
+    }
+    if args.pretend {
+        return info::pretend(&args);
+    }
+    if args.serverinfo {
+        return info::serverinfo(&args);
     }
     if !(args.list || args.flush || args.smtp_stdio) {
         return submit(&args);

@@ -166,13 +166,50 @@ pub fn choose_account(
         .then(|| "default".to_string()))
 }
 
-/// Lay the flags over the account's sending keys and build the client options.
+/// Lay the flags over the account's sending keys and build the client options, the
+/// password revealed (its command run) when there is a login.
 pub fn server(
     args: &Args,
     cfg: &Config,
     account: Option<String>,
     trace: Option<crate::smtp::client::Trace>,
 ) -> Result<Server> {
+    let (mut server, login) = unrevealed(args, cfg, account, trace)?;
+    server.options.auth = login.map(|l| l.reveal()).transpose()?;
+    Ok(server)
+}
+
+/// A login, its password not yet revealed.
+pub struct Login {
+    /// The user name.
+    pub user: String,
+    /// Where the password comes from.
+    pub password: Password,
+    /// `--password-command` gave it, not the account.
+    pub password_flag: bool,
+    /// The mechanism; `None` picks PLAIN, else LOGIN.
+    pub mechanism: Option<crate::net::sasl::Mechanism>,
+}
+
+impl Login {
+    /// The credentials: the password command run, or the password read.
+    pub fn reveal(self) -> Result<Credentials> {
+        Ok(Credentials {
+            secret: self.password.reveal()?,
+            user: self.user,
+            mechanism: self.mechanism,
+        })
+    }
+}
+
+/// [`server`] without the login's password: the server's options without credentials, and
+/// the login apart (`--pretend` shows it, `--serverinfo` does not log in).
+pub fn unrevealed(
+    args: &Args,
+    cfg: &Config,
+    account: Option<String>,
+    trace: Option<crate::smtp::client::Trace>,
+) -> Result<(Server, Option<Login>)> {
     let acct = Account::resolve(cfg, account.as_deref())?;
     let send = acct.send()?;
     let security = match args.tls.as_deref() {
@@ -238,13 +275,13 @@ pub fn server(
         Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
         None => Timeouts::default(),
     };
-    let auth = credentials(args, &send)?;
+    let login = login(args, &send)?;
     let helo = match (&args.helo, &send.domain) {
         (Some(h), _) => account::ehlo_name(h).map_err(|why| usage_error("--helo", h, why))?,
         (None, Some(d)) => d.clone(),
         (None, None) => crate::message::stamp::fqdn(),
     };
-    Ok(Server {
+    let server = Server {
         account,
         host,
         port,
@@ -252,7 +289,7 @@ pub fn server(
             tls: security,
             trust: tls,
             helo,
-            auth,
+            auth: None,
             timeouts,
             trace,
             source,
@@ -261,7 +298,8 @@ pub fn server(
         syslog: args.syslog || acct.syslog,
         queue_on_failure: args.queue_on_failure || send.queue_on_failure,
         proxy,
-    })
+    };
+    Ok((server, login))
 }
 
 /// The client certificate: `--tls-cert-file` and `--tls-key-file` over the account's
@@ -308,7 +346,7 @@ pub fn dsn_return(flag: &Option<String>, send: &Send) -> Result<Option<String>> 
 
 /// The login: `--auth`, `--user` and `--password-command` over the account's keys. A user
 /// means AUTH unless `auth off`; `auth` without a user is an error, not a silent no-login.
-fn credentials(args: &Args, send: &Send) -> Result<Option<Credentials>> {
+fn login(args: &Args, send: &Send) -> Result<Option<Login>> {
     let auth = match args.auth.as_deref() {
         Some(a) => Some(Auth::parse(a).ok_or_else(|| {
             Error::new(
@@ -345,9 +383,10 @@ fn credentials(args: &Args, send: &Send) -> Result<Option<Credentials>> {
             ));
         }
     };
-    Ok(Some(Credentials {
+    Ok(Some(Login {
         user,
-        secret: password.reveal()?,
+        password,
+        password_flag: args.password_command.is_some(),
         mechanism,
     }))
 }

@@ -309,6 +309,14 @@ impl Session {
         matches!(self.conn.get_ref(), Stream::Tls(_))
     }
 
+    /// What TLS negotiated, when the session runs over TLS.
+    pub fn tls(&self) -> Option<tls::Negotiated> {
+        match self.conn.get_ref() {
+            Stream::Tls(t) => Some(tls::negotiated(t)),
+            _ => None,
+        }
+    }
+
     /// Why the session runs in clear text although TLS was tried (level `may`: STARTTLS was
     /// refused, or its handshake failed and [`Session::connect`] connected again without).
     pub fn tls_failure(&self) -> Option<&Error> {
