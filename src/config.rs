@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The system-wide configuration file.
-pub const SYSTEM_FILE: &str = "/etc/mailpipe/config";
+const SYSTEM_FILE: &str = "/etc/mailpipe/config";
 
 /// A key's value with where it came from, for diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub type Check = fn(key: &str, value: &str) -> std::result::Result<(), String>;
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     defaults: BTreeMap<String, Value>,
+    /// Every value each key of `defaults` was given, in file order: the keys a tool reads
+    /// as a list of lines (mrelay's `route`), where `defaults` keeps the last.
+    lines: BTreeMap<String, Vec<Value>>,
     accounts: BTreeMap<String, Section>,
     /// The files that were read, in order.
     pub files: Vec<PathBuf>,
@@ -161,6 +164,10 @@ impl Config {
                         check(key, &value.text)
                             .map_err(|why| Error::new(Code::Config, &at, why))?;
                     }
+                    if current.is_none() {
+                        let all = self.lines.entry(key.to_string()).or_default();
+                        all.push(value.clone());
+                    }
                     let map = match &current {
                         None => &mut self.defaults,
                         Some(a) => match self.accounts.get_mut(a) {
@@ -191,6 +198,12 @@ impl Config {
     /// A key of the `defaults` section.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.defaults.get(key).map(|v| v.text.as_str())
+    }
+
+    /// Every value of a key of the `defaults` section, in the order of the files and
+    /// their lines (a key that is a list: one item a line).
+    pub fn all(&self, key: &str) -> &[Value] {
+        self.lines.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// The names of the configured accounts.
@@ -240,7 +253,7 @@ impl Config {
 
 /// The user's configuration file: `$XDG_CONFIG_HOME/mailpipe/config` or
 /// `~/.config/mailpipe/config`.
-pub fn user_file() -> Option<PathBuf> {
+fn user_file() -> Option<PathBuf> {
     config_dir().map(|d| d.join("config"))
 }
 
@@ -376,6 +389,30 @@ mod tests {
         assert_eq!(a.flag("tls").unwrap(), Some(true));
         assert_eq!(c.account(None).unwrap().get("port"), Some("587"));
         assert_eq!(a.value("port").unwrap().origin, "t:9");
+    }
+
+    #[test]
+    fn list_keys_keep_every_line_in_order() {
+        let mut c = Config::default();
+        c.parse(
+            "route a.test mx1\nroute * smart\naccount x\nroute b.test no\n",
+            "f",
+        )
+        .unwrap();
+        c.parse("defaults\nroute c.test mx3\n", "g").unwrap();
+        let all: Vec<(&str, &str)> = (c.all("route").iter())
+            .map(|v| (v.text.as_str(), v.origin.as_str()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("a.test mx1", "f:1"),
+                ("* smart", "f:2"),
+                ("c.test mx3", "g:2")
+            ]
+        );
+        assert_eq!(c.get("route"), Some("c.test mx3"));
+        assert!(c.all("nothing").is_empty());
     }
 
     #[test]

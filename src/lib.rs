@@ -7,6 +7,9 @@
 //! - [`cmd`]: one module per tool, its flags, its run, its man page text.
 //! - [`account`]: the configuration's accounts, typed: the sending (SMTP) keys apart from
 //!   the fetching (POP3, IMAP) ones, and the table of every key.
+//! - [`relay`]: mail on its way to the next hop: routing a recipient (static routes, DNS
+//!   MX), SMTP to the destinations, local routes through [`deliver`], bounces, and sending
+//!   through an account's server (msubmit's and mrelay's account routes).
 //! - [`deliver`]: the local delivery pipeline (loop check, trace, rules, dedupe, store) and
 //!   delivery to a command.
 //! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
@@ -30,6 +33,7 @@ pub mod log;
 pub mod message;
 pub mod net;
 pub mod passwd;
+pub mod relay;
 pub mod run;
 pub mod smtp;
 pub mod store;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod mcompose;
 pub mod mdeliver;
 pub mod mreceive;
+pub mod mrelay;
 pub mod msubmit;
 
 /// Every tool's documentation page, in install order.
@@ -16,6 +17,7 @@ pub fn pages() -> Vec<Page> {
     vec![
         mcompose::page(),
         msubmit::page(),
+        mrelay::page(),
         mreceive::page(),
         mdeliver::page(),
     ]

@@ -66,7 +66,7 @@ pub fn run_fed(
 
 /// [`run_fed`], and the last line the command wrote on stderr (passed on to ours as it
 /// comes), for the reason of a failed delivery.
-pub fn run_fed_told(
+fn run_fed_told(
     argv: &[String],
     vars: &[(&str, Option<&str>)],
     limit: Duration,

@@ -3,7 +3,8 @@
 //! route), so a message stored by any of them is byte for byte what mdeliver would have
 //! stored, with the same durability. [`rules`] is its filtering step; [`actions`] runs the
 //! rules' commands (`pipe`, `filter`, `forward`); [`command`] runs a program fed the message
-//! (mreceive's delivery command, those actions).
+//! (mreceive's delivery command, those actions); [`local`] is a local recipient's mailbox (a
+//! Maildir per user, or a command per recipient: mreceive's and the queue's local route).
 //!
 //! The steps, in this order, each one a field of [`Pipeline`] that the caller sets:
 //!
@@ -37,6 +38,7 @@
 
 pub mod actions;
 pub mod command;
+pub mod local;
 pub mod rules;
 
 use crate::exit::{Code, Error, Result};

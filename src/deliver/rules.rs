@@ -41,16 +41,16 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// A rules file larger than this is refused as broken: it is a list of rules, not data.
-pub const MAX_FILE_BYTES: u64 = 1 << 20;
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// How much of the body a `body` test reads: the start of it, up to this many bytes. A
 /// bound, so a large attachment costs nothing; spam and list footers are early, or short.
-pub const BODY_LIMIT: usize = 256 << 10;
+const BODY_LIMIT: usize = 256 << 10;
 
 /// The fields a `to` test reads: every field that names a recipient (RFC 5322 §3.6.3,
 /// §3.6.6), and the two that procmail's `^TO_` adds for envelope recipients some MTAs write.
 /// Not `Delivered-To:`: that is our trace (the `recipient` test reads the envelope).
-pub const TO_FIELDS: [&str; 8] = [
+const TO_FIELDS: [&str; 8] = [
     "To",
     "Cc",
     "Bcc",
@@ -63,7 +63,7 @@ pub const TO_FIELDS: [&str; 8] = [
 
 /// The longest a captured group becomes in a folder name: a file name has 255 bytes, and
 /// one List-Id fits with room to spare.
-pub const GROUP_MAX: usize = 64;
+const GROUP_MAX: usize = 64;
 
 /// What a rule can look at.
 #[derive(Debug, Clone, Copy)]
@@ -589,7 +589,7 @@ impl Template {
 /// and digits (ASCII) and `- _ + = @ ,` stay, anything else (the `.` that would make a new
 /// level or `..`, `/`, white space, `&` that Dovecot reads as modified UTF-7, non-ASCII, control
 /// characters) becomes `_`; at most [`GROUP_MAX`] bytes; an empty group is `_`.
-pub fn folder_safe(group: &str) -> String {
+fn folder_safe(group: &str) -> String {
     let safe: String = group
         .trim()
         .chars()

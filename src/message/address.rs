@@ -152,7 +152,7 @@ pub fn parse_addr_spec(input: &str) -> Result<AddrSpec> {
 
 impl AddrSpec {
     /// The local part as it must be written: a dot-atom as is, anything else quoted.
-    pub fn local_part(&self) -> String {
+    fn local_part(&self) -> String {
         if is_dot_atom(&self.local) {
             self.local.clone()
         } else {

@@ -17,7 +17,7 @@ use crate::message::mime::{self, Content};
 use std::path::Path;
 
 /// Header fields mcompose writes itself: `-H` and drafts may not set them.
-pub const RESERVED: &[&str] = &[
+const RESERVED: &[&str] = &[
     "From",
     "To",
     "Cc",
@@ -163,7 +163,7 @@ pub fn addresses(field: &str, lists: &[String]) -> Result<Vec<Address>> {
 
 /// Message-ids from `<a@b> <c@d>` or bare `a@b` forms (RFC 5322 §3.6.4), each returned with
 /// its angle brackets. Refuses anything that is not `left@right` without blanks.
-pub fn msg_ids(field: &str, text: &str) -> Result<Vec<String>> {
+fn msg_ids(field: &str, text: &str) -> Result<Vec<String>> {
     let bad = |id: &str, why: &str| {
         Error::new(
             Code::DataErr,
@@ -341,7 +341,7 @@ fn read_head(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// True for `type/subtype` made of RFC 2045 tokens.
-pub fn is_media_type(s: &str) -> bool {
+fn is_media_type(s: &str) -> bool {
     s.split_once('/')
         .is_some_and(|(t, st)| fold::is_token(t) && fold::is_token(st))
 }
@@ -385,12 +385,12 @@ pub fn structure(body: Content, html: Option<Content>, attachments: Vec<Content>
 }
 
 /// `Re: subject` without stacking prefixes (`Re: Re:`, `AW:`, `Re[2]:`).
-pub fn reply_subject(s: &str) -> String {
+fn reply_subject(s: &str) -> String {
     format!("Re: {}", strip_prefixes(s, &["re", "aw", "sv", "antw"]))
 }
 
 /// `Fwd: subject` without stacking.
-pub fn forward_subject(s: &str) -> String {
+fn forward_subject(s: &str) -> String {
     format!("Fwd: {}", strip_prefixes(s, &["fwd", "fw"]))
 }
 

@@ -15,7 +15,7 @@
 //! line over 998), lets other control characters through raw, and writes CRLF.
 
 /// Folding aims at lines of at most this many characters (RFC 5322 §2.1.1 "SHOULD").
-pub const SOFT_LIMIT: usize = 78;
+const SOFT_LIMIT: usize = 78;
 /// Lines longer than this are forbidden (RFC 5322 §2.1.1 "MUST").
 pub const HARD_LIMIT: usize = 998;
 /// The longest encoded-word we write: RFC 2047 §2 allows 75, but 66 lets the first one
@@ -149,7 +149,7 @@ pub fn decode_words(s: &str) -> String {
 /// `text` as UTF-8 encoded-words of at most 75 characters, never splitting a character
 /// (RFC 2047 §5 last paragraph): Q encoding, restricted to the characters allowed in a
 /// phrase (§5 (3)) so the words are valid everywhere, or B when that is shorter.
-pub fn encode_words(text: &str) -> Vec<String> {
+fn encode_words(text: &str) -> Vec<String> {
     let q_len: usize = text.chars().map(q_char_len).sum();
     let b_len = text.len().div_ceil(3) * 4;
     let room = EW_MAX - EW_OVERHEAD;

@@ -48,7 +48,7 @@ impl Cte {
 
 /// The boundaries this module makes start with this; no quoted-printable or base64 line
 /// can (`=` is encoded as `=3D`; base64 has no `_`), and text lines that do are encoded.
-pub const BOUNDARY_PREFIX: &str = "=_mailpipe";
+const BOUNDARY_PREFIX: &str = "=_mailpipe";
 
 /// What a scan of a text found, to choose its encoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub fn scan(r: &mut dyn Read) -> io::Result<TextScan> {
 
 /// Copy `r` to `w` as base64 lines of 76 characters (RFC 2045 §6.8), the last one ended
 /// too. Reads in multiples of 57 bytes, so memory stays flat whatever the size.
-pub fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<()> {
+fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<()> {
     let mut buf = vec![0u8; 57 * 1024];
     let mut out = String::with_capacity(78 * 1024);
     loop {

@@ -241,25 +241,6 @@ impl Io for FdIo {
     fn stopping(&self) -> bool {
         self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
-
-    fn has_input(&self) -> bool {
-        let mut b = 0u8;
-        // SAFETY: b is valid for a write of one byte; MSG_PEEK leaves the byte queued.
-        let n = unsafe {
-            libc::recv(
-                self.rfd,
-                (&mut b as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSOCK) {
-            // A socket: a byte (not the end of input, n == 0) is waiting, or none is.
-            return n > 0;
-        }
-        // A pipe: readable now (which includes its end: the reader then finds that out).
-        wait(self.rfd, libc::POLLIN, Duration::ZERO).is_ok()
-    }
 }
 
 /// A TCP socket with the kernel's timeouts (SO_RCVTIMEO, SO_SNDTIMEO): the SMTP client's
@@ -478,7 +459,7 @@ pub struct Conn {
 /// The slowest DATA or BDAT content we wait for, in octets a second past the first
 /// `timeout` (Postfix's smtpd_min_data_rate). A per-read timeout alone lets a client keep a
 /// session, and with `--max-sessions` the server, for ever by sending a byte now and then.
-pub const MIN_DATA_RATE: u64 = 500;
+const MIN_DATA_RATE: u64 = 500;
 
 impl Conn {
     /// Wrap a transport.

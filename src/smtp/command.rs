@@ -314,7 +314,7 @@ fn path_arg<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), Comm
 
 /// Parse `<>` or `<[@route,…:]mailbox>`; returns the mailbox (empty for `<>`). RFC 5321
 /// §4.1.1.3 says source routes SHOULD be accepted and ignored, so they are stripped.
-pub fn parse_reverse_path(path: &str) -> Result<String, CommandError> {
+fn parse_reverse_path(path: &str) -> Result<String, CommandError> {
     let inner = path
         .strip_prefix('<')
         .and_then(|p| p.strip_suffix('>'))
@@ -436,7 +436,7 @@ fn check_domain(d: &str) -> Result<(), CommandError> {
 }
 
 /// Parse the ESMTP parameters after a path (RFC 5321 §4.1.2 Mail-parameters).
-pub fn parse_params(s: &str) -> Result<Vec<Param>, CommandError> {
+fn parse_params(s: &str) -> Result<Vec<Param>, CommandError> {
     let mut out = Vec::new();
     for word in s.split(' ').filter(|w| !w.is_empty()) {
         let (k, v) = match word.split_once('=') {

@@ -27,7 +27,7 @@ use crate::message::header;
 use std::io::Write;
 
 /// The longest text line, CRLF included (RFC 5321 §4.5.3.1.6).
-pub const MAX_TEXT_LINE: usize = 1000;
+const MAX_TEXT_LINE: usize = 1000;
 
 /// Why a message was refused, found while reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub struct Policy {
 }
 
 /// A domain as compared and stored: ASCII lower case, without one trailing dot.
-pub fn normalize_domain(d: &str) -> String {
+fn normalize_domain(d: &str) -> String {
     d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase()
 }
 
@@ -61,7 +61,7 @@ impl Policy {
     }
 
     /// True when `domain` is one of ours.
-    pub fn is_local(&self, domain: &str) -> bool {
+    fn is_local(&self, domain: &str) -> bool {
         let d = normalize_domain(domain);
         self.domains.contains(&d)
     }

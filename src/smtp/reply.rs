@@ -38,7 +38,7 @@ impl EnhancedCode {
 
     /// Parse `c.s.d` at the start of `text`; returns the code and the rest after one space.
     /// RFC 3463 §2: class is 2, 4 or 5; subject and detail are 1–3 digits.
-    pub fn parse_prefix(text: &str) -> Option<(EnhancedCode, &str)> {
+    fn parse_prefix(text: &str) -> Option<(EnhancedCode, &str)> {
         let end = text.find(' ').unwrap_or(text.len());
         let mut parts = text[..end].split('.');
         let class = parts.next()?;

@@ -68,7 +68,7 @@ impl Cache {
     }
 
     /// [`Cache::open`] remembering at least `keep` ids.
-    pub fn open_keeping(path: &Path, keep: usize) -> Result<Cache> {
+    fn open_keeping(path: &Path, keep: usize) -> Result<Cache> {
         let lock_path = lock_path(path);
         let what = || format!("dedupe cache {}", lock_path.display());
         let lock = open_private(OpenOptions::new().read(true).write(true), &lock_path)

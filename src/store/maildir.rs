@@ -30,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const FILE_MODE: u32 = 0o600;
 
 /// The mode of every directory we create.
-pub const DIR_MODE: u32 = 0o700;
+const DIR_MODE: u32 = 0o700;
 
 /// A Maildir (or a Maildir++ folder inside one) that we can deliver into.
 #[derive(Debug)]
@@ -315,7 +315,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// durable. While one fsync runs, later callers queue; the next fsync covers all of them, so
 /// N concurrent deliveries into one Maildir cost about two directory fsyncs, not N. A lone
 /// caller (mdeliver) does exactly one fsync, as before.
-pub fn group_sync_dir(dir: &Path) -> io::Result<()> {
+fn group_sync_dir(dir: &Path) -> io::Result<()> {
     let group = {
         let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
         // One entry per directory synced, and an MX without --users has as many users as

@@ -68,6 +68,12 @@ fn synopsis_shows_each_option_with_its_value() {
                 continue;
             };
             let value = format!("\\fI{}\\fR", names.join(" ").replace('-', "\\-"));
+            // An optional value (mrelay's `--flush [ID]`) in brackets.
+            let optional = arg.get_num_args().is_some_and(|r| r.min_values() == 0);
+            let value = match optional {
+                true => format!("[{value}]"),
+                false => value,
+            };
             let option = match (arg.get_short(), arg.get_long()) {
                 (_, Some(l)) => format!("\\fB\\-\\-{}\\fR ", l.replace('-', "\\-")),
                 (Some(s), None) => format!("\\fB\\-{s}\\fR "),

@@ -20,6 +20,7 @@ mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;
 mod mreceive_tls;
+mod mrelay;
 mod msubmit;
 mod msubmit_bs;
 mod msubmit_hostile;

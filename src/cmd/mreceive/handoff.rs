@@ -9,12 +9,13 @@
 //! permanent (the msmtpd contract); a command that cannot be started or dies by a signal is
 //! our problem and temporary.
 
+use crate::deliver::local::{self, Mailbox};
 use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
 use crate::smtp::server::{Deliver, Transaction};
 use crate::store::queue::{self, Queue};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How local recipients get their mail.
@@ -34,46 +35,7 @@ pub enum Local {
     Nowhere,
 }
 
-/// What a delivery command's words may say of each recipient, with Postfix pipe(8)'s names:
-/// the user (a safe path component, see [`crate::smtp::policy::is_user_name`]) and the
-/// address. Either one lets the command choose each recipient's mailbox itself
-/// (`dovecot-lda -d ${user}`, `mdeliver /home/${user}/Maildir`).
-pub const PLACEHOLDERS: [&str; 2] = ["${user}", "${recipient}"];
-
-/// Check the placeholders in a delivery command's words: true when it names the recipient;
-/// an unknown `${name}` is an error, since a typo would reach the command as it is and send
-/// everyone's mail to one literal path.
-pub fn names_recipient(argv: &[String]) -> std::result::Result<bool, String> {
-    let mut named = false;
-    for word in argv {
-        let mut rest = word.as_str();
-        while let Some(at) = rest.find("${") {
-            let tail = &rest[at..];
-            let end = tail
-                .find('}')
-                .ok_or_else(|| format!("unterminated ${{ in {word:?}"))?;
-            let name = &tail[..=end];
-            if !PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "unknown {name} (known: {})",
-                    PLACEHOLDERS.join(", ")
-                ));
-            }
-            named = true;
-            rest = &tail[end + 1..];
-        }
-    }
-    Ok(named)
-}
-
-/// `argv` with the placeholders replaced for one recipient. The address goes in last, so a
-/// local part such as `bob+${user}` (`$`, `{` and `}` are atext) is not replaced again; user
-/// names are `[A-Za-z0-9._-]`, and neither value holds a `/` (the policy refuses it).
-fn expand(argv: &[String], user: &str, address: &str) -> Vec<String> {
-    argv.iter()
-        .map(|w| w.replace("${user}", user).replace("${recipient}", address))
-        .collect()
-}
+pub use crate::deliver::local::{PLACEHOLDERS, maildir_of, names_recipient};
 
 /// mreceive's [`Deliver`].
 #[derive(Clone, Debug)]
@@ -111,42 +73,22 @@ impl Handoff {
                 let Some(user) = user else {
                     return queued.as_ref().map_or(Ok(()), clone_result);
                 };
-                match &self.local {
-                    Local::Maildirs(base) => {
-                        let (from, to) = (Some(env.from.as_str()), Some(rc.addr.as_str()));
-                        crate::deliver::Pipeline::new(maildir_of(base, user))
-                            .deliver(msg, from, to, &mut |_| {})
-                            .map(drop)
+                let left = deadline.saturating_duration_since(Instant::now());
+                let mailbox = match &self.local {
+                    Local::Maildirs(base) => Mailbox::Maildirs(base),
+                    Local::Command { argv, base } => Mailbox::Command {
+                        argv,
+                        base: base.as_deref(),
+                    },
+                    Local::Nowhere => {
+                        return Err(Error::new(
+                            Code::TempFail,
+                            "deliver",
+                            format!("no local delivery for {}", rc.addr),
+                        ));
                     }
-                    Local::Command { argv, base } => {
-                        let maildir = base.as_ref().map(|b| maildir_of(b, user));
-                        let vars = [
-                            ("SENDER", Some(env.from.as_str())),
-                            ("RECIPIENT", Some(rc.addr.as_str())),
-                            ("USER", Some(user)),
-                            ("MAILDIR", maildir.as_deref().and_then(Path::to_str)),
-                        ];
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err(Error::new(
-                                Code::TempFail,
-                                "deliver",
-                                "no time left for this recipient",
-                            ));
-                        }
-                        crate::deliver::command::deliver(
-                            &expand(argv, user, &rc.addr),
-                            &vars,
-                            left,
-                            msg,
-                        )
-                    }
-                    Local::Nowhere => Err(Error::new(
-                        Code::TempFail,
-                        "deliver",
-                        format!("no local delivery for {}", rc.addr),
-                    )),
-                }
+                };
+                local::deliver(mailbox, &env.from, &rc.addr, user, msg, left)
             })
             .collect()
     }
@@ -157,11 +99,6 @@ fn clone_result(r: &Result<()>) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) => Err(Error::new(e.code(), e.what(), e.why())),
     }
-}
-
-/// `BASE/<user>/Maildir`; the user name was checked to be one safe path component.
-pub fn maildir_of(base: &Path, user: &str) -> PathBuf {
-    base.join(user).join("Maildir")
 }
 
 impl Handoff {
@@ -187,33 +124,12 @@ impl Handoff {
 /// How long mreceive lets the delivery commands of one message run: under the 10 minutes an SMTP client waits
 /// for the reply to the end of data (RFC 5321 §4.5.3.2.6), so the client hears our 451
 /// instead of timing out and sending the message again anyway.
-pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
+const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn placeholders() {
-        let argv = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-        assert_eq!(names_recipient(&argv(&["mdeliver", "$HOME/x"])), Ok(false));
-        assert_eq!(names_recipient(&argv(&["lda", "-d", "${user}"])), Ok(true));
-        assert_eq!(
-            names_recipient(&argv(&["x", "a${recipient}b${user}"])),
-            Ok(true)
-        );
-        assert!(names_recipient(&argv(&["x", "${USER}"])).is_err());
-        assert!(names_recipient(&argv(&["x", "${user"])).is_err());
-        assert_eq!(
-            expand(
-                &argv(&["/m/${user}/Maildir", "-a", "${recipient}"]),
-                "bob",
-                "bob+${user}@x.test"
-            ),
-            argv(&["/m/bob/Maildir", "-a", "bob+${user}@x.test"])
-        );
-    }
 
     #[test]
     fn the_time_limit_is_for_all_recipients_together() {

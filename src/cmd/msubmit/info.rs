@@ -8,10 +8,11 @@
 //! Both print `key = value` lines, msmtp's layout, on standard output; a configuration
 //! error is the same error (78) a submission would meet, so `--pretend` checks a file.
 
-use super::{Args, connect, local_address, queue_dir, settings, trace};
+use super::{Args, local_address, queue_dir, settings, trace};
 use crate::account::{self, Account, Password};
 use crate::exit::{Code, Error, Result};
 use crate::net::tls::{Level, Start, fingerprint_hex};
+use crate::relay::account::connect;
 use crate::smtp::client::Session;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -216,7 +217,7 @@ pub(super) fn serverinfo(args: &Args) -> Result<()> {
 }
 
 /// The report on a session, msmtp's layout.
-fn describe(server: &settings::Server, s: &Session) -> String {
+fn describe(server: &crate::relay::account::Server, s: &Session) -> String {
     let mut out = String::new();
     let mut w = |text: String| {
         out.push_str(&text);

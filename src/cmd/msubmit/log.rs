@@ -1,7 +1,7 @@
 //! msubmit's log: one key=value line per message, as msmtp's `logfile` and `syslog`.
 
-use super::{Sent, settings};
 use crate::exit::Result;
+use crate::relay::account::{Sent, Server};
 use crate::run;
 use crate::smtp::Reply;
 use crate::smtp::client::Envelope;
@@ -9,7 +9,7 @@ use std::io::Write;
 
 /// One key=value line per message, appended with a single write (O_APPEND keeps lines of
 /// concurrent processes whole). A log that cannot be written is reported, never fatal.
-pub(super) fn log(server: &settings::Server, env: &Envelope, result: &Result<Sent>) {
+pub(super) fn log(server: &Server, env: &Envelope, result: &Result<Sent>) {
     if server.log.is_none() && !server.syslog {
         return;
     }

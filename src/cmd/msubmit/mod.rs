@@ -31,12 +31,11 @@ use crate::account::Account;
 use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Error, Result};
+use crate::relay::account::{self, connect, deliver};
 use crate::run;
 use crate::smtp::Reply;
-use crate::smtp::client::{
-    self, Body, Content, Direction, Envelope, Partial, Refusal, Session, Trace,
-};
-use crate::store::queue::{self, Attempt, Queue, Route, Status, Verdict};
+use crate::smtp::client::{Body, Content, Direction, Envelope, Refusal, Session, Trace};
+use crate::store::queue::{self, Queue, Route, Status};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -584,7 +583,7 @@ struct Upstream {
 const KEEP_IDLE: Duration = Duration::from_secs(60);
 
 impl Upstream {
-    fn session(&mut self, server: &settings::Server) -> Result<&mut Session> {
+    fn session(&mut self, server: &account::Server) -> Result<&mut Session> {
         let keep = self.open.as_ref().is_some_and(|(account, s, used)| {
             *account == server.account && s.is_usable() && used.elapsed() < KEEP_IDLE
         });
@@ -608,29 +607,6 @@ impl Upstream {
     }
 }
 
-/// Connect to the account's server: its host name resolved here, the client takes
-/// addresses; through a proxy, the proxy's name is resolved here and the server's by the
-/// proxy.
-fn connect(server: &settings::Server) -> Result<Session> {
-    let host = server.host.as_str();
-    let resolve = |host: &str, port: u16| -> Result<Vec<std::net::SocketAddr>> {
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))
-            .map(Iterator::collect)
-    };
-    match &server.proxy {
-        Some(p) => {
-            let proxy = crate::net::dial::Proxy {
-                name: format!("{}:{}", p.host, p.port),
-                addrs: resolve(&p.host, p.port).map_err(|e| e.context("proxy"))?,
-                login: p.login.clone(),
-            };
-            Session::connect_via(&proxy, host, server.port, &server.options)
-        }
-        None => Session::connect(&resolve(host, server.port)?, host, &server.options),
-    }
-}
-
 /// `user@host` for this user and host, sendmail's sender when nothing else names one.
 fn local_address() -> String {
     let user = ["LOGNAME", "USER"]
@@ -646,54 +622,6 @@ impl Content for message::Prepared<'_> {
             .reader()
             .map_err(|e| Error::io(Code::TempFail, "read spooled message", e))?;
         Ok(Box::new(r))
-    }
-}
-
-/// A message in the queue, locked by the runner.
-struct Queued<'a, 'q>(&'a queue::Job<'q>);
-
-impl Content for Queued<'_, '_> {
-    fn open(&mut self) -> Result<Box<dyn std::io::Read + '_>> {
-        Ok(Box::new(self.0.message()))
-    }
-}
-
-/// What sending one message came to: the last reply to the end of data, every failure
-/// (none when the server accepted it for every recipient), and for each recipient the reply
-/// to the end of data that delivered to it.
-struct Sent {
-    data: Option<Reply>,
-    refusals: Vec<Refusal>,
-    delivered: Vec<Option<Reply>>,
-}
-
-/// Send one message over `session`, all or nothing; except that when the server limits the
-/// recipients per message (452, RFC 5321 §4.5.3.1.10), the rest go in further transactions,
-/// and what the earlier ones delivered stays delivered whatever becomes of the later ones.
-fn deliver(session: &mut Session, env: &Envelope, source: &mut dyn Content) -> Result<Sent> {
-    let done = session.deliver(env, source, Partial::AbortUnlessTooMany);
-    let delivered: Vec<Option<Reply>> = (done.rcpts.into_iter())
-        .map(|v| match v {
-            client::Verdict::Accepted(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    match done.error {
-        Some(e) if delivered.iter().any(Option::is_some) => {
-            let mut refusals = done.refusals;
-            refusals.push(e.into());
-            Ok(Sent {
-                data: None,
-                refusals,
-                delivered,
-            })
-        }
-        Some(e) => Err(e),
-        None => Ok(Sent {
-            refusals: done.refusals,
-            data: done.data,
-            delivered,
-        }),
     }
 }
 
@@ -787,19 +715,23 @@ fn list(dir: &Path) -> Result<()> {
 /// [`Flush`] sends.
 fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let q = Queue::open(dir)?;
-    let mut f = Flush {
-        args,
-        cfg,
-        account: None,
-        server: None,
-        session: None,
-        down: None,
-        codes: Vec::new(),
-    };
-    let report = q.run(queue::now(), |job| f.send(job));
-    if let Some(s) = f.session.take() {
-        s.quit();
-    }
+    let mut f = account::Flush::new(
+        |account| settings::server(args, cfg, account, trace(args.verbose)),
+        log::log,
+        |text| run::warn(text),
+    );
+    let report = q.run(queue::now(), |job| {
+        if !matches!(job.queued().route, Route::Account(_)) {
+            run::warn(format_args!(
+                "{}: a message for route {}, not msubmit's: left in the queue",
+                job.id(),
+                job.queued().route.kind()
+            ));
+            return None;
+        }
+        f.send(job)
+    });
+    f.quit();
     let report = report?;
     for e in &report.unreadable {
         run::warn(e);
@@ -809,7 +741,7 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     let deferred = report.deferred + report.untried;
     // A queue file we cannot read is a message we cannot send: the exit status must say
     // so, or cron's `msubmit -q` reports success while it sits in the queue for ever.
-    let codes = report.unreadable.iter().map(Error::code).chain(f.codes);
+    let codes = (report.unreadable.iter().map(Error::code)).chain(f.codes().iter().copied());
     // The first permanent failure, else the first: a retry cannot fix a permanent one.
     let worst = codes.fold(None, |worst: Option<Code>, code| match worst {
         Some(w) if !w.is_temporary() || code.is_temporary() => Some(w),
@@ -827,118 +759,6 @@ fn flush(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
             "flush",
             format!("{deferred} deferred, {failed} failed, {unreadable} unreadable"),
         )),
-    }
-}
-
-/// msubmit's sender for the queue runner: each message as one submission, all or nothing,
-/// over one connection per account (the runner hands over an account's messages in a row).
-struct Flush<'a> {
-    args: &'a Args,
-    cfg: &'a Config,
-    /// The account of the messages in hand.
-    account: Option<Option<String>>,
-    /// Its server settings; `None` when they failed (its messages are not tried).
-    server: Option<settings::Server>,
-    /// The connection to it.
-    session: Option<Session>,
-    /// Why it cannot be reached: its other messages are deferred without a new try.
-    down: Option<String>,
-    /// The exit codes of every failure, in order.
-    codes: Vec<Code>,
-}
-
-impl Flush<'_> {
-    fn send(&mut self, job: &queue::Job<'_>) -> Option<Vec<Attempt>> {
-        let Route::Account(account) = &job.queued().route else {
-            run::warn(format_args!(
-                "{}: a message for route {}, not msubmit's: left in the queue",
-                job.id(),
-                job.queued().route.kind()
-            ));
-            return None;
-        };
-        if self.account.as_ref() != Some(account) {
-            if let Some(s) = self.session.take() {
-                s.quit();
-            }
-            self.account = Some(account.clone());
-            self.down = None;
-            let trace = trace(self.args.verbose);
-            self.server = match settings::server(self.args, self.cfg, account.clone(), trace) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    run::warn(&e);
-                    self.codes.push(e.code());
-                    None
-                }
-            };
-        }
-        let server = self.server.as_ref()?;
-        let n = job.rcpts().len();
-        let all = |verdict, why: &str| Some(vec![Attempt::new(verdict, why); n]);
-        if job.queued().requiretls {
-            // RFC 8689 §4.2.1: a message that cannot be sent as REQUIRETLS asks is not sent.
-            let e = Error::new(
-                Code::Unavailable,
-                job.id(),
-                "REQUIRETLS (RFC 8689) is not supported by msubmit",
-            );
-            run::warn(&e);
-            self.codes.push(e.code());
-            return all(Verdict::Failed, &e.to_string());
-        }
-        if let Some(why) = &self.down {
-            return all(Verdict::Deferred, why);
-        }
-        if self.session.as_ref().is_none_or(|s| !s.is_usable()) {
-            match connect(server) {
-                Ok(s) => self.session = Some(s),
-                Err(e) => {
-                    // The server is unreachable for the rest of this account too. The
-                    // messages stay queued whatever the reason (a corrected setting sends
-                    // them), but the exit status says which it was: a setting that does
-                    // not fit the server (78, e.g. the TLS mode) or a refused certificate
-                    // (69) is no 75, which says "retry later" for ever.
-                    run::warn(&e);
-                    self.codes.push(e.code());
-                    self.session = None;
-                    let why = self.down.insert(e.to_string());
-                    return all(Verdict::Deferred, why);
-                }
-            }
-        }
-        let session = self.session.as_mut()?;
-        let env = job.envelope();
-        let result = deliver(session, &env, &mut Queued(job));
-        log::log(server, &env, &result);
-        let (delivered, errs) = match result {
-            Ok(sent) => (
-                sent.delivered,
-                sent.refusals.into_iter().map(|r| r.error).collect(),
-            ),
-            Err(e) => (vec![None; n], vec![e]),
-        };
-        // All or nothing: a message refused for one recipient is not sent to the others,
-        // and fails (or waits) with that recipient.
-        let verdict = match errs.iter().any(|e| !e.code().is_temporary()) {
-            true => Verdict::Failed,
-            false => Verdict::Deferred,
-        };
-        let text = errs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        if !errs.is_empty() {
-            run::warn(format_args!("{}: {text}", job.id()));
-        }
-        self.codes.extend(errs.iter().map(Error::code));
-        let attempts = delivered.into_iter().map(|d| match d {
-            Some(reply) => Attempt::new(Verdict::Delivered, reply),
-            None if errs.is_empty() => Attempt::new(Verdict::Deferred, "not sent"),
-            None => Attempt::new(verdict, &text),
-        });
-        Some(attempts.collect())
     }
 }
 

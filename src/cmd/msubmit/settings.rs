@@ -1,21 +1,21 @@
 //! msubmit's settings: sendmail's legacy command line rewritten for clap, the account chosen
 //! from the configuration, and command-line flags laid over its sending keys into client
-//! options.
+//! options (through [`crate::relay::account`], which mrelay shares).
 //!
 //! Which keys an account has, what they mean and their types are [`crate::account`]'s (msmtp's
 //! keys, so an msmtp account block works as it is); what is msubmit's here is which account a
 //! message goes through, and the order flag, then key, then default.
 
 use super::Args;
-use crate::account::{self, Account, Auth, Password, Send};
+use crate::account::{self, Account, Send};
 use crate::aliases::{Aliases, Expanded};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::tls::{ClientCert, Level, Mode, Start, TlsOptions};
-use crate::smtp::client::{Credentials, Options, Timeouts};
+use crate::relay::{
+    self,
+    account::{Login, Overrides, Server, usage_error},
+};
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// Short options that take a separate value: their next argument is never rewritten.
 const SHORT_WITH_VALUE: &[&str] = &["-f", "-r", "-F", "-N", "-R", "-V", "-a", "-C"];
@@ -121,26 +121,6 @@ pub fn refusal(opt: &str) -> Error {
     Error::new(Code::Usage, format!("option {opt}"), why)
 }
 
-/// Everything needed to reach the server of one account.
-pub struct Server {
-    /// The account name (`None`: defaults and flags only).
-    pub account: Option<String>,
-    /// The server's host name or address.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// Client options.
-    pub options: Options,
-    /// The log file.
-    pub log: Option<PathBuf>,
-    /// Log to syslog too.
-    pub syslog: bool,
-    /// Queue the message when the server refuses it for now.
-    pub queue_on_failure: bool,
-    /// The SOCKS5 proxy connections go through.
-    pub proxy: Option<account::Proxy>,
-}
-
 /// Choose the account: `-a NAME`; else the account whose `from` is the sender; else an
 /// account called `default`; else none (the `defaults` section and the flags).
 pub fn choose_account(
@@ -166,166 +146,51 @@ pub fn choose_account(
         .then(|| "default".to_string()))
 }
 
-/// Lay the flags over the account's sending keys and build the client options, the
-/// password revealed (its command run) when there is a login.
+/// Lay the flags over the account's sending keys and build the client options.
 pub fn server(
     args: &Args,
     cfg: &Config,
     account: Option<String>,
     trace: Option<crate::smtp::client::Trace>,
 ) -> Result<Server> {
-    let (mut server, login) = unrevealed(args, cfg, account, trace)?;
-    server.options.auth = login.map(|l| l.reveal()).transpose()?;
-    Ok(server)
+    relay::account::server(cfg, account, &overrides(args), trace)
 }
 
-/// A login, its password not yet revealed.
-pub struct Login {
-    /// The user name.
-    pub user: String,
-    /// Where the password comes from.
-    pub password: Password,
-    /// `--password-command` gave it, not the account.
-    pub password_flag: bool,
-    /// The mechanism; `None` picks PLAIN, else LOGIN.
-    pub mechanism: Option<crate::net::sasl::Mechanism>,
-}
-
-impl Login {
-    /// The credentials: the password command run, or the password read.
-    pub fn reveal(self) -> Result<Credentials> {
-        Ok(Credentials {
-            secret: self.password.reveal()?,
-            user: self.user,
-            mechanism: self.mechanism,
-        })
-    }
-}
-
-/// [`server`] without the login's password: the server's options without credentials, and
-/// the login apart (`--pretend` shows it, `--serverinfo` does not log in).
+/// [`server`] without the login's password revealed (its command is not run): the server,
+/// its options without credentials, and the login apart (`--pretend` shows it,
+/// `--serverinfo` does not log in).
 pub fn unrevealed(
     args: &Args,
     cfg: &Config,
     account: Option<String>,
     trace: Option<crate::smtp::client::Trace>,
 ) -> Result<(Server, Option<Login>)> {
-    let acct = Account::resolve(cfg, account.as_deref())?;
-    let send = acct.send()?;
-    let security = match args.tls.as_deref() {
-        Some(words) => Mode::parse(words)
-            .map_err(|why| Error::new(Code::Usage, format!("--tls {words}"), why))?,
-        // Without tls or --tls, TLS is required (account.rs).
-        None => send.tls.mode.unwrap_or(Mode::STARTTLS),
-    };
-    let host = args.host.clone().or(send.host.clone()).ok_or_else(|| {
-        Error::new(
-            Code::Config,
-            "no server",
-            format!(
-                "give --host or a host in the configuration (account {})",
-                account.as_deref().unwrap_or("defaults")
-            ),
-        )
-    })?;
-    let port = args
-        .port
-        .or(send.port)
-        .unwrap_or(match (security.level, security.start) {
-            (Level::None, _) => 25,
-            (_, Start::Implicit) => 465,
-            (_, Start::StartTls) => 587,
-        });
-    let fingerprint = match args.fingerprint.as_deref() {
-        Some(f) => Some(crate::net::tls::parse_fingerprint(f)?),
-        None => send.tls.options.fingerprint,
-    };
-    let tls = TlsOptions {
-        ca_file: args.ca_file.clone().or(send.tls.options.ca_file.clone()),
-        fingerprint,
-        server_name: (args.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
-        client_cert: client_cert(args, &send)?,
-    };
-    // An empty flag unsets the key, as msmtp's `--proxy-host=` does.
-    let source = match args.source_ip.as_deref() {
-        Some("") => None,
-        Some(ip) => Some(
-            ip.parse()
-                .map_err(|_| usage_error("--source-ip", ip, "not an IP address"))?,
-        ),
-        None => send.source_ip,
-    };
-    let proxy = match (args.proxy_host.as_deref(), send.proxy.clone()) {
-        (Some(""), _) => None,
-        (Some(host), p) => Some(account::Proxy {
-            host: host.to_string(),
-            port: args
-                .proxy_port
-                .or(p.as_ref().map(|p| p.port))
-                .unwrap_or(1080),
-            login: p.and_then(|p| p.login),
-        }),
-        (None, Some(p)) => Some(account::Proxy {
-            port: args.proxy_port.unwrap_or(p.port),
-            ..p
-        }),
-        (None, None) => None,
-    };
-    let timeouts = match args.timeout.or(send.timeout) {
-        Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
-        None => Timeouts::default(),
-    };
-    let login = login(args, &send)?;
-    let helo = match (&args.helo, &send.domain) {
-        (Some(h), _) => account::ehlo_name(h).map_err(|why| usage_error("--helo", h, why))?,
-        (None, Some(d)) => d.clone(),
-        (None, None) => crate::message::stamp::fqdn(),
-    };
-    let server = Server {
-        account,
-        host,
-        port,
-        options: Options {
-            tls: security,
-            trust: tls,
-            helo,
-            auth: None,
-            timeouts,
-            trace,
-            source,
-        },
-        log: args.log.clone().or(acct.logfile),
-        syslog: args.syslog || acct.syslog,
-        queue_on_failure: args.queue_on_failure || send.queue_on_failure,
-        proxy,
-    };
-    Ok((server, login))
+    relay::account::unrevealed(cfg, account, &overrides(args), trace)
 }
 
-/// The client certificate: `--tls-cert-file` and `--tls-key-file` over the account's
-/// `tls_cert_file` and `tls_key_file`; both or neither.
-fn client_cert(args: &Args, send: &Send) -> Result<Option<ClientCert>> {
-    let key = send.tls.options.client_cert.as_ref();
-    let cert_file = args.tls_cert_file.clone().or(key.map(|c| c.cert.clone()));
-    let key_file = args.tls_key_file.clone().or(key.map(|c| c.key.clone()));
-    match (cert_file, key_file) {
-        (Some(cert), Some(key)) => Ok(Some(ClientCert { cert, key })),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(Error::new(
-            Code::Usage,
-            "--tls-cert-file",
-            "needs --tls-key-file",
-        )),
-        (None, Some(_)) => Err(Error::new(
-            Code::Usage,
-            "--tls-key-file",
-            "needs --tls-cert-file",
-        )),
+/// msubmit's flags that override an account's sending keys.
+fn overrides(args: &Args) -> Overrides {
+    Overrides {
+        host: args.host.clone(),
+        port: args.port,
+        tls: args.tls.clone(),
+        ca_file: args.ca_file.clone(),
+        fingerprint: args.fingerprint.clone(),
+        tls_server_name: args.tls_server_name.clone(),
+        user: args.user.clone(),
+        password_command: args.password_command.clone(),
+        auth: args.auth.clone(),
+        helo: args.helo.clone(),
+        tls_cert_file: args.tls_cert_file.clone(),
+        tls_key_file: args.tls_key_file.clone(),
+        source_ip: args.source_ip.clone(),
+        proxy_host: args.proxy_host.clone(),
+        proxy_port: args.proxy_port,
+        timeout: args.timeout,
+        log: args.log.clone(),
+        syslog: args.syslog,
+        queue_on_failure: args.queue_on_failure,
     }
-}
-
-fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Error {
-    Error::new(Code::Usage, format!("{flag} {value:?}"), why)
 }
 
 /// DSN NOTIFY: `-N`, else the account's `dsn_notify` ([`account::dsn_notify`]).
@@ -342,53 +207,6 @@ pub fn dsn_return(flag: &Option<String>, send: &Send) -> Result<Option<String>> 
         Some(f) => account::dsn_return(f).map_err(|why| usage_error("-R", f, why)),
         None => Ok(send.dsn_return.clone()),
     }
-}
-
-/// The login: `--auth`, `--user` and `--password-command` over the account's keys. A user
-/// means AUTH unless `auth off`; `auth` without a user is an error, not a silent no-login.
-fn login(args: &Args, send: &Send) -> Result<Option<Login>> {
-    let auth = match args.auth.as_deref() {
-        Some(a) => Some(Auth::parse(a).ok_or_else(|| {
-            Error::new(
-                Code::Config,
-                format!("auth {}", a.to_ascii_lowercase()),
-                "supported: on, off, plain, login, xoauth2",
-            )
-        })?),
-        None => send.auth,
-    };
-    let mechanism = match auth {
-        Some(Auth::Off) => return Ok(None),
-        Some(Auth::On(m)) => m,
-        None => None,
-    };
-    let Some(user) = args.user.clone().or(send.user.clone()) else {
-        if auth.is_some() {
-            return Err(Error::new(
-                Code::Config,
-                "auth",
-                "needs a user (--user or user in the configuration)",
-            ));
-        }
-        return Ok(None);
-    };
-    let password = match (&args.password_command, &send.password) {
-        (Some(cmd), _) => Password::Command(cmd.clone()),
-        (None, Some(p)) => p.clone(),
-        (None, None) => {
-            return Err(Error::new(
-                Code::Config,
-                format!("user {user}"),
-                "no password: give --password-command, or passwordeval in the configuration",
-            ));
-        }
-    };
-    Ok(Some(Login {
-        user,
-        password,
-        password_flag: args.password_command.is_some(),
-        mechanism,
-    }))
 }
 
 /// The address of `Name <addr>` (inside the last angle brackets, as sendmail accepts it) or

@@ -46,13 +46,21 @@
 //! status delivered
 //! attempts 1
 //! next 0
+//! last 1767225660
 //! reply 250 2.0.0 Ok: queued as 4dQx
 //! rcpt c@y.test
 //! status pending
 //! attempts 2
 //! next 1767229200
+//! last 1767225660
 //! reply 451 4.2.1 mailbox busy
 //! ```
+//!
+//! `last` is the time of the last attempt, from which a runner computes the next try with
+//! its own retry settings (so changing them applies to mail already queued, OpenSMTPD#50);
+//! `next` is what the writer's settings said, for a reader without `last`. `reported 1`
+//! follows the status of a failed recipient whose failure report (a bounce) is queued: the
+//! entry needs nothing more for it. Readers of an older version ignore both keys.
 //!
 //! Version 1's state file (`attempts N`, `next TIME`, `error TEXT`, for the whole message)
 //! is read as that state for every recipient. A state file that is missing, unreadable or
@@ -205,6 +213,11 @@ pub struct RcptState {
     pub attempts: u32,
     /// Not before this time (seconds since the epoch); 0 for "now".
     pub next: u64,
+    /// When it was last tried (seconds since the epoch); 0 before the first attempt or in a
+    /// state written without it.
+    pub last: u64,
+    /// Failed, and a report about it (a bounce) is queued: nothing more is owed to it.
+    pub reported: bool,
     /// The last reply or error, one line; empty before the first attempt.
     pub reply: String,
 }
@@ -358,13 +371,17 @@ pub(super) fn state_to_bytes(env: &Envelope, states: &[RcptState]) -> Vec<u8> {
     let mut s = format!("{STATE_MAGIC}\n");
     for (r, st) in env.rcpts.iter().zip(states) {
         s.push_str(&format!(
-            "rcpt {}\nstatus {}\nattempts {}\nnext {}\nreply {}\n",
+            "rcpt {}\nstatus {}\nattempts {}\nnext {}\nlast {}\n",
             r.addr,
             st.status.name(),
             st.attempts,
             st.next,
-            one_line(&st.reply)
+            st.last,
         ));
+        if st.reported {
+            s.push_str("reported 1\n");
+        }
+        s.push_str(&format!("reply {}\n", one_line(&st.reply)));
     }
     s.into_bytes()
 }
@@ -411,6 +428,8 @@ pub(super) fn state_from(text: &str, env: &Envelope) -> Vec<RcptState> {
             }
             "attempts" => st.attempts = v.parse().unwrap_or(0),
             "next" => st.next = v.parse().unwrap_or(0),
+            "last" => st.last = v.parse().unwrap_or(0),
+            "reported" => st.reported = v == "1",
             "reply" => st.reply = v.to_string(),
             _ => {}
         }
@@ -534,15 +553,19 @@ mod tests {
         let env = queued(Route::Mx).envelope;
         let states = vec![
             RcptState {
-                status: Status::Delivered,
+                status: Status::Failed,
                 attempts: 1,
                 next: 0,
-                reply: "250 2.0.0 ok".into(),
+                last: 42,
+                reported: true,
+                reply: "550 5.1.1 no".into(),
             },
             RcptState {
                 status: Status::Pending,
                 attempts: 2,
                 next: 99,
+                last: 40,
+                reported: false,
                 reply: "451 4.2.1 busy\r\nnow".into(),
             },
         ];

@@ -12,8 +12,11 @@
 //! - `state/ID`: per recipient, its status (pending, delivered, failed), attempts, next try
 //!   and last reply. Replaced whole on every change: a temporary file, fsync, rename, fsync of
 //!   `state/`. Missing until the first attempt ("every recipient pending").
-//! - `failed/ID`: entries whose recipients are all done, some refused for good; kept, never
-//!   deleted by us (msubmit lists them FAILED; bounces are mrelay's).
+//! - `failed/ID`: entries whose recipients are all done, some refused for good and not
+//!   reported; kept, never deleted by us (msubmit lists them FAILED). An entry whose
+//!   failures were all reported by a bounce in the queue (mrelay's) is removed instead.
+//! - `hold/ID`: entries put on hold by hand (mrelay `--hold`): no runner sees them until
+//!   they are released, renamed back into `new/` (Postfix's hold queue).
 //! - `lock`: taken shared by every runner, so they work side by side while an older
 //!   mailpipe's flush (which takes it exclusively and knows no per-entry lock) cannot run
 //!   beside them.
@@ -46,7 +49,7 @@ mod format;
 mod run;
 
 pub use format::{Local, Queued, RcptState, Route, Status, VERSION};
-pub use run::{Attempt, Job, Report, Verdict};
+pub use run::{Attempt, Job, Report, Retry, Schedule, Verdict};
 
 use crate::exit::{Code, Context, Error, Result};
 use crate::store::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
@@ -77,21 +80,19 @@ impl Entry {
             .map(|(i, _)| i)
     }
 
-    /// The pending recipients whose next try has come at `now`.
-    pub fn due(&self, now: u64) -> Vec<usize> {
-        self.pending()
-            .filter(|&i| self.rcpts[i].next <= now)
-            .collect()
-    }
-
     /// The most attempts made for a recipient not delivered.
     pub fn attempts(&self) -> u32 {
         self.undelivered().map(|s| s.attempts).max().unwrap_or(0)
     }
 
-    /// The earliest next try of a pending recipient.
+    /// The earliest next try of a pending recipient, as its writer recorded it.
     pub fn next_try(&self) -> Option<u64> {
         self.pending().map(|i| self.rcpts[i].next).min()
+    }
+
+    /// The earliest next try of a pending recipient with the waits of `retry`.
+    pub fn next_try_with(&self, retry: &Retry) -> Option<u64> {
+        self.pending().map(|i| retry.next_try(&self.rcpts[i])).min()
     }
 
     /// The last replies of the recipients not delivered, each once, joined by `; `.
@@ -143,10 +144,22 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// The wait before attempt `attempts + 1`: 1 minute, doubling, at most 1 hour.
+/// The wait before attempt `attempts + 1` by default ([`Retry::default`]): 1 minute,
+/// doubling, at most 1 hour.
 pub fn backoff(attempts: u32) -> Duration {
-    let mins = 1u64 << attempts.saturating_sub(1).min(6);
-    Duration::from_secs(60 * mins.min(60))
+    Retry::default().delay(attempts)
+}
+
+/// An entry id names a file in the queue, nothing else: no path, no dot file.
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.starts_with('.') || id.contains('/') || id.contains('\0') {
+        return Err(Error::new(
+            Code::Usage,
+            format!("entry {id:?}"),
+            "not a queue id",
+        ));
+    }
+    Ok(())
 }
 
 /// A test's simulated crash: the steps of a state change call this between their system
@@ -166,7 +179,7 @@ impl Queue {
     /// Open (creating it when missing, mode 0700) the queue at `dir`.
     pub fn open(dir: &Path) -> Result<Queue> {
         let maildir = Maildir::open(dir)?;
-        for sub in ["state", "failed"] {
+        for sub in ["state", "failed", "hold"] {
             let p = dir.join(sub);
             if !p.is_dir() {
                 make_private_dir(&p)
@@ -211,6 +224,93 @@ impl Queue {
     /// The entries some of whose recipients were refused for good.
     pub fn failed(&self) -> Result<(Vec<Entry>, Vec<Error>)> {
         self.list_in("failed")
+    }
+
+    /// The entries on hold.
+    pub fn held(&self) -> Result<(Vec<Entry>, Vec<Error>)> {
+        self.list_in("hold")
+    }
+
+    /// Put the waiting entry `id` on hold: no runner sends it until [`Queue::release`].
+    /// Fails while a runner is sending it, or when there is no such waiting entry.
+    pub fn hold(&self, id: &str) -> Result<()> {
+        let _locked = self.lock_by_hand(id)?;
+        self.move_entry(id, "new", "hold")
+    }
+
+    /// Release the held entry `id`: it waits in `new/` again, as it was.
+    pub fn release(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        if !self.dir.join("hold").join(id).exists() {
+            return Err(Error::new(
+                Code::NoInput,
+                format!("entry {id}"),
+                "not on hold",
+            ));
+        }
+        self.move_entry(id, "hold", "new")
+    }
+
+    /// Delete the entry `id` (waiting, held or failed) and its state, for good.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let waiting = self.dir.join("new").join(id);
+        let path = if waiting.exists() {
+            // Locked, so that a runner sending it right now is not undone behind its back.
+            let locked = self.lock_by_hand(id)?;
+            locked.entry.path
+        } else {
+            ["hold", "failed"]
+                .iter()
+                .map(|sub| self.dir.join(sub).join(id))
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    Error::new(Code::NoInput, format!("entry {id}"), "not in the queue")
+                })?
+        };
+        let what = || format!("remove {}", path.display());
+        fs::remove_file(&path).or_code_with(Code::TempFail, what)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent).or_code_with(Code::TempFail, what)?;
+        }
+        match fs::remove_file(self.state_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(
+                Code::TempFail,
+                format!("remove {}", self.state_path(id).display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The waiting entry `id`, locked for a change made by hand: an error (not `None`) when
+    /// it is missing or a runner has it.
+    fn lock_by_hand(&self, id: &str) -> Result<Locked> {
+        check_id(id)?;
+        match self.lock_entry(id)? {
+            Some(l) => Ok(l),
+            None if self.dir.join("new").join(id).exists() => Err(Error::new(
+                Code::TempFail,
+                format!("entry {id}"),
+                "being sent right now; try again",
+            )),
+            None => Err(Error::new(
+                Code::NoInput,
+                format!("entry {id}"),
+                "not waiting in the queue",
+            )),
+        }
+    }
+
+    /// Rename the entry `id` from one directory of the queue to another, durably.
+    fn move_entry(&self, id: &str, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.dir.join(from), self.dir.join(to));
+        fs::rename(src.join(id), dst.join(id))
+            .and_then(|_| sync_dir(&dst))
+            .and_then(|_| sync_dir(&src))
+            .or_code_with(Code::TempFail, || {
+                format!("move {id} from {from}/ to {to}/")
+            })
     }
 
     fn list_in(&self, sub: &str) -> Result<(Vec<Entry>, Vec<Error>)> {
@@ -387,7 +487,11 @@ impl Queue {
             };
             // new/ first: an entry moves from new/ to failed/ (one rename), never back, so
             // one absent from new/ is in failed/ already or gone for good.
-            if self.dir.join("new").join(&id).exists() || self.dir.join("failed").join(&id).exists()
+            // hold/ last: an entry is held and released by hand, between runs or during
+            // one; a release between the looks costs a state (duplicates, never a loss).
+            if ["new", "failed", "hold"]
+                .iter()
+                .any(|sub| self.dir.join(sub).join(&id).exists())
             {
                 continue;
             }

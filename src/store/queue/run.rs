@@ -6,13 +6,14 @@
 //! so the locking, the state changes and their order, on which the queue's crash safety
 //! rests (the module header of [`super`]), are written once.
 
-use super::format::one_line;
-use super::{Entry, Locked, Queue, Queued, Status, backoff, crash_point};
+use super::format::{RcptState, one_line};
+use super::{Entry, Locked, Queue, Queued, Status, crash_point};
 use crate::envelope::Envelope;
 use crate::exit::{Code, Context, Error, Result};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 /// What one attempt came to for one recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,82 @@ pub enum Verdict {
     Deferred,
     /// Refused for good.
     Failed,
+    /// Refused for good, and the sender has durably queued a report about it (a bounce):
+    /// nothing more is owed to this recipient, and an entry whose recipients are all
+    /// delivered or bounced is removed instead of kept in `failed/`.
+    Bounced,
+}
+
+/// How long a deferred recipient waits: `first` after its first attempt, doubling after each
+/// further one, never more than `max`. A runner applies its own when it decides what is due,
+/// from the time of the last attempt, so new settings apply to mail already queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// The wait after the first attempt.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    /// msubmit's: 1 minute, doubling, at most 1 hour (a user's outbox, tried often).
+    fn default() -> Retry {
+        Retry {
+            first: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempts + 1`.
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(32);
+        let d = self.first.saturating_mul(1u32 << doublings.min(31));
+        d.min(self.max)
+    }
+
+    /// When recipient `st` is next due: its last attempt plus [`Retry::delay`], or the next
+    /// try its writer recorded when the state has no last attempt.
+    pub fn next_try(&self, st: &RcptState) -> u64 {
+        match st.last {
+            0 => st.next,
+            last => last.saturating_add(self.delay(st.attempts).as_secs()),
+        }
+    }
+}
+
+/// Which entries a run takes, and when it is.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// Now, in seconds since the epoch: what is due, and the time recorded for attempts.
+    pub now: u64,
+    /// The waits between attempts.
+    pub retry: Retry,
+    /// Only this entry.
+    pub only: Option<String>,
+    /// Every pending recipient, due or not (a flush by hand).
+    pub force: bool,
+}
+
+impl Schedule {
+    /// Every due entry at `now`, with `retry`.
+    pub fn new(now: u64, retry: Retry) -> Schedule {
+        Schedule {
+            now,
+            retry,
+            only: None,
+            force: false,
+        }
+    }
+
+    /// The recipients of `entry` this run tries: pending and due (or pending, forced).
+    pub fn due(&self, entry: &Entry) -> Vec<usize> {
+        entry
+            .pending()
+            .filter(|&i| self.force || self.retry.next_try(&entry.rcpts[i]) <= self.now)
+            .collect()
+    }
 }
 
 /// A sender's result for one recipient: the verdict and the reply (or error) behind it.
@@ -109,7 +186,8 @@ pub struct Report {
     pub sent: usize,
     /// Some recipient still pending after this attempt.
     pub deferred: usize,
-    /// Every recipient done, some refused for good: moved to `failed/`.
+    /// Every recipient done, some refused for good: moved to `failed/`, or removed when
+    /// every failure was reported ([`Verdict::Bounced`]).
     pub failed: usize,
     /// Handed to the sender, which did not try them (its settings failed, a route it does
     /// not serve): left as they were, no attempt counted.
@@ -136,6 +214,15 @@ impl Queue {
     pub fn run(
         &self,
         now: u64,
+        send: impl FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
+    ) -> Result<Report> {
+        self.run_with(&Schedule::new(now, Retry::default()), send)
+    }
+
+    /// [`Queue::run`] with the waits, and the choice of entries, of `schedule`.
+    pub fn run_with(
+        &self,
+        schedule: &Schedule,
         mut send: impl FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
     ) -> Result<Report> {
         let _shared = self.lock_shared()?;
@@ -147,7 +234,8 @@ impl Queue {
         };
         // Also the entries with nothing pending: a crash left them finished but not moved.
         let mut todo: Vec<Entry> = (entries.into_iter())
-            .filter(|e| !e.due(now).is_empty() || e.pending().next().is_none())
+            .filter(|e| schedule.only.as_ref().is_none_or(|id| *id == e.id))
+            .filter(|e| !schedule.due(e).is_empty() || e.pending().next().is_none())
             .collect();
         todo.sort_by(|a, b| {
             (&a.queued.route, a.queued.queued, &a.id).cmp(&(
@@ -169,7 +257,7 @@ impl Queue {
                     continue;
                 }
             };
-            let due = locked.entry.due(now);
+            let due = schedule.due(&locked.entry);
             let tried = !due.is_empty();
             if tried {
                 let job = Job {
@@ -184,7 +272,7 @@ impl Queue {
                 // The window for a duplicate opens here: the next hop has the message, the
                 // state does not say so yet.
                 crash_point().or_code(Code::TempFail, "queue run")?;
-                record(&mut locked.entry, &rcpts, attempts, now);
+                record(&mut locked.entry, &rcpts, attempts, schedule);
             } else if locked.entry.pending().next().is_some() {
                 // Not due after all: another runner tried it since the listing.
                 continue;
@@ -193,12 +281,15 @@ impl Queue {
             if entry.pending().next().is_some() {
                 self.write_state(entry)?;
                 report.deferred += 1;
-            } else if entry.rcpts.iter().any(|s| s.status == Status::Failed) {
+            } else if (entry.rcpts.iter()).any(|s| s.status == Status::Failed && !s.reported) {
                 self.fail(entry)?;
                 report.failed += usize::from(tried);
             } else {
                 self.remove(entry)?;
-                report.sent += usize::from(tried);
+                match entry.rcpts.iter().any(|s| s.status == Status::Failed) {
+                    true => report.failed += usize::from(tried),
+                    false => report.sent += usize::from(tried),
+                }
                 removed += 1;
                 // Bound what a power loss could send twice.
                 if removed.is_multiple_of(SYNC_EVERY) {
@@ -214,7 +305,8 @@ impl Queue {
 }
 
 /// Record the sender's `attempts` for the recipients `rcpts` of `entry`.
-fn record(entry: &mut Entry, rcpts: &[usize], attempts: Vec<Attempt>, now: u64) {
+fn record(entry: &mut Entry, rcpts: &[usize], attempts: Vec<Attempt>, schedule: &Schedule) {
+    let now = schedule.now;
     let mut attempts = attempts.into_iter();
     for &i in rcpts {
         let (verdict, reply) = match attempts.next() {
@@ -227,10 +319,15 @@ fn record(entry: &mut Entry, rcpts: &[usize], attempts: Vec<Attempt>, now: u64) 
         let st = &mut entry.rcpts[i];
         st.attempts = st.attempts.saturating_add(1);
         st.reply = one_line(&reply);
+        st.last = now;
+        st.reported = verdict == Verdict::Bounced;
         (st.status, st.next) = match verdict {
             Verdict::Delivered => (Status::Delivered, 0),
-            Verdict::Failed => (Status::Failed, 0),
-            Verdict::Deferred => (Status::Pending, now + backoff(st.attempts).as_secs()),
+            Verdict::Failed | Verdict::Bounced => (Status::Failed, 0),
+            Verdict::Deferred => (
+                Status::Pending,
+                now + schedule.retry.delay(st.attempts).as_secs(),
+            ),
         };
     }
 }

@@ -445,3 +445,133 @@ fn state_files_without_an_entry_are_swept() {
     q.run(1_000, by_address(&log)).unwrap();
     assert_eq!(names(&t.path().join("state")), [id]);
 }
+
+#[test]
+fn the_runners_retry_settings_apply_to_mail_already_queued() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.store(&queued(&["temp@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let log = RefCell::new(Vec::new());
+    let t0 = 1_000;
+    let slow = Retry {
+        first: Duration::from_secs(300),
+        max: Duration::from_secs(4 * 3600),
+    };
+    q.run_with(&Schedule::new(t0, slow), by_address(&log))
+        .unwrap();
+    let e = &q.list().unwrap().0[0];
+    assert_eq!((e.rcpts[0].last, e.rcpts[0].next), (t0, t0 + 300));
+    assert_eq!(e.next_try_with(&slow), Some(t0 + 300));
+    // Not due with the settings it was deferred under...
+    let r = q
+        .run_with(&Schedule::new(t0 + 10, slow), |_| panic!("not due"))
+        .unwrap();
+    assert_eq!(r.deferred, 0);
+    // ...due with shorter ones, from the time of the last attempt.
+    let fast = Retry {
+        first: Duration::from_secs(10),
+        ..slow
+    };
+    let r = q
+        .run_with(&Schedule::new(t0 + 10, fast), by_address(&log))
+        .unwrap();
+    assert_eq!(r.sent, 1);
+    assert_eq!(*log.borrow(), ["temp@y"]);
+    // The waits double and stop at the longest.
+    assert_eq!(slow.delay(1), Duration::from_secs(300));
+    assert_eq!(slow.delay(2), Duration::from_secs(600));
+    assert_eq!(slow.delay(7), Duration::from_secs(4 * 3600));
+    assert_eq!(slow.delay(u32::MAX), Duration::from_secs(4 * 3600));
+}
+
+#[test]
+fn a_forced_run_of_one_entry_takes_it_whether_due_or_not() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let a = q
+        .store(&queued(&["temp@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let b = q
+        .store(&queued(&["temp@z"], 6), |w| w.write_all(b"x"))
+        .unwrap();
+    let log = RefCell::new(Vec::new());
+    q.run(1_000, by_address(&log)).unwrap();
+    let mut s = Schedule::new(1_001, Retry::default());
+    s.only = Some(b.clone());
+    s.force = true;
+    let r = q.run_with(&s, by_address(&log)).unwrap();
+    assert_eq!(r.sent, 1);
+    assert_eq!(*log.borrow(), ["temp@z"]);
+    assert_eq!(q.list().unwrap().0[0].id, a);
+}
+
+#[test]
+fn reported_failures_remove_the_entry_and_unreported_ones_keep_it() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.store(&queued(&["ok@y", "perm@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let r = q
+        .run(1_000, |_| {
+            Some(vec![
+                Attempt::new(Verdict::Delivered, "250 ok"),
+                Attempt::new(Verdict::Bounced, "550 5.1.1 no such user"),
+            ])
+        })
+        .unwrap();
+    assert_eq!((r.sent, r.failed), (0, 1));
+    assert!(q.list().unwrap().0.is_empty());
+    assert!(q.failed().unwrap().0.is_empty());
+    assert!(names(&t.path().join("state")).is_empty());
+    // A bounced recipient among pending ones stays recorded as reported.
+    q.store(&queued(&["temp@y", "perm@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    q.run(1_000, |_| {
+        Some(vec![
+            Attempt::new(Verdict::Deferred, "451 busy"),
+            Attempt::new(Verdict::Bounced, "550 no"),
+        ])
+    })
+    .unwrap();
+    let e = &q.list().unwrap().0[0];
+    assert!(e.rcpts[1].reported && e.rcpts[1].status == Status::Failed);
+    assert!(!e.rcpts[0].reported);
+}
+
+#[test]
+fn held_entries_are_never_run_until_released_and_delete_removes_any() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let id = q
+        .store(&queued(&["ok@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    q.hold(&id).unwrap();
+    assert!(q.list().unwrap().0.is_empty());
+    assert_eq!(q.held().unwrap().0[0].id, id);
+    q.run(u64::MAX / 2, |_| panic!("held")).unwrap();
+    assert!(q.hold(&id).is_err(), "not waiting any more");
+    q.release(&id).unwrap();
+    assert!(q.release(&id).is_err());
+    assert_eq!(q.list().unwrap().0[0].id, id);
+    // A runner has it: hold and delete wait for it to finish.
+    let locked = q.lock_entry(&id).unwrap().unwrap();
+    assert_eq!(q.hold(&id).unwrap_err().code(), Code::TempFail);
+    assert_eq!(q.delete(&id).unwrap_err().code(), Code::TempFail);
+    drop(locked);
+    q.hold(&id).unwrap();
+    q.delete(&id).unwrap();
+    assert!(q.held().unwrap().0.is_empty());
+    assert_eq!(q.delete(&id).unwrap_err().code(), Code::NoInput);
+    assert_eq!(q.delete("../x").unwrap_err().code(), Code::Usage);
+    // A failed one too, with its state.
+    let f = q
+        .store(&queued(&["perm@y"], 5), |w| w.write_all(b"x"))
+        .unwrap();
+    let log = RefCell::new(Vec::new());
+    q.run(1_000, by_address(&log)).unwrap();
+    assert_eq!(q.failed().unwrap().0.len(), 1);
+    q.delete(&f).unwrap();
+    assert!(q.failed().unwrap().0.is_empty());
+    assert!(names(&t.path().join("state")).is_empty());
+}

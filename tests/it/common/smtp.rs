@@ -123,7 +123,12 @@ pub struct Fake {
 
 impl Fake {
     pub fn start(script: Script) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Fake::start_on("127.0.0.1:0", script)
+    }
+
+    /// A fake listening on `addr` (another loopback address, a chosen port).
+    pub fn start_on(addr: &str, script: Script) -> Fake {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(Vec::new()));

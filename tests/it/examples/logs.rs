@@ -1,6 +1,7 @@
-//! Log lines that a man page shows (mreceive's LOGGING): the session they tell of is played
-//! again to mreceive, and it must log those lines, key for key and value for value, but for
-//! what differs from run to run (process and session ids, the message's id, size and delay).
+//! Log lines that a man page shows (mreceive's LOGGING, and mrelay's): for mreceive the
+//! session they tell of is played again to mreceive, and it must log those lines, key for
+//! key and value for value, but for what differs from run to run (process and session ids,
+//! the message's id, size and delay); mrelay's see `run_relay_log`.
 //! The client's address comes as tcpserver gives it (TCPREMOTEIP); a recipient whose delivery
 //! failed gets a stand-in delivery command that fails as the line says (the exit status, and
 //! the rest of the reason as its last line on stderr).
@@ -21,16 +22,81 @@ static FAILED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^deliver via (\S+): exited with status (\d+)(?:: (.*))?$").unwrap()
 });
 
-/// True when every line of `text` is one of mreceive's log lines.
+/// mrelay's: `mrelay[PID]: QUEUEID: delivery …`.
+static RELAY_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^mrelay\[\d+\]: \S+: delivery ").unwrap());
+
+/// True when every line of `text` is one of mreceive's log lines, or every one mrelay's.
 pub fn is_log(text: &str) -> bool {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
-    lines.peek().is_some() && lines.all(|l| LOG_LINE.is_match(l))
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    !lines.is_empty()
+        && (lines.iter().all(|l| LOG_LINE.is_match(l))
+            || lines.iter().all(|l| RELAY_LINE.is_match(l)))
+}
+
+/// mrelay's lines: a message to the recipients the lines name is sent by mrelay to the test
+/// server (every domain's route in the world's configuration), and each must be logged as
+/// shown, key for key, the values alike but for what differs from run to run or from server
+/// to server (the queue id, the delay, the relay and its reply).
+fn run_relay_log(w: &World, text: &str) -> Result<(), String> {
+    let want = parse_log(text, "mrelay");
+    let rcpts: Vec<String> = want
+        .iter()
+        .map(|l| {
+            l.get("to")
+                .map(|t| t.trim_start_matches('<').trim_end_matches('>').to_string())
+                .ok_or("no to=")
+        })
+        .collect::<Result<_, _>>()?;
+    let mut c = Command::new(bin_dir().join("mrelay"));
+    w.env(&mut c);
+    c.args(["-f", "ann@example.net"]).args(&rcpts);
+    let out = run_bounded(
+        &mut c,
+        b"Subject: logged\n\nhello\n",
+        Duration::from_secs(30),
+    )?;
+    let logged: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| RELAY_LINE.is_match(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let got = parse_log(&logged, "mrelay");
+    let differ = |why: String| format!("{why}\n  mrelay logged:\n{logged}  {}", show(&out));
+    if got.len() != want.len() {
+        return Err(differ(format!(
+            "{} lines logged, the example shows {}",
+            got.len(),
+            want.len()
+        )));
+    }
+    for (g, x) in got.iter().zip(&want) {
+        let keys = |l: &LogLine| l.pairs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        if g.kind != x.kind || keys(g) != keys(x) {
+            return Err(differ(format!(
+                "a {} line with {:?} where the example has {} with {:?}",
+                g.kind,
+                keys(g),
+                x.kind,
+                keys(x)
+            )));
+        }
+        for ((key, gv), (_, xv)) in g.pairs.iter().zip(&x.pairs) {
+            if !["delay", "relay", "reply"].contains(&key.as_str()) && gv != xv {
+                return Err(differ(format!("{key}={gv:?} where the example has {xv:?}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Keys whose values differ from run to run.
 const VARYING: &[&str] = &["id", "size", "delay"];
 
 pub fn run_log(w: &World, text: &str) -> Result<(), String> {
+    if text.trim_start().starts_with("mrelay[") {
+        return run_relay_log(w, text);
+    }
     let want = parse_log(text, "mreceive");
     let first = |kind: &str, key: &str| {
         want.iter()

@@ -57,6 +57,15 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
         }
         return run_server_line(w, line, &cmd, s);
     }
+    if let Some(s) = stages
+        .iter()
+        .find(|s| s.program() == "mrelay" && s.args().contains(&"--daemon"))
+    {
+        if stages.len() != 1 {
+            return Err(format!("{line}\n  a daemon in a pipeline: no rule runs it"));
+        }
+        return run_relay_daemon(w, line, s);
+    }
     if stages.iter().any(|s| s.program() == "mreceive") && !cmd.contains("--hash-password") {
         return Err(format!(
             "{line}\n  mreceive on stdin in a shell line: no rule runs it"
@@ -82,6 +91,34 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
         {
             check_sendmail_link(w, link).map_err(|e| format!("{line}\n  {e}"))?;
         }
+    }
+    Ok(())
+}
+
+/// `mrelay --daemon`: started in the background, it must send a message queued after it
+/// started (within a few seconds: it watches the queue) and stop with exit 0 on SIGTERM.
+fn run_relay_daemon(w: &World, line: &str, stage: &Stage) -> Result<(), String> {
+    let mut c = Command::new(bin_dir().join("mrelay"));
+    w.env(&mut c);
+    c.args(&stage.command()[1..]);
+    let daemon = crate::examples::world::Background::start(c)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let queue = "mrelay --queue-only -f me@example.org bob@example.org <message.eml";
+    let before = w.srv.count();
+    let q = w.home.join(".local/share/mailpipe/queue");
+    run_checked(w, queue, &[Expect::Queued(q.clone())], || {
+        w.bash(queue, b"")
+    })
+    .map_err(|e| format!("{line}\n  {e}"))?;
+    let sent = crate::common::wait_until(Duration::from_secs(10), || {
+        w.srv.count() > before && crate::examples::world::maildir_count(&q) == 0
+    });
+    let ended = daemon.stop();
+    if !sent || !ended.starts_with("stopped (exit status: 0)") {
+        return Err(format!(
+            "{line}\n  the daemon should send what is queued and stop on SIGTERM: {} {ended}",
+            if sent { "sent," } else { "nothing sent," }
+        ));
     }
     Ok(())
 }
@@ -158,7 +195,7 @@ pub fn run_cron(w: &World, line: &str) -> Result<(), String> {
     // cron's PATH is /usr/bin:/bin: a bare name finds another program or none.
     for s in parse_stages(&command)? {
         if let Some(p) = s.command().first()
-            && ["mcompose", "msubmit", "mreceive", "mdeliver"].contains(p)
+            && ["mcompose", "msubmit", "mrelay", "mreceive", "mdeliver"].contains(p)
         {
             return Err(format!(
                 "{line}\n  cron runs commands with PATH=/usr/bin:/bin: give {p}'s absolute path"
@@ -392,6 +429,15 @@ pub fn run_config(w: &World, text: &str) -> Result<(), String> {
     let out = w.bash(&load, b"")?;
     if !out.status.success() || !out.stderr.is_empty() {
         return Err(format!("{text}\n  {load}: {}", show(&out)));
+    }
+    // Routes: mrelay reads them and sends by them (the test server is every host).
+    if Regex::new(r"(?m)^\s*route\s").unwrap().is_match(text) {
+        let send = format!(
+            "mrelay -C {f} --queue-dir {} -f me@example.org bob@example.net <message.eml",
+            w.root().join("relay-queue").display()
+        );
+        run_checked(w, &send, &[Expect::Sent], || w.bash(&send, b""))
+            .map_err(|e| format!("{text}\n  {e}"))?;
     }
     let accounts: Vec<&str> = text
         .lines()

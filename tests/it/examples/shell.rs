@@ -369,6 +369,26 @@ pub fn expectations(stages: &[Stage], home: &Path, cwd: &Path) -> Result<Vec<Exp
                     out.push(Expect::Sent);
                 }
             }
+            "mrelay" => {
+                let q = option_value(&args, &["--queue-dir"])
+                    .map_or(queue.clone(), |q| resolve(q, home, cwd));
+                if has(&["--queue-only", "-odq"]) {
+                    out.push(Expect::Queued(q));
+                } else if has(&["-q", "--queue-run", "--flush"]) {
+                    out.push(Expect::Flushed(q));
+                } else if has(&[
+                    "--list",
+                    "--hold",
+                    "--release",
+                    "--delete",
+                    "--help",
+                    "-h",
+                    "--version",
+                ]) {
+                } else {
+                    out.push(Expect::Sent);
+                }
+            }
             "mdeliver" => {
                 let target = positionals("mdeliver", &args)
                     .first()

@@ -233,9 +233,13 @@ impl<'s> World<'s> {
             home.join(".config/mailpipe/config"),
             format!(
                 "# the test's submission server (tests/it/examples.rs)\ndefaults\nhost 127.0.0.1\n\
-                 port {}\ntls_trust_file {}\n",
+                 port {}\ntls_trust_file {}\n\
+                 # mrelay: every domain to the test server, the queue in the home (root's would\n\
+                 # be the system's)\nroute * [127.0.0.1]:{}\nqueue_dir {}\n",
                 srv.starttls,
-                srv.ca.display()
+                srv.ca.display(),
+                srv.starttls,
+                home.join(".local/share/mailpipe/queue").display()
             )
             .as_bytes(),
         );
@@ -244,7 +248,7 @@ impl<'s> World<'s> {
         // Our tools first on PATH (Debian's mblaze has its own mdeliver), a password store
         // for `pass show …`, and an editor that writes the reply.
         let shim = r.join("shim");
-        for t in ["mcompose", "msubmit", "mreceive", "mdeliver"] {
+        for t in ["mcompose", "msubmit", "mrelay", "mreceive", "mdeliver"] {
             std::os::unix::fs::symlink(bin_dir().join(t), shim.join(t)).unwrap();
         }
         let script = |name: &str, body: &str| {
@@ -272,7 +276,7 @@ impl<'s> World<'s> {
     pub fn substitute(&self, text: &str) -> String {
         static PATHS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(
-                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
+                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mrelay|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
             )
             .unwrap()
         });

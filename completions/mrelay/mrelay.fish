@@ -1,0 +1,25 @@
+complete -c mrelay -s f -d 'Envelope sender address; <> or an empty one for the null sender [default: the login name at this host\'s name]' -r
+complete -c mrelay -s N -d 'DSN: when the sender wants a report (never, or a list of success, failure, delay)' -r
+complete -c mrelay -s R -d 'DSN: return the full message or only its headers in a report (full, hdrs)' -r
+complete -c mrelay -s V -d 'DSN: envelope identifier for reports' -r
+complete -c mrelay -l flush -d 'Try every waiting entry now, due or not, or only entry ID' -r
+complete -c mrelay -l delete -d 'Delete entry ID from the queue, for good (no report is sent)' -r
+complete -c mrelay -l hold -d 'Put entry ID on hold: it is never tried until released' -r
+complete -c mrelay -l release -d 'Release entry ID from hold' -r
+complete -c mrelay -l queue-dir -d 'The queue directory [default: queue_dir in the configuration, else /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]' -r -F
+complete -c mrelay -s C -l config -d 'Read configuration from FILE only [default: /etc/mailpipe/config, then ~/.config/mailpipe/config]' -r -F
+complete -c mrelay -l hostname -d 'This host\'s name, for EHLO, reports and the MX loop check (repeatable: the others are more names of this host) [default: relay_hostname, else this host\'s FQDN]' -r
+complete -c mrelay -l dns-server -d 'Ask this DNS server only (split horizon, tests) [default: the nameservers of /etc/resolv.conf]' -r
+complete -c mrelay -l mx-port -d 'Connect to every mail exchanger on this port (and to route hosts without one) [default: 25]' -r
+complete -c mrelay -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
+complete -c mrelay -s i -d 'Accepted and ignored (also -oi), for sendmail\'s callers: the message always ends at the end of input'
+complete -c mrelay -l queue-only -d 'Queue the message without trying it (sendmail\'s -odq)'
+complete -c mrelay -s q -l queue-run -d 'Run the queue once: every entry that is due (for cron)'
+complete -c mrelay -l daemon -d 'Run the queue continuously, new entries at once, until SIGTERM'
+complete -c mrelay -l list -d 'List the queue (mailq): each entry, its recipients and what became of them'
+complete -c mrelay -l json -d 'With --list: one JSON array, for scripts'
+complete -c mrelay -l allow-private-targets -d 'Allow mail exchangers and address literals in loopback and private ranges (tests, split horizon)'
+complete -c mrelay -l syslog -d 'Log to syslog (facility mail) instead of standard error'
+complete -c mrelay -s v -l verbose -d 'Print the SMTP dialogue on standard error'
+complete -c mrelay -l version -d 'Print version'
+complete -c mrelay -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,0 +1,146 @@
+//! `mrelay --daemon`: run the queue continuously. A new entry (a rename into `new/`, which
+//! is how every entry arrives, a released one too) wakes it at once through inotify(7) on
+//! that directory; otherwise it sleeps until the earliest next try. Nothing polls the disk
+//! in a loop: without inotify (an old kernel, a full watch table) it looks once a second.
+//!
+//! SIGTERM, SIGINT or SIGHUP stop it cleanly: the handler sets a flag, the transaction in
+//! flight runs to its end (the handler is installed with SA_RESTART semantics, so no read or
+//! write is cut short), the entries not yet begun are left as they are, and mrelay exits 0.
+
+use crate::exit::Result;
+use crate::relay::{Relay, Settings};
+use crate::run;
+use crate::store::queue::{self, Queue, Schedule};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// The longest sleep between looks at the stop flag, and between runs without inotify.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The longest sleep between runs with inotify: a clock change or an entry whose time came
+/// without a new file is still seen within it.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Run the queue until a signal says stop.
+pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; glibc's
+        // signal(2) installs it with SA_RESTART.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let watch = Watch::new(&q.dir().join("new"));
+    if watch.is_none() {
+        run::warn("inotify unavailable: looking at the queue once a second");
+    }
+    let retry = settings.retry;
+    let mut relay = Relay::new(settings, q, |line| logger.line(line), |w| run::warn(w));
+    while !stopping() {
+        if let Some(w) = &watch {
+            w.drain();
+        }
+        let schedule = Schedule::new(queue::now(), retry);
+        match relay.run(&schedule, &stopping) {
+            Ok(report) => {
+                for e in &report.unreadable {
+                    run::warn(e);
+                }
+            }
+            // A queue that cannot be read now (a full disk, a lock held by an old flush)
+            // may be readable later: the daemon goes on.
+            Err(e) => run::warn(e),
+        }
+        let next = q
+            .list()
+            .map(|(entries, _)| entries.iter().filter_map(|e| e.next_try_with(&retry)).min())
+            .unwrap_or(None);
+        let now = queue::now();
+        // Still due after the run: another runner holds it, or it was not tried (an
+        // account whose settings fail): not a reason to run again at once, and again.
+        let sleep = match next {
+            Some(t) if t > now => Duration::from_secs(t - now),
+            _ => MAX_SLEEP,
+        };
+        let mut left = sleep.clamp(TICK, MAX_SLEEP);
+        while !stopping() && !left.is_zero() {
+            let step = left.min(TICK);
+            let woken = match &watch {
+                Some(w) => w.wait(step),
+                None => {
+                    std::thread::sleep(step);
+                    false
+                }
+            };
+            if woken {
+                break;
+            }
+            left = left.saturating_sub(step);
+        }
+    }
+    relay.close();
+    Ok(())
+}
+
+/// An inotify watch for entries arriving in a directory.
+struct Watch {
+    fd: OwnedFd,
+}
+
+impl Watch {
+    fn new(dir: &std::path::Path) -> Option<Watch> {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: inotify_init1 has no memory preconditions; a negative result is an error.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: raw is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                fd.as_raw_fd(),
+                path.as_ptr(),
+                libc::IN_MOVED_TO | libc::IN_CREATE,
+            )
+        };
+        (wd >= 0).then_some(Watch { fd })
+    }
+
+    /// Wait up to `limit` for an event; true when one came (a signal ends the wait too).
+    fn wait(&self, limit: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: pfd is one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        n > 0
+    }
+
+    /// Read every pending event: the next run looks at the whole directory anyway.
+    fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: buf is writable for its length; the descriptor is non-blocking.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! mrelay: the relay step of a mail system, sendmail's command line on the queue: a message
+//! on stdin is queued (route mx) and tried at once; `-q` runs the queue, `--daemon` keeps
+//! running it; `--list`, `--flush`, `--hold`, `--release`, `--delete` manage it.
+//!
+//! Design: the tool is thin. Where mail goes and what becomes of each recipient is the
+//! library's [`crate::relay`] (routes, DNS MX, SMTP, local routes, bounces), run by the
+//! queue's one runner ([`crate::store::queue`]); this module reads the flags and the
+//! configuration into [`Settings`], prints the relay's log lines on stderr, and exits.
+//! A message from stdin is durable in the queue before anything is tried, so the exit status
+//! is 0 once it is queued whatever the attempt then does (every recipient delivered, bounced
+//! or queued for later); 75 only when it could not even be queued.
+
+mod daemon;
+mod list;
+mod log;
+
+use crate::config::Config;
+use crate::docs::Page;
+use crate::envelope::{Body, Envelope};
+use crate::exit::{Code, Error, Result};
+use crate::message::buffer;
+use crate::relay::{Relay, Settings};
+use crate::run;
+use crate::smtp::client::{Direction, Trace};
+use crate::store::queue::{self, Queue, Route, Schedule};
+use clap::{ArgAction, CommandFactory, Parser};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Relay mail: queue it, send it to the recipients' mail exchangers, retry, bounce.
+///
+/// mrelay is the step between a mail system's submission and the recipients' servers: it
+/// looks each recipient's domain up in the DNS (MX, RFC 5321 section 5.1) or follows the
+/// configured routes, sends over SMTP with opportunistic STARTTLS, retries what fails for
+/// now and returns what fails for good to the sender as a delivery status notification. With
+/// mreceive(1) it makes a complete MTA; it also drains the queue that msubmit --queue and
+/// mreceive's submission role fill. Given recipients, it reads a message on standard input
+/// as sendmail(8) does, queues it durably and tries it at once.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "mrelay",
+    version,
+    // -V is sendmail's ENVID.
+    disable_version_flag = true,
+    args_override_self = true,
+    about = "relay mail to the recipients' mail exchangers, with a queue, retries and bounces"
+)]
+pub struct Args {
+    /// Recipient addresses of the message on standard input (commas also separate)
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Envelope sender address; <> or an empty one for the null sender [default: the login
+    /// name at this host's name]
+    #[arg(
+        short = 'f',
+        short_alias = 'r',
+        value_name = "SENDER",
+        allow_hyphen_values = true
+    )]
+    pub sender: Option<String>,
+
+    /// DSN: when the sender wants a report (never, or a list of success, failure, delay)
+    #[arg(short = 'N', value_name = "NOTIFY")]
+    pub notify: Option<String>,
+
+    /// DSN: return the full message or only its headers in a report (full, hdrs)
+    #[arg(short = 'R', value_name = "RET")]
+    pub ret: Option<String>,
+
+    /// DSN: envelope identifier for reports
+    #[arg(short = 'V', value_name = "ENVID")]
+    pub envid: Option<String>,
+
+    /// Accepted and ignored (also -oi), for sendmail's callers: the message always ends at
+    /// the end of input
+    #[arg(short = 'i')]
+    pub ignore_dots: bool,
+
+    /// Queue the message without trying it (sendmail's -odq)
+    #[arg(long, requires = "recipients")]
+    pub queue_only: bool,
+
+    /// Run the queue once: every entry that is due (for cron)
+    #[arg(short = 'q', long, conflicts_with_all = ["recipients", "daemon", "list", "flush"])]
+    pub queue_run: bool,
+
+    /// Run the queue continuously, new entries at once, until SIGTERM
+    #[arg(long, conflicts_with_all = ["recipients", "list", "flush"])]
+    pub daemon: bool,
+
+    /// List the queue (mailq): each entry, its recipients and what became of them
+    #[arg(long, conflicts_with_all = ["recipients", "flush"])]
+    pub list: bool,
+
+    /// With --list: one JSON array, for scripts
+    #[arg(long, requires = "list")]
+    pub json: bool,
+
+    /// Try every waiting entry now, due or not, or only entry ID
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "recipients")]
+    pub flush: Option<String>,
+
+    /// Delete entry ID from the queue, for good (no report is sent)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["recipients", "hold", "release"])]
+    pub delete: Option<String>,
+
+    /// Put entry ID on hold: it is never tried until released
+    #[arg(long, value_name = "ID", conflicts_with_all = ["recipients", "release"])]
+    pub hold: Option<String>,
+
+    /// Release entry ID from hold
+    #[arg(long, value_name = "ID", conflicts_with = "recipients")]
+    pub release: Option<String>,
+
+    /// The queue directory [default: queue_dir in the configuration, else
+    /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// Read configuration from FILE only [default: /etc/mailpipe/config, then
+    /// ~/.config/mailpipe/config]
+    #[arg(short = 'C', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This host's name, for EHLO, reports and the MX loop check (repeatable: the others are
+    /// more names of this host) [default: relay_hostname, else this host's FQDN]
+    #[arg(long = "hostname", value_name = "NAME", value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+
+    /// Ask this DNS server only (split horizon, tests) [default: the nameservers of
+    /// /etc/resolv.conf]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_server: Option<SocketAddr>,
+
+    /// Connect to every mail exchanger on this port (and to route hosts without one)
+    /// [default: 25]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub mx_port: Option<u16>,
+
+    /// Allow mail exchangers and address literals in loopback and private ranges (tests,
+    /// split horizon)
+    #[arg(long)]
+    pub allow_private_targets: bool,
+
+    /// Log to syslog (facility mail) instead of standard error
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// The syslog socket (implies --syslog) [default: /dev/log]
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
+
+    /// Print the SMTP dialogue on standard error
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Print version
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+}
+
+/// The binary's entry point: sendmail's `-oi` and `-odq` rewritten, then parsed and run.
+pub fn main() -> std::process::ExitCode {
+    let args = std::env::args_os().map(|a| match a.to_str() {
+        Some("-oi") => "-i".into(),
+        Some("-odq") => "--queue-only".into(),
+        _ => a,
+    });
+    run::main_from("mrelay", args.collect::<Vec<_>>(), run)
+}
+
+/// Run mrelay.
+pub fn run(args: Args) -> Result<()> {
+    let cfg = crate::account::load(args.config.as_deref())?;
+    let settings = settings(&args, &cfg)?;
+    let dir = queue_dir(&args, &cfg)?;
+    let syslog = match (&args.syslog_socket, args.syslog) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
+        (None, false) => None,
+    };
+    let logger = log::Logger::new(syslog);
+    if !args.recipients.is_empty() {
+        return submit(&args, settings, &dir, &logger);
+    }
+    let q = Queue::open(&dir)?;
+    if args.list {
+        return list::list(&q, &settings, args.json);
+    }
+    if let Some(id) = &args.hold {
+        return q.hold(id);
+    }
+    if let Some(id) = &args.release {
+        return q.release(id);
+    }
+    if let Some(id) = &args.delete {
+        return q.delete(id);
+    }
+    if args.daemon {
+        return daemon::run(&q, settings, &logger);
+    }
+    let mut schedule = Schedule::new(queue::now(), settings.retry);
+    if let Some(id) = &args.flush {
+        schedule.force = true;
+        schedule.only = (!id.is_empty()).then(|| id.clone());
+        if let Some(id) = &schedule.only
+            && !q.list()?.0.iter().any(|e| e.id == *id)
+        {
+            return Err(Error::new(
+                Code::NoInput,
+                format!("entry {id}"),
+                "not waiting in the queue",
+            ));
+        }
+    } else if !args.queue_run {
+        return Err(Error::new(
+            Code::Usage,
+            "nothing to do",
+            "give recipients (a message on stdin), -q, --daemon, --list, --flush, --hold, \
+             --release or --delete",
+        ));
+    }
+    run_queue(&q, settings, &schedule, &logger)
+}
+
+/// The relay's settings: the configuration's keys, the flags over them.
+fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
+    let mut s = Settings::from_config(cfg)?;
+    if !args.hostnames.is_empty() {
+        s.hostnames = args.hostnames.clone();
+    }
+    if s.hostnames.is_empty() {
+        s.hostnames = vec![crate::message::stamp::fqdn()];
+    }
+    for name in &s.hostnames {
+        crate::account::ehlo_name(name)
+            .map_err(|why| crate::relay::account::usage_error("--hostname", name, why))?;
+    }
+    s.dns.server = args.dns_server;
+    if let Some(p) = args.mx_port {
+        s.mx_port = p;
+    }
+    s.allow_private = args.allow_private_targets;
+    s.trace = trace(args.verbose);
+    Ok(s)
+}
+
+/// The queue directory: the flag, the configuration's `queue_dir`, else the system queue
+/// for root and the user's own for others (msubmit's).
+fn queue_dir(args: &Args, cfg: &Config) -> Result<PathBuf> {
+    if let Some(d) = args.queue_dir.clone() {
+        return Ok(d);
+    }
+    if let Some(d) = cfg.get("queue_dir") {
+        return Ok(crate::config::expand_tilde(d));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(PathBuf::from(SYSTEM_QUEUE));
+    }
+    queue::default_dir().ok_or_else(|| {
+        Error::new(
+            Code::Config,
+            "no queue directory",
+            "give --queue-dir, or set HOME",
+        )
+    })
+}
+
+/// The system queue, root's default.
+const SYSTEM_QUEUE: &str = "/var/spool/mailpipe/queue";
+
+fn trace(verbose: bool) -> Option<Trace> {
+    verbose.then(|| -> Trace {
+        Arc::new(|dir, line| {
+            let arrow = if dir == Direction::Sent { "-->" } else { "<--" };
+            run::warn(format_args!("{arrow} {}", line.escape_debug()));
+        })
+    })
+}
+
+/// Run the queue once as `schedule` says; the exit status says whether the queue could be
+/// read whole, not what became of the mail (that is in the log and the queue).
+fn run_queue(
+    q: &Queue,
+    settings: Settings,
+    schedule: &Schedule,
+    logger: &log::Logger,
+) -> Result<()> {
+    let mut relay = Relay::new(settings, q, |l| logger.line(l), |w| run::warn(w));
+    let report = relay.run(schedule, &|| false)?;
+    for e in &report.unreadable {
+        run::warn(e);
+    }
+    match report.unreadable.first() {
+        None => Ok(()),
+        Some(e) => Err(Error::new(
+            e.code(),
+            "queue run",
+            format!("{} entries cannot be read", report.unreadable.len()),
+        )),
+    }
+}
+
+/// Queue the message on stdin for the recipients given, then try it (unless
+/// `--queue-only`). 0 once it is queued; the attempt's outcome is in the log.
+fn submit(
+    args: &Args,
+    settings: Settings,
+    dir: &std::path::Path,
+    logger: &log::Logger,
+) -> Result<()> {
+    let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), None)
+        .map_err(|e| Error::new(Code::TempFail, "read message", e.why()))?;
+    let env = envelope(args, &settings, &mut msg)?;
+    let q = Queue::open(dir)?;
+    let queued = queue::Queued {
+        route: Route::Mx,
+        envelope: env,
+        queued: queue::now(),
+        requiretls: false,
+    };
+    let id = q.store(&queued, |w| msg.copy_to(w))?;
+    if args.verbose {
+        run::warn(format_args!("queued as {id} in {}", q.dir().display()));
+    }
+    if args.queue_only {
+        return Ok(());
+    }
+    let mut schedule = Schedule::new(queue::now(), settings.retry);
+    schedule.only = Some(id);
+    // Queued: whatever the attempt does, the message is safe, and the exit status says so.
+    let mut relay = Relay::new(settings, &q, |l| logger.line(l), |w| run::warn(w));
+    if let Err(e) = relay.run(&schedule, &|| false) {
+        run::warn(format_args!("{e} (the message stays queued)"));
+    }
+    Ok(())
+}
+
+/// The envelope of the message on stdin: the sender, the recipients, the DSN parameters,
+/// its body type and size.
+fn envelope(args: &Args, settings: &Settings, msg: &mut buffer::Buffer) -> Result<Envelope> {
+    let host = settings.hostname();
+    let sender = match args.sender.as_deref().map(str::trim) {
+        Some("<>" | "") => String::new(),
+        Some(s) => address("sender", s, host)?,
+        None => {
+            let user = ["LOGNAME", "USER"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| "root".into());
+            address("sender", &user, host)?
+        }
+    };
+    let mut rcpts: Vec<String> = Vec::new();
+    for r in args.recipients.iter().flat_map(|r| r.split(',')) {
+        let r = r.trim();
+        if r.is_empty() {
+            continue;
+        }
+        let r = address("recipient", r, host)?;
+        if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
+            rcpts.push(r);
+        }
+    }
+    if rcpts.is_empty() {
+        return Err(Error::new(Code::Usage, "no recipients", "give addresses"));
+    }
+    let mut env = Envelope::new(sender, rcpts);
+    let notify = match &args.notify {
+        Some(n) => crate::account::dsn_notify(n)
+            .map_err(|why| crate::relay::account::usage_error("-N", n, why))?,
+        None => None,
+    };
+    for r in &mut env.rcpts {
+        r.notify = notify.clone();
+    }
+    env.ret = match &args.ret {
+        Some(r) => crate::account::dsn_return(r)
+            .map_err(|why| crate::relay::account::usage_error("-R", r, why))?,
+        None => None,
+    };
+    if let Some(id) = &args.envid {
+        if id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::new(
+                Code::Usage,
+                format!("-V {id:?}"),
+                "an ENVID is 1 to 100 printable ASCII characters (RFC 3461 4.4)",
+            ));
+        }
+        env.envid = Some(id.clone());
+    }
+    env.body = Body::of(eight_bit(msg)?);
+    env.size = Some(msg.len());
+    Ok(env)
+}
+
+/// An address from the command line: `Name <addr>` and bare `addr` as sendmail takes them,
+/// checked (RFC 5321 §4.1.2); a login name alone gets this host's name (sendmail's and
+/// Postfix's `$myorigin`).
+fn address(kind: &str, given: &str, host: &str) -> Result<String> {
+    if given.chars().any(char::is_control) {
+        return Err(Error::new(
+            Code::Usage,
+            format!("{kind} {given:?}"),
+            "contains a control character",
+        ));
+    }
+    let a = match (given.rfind('<'), given.ends_with('>')) {
+        (Some(i), true) => &given[i + 1..given.len() - 1],
+        _ => given,
+    };
+    if a.starts_with('-') {
+        return Err(Error::new(
+            Code::Usage,
+            format!("{kind} {a:?}"),
+            "looks like an option, not an address",
+        ));
+    }
+    let a = match a.contains('@') {
+        false if !a.eq_ignore_ascii_case("postmaster") => format!("{a}@{host}"),
+        _ => a.to_string(),
+    };
+    crate::smtp::command::check_mailbox(&a)
+        .map_err(|e| Error::new(Code::Usage, format!("{kind} {a:?}"), e))?;
+    Ok(a)
+}
+
+/// True when the message has octets over 127 (it needs 8BITMIME, RFC 6152).
+fn eight_bit(msg: &mut buffer::Buffer) -> Result<bool> {
+    let mut msg = msg
+        .reader()
+        .map_err(|e| Error::io(Code::TempFail, "read message", e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = msg
+            .read(&mut buf)
+            .map_err(|e| Error::io(Code::TempFail, "read message", e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if buf[..n].iter().any(|b| *b > 127) {
+            return Ok(true);
+        }
+    }
+}
+
+/// mrelay's documentation.
+pub fn page() -> Page {
+    Page {
+        name: "mrelay",
+        command: Args::command(),
+        description: DESCRIPTION,
+        sections: SECTIONS,
+    }
+}
+
+const DESCRIPTION: &str = include_str!("description.roff");
+const SECTIONS: &str = include_str!("sections.roff");

@@ -1,0 +1,475 @@
+//! The relay: mail on its way from the queue to its next hop, mrelay's work (RFC 5321 §5.1,
+//! §6.1), as the queue runner's sender ([`Relay::send`]).
+//!
+//! For each queued message the runner hands over (its due recipients, locked):
+//!
+//! 1. **Route** each recipient by the entry's route: an account route goes through the
+//!    account's server as msubmit sends ([`account`]); a local route through the delivery
+//!    pipeline ([`local`]); the mx route by the configuration's static routes, first match
+//!    wins, else the recipient domain's MX ([`routes`], [`crate::net::dns`]).
+//! 2. **Group** the recipients per destination: one transaction each, at most
+//!    [`Settings::max_rcpts`] recipients ([`remote`]); a connection is kept for the next
+//!    message to the same destination, and a host found dead is skipped for the rest of the
+//!    run.
+//! 3. **Judge** each recipient: 2xx delivered; 4xx, a broken connection or a DNS failure
+//!    waits (the runner's capped exponential backoff, [`Settings::retry`]); 5xx, a
+//!    permanent DNS answer, or waiting past [`Settings::expire`] fails, and a report (a
+//!    bounce) is queued about it before it is recorded ([`bounce`]).
+//! 4. **Log** one key=value line per recipient and attempt ([`Line`]), as Postfix does.
+//!    The caller writes it (stderr, syslog).
+//!
+//! The relay never prints: its lines and warnings go to the caller's functions.
+
+pub mod account;
+pub mod bounce;
+pub mod local;
+pub mod remote;
+pub mod routes;
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+use crate::exit::{Code, Error, Result};
+use crate::message::buffer::Buffer;
+use crate::net::dns;
+use crate::smtp::client::{Timeouts, Trace};
+use crate::store::queue::{self, Attempt, Job, Queue, Report, Retry, Route, Schedule, Verdict};
+use remote::{Dest, Remote};
+use routes::{Routes, Via, parse_duration};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How the relay works: the configuration's keys (`route`, `relay_tls`, `relay_retry`,
+/// `relay_retry_max`, `relay_expire`, `relay_hostname`, `relay_connect_timeout`,
+/// `relay_timeout`) with a tool's flags laid over them.
+#[derive(Clone)]
+pub struct Settings {
+    /// This host's names: the first in EHLO and as the Reporting-MTA; all of them for the
+    /// MX loop check (an MX host with one of these names is this host).
+    pub hostnames: Vec<String>,
+    /// Static routes and TLS policy.
+    pub routes: Routes,
+    /// The waits between attempts (default 5 minutes, doubling, at most 4 hours).
+    pub retry: Retry,
+    /// How long a recipient may wait before it fails (default 5 days).
+    pub expire: Duration,
+    /// How to reach the DNS.
+    pub dns: dns::Options,
+    /// The port of every MX connection, and of route hosts without one (25).
+    pub mx_port: u16,
+    /// MX and address-literal targets in loopback and private ranges are allowed.
+    pub allow_private: bool,
+    /// SMTP timeouts per phase; the connect timeout short, so a dead host costs seconds.
+    pub timeouts: Timeouts,
+    /// The most recipients in one transaction (RFC 5321 §4.5.3.1.8 requires servers to take
+    /// 100).
+    pub max_rcpts: usize,
+    /// The SMTP dialogue, for `-v`.
+    pub trace: Option<Trace>,
+    /// The configuration, for account routes.
+    pub config: Config,
+}
+
+impl Settings {
+    /// The settings of `cfg`, every key checked; `hostnames` empty: this host's FQDN.
+    pub fn from_config(cfg: &Config) -> Result<Settings> {
+        let key = |k: &str| {
+            debug_assert!(
+                crate::account::known(k).is_some(),
+                "{k} is missing from KEYS"
+            );
+            cfg.all(k).last()
+        };
+        let duration = |k: &str, default: Duration| -> Result<Duration> {
+            match key(k) {
+                None => Ok(default),
+                Some(v) => parse_duration(&v.text)
+                    .map_err(|why| Error::new(Code::Config, &v.origin, format!("{k}: {why}"))),
+            }
+        };
+        let hostnames = match key("relay_hostname") {
+            Some(v) => crate::config::words(&v.text)
+                .map_err(|why| Error::new(Code::Config, &v.origin, why))?,
+            None => Vec::new(),
+        };
+        let mut timeouts = Timeouts::default();
+        if key("relay_timeout").is_some() {
+            let t = duration("relay_timeout", Duration::ZERO)?.max(Duration::from_secs(1));
+            timeouts = Timeouts::uniform(t);
+        }
+        timeouts.connect =
+            duration("relay_connect_timeout", Duration::from_secs(10))?.max(Duration::from_secs(1));
+        Ok(Settings {
+            hostnames,
+            routes: Routes::from_config(cfg)?,
+            retry: Retry {
+                first: duration("relay_retry", Duration::from_secs(300))?,
+                max: duration("relay_retry_max", Duration::from_secs(4 * 3600))?,
+            },
+            expire: duration("relay_expire", Duration::from_secs(5 * 86400))?,
+            dns: dns::Options::default(),
+            mx_port: 25,
+            allow_private: false,
+            timeouts,
+            max_rcpts: 100,
+            trace: None,
+            config: cfg.clone(),
+        })
+    }
+
+    /// This host's name: EHLO, Reporting-MTA, the postmaster's domain.
+    pub fn hostname(&self) -> &str {
+        self.hostnames.first().map_or("localhost", String::as_str)
+    }
+
+    /// Where double bounces go.
+    pub fn postmaster(&self) -> String {
+        format!("postmaster@{}", self.hostname())
+    }
+}
+
+/// What one attempt came to for one recipient, with what its log line and a bounce need.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Delivered, deferred or failed (the relay makes a failure bounced once reported).
+    pub verdict: Verdict,
+    /// The server's reply or our own reason, one line.
+    pub reply: String,
+    /// Its RFC 3463 status.
+    pub status: String,
+    /// Where it went, for the log: `host[address]:port`, `local:BASE`, `none`.
+    pub relay: String,
+    /// The server that answered (a report's Remote-MTA).
+    pub remote_mta: Option<String>,
+    /// `reply` is an SMTP reply (a report's Diagnostic-Code type `smtp`).
+    pub smtp: bool,
+}
+
+impl Outcome {
+    /// Try later, for `why`.
+    pub fn deferred(why: &str, status: &str, relay: &str) -> Outcome {
+        Outcome {
+            verdict: Verdict::Deferred,
+            reply: why.to_string(),
+            status: status.to_string(),
+            relay: relay.to_string(),
+            remote_mta: None,
+            smtp: false,
+        }
+    }
+
+    /// Failed for good, for `why` (our own finding, not a server's reply).
+    pub fn failed(why: &str, status: &str, relay: &str, remote: Option<&str>) -> Outcome {
+        Outcome {
+            verdict: Verdict::Failed,
+            reply: why.to_string(),
+            status: status.to_string(),
+            relay: relay.to_string(),
+            remote_mta: remote.map(str::to_string),
+            smtp: false,
+        }
+    }
+}
+
+/// One log line: what one attempt did for one recipient, in key=value form as Postfix's
+/// and mreceive's (`ID: delivery to= relay= delay= attempts= dsn= status=sent|deferred|bounced
+/// reply=`), the queue id first as Postfix puts it. Values are quoted by [`crate::log::quote`]:
+/// a server's reply can neither end the line nor add a key of its own.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The queue id.
+    pub id: String,
+    /// The recipient.
+    pub to: String,
+    /// Where it went.
+    pub relay: String,
+    /// Seconds since the message arrived.
+    pub delay: u64,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// The RFC 3463 status.
+    pub dsn: String,
+    /// `sent`, `deferred`, `bounced`, or `failed` (refused for good, nobody to tell).
+    pub status: &'static str,
+    /// The reply or reason.
+    pub reply: String,
+    /// The queue id of the report about it, when one was queued.
+    pub bounce: Option<String>,
+}
+
+impl Line {
+    /// True for a line about mail that did not go (a warning in syslog's terms).
+    pub fn is_failure(&self) -> bool {
+        self.status != "sent"
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::log::pair;
+        let mut l = format!("{}: delivery", self.id);
+        pair(&mut l, "to", format_args!("<{}>", self.to));
+        pair(&mut l, "relay", &self.relay);
+        pair(&mut l, "delay", self.delay);
+        pair(&mut l, "attempts", self.attempts);
+        pair(&mut l, "dsn", &self.dsn);
+        pair(&mut l, "status", self.status);
+        if let Some(b) = &self.bounce {
+            pair(&mut l, "bounce", b);
+        }
+        pair(&mut l, "reply", &self.reply);
+        f.write_str(&l)
+    }
+}
+
+/// Where a group of a message's recipients goes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    /// By SMTP.
+    Smtp(Dest),
+    /// Delivered here.
+    Local(queue::Local),
+}
+
+/// The queue runner's sender for every route: see the module header.
+pub struct Relay<'a> {
+    /// How it works.
+    pub settings: Settings,
+    queue: &'a Queue,
+    remote: Remote,
+    account: account::Flush<'a>,
+    log: Box<dyn FnMut(&Line) + 'a>,
+    warn: Rc<dyn Fn(&str) + 'a>,
+    /// The run's time.
+    now: u64,
+}
+
+impl<'a> Relay<'a> {
+    /// A relay for the queue `queue`, its log lines to `log`, its warnings to `warn`.
+    pub fn new(
+        settings: Settings,
+        queue: &'a Queue,
+        log: impl FnMut(&Line) + 'a,
+        warn: impl Fn(&str) + 'a,
+    ) -> Relay<'a> {
+        let warn: Rc<dyn Fn(&str) + 'a> = Rc::new(warn);
+        let cfg = settings.config.clone();
+        let trace = settings.trace.clone();
+        let w = warn.clone();
+        let account = account::Flush::new(
+            move |name| account::server(&cfg, name, &Default::default(), trace.clone()),
+            |_, _, _| {},
+            move |text| w(text),
+        );
+        Relay {
+            settings,
+            queue,
+            remote: Remote::new(),
+            account,
+            log: Box::new(log),
+            warn,
+            now: queue::now(),
+        }
+    }
+
+    /// Run the queue once as `schedule` says; `stop` is asked before each entry, and once it
+    /// says yes the rest are left as they are (a daemon's SIGTERM: the transaction in
+    /// flight finishes first). Connections are closed at the end.
+    pub fn run(&mut self, schedule: &Schedule, stop: &dyn Fn() -> bool) -> Result<Report> {
+        self.now = schedule.now;
+        let q = self.queue;
+        let report = q.run_with(schedule, |job| match stop() {
+            true => None,
+            false => self.send(job),
+        });
+        self.remote.close();
+        self.account.reset();
+        self.remote.forget_dead();
+        report
+    }
+
+    /// Send one job: every due recipient routed, grouped, sent and judged; a report queued
+    /// about those that failed. One attempt per recipient of [`Job::rcpts`]; `None` (left
+    /// untried) only when an account route's settings fail.
+    pub fn send(&mut self, job: &Job<'_>) -> Option<Vec<Attempt>> {
+        let queued = job.queued();
+        let env = &queued.envelope;
+        let rcpts = job.rcpts();
+        let outcomes: Vec<Outcome> = match &queued.route {
+            Route::Account(name) => {
+                let relay = format!("account:{}", name.as_deref().unwrap_or("default"));
+                let attempts = self.account.send(job)?;
+                attempts
+                    .into_iter()
+                    .map(|a| from_attempt(a, &relay))
+                    .collect()
+            }
+            Route::Local(local) => match Buffer::read_from(&mut job.message(), None) {
+                Ok(mut msg) => local::send(local, env, rcpts, &mut msg),
+                Err(e) => vec![Outcome::deferred(&e.to_string(), "4.3.0", "local"); rcpts.len()],
+            },
+            Route::Mx => self.send_mx(job, env, rcpts),
+        };
+        Some(self.judge(job, outcomes))
+    }
+
+    /// The mx route: each recipient by the static routes, else its domain's MX, grouped.
+    fn send_mx(&mut self, job: &Job<'_>, env: &Envelope, rcpts: &[usize]) -> Vec<Outcome> {
+        let mut groups: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
+        for (k, &i) in rcpts.iter().enumerate() {
+            let addr = &env.rcpts[i].addr;
+            let domain = addr
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let group = match self.settings.routes.find(&domain) {
+                None => Group::Smtp(Dest::Mx(domain)),
+                Some((n, r)) => match &r.via {
+                    Via::Hosts(_) => Group::Smtp(Dest::Route(n)),
+                    Via::Account(name) => Group::Smtp(Dest::Account(n, name.clone())),
+                    Via::Local(l) => Group::Local(l.clone()),
+                },
+            };
+            groups.entry(group).or_default().push(k);
+        }
+        let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        for (group, ks) in groups {
+            let idx: Vec<usize> = ks.iter().map(|&k| rcpts[k]).collect();
+            let results = match &group {
+                Group::Smtp(dest) => {
+                    let content = &mut account::Queued(job);
+                    self.remote.send(&self.settings, dest, env, &idx, content)
+                }
+                Group::Local(l) => match Buffer::read_from(&mut job.message(), None) {
+                    Ok(mut msg) => local::send(l, env, &idx, &mut msg),
+                    Err(e) => vec![Outcome::deferred(&e.to_string(), "4.3.0", "local"); idx.len()],
+                },
+            };
+            for (&k, o) in ks.iter().zip(results) {
+                out[k] = Some(o);
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::deferred("not sent", "4.3.0", "none")))
+            .collect()
+    }
+
+    /// Expiry, the bounce, the log lines, and the attempts for the runner.
+    fn judge(&mut self, job: &Job<'_>, mut outcomes: Vec<Outcome>) -> Vec<Attempt> {
+        let queued = job.queued();
+        let now = self.now;
+        let expired = now >= queued.queued.saturating_add(self.settings.expire.as_secs());
+        for o in &mut outcomes {
+            if o.verdict == Verdict::Deferred && expired {
+                // RFC 5321 §4.5.4.1: give up after a time, and say so.
+                o.verdict = Verdict::Failed;
+                o.reply = format!(
+                    "delivery time expired after {}: {}",
+                    days(self.settings.expire),
+                    o.reply
+                );
+                o.status = "4.4.7".into();
+            }
+        }
+        let failed: Vec<(usize, &Outcome)> = (job.rcpts().iter().copied())
+            .zip(&outcomes)
+            .filter(|(_, o)| o.verdict == Verdict::Failed)
+            .collect();
+        // msubmit's account routes keep their failures in failed/ when msubmit runs them;
+        // run here, they are reported like any other (nobody reads failed/ of a daemon).
+        let bounce = match failed.is_empty() {
+            true => Ok(None),
+            false => bounce::queue(self.queue, &self.settings, job, &failed, now),
+        };
+        let reported = match &bounce {
+            Ok(_) => true,
+            Err(e) => {
+                (self.warn)(&format!(
+                    "{}: failure report not queued, recipients kept: {e}",
+                    job.id()
+                ));
+                false
+            }
+        };
+        let bounce_id = bounce.ok().flatten();
+        let delay = now.saturating_sub(queued.queued);
+        let mut attempts = Vec::with_capacity(outcomes.len());
+        for (&i, o) in job.rcpts().iter().zip(outcomes) {
+            let verdict = match o.verdict {
+                Verdict::Failed if reported => Verdict::Bounced,
+                // Not reported: kept waiting, to be reported at the next attempt.
+                Verdict::Failed => Verdict::Deferred,
+                v => v,
+            };
+            let status = match (verdict, o.verdict) {
+                (Verdict::Delivered, _) => "sent",
+                (Verdict::Bounced, _) if bounce_id.is_some() => "bounced",
+                (Verdict::Bounced, _) => "failed",
+                _ => "deferred",
+            };
+            (self.log)(&Line {
+                id: job.id().to_string(),
+                to: queued.envelope.rcpts[i].addr.clone(),
+                relay: o.relay.clone(),
+                delay,
+                attempts: job.entry().rcpts[i].attempts.saturating_add(1),
+                dsn: o.status.clone(),
+                status,
+                reply: o.reply.clone(),
+                bounce: bounce_id.clone().filter(|_| verdict == Verdict::Bounced),
+            });
+            let text = match (&o.remote_mta, o.smtp) {
+                (Some(host), true) if verdict != Verdict::Delivered => {
+                    format!("{} (from {host})", o.reply)
+                }
+                _ => o.reply,
+            };
+            attempts.push(Attempt::new(verdict, text));
+        }
+        attempts
+    }
+
+    /// Close every connection.
+    pub fn close(&mut self) {
+        self.remote.close();
+        self.account.quit();
+    }
+}
+
+/// An account route's attempt as an outcome (its reply, when an SMTP one, says its status).
+fn from_attempt(a: Attempt, relay: &str) -> Outcome {
+    let smtp = crate::message::dsn::status_of(&a.reply);
+    let status = smtp.clone().unwrap_or_else(|| {
+        match a.verdict {
+            Verdict::Delivered => "2.0.0",
+            Verdict::Deferred => "4.0.0",
+            _ => "5.0.0",
+        }
+        .into()
+    });
+    Outcome {
+        verdict: a.verdict,
+        smtp: smtp.is_some(),
+        status,
+        reply: a.reply,
+        relay: relay.to_string(),
+        remote_mta: None,
+    }
+}
+
+/// A duration as people say it: `5 days`, `4 hours`, `1 second`.
+fn days(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        _ if s >= 86400 && s.is_multiple_of(86400) => (s / 86400, "day"),
+        _ if s >= 3600 && s.is_multiple_of(3600) => (s / 3600, "hour"),
+        _ if s >= 60 && s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    match n {
+        1 => format!("1 {unit}"),
+        _ => format!("{n} {unit}s"),
+    }
+}

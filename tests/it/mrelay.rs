@@ -1,0 +1,755 @@
+//! mrelay against servers of our own on loopback: the scripted fake (replies on demand) and,
+//! for MX routing, a real dnsmasq serving MX records (`--dns-server`, `--mx-port`,
+//! `--allow-private-targets`). What each test shows is in its name; each fails when the
+//! behaviour it names is broken.
+
+use crate::common::smtp::{Fake, Script};
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A relay with its own configuration and queue in a temporary directory.
+struct Relay {
+    t: tempfile::TempDir,
+}
+
+impl Relay {
+    fn new(config: &str) -> Relay {
+        let r = Relay {
+            t: tempfile::tempdir().unwrap(),
+        };
+        r.config(config);
+        r
+    }
+
+    fn config(&self, text: &str) {
+        std::fs::write(self.t.path().join("config"), text).unwrap();
+    }
+
+    fn queue(&self) -> PathBuf {
+        self.t.path().join("queue")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = tool(bin!("mrelay"), self.t.path());
+        c.arg("-C")
+            .arg(self.t.path().join("config"))
+            .arg("--queue-dir")
+            .arg(self.queue())
+            .args(["--hostname", "relay.test"]);
+        c
+    }
+
+    /// Run mrelay with `args` and `stdin`.
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run(self.cmd().args(args), stdin)
+    }
+
+    /// Run it and expect exit 0.
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert_eq!(code(&out), 0, "mrelay {args:?}: {}", stderr(&out));
+        stderr(&out)
+    }
+
+    /// The ids of the entries waiting in the queue.
+    fn waiting(&self) -> Vec<String> {
+        files(&self.queue().join("new"))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn list(&self) -> String {
+        let out = self.run(&["--list"], b"");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A directory for local routes' Maildirs.
+    fn maildirs(&self) -> PathBuf {
+        self.t.path().join("mail")
+    }
+}
+
+const MSG: &[u8] = b"From: a@sender.test\nSubject: relay test\n\nhello\n";
+
+/// What Python's email parser makes of a delivery report in `path`: its type, the
+/// report-type, and per recipient `Final-Recipient Action Status`, one a line.
+fn python_report(path: &Path) -> String {
+    let script = r#"
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'))
+print("type", m.get_content_type(), m.get_param("report-type"))
+for part in m.walk():
+    if part.get_content_type() == "message/delivery-status":
+        blocks = part.get_payload()
+        print("reporting", blocks[0].get("Reporting-MTA"))
+        for b in blocks[1:]:
+            print("rcpt", b.get("Final-Recipient"), b.get("Action"), b.get("Status"))
+print("defects", sum(len(p.defects) for p in m.walk()))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_message_is_queued_sent_at_once_and_logged_per_recipient() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    let log = r.ok(
+        &["-f", "a@sender.test", "x@example.test", "y@EXAMPLE.test"],
+        MSG,
+    );
+    assert_eq!(fake.messages().len(), 1, "one transaction for both");
+    let crlf = String::from_utf8_lossy(MSG).replace('\n', "\r\n");
+    assert_eq!(String::from_utf8_lossy(&fake.messages()[0]), crlf);
+    let dialogue = fake.log_text();
+    assert!(dialogue.contains("MAIL FROM:<a@sender.test>"), "{dialogue}");
+    assert!(dialogue.contains("RCPT TO:<x@example.test>"), "{dialogue}");
+    assert!(dialogue.contains("EHLO relay.test"), "{dialogue}");
+    // Every line is a log line: `mrelay[PID]: QUEUEID: delivery key=value…`.
+    let lines = crate::common::mreceive::parse_log(&log, "mrelay");
+    assert_eq!(lines.len(), 2, "{log}");
+    for l in &lines {
+        assert_eq!(l.kind, "delivery");
+        assert_eq!(l.get("status"), Some("sent"));
+    }
+    for to in ["x@example.test", "y@EXAMPLE.test"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("to=<{to}>")))
+            .unwrap_or_else(|| panic!("no log line for {to}: {log}"));
+        for part in [
+            "relay=127.0.0.1[127.0.0.1]:",
+            "dsn=2.0.0",
+            "status=sent reply=\"250 2.0.0 queued\"",
+            "delay=",
+            "attempts=1",
+        ] {
+            assert!(line.contains(part), "{part} missing: {line}");
+        }
+    }
+    assert!(r.waiting().is_empty());
+    assert!(r.list().contains("Mail queue is empty"));
+}
+
+#[test]
+fn a_temporary_failure_waits_for_its_backoff_then_goes() {
+    let refusing = Fake::start(Script {
+        rcpt: vec![("later@", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_retry 2s\n",
+        refusing.port()
+    ));
+    let log = r.ok(
+        &[
+            "-f",
+            "a@sender.test",
+            "now@example.test",
+            "later@example.test",
+        ],
+        MSG,
+    );
+    assert!(log.contains("to=<later@example.test>"), "{log}");
+    assert!(
+        log.contains("status=deferred reply=\"451 4.2.1 mailbox busy\""),
+        "{log}"
+    );
+    assert_eq!(refusing.messages().len(), 1, "the other recipient went");
+    let listing = r.list();
+    assert!(
+        listing.contains("to: <later@example.test>  pending, 1 attempts, next "),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("to: <now@example.test>  delivered"),
+        "{listing}"
+    );
+    // The server is fixed; the queue run before the backoff tries nothing.
+    let fixed = Fake::start(Script::default());
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_retry 2s\n",
+        fixed.port()
+    ));
+    r.ok(&["-q"], b"");
+    assert!(fixed.log_text().is_empty(), "tried before its time");
+    assert_eq!(r.waiting().len(), 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("attempts=2"), "{log}");
+    let dialogue = fixed.log_text();
+    assert!(
+        dialogue.contains("RCPT TO:<later@example.test>"),
+        "{dialogue}"
+    );
+    assert!(
+        !dialogue.contains("now@example.test"),
+        "sent twice: {dialogue}"
+    );
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn a_permanent_failure_is_bounced_to_the_sender_as_a_delivery_report() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("nobody@", "550 5.1.1 no such user\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nroute sender.test local {}\n",
+        fake.port(),
+        mail.display()
+    ));
+    let log = r.ok(
+        &[
+            "-f",
+            "alice@sender.test",
+            "-V",
+            "env-42",
+            "nobody@example.test",
+        ],
+        MSG,
+    );
+    assert!(
+        log.contains("dsn=5.1.1 status=bounced bounce="),
+        "no bounce in the log: {log}"
+    );
+    assert!(log.contains("reply=\"550 5.1.1 no such user\""), "{log}");
+    // The original is done; its report waits in the same queue, from <> to the sender.
+    let waiting = r.waiting();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let entry = std::fs::read_to_string(r.queue().join("new").join(&waiting[0])).unwrap();
+    assert!(entry.contains("\nroute mx\n"), "{entry}");
+    assert!(entry.contains("\nfrom \n"), "not from <>: {entry}");
+    assert!(entry.contains("\nrcpt alice@sender.test\n"), "{entry}");
+    // The next run delivers it by the local route.
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("to=<alice@sender.test> relay=local:"), "{log}");
+    assert!(r.waiting().is_empty());
+    let inbox = mail.join("alice/Maildir");
+    let report = &messages(&inbox)[0];
+    let text = std::fs::read_to_string(report).unwrap();
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+    assert!(text.contains("Original-Envelope-Id: env-42"), "{text}");
+    let parsed = python_report(report);
+    for line in [
+        "type multipart/report delivery-status",
+        "reporting dns; relay.test",
+        "rcpt rfc822; nobody@example.test failed 5.1.1",
+        "defects 0",
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == line),
+            "{line} missing: {parsed}"
+        );
+    }
+}
+
+#[test]
+fn mail_from_the_null_sender_is_never_bounced_to_it() {
+    let fake = Fake::start(Script {
+        rcpt: vec![
+            ("@example.test", "550 5.1.1 no such user\r\n"),
+            ("postmaster@relay.test", "550 5.1.1 no such user\r\n"),
+        ],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nroute relay.test local {}\n",
+        fake.port(),
+        mail.display()
+    ));
+    // A report from <> that fails: its report goes to our postmaster, once.
+    r.ok(&["-f", "<>", "nobody@example.test"], MSG);
+    let waiting = r.waiting();
+    assert_eq!(waiting.len(), 1);
+    let entry = std::fs::read_to_string(r.queue().join("new").join(&waiting[0])).unwrap();
+    assert!(entry.contains("\nrcpt postmaster@relay.test\n"), "{entry}");
+    r.ok(&["-q"], b"");
+    assert_eq!(messages(&mail.join("postmaster/Maildir")).len(), 1);
+    // A message from <> to our postmaster that fails (as that report would, were the
+    // postmaster's mail broken): nobody is told, nothing loops.
+    r.config(&format!("route relay.test [127.0.0.1]:{}\n", fake.port()));
+    let log = r.ok(&["-f", "", "postmaster@relay.test"], MSG);
+    assert!(log.contains("status=failed reply=\"550 5.1.1"), "{log}");
+    assert!(r.waiting().is_empty(), "a report about a report was queued");
+    assert!(files(&r.queue().join("failed")).is_empty());
+    r.ok(&["-q"], b"");
+    assert_eq!(messages(&mail.join("postmaster/Maildir")).len(), 1);
+}
+
+#[test]
+fn held_entries_wait_until_released_and_deleted_ones_are_gone() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    assert!(fake.log_text().is_empty(), "--queue-only sent it");
+    let id = r.waiting().pop().expect("queued");
+    r.ok(&["--hold", &id], b"");
+    assert!(r.list().contains(&format!("{id}  ")) && r.list().contains("HELD"));
+    r.ok(&["-q"], b"");
+    r.ok(&["--flush"], b"");
+    assert!(fake.log_text().is_empty(), "a held entry was tried");
+    let out = r.run(&["--flush", &id], b"");
+    assert_eq!(code(&out), 66, "{}", stderr(&out));
+    r.ok(&["--release", &id], b"");
+    assert!(!r.list().contains("HELD"));
+    r.ok(&["--flush", &id], b"");
+    assert_eq!(fake.messages().len(), 1);
+    assert!(r.waiting().is_empty());
+    // Deleted: never sent.
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "y@example.test"],
+        MSG,
+    );
+    let id = r.waiting().pop().expect("queued");
+    r.ok(&["--delete", &id], b"");
+    assert!(r.waiting().is_empty());
+    r.ok(&["--flush"], b"");
+    assert_eq!(fake.messages().len(), 1);
+    let out = r.run(&["--delete", &id], b"");
+    assert_eq!(code(&out), 66, "{}", stderr(&out));
+}
+
+#[test]
+fn the_json_listing_has_every_recipients_state() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("later@", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    r.ok(
+        &[
+            "-f",
+            "\"a\\\"q\"@sender.test",
+            "now@example.test",
+            "later@example.test",
+        ],
+        MSG,
+    );
+    let out = r.run(&["--list", "--json"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let script = r#"
+import json, sys
+q = json.load(sys.stdin)
+assert len(q) == 1, q
+e = q[0]
+print(e["queue"], e["route"], e["sender"], e["size"], type(e["arrived"]).__name__)
+for r in e["recipients"]:
+    print(r["address"], r["status"], r["attempts"], r["next_try"] is None, r["last_reply"])
+"#;
+    let mut py = Command::new("python3");
+    py.args(["-c", script]);
+    let parsed = run(&mut py, &out.stdout);
+    assert!(parsed.status.success(), "{}", stderr(&parsed));
+    let text = String::from_utf8_lossy(&parsed.stdout);
+    let size = MSG.len();
+    assert_eq!(
+        text,
+        format!(
+            "waiting mx \"a\\\"q\"@sender.test {size} int\n\
+             now@example.test delivered 1 True 250 2.0.0 queued\n\
+             later@example.test pending 1 False 451 4.2.1 mailbox busy (from 127.0.0.1)\n"
+        )
+    );
+}
+
+#[test]
+fn two_messages_to_one_destination_share_a_connection() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    r.ok(
+        &["--queue-only", "-f", "b@sender.test", "y@example.test"],
+        MSG,
+    );
+    r.ok(&["-q"], b"");
+    let dialogue = fake.log_text();
+    assert_eq!(fake.messages().len(), 2);
+    assert_eq!(dialogue.matches("EHLO").count(), 1, "{dialogue}");
+    assert_eq!(dialogue.matches("MAIL FROM").count(), 2, "{dialogue}");
+    assert_eq!(dialogue.matches("QUIT").count(), 1, "{dialogue}");
+}
+
+#[test]
+fn a_message_too_long_in_the_queue_fails_and_is_bounced() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("@example.test", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nroute sender.test local {}\nrelay_expire 1s\n",
+        fake.port(),
+        mail.display()
+    ));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("dsn=4.4.7 status=bounced bounce="), "{log}");
+    assert!(
+        log.contains("delivery time expired after 1 second: 451 4.2.1"),
+        "{log}"
+    );
+    r.ok(&["-q"], b"");
+    let report = &messages(&mail.join("a/Maildir"))[0];
+    let parsed = python_report(report);
+    assert!(
+        parsed.contains("rcpt rfc822; x@example.test failed 4.4.7"),
+        "{parsed}"
+    );
+}
+
+#[test]
+fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the_reason() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nroute sender.test local {}\n",
+        fake.port(),
+        mail.display()
+    ));
+    let log = r.ok(
+        &["-f", "a@sender.test", "x@example.test"],
+        "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes(),
+    );
+    assert!(log.contains("dsn=5.6.3"), "{log}");
+    assert!(log.contains("does not support 8BITMIME"), "{log}");
+    let log = r.ok(&["-f", "a@sender.test", "j\u{f6}rg@example.test"], MSG);
+    assert!(log.contains("dsn=5.6.7"), "{log}");
+    assert!(log.contains("does not support SMTPUTF8"), "{log}");
+    assert!(fake.messages().is_empty());
+    r.ok(&["-q"], b"");
+    assert_eq!(messages(&mail.join("a/Maildir")).len(), 2);
+}
+
+#[test]
+fn msubmits_queue_is_run_through_its_account() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "account isp\nhost 127.0.0.1\nport {}\ntls off\n",
+        fake.port()
+    ));
+    let mut c = tool(bin!("msubmit"), r.t.path());
+    c.arg("-C")
+        .arg(r.t.path().join("config"))
+        .arg("--queue-dir")
+        .arg(r.queue())
+        .args([
+            "--queue",
+            "-a",
+            "isp",
+            "-f",
+            "a@sender.test",
+            "x@example.test",
+        ]);
+    let out = run(&mut c, MSG);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(r.waiting().len(), 1);
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("relay=account:isp"), "{log}");
+    assert!(log.contains("status=sent"), "{log}");
+    assert_eq!(fake.messages().len(), 1);
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn the_daemon_takes_new_mail_at_once_and_stops_on_sigterm() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    std::fs::create_dir_all(r.queue()).unwrap();
+    let child = r
+        .cmd()
+        .arg("--daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || fake.messages().len() == 1),
+        "the daemon did not send it"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(wait_until(Duration::from_secs(5), || r
+        .waiting()
+        .is_empty()));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, Duration::from_secs(5));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("status=sent"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_and_an_unwritable_queue() {
+    let r = Relay::new("");
+    let out = r.run(&[], b"");
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    let out = r.run(&["-f", "a@sender.test", "not an address"], MSG);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    let out = r.run(&["-N", "sometimes", "x@example.test"], MSG);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    let out = r.run(&["--hold", "../etc"], b"");
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    // A queue that cannot be written: 75, the caller keeps the message.
+    let mut c = r.cmd();
+    c.args(["--queue-dir", "/proc/mrelay-queue", "x@example.test"]);
+    let out = run(&mut c, MSG);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    let out = r.run(&["--version"], b"");
+    assert_eq!(code(&out), 0);
+}
+
+/// dnsmasq on a loopback port with `records`; `None` when the peer is missing (outside CI)
+/// or we are not root.
+fn dnsmasq(records: &str) -> Option<(Peers, String)> {
+    if !have(&["dnsmasq"]) {
+        return None;
+    }
+    if !is_root() {
+        assert!(!in_ci(), "the dnsmasq peer needs root in CI");
+        eprintln!("SKIPPED: the peers need root");
+        return None;
+    }
+    let peers = Peers::new();
+    let file = peers.dir().join("records.conf");
+    std::fs::write(&file, records).unwrap();
+    let port = free_port().to_string();
+    peers.script(
+        "start-dnsmasq.sh",
+        &[
+            peers.dir().to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    Some((peers, format!("127.0.0.1:{port}")))
+}
+
+const RECORDS: &str = "\
+mx-host=two.test,mx1.two.test,10
+mx-host=two.test,mx2.two.test,20
+mx-host=three.test,mx1.two.test,10
+mx-host=three.test,mx2.two.test,20
+host-record=mx1.two.test,127.0.0.2
+host-record=mx2.two.test,127.0.0.3
+dns-rr=nullmx.test,15,000000
+host-record=nullmx.test,127.0.0.6
+mx-host=loop.test,relay.test,10
+host-record=relay.test,127.0.0.9
+";
+
+#[test]
+fn a_dead_first_mx_is_skipped_for_the_second_and_remembered_for_the_run() {
+    let Some((_peers, dns)) = dnsmasq(RECORDS) else {
+        return;
+    };
+    let second = Fake::start_on("127.0.0.3:0", Script::default());
+    let port = second.port();
+    // The first MX answers every connection with 421 and counts them.
+    let first = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tries.clone();
+    std::thread::spawn(move || {
+        for conn in first.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::io::Write::write_all(&mut conn, b"421 4.3.2 going down\r\n");
+        }
+    });
+    let r = Relay::new("");
+    let port = port.to_string();
+    let mx = [
+        "--dns-server",
+        dns.as_str(),
+        "--mx-port",
+        port.as_str(),
+        "--allow-private-targets",
+    ];
+    // Two domains with the same MX hosts: two destinations, two connections.
+    for to in ["x@two.test", "y@three.test"] {
+        let mut args = mx.to_vec();
+        args.extend(["--queue-only", "-f", "a@sender.test", to]);
+        r.ok(&args, MSG);
+    }
+    let mut args = mx.to_vec();
+    args.push("-q");
+    let log = r.ok(&args, b"");
+    assert_eq!(second.messages().len(), 2, "{log}");
+    assert_eq!(
+        log.matches(&format!("relay=mx2.two.test[127.0.0.3]:{port}"))
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        tries.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the dead MX was tried again for the second message: {log}"
+    );
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn a_null_mx_and_a_loop_to_this_host_bounce_at_once() {
+    let Some((_peers, dns)) = dnsmasq(RECORDS) else {
+        return;
+    };
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!("route sender.test local {}\n", mail.display()));
+    let args = [
+        "--dns-server",
+        dns.as_str(),
+        "--allow-private-targets",
+        "-f",
+        "a@sender.test",
+        "x@nullmx.test",
+        "y@loop.test",
+    ];
+    let log = r.ok(&args, MSG);
+    assert!(log.contains("to=<x@nullmx.test> relay=none"), "{log}");
+    assert!(log.contains("dsn=5.1.10"), "{log}");
+    assert!(log.contains("dsn=5.4.6"), "{log}");
+    assert_eq!(log.matches("status=bounced").count(), 2, "{log}");
+    r.ok(&["-q"], b"");
+    let parsed = python_report(&messages(&mail.join("a/Maildir"))[0]);
+    assert!(
+        parsed.contains("rcpt rfc822; x@nullmx.test failed 5.1.10"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("rcpt rfc822; y@loop.test failed 5.4.6"),
+        "{parsed}"
+    );
+}
+
+#[test]
+fn with_syslog_the_lines_go_to_the_socket_given() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    let socket = r.t.path().join("log.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let log = r.ok(
+        &[
+            "--syslog-socket",
+            socket.to_str().unwrap(),
+            "-f",
+            "a@sender.test",
+            "x@example.test",
+        ],
+        MSG,
+    );
+    assert!(!log.contains("delivery"), "on stderr too: {log}");
+    let mut buf = [0u8; 4096];
+    let n = listener.recv(&mut buf).expect("a syslog datagram");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    // RFC 3164: <PRI> with facility mail (2) and severity info (6): 2 * 8 + 6.
+    assert!(line.starts_with("<22>"), "{line}");
+    assert!(line.contains(" mrelay["), "{line}");
+    assert!(line.contains(": delivery to=<x@example.test> "), "{line}");
+    assert!(line.contains(" status=sent "), "{line}");
+}
+
+#[test]
+fn a_servers_recipient_limit_splits_the_message_over_one_connection() {
+    let fake = Fake::start(Script {
+        max_rcpts: Some(2),
+        ..Script::default()
+    });
+    let r = Relay::new(&format!("route example.test [127.0.0.1]:{}\n", fake.port()));
+    let rcpts: Vec<String> = (1..=5).map(|i| format!("r{i}@example.test")).collect();
+    let mut args = vec!["-f", "a@sender.test"];
+    args.extend(rcpts.iter().map(String::as_str));
+    let log = r.ok(&args, MSG);
+    assert_eq!(log.matches("status=sent").count(), 5, "{log}");
+    assert_eq!(fake.messages().len(), 3, "2 + 2 + 1 recipients");
+    let dialogue = fake.log_text();
+    assert_eq!(dialogue.matches("EHLO").count(), 1, "{dialogue}");
+    assert_eq!(dialogue.matches("MAIL FROM").count(), 3, "{dialogue}");
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn a_pipe_route_runs_its_command_per_recipient_and_its_refusal_bounces() {
+    let r = Relay::new("");
+    let out = r.t.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route list.test pipe /bin/sh -c 'test \"$0\" != {out}/nobody || exit 67; cat > \"$0\"' \
+         '{out}/${{user}}'\nroute sender.test local {}\n",
+        mail.display(),
+        out = out.display()
+    ));
+    let log = r.ok(
+        &[
+            "-f",
+            "a@sender.test",
+            "Ann+list@list.test",
+            "nobody@list.test",
+        ],
+        MSG,
+    );
+    assert!(
+        log.contains("to=<Ann+list@list.test> relay=pipe:/bin/sh"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(out.join("ann")).unwrap(), MSG);
+    assert!(log.contains("to=<nobody@list.test>"), "{log}");
+    assert!(log.contains("status=bounced"), "{log}");
+    assert!(log.contains("exited with status 67"), "{log}");
+    r.ok(&["-q"], b"");
+    let parsed = python_report(&messages(&mail.join("a/Maildir"))[0]);
+    assert!(
+        parsed.contains("rcpt rfc822; nobody@list.test failed"),
+        "{parsed}"
+    );
+}
