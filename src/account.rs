@@ -39,8 +39,14 @@
 //! sends through smtp.example.org (STARTTLS, port 587) and would fetch two folders from
 //! imap.example.org (implicit TLS, port 993), both with the one login.
 //!
-//! [`KEYS`] lists every key any tool reads, with what it means, in one place: the check for
-//! unknown keys, and aliases, start from it.
+//! [`KEYS`] lists every key any tool reads, with what it means, in one place, and [`check`]
+//! holds every key line of the file to it as the file is read ([`load`]): a key no tool
+//! reads is an error at its `file:line` (exit 78), with the known key it is one or two
+//! typing mistakes from (`hots`: did you mean `host`?), because an ignored `proxy_host` or
+//! `tls_trust_fiel` sends mail some other way than the user wrote. msmtp's keys that no tool
+//! reads are in [`MSMTP`]: accepted where the value asks for what msubmit does anyway
+//! (`protocol smtp`, `remove_bcc_headers on`), refused by name with the reason otherwise
+//! (`protocol lmtp`: mailpipe speaks SMTP only).
 //!
 //! A tool types the block it uses, when it uses it ([`Account::send`], [`Account::fetch`]):
 //! every key of that block at once, each error naming the key's `file:line`. So a mistake
@@ -59,7 +65,7 @@ use crate::config::{Config, Keys, Value};
 use crate::exit::{Code, Error, Result};
 use crate::net::sasl::Mechanism;
 use crate::net::tls::{KeyError, Mode, Start, TlsOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which part of the house reads a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +137,23 @@ pub const KEYS: &[Key] = &[
         "DSN: full or headers; off sends none"),
     key("queue_on_failure", Group::Send,
         "msubmit: queue a message the server refuses for now, instead of failing"),
+    key("aliases", Group::Send,
+        "a file of `local: address, address` lines (msmtp's, as /etc/aliases): \
+         recipients without a domain are replaced; `default:` catches the rest"),
+    key("source_ip", Group::Send,
+        "the local address connections are made from [the system's choice]"),
+    key("proxy_host", Group::Send,
+        "a SOCKS5 proxy every connection goes through; it resolves the server's name"),
+    key("proxy_port", Group::Send,
+        "its port [1080]"),
+    key("proxy_user", Group::Send,
+        "a login for the proxy (RFC 1929; not msmtp's) [none]"),
+    key("proxy_password", Group::Send,
+        "its password"),
+    key("tls_cert_file", Group::Send,
+        "a PEM client certificate (with its chain) sent to the server, with tls_key_file"),
+    key("tls_key_file", Group::Send,
+        "the PEM private key of tls_cert_file"),
     key("logfile", Group::Log,
         "append one key=value line per message to this file"),
     key("syslog", Group::Log,
@@ -199,6 +222,127 @@ pub fn known(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+/// One of msmtp's keys that no tool reads: the values that ask for what mailpipe does
+/// anyway (accepted, so an msmtp file works as it is), and why any other is refused.
+#[derive(Debug)]
+pub struct Msmtp {
+    /// The key, as msmtp(1) names it.
+    pub name: &'static str,
+    /// Values that agree with what the tools do (compared without case).
+    pub agrees: &'static [&'static str],
+    /// Why another value (or any, without `agrees`) is refused.
+    pub why: &'static str,
+}
+
+const fn msmtp(name: &'static str, agrees: &'static [&'static str], why: &'static str) -> Msmtp {
+    Msmtp { name, agrees, why }
+}
+
+/// msmtp's keys (msmtp 1.8, msmtp(1) "Commands") that no tool reads: never ignored in
+/// silence, since each changes where or how mail goes in msmtp.
+#[rustfmt::skip]
+pub const MSMTP: &[Msmtp] = &[
+    msmtp("protocol", &["smtp"],
+        "mailpipe speaks SMTP only (for LMTP delivery into a local store, run mdeliver)"),
+    msmtp("socket", &[],
+        "msubmit connects over TCP only: give host and port"),
+    msmtp("ntlmdomain", &[],
+        "NTLM authentication is not supported (msmtp calls it obsolete)"),
+    msmtp("tls_certcheck", &["on", ""],
+        "to skip the certificate check write tls encrypt; better, pin the certificate \
+         with tls_fingerprint"),
+    msmtp("tls_crl_file", &[""],
+        "certificate revocation lists are not supported (msmtp calls it deprecated)"),
+    msmtp("tls_priorities", &[""],
+        "rustls chooses the protocol versions and cipher suites (all current, none weak)"),
+    msmtp("tls_min_dh_prime_bits", &[""],
+        "rustls offers no finite-field Diffie-Hellman to set a minimum for"),
+    msmtp("allow_from_override", &["on"],
+        "-f always sets the envelope sender"),
+    msmtp("set_from_header", &["auto"],
+        "msubmit adds From: when the message has none, and only then"),
+    msmtp("set_date_header", &["auto"],
+        "msubmit adds Date: when the message has none, and only then"),
+    msmtp("set_msgid_header", &["auto"],
+        "msubmit adds Message-ID: when the message has none, and only then"),
+    msmtp("remove_bcc_headers", &["on", ""],
+        "msubmit always removes Bcc: (as Postfix does)"),
+    msmtp("undisclosed_recipients", &["off"],
+        "not supported: msubmit leaves To: and Cc: as written"),
+    msmtp("from_full_name", &[],
+        "not supported: give the name with -F"),
+    msmtp("logfile_time_format", &[],
+        "not supported: the log line's time is ISO 8601"),
+    msmtp("eval", &[],
+        "not supported: use passwordeval for a secret, or write the line"),
+    msmtp("auto_from", &["off"],
+        "obsolete in msmtp: set from, or give -f"),
+    msmtp("maildomain", &[""],
+        "obsolete in msmtp: set from, or give -f"),
+];
+
+/// The configuration, read as [`Config::load`] reads it, every key line held to [`check`].
+/// The tools load through here.
+pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    Config::load(explicit, check)
+}
+
+/// Whether a key line may stand: a key in [`KEYS`]; one of msmtp's in [`MSMTP`] with a value
+/// that agrees with what the tools do; nothing else. An unknown key is named with the known
+/// one it most likely misspells.
+pub fn check(key: &str, value: &str) -> std::result::Result<(), String> {
+    if known(key).is_some() {
+        return Ok(());
+    }
+    if let Some(m) = MSMTP.iter().find(|m| m.name == key) {
+        let v = value.trim();
+        return match m.agrees.iter().any(|a| a.eq_ignore_ascii_case(v)) {
+            true => Ok(()),
+            false if v.is_empty() => Err(format!("msmtp's {key} is not supported: {}", m.why)),
+            false => Err(format!("msmtp's {key} {v} is not supported: {}", m.why)),
+        };
+    }
+    let names = KEYS
+        .iter()
+        .map(|k| k.name)
+        .chain(MSMTP.iter().map(|m| m.name));
+    let near = names
+        .map(|n| (distance(key, n), n))
+        .filter(|&(d, n)| d <= 2 && d < n.len().min(key.len()))
+        .min_by_key(|&(d, _)| d);
+    match near {
+        Some((_, n)) => Err(format!("unknown key {key:?} (did you mean {n:?}?)")),
+        None => Err(format!("unknown key {key:?}")),
+    }
+}
+
+/// The optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// two neighbours, the typing mistakes (`hots`, `tls_trust_fiel` are one swap away).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: the distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// One account, resolved through its parents over the defaults. The keys around both blocks
 /// are here; [`Account::send`] and [`Account::fetch`] type the blocks.
 #[derive(Debug, Clone)]
@@ -237,16 +381,24 @@ impl Account {
     /// say everything.
     pub fn send(&self) -> Result<Send> {
         let k = &self.keys;
+        let mut tls = tls(k, "")?;
+        tls.options.client_cert = client_cert(k)?;
         Ok(Send {
-            host: text(k, "host").map(str::to_string),
+            // msmtp(1): `host hostname`, never empty. A bare `host` is a mistake to say at
+            // its line, not a name to resolve and fail on as a network error (75) that a
+            // queue would retry for ever.
+            host: typed(k, "host", |h| match h.is_empty() {
+                true => Err("needs the server's name or address"),
+                false => Ok(h.to_string()),
+            })?,
             port: typed(k, "port", |p| {
                 p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))
             })?,
-            tls: tls(k, "")?,
+            tls,
             auth: typed(k, "auth", |a| {
                 Auth::parse(a).ok_or("supported: on, off, plain, login, xoauth2")
             })?,
-            user: text(k, "user").map(str::to_string),
+            user: set(k, "user").map(str::to_string),
             password: password(k, "")?,
             domain: typed(k, "domain", ehlo_name)?,
             timeout: typed(k, "timeout", |t| {
@@ -255,6 +407,13 @@ impl Account {
             dsn_notify: typed(k, "dsn_notify", dsn_notify)?.flatten(),
             dsn_return: typed(k, "dsn_return", dsn_return)?.flatten(),
             queue_on_failure: flag(k, "queue_on_failure")?.unwrap_or(false),
+            // msmtp(1): an empty value disables each of these.
+            aliases: set(k, "aliases").map(PathBuf::from),
+            source_ip: typed_set(k, "source_ip", |a| {
+                a.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("not an IP address: {a:?}"))
+            })?,
+            proxy: proxy(k)?,
         })
     }
 
@@ -315,7 +474,7 @@ impl Account {
                 p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))
             })?,
             tls: tls(k, "fetch_")?,
-            user: text(k, &format!("{prefix}user")).map(str::to_string),
+            user: set(k, &format!("{prefix}user")).map(str::to_string),
             password: password(k, prefix)?,
             folders,
             keep: flag(k, "keep")?.unwrap_or(false),
@@ -350,6 +509,75 @@ pub struct Send {
     pub dsn_return: Option<String>,
     /// `queue_on_failure`.
     pub queue_on_failure: bool,
+    /// `aliases`: the file that maps local recipients to addresses.
+    pub aliases: Option<PathBuf>,
+    /// `source_ip`: connections are made from this address.
+    pub source_ip: Option<std::net::IpAddr>,
+    /// `proxy_host` and the other `proxy_` keys.
+    pub proxy: Option<Proxy>,
+}
+
+/// A SOCKS5 proxy (RFC 1928), msmtp's `proxy_host` and `proxy_port`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `proxy_host`: its name or address.
+    pub host: String,
+    /// `proxy_port`, 1080 by default (msmtp's, and RFC 1928 §3's).
+    pub port: u16,
+    /// `proxy_user` and `proxy_password`, for RFC 1929's username/password.
+    pub login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.login.as_ref().map(|(u, _)| u);
+        write!(f, "Proxy {{ {}:{}, user: {user:?} }}", self.host, self.port)
+    }
+}
+
+/// The proxy keys: none without `proxy_host` (or with it empty), whatever else is set.
+fn proxy(k: &Keys) -> Result<Option<Proxy>> {
+    let Some(host) = set(k, "proxy_host") else {
+        return Ok(None);
+    };
+    let port = typed_set(k, "proxy_port", |p| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("bad port {p:?}"))
+    })?
+    .unwrap_or(1080);
+    // RFC 1929 §2: each 1 to 255 octets.
+    let field = |key: &str| {
+        typed(k, key, |v| match v.len() {
+            1..=255 => Ok(v.to_string()),
+            _ => Err("must be 1 to 255 bytes (RFC 1929)"),
+        })
+    };
+    let login = match (field("proxy_user")?, field("proxy_password")?) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        (Some(_), None) => return Err(config_error(k, "proxy_user", "needs proxy_password")),
+        (None, Some(_)) => return Err(config_error(k, "proxy_password", "needs proxy_user")),
+    };
+    Ok(Some(Proxy {
+        host: host.to_string(),
+        port,
+        login,
+    }))
+}
+
+/// `tls_cert_file` with `tls_key_file`: both or neither (msmtp(1) uses them together).
+fn client_cert(k: &Keys) -> Result<Option<crate::net::tls::ClientCert>> {
+    match (set(k, "tls_cert_file"), set(k, "tls_key_file")) {
+        (Some(cert), Some(key)) => Ok(Some(crate::net::tls::ClientCert {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(config_error(k, "tls_cert_file", "needs tls_key_file")),
+        (None, Some(_)) => Err(config_error(k, "tls_key_file", "needs tls_cert_file")),
+    }
 }
 
 /// The fetching keys of an account, typed. Not used by any tool yet (mfetch's).
@@ -441,9 +669,13 @@ pub fn tls(keys: &Keys, prefix: &str) -> Result<Tls> {
     Ok(Tls {
         mode,
         options: TlsOptions {
-            ca_file: text(keys, &format!("{prefix}tls_trust_file")).map(PathBuf::from),
+            // msmtp's `system` is its default: the system's roots (ours: Mozilla's).
+            ca_file: text(keys, &format!("{prefix}tls_trust_file"))
+                .filter(|f| !f.eq_ignore_ascii_case("system"))
+                .map(PathBuf::from),
             fingerprint,
             server_name: text(keys, &format!("{prefix}tls_host_override")).map(str::to_string),
+            client_cert: None,
         },
     })
 }
@@ -512,9 +744,11 @@ impl Password {
     }
 }
 
+/// msmtp(1): an empty `user`, `password` or `passwordeval` unsets it (an account that
+/// inherits a login and needs none), never an empty name or a command of nothing.
 fn password(keys: &Keys, prefix: &str) -> Result<Option<Password>> {
-    let eval = text(keys, &format!("{prefix}passwordeval"));
-    let plain = text(keys, &format!("{prefix}password"));
+    let eval = set(keys, &format!("{prefix}passwordeval"));
+    let plain = set(keys, &format!("{prefix}password"));
     Ok(match (eval, plain) {
         (Some(cmd), _) => Some(Password::Command(cmd.to_string())),
         (None, Some(p)) => Some(Password::Text(p.to_string())),
@@ -588,6 +822,23 @@ fn typed<T, E: std::fmt::Display>(
     parse: impl FnOnce(&str) -> std::result::Result<T, E>,
 ) -> Result<Option<T>> {
     text(keys, key)
+        .map(|v| parse(v).map_err(|why| config_error(keys, key, why)))
+        .transpose()
+}
+
+/// A key that an empty value unsets (msmtp's `source_ip`, `proxy_host`, `aliases`…): its
+/// text, `None` when empty; see [`text`].
+fn set<'a>(keys: &'a Keys, key: &str) -> Option<&'a str> {
+    text(keys, key).filter(|v| !v.is_empty())
+}
+
+/// [`typed`] for a key that an empty value unsets.
+fn typed_set<T, E: std::fmt::Display>(
+    keys: &Keys,
+    key: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
+    set(keys, key)
         .map(|v| parse(v).map_err(|why| config_error(keys, key, why)))
         .transpose()
 }
@@ -913,7 +1164,130 @@ mod tests {
             known("maildir").map(|k| k.group),
             Some(Group::Tool("mdeliver"))
         );
-        assert!(known("proxy_host").is_none());
+        assert!(known("hots").is_none());
+        // msmtp's keys are either read or listed with why not, never both.
+        for m in MSMTP {
+            assert!(known(m.name).is_none(), "{} twice", m.name);
+            assert!(!m.why.is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_near_one() {
+        assert_eq!(check("host", "h"), Ok(()));
+        let e = check("hots", "smtp.a.test").unwrap_err();
+        assert_eq!(e, "unknown key \"hots\" (did you mean \"host\"?)");
+        let e = check("tls_trust_fiel", "/ca").unwrap_err();
+        assert!(e.ends_with("(did you mean \"tls_trust_file\"?)"), "{e}");
+        let e = check("proxy_hots", "p").unwrap_err();
+        assert!(e.ends_with("(did you mean \"proxy_host\"?)"), "{e}");
+        assert_eq!(
+            check("colour", "red").unwrap_err(),
+            "unknown key \"colour\""
+        );
+        // Too short to guess from: `x` is two edits from every two-letter key.
+        assert_eq!(check("x", "1").unwrap_err(), "unknown key \"x\"");
+        // msmtp's keys: what we do anyway passes, the rest is refused by name.
+        assert_eq!(check("protocol", "SMTP"), Ok(()));
+        let e = check("protocol", "lmtp").unwrap_err();
+        assert!(
+            e.starts_with("msmtp's protocol lmtp is not supported: mailpipe speaks SMTP only"),
+            "{e}"
+        );
+        assert_eq!(check("tls_certcheck", "on"), Ok(()));
+        assert!(
+            check("tls_certcheck", "off")
+                .unwrap_err()
+                .contains("tls encrypt")
+        );
+        let e = check("socket", "/run/smtp").unwrap_err();
+        assert!(
+            e.starts_with("msmtp's socket /run/smtp is not supported"),
+            "{e}"
+        );
+        assert_eq!(check("tls_crl_file", ""), Ok(()));
+        assert_eq!(distance("hots", "host"), 1);
+        assert_eq!(distance("", "ab"), 2);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn the_loader_refuses_an_unknown_key_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, "defaults\nport 25\n\naccount a\nhots smtp.a.test\n").unwrap();
+        let e = load(Some(&path)).unwrap_err();
+        assert_eq!(e.code(), Code::Config);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:5: unknown key \"hots\" (did you mean \"host\"?)",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "protocol lmtp\n").unwrap();
+        let e = load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("config:1: msmtp's protocol lmtp"), "{e}");
+    }
+
+    #[test]
+    fn msmtps_network_keys_are_typed() {
+        let text = "account a\nhost h\nsource_ip 192.0.2.7\nproxy_host 127.0.0.1\n\
+                    tls_cert_file /c.pem\ntls_key_file /k.pem\naliases /etc/aliases\n\
+                    account b : a\nproxy_port 9050\nproxy_user u\nproxy_password p\n\
+                    account off : b\nproxy_host\nsource_ip\naliases\n";
+        let s = account(text, Some("a")).send().unwrap();
+        assert_eq!(s.source_ip, Some("192.0.2.7".parse().unwrap()));
+        let p = s.proxy.unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.login),
+            ("127.0.0.1", 1080, None)
+        );
+        let c = s.tls.options.client_cert.unwrap();
+        assert_eq!(
+            (c.cert.to_str(), c.key.to_str()),
+            (Some("/c.pem"), Some("/k.pem"))
+        );
+        assert_eq!(s.aliases, Some(PathBuf::from("/etc/aliases")));
+        let p = account(text, Some("b")).send().unwrap().proxy.unwrap();
+        assert_eq!(p.port, 9050);
+        assert_eq!(p.login, Some(("u".into(), "p".into())));
+        assert!(
+            !format!("{p:?}").contains("\"p\""),
+            "the password is not shown"
+        );
+        // An empty value unsets, as in msmtp.
+        let s = account(text, Some("off")).send().unwrap();
+        let unset = "user me\npassword p\naccount a\nuser\npassword\npasswordeval\n";
+        let a = account(unset, Some("a")).send().unwrap();
+        assert_eq!((a.user, a.password), (None, None));
+        assert!(s.proxy.is_none() && s.source_ip.is_none() && s.aliases.is_none());
+        let err = |text: &str| account(text, Some("a")).send().unwrap_err().to_string();
+        assert_eq!(
+            err("account a\nhost\n"),
+            "c:2: host: needs the server's name or address"
+        );
+        assert_eq!(
+            err("account a\nsource_ip me\n"),
+            "c:2: source_ip: not an IP address: \"me\""
+        );
+        assert_eq!(
+            err("account a\nproxy_host p\nproxy_port 0\n"),
+            "c:3: proxy_port: bad port \"0\""
+        );
+        assert_eq!(
+            err("account a\nproxy_host p\nproxy_user u\n"),
+            "c:3: proxy_user: needs proxy_password"
+        );
+        assert_eq!(
+            err("account a\ntls_key_file /k\n"),
+            "c:2: tls_key_file: needs tls_cert_file"
+        );
+        // msmtp's `tls_trust_file system` is the built-in roots.
+        let s = account("account a\ntls_trust_file system\n", Some("a"))
+            .send()
+            .unwrap();
+        assert_eq!(s.tls.options.ca_file, None);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! it, and no tool needs a config file at all.
 //!
 //! This module knows the format, not the keys: which keys exist, what they mean and their
-//! types are [`crate::account`]'s (its `KEYS` table).
+//! types are [`crate::account`]'s (its `KEYS` table), which hands [`Config::load`] the
+//! [`Check`] each key line must pass, so a typo stops a tool at its `file:line` instead of
+//! being ignored.
 //!
 //! The value grammar every tool shares lives here too: [`words`] (a command line split as a
 //! shell would, with no shell) and [`parse_size`] (`25M`).
@@ -38,6 +40,10 @@ struct Section {
     keys: BTreeMap<String, Value>,
 }
 
+/// What a reader of the configuration says of a key line (its key and value): `Err(why)`
+/// refuses it, as an error at the line's `file:line`.
+pub type Check = fn(key: &str, value: &str) -> std::result::Result<(), String>;
+
 /// The merged configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -48,6 +54,8 @@ pub struct Config {
     accounts: BTreeMap<String, Section>,
     /// The files that were read, in order.
     pub files: Vec<PathBuf>,
+    /// Every key line must pass it, when set.
+    check: Option<Check>,
 }
 
 /// One account's keys as text: its own over its parents' over the defaults.
@@ -90,10 +98,15 @@ fn parse_bool(key: &str, v: &Value) -> Result<bool> {
 
 impl Config {
     /// Load the configuration: `explicit` (or `$MAILPIPE_CONFIG`) alone when given, which must
-    /// exist; else the system file then the user file, each only if present.
-    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    /// exist; else the system file then the user file, each only if present. Every key line
+    /// must pass `check` (the tools pass [`crate::account::check`], through
+    /// [`crate::account::load`]).
+    pub fn load(explicit: Option<&Path>, check: Check) -> Result<Config> {
         let env = std::env::var_os("MAILPIPE_CONFIG").filter(|v| !v.is_empty());
-        let mut cfg = Config::default();
+        let mut cfg = Config {
+            check: Some(check),
+            ..Config::default()
+        };
         if let Some(path) = explicit.map(Path::to_path_buf).or(env.map(PathBuf::from)) {
             cfg.read_file(&path, true)?;
             return Ok(cfg);
@@ -147,6 +160,10 @@ impl Config {
                         text: unquote(rest).map_err(|why| Error::new(Code::Config, &at, why))?,
                         origin: at.clone(),
                     };
+                    if let Some(check) = self.check {
+                        check(key, &value.text)
+                            .map_err(|why| Error::new(Code::Config, &at, why))?;
+                    }
                     if current.is_none() {
                         let all = self.lines.entry(key.to_string()).or_default();
                         all.push(value.clone());

@@ -17,10 +17,12 @@
 //! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
 //! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
 //! - The ground: exit codes ([`exit`]), the binary edge ([`run`]), the envelope
-//!   ([`envelope`]), configuration ([`config`]), the password file of the servers ([`passwd`]), log
-//!   lines and syslog ([`log`]) and the generated documentation's renderer ([`docs`]).
+//!   ([`envelope`]), configuration ([`config`]) and msmtp's aliases file ([`aliases`]), the
+//!   password file of the servers ([`passwd`]), log lines and syslog ([`log`]) and the
+//!   generated documentation's renderer ([`docs`]).
 
 pub mod account;
+pub mod aliases;
 pub mod cmd;
 pub mod config;
 pub mod deliver;

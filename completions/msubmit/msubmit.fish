@@ -17,6 +17,12 @@ implicit\,encrypt\t'implicit TLS, the certificate not checked'"
 complete -c msubmit -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots (a server\'s own self-signed certificate too)' -r -F
 complete -c msubmit -l fingerprint -d 'Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)' -r
 complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r
+complete -c msubmit -l tls-cert-file -d 'Present this client certificate (PEM, with its chain) when the server asks for one' -r -F
+complete -c msubmit -l tls-key-file -d 'The private key of the client certificate (PEM)' -r -F
+complete -c msubmit -l aliases -d 'Replace recipients without a domain by the addresses this aliases file gives them (msmtp\'s format; empty: none)' -r -F
+complete -c msubmit -l source-ip -d 'Connect from this local address (empty: the system\'s choice)' -r
+complete -c msubmit -l proxy-host -d 'Connect through this SOCKS5 proxy, which resolves the server\'s name (empty: directly)' -r
+complete -c msubmit -l proxy-port -d 'The proxy\'s port [default: 1080]' -r
 complete -c msubmit -l user -d 'Log in as USER' -r
 complete -c msubmit -l password-command -d 'Command whose first output line is the password (or XOAUTH2 token)' -r
 complete -c msubmit -l auth -d 'AUTH mechanism: on (PLAIN, else LOGIN), plain, login, xoauth2, off' -r
@@ -34,6 +40,8 @@ complete -c msubmit -l queue-on-failure -d 'When sending fails temporarily (serv
 complete -c msubmit -l flush -d 'Send every queued message that is due (also -q)'
 complete -c msubmit -l list -d 'List the queue (also -bp)'
 complete -c msubmit -l smtp-stdio -d 'Speak SMTP on standard input and output and send each message accepted, as sendmail -bs does for MUAs such as Alpine (also -bs)'
+complete -c msubmit -s P -l pretend -d 'Print the settings a message would be sent with (account, server, TLS, login, where the password comes from but never the password) and the recipients of the arguments after aliases, then exit without reading or sending anything (msmtp\'s -P)'
+complete -c msubmit -s S -l serverinfo -d 'Connect to the server and say EHLO, print its greeting, the TLS session and its certificate (subject, issuer, validity, SHA-256 fingerprint) and what it offers (AUTH methods, SIZE, ...), then quit: no login, nothing sent (msmtp\'s -S)'
 complete -c msubmit -l version -d 'Print version'
 complete -c msubmit -l newaliases -d 'Rebuild the alias database: newaliases, -bi, -I (set by the legacy option rewriting)'
 complete -c msubmit -s h -l help -d 'Print help (see more with \'--help\')'

@@ -5,10 +5,16 @@
 //! the rustls client and server configurations and explains their failures; [`sasl`] encodes
 //! and decodes SASL PLAIN and LOGIN; [`listen`] is the accept loop of a listening server
 //! (bounded sessions, graceful stop on SIGTERM); [`dns`] finds where mail for a domain goes
-//! (MX, implicit MX, null MX, loops to this host, address literals: RFC 5321 §5.1).
+//! (MX, implicit MX, null MX, loops to this host, address literals: RFC 5321 §5.1);
+//! [`dial`] opens a client's TCP connection, from a chosen source address and directly or
+//! through a SOCKS5 proxy, whose protocol is [`socks`]'s (RFC 1928, RFC 1929); [`x509`]
+//! reads a certificate's subject, issuer, dates and names to show a person.
 
 pub mod conn;
+pub mod dial;
 pub mod dns;
 pub mod listen;
 pub mod sasl;
+pub mod socks;
 pub mod tls;
+pub mod x509;

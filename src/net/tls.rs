@@ -266,6 +266,18 @@ pub struct TlsOptions {
     pub fingerprint: Option<[u8; 32]>,
     /// Verify the certificate for this name instead of the host we connect to.
     pub server_name: Option<String>,
+    /// Present this certificate when the server asks for one (msmtp's `tls_cert_file` and
+    /// `tls_key_file`; RFC 8446 §4.4.2, RFC 5246 §7.4.6).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate: PEM files, read when a connection is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS #8, PKCS #1 or SEC 1).
+    pub key: PathBuf,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -278,7 +290,7 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn client_config_for(level: Level, opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
     match level {
         Level::Verify => client_config(opts),
-        _ => with_trust(Trust::Any),
+        _ => with_trust(Trust::Any, opts.client_cert.as_ref()),
     }
 }
 
@@ -312,26 +324,37 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
             .map_err(|e| Error::new(Code::Software, "tls", e))?;
         Trust::Roots { webpki, listed }
     };
-    with_trust(trust)
+    with_trust(trust, opts.client_cert.as_ref())
 }
 
-fn with_trust(trust: Trust) -> Result<Arc<ClientConfig>> {
+fn with_trust(trust: Trust, client: Option<&ClientCert>) -> Result<Arc<ClientConfig>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(Code::Software, "tls", e))?;
-    let config = builder
+        .map_err(|e| Error::new(Code::Software, "tls", e))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier {
             trust,
             provider: provider(),
-        }))
-        .with_no_client_auth();
+        }));
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let (chain, key) = read_pair(&c.cert, &c.key)?;
+            // rustls checks that the key is one it can sign with, not that it is the
+            // certificate's: a mismatch shows as the server's refusal of the handshake.
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::new(Code::Config, c.key.display().to_string(), e))?
+        }
+    };
     Ok(Arc::new(config))
 }
 
-/// Build a server configuration from a PEM certificate chain and a PEM private key (for
-/// the servers: mreceive's STARTTLS and implicit TLS).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+/// A PEM certificate chain and its private key, for a server or a client certificate.
+fn read_pair(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let what = |p: &Path| p.display().to_string();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|i| i.collect())
@@ -345,6 +368,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| Error::new(Code::Config, what(key), e))?;
+    Ok((chain, key))
+}
+
+/// Build a server configuration from a PEM certificate chain and a PEM private key (for
+/// the servers: mreceive's STARTTLS and implicit TLS).
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let what = |p: &Path| p.display().to_string();
+    let (chain, key) = read_pair(cert, key)?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(Code::Software, "tls", e))?
@@ -446,6 +477,9 @@ fn handshake_error(e: io::Error, name: &str, start: Start) -> Error {
         E::AlertReceived(alert) => {
             use rustls::AlertDescription as A;
             let said = words(&format!("{alert:?}"));
+            if let Some(refused) = client_cert_alert(*alert) {
+                return Error::new(refused.0, format!("tls handshake with {name}"), refused.1);
+            }
             match alert {
                 A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity => (
                     Code::Unavailable,
@@ -482,6 +516,49 @@ fn handshake_error(e: io::Error, name: &str, start: Start) -> Error {
         other => (Code::TempFail, other.to_string()),
     };
     Error::new(code, format!("tls handshake with {name}"), why)
+}
+
+/// What an alert about certificates means when the server sends it: the server checks
+/// only the client's, so it refused ours, or wanted one and got none.
+fn client_cert_alert(alert: rustls::AlertDescription) -> Option<(Code, String)> {
+    use rustls::AlertDescription as A;
+    let said = words(&format!("{alert:?}"));
+    match alert {
+        // RFC 8446 §4.4.2.4: the server required a certificate and the client sent none.
+        // Our setting, not the server's failure: nothing but a setting fixes it.
+        A::CertificateRequired => Some((
+            Code::Config,
+            "the server asks for a client certificate: give one with tls_cert_file and \
+             tls_key_file"
+                .to_string(),
+        )),
+        A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateExpired
+        | A::CertificateUnknown
+        | A::UnknownCA => Some((
+            Code::Unavailable,
+            format!(
+                "the server refused the client certificate ({said}): give one it accepts \
+                 with tls_cert_file and tls_key_file"
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The error for an I/O error on an established TLS connection that carries a certificate
+/// alert: a TLS 1.3 server checks the client's certificate after the client finished its
+/// side of the handshake, so its refusal arrives with the first read (RFC 8446 §4.4.2.4).
+/// `None` for any other error.
+pub fn alert_error(what: &str, e: &io::Error) -> Option<Error> {
+    let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let rustls::Error::AlertReceived(alert) = inner else {
+        return None;
+    };
+    let (code, why) = client_cert_alert(*alert)?;
+    Some(Error::new(code, what, why))
 }
 
 /// `CamelCase` (how rustls names alerts and reasons) as lowercase words.
@@ -622,6 +699,39 @@ pub fn answers_tls(addr: SocketAddr, wait: Duration) -> bool {
         Ok(matches!(head, [21 | 22, 3]))
     };
     probe().unwrap_or(false)
+}
+
+/// What a TLS session negotiated, for msubmit's `--serverinfo`.
+#[derive(Clone, Debug)]
+pub struct Negotiated {
+    /// The protocol version, as rustls names it (`TLSv1_3`).
+    pub protocol: String,
+    /// The cipher suite, as rustls names it (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher: String,
+    /// The key exchange group (`X25519`), when known.
+    pub group: Option<String>,
+    /// The server's certificate chain as sent, its own first (DER).
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// What `stream` negotiated.
+pub fn negotiated(stream: &TlsStream) -> Negotiated {
+    let c = &stream.conn;
+    Negotiated {
+        protocol: c
+            .protocol_version()
+            .map_or("?".into(), |v| format!("{v:?}")),
+        cipher: c
+            .negotiated_cipher_suite()
+            .map_or("?".into(), |s| format!("{:?}", s.suite())),
+        group: c
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name())),
+        chain: c
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|cert| cert.to_vec()).collect())
+            .unwrap_or_default(),
+    }
 }
 
 /// What was negotiated, for `-v`: protocol, cipher suite and the SHA-256 fingerprint of the

@@ -4,7 +4,10 @@
 //! whoever runs the queue).
 //!
 //! - [`server`]: an account's sending keys ([`crate::account::Send`]) with a tool's flags
-//!   ([`Overrides`]) laid over them: where the server is and how to speak to it.
+//!   ([`Overrides`]) laid over them: where the server is (directly, from a source address,
+//!   through a SOCKS5 proxy) and how to speak to it; [`unrevealed`] the same with the login
+//!   apart, its password not yet read (msubmit's `--pretend` and `--serverinfo`).
+//! - [`connect`]: the server's name resolved here, or by the proxy.
 //! - [`deliver`]: one message over a session, all or nothing (a submission server refusing
 //!   one recipient stops the message, so the user fixes the address and sends again without
 //!   duplicates), except past the server's recipient limit (452): what the earlier
@@ -15,7 +18,7 @@
 use crate::account::{self, Account, Auth, Password};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
-use crate::net::tls::{Level, Mode, Start, TlsOptions};
+use crate::net::tls::{ClientCert, Level, Mode, Start, TlsOptions};
 use crate::smtp::Reply;
 use crate::smtp::client::{
     self, Content, Credentials, Envelope, Options, Partial, Refusal, Session, Timeouts, Trace,
@@ -47,6 +50,16 @@ pub struct Overrides {
     pub auth: Option<String>,
     /// The EHLO name.
     pub helo: Option<String>,
+    /// The client certificate and its key (both or neither).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub tls_key_file: Option<PathBuf>,
+    /// The local address to connect from (empty: the system's choice).
+    pub source_ip: Option<String>,
+    /// The SOCKS5 proxy (empty: none).
+    pub proxy_host: Option<String>,
+    /// Its port.
+    pub proxy_port: Option<u16>,
     /// Seconds to wait at each step.
     pub timeout: Option<u64>,
     /// The log file.
@@ -73,6 +86,8 @@ pub struct Server {
     pub syslog: bool,
     /// Queue the message when the server refuses it for now.
     pub queue_on_failure: bool,
+    /// The SOCKS5 proxy connections go through.
+    pub proxy: Option<account::Proxy>,
 }
 
 impl Overrides {
@@ -92,6 +107,11 @@ impl Overrides {
             auth: f.auth,
             helo: f.helo,
             timeout: f.timeout,
+            tls_cert_file: f.tls_cert_file,
+            tls_key_file: f.tls_key_file,
+            source_ip: f.source_ip,
+            proxy_host: f.proxy_host,
+            proxy_port: f.proxy_port,
             ..Overrides::default()
         }
     }
@@ -142,13 +162,50 @@ fn endpoint(
     Ok((security, host, port))
 }
 
-/// Lay `over` over the sending keys of `account` and build the client options.
+/// Lay `over` over the sending keys of `account` and build the client options, the login's
+/// password revealed (its command run).
 pub fn server(
     cfg: &Config,
     account: Option<String>,
     over: &Overrides,
     trace: Option<Trace>,
 ) -> Result<Server> {
+    let (mut server, login) = unrevealed(cfg, account, over, trace)?;
+    server.options.auth = login.map(Login::reveal).transpose()?;
+    Ok(server)
+}
+
+/// A login, its password not yet revealed.
+pub struct Login {
+    /// The user name.
+    pub user: String,
+    /// Where the password comes from.
+    pub password: Password,
+    /// The tool's password command gave it, not the account.
+    pub password_flag: bool,
+    /// The mechanism; `None` picks PLAIN, else LOGIN.
+    pub mechanism: Option<crate::net::sasl::Mechanism>,
+}
+
+impl Login {
+    /// The credentials: the password command run, or the password read.
+    pub fn reveal(self) -> Result<Credentials> {
+        Ok(Credentials {
+            secret: self.password.reveal()?,
+            user: self.user,
+            mechanism: self.mechanism,
+        })
+    }
+}
+
+/// [`server`] with the login apart and its password not revealed; the options carry no
+/// credentials.
+pub fn unrevealed(
+    cfg: &Config,
+    account: Option<String>,
+    over: &Overrides,
+    trace: Option<Trace>,
+) -> Result<(Server, Option<Login>)> {
     let acct = Account::resolve(cfg, account.as_deref())?;
     let send = acct.send()?;
     let (security, host, port) = endpoint(over, &send, account.as_deref())?;
@@ -160,18 +217,43 @@ pub fn server(
         ca_file: over.ca_file.clone().or(send.tls.options.ca_file.clone()),
         fingerprint,
         server_name: (over.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
+        client_cert: client_cert(over, &send)?,
+    };
+    // An empty flag unsets the key, as msmtp's `--proxy-host=` does.
+    let source = match over.source_ip.as_deref() {
+        Some("") => None,
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| usage_error("--source-ip", ip, "not an IP address"))?,
+        ),
+        None => send.source_ip,
+    };
+    let proxy = match (over.proxy_host.as_deref(), send.proxy.clone()) {
+        (Some(""), _) => None,
+        (Some(host), p) => Some(account::Proxy {
+            host: host.to_string(),
+            port: (over.proxy_port)
+                .or(p.as_ref().map(|p| p.port))
+                .unwrap_or(1080),
+            login: p.and_then(|p| p.login),
+        }),
+        (None, Some(p)) => Some(account::Proxy {
+            port: over.proxy_port.unwrap_or(p.port),
+            ..p
+        }),
+        (None, None) => None,
     };
     let timeouts = match over.timeout.or(send.timeout) {
         Some(secs) => Timeouts::uniform(Duration::from_secs(secs.max(1))),
         None => Timeouts::default(),
     };
-    let auth = credentials(over, &send)?;
+    let login = login(over, &send)?;
     let helo = match (&over.helo, &send.domain) {
         (Some(h), _) => account::ehlo_name(h).map_err(|why| usage_error("--helo", h, why))?,
         (None, Some(d)) => d.clone(),
         (None, None) => crate::message::stamp::fqdn(),
     };
-    Ok(Server {
+    let server = Server {
         account,
         host,
         port,
@@ -179,14 +261,39 @@ pub fn server(
             tls: security,
             trust: tls,
             helo,
-            auth,
+            auth: None,
             timeouts,
             trace,
+            source,
         },
         log: over.log.clone().or(acct.logfile),
         syslog: over.syslog || acct.syslog,
         queue_on_failure: over.queue_on_failure || send.queue_on_failure,
-    })
+        proxy,
+    };
+    Ok((server, login))
+}
+
+/// The client certificate: the overrides' over the account's `tls_cert_file` and
+/// `tls_key_file`; both or neither.
+fn client_cert(over: &Overrides, send: &account::Send) -> Result<Option<ClientCert>> {
+    let key = send.tls.options.client_cert.as_ref();
+    let cert_file = over.tls_cert_file.clone().or(key.map(|c| c.cert.clone()));
+    let key_file = over.tls_key_file.clone().or(key.map(|c| c.key.clone()));
+    match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Ok(Some(ClientCert { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::new(
+            Code::Usage,
+            "--tls-cert-file",
+            "needs --tls-key-file",
+        )),
+        (None, Some(_)) => Err(Error::new(
+            Code::Usage,
+            "--tls-key-file",
+            "needs --tls-cert-file",
+        )),
+    }
 }
 
 /// `flag value: why`, a usage error.
@@ -197,7 +304,7 @@ pub fn usage_error(flag: &str, value: &str, why: impl std::fmt::Display) -> Erro
 /// The login: the overrides' `auth`, `user` and password command over the account's keys.
 /// A user means AUTH unless `auth off`; `auth` without a user is an error, not a silent
 /// no-login.
-fn credentials(over: &Overrides, send: &account::Send) -> Result<Option<Credentials>> {
+fn login(over: &Overrides, send: &account::Send) -> Result<Option<Login>> {
     let auth = match over.auth.as_deref() {
         Some(a) => Some(Auth::parse(a).ok_or_else(|| {
             Error::new(
@@ -234,21 +341,35 @@ fn credentials(over: &Overrides, send: &account::Send) -> Result<Option<Credenti
             ));
         }
     };
-    Ok(Some(Credentials {
+    Ok(Some(Login {
         user,
-        secret: password.reveal()?,
+        password,
+        password_flag: over.password_command.is_some(),
         mechanism,
     }))
 }
 
-/// Connect to the account's server: its host name resolved here, the client takes addresses.
+/// Connect to the account's server: its host name resolved here, the client takes
+/// addresses; through a proxy, the proxy's name is resolved here and the server's by the
+/// proxy (no DNS query for it leaves this host).
 pub fn connect(server: &Server) -> Result<Session> {
     let host = server.host.as_str();
-    let addrs: Vec<std::net::SocketAddr> =
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, server.port))
-            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))?
-            .collect();
-    Session::connect(&addrs, host, &server.options)
+    let resolve = |host: &str, port: u16| -> Result<Vec<std::net::SocketAddr>> {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))
+            .map(Iterator::collect)
+    };
+    match &server.proxy {
+        Some(p) => {
+            let proxy = crate::net::dial::Proxy {
+                name: format!("{}:{}", p.host, p.port),
+                addrs: resolve(&p.host, p.port).map_err(|e| e.context("proxy"))?,
+                login: p.login.clone(),
+            };
+            Session::connect_via(&proxy, host, server.port, &server.options)
+        }
+        None => Session::connect(&resolve(host, server.port)?, host, &server.options),
+    }
 }
 
 /// A message in the queue, locked by the runner.

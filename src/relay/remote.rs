@@ -261,6 +261,7 @@ impl Remote {
             auth: None,
             timeouts: s.timeouts,
             trace: s.trace.clone(),
+            source: None,
         };
         let hosts = match dest {
             Dest::Mx(domain) => {
@@ -341,6 +342,16 @@ impl Remote {
                     s.trace.clone(),
                 )
                 .map_err(|e| Outcome::deferred(&e.to_string(), "4.3.5", "none"))?;
+                // This route resolves the account's server itself: a proxy ignored would
+                // send the mail direct, where the account says it must not go.
+                if let Some(p) = &server.proxy {
+                    let why = format!(
+                        "account {name}: its proxy_host {} is not supported on mrelay's \
+                         account routes: send its queue with msubmit --flush",
+                        p.host
+                    );
+                    return Err(Outcome::deferred(&why, "4.3.5", "none"));
+                }
                 let host = server.host.clone();
                 let addrs: Vec<SocketAddr> =
                     std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), server.port))

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod config_keys;
 mod dns;
 mod docs;
 mod examples;
@@ -23,7 +24,9 @@ mod mrelay;
 mod msubmit;
 mod msubmit_bs;
 mod msubmit_hostile;
+mod msubmit_info;
 mod msubmit_postfix;
+mod msubmit_route;
 mod msubmit_tls;
 mod pipeline;
 mod private_files;

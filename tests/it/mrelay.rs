@@ -484,6 +484,34 @@ fn msubmits_queue_is_run_through_its_account() {
     assert!(r.waiting().is_empty());
 }
 
+/// A route to an account whose mail must go through a SOCKS5 proxy waits (deferred, the
+/// reason said) rather than going direct, which this route cannot do yet; msubmit's own
+/// queue of that account goes through the proxy (tests/it/msubmit_route.rs).
+#[test]
+fn a_route_to_an_account_behind_a_proxy_waits_rather_than_going_direct() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "route example.test account isp
+         account isp
+host 127.0.0.1
+port {}
+tls off
+proxy_host 127.0.0.1
+proxy_port {}
+",
+        fake.port(),
+        free_port()
+    ));
+    let log = r.ok(&["-f", "a@sender.test", "x@example.test"], MSG);
+    assert!(log.contains("status=deferred"), "{log}");
+    assert!(
+        log.contains("proxy_host 127.0.0.1 is not supported"),
+        "{log}"
+    );
+    assert!(fake.peers.lock().unwrap().is_empty(), "nothing went direct");
+    assert_eq!(r.waiting().len(), 1);
+}
+
 #[test]
 fn the_daemon_takes_new_mail_at_once_and_stops_on_sigterm() {
     let fake = Fake::start(Script::default());

@@ -454,3 +454,89 @@ fn a_tls_mode_that_does_not_fit_the_port_is_a_configuration_error() {
         String::from_utf8_lossy(&list.stdout)
     );
 }
+
+/// An implicit-TLS server for `pki` that requires a client certificate issued by the CA in
+/// `client_ca` (DER); returns its port and the certificate each client presented.
+fn server_asking_for_a_client_cert(pki: &Pki, client_ca: &[u8]) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.to_vec().into()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain = vec![pki.leaf_der.clone().into()];
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(pki.dir.path().join("key.pem")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, s) = (config.clone(), s.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut stream = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                let _ = dialogue(&mut stream, &Mutex::new(Vec::new()));
+                let peer = stream.get_ref().conn.peer_certificates();
+                if let Some(cert) = peer.and_then(|c| c.first()) {
+                    s.lock().unwrap().push(cert.to_vec());
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_the_server_asks_for_one() {
+    let pki = pki(&["127.0.0.1"]);
+    // The client's own CA and certificate (msmtp's tls_cert_file and tls_key_file).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let (port, seen) = server_asking_for_a_client_cert(&pki, ca.der());
+    let t = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = (t.path().join("alice.pem"), t.path().join("alice.key"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let ca_file = pki.dir.path().join("ca.pem");
+    let ca_arg = ["--ca-file", ca_file.to_str().unwrap()];
+    // Without one, the server refuses the session and nothing is sent; the message says
+    // which keys give one.
+    let out = submit(t.path(), port, &ca_arg);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    let text = human(&out);
+    assert!(text.contains("tls_cert_file"), "{text}");
+    assert!(seen.lock().unwrap().is_empty());
+    crate::common::smtp::write(
+        &t.path().join(".config/mailpipe/config"),
+        &format!(
+            "tls_cert_file {}\ntls_key_file {}\n",
+            cert_pem.display(),
+            key_pem.display()
+        ),
+    );
+    let out = submit(t.path(), port, &ca_arg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(seen.lock().unwrap().as_slice(), [cert.der().to_vec()]);
+}

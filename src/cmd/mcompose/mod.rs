@@ -11,7 +11,6 @@
 //! falls short (folding past 998, raw control characters, whole bodies in memory, CRLF,
 //! base64 for short text, a Message-ID from the short host name).
 
-use crate::config::Config;
 use crate::docs::Page;
 use crate::exit::{Code, Context, Error, Result};
 use crate::message::address::{self, Mailbox};
@@ -311,7 +310,7 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
 /// Run mcompose.
 pub fn run(args: Args) -> Result<()> {
     check_options(&args)?;
-    let cfg = Config::load(args.config.as_deref())?;
+    let cfg = crate::account::load(args.config.as_deref())?;
     let account = cfg.account(args.account.as_deref())?;
 
     let mut d = Draft::default();
@@ -727,7 +726,8 @@ file exists or cannot be created.
 Reading an input or writing the message failed.
 .TP
 .B 78
-The configuration file is broken or the account is not defined.
+The configuration file is broken (a key no tool reads, or a bad value: the diagnostic names
+its file:line) or the account is not defined.
 .SH ENVIRONMENT
 .TP
 .B EMAIL

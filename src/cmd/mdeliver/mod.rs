@@ -11,7 +11,8 @@
 
 mod log;
 
-use crate::config::{self, Config};
+use crate::account;
+use crate::config;
 use crate::deliver::rules::Source;
 use crate::deliver::{Event, Pipeline, actions};
 use crate::docs::Page;
@@ -137,8 +138,8 @@ fn check_envelope(kind: &str, v: Option<String>) -> Result<Option<String>> {
 }
 
 fn settings(args: Args) -> Result<Settings> {
-    // A broken configuration must not bounce mail: it is our fault, not the sender's.
-    let cfg = Config::load(args.config.as_deref()).map_err(|e| e.with_code(Code::TempFail))?;
+    // Configuration errors are Code::Config here; `run` defers the mail for them.
+    let cfg = account::load(args.config.as_deref())?;
     let defaults = cfg.account(None)?;
     let from_env = env_os("MAILDIR").map(PathBuf::from);
     let maildir_from_env = args.maildir.is_none() && from_env.is_some();
@@ -154,10 +155,15 @@ fn settings(args: Args) -> Result<Settings> {
                 "give one, or set MAILDIR or HOME",
             )
         })?;
+    // Where a key is wrong: `file:line: key`.
+    let at = |key: &str| match defaults.value(key) {
+        Some(v) => format!("{}: {key}", v.origin),
+        None => key.to_string(),
+    };
     let max_size = match (args.max_size, defaults.get("max_size")) {
         (Some(m), _) => Some(m),
         (None, Some(s)) => {
-            Some(parse_size(s).map_err(|why| Error::new(Code::TempFail, "config: max_size", why))?)
+            Some(parse_size(s).map_err(|why| Error::new(Code::Config, at("max_size"), why))?)
         }
         (None, None) => None,
     };
@@ -170,12 +176,8 @@ fn settings(args: Args) -> Result<Settings> {
             None => Source::Off,
         },
     };
-    let dedupe_on = args.dedupe
-        || args.dedupe_file.is_some()
-        || defaults
-            .flag("dedupe")
-            .map_err(|e| e.with_code(Code::TempFail))?
-            .unwrap_or(false);
+    let dedupe_on =
+        args.dedupe || args.dedupe_file.is_some() || defaults.flag("dedupe")?.unwrap_or(false);
     let dedupe = dedupe_on.then(|| {
         args.dedupe_file
             .or_else(|| defaults.get("dedupe_file").map(config::expand_tilde))
@@ -183,10 +185,10 @@ fn settings(args: Args) -> Result<Settings> {
     });
     let sendmail = match defaults.get("sendmail") {
         Some(cmd) => {
-            let argv = config::words(cmd)
-                .map_err(|why| Error::new(Code::TempFail, "config: sendmail", why))?;
+            let argv =
+                config::words(cmd).map_err(|why| Error::new(Code::Config, at("sendmail"), why))?;
             if argv.is_empty() {
-                return Err(Error::new(Code::TempFail, "config: sendmail", "no command"));
+                return Err(Error::new(Code::Config, at("sendmail"), "no command"));
             }
             argv
         }
@@ -221,9 +223,21 @@ fn settings(args: Args) -> Result<Settings> {
 }
 
 /// Run mdeliver.
+/// A configuration error, as a delivery agent must report it: temporary (75), so the MTA
+/// keeps every message until the file is fixed, never a bounce (one typo would bounce every
+/// incoming message; Postfix's pipe(8) reads EX_CONFIG, 78, as permanent), and loud about it.
+fn deferred(e: Error) -> Error {
+    match e.code() {
+        Code::Config => e
+            .context("configuration error (mail deferred, exit 75, until it is fixed)")
+            .with_code(Code::TempFail),
+        _ => e,
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let (verbose, dry_run) = (args.verbose, args.dry_run);
-    let s = settings(args)?;
+    let s = settings(args).map_err(deferred)?;
     let folder = &s.pipeline.folder;
     if !folder.eq_ignore_ascii_case("inbox") {
         crate::store::maildir::check_folder_name(folder)?;
@@ -467,7 +481,8 @@ The Maildir's parent directory does not exist (nothing was created).
 .TP
 .B 75
 Temporary failure: the disk is full, a directory is not writable, the configuration is
-broken, a rule's pipe, filter or forward failed (or ran out of time), the dedupe cache cannot
+broken (an unknown key or a bad value: the diagnostic names its file:line and says the mail
+is deferred; never a bounce, so one typo does not return every incoming message), a rule's pipe, filter or forward failed (or ran out of time), the dedupe cache cannot
 be locked, or anything else that
 is not the message's fault. Nothing partial is left in new/ or cur/; the caller should keep
 the message and try again. (Copies stored by rules before a failing step stay.)

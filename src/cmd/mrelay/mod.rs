@@ -174,7 +174,7 @@ pub fn main() -> std::process::ExitCode {
 
 /// Run mrelay.
 pub fn run(args: Args) -> Result<()> {
-    let cfg = Config::load(args.config.as_deref())?;
+    let cfg = crate::account::load(args.config.as_deref())?;
     let settings = settings(&args, &cfg)?;
     let dir = queue_dir(&args, &cfg)?;
     let syslog = match (&args.syslog_socket, args.syslog) {

@@ -14,11 +14,15 @@
 //! `--flush` hands the queue to the library's runner with a sender that sends each message
 //! as above (all or nothing) over one connection per account, `--list` shows it.
 //!
+//! `--pretend` and `--serverinfo` (`info.rs`, msmtp's `-P` and `-S`) show the settings and
+//! what the server offers, sending nothing.
+//!
 //! `-bs` (`bs.rs`) takes messages over SMTP on stdin/stdout instead, through mreceive's server
 //! session, and sends each the same way (`send_or_queue`), one connection for the session.
 
 mod bs;
 mod dead_letter;
+mod info;
 mod log;
 mod message;
 mod route;
@@ -128,6 +132,31 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
 
+    /// Present this client certificate (PEM, with its chain) when the server asks for one
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of the client certificate (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Replace recipients without a domain by the addresses this aliases file gives them
+    /// (msmtp's format; empty: none)
+    #[arg(long, value_name = "FILE")]
+    pub aliases: Option<PathBuf>,
+
+    /// Connect from this local address (empty: the system's choice)
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<String>,
+
+    /// Connect through this SOCKS5 proxy, which resolves the server's name (empty: directly)
+    #[arg(long, value_name = "HOST")]
+    pub proxy_host: Option<String>,
+
+    /// The proxy's port [default: 1080]
+    #[arg(long, value_name = "PORT")]
+    pub proxy_port: Option<u16>,
+
     /// Log in as USER
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -182,6 +211,21 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["recipients", "read_recipients", "sender", "flush", "list"])]
     pub smtp_stdio: bool,
 
+    /// Print the settings a message would be sent with (account, server, TLS, login, where
+    /// the password comes from but never the password) and the recipients of the arguments
+    /// after aliases, then exit without reading or sending anything (msmtp's -P)
+    #[arg(short = 'P', long, conflicts_with_all = ["queue", "flush", "list", "smtp_stdio"])]
+    pub pretend: bool,
+
+    /// Connect to the server and say EHLO, print its greeting, the TLS session and its
+    /// certificate (subject, issuer, validity, SHA-256 fingerprint) and what it offers
+    /// (AUTH methods, SIZE, ...), then quit: no login, nothing sent (msmtp's -S)
+    #[arg(short = 'S', long, conflicts_with_all = [
+        "recipients", "read_recipients", "queue", "queue_on_failure", "flush", "list",
+        "smtp_stdio", "pretend",
+    ])]
+    pub serverinfo: bool,
+
     /// Print version
     #[arg(long, action = ArgAction::Version)]
     pub version: Option<bool>,
@@ -214,10 +258,16 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(r) = args.refused.first() {
         return Err(settings::refusal(r));
     }
+    if args.pretend {
+        return info::pretend(&args);
+    }
+    if args.serverinfo {
+        return info::serverinfo(&args);
+    }
     if !(args.list || args.flush || args.smtp_stdio) {
         return submit(&args);
     }
-    let cfg = Config::load(args.config.as_deref())?;
+    let cfg = crate::account::load(args.config.as_deref())?;
     let queue_dir = || queue_dir(&args, &cfg);
     if args.list {
         return list(&args, &cfg, &queue_dir()?);
@@ -294,7 +344,7 @@ fn send_message(
     spool: &mut crate::message::buffer::Buffer,
     stats: message::Stats,
 ) -> Result<()> {
-    let cfg = &Config::load(args.config.as_deref())?;
+    let cfg = &crate::account::load(args.config.as_deref())?;
     let queue_dir = &|| queue_dir(args, cfg);
     let from_header = header_from(spool.head());
     let hint = args.sender.clone().or_else(|| from_header.clone());
@@ -330,11 +380,17 @@ fn send_message(
     // A bad argument is the caller's usage (64); a bad address in the header is the
     // message's data (65), as sendmail -t reports it.
     let given = given.map(|r| (r.to_string(), Code::Usage));
+    // msmtp's aliases: cron's `root` becomes the addresses the file gives it (the envelope
+    // only; To: and Cc: stay as written).
+    let aliases = match args.aliases.clone().or(acct.send()?.aliases) {
+        Some(path) if !path.as_os_str().is_empty() => Some(crate::aliases::Aliases::read(&path)?),
+        _ => None,
+    };
     for (r, code) in given.chain(from_header.into_iter().map(|r| (r, Code::DataErr))) {
-        let r = settings::envelope_address("recipient", &r, domain.as_deref())
-            .map_err(|e| e.with_code(code))?;
-        if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
-            rcpts.push(r);
+        for r in settings::recipients(&r, aliases.as_ref(), domain.as_deref(), code)? {
+            if !rcpts.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
+                rcpts.push(r);
+            }
         }
     }
     if rcpts.is_empty() {

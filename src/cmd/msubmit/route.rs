@@ -39,6 +39,16 @@ pub fn flags(args: &Args) -> ServerFlags {
         auth,
         helo,
         timeout,
+        tls_cert_file,
+        tls_key_file,
+        source_ip,
+        proxy_host,
+        proxy_port,
+        // Recipients are expanded before the envelope is queued; the entry holds the result.
+        aliases: _,
+        // These never queue.
+        pretend: _,
+        serverinfo: _,
         // The message and its envelope: the entry holds what they became.
         recipients: _,
         read_recipients: _,
@@ -78,6 +88,11 @@ pub fn flags(args: &Args) -> ServerFlags {
         user: user.clone(),
         password_command: password_command.clone(),
         timeout: *timeout,
+        tls_cert_file: tls_cert_file.clone(),
+        tls_key_file: tls_key_file.clone(),
+        source_ip: source_ip.clone(),
+        proxy_host: proxy_host.clone(),
+        proxy_port: *proxy_port,
     }
 }
 
@@ -100,6 +115,11 @@ pub fn args_for<'a>(flush: &'a Args, recorded: &ServerFlags) -> Cow<'a, Args> {
         user,
         password_command,
         timeout,
+        tls_cert_file,
+        tls_key_file,
+        source_ip,
+        proxy_host,
+        proxy_port,
     } = recorded.clone();
     Cow::Owned(Args {
         host,
@@ -113,6 +133,11 @@ pub fn args_for<'a>(flush: &'a Args, recorded: &ServerFlags) -> Cow<'a, Args> {
         user,
         password_command,
         timeout,
+        tls_cert_file,
+        tls_key_file,
+        source_ip,
+        proxy_host,
+        proxy_port,
         ..flush.clone()
     })
 }

@@ -8,11 +8,12 @@
 
 use super::Args;
 use crate::account::{self, Account, Send};
+use crate::aliases::{Aliases, Expanded};
 use crate::config::Config;
 use crate::exit::{Code, Error, Result};
 use crate::relay::{
     self,
-    account::{Overrides, Server, usage_error},
+    account::{Login, Overrides, Server, usage_error},
 };
 use std::ffi::OsString;
 
@@ -161,6 +162,18 @@ pub fn address(args: &Args, cfg: &Config, account: Option<&str>) -> Result<Strin
     relay::account::address(cfg, account, &overrides(args))
 }
 
+/// [`server`] without the login's password revealed (its command is not run): the server,
+/// its options without credentials, and the login apart (`--pretend` shows it,
+/// `--serverinfo` does not log in).
+pub fn unrevealed(
+    args: &Args,
+    cfg: &Config,
+    account: Option<String>,
+    trace: Option<crate::smtp::client::Trace>,
+) -> Result<(Server, Option<Login>)> {
+    relay::account::unrevealed(cfg, account, &overrides(args), trace)
+}
+
 /// msubmit's flags that override an account's sending keys.
 fn overrides(args: &Args) -> Overrides {
     Overrides {
@@ -174,6 +187,11 @@ fn overrides(args: &Args) -> Overrides {
         password_command: args.password_command.clone(),
         auth: args.auth.clone(),
         helo: args.helo.clone(),
+        tls_cert_file: args.tls_cert_file.clone(),
+        tls_key_file: args.tls_key_file.clone(),
+        source_ip: args.source_ip.clone(),
+        proxy_host: args.proxy_host.clone(),
+        proxy_port: args.proxy_port,
         timeout: args.timeout,
         log: args.log.clone(),
         syslog: args.syslog,
@@ -197,10 +215,44 @@ pub fn dsn_return(flag: &Option<String>, send: &Send) -> Result<Option<String>> 
     }
 }
 
+/// The address of `Name <addr>` (inside the last angle brackets, as sendmail accepts it) or
+/// of a bare address.
+pub fn bare(addr: &str) -> &str {
+    let addr = addr.trim();
+    match (addr.rfind('<'), addr.ends_with('>')) {
+        (Some(i), true) => &addr[i + 1..addr.len() - 1],
+        _ => crate::message::header::bare_addr(addr),
+    }
+}
+
+/// The recipients `rcpt` stands for, each checked ([`envelope_address`]) and completed with
+/// `domain`: a local name through the account's `aliases` file first (msmtp's key; see
+/// [`crate::aliases`]). An address from the file that is no address is the file's error
+/// (78) at its line; one from the caller fails with `code`.
+pub fn recipients(
+    rcpt: &str,
+    aliases: Option<&Aliases>,
+    domain: Option<&str>,
+    code: Code,
+) -> Result<Vec<String>> {
+    let expanded = match aliases {
+        Some(a) if !rcpt.chars().any(char::is_control) => a.expand(bare(rcpt))?,
+        _ => vec![Expanded {
+            addr: rcpt.to_string(),
+            origin: None,
+        }],
+    };
+    let check = |e: Expanded| match e.origin {
+        None => envelope_address("recipient", &e.addr, domain).map_err(|err| err.with_code(code)),
+        Some(at) => envelope_address("recipient", &e.addr, domain)
+            .map_err(|err| err.context(format!("aliases {at}")).with_code(Code::Config)),
+    };
+    expanded.into_iter().map(check).collect()
+}
+
 /// Check an envelope address given by the user: not an option, no control characters,
 /// valid per RFC 5321; an address without a domain is completed with `domain`.
 pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<String> {
-    // `Name <addr>` as sendmail accepts it: the address is inside the last angle brackets.
     let addr = addr.trim();
     if addr.chars().any(char::is_control) {
         return Err(Error::new(
@@ -209,10 +261,7 @@ pub fn envelope_address(kind: &str, addr: &str, domain: Option<&str>) -> Result<
             "contains a control character",
         ));
     }
-    let a = match (addr.rfind('<'), addr.ends_with('>')) {
-        (Some(i), true) => &addr[i + 1..addr.len() - 1],
-        _ => crate::message::header::bare_addr(addr),
-    };
+    let a = bare(addr);
     if a.starts_with('-') {
         return Err(Error::new(
             Code::Usage,

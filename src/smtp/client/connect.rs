@@ -7,10 +7,14 @@
 //! host, each with the name its certificate must bear). Only a failed TCP connect moves on to
 //! the next address; once a server answered, its verdict (a refusal, a bad certificate)
 //! stands, so a queue sees the server's reply and not whatever a second address says.
+//! Through a SOCKS5 proxy ([`Session::connect_via`]) the server is named, not resolved: the
+//! proxy resolves it. Either way [`crate::net::dial`] opens the socket, from `opts.source`
+//! when set.
 
 use super::{Options, Session, SetupError, Stream, implicit, net_error, tls_config};
 use crate::exit::{Code, Error, Result};
 use crate::net::conn::TcpIo;
+use crate::net::dial::{self, Proxy};
 use crate::net::tls::{self, Level, Start};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -36,16 +40,29 @@ impl Session {
     /// broken TLS gets mail in clear text even when another MX of the domain would have taken
     /// it over TLS; mrelay can order its MX hosts, the client cannot see them.
     pub fn connect(addrs: &[SocketAddr], name: &str, opts: &Options) -> Result<Session> {
+        Session::dial(Route::Direct(addrs), name, opts)
+    }
+
+    /// [`Session::connect`] to `name:port` through a SOCKS5 proxy, which resolves `name`
+    /// (msmtp's `proxy_host`; [`crate::net::socks`]).
+    pub fn connect_via(proxy: &Proxy, name: &str, port: u16, opts: &Options) -> Result<Session> {
+        Session::dial(Route::Proxy(proxy, port), name, opts)
+    }
+
+    fn dial(route: Route<'_>, name: &str, opts: &Options) -> Result<Session> {
         let config = tls_config(opts)?;
-        let (tcp, addr) = tcp_connect(addrs, name, opts)?;
-        let peer = format!("{name}:{}", addr.port());
+        let (tcp, port, addr) = route.open(name, opts)?;
+        let peer = format!("{name}:{port}");
         let implicit_tls = opts.tls.start == Start::Implicit && opts.tls.level != Level::None;
         let stream = match &config {
             Some(cfg) if implicit_tls => {
                 Stream::Tls(Box::new(implicit(transport(tcp, opts)?, cfg, name, opts)?))
             }
             _ => {
-                await_greeting(&tcp, &peer, opts)?;
+                // Through a proxy, the probe's second connection would reach the proxy.
+                if let Route::Direct(_) = route {
+                    await_greeting(&tcp, &peer, opts)?;
+                }
                 Stream::Plain(transport(tcp, opts)?)
             }
         };
@@ -58,8 +75,12 @@ impl Session {
                 error
             }
         };
-        let tcp = TcpStream::connect_timeout(&addr, opts.timeouts.connect)
-            .map_err(|e| net_error(&format!("connect to {peer}"), e))?;
+        // The same address again (or the same name through the proxy).
+        let again = match (&route, &addr) {
+            (Route::Direct(_), Some(a)) => Route::Direct(std::slice::from_ref(a)),
+            _ => route,
+        };
+        let (tcp, _, _) = again.open(name, opts)?;
         let plain = Stream::Plain(transport(tcp, opts)?);
         let mut s = Session::setup(plain, name, peer, opts, None).map_err(|e| e.error)?;
         s.tls_failure = Some(failed);
@@ -67,26 +88,29 @@ impl Session {
     }
 }
 
-/// A TCP connection to the first address that takes one.
-fn tcp_connect(
-    addrs: &[SocketAddr],
-    name: &str,
-    opts: &Options,
-) -> Result<(TcpStream, SocketAddr)> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, opts.timeouts.connect) {
-            Ok(tcp) => return Ok((tcp, *addr)),
-            Err(e) => last = Some((e, addr.port())),
+/// Where the TCP connection goes.
+enum Route<'a> {
+    /// To the first of the server's addresses that takes it.
+    Direct(&'a [SocketAddr]),
+    /// Through a SOCKS5 proxy, to the server's name and this port.
+    Proxy(&'a Proxy, u16),
+}
+
+impl Route<'_> {
+    /// A TCP connection to the server `name`, its port, and the address it went to when
+    /// direct.
+    fn open(&self, name: &str, opts: &Options) -> Result<(TcpStream, u16, Option<SocketAddr>)> {
+        let t = opts.timeouts.connect;
+        match self {
+            Route::Direct(addrs) => {
+                let (tcp, addr) = dial::first(addrs, name, opts.source, t)?;
+                Ok((tcp, addr.port(), Some(addr)))
+            }
+            Route::Proxy(proxy, port) => {
+                let tcp = dial::via(proxy, name, *port, opts.source, t)?;
+                Ok((tcp, *port, None))
+            }
         }
-    }
-    match last {
-        Some((e, port)) => Err(net_error(&format!("connect to {name}:{port}"), e)),
-        None => Err(Error::new(
-            Code::TempFail,
-            format!("resolve {name}"),
-            "no addresses",
-        )),
     }
 }
 

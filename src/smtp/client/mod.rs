@@ -132,6 +132,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// Dialogue trace.
     pub trace: Option<Trace>,
+    /// Connect from this local address (msmtp's `source_ip`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The transport under the session.
@@ -214,6 +216,9 @@ impl From<Error> for SetupError {
 }
 
 fn net_error(what: &str, e: io::Error) -> Error {
+    if let Some(refused) = tls::alert_error(what, &e) {
+        return refused;
+    }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             Error::new(Code::TempFail, what, "timed out")
@@ -302,6 +307,14 @@ impl Session {
     /// True when the session runs over TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.conn.get_ref(), Stream::Tls(_))
+    }
+
+    /// What TLS negotiated, when the session runs over TLS.
+    pub fn tls(&self) -> Option<tls::Negotiated> {
+        match self.conn.get_ref() {
+            Stream::Tls(t) => Some(tls::negotiated(t)),
+            _ => None,
+        }
     }
 
     /// Why the session runs in clear text although TLS was tried (level `may`: STARTTLS was

@@ -134,6 +134,7 @@ fn opts(tls: Mode) -> Options {
         auth: None,
         timeouts: Timeouts::uniform(Duration::from_secs(5)),
         trace: None,
+        source: None,
     }
 }
 

@@ -46,6 +46,11 @@
 //! route.user me@example.net
 //! route.password-command pass show mail/example
 //! route.timeout 30
+//! route.tls-cert-file /home/me/client.pem
+//! route.tls-key-file /home/me/client.key
+//! route.source-ip 192.0.2.7
+//! route.proxy-host proxy.example.net
+//! route.proxy-port 1080
 //! ```
 //!
 //! What has no line is the account's, read when the message is sent: so how the password is
@@ -170,6 +175,16 @@ pub struct ServerFlags {
     pub password_command: Option<String>,
     /// `--timeout`, in seconds.
     pub timeout: Option<u64>,
+    /// `--tls-cert-file`: the client certificate (a path, not a secret).
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-key-file`: where its key is (a path; the key stays in its file).
+    pub tls_key_file: Option<PathBuf>,
+    /// `--source-ip`.
+    pub source_ip: Option<String>,
+    /// `--proxy-host` (SOCKS5).
+    pub proxy_host: Option<String>,
+    /// `--proxy-port`.
+    pub proxy_port: Option<u16>,
 }
 
 impl ServerFlags {
@@ -192,17 +207,27 @@ impl ServerFlags {
             user,
             password_command,
             timeout,
+            tls_cert_file,
+            tls_key_file,
+            source_ip,
+            proxy_host,
+            proxy_port,
         } = self;
-        let ca_file = match ca_file {
-            Some(p) => Some(p.to_str().map(str::to_string).ok_or_else(|| {
-                Error::new(
-                    Code::DataErr,
-                    format!("queue route.ca-file {}", p.display()),
-                    "not UTF-8",
-                )
-            })?),
-            None => None,
+        let path = |key: &str, p: &Option<PathBuf>| -> Result<Option<String>> {
+            match p {
+                Some(p) => Ok(Some(p.to_str().map(str::to_string).ok_or_else(|| {
+                    Error::new(
+                        Code::DataErr,
+                        format!("queue {key} {}", p.display()),
+                        "not UTF-8",
+                    )
+                })?)),
+                None => Ok(None),
+            }
         };
+        let ca_file = path("route.ca-file", ca_file)?;
+        let tls_cert_file = path("route.tls-cert-file", tls_cert_file)?;
+        let tls_key_file = path("route.tls-key-file", tls_key_file)?;
         let all = [
             ("route.host", host.clone()),
             ("route.port", port.map(|p| p.to_string())),
@@ -215,6 +240,11 @@ impl ServerFlags {
             ("route.user", user.clone()),
             ("route.password-command", password_command.clone()),
             ("route.timeout", timeout.map(|t| t.to_string())),
+            ("route.tls-cert-file", tls_cert_file),
+            ("route.tls-key-file", tls_key_file),
+            ("route.source-ip", source_ip.clone()),
+            ("route.proxy-host", proxy_host.clone()),
+            ("route.proxy-port", proxy_port.map(|p| p.to_string())),
         ];
         Ok(all
             .into_iter()
@@ -244,6 +274,11 @@ impl ServerFlags {
             user: get("route.user"),
             password_command: get("route.password-command"),
             timeout: num("route.timeout", get("route.timeout"))?,
+            tls_cert_file: get("route.tls-cert-file").map(PathBuf::from),
+            tls_key_file: get("route.tls-key-file").map(PathBuf::from),
+            source_ip: get("route.source-ip"),
+            proxy_host: get("route.proxy-host"),
+            proxy_port: num("route.proxy-port", get("route.proxy-port"))?,
         })
     }
 }
@@ -651,6 +686,11 @@ mod tests {
                 user: Some("me@example.net".into()),
                 password_command: Some("pass show mail/example".into()),
                 timeout: Some(30),
+                tls_cert_file: Some("/home/me/client.pem".into()),
+                tls_key_file: Some("/home/me/client.key".into()),
+                source_ip: Some("192.0.2.7".into()),
+                proxy_host: Some("proxy.example.net".into()),
+                proxy_port: Some(1080),
             }),
         }
     }
@@ -708,6 +748,11 @@ mod tests {
                 "route.user me@example.net",
                 "route.password-command pass show mail/example",
                 "route.timeout 30",
+                "route.tls-cert-file /home/me/client.pem",
+                "route.tls-key-file /home/me/client.key",
+                "route.source-ip 192.0.2.7",
+                "route.proxy-host proxy.example.net",
+                "route.proxy-port 1080",
             ]
         );
     }

@@ -112,12 +112,13 @@ impl Default for Script {
     }
 }
 
-/// A fake server on 127.0.0.1; every connection it served is in `log` (all bytes received),
-/// and each accepted message's content in `accepted`.
+/// A fake server on 127.0.0.1; every connection it served is in `log` (all bytes received)
+/// and its client's address in `peers`, and each accepted message's content in `accepted`.
 pub struct Fake {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<u8>>>,
     pub accepted: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub peers: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl Fake {
@@ -140,10 +141,14 @@ impl Fake {
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(Vec::new()));
-        let (l, a) = (log.clone(), accepted.clone());
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (l, a, p) = (log.clone(), accepted.clone(), peers.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                if let Ok(peer) = conn.peer_addr() {
+                    p.lock().unwrap().push(peer);
+                }
                 let (s, l, a) = (script.clone(), l.clone(), a.clone());
                 std::thread::spawn(move || {
                     let _ = serve(conn, &s, &l, &a);
@@ -154,6 +159,7 @@ impl Fake {
             addr,
             log,
             accepted,
+            peers,
         }
     }
 

@@ -291,6 +291,17 @@ impl<'s> World<'s> {
         static DOVECOT_LDA: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"/usr/lib/dovecot/dovecot-lda\b").unwrap());
         let root = self.root().display().to_string();
+        // Our own binaries and the project's files stay where they are, wherever the project
+        // was cloned (CI's clone may sit under /tmp or /var, which examples' paths move).
+        let ours = [
+            bin_dir().display().to_string(),
+            crate::examples::project().display().to_string(),
+        ];
+        let mut held = text.to_string();
+        for (i, p) in ours.iter().enumerate() {
+            held = held.replace(p.as_str(), &format!("\u{1}{i}\u{1}"));
+        }
+        let text = held.as_str();
         let text = PATHS.replace_all(text, |c: &regex::Captures| {
             let mapped = if let Some(tool) = c.get(3) {
                 bin_dir().join(tool.as_str()).display().to_string()
@@ -338,6 +349,9 @@ impl<'s> World<'s> {
                 "--host 127.0.0.1",
                 &format!("--host 127.0.0.1 --port {port}"),
             );
+        }
+        for (i, p) in ours.iter().enumerate() {
+            text = text.replace(&format!("\u{1}{i}\u{1}"), p);
         }
         text
     }
