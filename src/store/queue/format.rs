@@ -25,7 +25,8 @@
 //!
 //! `notify` and `orcpt` belong to the `rcpt` line above them. The route is `route account`
 //! (msubmit: `route.account NAME`, or none for the defaults and the command line),
-//! `route mx` (mrelay), or `route local` with `route.maildirs BASE` or `route.command CMD`;
+//! `route mx` (mrelay), or `route local` with `route.maildirs BASE` or `route.command CMD`
+//! (both: the command, told `BASE/USER/Maildir` in `MAILDIR`);
 //! what a route needs more (an account's host, port, TLS settings, user, how to get the
 //! password, never the password) grows as more `route.*` lines. `requiretls 1` is the
 //! REQUIRETLS flag (RFC 8689 §4), kept with the message until a sender honours it.
@@ -110,6 +111,11 @@ pub enum Local {
     Maildirs(PathBuf),
     /// Through this command line, as mreceive's `--deliver` does.
     Command(String),
+    /// Through this command line, told `BASE/<user>/Maildir` in `MAILDIR` (mreceive's
+    /// `--deliver-command` with `--maildir-base`). Both keys are written: a reader that
+    /// knows only the two variants above refuses the entry instead of delivering it
+    /// without `MAILDIR`.
+    CommandMaildirs(String, PathBuf),
 }
 
 impl Route {
@@ -148,6 +154,11 @@ impl Route {
                 ("route", "local".to_string()),
                 ("route.command", cmd.clone()),
             ],
+            Route::Local(Local::CommandMaildirs(cmd, base)) => {
+                let mut v = Route::Local(Local::Maildirs(base.clone())).lines()?;
+                v.push(("route.command", cmd.clone()));
+                v
+            }
         })
     }
 
@@ -161,7 +172,10 @@ impl Route {
             "local" => match (get("route.maildirs"), get("route.command")) {
                 (Some(base), None) => Some(Route::Local(Local::Maildirs(base.into()))),
                 (None, Some(cmd)) => Some(Route::Local(Local::Command(cmd))),
-                _ => None,
+                (Some(base), Some(cmd)) => {
+                    Some(Route::Local(Local::CommandMaildirs(cmd, base.into())))
+                }
+                (None, None) => None,
             },
             _ => None,
         }
@@ -487,6 +501,10 @@ mod tests {
             Route::Local(Local::Maildirs("/var/mail".into())),
             Route::Local(Local::Command(
                 "/usr/lib/dovecot/dovecot-lda -d ${user}".into(),
+            )),
+            Route::Local(Local::CommandMaildirs(
+                "/usr/local/bin/mdeliver \"$MAILDIR\"".into(),
+                "/var/mail".into(),
             )),
         ] {
             let q = queued(route);
