@@ -215,4 +215,41 @@ fn a_users_mail_reaches_the_system_queue_through_the_setgid_maildrop() {
     assert_eq!(log.matches("status=rejected").count(), 2, "{log}");
     assert_eq!(files(&queue.join("corrupt")).len(), 2, "{log}");
     assert!(files(&queue.join("new")).is_empty(), "{log}");
+
+    // The service's daemon takes a drop file within a second of its completion (inotify on
+    // the maildrop), without a new entry in new/ to wake it.
+    let args: Vec<String> = common
+        .iter()
+        .map(|a| a.to_string())
+        .chain(["--daemon".into()])
+        .collect();
+    let gid = id("-g", SERVICE).to_string();
+    let child = Command::new("setpriv")
+        .args(["--reuid", SERVICE, "--regid", &gid, "--init-groups", "--"])
+        .arg(&mrelay)
+        .args(&args)
+        .env_clear()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = relay_as(u2, &["z@example.test"], msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let start = std::time::Instant::now();
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || fake.messages().len()
+            == 3),
+        "the daemon did not pick it up"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // SAFETY: kill(2) on our own child (setpriv execs mrelay in place).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, std::time::Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pickup uid="), "{}", stderr(&out));
+    assert!(files(&maildrop).is_empty());
 }
