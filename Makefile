@@ -8,8 +8,13 @@ BASHDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 TOOLS    = $(basename $(notdir $(wildcard src/bin/*.rs)))
+# The system queue (mrelay(1), THE SYSTEM QUEUE): the mail service user owns it, and mdrop
+# is setgid to the drop group, the only group that may write the maildrop.
+SPOOL      ?= /var/spool/mailpipe
+MAIL_USER  ?= mailpipe
+DROP_GROUP ?= mailpipe-drop
 
-.PHONY: all build test ci peers docs demo bench install uninstall clean
+.PHONY: all build test ci peers docs demo bench install install-spool uninstall clean
 
 all: build
 
@@ -50,10 +55,19 @@ install: build
 	  install -m 644 completions/$$t/$$t.fish $(FISHDIR)/$$t.fish; \
 	done
 	install -m 644 man/*.1 $(MANDIR)/man1/
+	if getent group $(DROP_GROUP) >/dev/null && chgrp $(DROP_GROUP) $(BINDIR)/mdrop 2>/dev/null; then \
+	  chmod 2755 $(BINDIR)/mdrop; \
+	else echo "note: mdrop is not setgid $(DROP_GROUP) (no such group, or not root): see mdrop(1)"; fi
 	for f in man/*.5; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man5/ || true; done
 	for f in man/*.7; do [ -e "$$f" ] && install -m 644 "$$f" $(MANDIR)/man7/ || true; done
 	@echo "note: Debian's mblaze installs a different mdeliver as /usr/bin/mdeliver, and cron and"
 	@echo "      Postfix search only /usr/bin and /bin: call ours as $(PREFIX)/bin/mdeliver."
+
+# The system queue and its maildrop, as root, once the user and the group exist.
+install-spool:
+	install -d -m 755 $(DESTDIR)$(SPOOL)
+	install -d -o $(MAIL_USER) -m 700 $(DESTDIR)$(SPOOL)/queue
+	install -d -o $(MAIL_USER) -g $(DROP_GROUP) -m 1730 $(DESTDIR)$(SPOOL)/maildrop
 
 uninstall:
 	for t in $(TOOLS); do \

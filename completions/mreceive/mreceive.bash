@@ -23,7 +23,7 @@ _mreceive() {
 
     case "${cmd}" in
         mreceive)
-            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --submission --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --timeout --normalize-line-ends --syslog --syslog-socket --hash-password --help --version"
+            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --route --submission --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --timeout --normalize-line-ends --syslog --syslog-socket --hash-password --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,10 @@ _mreceive() {
                     return 0
                     ;;
                 --queue-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

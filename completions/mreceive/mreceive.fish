@@ -3,7 +3,8 @@ complete -c mreceive -s d -l domain -d 'Accept mail for DOMAIN (repeatable, or c
 complete -c mreceive -s u -l users -d 'Accept only these users: a file with one name a line, or a directory whose entries are the users' -r -F
 complete -c mreceive -s m -l maildir-base -d 'Deliver built in, into DIR/USER/Maildir (with --deliver-command: set MAILDIR to it)' -r -F
 complete -c mreceive -s c -l deliver-command -d 'Run COMMAND (words split as a shell would, but no shell) once per recipient with the message on stdin, ${user} and ${recipient} in it replaced (needs --maildir-base unless it names one of them)' -r
-complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]' -r -F
+complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]; given, local recipients that fail for now while others succeed wait there too' -r -F
+complete -c mreceive -l route -d 'How authenticated mail for other domains leaves the queue: mx (mrelay looks the domains up) or account[:NAME] (msubmit --flush sends it through an account\'s server)' -r
 complete -c mreceive -s p -l passwords -d 'Password file for AUTH (user:$6$… lines; see FILES)' -r -F
 complete -c mreceive -l tls-cert -d 'TLS certificate chain (PEM) for STARTTLS' -r -F
 complete -c mreceive -l tls-key -d 'TLS private key (PEM)' -r -F

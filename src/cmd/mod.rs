@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 pub mod mcompose;
 pub mod mdeliver;
+pub mod mdrop;
 pub mod mreceive;
 pub mod mrelay;
 pub mod msubmit;
@@ -18,6 +19,7 @@ pub fn pages() -> Vec<Page> {
         mcompose::page(),
         msubmit::page(),
         mrelay::page(),
+        mdrop::page(),
         mreceive::page(),
         mdeliver::page(),
     ]

@@ -26,7 +26,7 @@ pub fn send(route: &Local, env: &Envelope, rcpts: &[usize], msg: &mut Buffer) ->
     let argv: Vec<String>;
     let (mailbox, relay) = match route {
         Local::Maildirs(base) => (Mailbox::Maildirs(base), format!("local:{}", base.display())),
-        Local::Command(line) => {
+        Local::Command(line) | Local::CommandMaildirs(line, _) => {
             argv = match crate::config::words(line) {
                 Ok(argv) if !argv.is_empty() => argv,
                 _ => {
@@ -38,7 +38,10 @@ pub fn send(route: &Local, env: &Envelope, rcpts: &[usize], msg: &mut Buffer) ->
             (
                 Mailbox::Command {
                     argv: &argv,
-                    base: None,
+                    base: match route {
+                        Local::CommandMaildirs(_, base) => Some(base),
+                        _ => None,
+                    },
                 },
                 relay,
             )

@@ -203,7 +203,7 @@ impl Route {
 
 /// Words joined back into one line that [`crate::config::words`] splits into them again:
 /// the queue keeps a local route's command as one line.
-fn join_words(argv: &[String]) -> String {
+pub fn join_words(argv: &[String]) -> String {
     argv.iter()
         .map(|w| {
             if !w.is_empty() && !w.contains(|c: char| c.is_whitespace() || "'\"\\#".contains(c)) {

@@ -16,6 +16,7 @@ mod mdeliver;
 mod mdeliver_interop;
 mod mdeliver_rules;
 mod mdeliver_stress;
+mod mdrop;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;

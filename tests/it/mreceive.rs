@@ -533,6 +533,101 @@ fn delivery_command_outcomes() {
     assert!(t.contains("perm2@local.test") && !t.contains("ok4@"), "{t}");
 }
 
+/// Some local recipients failing for now while others got the message: with a queue, the
+/// failed ones wait in it (route local, the same delivery command and base) and the client
+/// hears 250, so nobody gets the message twice; mrelay -q delivers them later. Without a
+/// queue dir, or when every recipient failed for now, the client hears 451 as before.
+#[test]
+fn recipients_failing_for_now_are_queued_when_others_succeed() {
+    let d = tempfile::tempdir().unwrap();
+    let got = d.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    let down = d.path().join("down");
+    std::fs::write(&down, "").unwrap();
+    let script = d.path().join("deliver.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$RECIPIENT\" in temp*) [ -e {} ] && exit 75;; esac\n\
+             {{ echo \"M=$MAILDIR\"; cat; }} >> {}/\"$RECIPIENT\"\n",
+            down.display(),
+            got.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let q = d.path().join("q");
+    let session = |rcpts: &[&str], extra: &[&str]| {
+        let mut input = "EHLO c\r\nMAIL FROM:<a@r.test>\r\n".to_string();
+        for r in rcpts {
+            input += &format!("RCPT TO:<{r}@local.test>\r\n");
+        }
+        input += "DATA\r\nSubject: s\r\n\r\nbody\r\n.\r\n";
+        let mut args = vec!["-c", script.to_str().unwrap()];
+        args.extend(extra);
+        let out = mx(d.path(), &args, input.as_bytes());
+        (*codes(&out).last().unwrap(), text(&out), log_of(&out))
+    };
+    let with_q = ["--queue-dir", q.to_str().unwrap()];
+    let (c, t, log) = session(&["ok1", "temp1"], &with_q);
+    assert_eq!(c, 250, "{t}");
+    let entries = messages(&q);
+    assert_eq!(entries.len(), 1);
+    let entry = std::fs::read_to_string(&entries[0]).unwrap();
+    assert!(entry.contains("\nroute local\n"), "{entry}");
+    assert!(entry.contains(&format!(
+        "\nroute.maildirs {}\n",
+        d.path().join("mail").display()
+    )));
+    assert!(entry.contains("\nrcpt temp1@local.test\n") && !entry.contains("rcpt ok1"));
+    let deferred = log
+        .iter()
+        .find(|l| l.get("to") == Some("<temp1@local.test>"))
+        .unwrap();
+    assert!(
+        deferred.has("delivery", "status", "deferred"),
+        "{deferred:?}"
+    );
+    assert!(
+        deferred.get("reason").unwrap().contains("queued as"),
+        "{deferred:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(got.join("ok1@local.test"))
+            .unwrap()
+            .matches("body")
+            .count(),
+        1
+    );
+    // Every local recipient failing for now, or no queue given: the client retries.
+    assert_eq!(session(&["temp2", "temp3"], &with_q).0, 451);
+    assert_eq!(session(&["ok2", "temp4"], &[]).0, 451);
+    assert_eq!(messages(&q).len(), 1);
+    // The queue run delivers it through the same command, told the same MAILDIR.
+    std::fs::remove_file(&down).unwrap();
+    let out = run(
+        std::process::Command::new(bin!("mrelay"))
+            .args(["-q", "--queue-dir"])
+            .arg(&q),
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(messages(&q).is_empty(), "{}", stderr(&out));
+    let late = std::fs::read_to_string(got.join("temp1@local.test")).unwrap();
+    assert_eq!(late.matches("body").count(), 1, "{late}");
+    assert!(
+        late.starts_with(&format!("M={}\n", mailbox(d.path(), "temp1").display())),
+        "{late}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(got.join("ok1@local.test"))
+            .unwrap()
+            .matches("body")
+            .count(),
+        1
+    );
+}
+
 /// The default chain: mreceive -> mdeliver (by path) -> Maildir, MAILDIR from --maildir-base.
 #[test]
 fn through_mdeliver() {

@@ -171,7 +171,8 @@ fn msmtp_as_mx_client_and_submission_client() {
 #[test]
 fn msubmit_to_mreceive_to_mdeliver() {
     let md = bin!("mdeliver");
-    let s = Server::start(&["-c", md.to_str().unwrap()]);
+    // Queued for msubmit --flush: the account route (mrelay's mx is the default).
+    let s = Server::start(&["-c", md.to_str().unwrap(), "--route", "account"]);
     let home = s.dir.path();
     let msubmit = |args: &[&str], msg: &[u8]| {
         let mut c = common::tool(bin!("msubmit"), home);

@@ -77,6 +77,8 @@ fn starttls_discards_injected_commands_and_auth_needs_tls() {
     let q = std::fs::read_to_string(&queued[0]).unwrap();
     assert!(q.contains("friend@remote.test"), "{q}");
     assert!(q.contains("with ESMTPSA"), "{q}");
+    // By default for mrelay (--route mx), not an account of msubmit's.
+    assert!(q.contains("\nroute mx\n"), "{q}");
     // Our own domains are delivered here even for authenticated clients, and judged as for
     // anyone; the other recipients of the same message share one queue entry.
     assert!(t.cmd("MAIL FROM:<alice@local.test>\r\n").starts_with("250"));

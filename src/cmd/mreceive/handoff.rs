@@ -1,7 +1,10 @@
 //! Where mreceive hands accepted mail: local recipients into Maildirs (built in, through
 //! [`crate::deliver`], the code mdeliver uses) or to a delivery command once per recipient;
 //! recipients of other domains (only authenticated clients may have them) into the outgoing
-//! spool ([`crate::store::queue`]), one entry per message, for msubmit's `--flush` and mrelay.
+//! spool ([`crate::store::queue`]), one entry per message, by route mx for mrelay (or an
+//! account's, `--route`, for msubmit's `--flush`). With a queue given, local recipients
+//! that fail for now while others succeed are queued too (route local), so the client's
+//! retry does not give the others a duplicate.
 //!
 //! Every path reports success only when the message is durable: the Maildir protocol with the
 //! directory fsync, the queue's same protocol, or the command's exit 0 (its promise, as with
@@ -13,8 +16,10 @@ use crate::deliver::local::{self, Mailbox};
 use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
-use crate::smtp::server::{Deliver, Transaction};
-use crate::store::queue::{self, Queue};
+use crate::relay::routes::join_words;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::{Deliver, Transaction, verdict};
+use crate::store::queue::{self, Queue, Route};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,11 +49,65 @@ pub struct Handoff {
     pub local: Local,
     /// The outgoing queue for authenticated mail; `None` refuses it (temporarily).
     pub queue: Option<PathBuf>,
+    /// The route of the authenticated mail queued (`--route`): mx for mrelay, an account
+    /// for msubmit --flush.
+    pub route: Route,
+    /// Queue the local recipients that failed for now when others succeeded (a queue was
+    /// given): see [`Handoff::answer`].
+    pub retry_local: bool,
 }
 
 impl Deliver for Handoff {
     fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
         self.deliver_within(tx, msg, COMMAND_TIME_LIMIT)
+    }
+
+    /// SMTP has one reply for all recipients (RFC 5321 §4.2.5 leaves LMTP's per-recipient
+    /// replies out): a 451 when some local recipients failed for now and others got the
+    /// message makes the client send it again to all of them, a duplicate for the ones that
+    /// have it. With a queue, the ones that failed for now are queued instead (route local,
+    /// with this delivery's settings, for mrelay -q) and the client hears 250; their log
+    /// lines still say deferred, with the queue id. Only when every local recipient failed
+    /// for now, or the queue cannot take them, does the client retry.
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<Result<()>>) {
+        let mut results = self.deliver(tx, msg);
+        let temp = |r: &Result<()>| matches!(r, Err(e) if e.code().is_temporary());
+        let local_temp: Vec<usize> = (tx.users.iter().zip(&results).enumerate())
+            .filter(|(_, (user, r))| user.is_some() && temp(r))
+            .map(|(i, _)| i)
+            .collect();
+        let some_ok = results.iter().any(Result::is_ok);
+        if self.retry_local
+            && some_ok
+            && !local_temp.is_empty()
+            && let Some(route) = self.local_route()
+        {
+            let later = tx.envelope.only(|i, _| local_temp.contains(&i));
+            if let Ok(id) = self.store(route, &later, msg) {
+                // The reply counts them done (they are durable in the queue); the log keeps
+                // their failure and says where they wait.
+                let answered: Vec<Result<()>> = (results.iter().enumerate())
+                    .map(|(i, r)| match local_temp.contains(&i) {
+                        true => Ok(()),
+                        false => clone_result(r),
+                    })
+                    .collect();
+                for &i in &local_temp {
+                    let why = results[i]
+                        .as_ref()
+                        .err()
+                        .map(|e| e.why())
+                        .unwrap_or_default();
+                    results[i] = Err(Error::new(
+                        Code::TempFail,
+                        "deliver",
+                        format!("{why}; queued as {id} for a retry"),
+                    ));
+                }
+                return (verdict(tx, &answered), results);
+            }
+        }
+        (verdict(tx, &results), results)
     }
 }
 
@@ -103,11 +162,30 @@ fn clone_result(r: &Result<()>) -> Result<()> {
 
 impl Handoff {
     fn enqueue(&self, envelope: &Envelope, msg: &mut Buffer) -> Result<()> {
+        self.store(self.route.clone(), envelope, msg).map(drop)
+    }
+
+    /// The local route that delivers as this handoff does, for the queue.
+    fn local_route(&self) -> Option<Route> {
+        let local = match &self.local {
+            Local::Maildirs(base) => queue::Local::Maildirs(base.clone()),
+            Local::Command { argv, base: None } => queue::Local::Command(join_words(argv)),
+            Local::Command {
+                argv,
+                base: Some(base),
+            } => queue::Local::CommandMaildirs(join_words(argv), base.clone()),
+            Local::Nowhere => return None,
+        };
+        Some(Route::Local(local))
+    }
+
+    /// Queue `msg` for `envelope` by `route`; the new entry's id.
+    fn store(&self, route: Route, envelope: &Envelope, msg: &mut Buffer) -> Result<String> {
         let Some(dir) = &self.queue else {
             return Err(Error::new(Code::TempFail, "queue", "no queue directory"));
         };
         let queued = queue::Queued {
-            route: queue::Route::account(None),
+            route,
             envelope: Envelope {
                 size: Some(msg.len()),
                 ..envelope.clone()
@@ -115,9 +193,7 @@ impl Handoff {
             queued: queue::now(),
             requiretls: false,
         };
-        Queue::open(dir)?
-            .store(&queued, |w| msg.copy_to(w))
-            .map(drop)
+        Queue::open(dir)?.store(&queued, |w| msg.copy_to(w))
     }
 }
 
@@ -141,6 +217,8 @@ mod tests {
                 base: None,
             },
             queue: None,
+            route: Route::Mx,
+            retry_local: false,
         };
         let users = ["a", "b", "c", "d"];
         let env = Transaction {

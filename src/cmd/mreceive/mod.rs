@@ -22,6 +22,7 @@ use crate::net::listen;
 use crate::passwd::Passwords;
 use crate::smtp::policy::{Policy, load_users};
 use crate::smtp::server::{self, Peer, Settings};
+use crate::store::queue::Route;
 use clap::{CommandFactory, Parser};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -73,9 +74,15 @@ pub struct Args {
     #[arg(short = 'c', long, value_name = "COMMAND")]
     pub deliver_command: Option<String>,
 
-    /// The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]
+    /// The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue];
+    /// given, local recipients that fail for now while others succeed wait there too
     #[arg(long, value_name = "DIR")]
     pub queue_dir: Option<PathBuf>,
+
+    /// How authenticated mail for other domains leaves the queue: mx (mrelay looks the
+    /// domains up) or account[:NAME] (msubmit --flush sends it through an account's server)
+    #[arg(long, value_name = "mx|account[:NAME]", default_value = "mx", value_parser = parse_route)]
+    pub route: Route,
 
     /// Submission role: MAIL requires AUTH first
     #[arg(long)]
@@ -189,6 +196,18 @@ pub fn run(args: Args) -> Result<()> {
     server::serve(conn, &settings, &peer, &handoff, args.tls_on_connect).map(drop)
 }
 
+/// `--route`: `mx`, `account` or `account:NAME`.
+fn parse_route(s: &str) -> std::result::Result<Route, String> {
+    match s.split_once(':') {
+        None if s == "mx" => Ok(Route::Mx),
+        None if s == "account" => Ok(Route::account(None)),
+        Some(("account", name)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok(Route::account(Some(name.to_string())))
+        }
+        _ => Err("give mx, account or account:NAME".into()),
+    }
+}
+
 fn usage(what: &str, why: &str) -> Error {
     Error::new(Code::Usage, what, why)
 }
@@ -249,7 +268,15 @@ fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Sett
         software: "mailpipe mreceive".into(),
         log,
     };
-    Ok((settings, Handoff { local, queue }))
+    Ok((
+        settings,
+        Handoff {
+            local,
+            queue,
+            route: args.route.clone(),
+            retry_local: args.queue_dir.is_some(),
+        },
+    ))
 }
 
 /// How mail for the local domains is delivered. mreceive does not change users, so a

@@ -41,16 +41,19 @@ pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
-    let watch = Watch::new(&q.dir().join("new"));
+    let drop_dir = crate::store::queue::maildrop::beside(q.dir()).filter(|d| d.is_dir());
+    let watch = Watch::new(&q.dir().join("new"), drop_dir.as_deref());
     if watch.is_none() {
         run::warn("inotify unavailable: looking at the queue once a second");
     }
     let retry = settings.retry;
+    let pickup_settings = settings.clone();
     let mut relay = Relay::new(settings, q, |line| logger.line(line), |w| run::warn(w));
     while !stopping() {
         if let Some(w) = &watch {
             w.drain();
         }
+        super::pickup(q, &pickup_settings, logger);
         let schedule = Schedule::new(queue::now(), retry);
         match relay.run(&schedule, &stopping) {
             Ok(report) => {
@@ -99,7 +102,9 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(dir: &std::path::Path) -> Option<Watch> {
+    /// Watch `dir` and, when given, the maildrop (a drop file is complete when its mode
+    /// changes: IN_ATTRIB).
+    fn new(dir: &std::path::Path, maildrop: Option<&std::path::Path>) -> Option<Watch> {
         let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
         // SAFETY: inotify_init1 has no memory preconditions; a negative result is an error.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -116,6 +121,13 @@ impl Watch {
                 libc::IN_MOVED_TO | libc::IN_CREATE,
             )
         };
+        if let Some(m) = maildrop
+            && let Ok(m) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: m is a valid NUL-terminated string for the duration of the call.
+            // A maildrop that cannot be watched is still picked up at every run.
+            unsafe { libc::inotify_add_watch(fd.as_raw_fd(), m.as_ptr(), libc::IN_ATTRIB) };
+        }
         (wd >= 0).then_some(Watch { fd })
     }
 

@@ -26,16 +26,21 @@ impl Logger {
     /// Write one line. A line syslog does not take is lost, with one warning: mail is never
     /// held up by its log.
     pub fn line(&self, line: &Line) {
-        let Some(syslog) = &self.syslog else {
-            let text = format!("{}[{}]: {line}\n", crate::run::tool(), std::process::id());
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-            return;
-        };
         let severity = match line.is_failure() {
             true => Severity::Warning,
             false => Severity::Info,
         };
-        match syslog.send(severity, &line.to_string()) {
+        self.text(severity, &line.to_string());
+    }
+
+    /// Write one line of text already in key=value form (the maildrop's pickup lines).
+    pub fn text(&self, severity: Severity, text: &str) {
+        let Some(syslog) = &self.syslog else {
+            let text = format!("{}[{}]: {text}\n", crate::run::tool(), std::process::id());
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            return;
+        };
+        match syslog.send(severity, text) {
             Ok(()) => self.failing.store(false, Ordering::Relaxed),
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {

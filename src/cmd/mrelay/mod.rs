@@ -22,10 +22,11 @@ use crate::message::buffer;
 use crate::relay::{Relay, Settings};
 use crate::run;
 use crate::smtp::client::{Direction, Trace};
-use crate::store::queue::{self, Queue, Route, Schedule};
+use crate::store::queue::{self, Queue, Route, Schedule, maildrop};
 use clap::{ArgAction, CommandFactory, Parser};
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -290,6 +291,7 @@ fn run_queue(
     schedule: &Schedule,
     logger: &log::Logger,
 ) -> Result<()> {
+    pickup(q, &settings, logger);
     let mut relay = Relay::new(settings, q, |l| logger.line(l), |w| run::warn(w));
     let report = relay.run(schedule, &|| false)?;
     for e in &report.unreadable {
@@ -305,6 +307,66 @@ fn run_queue(
     }
 }
 
+/// Move what users dropped into the maildrop beside the queue into it (only when the
+/// maildrop is ours: the service's queue run), a log line for each file.
+pub(crate) fn pickup(q: &Queue, settings: &Settings, logger: &log::Logger) {
+    let Some(dir) = maildrop::beside(q.dir()) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == unsafe { libc::geteuid() });
+    if !ours {
+        return;
+    }
+    let check = |a: &str| crate::smtp::command::check_mailbox(a).map_err(|e| e.to_string());
+    let picked = match maildrop::pickup(q, &dir, settings.hostname(), &check) {
+        Ok(p) => p,
+        Err(e) => return run::warn(e),
+    };
+    for p in picked {
+        use crate::log::{Severity, quote};
+        match p {
+            maildrop::Picked::Queued { name, id, uid } => logger.text(
+                Severity::Info,
+                &format!("{id}: pickup uid={uid} maildrop={}", quote(&name)),
+            ),
+            maildrop::Picked::Rejected { name, why } => logger.text(
+                Severity::Warning,
+                &format!(
+                    "pickup maildrop={} status=rejected reason={}",
+                    quote(&name),
+                    quote(&why)
+                ),
+            ),
+        }
+    }
+}
+
+/// mdrop, installed beside mrelay.
+fn mdrop() -> Result<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("mdrop")))
+        .ok_or_else(|| {
+            Error::new(
+                Code::Software,
+                "mdrop",
+                "cannot find mrelay's own directory",
+            )
+        })
+}
+
+/// True when this process may not write `dir` (access(2) with the real ids: mrelay is
+/// never setuid).
+fn cannot_write(dir: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) != 0 }
+}
+
 /// Queue the message on stdin for the recipients given, then try it (unless
 /// `--queue-only`). 0 once it is queued; the attempt's outcome is in the log.
 fn submit(
@@ -316,13 +378,26 @@ fn submit(
     let mut msg = buffer::read_for_delivery(&mut std::io::stdin().lock(), None)
         .map_err(|e| Error::new(Code::TempFail, "read message", e.why()))?;
     let env = envelope(args, &settings, &mut msg)?;
-    let q = Queue::open(dir)?;
     let queued = queue::Queued {
         route: Route::Mx,
         envelope: env,
         queued: queue::now(),
         requiretls: false,
     };
+    // The system queue, which this user may not write: through mdrop into the maildrop,
+    // for the service's next queue run (its daemon picks it up at once).
+    if let Some(drop_dir) = maildrop::beside(dir)
+        && dir.is_dir()
+        && cannot_write(dir)
+        && drop_dir.is_dir()
+    {
+        maildrop::hand_to(&mdrop()?, &drop_dir, &queued, |w| msg.copy_to(w))?;
+        if args.verbose {
+            run::warn(format_args!("dropped into {}", drop_dir.display()));
+        }
+        return Ok(());
+    }
+    let q = Queue::open(dir)?;
     let id = q.store(&queued, |w| msg.copy_to(w))?;
     if args.verbose {
         run::warn(format_args!("queued as {id} in {}", q.dir().display()));

@@ -25,7 +25,7 @@
 //!
 //! `notify` and `orcpt` belong to the `rcpt` line above them. The route is `route account`
 //! (msubmit's), `route mx` (mrelay), or `route local` with `route.maildirs BASE` or
-//! `route.command CMD`. `requiretls 1` is the REQUIRETLS flag (RFC 8689 §4), kept with the
+//! `route.command CMD` (both: the command, told `BASE/USER/Maildir` in `MAILDIR`). `requiretls 1` is the REQUIRETLS flag (RFC 8689 §4), kept with the
 //! message until a sender honours it.
 //!
 //! An account route is the account (`route.account NAME`; none: the `defaults` section)
@@ -290,6 +290,11 @@ pub enum Local {
     Maildirs(PathBuf),
     /// Through this command line, as mreceive's `--deliver` does.
     Command(String),
+    /// Through this command line, told `BASE/<user>/Maildir` in `MAILDIR` (mreceive's
+    /// `--deliver-command` with `--maildir-base`). Both keys are written: a reader that
+    /// knows only the two variants above refuses the entry instead of delivering it
+    /// without `MAILDIR`.
+    CommandMaildirs(String, PathBuf),
 }
 
 impl Route {
@@ -337,6 +342,11 @@ impl Route {
                 ("route", "local".to_string()),
                 ("route.command", cmd.clone()),
             ],
+            Route::Local(Local::CommandMaildirs(cmd, base)) => {
+                let mut v = Route::Local(Local::Maildirs(base.clone())).lines()?;
+                v.push(("route.command", cmd.clone()));
+                v
+            }
         })
     }
 
@@ -354,7 +364,10 @@ impl Route {
             "local" => match (get("route.maildirs"), get("route.command")) {
                 (Some(base), None) => Ok(Route::Local(Local::Maildirs(base.into()))),
                 (None, Some(cmd)) => Ok(Route::Local(Local::Command(cmd))),
-                _ => cannot(),
+                (Some(base), Some(cmd)) => {
+                    Ok(Route::Local(Local::CommandMaildirs(cmd, base.into())))
+                }
+                (None, None) => cannot(),
             },
             _ => cannot(),
         }
@@ -705,6 +718,10 @@ mod tests {
             Route::Local(Local::Maildirs("/var/mail".into())),
             Route::Local(Local::Command(
                 "/usr/lib/dovecot/dovecot-lda -d ${user}".into(),
+            )),
+            Route::Local(Local::CommandMaildirs(
+                "/usr/local/bin/mdeliver \"$MAILDIR\"".into(),
+                "/var/mail".into(),
             )),
         ] {
             let q = queued(route);

@@ -46,6 +46,7 @@
 //!   never a loss); one left without its entry is removed by the next run.
 
 mod format;
+pub mod maildrop;
 mod run;
 
 pub use format::{Local, Queued, RcptState, Route, ServerFlags, Status, VERSION};
