@@ -256,3 +256,292 @@ fn a_connection_dropped_after_the_final_dot_is_temporary() {
     });
     deferred_once(port, "", "dropped after the dot");
 }
+
+/// Real peers in a private state directory: dnsmasq with `records` on a free loopback port;
+/// `None` (skipped) outside CI when the peers are missing or we are not root.
+fn peers(records: &str) -> Option<(Peers, String)> {
+    if !have(&["dnsmasq", "postfix", "smtp-sink"]) {
+        return None;
+    }
+    if !is_root() {
+        assert!(!in_ci(), "the peers need root in CI");
+        eprintln!("SKIPPED: the peer scripts need root");
+        return None;
+    }
+    let peers = Peers::new();
+    let file = peers.dir().join("records.conf");
+    std::fs::write(&file, records).unwrap();
+    let port = free_port().to_string();
+    let dir = peers.dir().to_str().unwrap().to_string();
+    peers.script(
+        "start-dnsmasq.sh",
+        &[&dir, "127.0.0.1", &port, file.to_str().unwrap()],
+        &[],
+    );
+    Some((peers, format!("127.0.0.1:{port}")))
+}
+
+/// Start a Postfix instance `name` at `addr` for `domains`; its MAIL_BASE.
+fn postfix(peers: &Peers, name: &str, addr: &str, domains: &str, access: Option<&str>) -> PathBuf {
+    let dir = peers.dir().to_str().unwrap().to_string();
+    let file = peers.dir().join(format!("{name}-access"));
+    let mut env = vec![];
+    if let Some(table) = access {
+        std::fs::write(&file, table).unwrap();
+        env.push(("RCPT_ACCESS", file.to_str().unwrap()));
+    }
+    peers.script("start-postfix.sh", &[&dir, name, addr, domains], &env);
+    PathBuf::from(
+        peers
+            .env_value(&format!("postfix-{name}"), "MAIL_BASE")
+            .unwrap(),
+    )
+}
+
+/// Every MX connection goes to this port (each MX host has its own loopback address).
+const MX_PORT: &str = "2525";
+
+impl Relay {
+    /// mrelay asking `dns` for MX records, connecting to port 2525, loopback allowed.
+    fn mx(&self, dns: &str, args: &[&str], stdin: &[u8]) -> String {
+        let mut all = vec![
+            "--dns-server",
+            dns,
+            "--mx-port",
+            MX_PORT,
+            "--allow-private-targets",
+        ];
+        all.extend(args);
+        self.ok(&all, stdin)
+    }
+
+    fn with_local_bounces(extra: &str) -> Relay {
+        let r = Relay::new("");
+        r.config(&format!(
+            "route sender.test local {}\nrelay_connect_timeout 2s\n{extra}",
+            r.t.path().join("mail").display()
+        ));
+        r
+    }
+}
+
+/// Wait until `maildir` has `n` messages (Postfix delivers after it answers); them.
+fn wait_mail(maildir: &std::path::Path, n: usize) -> Vec<PathBuf> {
+    let ok = wait_until(Duration::from_secs(15), || messages(maildir).len() >= n);
+    assert!(
+        ok,
+        "{}: {} messages, not {n}",
+        maildir.display(),
+        messages(maildir).len()
+    );
+    messages(maildir)
+}
+
+#[test]
+fn postfix_mx_20_takes_what_a_dead_mx_10_cannot_and_its_550_is_bounced_home() {
+    // 127.0.5.2 (MX 10) has nobody listening; Postfix at 127.0.5.3 is MX 20.
+    let Some((peers, dns)) = peers(
+        "mx-host=pf.test,mx1.pf.test,10\nmx-host=pf.test,mx2.pf.test,20\n\
+         host-record=mx1.pf.test,127.0.5.2\nhost-record=mx2.pf.test,127.0.5.3\n",
+    ) else {
+        return;
+    };
+    let mail = postfix(&peers, "mx2", "127.0.5.3:2525", "pf.test", None);
+    let r = Relay::with_local_bounces("");
+    let log = r.mx(&dns, &["-f", "a@sender.test", "alice@pf.test"], MSG);
+    assert!(
+        log.contains("relay=mx2.pf.test[127.0.5.3]:2525") && log.contains("status=sent"),
+        "{log}"
+    );
+    let got = std::fs::read_to_string(&wait_mail(&mail.join("alice/Maildir"), 1)[0]).unwrap();
+    assert!(got.contains("Return-Path: <a@sender.test>"), "{got}");
+    assert!(got.contains("Subject: relay test"), "{got}");
+    assert!(r.waiting().is_empty());
+    // Postfix refuses a recipient for good: the sender gets a report, which Python reads.
+    let log = r.mx(
+        &dns,
+        &["-f", "a@sender.test", "-V", "e-7", "nosuchuser@pf.test"],
+        MSG,
+    );
+    assert!(log.contains("dsn=5.1.1 status=bounced"), "{log}");
+    r.ok(&["-q"], b"");
+    assert!(r.waiting().is_empty());
+    let reports = messages(&r.t.path().join("mail/a/Maildir"));
+    assert_eq!(reports.len(), 1);
+    let script = r#"
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'))
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+assert m.get_param("report-type") == "delivery-status"
+parts = [p.get_content_type() for p in m.get_payload()]
+assert parts[0] == "text/plain" and parts[1] == "message/delivery-status", parts
+ds = m.get_payload()[1].get_payload()
+print("envid", ds[0].get("Original-Envelope-Id"))
+print("mta", ds[0].get("Reporting-MTA"))
+for b in ds[1:]:
+    print("rcpt", b.get("Final-Recipient"), b.get("Action"), b.get("Status"))
+    print("remote", b.get("Remote-MTA"))
+    print("diag", b.get("Diagnostic-Code"))
+print("defects", sum(len(p.defects) for p in m.walk()))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&reports[0])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "envid e-7",
+        "mta dns; relay.test",
+        "rcpt rfc822; nosuchuser@pf.test failed 5.1.1",
+        "defects 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
+    }
+    assert!(text.contains("remote dns; mx2.pf.test"), "{text}");
+    assert!(text.contains("diag smtp; 550 5.1.1"), "{text}");
+}
+
+#[test]
+fn a_451_from_postfix_is_retried_after_the_backoff_and_delivered() {
+    let Some((peers, dns)) =
+        peers("mx-host=later.test,mx1.later.test,10\nhost-record=mx1.later.test,127.0.5.12\n")
+    else {
+        return;
+    };
+    let table = "/^bob@/\t451 4.3.0 come back later\n";
+    let mail = postfix(&peers, "mx1", "127.0.5.12:2525", "later.test", Some(table));
+    let r = Relay::with_local_bounces("relay_retry 2s\n");
+    let log = r.mx(&dns, &["-f", "a@sender.test", "bob@later.test"], MSG);
+    assert!(log.contains("status=deferred"), "{log}");
+    assert!(
+        log.contains(
+            "reply=\"451 4.3.0 <bob@later.test>: Recipient address rejected: come back later\""
+        ),
+        "{log}"
+    );
+    assert_eq!(r.states(), "bob@later.test pending 1\n");
+    // Postfix is fixed (its default table); the run before the backoff is over tries nothing.
+    peers.script(
+        "stop.sh",
+        &[peers.dir().to_str().unwrap(), "postfix-mx1"],
+        &[],
+    );
+    postfix(&peers, "mx1", "127.0.5.12:2525", "later.test", None);
+    let log = r.mx(&dns, &["-q"], b"");
+    assert!(!log.contains("to=<bob@later.test>"), "tried early: {log}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let log = r.mx(&dns, &["-q"], b"");
+    assert!(
+        log.contains("attempts=2") && log.contains("status=sent"),
+        "{log}"
+    );
+    assert!(r.waiting().is_empty());
+    wait_mail(&mail.join("bob/Maildir"), 1);
+}
+
+#[test]
+fn smtp_sink_sees_one_session_for_many_messages_and_mreceive_is_an_mx() {
+    let Some((_peers, dns)) = peers(
+        "mx-host=sink.test,mx.sink.test,10\nhost-record=mx.sink.test,127.0.5.22\n\
+         mx-host=mr.test,mx.mr.test,10\nhost-record=mx.mr.test,127.0.5.23\n",
+    ) else {
+        return;
+    };
+    let dumps = tempfile::Builder::new()
+        .prefix("mp-sink")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        dumps.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let counters = dumps.path().join("counters");
+    // -c: running counters on stdout (`sess=N quit=N mesg=N`, updated at each session end).
+    let mut sink = Command::new("/usr/sbin/smtp-sink")
+        .args(["-u", "nobody", "-c", "-d"])
+        .arg(format!("{}/%H%M%S.", dumps.path().display()))
+        .args(["127.0.5.22:2525", "100"])
+        .stdout(std::fs::File::create(&counters).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mreceive_dir = tempfile::tempdir().unwrap();
+    let mut mreceive = tool(bin!("mreceive"), mreceive_dir.path())
+        .args([
+            "-l",
+            "127.0.5.23:2525",
+            "-d",
+            "mr.test",
+            "--hostname",
+            "mx.mr.test",
+        ])
+        .arg("-m")
+        .arg(mreceive_dir.path().join("mail"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for addr in ["127.0.5.22:2525", "127.0.5.23:2525"] {
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
+            "{addr} not listening"
+        );
+    }
+    // The probes above were sessions too: count from here.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sessions(&counters);
+    let r = Relay::with_local_bounces("");
+    for i in 0..5 {
+        let to = format!("u{i}@sink.test");
+        r.mx(&dns, &["--queue-only", "-f", "a@sender.test", &to], MSG);
+    }
+    r.mx(
+        &dns,
+        &["--queue-only", "-f", "a@sender.test", "bob@mr.test"],
+        MSG,
+    );
+    let log = r.mx(&dns, &["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 6, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+    assert!(
+        wait_until(Duration::from_secs(5), || sessions(&counters).0 > before.0),
+        "the sink saw no session end"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let after = sessions(&counters);
+    assert_eq!(
+        after.0 - before.0,
+        1,
+        "sessions: {before:?} → {after:?}: {log}"
+    );
+    assert_eq!(after.1 - before.1, 5, "messages: {before:?} → {after:?}");
+    // mreceive as the MX of mr.test delivered into its Maildir.
+    let got = only_message(&mreceive_dir.path().join("mail/bob/Maildir"));
+    assert!(String::from_utf8_lossy(&got).contains("Subject: relay test"));
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let _ = mreceive.kill();
+    let _ = mreceive.wait();
+}
+
+/// smtp-sink's last counters: sessions ended and messages received.
+fn sessions(counters: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(counters).unwrap_or_default();
+    let Some(last) = text.split('\r').filter(|s| s.contains("sess=")).last() else {
+        return (0, 0);
+    };
+    let get = |key: &str| -> u64 {
+        last.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("sess="), get("mesg="))
+}
