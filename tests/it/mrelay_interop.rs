@@ -534,7 +534,7 @@ fn smtp_sink_sees_one_session_for_many_messages_and_mreceive_is_an_mx() {
 /// smtp-sink's last counters: sessions ended and messages received.
 fn sessions(counters: &std::path::Path) -> (u64, u64) {
     let text = std::fs::read_to_string(counters).unwrap_or_default();
-    let Some(last) = text.split('\r').filter(|s| s.contains("sess=")).last() else {
+    let Some(last) = text.split('\r').rfind(|s| s.contains("sess=")) else {
         return (0, 0);
     };
     let get = |key: &str| -> u64 {
