@@ -545,3 +545,69 @@ fn sessions(counters: &std::path::Path) -> (u64, u64) {
     };
     (get("sess="), get("mesg="))
 }
+
+#[test]
+fn msubmit_queue_and_mreceive_submission_fill_the_queue_mrelay_drains() {
+    use crate::common::mreceive::Client;
+    use crate::common::smtp::{Fake, Script};
+    let fake = Fake::start(Script::default());
+    // The defaults' server (mreceive's entries: route `account` without a name) and account
+    // isp (msubmit's) are both the fake.
+    let r = Relay::new(&format!(
+        "host 127.0.0.1\nport {p}\ntls off\n\naccount isp\nhost 127.0.0.1\nport {p}\ntls off\n",
+        p = fake.port()
+    ));
+    let mut c = tool(bin!("msubmit"), r.t.path());
+    c.arg("-C")
+        .arg(r.t.path().join("config"))
+        .arg("--queue-dir")
+        .arg(r.queue())
+        .args(["--queue", "-a", "isp", "-f", "a@sender.test", "x@far.test"]);
+    let out = run(&mut c, MSG);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // mreceive's submission role, an authenticated user's mail to anywhere: queued.
+    let pw = r.t.path().join("passwd");
+    let hash = mailpipe::passwd::hash("secret").unwrap();
+    std::fs::write(&pw, format!("alice:{hash}\n")).unwrap();
+    let port = free_port();
+    let mut server = tool(bin!("mreceive"), r.t.path())
+        .args(["-l", &format!("127.0.0.1:{port}"), "--submission"])
+        .args(["--hostname", "sub.test", "--insecure-auth"])
+        .arg("--passwords")
+        .arg(&pw)
+        .arg("--queue-dir")
+        .arg(r.queue())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let mut s = Client::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    s.reply();
+    s.cmd("EHLO c.test\r\n");
+    // PLAIN: base64 of "\0alice\0secret".
+    let auth = s.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    assert!(auth.starts_with("235"), "{auth}");
+    assert!(
+        s.cmd("MAIL FROM:<alice@sender.test>\r\n")
+            .starts_with("250")
+    );
+    assert!(s.cmd("RCPT TO:<y@far.test>\r\n").starts_with("250"));
+    assert!(s.cmd("DATA\r\n").starts_with("354"));
+    let end = s.cmd("From: alice@sender.test\r\nSubject: submitted\r\n\r\nhi\r\n.\r\n");
+    assert!(end.starts_with("250"), "{end}");
+    s.cmd("QUIT\r\n");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(r.waiting().len(), 2, "both in the one queue");
+    assert!(fake.messages().is_empty());
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 2, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+    let dialogue = fake.log_text();
+    assert!(dialogue.contains("RCPT TO:<x@far.test>"), "{dialogue}");
+    assert!(dialogue.contains("RCPT TO:<y@far.test>"), "{dialogue}");
+    assert_eq!(fake.messages().len(), 2);
+}
