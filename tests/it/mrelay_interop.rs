@@ -725,3 +725,49 @@ fn a_queue_run_killed_at_random_moments_loses_nothing() {
         "{duplicates} duplicates for {kills} kills"
     );
 }
+
+#[test]
+fn a_reply_trickling_a_byte_at_a_time_is_timed_out_as_a_whole() {
+    // Each byte comes well within the 2 s timeout, the reply never: RFC 5321 §4.5.3.2's
+    // timeouts are for the whole reply, or a slow server holds the client for ever.
+    let port = hostile(|mut c| {
+        for _ in 0..600 {
+            if c.write_all(b"2").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    deferred_once(port, "", "trickled greeting");
+}
+
+#[test]
+fn a_server_that_stops_reading_during_data_is_timed_out() {
+    // After 354 the server reads no more: a big message fills the socket buffers and the
+    // client's write blocks. The write has its timeout too.
+    let port = hostile(|c| {
+        let hold = c.try_clone().unwrap();
+        dialogue(c, EHLO, |line, _| {
+            if !line.to_ascii_uppercase().starts_with("DATA") {
+                return true;
+            }
+            let mut w = hold.try_clone().unwrap();
+            let _ = w.write_all(b"354 go ahead\r\n");
+            std::thread::sleep(Duration::from_secs(30));
+            false
+        });
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{port}\nrelay_timeout 2s\nrelay_retry 1h\n"
+    ));
+    let mut big = b"From: a@sender.test\nSubject: big\n\n".to_vec();
+    big.extend(
+        b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n".repeat(1 << 17),
+    );
+    let start = Instant::now();
+    let log = r.ok(&["-f", "a@sender.test", "x@example.test"], &big);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}: {log}");
+    assert!(log.contains("status=deferred"), "{log}");
+    assert_eq!(r.states(), "x@example.test pending 1\n", "{log}");
+}
