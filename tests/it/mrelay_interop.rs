@@ -304,11 +304,16 @@ const MX_PORT: &str = "2525";
 impl Relay {
     /// mrelay asking `dns` for MX records, connecting to port 2525, loopback allowed.
     fn mx(&self, dns: &str, args: &[&str], stdin: &[u8]) -> String {
+        self.mx_at(dns, MX_PORT, args, stdin)
+    }
+
+    /// The same, every MX connection to `port`.
+    fn mx_at(&self, dns: &str, port: &str, args: &[&str], stdin: &[u8]) -> String {
         let mut all = vec![
             "--dns-server",
             dns,
             "--mx-port",
-            MX_PORT,
+            port,
             "--allow-private-targets",
         ];
         all.extend(args);
@@ -778,4 +783,126 @@ fn a_server_that_stops_reading_during_data_is_timed_out() {
     assert!(took < Duration::from_secs(10), "{took:?}: {log}");
     assert!(log.contains("status=deferred"), "{log}");
     assert_eq!(r.states(), "x@example.test pending 1\n", "{log}");
+}
+
+/// A UDP DNS server on 127.0.0.1 answering every query with RCODE 2 (SERVFAIL), for
+/// dnsmasq to forward one domain to (as tests/it/dns.rs does). It lives as long as the
+/// test process.
+fn servfail_responder() -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut reply = buf[..n].to_vec();
+            reply[2] = 0x80 | (buf[2] & 0x01); // QR, opcode 0, the query's RD
+            reply[3] = 0x80 | 2; // RA, SERVFAIL
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    format!("127.0.0.1#{}", addr.port())
+}
+
+#[test]
+fn dnsmasq_answers_decide_implicit_mx_ipv6_nxdomain_and_servfail() {
+    let broken = servfail_responder();
+    let Some((_peers, dns)) = peers(&format!(
+        "host-record=impl.test,127.0.5.32\n\
+         mx-host=v6.test,mx.v6.test,10\nhost-record=mx.v6.test,::1\n\
+         server=/broken.test/{broken}\n"
+    )) else {
+        return;
+    };
+    // mreceive is the MX of both delivering domains, on IPv4 and IPv6 at one free port.
+    let port = free_port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut mreceive = tool(bin!("mreceive"), dir.path())
+        .args([
+            "-l",
+            &format!("127.0.5.32:{port}"),
+            "-l",
+            &format!("[::1]:{port}"),
+        ])
+        .args([
+            "-d",
+            "impl.test",
+            "-d",
+            "v6.test",
+            "--hostname",
+            "mx.impl.test",
+        ])
+        .arg("-m")
+        .arg(dir.path().join("mail"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for addr in [format!("127.0.5.32:{port}"), format!("[::1]:{port}")] {
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect(&addr)
+                .is_ok()),
+            "mreceive not listening on {addr}"
+        );
+    }
+    let r = Relay::with_local_bounces("relay_retry 1h\n");
+    let rcpts = [
+        "ann@impl.test",
+        "bob@v6.test",
+        "cy@nx.test",
+        "dee@broken.test",
+    ];
+    let mut args = vec!["-f", "a@sender.test"];
+    args.extend(rcpts);
+    let log = r.mx_at(&dns, &port, &args, MSG);
+    let _ = mreceive.kill();
+    let _ = mreceive.wait();
+    let line = |to: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{to}>")))
+            .unwrap_or_else(|| panic!("no line for {to}: {log}"))
+            .to_string()
+    };
+    // No MX: the domain's own address (RFC 5321 §5.1).
+    assert!(line("ann@impl.test").contains(&format!("relay=impl.test[127.0.5.32]:{port}")));
+    assert!(line("ann@impl.test").contains("status=sent"), "{log}");
+    // The MX host has only an AAAA record.
+    assert!(
+        line("bob@v6.test").contains(&format!("relay=mx.v6.test[::1]:{port}")),
+        "{log}"
+    );
+    assert!(line("bob@v6.test").contains("status=sent"), "{log}");
+    assert_eq!(messages(&dir.path().join("mail/ann/Maildir")).len(), 1);
+    assert_eq!(messages(&dir.path().join("mail/bob/Maildir")).len(), 1);
+    // NXDOMAIN: the domain does not exist, 5.1.2 at once.
+    assert!(
+        line("cy@nx.test").contains("dsn=5.1.2 status=bounced"),
+        "{log}"
+    );
+    // SERVFAIL: temporary; never a bounce, never the domain's address instead.
+    let l = line("dee@broken.test");
+    assert!(
+        l.contains("relay=none") && l.contains("status=deferred"),
+        "{l}"
+    );
+    assert!(l.contains("dsn=4."), "{l}");
+    // The original waits for dee only; the report (for cy alone) waits beside it.
+    let states = r.states();
+    assert_eq!(
+        states,
+        "ann@impl.test delivered 1\nbob@v6.test delivered 1\ncy@nx.test bounced 1\n\
+         dee@broken.test pending 1\na@sender.test pending 0\n"
+    );
+    r.ok(&["-q"], b"");
+    let report = std::fs::read_to_string(&messages(&r.t.path().join("mail/a/Maildir"))[0]).unwrap();
+    assert!(
+        report.contains("Final-Recipient: rfc822; cy@nx.test"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("Final-Recipient: rfc822; dee@broken.test"),
+        "{report}"
+    );
 }
