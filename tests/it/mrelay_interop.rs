@@ -344,15 +344,29 @@ fn wait_mail(maildir: &std::path::Path, n: usize) -> Vec<PathBuf> {
 
 #[test]
 fn postfix_mx_20_takes_what_a_dead_mx_10_cannot_and_its_550_is_bounced_home() {
-    // 127.0.5.2 (MX 10) has nobody listening; Postfix at 127.0.5.3 is MX 20.
+    // Two Postfix instances: MX 10 at 127.0.5.2, MX 20 at 127.0.5.3.
     let Some((peers, dns)) = peers(
         "mx-host=pf.test,mx1.pf.test,10\nmx-host=pf.test,mx2.pf.test,20\n\
          host-record=mx1.pf.test,127.0.5.2\nhost-record=mx2.pf.test,127.0.5.3\n",
     ) else {
         return;
     };
+    let first = postfix(&peers, "mx1", "127.0.5.2:2525", "pf.test", None);
     let mail = postfix(&peers, "mx2", "127.0.5.3:2525", "pf.test", None);
     let r = Relay::with_local_bounces("");
+    // Both up: the more preferred takes it.
+    let log = r.mx(&dns, &["-f", "a@sender.test", "carol@pf.test"], MSG);
+    assert!(
+        log.contains("relay=mx1.pf.test[127.0.5.2]:2525") && log.contains("status=sent"),
+        "{log}"
+    );
+    wait_mail(&first.join("carol/Maildir"), 1);
+    // MX 10 down: MX 20 takes it.
+    peers.script(
+        "stop.sh",
+        &[peers.dir().to_str().unwrap(), "postfix-mx1"],
+        &[],
+    );
     let log = r.mx(&dns, &["-f", "a@sender.test", "alice@pf.test"], MSG);
     assert!(
         log.contains("relay=mx2.pf.test[127.0.5.3]:2525") && log.contains("status=sent"),
