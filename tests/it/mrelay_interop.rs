@@ -920,3 +920,35 @@ fn dnsmasq_answers_decide_implicit_mx_ipv6_nxdomain_and_servfail() {
         "{report}"
     );
 }
+
+#[test]
+fn a_server_closing_a_kept_connection_costs_a_new_connection_not_a_deferral() {
+    // One message per connection, then the server hangs up without a word (as a server
+    // that times idle clients out does): the next message must not be deferred for it.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+    let port = hostile(|c| {
+        SESSIONS.fetch_add(1, Ordering::SeqCst);
+        let mut w = c.try_clone().unwrap();
+        dialogue(c, EHLO, |line, r| {
+            if !line.to_ascii_uppercase().starts_with("DATA") {
+                return true;
+            }
+            let _ = w.write_all(b"354 go ahead\r\n");
+            let mut data = String::new();
+            while r.read_line(&mut data).is_ok_and(|n| n > 0) && !data.ends_with("\r\n.\r\n") {}
+            let _ = w.write_all(b"250 2.0.0 taken\r\n");
+            false
+        });
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{port}\nrelay_timeout 2s\nrelay_retry 1h\n"
+    ));
+    for to in ["x@example.test", "y@example.test", "z@example.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 3, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+    assert_eq!(SESSIONS.load(Ordering::SeqCst), 3);
+}

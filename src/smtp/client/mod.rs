@@ -320,6 +320,15 @@ impl Session {
         !self.broken
     }
 
+    /// For a kept connection before its next transaction: usable, and the server has not
+    /// closed it or spoken unasked since (an idle timeout, its 421) — else connect again
+    /// rather than fail the next message at its MAIL FROM.
+    pub fn is_reusable(&mut self) -> bool {
+        !self.broken
+            && self.conn.buffer().is_empty()
+            && self.conn.get_mut().io().is_some_and(|io| io.is_quiet())
+    }
+
     fn trace(&self, dir: Direction, line: &str) {
         if let Some(t) = &self.opts.trace {
             t(dir, line.trim_end_matches(['\r', '\n']));
