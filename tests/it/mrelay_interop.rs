@@ -952,3 +952,36 @@ fn a_server_closing_a_kept_connection_costs_a_new_connection_not_a_deferral() {
     assert!(r.waiting().is_empty(), "{log}");
     assert_eq!(SESSIONS.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn an_account_routes_server_closing_a_kept_connection_costs_no_deferral() {
+    let port = hostile(|c| {
+        let mut w = c.try_clone().unwrap();
+        dialogue(c, EHLO, |line, r| {
+            if !line.to_ascii_uppercase().starts_with("DATA") {
+                return true;
+            }
+            let _ = w.write_all(b"354 go ahead\r\n");
+            let mut data = String::new();
+            while r.read_line(&mut data).is_ok_and(|n| n > 0) && !data.ends_with("\r\n.\r\n") {}
+            let _ = w.write_all(b"250 2.0.0 taken\r\n");
+            false
+        });
+    });
+    let r = Relay::new(&format!(
+        "account isp\nhost 127.0.0.1\nport {port}\ntls off\n"
+    ));
+    for to in ["x@far.test", "y@far.test", "z@far.test"] {
+        let mut c = tool(bin!("msubmit"), r.t.path());
+        c.arg("-C")
+            .arg(r.t.path().join("config"))
+            .arg("--queue-dir")
+            .arg(r.queue())
+            .args(["--queue", "-a", "isp", "-f", "a@sender.test", to]);
+        let out = run(&mut c, MSG);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 3, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
