@@ -91,8 +91,9 @@ fn hostile(serve: fn(TcpStream)) -> u16 {
     port
 }
 
-/// Read SMTP commands and answer them as a plain server would, until `stop` says a command
-/// is the one to misbehave at (it gets the reader; the return is whether to go on).
+/// Read SMTP commands and answer them as a plain server would (a recipient `nobody@` is
+/// refused with 550), until `at` says a command is the one to misbehave at (it gets the
+/// reader; the return is whether to go on).
 fn dialogue(
     conn: TcpStream,
     ehlo: &str,
@@ -114,6 +115,9 @@ fn dialogue(
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         let reply = match verb.as_str() {
             "EHLO" => ehlo,
+            "RCPT" if line.to_ascii_lowercase().contains("<nobody@") => {
+                "550 5.1.1 no such user\r\n"
+            }
             "DATA" => "354 go ahead\r\n",
             "QUIT" => "221 bye\r\n",
             _ => "250 ok\r\n",
@@ -984,4 +988,66 @@ fn an_account_routes_server_closing_a_kept_connection_costs_no_deferral() {
     let log = r.ok(&["-q"], b"");
     assert_eq!(log.matches("status=sent").count(), 3, "{log}");
     assert!(r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn a_server_answering_twice_is_out_of_step_and_temporary() {
+    // Each MAIL FROM gets two replies: pipelined, the extra one would be read as the RCPT's
+    // and the RCPT's as DATA's. The client must notice, not count a recipient as taken.
+    let port = hostile(|c| {
+        let mut w = c.try_clone().unwrap();
+        dialogue(c, EHLO, |line, _| {
+            if line.to_ascii_uppercase().starts_with("MAIL") {
+                let _ = w.write_all(b"250 extra\r\n");
+            }
+            true
+        });
+    });
+    deferred_once(port, "", "two replies to MAIL");
+}
+
+#[test]
+fn a_drop_after_354_keeps_every_recipient_once_and_bounces_only_the_refused() {
+    let port = hostile(|c| {
+        let mut w = c.try_clone().unwrap();
+        dialogue(c, EHLO, |line, _| {
+            if line.to_ascii_uppercase().starts_with("DATA") {
+                let _ = w.write_all(b"354 go ahead\r\n");
+                return false;
+            }
+            true
+        });
+    });
+    let r = Relay::with_local_bounces(&format!(
+        "route example.test [127.0.0.1]:{port}\nrelay_timeout 2s\nrelay_retry 1h\n"
+    ));
+    let log = r.ok(
+        &[
+            "-f",
+            "a@sender.test",
+            "x@example.test",
+            "nobody@example.test",
+            "y@example.test",
+        ],
+        MSG,
+    );
+    assert_eq!(log.matches("status=deferred").count(), 2, "{log}");
+    assert_eq!(log.matches("status=bounced").count(), 1, "{log}");
+    assert_eq!(
+        r.states(),
+        "x@example.test pending 1\nnobody@example.test bounced 1\ny@example.test pending 1\n\
+         a@sender.test pending 0\n"
+    );
+    // The report goes home and names the refused recipient only.
+    r.ok(&["-q"], b"");
+    let report = std::fs::read_to_string(&messages(&r.t.path().join("mail/a/Maildir"))[0]).unwrap();
+    assert!(
+        report.contains("Final-Recipient: rfc822; nobody@example.test"),
+        "{report}"
+    );
+    assert_eq!(report.matches("Final-Recipient:").count(), 1, "{report}");
+    assert_eq!(
+        r.states(),
+        "x@example.test pending 1\nnobody@example.test bounced 1\ny@example.test pending 1\n"
+    );
 }

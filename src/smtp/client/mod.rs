@@ -189,6 +189,8 @@ pub struct Session {
     needs_rset: bool,
     /// The connection is out of step or gone: no further command may be sent.
     broken: bool,
+    /// The replies a transaction had read when it broke off (see `Session::deliver`).
+    interrupted: Option<crate::smtp::envelope::Outcome>,
     /// Why TLS was tried and not used, at [`Level::May`].
     tls_failure: Option<Error>,
     /// The server as messages name it: `name:port`, or the name alone.
@@ -263,6 +265,7 @@ impl Session {
             authenticated: None,
             needs_rset: false,
             broken: false,
+            interrupted: None,
             tls_failure: None,
             peer,
             opts: opts.clone(),
