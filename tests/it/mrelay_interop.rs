@@ -379,6 +379,8 @@ fn postfix_mx_20_takes_what_a_dead_mx_10_cannot_and_its_550_is_bounced_home() {
     let got = std::fs::read_to_string(&wait_mail(&mail.join("alice/Maildir"), 1)[0]).unwrap();
     assert!(got.contains("Return-Path: <a@sender.test>"), "{got}");
     assert!(got.contains("Subject: relay test"), "{got}");
+    // Postfix offers STARTTLS: taken at the default level `may` (RFC 7435).
+    assert!(got.contains("with ESMTPS"), "not over TLS: {got}");
     assert!(r.waiting().is_empty());
     // Postfix refuses a recipient for good: the sender gets a report, which Python reads.
     let log = r.mx(
