@@ -430,6 +430,25 @@ print("defects", sum(len(p.defects) for p in m.walk()))
     }
     assert!(text.contains("remote dns; mx2.pf.test"), "{text}");
     assert!(text.contains("diag smtp; 550 5.1.1"), "{text}");
+    // Three messages in one run: one TLS session carries them all (Postfix logs each
+    // connection it accepts).
+    let plog = peers.dir().join("postfix-mx2/postfix.log");
+    let connects = || {
+        let text = std::fs::read_to_string(&plog).unwrap_or_default();
+        text.matches(": connect from ").count()
+    };
+    let before = connects();
+    assert!(before >= 2, "no connections logged in {}", plog.display());
+    for to in ["alice@pf.test", "bob@pf.test", "carol@pf.test"] {
+        r.mx(&dns, &["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.mx(&dns, &["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 3, "{log}");
+    wait_mail(&mail.join("bob/Maildir"), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(connects() - before, 1, "{log}");
+    let got = std::fs::read_to_string(&messages(&mail.join("bob/Maildir"))[0]).unwrap();
+    assert!(got.contains("with ESMTPS"), "not over TLS: {got}");
 }
 
 #[test]
