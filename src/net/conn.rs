@@ -43,6 +43,14 @@ pub trait Io: Read + Write + Send {
     fn has_input(&self) -> bool {
         false
     }
+
+    /// True when the connection is open and quiet: nothing waiting and no end of input. A
+    /// client asks before it reuses a kept connection: a server that timed it out has
+    /// closed it (or said 421 first, RFC 5321 §3.8), and a transaction begun there would
+    /// fail for nothing. `true` when the transport cannot tell.
+    fn is_quiet(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Io + ?Sized> Io for Box<T> {
@@ -60,6 +68,9 @@ impl<T: Io + ?Sized> Io for Box<T> {
     }
     fn has_input(&self) -> bool {
         (**self).has_input()
+    }
+    fn is_quiet(&self) -> bool {
+        (**self).is_quiet()
     }
 }
 
@@ -80,6 +91,17 @@ impl Io for std::net::TcpStream {
         let waiting = matches!(self.peek(&mut [0u8; 1]), Ok(n) if n > 0);
         let _ = self.set_nonblocking(false);
         waiting
+    }
+
+    fn is_quiet(&self) -> bool {
+        if self.set_nonblocking(true).is_err() {
+            return false;
+        }
+        // Bytes (a 421, a TLS alert) or the end of input (Ok(0)) both mean it is over.
+        let quiet =
+            matches!(self.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        let _ = self.set_nonblocking(false);
+        quiet
     }
 }
 
@@ -365,6 +387,10 @@ impl Io for TcpIo {
 
     fn has_input(&self) -> bool {
         self.tcp.has_input()
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.tcp.is_quiet()
     }
 }
 

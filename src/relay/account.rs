@@ -532,7 +532,9 @@ impl<'a> Flush<'a> {
         if let Some(why) = &self.down {
             return all(Verdict::Deferred, why);
         }
-        if self.session.as_ref().is_none_or(|s| !s.is_usable()) {
+        // A kept session the server has closed since (an idle timeout) is replaced, not
+        // tried and failed at MAIL FROM.
+        if self.session.as_mut().is_none_or(|s| !s.is_reusable()) {
             match connect(server) {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {

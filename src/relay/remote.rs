@@ -205,7 +205,7 @@ impl Remote {
     /// when no host can be reached.
     fn session(&mut self, s: &Settings, dest: &Dest) -> std::result::Result<&mut Open, Outcome> {
         if let Some(i) = self.open.iter().position(|o| o.dest == *dest) {
-            if self.open[i].session.is_usable() {
+            if self.open[i].session.is_reusable() {
                 let o = self.open.remove(i);
                 self.open.push(o);
                 return Ok(self.open.last_mut().expect("just pushed"));

@@ -191,6 +191,8 @@ pub struct Session {
     needs_rset: bool,
     /// The connection is out of step or gone: no further command may be sent.
     broken: bool,
+    /// The replies a transaction had read when it broke off (see `Session::deliver`).
+    interrupted: Option<crate::smtp::envelope::Outcome>,
     /// Why TLS was tried and not used, at [`Level::May`].
     tls_failure: Option<Error>,
     /// The server as messages name it: `name:port`, or the name alone.
@@ -268,6 +270,7 @@ impl Session {
             authenticated: None,
             needs_rset: false,
             broken: false,
+            interrupted: None,
             tls_failure: None,
             peer,
             opts: opts.clone(),
@@ -331,6 +334,15 @@ impl Session {
     /// False once the connection broke or got out of step; connect again.
     pub fn is_usable(&self) -> bool {
         !self.broken
+    }
+
+    /// For a kept connection before its next transaction: usable, and the server has not
+    /// closed it or spoken unasked since (an idle timeout, its 421) — else connect again
+    /// rather than fail the next message at its MAIL FROM.
+    pub fn is_reusable(&mut self) -> bool {
+        !self.broken
+            && self.conn.buffer().is_empty()
+            && self.conn.get_mut().io().is_some_and(|io| io.is_quiet())
     }
 
     fn trace(&self, dir: Direction, line: &str) {

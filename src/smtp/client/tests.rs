@@ -505,6 +505,35 @@ const HAPPY: &[&str] = &[
 ];
 
 #[test]
+fn a_refusal_read_before_354_stands_when_the_data_breaks_off() {
+    // The server hangs up after its 354 (the script ends): the accepted recipient is
+    // unsettled (send again), the refused ones keep their replies.
+    let (mut s, _) = plain(
+        ESMTP,
+        &[
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "550 5.1.1 no such user\r\n",
+            "451 4.3.0 try later\r\n",
+            "354 go\r\n",
+        ],
+    );
+    let rcpts = ["b@b.test", "c@b.test", "d@b.test"];
+    let d = s.deliver(&env(&rcpts), &mut Msg(b"x\n"), Partial::SendToAccepted);
+    assert_eq!(
+        d.rcpts,
+        [
+            Verdict::Unsettled,
+            Verdict::Refused(reply("550 5.1.1 no such user\r\n")),
+            Verdict::Refused(reply("451 4.3.0 try later\r\n")),
+        ]
+    );
+    let codes: Vec<Code> = d.refusals.iter().map(|r| r.error.code()).collect();
+    assert_eq!(codes, [Code::NoUser, Code::TempFail]);
+    assert_eq!(d.error.map(|e| e.code()), Some(Code::TempFail));
+}
+
+#[test]
 fn garbage_silence_or_a_hang_up_is_temporary_never_success() {
     let garbage = [
         "hello there\r\n",

@@ -85,12 +85,30 @@ impl Session {
                 true => std::borrow::Cow::Borrowed(env),
                 false => std::borrow::Cow::Owned(env.only(|i, _| pending.contains(&i))),
             };
+            self.interrupted = None;
             let outcome = content
                 .open()
                 .and_then(|mut reader| self.send(&round, &mut reader, partial));
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
+                    // A refusal read before the server's 354 stands whatever became of the
+                    // rest: a 5xx to RCPT is that recipient's answer, not to be tried again
+                    // because the connection broke in the data (Postfix records each RCPT
+                    // reply as it comes).
+                    if let Some(o) = self.interrupted.take() {
+                        for (k, &i) in pending.iter().enumerate() {
+                            let reply = match o.mail.is_positive() {
+                                false => Some(&o.mail),
+                                true => o.rcpts.get(k),
+                            };
+                            if let Some(r) = reply.filter(|r| r.code >= 400 && !too_many(r)) {
+                                d.rcpts[i] = Verdict::Refused(r.clone());
+                            }
+                        }
+                        let refused = o.refusals(&round).into_iter();
+                        d.refusals.extend(refused.filter(|r| r.reply.is_some()));
+                    }
                     d.error = Some(e);
                     break;
                 }
@@ -240,16 +258,30 @@ impl Session {
                 return Ok(outcome);
             }
         }
-        self.send_content(message, t.data_block)?;
-        let reply = self.read_reply(
-            t.data_term,
-            "end of data (the message may have been delivered)",
-        )?;
+        // The server was in step up to its 354, so its replies so far are its answers: kept
+        // when the rest breaks off. (Replies read before a failure there may be out of step
+        // and are not trusted.)
+        let reply = self.send_content(message, t.data_block).and_then(|()| {
+            self.read_reply(
+                t.data_term,
+                "end of data (the message may have been delivered)",
+            )
+        });
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Err(self.interrupt(outcome, e)),
+        };
         if !reply.is_positive() {
             self.needs_rset = true;
         }
         outcome.data = Some(reply);
         Ok(outcome)
+    }
+
+    /// Keep the replies read so far for [`Session::deliver`], and pass the error on.
+    fn interrupt(&mut self, outcome: Outcome, e: Error) -> Error {
+        self.interrupted = Some(outcome);
+        e
     }
 
     /// The reply to DATA. Only 354 opens the message (RFC 5321 §4.1.1.4); a 2xx there is a
