@@ -49,7 +49,7 @@ mod format;
 mod run;
 
 pub use format::{Local, Queued, RcptState, Route, Status, VERSION};
-pub use run::{Attempt, Job, Report, Retry, Schedule, Verdict};
+pub use run::{Attempt, Job, Lanes, Report, Retry, Schedule, Verdict};
 
 use crate::exit::{Code, Context, Error, Result};
 use crate::store::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
