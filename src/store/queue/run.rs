@@ -202,7 +202,7 @@ pub struct Report {
 }
 
 /// The fewest entries of one key for which a parallel run opens a further lane.
-const LANE_MIN: usize = 16;
+pub(super) const LANE_MIN: usize = 16;
 
 /// How many removals one fsync of `new/` makes durable.
 const SYNC_EVERY: usize = 100;
