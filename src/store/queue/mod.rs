@@ -41,7 +41,10 @@
 //! - Removals of delivered entries are made durable by one fsync of `new/` per 100 entries
 //!   and at the end of a run (under a busy disk that fsync is most of a flush's time). A
 //!   SIGKILL cannot undo an unlink; a power loss can, up to that batch, and those entries
-//!   are then sent again too.
+//!   are then sent again too. The new states of deferred entries likewise: each file
+//!   fsynced before its rename, one fsync of `state/` per 100 and at the end of a run; a
+//!   power loss can bring back an entry's previous state (whole), so it is tried again
+//!   sooner, or a recipient delivered meanwhile is sent again.
 //! - A state file that is torn or unreadable reads as "every recipient pending" (duplicates,
 //!   never a loss); one left without its entry is removed by the next run.
 
@@ -174,6 +177,16 @@ fn crash_point() -> io::Result<()> {
 fn crash_point() -> io::Result<()> {
     Ok(())
 }
+
+/// A test counts the fsyncs of `state/` (one per batch of deferred entries, not per entry).
+#[cfg(test)]
+fn note_state_sync() {
+    tests::note_state_sync()
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn note_state_sync() {}
 
 impl Queue {
     /// Open (creating it when missing, mode 0700) the queue at `dir`.
@@ -354,8 +367,10 @@ impl Queue {
         format::state_from(&text, &queued.envelope)
     }
 
-    /// Replace the entry's state durably: a temporary file, fsync, rename, fsync of `state/`.
-    fn write_state(&self, entry: &Entry) -> Result<()> {
+    /// Replace the entry's state durably: a temporary file, fsync, rename, fsync of `state/`
+    /// (unless `durable` is false: the caller fsyncs `state/` once for a batch,
+    /// [`Queue::sync_states`]).
+    fn write_state(&self, entry: &Entry, durable: bool) -> Result<()> {
         let dir = self.dir.join("state");
         let tmp = dir.join(format!(".{}.tmp", entry.id));
         let text = format::state_to_bytes(&entry.queued.envelope, &entry.rcpts);
@@ -376,8 +391,13 @@ impl Queue {
             .and_then(|_| crash_point())
             .and_then(|_| fs::rename(&tmp, dir.join(&entry.id)))
             .and_then(|_| crash_point())
-            .and_then(|_| sync_dir(&dir))
-            .and_then(|_| crash_point())
+            .and_then(|_| match durable {
+                true => {
+                    note_state_sync();
+                    sync_dir(&dir).and_then(|_| crash_point())
+                }
+                false => Ok(()),
+            })
             .or_code_with(Code::TempFail, what)
     }
 
@@ -402,7 +422,7 @@ impl Queue {
 
     /// Every recipient is done, some failed: record that, then move the entry to `failed/`.
     fn fail(&self, entry: &Entry) -> Result<()> {
-        self.write_state(entry)?;
+        self.write_state(entry, true)?;
         let failed = self.dir.join("failed");
         fs::rename(&entry.path, failed.join(&entry.id))
             .and_then(|_| crash_point())
@@ -418,6 +438,13 @@ impl Queue {
     fn sync(&self) -> Result<()> {
         let new = self.dir.join("new");
         sync_dir(&new).or_code_with(Code::TempFail, || format!("fsync {}", new.display()))
+    }
+
+    /// Make the state renames so far durable: one fsync of `state/` for a batch.
+    fn sync_states(&self) -> Result<()> {
+        let dir = self.dir.join("state");
+        note_state_sync();
+        sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))
     }
 
     /// Take the queue-wide lock shared (see the module header), or fail with

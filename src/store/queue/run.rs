@@ -205,7 +205,7 @@ pub struct Report {
 pub(super) const LANE_MIN: usize = 16;
 
 /// How many removals one fsync of `new/` makes durable.
-const SYNC_EVERY: usize = 100;
+pub(super) const SYNC_EVERY: usize = 100;
 
 impl Queue {
     /// Send every due entry: in the order of their route, then arrival (so a sender keeps
@@ -233,13 +233,11 @@ impl Queue {
     ) -> Result<Report> {
         let _shared = self.lock_shared()?;
         let (todo, mut report) = self.todo(schedule)?;
-        let mut removed = 0usize;
+        let mut unsynced = Unsynced::default();
         for listed in todo {
-            self.step(&listed, schedule, &mut send, &mut report, &mut removed)?;
+            self.step(&listed, schedule, &mut send, &mut report, &mut unsynced)?;
         }
-        if !removed.is_multiple_of(SYNC_EVERY) {
-            self.sync()?;
-        }
+        unsynced.sync(self)?;
         Ok(report)
     }
 
@@ -302,21 +300,21 @@ impl Queue {
             let worker = || {
                 let mut send = make();
                 let mut report = Report::default();
-                let mut removed = 0usize;
+                let mut unsynced = Unsynced::default();
                 let mut result = Ok(());
                 'lanes: while let Some(lane) = pop(&work) {
                     for listed in &lane {
                         if stop.load(Ordering::Relaxed) {
                             break 'lanes;
                         }
-                        result = self.step(listed, schedule, &mut send, &mut report, &mut removed);
+                        result = self.step(listed, schedule, &mut send, &mut report, &mut unsynced);
                         if result.is_err() {
                             break 'lanes;
                         }
                     }
                 }
-                if result.is_ok() && !removed.is_multiple_of(SYNC_EVERY) {
-                    result = self.sync();
+                if result.is_ok() {
+                    result = unsynced.sync(self);
                 }
                 if let Err(e) = result {
                     stop.store(true, Ordering::Relaxed);
@@ -377,7 +375,7 @@ impl Queue {
         schedule: &Schedule,
         send: &mut dyn FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
         report: &mut Report,
-        removed: &mut usize,
+        unsynced: &mut Unsynced,
     ) -> Result<()> {
         let mut locked = match self.lock_entry(&listed.id) {
             Ok(Some(l)) => l,
@@ -412,8 +410,13 @@ impl Queue {
         }
         let entry = &locked.entry;
         if entry.pending().next().is_some() {
-            self.write_state(entry)?;
+            // Its rename made durable with the batch's fsync of state/ (below).
+            self.write_state(entry, false)?;
             report.deferred += 1;
+            unsynced.states += 1;
+            if unsynced.states >= SYNC_EVERY {
+                unsynced.sync(self)?;
+            }
         } else if (entry.rcpts.iter()).any(|s| s.status == Status::Failed && !s.reported) {
             self.fail(entry)?;
             report.failed += usize::from(tried);
@@ -423,12 +426,38 @@ impl Queue {
                 true => report.failed += usize::from(tried),
                 false => report.sent += usize::from(tried),
             }
-            *removed += 1;
+            unsynced.removed += 1;
             // Bound what a power loss could send twice.
-            if removed.is_multiple_of(SYNC_EVERY) {
-                self.sync()?;
+            if unsynced.removed >= SYNC_EVERY {
+                unsynced.sync(self)?;
             }
         }
+        Ok(())
+    }
+}
+
+/// The changes of a runner (a thread) not yet made durable by a directory fsync: one
+/// fsync of `new/` for a batch of removals, one of `state/` for a batch of deferred
+/// entries' new states (each state file itself is fsynced before its rename, so a power
+/// loss leaves the old state or the new one whole). What a power loss can undo is at most
+/// a batch: removals (sent again) and new states (an entry tried again sooner, or a
+/// recipient delivered since sent again), never a recipient lost.
+#[derive(Default)]
+struct Unsynced {
+    removed: usize,
+    states: usize,
+}
+
+impl Unsynced {
+    /// Make every change so far durable.
+    fn sync(&mut self, q: &Queue) -> Result<()> {
+        if self.removed > 0 {
+            q.sync()?;
+        }
+        if self.states > 0 {
+            q.sync_states()?;
+        }
+        *self = Unsynced::default();
         Ok(())
     }
 }

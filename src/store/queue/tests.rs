@@ -3,7 +3,7 @@
 //! destination, and a crash at every step of every
 //! state change (the failpoint below) losing no recipient.
 
-use super::run::LANE_MIN;
+use super::run::{LANE_MIN, SYNC_EVERY};
 use super::*;
 use crate::envelope::{Body, Envelope};
 use std::cell::{Cell, RefCell};
@@ -29,6 +29,16 @@ pub(super) fn crash_point() -> io::Result<()> {
         }
         None => Ok(()),
     })
+}
+
+thread_local! {
+    /// fsyncs of `state/` in this thread.
+    static STATE_SYNCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// [`super::note_state_sync`] in tests.
+pub(super) fn note_state_sync() {
+    STATE_SYNCS.with(|c| c.set(c.get() + 1));
 }
 
 fn queued(rcpts: &[&str], at: u64) -> Queued {
@@ -672,4 +682,31 @@ fn a_parallel_run_stops_at_a_state_it_cannot_write_and_loses_nothing() {
         4,
         "every entry still waits"
     );
+}
+
+#[test]
+fn deferred_entries_states_are_made_durable_a_batch_at_a_time() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    let n = 2 * SYNC_EVERY + 5;
+    for _ in 0..n {
+        q.store(&queued(&["temp@y.test"], 1), |w| w.write_all(b"hi\n"))
+            .unwrap();
+    }
+    STATE_SYNCS.with(|c| c.set(0));
+    let log = RefCell::new(Vec::new());
+    let report = q.run(10, by_address(&log)).unwrap();
+    assert_eq!(report.deferred, n);
+    // Two full batches and the rest at the end: 3 fsyncs of state/, not one per entry.
+    assert_eq!(STATE_SYNCS.with(Cell::get), 3);
+    // Every state written whole and read back: one attempt, deferred.
+    let (entries, errors) = q.list().unwrap();
+    assert!(errors.is_empty());
+    assert_eq!(entries.len(), n);
+    for e in &entries {
+        assert_eq!(
+            (e.rcpts[0].status, e.rcpts[0].attempts),
+            (Status::Pending, 1)
+        );
+    }
 }
