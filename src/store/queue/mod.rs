@@ -338,24 +338,45 @@ impl Queue {
             if id.starts_with('.') {
                 continue;
             }
-            let path = e.path();
-            let read = File::open(&path)
-                .or_code_with(Code::TempFail, || format!("open {}", path.display()))
-                .and_then(|f| Queued::read_from(&mut BufReader::new(f), &path));
-            match read {
-                Ok((queued, _)) => entries.push(Entry {
-                    rcpts: self.state(&id, &queued),
-                    id,
-                    path,
-                    queued,
-                }),
-                // Gone between readdir and open: a runner finished it.
-                Err(_) if !path.exists() => {}
-                Err(err) => errors.push(err),
+            match self.read_entry(id, e.path()) {
+                Some(Ok(entry)) => entries.push(entry),
+                Some(Err(err)) => errors.push(err),
+                None => {}
             }
         }
         entries.sort_by(|a, b| (a.queued.queued, &a.id).cmp(&(b.queued.queued, &b.id)));
         Ok((entries, errors))
+    }
+
+    /// The waiting entry `id` alone, as [`Queue::list`] would list it (a run of one entry
+    /// reads that one, not the whole queue).
+    fn list_one(&self, id: &str) -> Result<(Vec<Entry>, Vec<Error>)> {
+        check_id(id)?;
+        Ok(
+            match self.read_entry(id.to_string(), self.dir.join("new").join(id)) {
+                Some(Ok(entry)) => (vec![entry], Vec::new()),
+                Some(Err(err)) => (Vec::new(), vec![err]),
+                None => (Vec::new(), Vec::new()),
+            },
+        )
+    }
+
+    /// The entry file at `path` with its state; `None` when it is gone (a runner finished
+    /// it since it was listed).
+    fn read_entry(&self, id: String, path: PathBuf) -> Option<Result<Entry>> {
+        let read = File::open(&path)
+            .or_code_with(Code::TempFail, || format!("open {}", path.display()))
+            .and_then(|f| Queued::read_from(&mut BufReader::new(f), &path));
+        match read {
+            Ok((queued, _)) => Some(Ok(Entry {
+                rcpts: self.state(&id, &queued),
+                id,
+                path,
+                queued,
+            })),
+            Err(_) if !path.exists() => None,
+            Err(err) => Some(Err(err)),
+        }
     }
 
     fn state_path(&self, id: &str) -> PathBuf {

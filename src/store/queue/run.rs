@@ -346,8 +346,15 @@ impl Queue {
     /// The entries a run takes, in the order it takes them (route, then arrival), and a
     /// report with the unreadable ones.
     fn todo(&self, schedule: &Schedule) -> Result<(Vec<Entry>, Report)> {
-        self.sweep()?;
-        let (entries, unreadable) = self.list()?;
+        // A run of one entry (mrelay's attempt of what it just queued, a flush of one id)
+        // reads that entry only; the sweep is left to the next full run.
+        let (entries, unreadable) = match &schedule.only {
+            Some(id) => self.list_one(id)?,
+            None => {
+                self.sweep()?;
+                self.list()?
+            }
+        };
         let report = Report {
             unreadable,
             ..Report::default()

@@ -710,3 +710,31 @@ fn deferred_entries_states_are_made_durable_a_batch_at_a_time() {
         );
     }
 }
+
+#[test]
+fn a_run_of_one_entry_reads_that_entry_only() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    let id = q
+        .store(&queued(&["ok@y.test"], 1), |w| w.write_all(b"hi\n"))
+        .unwrap();
+    q.store(&queued(&["ok@z.test"], 1), |w| w.write_all(b"hi\n"))
+        .unwrap();
+    // A broken file a full run reports: a run of `id` never opens it.
+    fs::write(t.path().join("q/new/broken"), b"not an entry").unwrap();
+    let mut schedule = Schedule::new(10, Retry::default());
+    schedule.only = Some(id.clone());
+    let log = RefCell::new(Vec::new());
+    let report = q.run_with(&schedule, by_address(&log)).unwrap();
+    assert_eq!(report.sent, 1);
+    assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+    assert_eq!(*log.borrow(), ["ok@y.test"]);
+    assert!(!names(&t.path().join("q/new")).contains(&id));
+    // An id that is not waiting: nothing sent, nothing read.
+    schedule.only = Some(id);
+    let report = q.run_with(&schedule, by_address(&log)).unwrap();
+    assert_eq!((report.sent, report.unreadable.len()), (0, 0));
+    // The full run reads everything, the broken file too.
+    let report = q.run(10, by_address(&log)).unwrap();
+    assert_eq!((report.sent, report.unreadable.len()), (1, 1));
+}
