@@ -1,7 +1,7 @@
 //! The queue's tests: storing and listing, the runner's per-recipient bookkeeping, entries
 //! of format 1, per-entry locking between two runners, parallel runs bounded in all and per
-//! destination, and a crash at every step of every
-//! state change (the failpoint below) losing no recipient.
+//! destination, states synced a batch at a time, and a crash at every step of every state
+//! change (the failpoint below) losing no recipient.
 
 use super::run::{LANE_MIN, SYNC_EVERY};
 use super::*;
