@@ -10,7 +10,9 @@
 //! 2. **Group** the recipients per destination: one transaction each, at most
 //!    [`Settings::max_rcpts`] recipients ([`remote`]); a connection is kept for the next
 //!    message to the same destination, and a host found dead is skipped for the rest of the
-//!    run.
+//!    run. A queue run ([`Relay::run_parallel`]) sends [`Settings::lanes`] entries at once,
+//!    a thread each, a destination's entries over at most `per_key` of them; the threads
+//!    share what they learn of dead hosts.
 //! 3. **Judge** each recipient: 2xx delivered; 4xx, a broken connection or a DNS failure
 //!    waits (the runner's capped exponential backoff, [`Settings::retry`]); 5xx, a
 //!    permanent DNS answer, or waiting past [`Settings::expire`] fails, and a report (a
@@ -32,7 +34,9 @@ use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
 use crate::net::dns;
 use crate::smtp::client::{Timeouts, Trace};
-use crate::store::queue::{self, Attempt, Job, Queue, Report, Retry, Route, Schedule, Verdict};
+use crate::store::queue::{
+    self, Attempt, Entry, Job, Lanes, Queue, Report, Retry, Route, Schedule, Verdict,
+};
 use remote::{Dest, Remote};
 use routes::{Routes, Via, parse_duration};
 use std::collections::BTreeMap;
@@ -65,6 +69,9 @@ pub struct Settings {
     /// The most recipients in one transaction (RFC 5321 §4.5.3.1.8 requires servers to take
     /// 100).
     pub max_rcpts: usize,
+    /// How many entries a queue run sends at once, in all and per destination
+    /// (`relay_concurrency`, `relay_destination_concurrency`).
+    pub lanes: Lanes,
     /// The SMTP dialogue, for `-v`.
     pub trace: Option<Trace>,
     /// The configuration, for account routes.
@@ -86,6 +93,19 @@ impl Settings {
                 None => Ok(default),
                 Some(v) => parse_duration(&v.text)
                     .map_err(|why| Error::new(Code::Config, &v.origin, format!("{k}: {why}"))),
+            }
+        };
+        let count = |k: &str, default: usize| -> Result<usize> {
+            match key(k) {
+                None => Ok(default),
+                Some(v) => match v.text.trim().parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                    _ => Err(Error::new(
+                        Code::Config,
+                        &v.origin,
+                        format!("{k}: not a number from 1 to 1000: {:?}", v.text),
+                    )),
+                },
             }
         };
         let hostnames = match key("relay_hostname") {
@@ -113,6 +133,10 @@ impl Settings {
             allow_private: false,
             timeouts,
             max_rcpts: 100,
+            lanes: Lanes {
+                workers: count("relay_concurrency", 8)?,
+                per_key: count("relay_destination_concurrency", 4)?,
+            },
             trace: None,
             config: cfg.clone(),
         })
@@ -294,6 +318,28 @@ impl<'a> Relay<'a> {
         self.account.reset();
         self.remote.forget_dead();
         report
+    }
+
+    /// Run the queue once as `schedule` says, [`Settings::lanes`] entries at once: a
+    /// thread per lane, each with a relay (its connections, its dead hosts) of its own,
+    /// entries grouped by destination ([`dest_key`]). Log lines and warnings go to `log` and
+    /// `warn` from every thread.
+    pub fn run_parallel(
+        settings: &Settings,
+        queue: &Queue,
+        schedule: &Schedule,
+        log: &(dyn Fn(&Line) + Sync),
+        warn: &(dyn Fn(&str) + Sync),
+    ) -> Result<Report> {
+        let dead = remote::Dead::default();
+        let make = || {
+            let mut relay = Relay::new(settings.clone(), queue, log, warn);
+            relay.now = schedule.now;
+            relay.remote = Remote::sharing(dead.clone());
+            move |job: &Job<'_>| relay.send(job)
+        };
+        let key = |e: &Entry| dest_key(settings, e);
+        queue.run_parallel(schedule, settings.lanes, key, make)
     }
 
     /// Send one job: every due recipient routed, grouped, sent and judged; a report queued
@@ -478,5 +524,28 @@ fn days(d: Duration) -> String {
     match n {
         1 => format!("1 {unit}"),
         _ => format!("{n} {unit}s"),
+    }
+}
+
+/// Where an entry goes, as a parallel run groups entries: the static route or MX domain of
+/// its first due recipient (most messages have one destination; one with several is sent
+/// whole by the lane of its first), its account, or local.
+pub fn dest_key(s: &Settings, e: &Entry) -> String {
+    match &e.queued.route {
+        Route::Mx => {
+            let first = e
+                .pending()
+                .next()
+                .map(|i| e.queued.envelope.rcpts[i].addr.as_str());
+            let domain = (first.unwrap_or("").rsplit_once('@'))
+                .map_or("", |(_, d)| d)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            match s.routes.find(&domain) {
+                Some((n, _)) => format!("route {n}"),
+                None => format!("mx {domain}"),
+            }
+        }
+        other => format!("{other:?}"),
     }
 }

@@ -27,6 +27,7 @@ use crate::smtp::client::{self, Content, Envelope, Options, Partial, Session};
 use crate::store::queue::Verdict;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// A destination: where one group of recipients goes, the key connections are kept by.
@@ -59,6 +60,59 @@ struct Open {
     used: Instant,
 }
 
+/// What a run knows of the addresses it connected to, shared by the threads of a parallel
+/// run: an address one thread is connecting to for the first time is waited for by the
+/// others, so a dead host costs one timeout in all (Exim's per-host hints, for one run).
+#[derive(Clone, Default)]
+pub struct Dead(Arc<(Mutex<HashMap<SocketAddr, Health>>, Condvar)>);
+
+/// One address's health in this run.
+#[derive(Clone)]
+enum Health {
+    /// A connection to it worked.
+    Alive,
+    /// A thread is connecting to it for the first time.
+    Trying,
+    /// Connecting failed, for this reason.
+    Dead(String),
+}
+
+impl Dead {
+    /// `Some(why)` when `addr` is dead; else `None`, and this thread may connect: it must
+    /// then call [`Dead::found`] with the outcome.
+    fn check(&self, addr: &SocketAddr) -> Option<String> {
+        let (map, cond) = &*self.0;
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match m.get(addr) {
+                Some(Health::Dead(why)) => return Some(why.clone()),
+                Some(Health::Alive) => return None,
+                Some(Health::Trying) => {
+                    m = cond.wait(m).unwrap_or_else(|p| p.into_inner());
+                }
+                None => {
+                    m.insert(*addr, Health::Trying);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// What connecting to `addr` came to: `Some(why)` when it failed.
+    fn found(&self, addr: &SocketAddr, dead: Option<String>) {
+        let (map, cond) = &*self.0;
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(*addr, dead.map_or(Health::Alive, Health::Dead));
+        cond.notify_all();
+    }
+
+    fn clear(&self) {
+        let (map, cond) = &*self.0;
+        map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        cond.notify_all();
+    }
+}
+
 /// How many connections are kept open between messages.
 const KEEP: usize = 16;
 
@@ -67,8 +121,9 @@ pub struct Remote {
     resolver: Option<Resolver>,
     /// Open connections, most recently used last.
     open: Vec<Open>,
-    /// Addresses that failed at connection time in this run, with why.
-    dead: HashMap<SocketAddr, String>,
+    /// Addresses that failed at connection time in this run, with why; shared by the
+    /// threads of a parallel run, so a dead host costs one timeout, not one per thread.
+    dead: Dead,
 }
 
 impl Remote {
@@ -77,7 +132,16 @@ impl Remote {
         Remote {
             resolver: None,
             open: Vec::new(),
-            dead: HashMap::new(),
+            dead: Dead::default(),
+        }
+    }
+
+    /// No connection yet; the dead hosts shared with other threads' `Remote`s.
+    pub fn sharing(dead: Dead) -> Remote {
+        Remote {
+            resolver: None,
+            open: Vec::new(),
+            dead,
         }
     }
 
@@ -217,12 +281,13 @@ impl Remote {
         let mut skipped = Vec::new();
         for (name, addrs) in &plan.hosts {
             for addr in addrs {
-                if let Some(why) = self.dead.get(addr) {
+                if let Some(why) = self.dead.check(addr) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
                 match Session::connect(&[*addr], name, &plan.options) {
                     Ok(session) => {
+                        self.dead.found(addr, None);
                         if self.open.len() >= KEEP {
                             self.open.remove(0).session.quit();
                         }
@@ -238,7 +303,7 @@ impl Remote {
                     Err(e) => {
                         let why = e.to_string();
                         tried.push(why.clone());
-                        self.dead.insert(*addr, why);
+                        self.dead.found(addr, Some(why));
                     }
                 }
             }

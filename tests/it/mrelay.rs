@@ -781,3 +781,103 @@ fn a_pipe_route_runs_its_command_per_recipient_and_its_refusal_bounces() {
         "{parsed}"
     );
 }
+
+/// A minimal SMTP server on 127.0.0.1 that greets a connection only once `others` more
+/// connections have been made to the servers sharing the `met` counter (else, after 2 s,
+/// 421): a session of the first connection gets through only when another one opens
+/// while it waits, that is when the sessions overlap in time. Returns its port and the
+/// count of messages it took.
+fn rendezvous(
+    met: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    others: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let took = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = took.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut w) = conn else { continue };
+            let (met, count) = (met.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(w.try_clone().unwrap());
+                met.fetch_add(1, SeqCst);
+                let end = Instant::now() + Duration::from_secs(2);
+                while met.load(SeqCst) <= others && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if met.load(SeqCst) <= others {
+                    let _ = w.write_all(b"421 4.3.2 alone\r\n");
+                    return;
+                }
+                let _ = w.write_all(b"220 meet.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("DATA") {
+                        let _ = w.write_all(b"354 go\r\n");
+                        let mut l2 = String::new();
+                        while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
+                            l2.clear();
+                        }
+                        count.fetch_add(1, SeqCst);
+                        b"250 2.0.0 taken\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, took)
+}
+
+#[test]
+fn a_queue_run_sends_to_two_destinations_at_once() {
+    // Each server greets only while the other has a connection open too: a run that sends
+    // one destination after the other gets 421 from both.
+    let met = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (p1, took1) = rendezvous(met.clone(), 1);
+    let (p2, took2) = rendezvous(met.clone(), 1);
+    let r = Relay::new(&format!(
+        "route one.test [127.0.0.1]:{p1}\nroute two.test [127.0.0.1]:{p2}\nrelay_tls * none\n"
+    ));
+    for to in ["x@one.test", "y@two.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    let took = |t: &std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        t.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!((took(&took1), took(&took2)), (1, 1), "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn relay_concurrency_1_sends_one_destination_after_the_other() {
+    // The same servers, one thread: the first session waits for a second that never comes
+    // while it is open, and both are deferred.
+    let met = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (p1, took1) = rendezvous(met.clone(), 1);
+    let (p2, took2) = rendezvous(met.clone(), 1);
+    let r = Relay::new(&format!(
+        "route one.test [127.0.0.1]:{p1}\nroute two.test [127.0.0.1]:{p2}\nrelay_tls * none\n\
+         relay_concurrency 1\n"
+    ));
+    for to in ["x@one.test", "y@two.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    let sequential = took1.load(std::sync::atomic::Ordering::SeqCst)
+        + took2.load(std::sync::atomic::Ordering::SeqCst);
+    // The first is refused alone; the second comes after the first's (counted) connection.
+    assert_eq!(sequential, 1, "{log}");
+    assert!(!r.waiting().is_empty(), "{log}");
+}

@@ -292,8 +292,9 @@ fn run_queue(
     logger: &log::Logger,
 ) -> Result<()> {
     pickup(q, &settings, logger);
-    let mut relay = Relay::new(settings, q, |l| logger.line(l), |w| run::warn(w));
-    let report = relay.run(schedule, &|| false)?;
+    let report = Relay::run_parallel(&settings, q, schedule, &|l| logger.line(l), &|w| {
+        run::warn(w)
+    })?;
     for e in &report.unreadable {
         run::warn(e);
     }

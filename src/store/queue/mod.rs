@@ -41,7 +41,10 @@
 //! - Removals of delivered entries are made durable by one fsync of `new/` per 100 entries
 //!   and at the end of a run (under a busy disk that fsync is most of a flush's time). A
 //!   SIGKILL cannot undo an unlink; a power loss can, up to that batch, and those entries
-//!   are then sent again too.
+//!   are then sent again too. The new states of deferred entries likewise: each file
+//!   fsynced before its rename, one fsync of `state/` per 100 and at the end of a run; a
+//!   power loss can bring back an entry's previous state (whole), so it is tried again
+//!   sooner, or a recipient delivered meanwhile is sent again.
 //! - A state file that is torn or unreadable reads as "every recipient pending" (duplicates,
 //!   never a loss); one left without its entry is removed by the next run.
 
@@ -50,7 +53,7 @@ pub mod maildrop;
 mod run;
 
 pub use format::{Local, Queued, RcptState, Route, ServerFlags, Status, VERSION};
-pub use run::{Attempt, Job, Report, Retry, Schedule, Verdict};
+pub use run::{Attempt, Job, Lanes, Report, Retry, Schedule, Verdict};
 
 use crate::exit::{Code, Context, Error, Result};
 use crate::store::maildir::{FILE_MODE, Maildir, make_private_dir, open_private, sync_dir};
@@ -175,6 +178,16 @@ fn crash_point() -> io::Result<()> {
 fn crash_point() -> io::Result<()> {
     Ok(())
 }
+
+/// A test counts the fsyncs of `state/` (one per batch of deferred entries, not per entry).
+#[cfg(test)]
+fn note_state_sync() {
+    tests::note_state_sync()
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn note_state_sync() {}
 
 impl Queue {
     /// Open (creating it when missing, mode 0700) the queue at `dir`.
@@ -326,24 +339,45 @@ impl Queue {
             if id.starts_with('.') {
                 continue;
             }
-            let path = e.path();
-            let read = File::open(&path)
-                .or_code_with(Code::TempFail, || format!("open {}", path.display()))
-                .and_then(|f| Queued::read_from(&mut BufReader::new(f), &path));
-            match read {
-                Ok((queued, _)) => entries.push(Entry {
-                    rcpts: self.state(&id, &queued),
-                    id,
-                    path,
-                    queued,
-                }),
-                // Gone between readdir and open: a runner finished it.
-                Err(_) if !path.exists() => {}
-                Err(err) => errors.push(err),
+            match self.read_entry(id, e.path()) {
+                Some(Ok(entry)) => entries.push(entry),
+                Some(Err(err)) => errors.push(err),
+                None => {}
             }
         }
         entries.sort_by(|a, b| (a.queued.queued, &a.id).cmp(&(b.queued.queued, &b.id)));
         Ok((entries, errors))
+    }
+
+    /// The waiting entry `id` alone, as [`Queue::list`] would list it (a run of one entry
+    /// reads that one, not the whole queue).
+    fn list_one(&self, id: &str) -> Result<(Vec<Entry>, Vec<Error>)> {
+        check_id(id)?;
+        Ok(
+            match self.read_entry(id.to_string(), self.dir.join("new").join(id)) {
+                Some(Ok(entry)) => (vec![entry], Vec::new()),
+                Some(Err(err)) => (Vec::new(), vec![err]),
+                None => (Vec::new(), Vec::new()),
+            },
+        )
+    }
+
+    /// The entry file at `path` with its state; `None` when it is gone (a runner finished
+    /// it since it was listed).
+    fn read_entry(&self, id: String, path: PathBuf) -> Option<Result<Entry>> {
+        let read = File::open(&path)
+            .or_code_with(Code::TempFail, || format!("open {}", path.display()))
+            .and_then(|f| Queued::read_from(&mut BufReader::new(f), &path));
+        match read {
+            Ok((queued, _)) => Some(Ok(Entry {
+                rcpts: self.state(&id, &queued),
+                id,
+                path,
+                queued,
+            })),
+            Err(_) if !path.exists() => None,
+            Err(err) => Some(Err(err)),
+        }
     }
 
     fn state_path(&self, id: &str) -> PathBuf {
@@ -355,8 +389,10 @@ impl Queue {
         format::state_from(&text, &queued.envelope)
     }
 
-    /// Replace the entry's state durably: a temporary file, fsync, rename, fsync of `state/`.
-    fn write_state(&self, entry: &Entry) -> Result<()> {
+    /// Replace the entry's state durably: a temporary file, fsync, rename, fsync of `state/`
+    /// (unless `durable` is false: the caller fsyncs `state/` once for a batch,
+    /// [`Queue::sync_states`]).
+    fn write_state(&self, entry: &Entry, durable: bool) -> Result<()> {
         let dir = self.dir.join("state");
         let tmp = dir.join(format!(".{}.tmp", entry.id));
         let text = format::state_to_bytes(&entry.queued.envelope, &entry.rcpts);
@@ -377,8 +413,13 @@ impl Queue {
             .and_then(|_| crash_point())
             .and_then(|_| fs::rename(&tmp, dir.join(&entry.id)))
             .and_then(|_| crash_point())
-            .and_then(|_| sync_dir(&dir))
-            .and_then(|_| crash_point())
+            .and_then(|_| match durable {
+                true => {
+                    note_state_sync();
+                    sync_dir(&dir).and_then(|_| crash_point())
+                }
+                false => Ok(()),
+            })
             .or_code_with(Code::TempFail, what)
     }
 
@@ -403,7 +444,7 @@ impl Queue {
 
     /// Every recipient is done, some failed: record that, then move the entry to `failed/`.
     fn fail(&self, entry: &Entry) -> Result<()> {
-        self.write_state(entry)?;
+        self.write_state(entry, true)?;
         let failed = self.dir.join("failed");
         fs::rename(&entry.path, failed.join(&entry.id))
             .and_then(|_| crash_point())
@@ -419,6 +460,13 @@ impl Queue {
     fn sync(&self) -> Result<()> {
         let new = self.dir.join("new");
         sync_dir(&new).or_code_with(Code::TempFail, || format!("fsync {}", new.display()))
+    }
+
+    /// Make the state renames so far durable: one fsync of `state/` for a batch.
+    fn sync_states(&self) -> Result<()> {
+        let dir = self.dir.join("state");
+        note_state_sync();
+        sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))
     }
 
     /// Take the queue-wide lock shared (see the module header), or fail with

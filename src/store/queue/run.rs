@@ -10,9 +10,12 @@ use super::format::{RcptState, one_line};
 use super::{Entry, Locked, Queue, Queued, Status, crash_point};
 use crate::envelope::Envelope;
 use crate::exit::{Code, Context, Error, Result};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What one attempt came to for one recipient.
@@ -198,8 +201,11 @@ pub struct Report {
     pub unreadable: Vec<Error>,
 }
 
+/// The fewest entries of one key for which a parallel run opens a further lane.
+pub(super) const LANE_MIN: usize = 16;
+
 /// How many removals one fsync of `new/` makes durable.
-const SYNC_EVERY: usize = 100;
+pub(super) const SYNC_EVERY: usize = 100;
 
 impl Queue {
     /// Send every due entry: in the order of their route, then arrival (so a sender keeps
@@ -226,9 +232,130 @@ impl Queue {
         mut send: impl FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
     ) -> Result<Report> {
         let _shared = self.lock_shared()?;
-        self.sweep()?;
-        let (entries, unreadable) = self.list()?;
-        let mut report = Report {
+        let (todo, mut report) = self.todo(schedule)?;
+        let mut unsynced = Unsynced::default();
+        for listed in todo {
+            self.step(&listed, schedule, &mut send, &mut report, &mut unsynced)?;
+        }
+        unsynced.sync(self)?;
+        Ok(report)
+    }
+
+    /// [`Queue::run_with`] with up to `lanes.workers` entries sent at once, each by a thread
+    /// of its own with its own sender (`make` is called once in each thread, so a sender
+    /// need not cross threads). Entries are grouped by `key` (their destination), and one
+    /// key's entries are spread over at most `lanes.per_key` lanes; a lane's entries are
+    /// sent in order by one thread, so no destination sees more than `per_key` of them at
+    /// once and a sender keeps its connection for the lane's next entry.
+    ///
+    /// Every thread records outcomes as [`Queue::run_with`] does (the same steps, in the
+    /// same order per entry: the crash safety is the same); removals are made durable by a
+    /// fsync of `new/` per [`SYNC_EVERY`] removals of a thread and at its end. The first
+    /// state that cannot be written stops every thread before its next entry.
+    pub fn run_parallel<S>(
+        &self,
+        schedule: &Schedule,
+        lanes: Lanes,
+        key: impl Fn(&Entry) -> String,
+        make: impl Fn() -> S + Sync,
+    ) -> Result<Report>
+    where
+        S: FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
+    {
+        let _shared = self.lock_shared()?;
+        let (todo, mut report) = self.todo(schedule)?;
+        // Lanes: a key's entries dealt over up to per_key lanes, arrival order kept in each.
+        // A key gets a second lane only for more than LANE_MIN entries (a few messages go
+        // over one connection, as a sequential run sends them).
+        let keys: Vec<String> = todo.iter().map(&key).collect();
+        let mut total: HashMap<&str, usize> = HashMap::new();
+        for k in &keys {
+            *total.entry(k).or_default() += 1;
+        }
+        let count: HashMap<String, usize> = (total.into_iter())
+            .map(|(k, n)| {
+                (
+                    k.to_string(),
+                    n.div_ceil(LANE_MIN).clamp(1, lanes.per_key.max(1)),
+                )
+            })
+            .collect();
+        let mut by_lane: BTreeMap<(String, usize), Vec<Entry>> = BTreeMap::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (e, k) in todo.into_iter().zip(keys) {
+            let n = seen.entry(k.clone()).or_default();
+            let lane = *n % count.get(&k).copied().unwrap_or(1);
+            *n += 1;
+            by_lane.entry((k, lane)).or_default().push(e);
+        }
+        // Longest lanes first, so the last to finish is a short one.
+        let mut work: Vec<Vec<Entry>> = by_lane.into_values().collect();
+        work.sort_by_key(|l| std::cmp::Reverse(l.len()));
+        work.reverse();
+        let work = Mutex::new(work);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let threads = lanes.workers.max(1);
+        let reports: Vec<Report> = std::thread::scope(|scope| {
+            let worker = || {
+                let mut send = make();
+                let mut report = Report::default();
+                let mut unsynced = Unsynced::default();
+                let mut result = Ok(());
+                'lanes: while let Some(lane) = pop(&work) {
+                    for listed in &lane {
+                        if stop.load(Ordering::Relaxed) {
+                            break 'lanes;
+                        }
+                        result = self.step(listed, schedule, &mut send, &mut report, &mut unsynced);
+                        if result.is_err() {
+                            break 'lanes;
+                        }
+                    }
+                }
+                if result.is_ok() {
+                    result = unsynced.sync(self);
+                }
+                if let Err(e) = result {
+                    stop.store(true, Ordering::Relaxed);
+                    let mut first = failed.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert(e);
+                }
+                report
+            };
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        for r in reports {
+            report.sent += r.sent;
+            report.deferred += r.deferred;
+            report.failed += r.failed;
+            report.untried += r.untried;
+            report.busy += r.busy;
+            report.unreadable.extend(r.unreadable);
+        }
+        Ok(report)
+    }
+
+    /// The entries a run takes, in the order it takes them (route, then arrival), and a
+    /// report with the unreadable ones.
+    fn todo(&self, schedule: &Schedule) -> Result<(Vec<Entry>, Report)> {
+        // A run of one entry (mrelay's attempt of what it just queued, a flush of one id)
+        // reads that entry only; the sweep is left to the next full run.
+        let (entries, unreadable) = match &schedule.only {
+            Some(id) => self.list_one(id)?,
+            None => {
+                self.sweep()?;
+                self.list()?
+            }
+        };
+        let report = Report {
             unreadable,
             ..Report::default()
         };
@@ -244,64 +371,116 @@ impl Queue {
                 &b.id,
             ))
         });
-        let mut removed = 0usize;
-        for listed in todo {
-            let mut locked = match self.lock_entry(&listed.id) {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    report.busy += 1;
-                    continue;
-                }
-                Err(e) => {
-                    report.unreadable.push(e);
-                    continue;
-                }
-            };
-            let due = schedule.due(&locked.entry);
-            let tried = !due.is_empty();
-            if tried {
-                let job = Job {
-                    locked: &locked,
-                    rcpts: due,
-                };
-                let Some(attempts) = send(&job) else {
-                    report.untried += 1;
-                    continue;
-                };
-                let rcpts = job.rcpts;
-                // The window for a duplicate opens here: the next hop has the message, the
-                // state does not say so yet.
-                crash_point().or_code(Code::TempFail, "queue run")?;
-                record(&mut locked.entry, &rcpts, attempts, schedule);
-            } else if locked.entry.pending().next().is_some() {
-                // Not due after all: another runner tried it since the listing.
-                continue;
-            }
-            let entry = &locked.entry;
-            if entry.pending().next().is_some() {
-                self.write_state(entry)?;
-                report.deferred += 1;
-            } else if (entry.rcpts.iter()).any(|s| s.status == Status::Failed && !s.reported) {
-                self.fail(entry)?;
-                report.failed += usize::from(tried);
-            } else {
-                self.remove(entry)?;
-                match entry.rcpts.iter().any(|s| s.status == Status::Failed) {
-                    true => report.failed += usize::from(tried),
-                    false => report.sent += usize::from(tried),
-                }
-                removed += 1;
-                // Bound what a power loss could send twice.
-                if removed.is_multiple_of(SYNC_EVERY) {
-                    self.sync()?;
-                }
-            }
-        }
-        if !removed.is_multiple_of(SYNC_EVERY) {
-            self.sync()?;
-        }
-        Ok(report)
+        Ok((todo, report))
     }
+
+    /// One listed entry: locked, sent, its outcome recorded. `Err` only for a state that
+    /// could not be written.
+    fn step(
+        &self,
+        listed: &Entry,
+        schedule: &Schedule,
+        send: &mut dyn FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
+        report: &mut Report,
+        unsynced: &mut Unsynced,
+    ) -> Result<()> {
+        let mut locked = match self.lock_entry(&listed.id) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                report.busy += 1;
+                return Ok(());
+            }
+            Err(e) => {
+                report.unreadable.push(e);
+                return Ok(());
+            }
+        };
+        let due = schedule.due(&locked.entry);
+        let tried = !due.is_empty();
+        if tried {
+            let job = Job {
+                locked: &locked,
+                rcpts: due,
+            };
+            let Some(attempts) = send(&job) else {
+                report.untried += 1;
+                return Ok(());
+            };
+            let rcpts = job.rcpts;
+            // The window for a duplicate opens here: the next hop has the message, the
+            // state does not say so yet.
+            crash_point().or_code(Code::TempFail, "queue run")?;
+            record(&mut locked.entry, &rcpts, attempts, schedule);
+        } else if locked.entry.pending().next().is_some() {
+            // Not due after all: another runner tried it since the listing.
+            return Ok(());
+        }
+        let entry = &locked.entry;
+        if entry.pending().next().is_some() {
+            // Its rename made durable with the batch's fsync of state/ (below).
+            self.write_state(entry, false)?;
+            report.deferred += 1;
+            unsynced.states += 1;
+            if unsynced.states >= SYNC_EVERY {
+                unsynced.sync(self)?;
+            }
+        } else if (entry.rcpts.iter()).any(|s| s.status == Status::Failed && !s.reported) {
+            self.fail(entry)?;
+            report.failed += usize::from(tried);
+        } else {
+            self.remove(entry)?;
+            match entry.rcpts.iter().any(|s| s.status == Status::Failed) {
+                true => report.failed += usize::from(tried),
+                false => report.sent += usize::from(tried),
+            }
+            unsynced.removed += 1;
+            // Bound what a power loss could send twice.
+            if unsynced.removed >= SYNC_EVERY {
+                unsynced.sync(self)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The changes of a runner (a thread) not yet made durable by a directory fsync: one
+/// fsync of `new/` for a batch of removals, one of `state/` for a batch of deferred
+/// entries' new states (each state file itself is fsynced before its rename, so a power
+/// loss leaves the old state or the new one whole). What a power loss can undo is at most
+/// a batch: removals (sent again) and new states (an entry tried again sooner, or a
+/// recipient delivered since sent again), never a recipient lost.
+#[derive(Default)]
+struct Unsynced {
+    removed: usize,
+    states: usize,
+}
+
+impl Unsynced {
+    /// Make every change so far durable.
+    fn sync(&mut self, q: &Queue) -> Result<()> {
+        if self.removed > 0 {
+            q.sync()?;
+        }
+        if self.states > 0 {
+            q.sync_states()?;
+        }
+        *self = Unsynced::default();
+        Ok(())
+    }
+}
+
+/// How a parallel run ([`Queue::run_parallel`]) spreads its entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lanes {
+    /// The most entries sent at once (threads).
+    pub workers: usize,
+    /// The most entries of one key (destination) sent at once.
+    pub per_key: usize,
+}
+
+/// The next lane to send, if any is left.
+fn pop(work: &Mutex<Vec<Vec<Entry>>>) -> Option<Vec<Entry>> {
+    work.lock().unwrap_or_else(|p| p.into_inner()).pop()
 }
 
 /// Record the sender's `attempts` for the recipients `rcpts` of `entry`.

@@ -1,7 +1,9 @@
 //! The queue's tests: storing and listing, the runner's per-recipient bookkeeping, entries
-//! of format 1, per-entry locking between two runners, and a crash at every step of every
-//! state change (the failpoint below) losing no recipient.
+//! of format 1, per-entry locking between two runners, parallel runs bounded in all and per
+//! destination, states synced a batch at a time, and a crash at every step of every state
+//! change (the failpoint below) losing no recipient.
 
+use super::run::{LANE_MIN, SYNC_EVERY};
 use super::*;
 use crate::envelope::{Body, Envelope};
 use std::cell::{Cell, RefCell};
@@ -27,6 +29,16 @@ pub(super) fn crash_point() -> io::Result<()> {
         }
         None => Ok(()),
     })
+}
+
+thread_local! {
+    /// fsyncs of `state/` in this thread.
+    static STATE_SYNCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// [`super::note_state_sync`] in tests.
+pub(super) fn note_state_sync() {
+    STATE_SYNCS.with(|c| c.set(c.get() + 1));
 }
 
 fn queued(rcpts: &[&str], at: u64) -> Queued {
@@ -574,4 +586,155 @@ fn held_entries_are_never_run_until_released_and_delete_removes_any() {
     q.delete(&f).unwrap();
     assert!(q.failed().unwrap().0.is_empty());
     assert!(names(&t.path().join("state")).is_empty());
+}
+
+/// Entries to `n` keys, `per` each, sent by [`Queue::run_parallel`] with `lanes`: the most
+/// sent at once in all and to one key, and what is left in the queue.
+fn parallel_run(keys: usize, per: usize, lanes: Lanes) -> (usize, usize, Vec<String>) {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    for k in 0..keys {
+        for _ in 0..per {
+            let to = format!("ok@k{k}.test");
+            q.store(&queued(&[&to], 1), |w| w.write_all(b"hi\n"))
+                .unwrap();
+        }
+    }
+    let in_flight = Mutex::new((0usize, std::collections::HashMap::<String, usize>::new()));
+    let (most, most_key) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let key = |e: &Entry| e.queued.envelope.rcpts[0].addr.clone();
+    let make = || {
+        |job: &Job<'_>| {
+            let k = job.envelope().rcpts[0].addr.clone();
+            {
+                let mut f = in_flight.lock().unwrap();
+                f.0 += 1;
+                let n = f.1.entry(k.clone()).or_default();
+                *n += 1;
+                most_key.fetch_max(*n, Ordering::SeqCst);
+                most.fetch_max(f.0, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            let mut f = in_flight.lock().unwrap();
+            f.0 -= 1;
+            *f.1.get_mut(&k).unwrap() -= 1;
+            Some(vec![Attempt::new(Verdict::Delivered, "250 ok")])
+        }
+    };
+    let report = q.run_parallel(&Schedule::new(10, Retry::default()), lanes, key, make);
+    assert_eq!(report.unwrap().sent, keys * per);
+    let left = names(&t.path().join("q/new"));
+    (most.into_inner(), most_key.into_inner(), left)
+}
+
+#[test]
+fn a_parallel_run_is_bounded_in_all_and_per_destination() {
+    // One destination with many entries: never more than per_key at once, and that many.
+    let lanes = Lanes {
+        workers: 6,
+        per_key: 2,
+    };
+    let (most, most_key, left) = parallel_run(1, 4 * LANE_MIN, lanes);
+    assert_eq!((most, most_key), (2, 2));
+    assert!(left.is_empty(), "{left:?}");
+    // Many destinations: never more than the workers at once, and that many.
+    let lanes = Lanes {
+        workers: 3,
+        per_key: 4,
+    };
+    let (most, most_key, left) = parallel_run(12, 4, lanes);
+    assert_eq!(most, 3);
+    assert_eq!(most_key, 1, "a few entries of a key share one lane");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_parallel_run_stops_at_a_state_it_cannot_write_and_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    for k in 0..4 {
+        let to = format!("temp@k{k}.test");
+        let id = q
+            .store(&queued(&[&to], 1), |w| w.write_all(b"hi\n"))
+            .unwrap();
+        // Deferred entries need their state written: a directory where its temporary
+        // file goes makes every such write fail, in whichever thread.
+        fs::create_dir(t.path().join(format!("q/state/.{id}.tmp"))).unwrap();
+    }
+    let lanes = Lanes {
+        workers: 2,
+        per_key: 1,
+    };
+    let key = |e: &Entry| e.queued.envelope.rcpts[0].addr.clone();
+    let sent = AtomicUsize::new(0);
+    let make = || {
+        |_: &Job<'_>| {
+            sent.fetch_add(1, Ordering::SeqCst);
+            Some(vec![Attempt::new(Verdict::Deferred, "451 busy")])
+        }
+    };
+    let run = q.run_parallel(&Schedule::new(10, Retry::default()), lanes, key, make);
+    assert_eq!(run.unwrap_err().code(), Code::TempFail);
+    // Each thread stopped at its first failed write (or before it began).
+    assert!((1..=2).contains(&sent.into_inner()));
+    assert_eq!(
+        names(&t.path().join("q/new")).len(),
+        4,
+        "every entry still waits"
+    );
+}
+
+#[test]
+fn deferred_entries_states_are_made_durable_a_batch_at_a_time() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    let n = 2 * SYNC_EVERY + 5;
+    for _ in 0..n {
+        q.store(&queued(&["temp@y.test"], 1), |w| w.write_all(b"hi\n"))
+            .unwrap();
+    }
+    STATE_SYNCS.with(|c| c.set(0));
+    let log = RefCell::new(Vec::new());
+    let report = q.run(10, by_address(&log)).unwrap();
+    assert_eq!(report.deferred, n);
+    // Two full batches and the rest at the end: 3 fsyncs of state/, not one per entry.
+    assert_eq!(STATE_SYNCS.with(Cell::get), 3);
+    // Every state written whole and read back: one attempt, deferred.
+    let (entries, errors) = q.list().unwrap();
+    assert!(errors.is_empty());
+    assert_eq!(entries.len(), n);
+    for e in &entries {
+        assert_eq!(
+            (e.rcpts[0].status, e.rcpts[0].attempts),
+            (Status::Pending, 1)
+        );
+    }
+}
+
+#[test]
+fn a_run_of_one_entry_reads_that_entry_only() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(&t.path().join("q")).unwrap();
+    let id = q
+        .store(&queued(&["ok@y.test"], 1), |w| w.write_all(b"hi\n"))
+        .unwrap();
+    q.store(&queued(&["ok@z.test"], 1), |w| w.write_all(b"hi\n"))
+        .unwrap();
+    // A broken file a full run reports: a run of `id` never opens it.
+    fs::write(t.path().join("q/new/broken"), b"not an entry").unwrap();
+    let mut schedule = Schedule::new(10, Retry::default());
+    schedule.only = Some(id.clone());
+    let log = RefCell::new(Vec::new());
+    let report = q.run_with(&schedule, by_address(&log)).unwrap();
+    assert_eq!(report.sent, 1);
+    assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+    assert_eq!(*log.borrow(), ["ok@y.test"]);
+    assert!(!names(&t.path().join("q/new")).contains(&id));
+    // An id that is not waiting: nothing sent, nothing read.
+    schedule.only = Some(id);
+    let report = q.run_with(&schedule, by_address(&log)).unwrap();
+    assert_eq!((report.sent, report.unreadable.len()), (0, 0));
+    // The full run reads everything, the broken file too.
+    let report = q.run(10, by_address(&log)).unwrap();
+    assert_eq!((report.sent, report.unreadable.len()), (1, 1));
 }
