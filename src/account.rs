@@ -197,6 +197,8 @@ pub const KEYS: &[Key] = &[
         "the longest wait between attempts [4h]"),
     key("relay_expire", Group::Tool("mrelay"),
         "how long a recipient may wait before it is bounced [5d]"),
+    key("relay_delay_warning", Group::Tool("mrelay"),
+        "report a recipient still waiting this long as delayed, once [0: never]"),
     key("relay_hostname", Group::Tool("mrelay"),
         "this host's names: EHLO, reports, the MX loop check [its FQDN]"),
     key("relay_connect_timeout", Group::Tool("mrelay"),

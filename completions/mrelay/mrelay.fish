@@ -11,6 +11,7 @@ complete -c mrelay -s C -l config -d 'Read configuration from FILE only [default
 complete -c mrelay -l hostname -d 'This host\'s name, for EHLO, reports and the MX loop check (repeatable: the others are more names of this host) [default: relay_hostname, else this host\'s FQDN]' -r
 complete -c mrelay -l dns-server -d 'Ask this DNS server only (split horizon, tests) [default: the nameservers of /etc/resolv.conf]' -r
 complete -c mrelay -l mx-port -d 'Connect to every mail exchanger on this port (and to route hosts without one) [default: 25]' -r
+complete -c mrelay -l delay-warning -d 'Report a recipient still waiting TIME after arrival to the sender as delayed, once (seconds, or a number with s, m, h or d; 0: never) [default: relay_delay_warning, else 0]' -r
 complete -c mrelay -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
 complete -c mrelay -s i -d 'Accepted and ignored (also -oi), for sendmail\'s callers: the message always ends at the end of input'
 complete -c mrelay -l queue-only -d 'Queue the message without trying it (sendmail\'s -odq)'

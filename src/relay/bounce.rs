@@ -6,6 +6,10 @@
 //! message from `<>` the postmaster, once; nobody about a report to the postmaster, so
 //! reports never loop. The report is queued before the recipients are recorded as failed:
 //! a crash between the two sends a second report, never none.
+//!
+//! A delay report ([`delay`], RFC 3464 §2.3.3 `Action: delayed` with Will-Retry-Until) is
+//! the optional warning about recipients still waiting after `relay_delay_warning`, queued
+//! the same way, once per recipient (the state's `delayed` records it).
 
 use super::{Outcome, Settings};
 use crate::exit::{Code, Context, Error, Result};
@@ -24,11 +28,38 @@ pub fn queue(
     failed: &[(usize, &Outcome)],
     now: u64,
 ) -> Result<Option<String>> {
+    let reports = rcpt_reports(job, failed, Action::Failed, None, now);
+    queue_reports(q, s, job, reports, false, now)
+}
+
+/// Queue a delay report about the recipients `delayed` of `job`, still waiting: the
+/// sender is told as NOTIFY asks, and without NOTIFY too (whoever set the warning wants
+/// it, as Postfix's delay_warning_time). Results as [`queue`]'s.
+pub fn delay(
+    q: &Queue,
+    s: &Settings,
+    job: &Job<'_>,
+    delayed: &[(usize, &Outcome)],
+    now: u64,
+) -> Result<Option<String>> {
+    let until = job.queued().queued.saturating_add(s.expire.as_secs());
+    let reports = rcpt_reports(job, delayed, Action::Delayed, Some(until), now);
+    queue_reports(q, s, job, reports, true, now)
+}
+
+/// One recipient report per outcome of `rcpts`.
+fn rcpt_reports(
+    job: &Job<'_>,
+    rcpts: &[(usize, &Outcome)],
+    action: Action,
+    will_retry_until: Option<u64>,
+    now: u64,
+) -> Vec<RcptReport> {
     let original = &job.queued().envelope;
-    let reports: Vec<RcptReport> = failed
+    rcpts
         .iter()
         .map(|(i, o)| {
-            let mut r = RcptReport::new(original.rcpts[*i].clone(), Action::Failed);
+            let mut r = RcptReport::new(original.rcpts[*i].clone(), action);
             r.status = o.status.clone();
             r.remote_mta = o.remote_mta.clone();
             r.diagnostic = Some(match o.smtp {
@@ -36,11 +67,24 @@ pub fn queue(
                 false => Diagnostic::Local(o.reply.clone()),
             });
             r.last_attempt = Some(now);
+            r.will_retry_until = will_retry_until;
             r
         })
-        .collect();
+        .collect()
+}
+
+/// Queue a report with `reports` to whom [`dsn::select`] says.
+fn queue_reports(
+    q: &Queue,
+    s: &Settings,
+    job: &Job<'_>,
+    reports: Vec<RcptReport>,
+    delay_notices: bool,
+    now: u64,
+) -> Result<Option<String>> {
+    let original = &job.queued().envelope;
     let postmaster = s.postmaster();
-    let (notice, reports) = dsn::select(original, reports, &postmaster, false);
+    let (notice, reports) = dsn::select(original, reports, &postmaster, delay_notices);
     if notice == Notice::None {
         return Ok(None);
     }

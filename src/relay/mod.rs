@@ -45,7 +45,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// How the relay works: the configuration's keys (`route`, `relay_tls`, `relay_retry`,
-/// `relay_retry_max`, `relay_expire`, `relay_hostname`, `relay_connect_timeout`,
+/// `relay_retry_max`, `relay_expire`, `relay_delay_warning`, `relay_hostname`, `relay_connect_timeout`,
 /// `relay_timeout`) with a tool's flags laid over them.
 #[derive(Clone)]
 pub struct Settings {
@@ -58,6 +58,9 @@ pub struct Settings {
     pub retry: Retry,
     /// How long a recipient may wait before it fails (default 5 days).
     pub expire: Duration,
+    /// After how long a recipient still waiting is reported delayed, once (off by
+    /// default, as Postfix's delay_warning_time).
+    pub delay_warning: Option<Duration>,
     /// How to reach the DNS.
     pub dns: dns::Options,
     /// The port of every MX connection, and of route hosts without one (25).
@@ -128,6 +131,8 @@ impl Settings {
                 max: duration("relay_retry_max", Duration::from_secs(4 * 3600))?,
             },
             expire: duration("relay_expire", Duration::from_secs(5 * 86400))?,
+            delay_warning: Some(duration("relay_delay_warning", Duration::ZERO)?)
+                .filter(|d| !d.is_zero()),
             dns: dns::Options::default(),
             mx_port: 25,
             allow_private: false,
@@ -447,6 +452,7 @@ impl<'a> Relay<'a> {
             }
         };
         let bounce_id = bounce.ok().flatten();
+        let warned = self.warn_delayed(job, &outcomes, now);
         let delay = now.saturating_sub(queued.queued);
         let mut attempts = Vec::with_capacity(outcomes.len());
         for (&i, o) in job.rcpts().iter().zip(outcomes) {
@@ -454,6 +460,7 @@ impl<'a> Relay<'a> {
                 Verdict::Failed if reported => Verdict::Bounced,
                 // Not reported: kept waiting, to be reported at the next attempt.
                 Verdict::Failed => Verdict::Deferred,
+                Verdict::Deferred if warned.contains(&i) => Verdict::Delayed,
                 v => v,
             };
             let status = match (verdict, o.verdict) {
@@ -482,6 +489,34 @@ impl<'a> Relay<'a> {
             attempts.push(Attempt::new(verdict, text));
         }
         attempts
+    }
+
+    /// The delay warning: a report queued about the recipients of `job` still waiting
+    /// ([`Verdict::Deferred`] in `outcomes`) after [`Settings::delay_warning`] since
+    /// arrival and not warned about before. Returns those it is done for (queued, or
+    /// nobody to tell); a report that cannot be queued is warned about and tried again at
+    /// the next attempt.
+    fn warn_delayed(&mut self, job: &Job<'_>, outcomes: &[Outcome], now: u64) -> Vec<usize> {
+        let Some(after) = self.settings.delay_warning else {
+            return Vec::new();
+        };
+        if now < job.queued().queued.saturating_add(after.as_secs()) {
+            return Vec::new();
+        }
+        let delayed: Vec<(usize, &Outcome)> = (job.rcpts().iter().copied())
+            .zip(outcomes)
+            .filter(|(i, o)| o.verdict == Verdict::Deferred && !job.entry().rcpts[*i].delayed)
+            .collect();
+        if delayed.is_empty() {
+            return Vec::new();
+        }
+        match bounce::delay(self.queue, &self.settings, job, &delayed, now) {
+            Ok(_) => delayed.iter().map(|(i, _)| *i).collect(),
+            Err(e) => {
+                (self.warn)(&format!("{}: delay report not queued: {e}", job.id()));
+                Vec::new()
+            }
+        }
     }
 
     /// Close every connection.

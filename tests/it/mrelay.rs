@@ -428,6 +428,63 @@ fn a_message_too_long_in_the_queue_fails_and_is_bounced() {
 }
 
 #[test]
+fn a_recipient_waiting_past_the_delay_warning_is_reported_delayed_once() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("@example.test", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route example.test [127.0.0.1]:{}\nroute sender.test local {}\nrelay_delay_warning 1s\n",
+        fake.port(),
+        mail.display()
+    ));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    r.ok(
+        &[
+            "--queue-only",
+            "-f",
+            "b@sender.test",
+            "-N",
+            "never",
+            "y@example.test",
+        ],
+        MSG,
+    );
+    // Before the warning time: deferred, no report.
+    r.ok(&["--flush"], b"");
+    assert_eq!(r.waiting().len(), 2);
+    std::thread::sleep(Duration::from_millis(1100));
+    // Past it: one report queued (not for NOTIFY=NEVER); then delivered, and no second.
+    r.ok(&["--flush"], b"");
+    assert_eq!(r.waiting().len(), 3);
+    r.ok(&["--flush"], b"");
+    r.ok(&["--flush"], b"");
+    assert_eq!(r.waiting().len(), 2, "the originals still wait");
+    let reports = messages(&mail.join("a/Maildir"));
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(messages(&mail.join("b/Maildir")).is_empty());
+    let parsed = python_report(&reports[0]);
+    for line in [
+        "type multipart/report delivery-status",
+        "rcpt rfc822; x@example.test delayed 4.2.1",
+        "defects 0",
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == line),
+            "{line} missing: {parsed}"
+        );
+    }
+    let text = std::fs::read_to_string(&reports[0]).unwrap();
+    assert!(text.contains("\nWill-Retry-Until: "), "{text}");
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+}
+
+#[test]
 fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the_reason() {
     let fake = Fake::start(Script {
         ehlo: "250-fake.test\r\n250 PIPELINING\r\n",

@@ -141,6 +141,12 @@ pub struct Args {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub mx_port: Option<u16>,
 
+    /// Report a recipient still waiting TIME after arrival to the sender as delayed, once
+    /// (seconds, or a number with s, m, h or d; 0: never) [default: relay_delay_warning,
+    /// else 0]
+    #[arg(long, value_name = "TIME", value_parser = crate::relay::routes::parse_duration)]
+    pub delay_warning: Option<std::time::Duration>,
+
     /// Allow mail exchangers and address literals in loopback and private ranges (tests,
     /// split horizon)
     #[arg(long)]
@@ -245,6 +251,9 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
         s.mx_port = p;
     }
     s.allow_private = args.allow_private_targets;
+    if let Some(d) = args.delay_warning {
+        s.delay_warning = Some(d).filter(|d| !d.is_zero());
+    }
     s.trace = trace(args.verbose);
     Ok(s)
 }

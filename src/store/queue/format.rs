@@ -93,7 +93,9 @@
 //! its own retry settings (so changing them applies to mail already queued, OpenSMTPD#50);
 //! `next` is what the writer's settings said, for a reader without `last`. `reported 1`
 //! follows the status of a failed recipient whose failure report (a bounce) is queued: the
-//! entry needs nothing more for it. Readers of an older version ignore both keys.
+//! entry needs nothing more for it; `delayed 1` that of a pending recipient about which a
+//! delay report (mrelay's delay warning) is queued, so it is sent once. Readers of an older
+//! version ignore these keys (an older reader warns again at worst).
 //!
 //! Version 1's state file (`attempts N`, `next TIME`, `error TEXT`, for the whole message)
 //! is read as that state for every recipient. A state file that is missing, unreadable or
@@ -424,6 +426,9 @@ pub struct RcptState {
     pub last: u64,
     /// Failed, and a report about it (a bounce) is queued: nothing more is owed to it.
     pub reported: bool,
+    /// Still pending after the delay warning time, and a delay report about it is queued
+    /// (or nobody was to be told): it is warned about once.
+    pub delayed: bool,
     /// The last reply or error, one line; empty before the first attempt.
     pub reply: String,
 }
@@ -586,6 +591,9 @@ pub(super) fn state_to_bytes(env: &Envelope, states: &[RcptState]) -> Vec<u8> {
         if st.reported {
             s.push_str("reported 1\n");
         }
+        if st.delayed {
+            s.push_str("delayed 1\n");
+        }
         s.push_str(&format!("reply {}\n", one_line(&st.reply)));
     }
     s.into_bytes()
@@ -635,6 +643,7 @@ pub(super) fn state_from(text: &str, env: &Envelope) -> Vec<RcptState> {
             "next" => st.next = v.parse().unwrap_or(0),
             "last" => st.last = v.parse().unwrap_or(0),
             "reported" => st.reported = v == "1",
+            "delayed" => st.delayed = v == "1",
             "reply" => st.reply = v.to_string(),
             _ => {}
         }
@@ -828,6 +837,7 @@ mod tests {
                 next: 0,
                 last: 42,
                 reported: true,
+                delayed: false,
                 reply: "550 5.1.1 no".into(),
             },
             RcptState {
@@ -836,6 +846,7 @@ mod tests {
                 next: 99,
                 last: 40,
                 reported: false,
+                delayed: true,
                 reply: "451 4.2.1 busy\r\nnow".into(),
             },
         ];
@@ -843,6 +854,7 @@ mod tests {
         let back = state_from(&text, &env);
         assert_eq!(back[0], states[0]);
         assert_eq!(back[1].reply, "451 4.2.1 busy  now");
+        assert!(back[1].delayed);
         let fresh = vec![RcptState::default(); 2];
         assert_eq!(state_from("", &env), fresh);
         // Another entry's state, or a torn one, is no state.

@@ -27,6 +27,9 @@ pub enum Verdict {
     Deferred,
     /// Refused for good.
     Failed,
+    /// Not now, as [`Verdict::Deferred`], and the sender has durably queued a report that
+    /// it is delayed (or found nobody to tell): recorded, so it is warned about once.
+    Delayed,
     /// Refused for good, and the sender has durably queued a report about it (a bounce):
     /// nothing more is owed to this recipient, and an entry whose recipients are all
     /// delivered or bounced is removed instead of kept in `failed/`.
@@ -500,10 +503,11 @@ fn record(entry: &mut Entry, rcpts: &[usize], attempts: Vec<Attempt>, schedule: 
         st.reply = one_line(&reply);
         st.last = now;
         st.reported = verdict == Verdict::Bounced;
+        st.delayed |= verdict == Verdict::Delayed;
         (st.status, st.next) = match verdict {
             Verdict::Delivered => (Status::Delivered, 0),
             Verdict::Failed | Verdict::Bounced => (Status::Failed, 0),
-            Verdict::Deferred => (
+            Verdict::Deferred | Verdict::Delayed => (
                 Status::Pending,
                 now + schedule.retry.delay(st.attempts).as_secs(),
             ),
