@@ -569,6 +569,69 @@ proxy_port {}
     assert_eq!(r.waiting().len(), 1);
 }
 
+/// A tmpfs mounted on a directory, unmounted when dropped (a failing test too).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A tmpfs of `size` on `dir`; `None` (the test skipped) outside CI when this is not
+    /// root or the mount is refused (a container without the right).
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = is_root()
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(!in_ci(), "cannot mount a tmpfs in CI (not root?)");
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_while_queueing_is_exit_75_with_nothing_half_written() {
+    let r = Relay::new("route example.test [127.0.0.1]:9\n");
+    let Some(_tmpfs) = Tmpfs::mount(&r.queue(), "256k") else {
+        return;
+    };
+    let mut big = MSG.to_vec();
+    big.extend(
+        std::iter::repeat_n(
+            b"0123456789abcdef0123456789abcdef0123456789abcdef012345678\n".as_slice(),
+            8000,
+        )
+        .flatten(),
+    );
+    for args in [
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"][..],
+        &["-f", "a@sender.test", "x@example.test"],
+    ] {
+        let out = r.run(args, &big);
+        assert_eq!(code(&out), 75, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("mrelay: "), "{}", stderr(&out));
+        for d in ["new", "tmp", "state"] {
+            let left = files(&r.queue().join(d));
+            assert!(left.is_empty(), "{d}/ after {args:?}: {left:?}");
+        }
+    }
+    // The space is back: a small message queues.
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    assert_eq!(r.waiting().len(), 1);
+}
+
 #[test]
 fn the_daemon_takes_new_mail_at_once_and_stops_on_sigterm() {
     let fake = Fake::start(Script::default());
