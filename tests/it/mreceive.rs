@@ -4,7 +4,7 @@
 use crate::common;
 use crate::common::mreceive;
 
-use common::{code, messages, only_message, run, stderr, tool};
+use common::{code, files, messages, only_message, run, stderr, tmpfs, tool};
 use mreceive::{LogLine, parse_log};
 use std::path::Path;
 use std::process::Output;
@@ -626,6 +626,43 @@ fn recipients_failing_for_now_are_queued_when_others_succeed() {
             .count(),
         1
     );
+}
+
+/// A queue on a full disk: the recipient that failed for now cannot be queued, so the
+/// client hears 451 (and retries), and nothing half-written is left in the queue.
+#[test]
+fn a_queue_on_a_full_disk_is_451_with_nothing_half_written() {
+    let d = tempfile::tempdir().unwrap();
+    let q = d.path().join("q");
+    let Some(_tmpfs) = tmpfs::Tmpfs::mount(&q, "256k") else {
+        return;
+    };
+    let script = d.path().join("deliver.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$RECIPIENT\" in temp*) exit 75;; esac\ncat >/dev/null\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut input =
+        "EHLO c\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<ok1@local.test>\r\nRCPT TO:<temp1@local.test>\r\nDATA\r\nSubject: s\r\n\r\n"
+            .to_string();
+    for _ in 0..6000 {
+        input += "0123456789abcdef0123456789abcdef0123456789abcdef0123456789\r\n";
+    }
+    input += ".\r\n";
+    let args = [
+        "-c",
+        script.to_str().unwrap(),
+        "--queue-dir",
+        q.to_str().unwrap(),
+    ];
+    let out = mx(d.path(), &args, input.as_bytes());
+    assert_eq!(codes(&out).last(), Some(&451), "{}", text(&out));
+    for sub in ["new", "tmp", "state"] {
+        let left = files(&q.join(sub));
+        assert!(left.is_empty(), "{sub}/: {left:?}");
+    }
 }
 
 /// The default chain: mreceive -> mdeliver (by path) -> Maildir, MAILDIR from --maildir-base.

@@ -569,39 +569,10 @@ proxy_port {}
     assert_eq!(r.waiting().len(), 1);
 }
 
-/// A tmpfs mounted on a directory, unmounted when dropped (a failing test too).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// A tmpfs of `size` on `dir`; `None` (the test skipped) outside CI when this is not
-    /// root or the mount is refused (a container without the right).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = is_root()
-            && Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(!in_ci(), "cannot mount a tmpfs in CI (not root?)");
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_while_queueing_is_exit_75_with_nothing_half_written() {
     let r = Relay::new("route example.test [127.0.0.1]:9\n");
-    let Some(_tmpfs) = Tmpfs::mount(&r.queue(), "256k") else {
+    let Some(_tmpfs) = tmpfs::Tmpfs::mount(&r.queue(), "256k") else {
         return;
     };
     let mut big = MSG.to_vec();

@@ -6,6 +6,7 @@
 
 pub mod mreceive;
 pub mod smtp;
+pub mod tmpfs;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
