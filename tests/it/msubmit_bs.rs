@@ -124,6 +124,32 @@ fn two_messages_go_over_one_connection_with_the_header_fixed() {
     assert_eq!(after_received(&got[1]), FULL);
 }
 
+/// A kept upstream connection that the server closed meanwhile (an idle timeout, its 421)
+/// is not used for the next message: a new one is opened, and the client hears 250 twice.
+#[test]
+fn a_kept_connection_the_server_closed_is_replaced_not_used() {
+    let fake = Fake::start(Script {
+        close_after: Some(1),
+        ..Script::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let session = "EHLO client.test\r\n".to_string()
+        + &transaction(&["b@b.test"], FULL)
+        + &transaction(&["c@c.test"], FULL)
+        + "QUIT\r\n";
+    let out = run(&mut bs(t.path(), fake.port()), session.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect(
+        &out,
+        &[
+            "220", "250", "250", "250", "354", "250", "250", "250", "354", "250", "221",
+        ],
+    );
+    let log = fake.log_text();
+    assert_eq!(log.matches("EHLO ").count(), 2, "a new connection: {log}");
+    assert_eq!(fake.accepted.lock().unwrap().len(), 2);
+}
+
 #[test]
 fn an_upstream_550_for_one_recipient_is_a_550_to_the_client_and_nothing_is_sent() {
     let fake = Fake::start(Script {

@@ -585,8 +585,10 @@ const KEEP_IDLE: Duration = Duration::from_secs(60);
 
 impl Upstream {
     fn session(&mut self, server: &account::Server) -> Result<&mut Session> {
-        let keep = self.open.as_ref().is_some_and(|(account, s, used)| {
-            *account == server.account && s.is_usable() && used.elapsed() < KEEP_IDLE
+        // Not a connection the server closed while idle (or spoke on unasked): the next
+        // message would fail at its MAIL FROM instead of going over a new one.
+        let keep = self.open.as_mut().is_some_and(|(account, s, used)| {
+            *account == server.account && used.elapsed() < KEEP_IDLE && s.is_reusable()
         });
         if !keep {
             self.quit();

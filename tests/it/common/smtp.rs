@@ -94,6 +94,9 @@ pub struct Script {
     /// After this many messages accepted on a connection, this reply to the end of data
     /// instead of 250 (the message is not kept).
     pub refuse_after: Option<(usize, &'static str)>,
+    /// After this many messages accepted on a connection, hang up (an idle timeout: the
+    /// server's `421` and the close, before the client's next command).
+    pub close_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -108,6 +111,7 @@ impl Default for Script {
             max_rcpts: None,
             data_reply: None,
             refuse_after: None,
+            close_after: None,
         }
     }
 }
@@ -281,6 +285,10 @@ fn serve(
             messages += 1;
             out.write_all(b"250 2.0.0 queued\r\n")?;
             accepted.lock().unwrap().push(data);
+            if s.close_after.is_some_and(|n| messages >= n) {
+                out.write_all(b"421 4.4.2 idle too long, closing\r\n")?;
+                return Ok(());
+            }
             continue;
         } else if cmd.starts_with("QUIT") {
             out.write_all(b"221 2.0.0 bye\r\n")?;
