@@ -538,5 +538,10 @@ fn a_client_certificate_is_presented_when_the_server_asks_for_one() {
     );
     let out = submit(t.path(), port, &ca_arg);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The server's thread records the certificate when its session has ended, which may be
+    // a moment after msubmit has exited.
+    crate::common::wait_until(std::time::Duration::from_secs(5), || {
+        !seen.lock().unwrap().is_empty()
+    });
     assert_eq!(seen.lock().unwrap().as_slice(), [cert.der().to_vec()]);
 }
