@@ -689,7 +689,12 @@ fn a_queue_run_killed_at_random_moments_loses_nothing() {
         .enumerate()
         .map(|(i, f)| format!("route d{i}.test [127.0.0.1]:{}\n", f.port()))
         .collect();
-    let r = Relay::new(&format!("{routes}relay_retry 1s\nrelay_timeout 5s\n"));
+    // One sending thread, so a kill can catch one message between the server's 250 and the
+    // state write: the bound (duplicates <= kills). With relay_concurrency N, each
+    // thread has that window, and a kill may send up to N messages twice.
+    let r = Relay::new(&format!(
+        "{routes}relay_retry 1s\nrelay_timeout 5s\nrelay_concurrency 1\n"
+    ));
     for i in 0..N {
         let to = format!("u{i}@d{}.test", i % 3);
         let msg = format!("From: a@sender.test\nSubject: soak {i}\n\nbody {i}\n");
