@@ -38,6 +38,8 @@
 //!   the removal of the entry when every recipient is delivered): the next run finds it
 //!   still pending and sends again. A duplicate is possible, a loss is not: the trade every
 //!   MTA queue makes (RFC 5321 §6.1 wants the message kept until delivery is certain).
+//!   A parallel run ([`Queue::run_parallel`]) has that window once per thread, so one crash
+//!   can send as many entries twice as there are threads sending at that moment.
 //! - Removals of delivered entries are made durable by one fsync of `new/` per 100 entries
 //!   and at the end of a run (under a busy disk that fsync is most of a flush's time). A
 //!   SIGKILL cannot undo an unlink; a power loss can, up to that batch, and those entries
