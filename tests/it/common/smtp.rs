@@ -283,12 +283,14 @@ fn serve(
                 continue;
             }
             messages += 1;
-            out.write_all(b"250 2.0.0 queued\r\n")?;
             accepted.lock().unwrap().push(data);
             if s.close_after.is_some_and(|n| messages >= n) {
-                out.write_all(b"421 4.4.2 idle too long, closing\r\n")?;
+                // The 250 and the 421 in one write, then the close: the client has both
+                // before it can send the next MAIL (else which comes first is a race).
+                out.write_all(b"250 2.0.0 queued\r\n421 4.4.2 closing\r\n")?;
                 return Ok(());
             }
+            out.write_all(b"250 2.0.0 queued\r\n")?;
             continue;
         } else if cmd.starts_with("QUIT") {
             out.write_all(b"221 2.0.0 bye\r\n")?;
