@@ -43,3 +43,20 @@ pub fn generated() -> Vec<(PathBuf, String)> {
     }
     files
 }
+
+/// Append `line` to a tool's log file at `path` (mdeliver's and msubmit's `--log`) with one
+/// write (O_APPEND keeps the lines of concurrent writers whole), creating it 0600 whatever
+/// the umask (it names who writes to whom); a failure is a warning, never the tool's.
+pub(crate) fn append_log(path: &std::path::Path, line: &str) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true);
+    let written = crate::store::maildir::open_private(&opts, path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        crate::run::warn(format_args!(
+            "log {}: {}",
+            path.display(),
+            crate::exit::describe_io(&e)
+        ));
+    }
+}

@@ -24,6 +24,18 @@ pub fn date(secs: u64) -> String {
     }
 }
 
+/// `secs` (since the epoch) in this host's time zone as `YYYY-MM-DD HH:MM:SS`, for
+/// people reading a queue listing; empty when out of range.
+pub fn local_time(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|d| {
+            d.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 /// This host's fully qualified name as best we can tell: the kernel's hostname when it has
 /// a dot; else the canonical name from /etc/hosts; else the short name.
 pub fn fqdn() -> String {

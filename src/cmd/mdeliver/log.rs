@@ -9,9 +9,6 @@
 
 use crate::deliver::rules::Planned;
 use crate::exit::{Error, Result};
-use crate::run;
-use std::io::Write;
-use std::path::Path;
 
 /// What the line of one message says, gathered as the delivery goes.
 #[derive(Debug, Default)]
@@ -91,23 +88,6 @@ fn q(v: Option<&str>) -> String {
             s.to_string()
         }
         Some(s) => format!("{s:?}"),
-    }
-}
-
-/// Append `line` to the log at `path` with one write (O_APPEND keeps the lines of
-/// concurrent deliveries whole), creating it 0600 whatever the umask (it names who writes
-/// to whom); a failure is a warning.
-pub(super) fn append(path: &Path, line: &str) {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.append(true);
-    let written = crate::store::maildir::open_private(&opts, path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        run::warn(format_args!(
-            "log {}: {}",
-            path.display(),
-            crate::exit::describe_io(&e)
-        ));
     }
 }
 

@@ -249,7 +249,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let result = deliver(&s, verbose, dry_run, &mut record);
     if let Some(path) = s.log.as_deref().filter(|_| !dry_run) {
-        log::append(path, &record.line(&result));
+        super::append_log(path, &record.line(&result));
     }
     result
 }

@@ -3,6 +3,7 @@
 //! same as one JSON array for scripts (times in seconds since the epoch, `null` when none).
 
 use crate::exit::{Code, Error, Result};
+use crate::message::stamp::local_time;
 use crate::relay::Settings;
 use crate::run;
 use crate::store::queue::{Entry, Queue, Status};
@@ -73,16 +74,6 @@ fn status_name(s: Status, reported: bool) -> &'static str {
 /// When a pending recipient is next tried.
 fn next_try(e: &Entry, i: usize, settings: &Settings) -> Option<u64> {
     (e.rcpts[i].status == Status::Pending).then(|| settings.retry.next_try(&e.rcpts[i]))
-}
-
-fn local_time(t: u64) -> String {
-    chrono::DateTime::from_timestamp(t as i64, 0)
-        .map(|d| {
-            d.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
 }
 
 fn to_text(all: &[(Entry, Place)], settings: &Settings) -> String {

@@ -2,10 +2,8 @@
 
 use crate::exit::Result;
 use crate::relay::account::{Sent, Server};
-use crate::run;
 use crate::smtp::Reply;
 use crate::smtp::client::Envelope;
-use std::io::Write;
 
 /// One key=value line per message, appended with a single write (O_APPEND keeps lines of
 /// concurrent processes whole). A log that cannot be written is reported, never fatal.
@@ -45,18 +43,8 @@ pub(super) fn log(server: &Server, env: &Envelope, result: &Result<Sent>) {
     if server.syslog {
         syslog(line.trim_end());
     }
-    let Some(path) = &server.log else { return };
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        run::warn(format_args!(
-            "log {}: {}",
-            path.display(),
-            crate::exit::describe_io(&e)
-        ));
+    if let Some(path) = &server.log {
+        crate::cmd::append_log(path, &line);
     }
 }
 

@@ -659,15 +659,7 @@ fn list(args: &Args, cfg: &Config, dir: &Path) -> Result<()> {
     if entries.is_empty() && failed.is_empty() {
         writeln!(out, "Mail queue is empty").map_err(w)?;
     }
-    let time = |t: u64| {
-        chrono::DateTime::from_timestamp(t as i64, 0)
-            .map(|d| {
-                d.with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
-            .unwrap_or_default()
-    };
+    let time = crate::message::stamp::local_time;
     for (e, is_failed) in entries
         .iter()
         .map(|e| (e, false))
