@@ -5,73 +5,11 @@
 
 use crate::common::smtp::{Fake, Script};
 use crate::common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A relay with its own configuration and queue in a temporary directory.
-struct Relay {
-    t: tempfile::TempDir,
-}
-
-impl Relay {
-    fn new(config: &str) -> Relay {
-        let r = Relay {
-            t: tempfile::tempdir().unwrap(),
-        };
-        r.config(config);
-        r
-    }
-
-    fn config(&self, text: &str) {
-        std::fs::write(self.t.path().join("config"), text).unwrap();
-    }
-
-    fn queue(&self) -> PathBuf {
-        self.t.path().join("queue")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = tool(bin!("mrelay"), self.t.path());
-        c.arg("-C")
-            .arg(self.t.path().join("config"))
-            .arg("--queue-dir")
-            .arg(self.queue())
-            .args(["--hostname", "relay.test"]);
-        c
-    }
-
-    /// Run mrelay with `args` and `stdin`.
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run(self.cmd().args(args), stdin)
-    }
-
-    /// Run it and expect exit 0.
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.run(args, stdin);
-        assert_eq!(code(&out), 0, "mrelay {args:?}: {}", stderr(&out));
-        stderr(&out)
-    }
-
-    /// The ids of the entries waiting in the queue.
-    fn waiting(&self) -> Vec<String> {
-        files(&self.queue().join("new"))
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect()
-    }
-
-    fn list(&self) -> String {
-        let out = self.run(&["--list"], b"");
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A directory for local routes' Maildirs.
-    fn maildirs(&self) -> PathBuf {
-        self.t.path().join("mail")
-    }
-}
+use crate::common::relay::Relay;
 
 const MSG: &[u8] = b"From: a@sender.test\nSubject: relay test\n\nhello\n";
 

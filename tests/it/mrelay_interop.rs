@@ -10,73 +10,10 @@ use crate::common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A relay with its own configuration and queue in a temporary directory.
-struct Relay {
-    t: tempfile::TempDir,
-}
-
-impl Relay {
-    fn new(config: &str) -> Relay {
-        let r = Relay {
-            t: tempfile::tempdir().unwrap(),
-        };
-        r.config(config);
-        r
-    }
-
-    fn config(&self, text: &str) {
-        std::fs::write(self.t.path().join("config"), text).unwrap();
-    }
-
-    fn queue(&self) -> PathBuf {
-        self.t.path().join("queue")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = tool(bin!("mrelay"), self.t.path());
-        c.arg("-C")
-            .arg(self.t.path().join("config"))
-            .arg("--queue-dir")
-            .arg(self.queue())
-            .args(["--hostname", "relay.test"]);
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run(self.cmd().args(args), stdin)
-    }
-
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.run(args, stdin);
-        assert_eq!(code(&out), 0, "mrelay {args:?}: {}", stderr(&out));
-        stderr(&out)
-    }
-
-    fn waiting(&self) -> Vec<PathBuf> {
-        files(&self.queue().join("new"))
-    }
-
-    /// Every recipient of every entry, from `--list --json`: `ADDRESS STATUS ATTEMPTS`, one a
-    /// line, in queue order; Python's json parser reads the listing, so it must be valid.
-    fn states(&self) -> String {
-        let out = self.run(&["--list", "--json"], b"");
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-        let script = r#"
-import json, sys
-for e in json.load(sys.stdin):
-    for r in e["recipients"]:
-        print(r["address"], r["status"], r["attempts"])
-"#;
-        let mut py = Command::new("python3");
-        py.args(["-c", script]);
-        let parsed = run(&mut py, &out.stdout);
-        assert!(parsed.status.success(), "{}", stderr(&parsed));
-        String::from_utf8_lossy(&parsed.stdout).into_owned()
-    }
-}
+use crate::common::relay::Relay;
 
 const MSG: &[u8] = b"From: a@sender.test\nSubject: relay test\n\nhello\n";
 
