@@ -13,6 +13,7 @@
 //! - [`deliver`]: the local delivery pipeline (loop check, trace, rules, dedupe, store) and
 //!   delivery to a command.
 //! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
+//! - [`pop3`]: the POP3 protocol, client (mfetch) and server (maccess).
 //! - [`store`]: Maildirs, the queue, the dedupe cache: durable storage.
 //! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
 //! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
@@ -33,6 +34,7 @@ pub mod log;
 pub mod message;
 pub mod net;
 pub mod passwd;
+pub mod pop3;
 pub mod relay;
 pub mod run;
 pub mod smtp;

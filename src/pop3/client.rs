@@ -1,0 +1,1 @@
+//! The POP3 client (mfetch): list, scan headers with TOP, fetch, delete.
