@@ -682,6 +682,7 @@ pub fn tls(keys: &Keys, prefix: &str) -> Result<Tls> {
             fingerprint,
             server_name: text(keys, &format!("{prefix}tls_host_override")).map(str::to_string),
             client_cert: None,
+            dane: None,
         },
     })
 }

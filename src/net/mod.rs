@@ -8,9 +8,11 @@
 //! (MX, implicit MX, null MX, loops to this host, address literals: RFC 5321 §5.1);
 //! [`dial`] opens a client's TCP connection, from a chosen source address and directly or
 //! through a SOCKS5 proxy, whose protocol is [`socks`]'s (RFC 1928, RFC 1929); [`x509`]
-//! reads a certificate's subject, issuer, dates and names to show a person.
+//! reads a certificate's subject, issuer, dates and names to show a person; [`dane`] checks
+//! a server's chain against its DNSSEC-validated TLSA records (RFC 7672).
 
 pub mod conn;
+pub mod dane;
 pub mod dial;
 pub mod dns;
 pub mod listen;

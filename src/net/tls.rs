@@ -269,6 +269,9 @@ pub struct TlsOptions {
     /// Present this certificate when the server asks for one (msmtp's `tls_cert_file` and
     /// `tls_key_file`; RFC 8446 §4.4.2, RFC 5246 §7.4.6).
     pub client_cert: Option<ClientCert>,
+    /// Check the certificate against these DNSSEC-validated TLSA records (DANE, RFC 7672)
+    /// instead of the roots, the file or the pin: mrelay towards an MX host that has them.
+    pub dane: Option<Arc<Vec<crate::net::dane::Tlsa>>>,
 }
 
 /// A client certificate: PEM files, read when a connection is set up.
@@ -296,7 +299,9 @@ pub fn client_config_for(level: Level, opts: &TlsOptions) -> Result<Arc<ClientCo
 
 /// Build a client configuration that verifies the certificate as `opts` says.
 pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
-    let trust = if let Some(fp) = opts.fingerprint {
+    let trust = if let Some(records) = &opts.dane {
+        Trust::Dane(records.clone())
+    } else if let Some(fp) = opts.fingerprint {
         Trust::Pinned(fp)
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -590,6 +595,9 @@ fn describe_cert_error(e: &CertificateError, refused: Option<[u8; 32]>) -> Strin
              in --ca-file (an old copy of a renewed certificate?; update --ca-file FILE, \
              {pin})"
         ),
+        C::Other(o) if o.0.downcast_ref::<crate::net::dane::Mismatch>().is_some() => {
+            o.0.to_string()
+        }
         C::Other(o) if is_ca_used_as_end_entity(o) => format!(
             "not trusted: a CA certificate presented as the server's own (give that very \
              certificate with --ca-file FILE, {pin})"
@@ -805,6 +813,8 @@ enum Trust {
         webpki: Arc<WebPkiServerVerifier>,
         listed: Vec<CertificateDer<'static>>,
     },
+    /// The host's TLSA records ([`crate::net::dane`]): DANE-EE or DANE-TA.
+    Dane(Arc<Vec<crate::net::dane::Tlsa>>),
 }
 
 /// Our one certificate verifier: [`Trust`], and the refused certificate noted for the
@@ -831,6 +841,15 @@ impl ServerCertVerifier for Verifier {
             Trust::Pinned(_) => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             )),
+            Trust::Dane(records) => crate::net::dane::verify(
+                records,
+                end_entity,
+                intermediates,
+                server_name,
+                now,
+                &self.provider,
+            )
+            .map(|()| ServerCertVerified::assertion()),
             Trust::Roots { webpki, listed } => {
                 match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
                     // A self-signed server certificate given as the trust file, as msmtp

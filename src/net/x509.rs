@@ -1,7 +1,8 @@
 //! Just enough X.509 (RFC 5280 §4.1) to show a server's certificate to a person: subject,
 //! issuer, validity and the names of its subjectAltName, as msmtp's `--serverinfo` shows
-//! them. Read from the DER that rustls hands over, after the handshake; nothing here
-//! decides trust (rustls and webpki do). The input is the server's, so every length is
+//! them; and the SubjectPublicKeyInfo's bytes, which DANE's selector 1 matches
+//! ([`spki`], RFC 6698 §2.1.2). Read from the DER that rustls hands over; nothing here
+//! decides trust (rustls, webpki and [`super::dane`] do). The input is the server's, so every length is
 //! checked: anything malformed gives `None`, never a panic. A DER reader of its own, ~200
 //! lines, because rustls and webpki keep theirs private and x509-parser would bring a dozen
 //! crates for four fields.
@@ -56,6 +57,23 @@ pub fn summary(der: &[u8]) -> Option<Summary> {
         not_after: after,
         names,
     })
+}
+
+/// The DER of a certificate's SubjectPublicKeyInfo, tag and length included (what a TLSA
+/// record with selector 1 hashes, RFC 6698 §2.1.2); `None` when it is not a certificate.
+pub fn spki(der: &[u8]) -> Option<&[u8]> {
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xA0) {
+        rest = tlv(rest)?.2;
+    }
+    // serial, signature algorithm, issuer, validity, subject, then the key.
+    for tag in [INTEGER, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE] {
+        rest = expect(rest, tag)?.1;
+    }
+    let (_, after) = expect(rest, SEQUENCE)?;
+    rest.get(..rest.len() - after.len())
 }
 
 const INTEGER: u8 = 0x02;

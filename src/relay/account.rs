@@ -218,6 +218,7 @@ pub fn unrevealed(
         fingerprint,
         server_name: (over.tls_server_name.clone()).or(send.tls.options.server_name.clone()),
         client_cert: client_cert(over, &send)?,
+        dane: None,
     };
     // An empty flag unsets the key, as msmtp's `--proxy-host=` does.
     let source = match over.source_ip.as_deref() {
