@@ -15,10 +15,18 @@
 //! The logic sits on one primitive, [`Lookup::query`], so it is tested with a table of
 //! answers (`tests.rs`); [`Resolver`] answers it from the real DNS with hickory-resolver
 //! (`resolver.rs`), and tests/dns.rs asks a real dnsmasq.
+//!
+//! DANE (RFC 7672) needs one more thing of each answer: whether DNSSEC validated it.
+//! [`Lookup::validated`] asks that; the [`Resolver`] trusts the AD bit of a validating
+//! resolver on loopback (`ad.rs` says why), and [`Lookup::dane`] (`tlsa.rs`) turns the MX
+//! set's, the hosts' and their TLSA records' statuses into what each host requires.
 
+mod ad;
 mod resolver;
+mod tlsa;
 
 pub use resolver::{Options, Resolver};
+pub use tlsa::{Dane, HostDane, Security};
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -114,6 +122,10 @@ pub enum Type {
     A,
     /// AAAA: IPv6 addresses.
     Aaaa,
+    /// TLSA: a TLS service's certificate associations (RFC 6698), for DANE.
+    Tlsa,
+    /// TXT: text, for MTA-STS's `_mta-sts` record (RFC 8461 §3.1).
+    Txt,
 }
 
 /// What the DNS said to one question, temporary failures aside.
@@ -124,10 +136,26 @@ pub enum Answer {
     Mx(Vec<(u16, String)>),
     /// A or AAAA records.
     Addrs(Vec<IpAddr>),
+    /// TLSA records.
+    Tlsa(Vec<crate::net::dane::Tlsa>),
+    /// TXT records, each one's strings joined (RFC 8461 §3.1 splits a long record so).
+    Txt(Vec<String>),
     /// The name exists but has no record of this type (NOERROR with an empty answer).
     NoData,
     /// The name does not exist (RCODE 3, NXDOMAIN).
     NxDomain,
+}
+
+/// An answer and what DNSSEC says of it (RFC 4033 §5, RFC 4035 §4.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Validated from a trust anchor down: the AD bit of a validating resolver.
+    Secure(Answer),
+    /// Not signed, or below an unsigned delegation: as good as any other DNS answer.
+    Insecure(Answer),
+    /// Signed, but the signatures do not validate (a forgery, or a broken zone): never to
+    /// be used, and never to be mistaken for "insecure" (RFC 7672 §2.1.1).
+    Bogus(String),
 }
 
 /// One MX record, the exchange without its final dot.
@@ -184,6 +212,30 @@ pub trait Lookup {
     /// them in parallel. SERVFAIL, REFUSED, a timeout or no reachable server is
     /// `Err(Failure::Temporary)`; a name that is not a domain name is `Err(Permanent)`.
     fn query(&self, questions: &[(&str, Type)]) -> Vec<Result<Answer, Failure>>;
+
+    /// Ask every question with its DNSSEC status. A source that cannot tell (no
+    /// validating resolver it trusts) calls every answer insecure, which turns DANE off
+    /// and leaves everything else as it was.
+    fn validated(&self, questions: &[(&str, Type)]) -> Vec<Result<Checked, Failure>> {
+        self.query(questions)
+            .into_iter()
+            .map(|a| a.map(Checked::Insecure))
+            .collect()
+    }
+
+    /// The TXT records of `name`: empty when it has none or does not exist.
+    fn txt(&self, name: &str) -> Result<Vec<String>, Failure> {
+        match first(self.query(&[(name, Type::Txt)]))? {
+            Answer::Txt(t) => Ok(t),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// What DANE (RFC 7672 §2.2) says of `domain`'s `targets` (as [`Lookup::targets`]
+    /// found them) on `port`: see [`Dane`].
+    fn dane(&self, domain: &str, targets: &[Target], port: u16) -> Dane {
+        tlsa::dane(self, domain, targets, port)
+    }
 
     /// A domain's mail hosts (RFC 5321 §5.1), or why mail for it cannot go.
     ///

@@ -56,6 +56,12 @@ pub struct Resolver {
     inner: TokioResolver,
     /// The most a batch of questions may take, whatever hickory does inside.
     deadline: Duration,
+    /// The server whose AD bit is believed: the configured one when every configured
+    /// server is on loopback (`ad.rs`); `None`: every answer is insecure.
+    validator: Option<SocketAddr>,
+    /// One try's wait and the tries, for the validated questions.
+    timeout: Duration,
+    attempts: usize,
 }
 
 impl Resolver {
@@ -92,16 +98,43 @@ impl Resolver {
         drop(_inside);
         let tries = u32::try_from(opts.attempts.max(1)).unwrap_or(u32::MAX);
         let per_server = opts.timeout.saturating_mul(tries);
+        let list = servers.clone();
         let servers = u32::try_from(servers.len().max(1)).unwrap_or(u32::MAX);
         Ok(Resolver {
             runtime,
             inner,
             deadline: per_server.saturating_mul(servers) + Duration::from_secs(1),
+            validator: validator(&list),
+            timeout: opts.timeout,
+            attempts: opts.attempts.max(1),
         })
     }
 }
 
+/// The server whose AD bit DANE may believe: the first, when every server is on loopback
+/// (RFC 4035 §4.9.3: a secure channel to the validator; loopback is the one we can know).
+fn validator(servers: &[SocketAddr]) -> Option<SocketAddr> {
+    let all_local = servers.iter().all(|s| s.ip().is_loopback());
+    servers.first().copied().filter(|_| all_local)
+}
+
 impl Lookup for Resolver {
+    fn validated(&self, questions: &[(&str, Type)]) -> Vec<Result<super::Checked, Failure>> {
+        match self.validator {
+            Some(server) => questions
+                .iter()
+                .map(|&(name, kind)| {
+                    super::ad::ask(server, name, kind, self.timeout, self.attempts)
+                })
+                .collect(),
+            None => self
+                .query(questions)
+                .into_iter()
+                .map(|a| a.map(super::Checked::Insecure))
+                .collect(),
+        }
+    }
+
     fn query(&self, questions: &[(&str, Type)]) -> Vec<Result<Answer, Failure>> {
         let deadline = self.deadline;
         self.runtime.block_on(async {
@@ -138,21 +171,66 @@ async fn ask(resolver: &TokioResolver, name: &str, kind: Type) -> Result<Answer,
     })?;
     // Absolute: never a search domain appended (see the header).
     fqdn.set_fqdn(true);
-    let rtype = match kind {
-        Type::Mx => RecordType::MX,
-        Type::A => RecordType::A,
-        Type::Aaaa => RecordType::AAAA,
-    };
-    match resolver.lookup(fqdn, rtype).await {
+    match resolver.lookup(fqdn, record_type(kind)).await {
         Ok(lookup) => Ok(records(kind, lookup.answers())),
         Err(e) => classify(name, kind, e),
     }
 }
 
+/// The DNS record type of a question.
+pub(super) fn record_type(kind: Type) -> RecordType {
+    match kind {
+        Type::Mx => RecordType::MX,
+        Type::A => RecordType::A,
+        Type::Aaaa => RecordType::AAAA,
+        Type::Tlsa => RecordType::TLSA,
+        Type::Txt => RecordType::TXT,
+    }
+}
+
 /// The records of the asked type in an answer (CNAMEs on the way are skipped: hickory
 /// follows them, RFC 5321 §5.1).
-fn records(kind: Type, answers: &[hickory_resolver::proto::rr::Record]) -> Answer {
+pub(super) fn records(kind: Type, answers: &[hickory_resolver::proto::rr::Record]) -> Answer {
     match kind {
+        Type::Tlsa => {
+            let v: Vec<crate::net::dane::Tlsa> = answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TLSA(t) => Some(crate::net::dane::Tlsa {
+                        usage: t.cert_usage.into(),
+                        selector: t.selector.into(),
+                        matching: t.matching.into(),
+                        data: t.cert_data.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if v.is_empty() {
+                Answer::NoData
+            } else {
+                Answer::Tlsa(v)
+            }
+        }
+        Type::Txt => {
+            // RFC 8461 §3.1: a record's strings are joined with nothing between them.
+            let v: Vec<String> = answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if v.is_empty() {
+                Answer::NoData
+            } else {
+                Answer::Txt(v)
+            }
+        }
         Type::Mx => {
             let mx: Vec<(u16, String)> = answers
                 .iter()
@@ -221,16 +299,18 @@ fn timed_out(name: &str, kind: Type) -> Failure {
     )
 }
 
-fn type_name(kind: Type) -> &'static str {
+pub(super) fn type_name(kind: Type) -> &'static str {
     match kind {
         Type::Mx => "MX",
         Type::A => "A",
         Type::Aaaa => "AAAA",
+        Type::Tlsa => "TLSA",
+        Type::Txt => "TXT",
     }
 }
 
 /// The RCODE as dig and the logs of DNS servers write it.
-fn rcode_name(code: ResponseCode) -> String {
+pub(super) fn rcode_name(code: ResponseCode) -> String {
     match code {
         ResponseCode::ServFail => "SERVFAIL".to_string(),
         ResponseCode::Refused => "REFUSED".to_string(),

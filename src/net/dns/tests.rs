@@ -10,6 +10,10 @@ use std::collections::HashMap;
 struct Table {
     answers: HashMap<(String, Type), Result<Answer, Failure>>,
     asked: RefCell<Vec<(String, Type)>>,
+    /// Names whose answers are DNSSEC-secure (every type); the others are insecure.
+    secure: Vec<String>,
+    /// Questions whose validation fails.
+    bogus: Vec<(String, Type)>,
 }
 
 impl Table {
@@ -45,6 +49,14 @@ impl Table {
             )),
         )
     }
+    fn signed(mut self, names: &[&str]) -> Table {
+        self.secure.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+    fn forged(mut self, name: &str, kind: Type) -> Table {
+        self.bogus.push((name.to_string(), kind));
+        self
+    }
     fn asked(&self) -> Vec<(String, Type)> {
         self.asked.borrow().clone()
     }
@@ -62,6 +74,23 @@ impl Lookup for Table {
                     None if self.answers.keys().any(|(n, _)| n == name) => Ok(Answer::NoData),
                     None => Ok(Answer::NxDomain),
                 }
+            })
+            .collect()
+    }
+
+    fn validated(&self, questions: &[(&str, Type)]) -> Vec<Result<Checked, Failure>> {
+        questions
+            .iter()
+            .zip(self.query(questions))
+            .map(|(&(name, kind), a)| {
+                if self.bogus.contains(&(name.to_string(), kind)) {
+                    return Ok(Checked::Bogus(format!("{name}: bogus")));
+                }
+                let secure = self.secure.iter().any(|n| n == name);
+                a.map(|a| match secure {
+                    true => Checked::Secure(a),
+                    false => Checked::Insecure(a),
+                })
             })
             .collect()
     }
@@ -494,4 +523,96 @@ fn an_mx_host_that_is_no_name_counts_as_missing_not_temporary() {
     );
     let f = dns.targets("d.test", &open()).unwrap_err();
     assert_eq!(f.status(), "5.4.4", "{f:?}");
+}
+
+fn tlsa(byte: u8) -> crate::net::dane::Tlsa {
+    crate::net::dane::Tlsa {
+        usage: 3,
+        selector: 1,
+        matching: 1,
+        data: vec![byte; 32],
+    }
+}
+
+/// A signed domain with two MX hosts: one with TLSA records, one without; and the same
+/// names unsigned.
+fn dane_table(signed: bool) -> Table {
+    let t = Table::default()
+        .with_mx("d.test", &[(10, "a.d.test"), (20, "b.d.test")])
+        .addr("a.d.test", "192.0.2.1")
+        .addr("b.d.test", "192.0.2.2")
+        .set(
+            "_25._tcp.a.d.test",
+            Type::Tlsa,
+            Ok(Answer::Tlsa(vec![tlsa(1)])),
+        );
+    match signed {
+        true => t.signed(&[
+            "d.test",
+            "a.d.test",
+            "b.d.test",
+            "_25._tcp.a.d.test",
+            "_25._tcp.b.d.test",
+        ]),
+        false => t,
+    }
+}
+
+#[test]
+fn dane_needs_a_secure_mx_set_and_secure_hosts() {
+    let t = dane_table(true);
+    let targets = t.targets("d.test", &open()).unwrap();
+    let d = t.dane("d.test", &targets, 25);
+    assert_eq!(d.mx, Security::Secure);
+    assert_eq!(d.host("a.d.test"), HostDane::Records(vec![tlsa(1)]));
+    assert_eq!(d.host("b.d.test"), HostDane::NoRecords);
+
+    // RFC 7672 §2.2.1: an unsigned MX set: no DANE, and no TLSA lookups at all.
+    let t = dane_table(false);
+    let targets = t.targets("d.test", &open()).unwrap();
+    let d = t.dane("d.test", &targets, 25);
+    assert_eq!(d.mx, Security::Insecure);
+    assert_eq!(d.host("a.d.test"), HostDane::Insecure);
+    assert!(!t.asked().iter().any(|(_, k)| *k == Type::Tlsa));
+
+    // A secure MX set pointing at a host in an unsigned zone: that host has no DANE.
+    let t = dane_table(false).signed(&["d.test", "_25._tcp.a.d.test"]);
+    let targets = t.targets("d.test", &open()).unwrap();
+    assert_eq!(
+        t.dane("d.test", &targets, 25).host("a.d.test"),
+        HostDane::Insecure
+    );
+}
+
+#[test]
+fn bogus_is_never_insecure() {
+    // A forged TLSA answer, or forged addresses: the host is unusable, not DANE-free.
+    let t = dane_table(true).forged("_25._tcp.a.d.test", Type::Tlsa);
+    let targets = t.targets("d.test", &open()).unwrap();
+    let d = t.dane("d.test", &targets, 25);
+    assert!(matches!(d.host("a.d.test"), HostDane::Unusable(_)));
+    assert_eq!(d.host("b.d.test"), HostDane::NoRecords);
+    let t = dane_table(true).forged("b.d.test", Type::A);
+    let targets = t.targets("d.test", &open()).unwrap();
+    assert!(matches!(
+        t.dane("d.test", &targets, 25).host("b.d.test"),
+        HostDane::Unusable(_)
+    ));
+    // A forged MX set: every host unusable.
+    let t = dane_table(true).forged("d.test", Type::Mx);
+    let targets = t.targets("d.test", &open()).unwrap();
+    let d = t.dane("d.test", &targets, 25);
+    assert!(matches!(d.mx, Security::Bogus(_)));
+    assert!(
+        d.hosts
+            .iter()
+            .all(|(_, h)| matches!(h, HostDane::Unusable(_)))
+    );
+    // A TLSA lookup that fails on a secure host: unusable too (RFC 7672 §2.2.3).
+    let t = dane_table(true).servfail("_25._tcp.a.d.test", Type::Tlsa);
+    let targets = t.targets("d.test", &open()).unwrap();
+    assert!(matches!(
+        t.dane("d.test", &targets, 25).host("a.d.test"),
+        HostDane::Unusable(_)
+    ));
 }
