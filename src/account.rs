@@ -190,7 +190,11 @@ pub const KEYS: &[Key] = &[
         "DOMAIN HOST[:PORT]..., [HOST], account NAME, local DIR or pipe COMMAND: where mail \
          for DOMAIN (.DOMAIN: its subdomains; *: all) goes; one a line, the first match wins"),
     key("relay_tls", Group::Tool("mrelay"),
-        "DOMAIN LEVEL: TLS towards DOMAIN's mail: none, may, encrypt or verify [may]"),
+        "DOMAIN LEVEL: TLS towards DOMAIN's mail: auto (DANE, else MTA-STS, else may), \
+         none, may, encrypt, verify or dane-only [auto]"),
+    key("relay_tls_trust_file", Group::Tool("mrelay"),
+        "CA certificates (PEM) for verify and MTA-STS, its policy fetch included \
+         [the Mozilla roots]"),
     key("relay_retry", Group::Tool("mrelay"),
         "the wait after a first failed attempt, doubling after each [5m]"),
     key("relay_retry_max", Group::Tool("mrelay"),

@@ -9,12 +9,14 @@
 //! [`dial`] opens a client's TCP connection, from a chosen source address and directly or
 //! through a SOCKS5 proxy, whose protocol is [`socks`]'s (RFC 1928, RFC 1929); [`x509`]
 //! reads a certificate's subject, issuer, dates and names to show a person; [`dane`] checks
-//! a server's chain against its DNSSEC-validated TLSA records (RFC 7672).
+//! a server's chain against its DNSSEC-validated TLSA records (RFC 7672); [`https`] is the
+//! one HTTPS GET of MTA-STS's policy fetch (RFC 8461 §3.3).
 
 pub mod conn;
 pub mod dane;
 pub mod dial;
 pub mod dns;
+pub mod https;
 pub mod listen;
 pub mod sasl;
 pub mod socks;

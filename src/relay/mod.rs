@@ -25,8 +25,10 @@
 pub mod account;
 pub mod bounce;
 pub mod local;
+pub mod policy;
 pub mod remote;
 pub mod routes;
+pub mod sts;
 
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -44,7 +46,8 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How the relay works: the configuration's keys (`route`, `relay_tls`, `relay_retry`,
+/// How the relay works: the configuration's keys (`route`, `relay_tls`,
+/// `relay_tls_trust_file`, `relay_retry`,
 /// `relay_retry_max`, `relay_expire`, `relay_delay_warning`, `relay_hostname`, `relay_connect_timeout`,
 /// `relay_timeout`) with a tool's flags laid over them.
 #[derive(Clone)]
@@ -79,6 +82,12 @@ pub struct Settings {
     pub trace: Option<Trace>,
     /// The configuration, for account routes.
     pub config: Config,
+    /// CA certificates for `verify` and MTA-STS (`relay_tls_trust_file`); `None`: the
+    /// Mozilla roots.
+    pub tls_trust_file: Option<std::path::PathBuf>,
+    /// Where MTA-STS policies are fetched from and cached ([`sts`]); the tool sets the
+    /// cache in the queue directory.
+    pub sts: sts::Settings,
 }
 
 impl Settings {
@@ -144,6 +153,9 @@ impl Settings {
             },
             trace: None,
             config: cfg.clone(),
+            tls_trust_file: key("relay_tls_trust_file")
+                .map(|v| crate::config::expand_tilde(v.text.trim())),
+            sts: sts::Settings::default(),
         })
     }
 

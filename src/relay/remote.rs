@@ -47,6 +47,9 @@ struct Plan {
     hosts: Vec<(String, Vec<SocketAddr>)>,
     /// TLS, our name, login, timeouts.
     options: Options,
+    /// MX delivery: each host's TLS as DANE, MTA-STS or `relay_tls` require it
+    /// ([`super::policy`]); a host missing here uses `options`.
+    tls: Option<super::policy::Plan>,
 }
 
 /// An open connection and what the log says of it.
@@ -279,13 +282,24 @@ impl Remote {
         let plan = self.plan(s, dest)?;
         let mut tried = Vec::new();
         let mut skipped = Vec::new();
+        let mut ruled_out = None;
         for (name, addrs) in &plan.hosts {
+            let mut options = plan.options.clone();
+            if let Some(h) = plan.tls.as_ref().and_then(|p| p.host(name)) {
+                match &h.tls {
+                    Ok((mode, trust)) => (options.tls, options.trust) = (*mode, trust.clone()),
+                    Err(why) => {
+                        ruled_out.get_or_insert_with(|| why.clone());
+                        continue;
+                    }
+                }
+            }
             for addr in addrs {
                 if let Some(why) = self.dead.check(addr) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
-                match Session::connect(&[*addr], name, &plan.options) {
+                match Session::connect(&[*addr], name, &options) {
                     Ok(session) => {
                         self.dead.found(addr, None);
                         if self.open.len() >= KEEP {
@@ -308,10 +322,14 @@ impl Remote {
                 }
             }
         }
-        let why = match (tried.last(), skipped.first()) {
-            (Some(last), _) => last.clone(),
-            (None, Some(first)) => format!("host down earlier in this run: {first}"),
-            (None, None) => "no address to connect to".into(),
+        let why = match (tried.last(), skipped.first(), ruled_out) {
+            (Some(last), _, _) => last.clone(),
+            (None, Some(first), _) => format!("host down earlier in this run: {first}"),
+            // DANE or MTA-STS ruled every host out: wait (never send unprotected instead).
+            (None, None, Some(why)) => {
+                return Err(Outcome::deferred(&why, super::policy::STATUS, "none"));
+            }
+            (None, None, None) => "no address to connect to".into(),
         };
         Err(Outcome::deferred(&why, "4.4.1", "none"))
     }
@@ -328,6 +346,7 @@ impl Remote {
             trace: s.trace.clone(),
             source: None,
         };
+        let mut tls = None;
         let hosts = match dest {
             Dest::Mx(domain) => {
                 options.tls = s.routes.tls_for(domain);
@@ -337,6 +356,8 @@ impl Remote {
                 };
                 let targets = self.lookup(s)?.targets(domain, &routing);
                 let targets = targets.map_err(|f| dns_outcome(&f))?;
+                let now = crate::store::queue::now();
+                tls = Some(super::policy::mx(s, self.lookup(s)?, domain, &targets, now));
                 targets
                     .into_iter()
                     .map(|t| {
@@ -433,7 +454,11 @@ impl Remote {
                 vec![(host, addrs)]
             }
         };
-        Ok(Plan { hosts, options })
+        Ok(Plan {
+            hosts,
+            options,
+            tls,
+        })
     }
 
     fn lookup(&mut self, s: &Settings) -> std::result::Result<&dyn Lookup, Outcome> {

@@ -21,10 +21,14 @@
 //! Routes are the administrator's: their hosts are trusted (loopback and private addresses
 //! are allowed, and no MX loop check is made).
 //!
-//! `relay_tls` gives the TLS level (none, may, encrypt, verify) towards a destination, by
-//! the recipient's domain for MX delivery, by the route's domain for a route; the first
-//! line that matches wins, and the default is `may` (opportunistic STARTTLS, RFC 7435). A
-//! route to an account follows the account's own TLS settings.
+//! `relay_tls` gives the TLS policy towards a destination, by the recipient's domain for MX
+//! delivery, by the route's domain for a route; the first line that matches wins. The
+//! default, `auto`, is DANE where the MX host has DNSSEC-validated TLSA records (RFC 7672),
+//! else the domain's MTA-STS policy (RFC 8461), else `may` (opportunistic STARTTLS, RFC
+//! 7435): [`super::policy`]. A fixed level (none, may, encrypt, verify) overrides them all,
+//! and `dane-only` sends only to hosts DANE authenticates. Routes to hosts get no DANE or
+//! MTA-STS (the administrator named the hosts): `auto` is `may` there. A route to an
+//! account follows the account's own TLS settings.
 
 use crate::config::{Config, Value};
 use crate::exit::{Code, Error, Result};
@@ -216,13 +220,38 @@ pub fn join_words(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// What a `relay_tls` line asks for a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// DANE, else MTA-STS, else `may` (the default).
+    Auto,
+    /// This level, whatever DANE or MTA-STS say.
+    Fixed(Level),
+    /// Only hosts with usable DNSSEC-validated TLSA records, authenticated by them.
+    DaneOnly,
+}
+
+impl TlsPolicy {
+    /// The word of the configuration.
+    pub fn word(self) -> &'static str {
+        match self {
+            TlsPolicy::Auto => "auto",
+            TlsPolicy::DaneOnly => "dane-only",
+            TlsPolicy::Fixed(Level::None) => "none",
+            TlsPolicy::Fixed(Level::May) => "may",
+            TlsPolicy::Fixed(Level::Encrypt) => "encrypt",
+            TlsPolicy::Fixed(Level::Verify) => "verify",
+        }
+    }
+}
+
 /// The routes and TLS policy of the configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     /// The `route` lines, in order.
     pub routes: Vec<Route>,
     /// The `relay_tls` lines, in order.
-    pub tls: Vec<(Pattern, Level)>,
+    pub tls: Vec<(Pattern, TlsPolicy)>,
 }
 
 impl Routes {
@@ -240,17 +269,19 @@ impl Routes {
             let words = crate::config::words(&v.text).map_err(bad)?;
             let [domain, level] = words.as_slice() else {
                 return Err(bad(
-                    "expected DOMAIN LEVEL (none, may, encrypt, verify)".into()
+                    "expected DOMAIN LEVEL (auto, none, may, encrypt, verify, dane-only)".into(),
                 ));
             };
             let level = match level.to_ascii_lowercase().as_str() {
-                "none" => Level::None,
-                "may" => Level::May,
-                "encrypt" => Level::Encrypt,
-                "verify" => Level::Verify,
+                "auto" => TlsPolicy::Auto,
+                "dane-only" => TlsPolicy::DaneOnly,
+                "none" => TlsPolicy::Fixed(Level::None),
+                "may" => TlsPolicy::Fixed(Level::May),
+                "encrypt" => TlsPolicy::Fixed(Level::Encrypt),
+                "verify" => TlsPolicy::Fixed(Level::Verify),
                 _ => {
                     return Err(bad(format!(
-                        "{level:?}: expected none, may, encrypt or verify"
+                        "{level:?}: expected auto, none, may, encrypt, verify or dane-only"
                     )));
                 }
             };
@@ -267,14 +298,24 @@ impl Routes {
             .find(|(_, r)| r.pattern.matches(domain))
     }
 
-    /// The TLS mode towards `domain` (a recipient's, or a route's pattern as written):
-    /// STARTTLS at the level of the first `relay_tls` line that matches, else `may`.
-    pub fn tls_for(&self, domain: &str) -> Mode {
-        let level = self
-            .tls
+    /// The TLS policy towards `domain` (a recipient's, or a route's pattern as written):
+    /// the first `relay_tls` line that matches, else `auto`.
+    pub fn policy_for(&self, domain: &str) -> TlsPolicy {
+        self.tls
             .iter()
             .find(|(p, _)| p.matches(domain) || p.to_string() == domain)
-            .map_or(Level::May, |(_, l)| *l);
+            .map_or(TlsPolicy::Auto, |(_, l)| *l)
+    }
+
+    /// The TLS mode towards `domain` before DANE or MTA-STS are asked: STARTTLS at the
+    /// level of the first `relay_tls` line that matches; `auto` is `may`, `dane-only` is
+    /// `verify` (DANE's records then say what is verified).
+    pub fn tls_for(&self, domain: &str) -> Mode {
+        let level = match self.policy_for(domain) {
+            TlsPolicy::Fixed(l) => l,
+            TlsPolicy::Auto => Level::May,
+            TlsPolicy::DaneOnly => Level::Verify,
+        };
         Mode::new(Start::StartTls, level).unwrap_or(Mode::MAY)
     }
 }
@@ -398,6 +439,13 @@ mod tests {
         assert_eq!(r.tls_for("other.test"), Mode::MAY);
         let r = Routes::from_config(&cfg("relay_tls * verify\n")).unwrap();
         assert_eq!(r.tls_for("*").level, Level::Verify);
+        let r = Routes::from_config(&cfg(
+            "relay_tls bank.test dane-only\nrelay_tls old.test may\n",
+        ))
+        .unwrap();
+        assert_eq!(r.policy_for("bank.test"), TlsPolicy::DaneOnly);
+        assert_eq!(r.policy_for("old.test"), TlsPolicy::Fixed(Level::May));
+        assert_eq!(r.policy_for("new.test"), TlsPolicy::Auto);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! is 0 once it is queued whatever the attempt then does (every recipient delivered, bounced
 //! or queued for later); 75 only when it could not even be queued.
 
+mod check;
 mod daemon;
 mod list;
 mod log;
@@ -116,6 +117,11 @@ pub struct Args {
     #[arg(long, value_name = "ID", conflicts_with = "recipients")]
     pub release: Option<String>,
 
+    /// Print what would happen to mail for DOMAIN: its MX hosts, DNSSEC status, TLSA
+    /// records, MTA-STS policy and the TLS each host requires; nothing is sent
+    #[arg(long, value_name = "DOMAIN", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush"])]
+    pub check: Option<String>,
+
     /// The queue directory [default: queue_dir in the configuration, else
     /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
     #[arg(long, value_name = "DIR")]
@@ -182,8 +188,13 @@ pub fn main() -> std::process::ExitCode {
 /// Run mrelay.
 pub fn run(args: Args) -> Result<()> {
     let cfg = crate::account::load(args.config.as_deref())?;
-    let settings = settings(&args, &cfg)?;
+    let mut settings = settings(&args, &cfg)?;
     let dir = queue_dir(&args, &cfg)?;
+    // RFC 8461 §5.1: the MTA-STS policies seen, kept beside the queue so a restart keeps them.
+    settings.sts.cache = Some(dir.join("mta-sts"));
+    if let Some(domain) = &args.check {
+        return check::run(&settings, domain);
+    }
     let syslog = match (&args.syslog_socket, args.syslog) {
         (Some(path), _) => Some(path.clone()),
         (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
@@ -251,6 +262,9 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
         s.mx_port = p;
     }
     s.allow_private = args.allow_private_targets;
+    s.sts.allow_private = args.allow_private_targets;
+    s.sts.fetch.trust.ca_file = s.tls_trust_file.clone();
+    s.sts.fetch.timeout = s.timeouts.connect;
     if let Some(d) = args.delay_warning {
         s.delay_warning = Some(d).filter(|d| !d.is_zero());
     }
