@@ -86,7 +86,9 @@ pub fn mx(s: &Settings, dns: &dyn Lookup, domain: &str, targets: &[Target], now:
             hosts,
         };
     }
-    let dane = dns.dane(&domain, targets, s.mx_port);
+    // RFC 7672 §2.2.3: MX delivery's TLSA records are those of port 25, `_25._tcp.HOST`;
+    // `--mx-port` moves the connection (tests, a port-forwarding setup), not the service.
+    let dane = dns.dane(&domain, targets, 25);
     let found = match policy {
         TlsPolicy::Auto => Some(sts::find(dns, &s.sts, &domain, now)),
         _ => None,

@@ -22,6 +22,7 @@ mod mreceive_fuzz;
 mod mreceive_interop;
 mod mreceive_tls;
 mod mrelay;
+mod mrelay_dane;
 mod mrelay_interop;
 mod msubmit;
 mod msubmit_bs;
