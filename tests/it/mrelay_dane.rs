@@ -352,7 +352,7 @@ fn mta_sts_enforce_testing_changed_id_and_a_cached_policy() {
     let policy = w.peers.dir().join("mta-sts/policy.txt");
     let text = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, text.replace("mode: enforce", "mode: testing")).unwrap();
-    std::fs::write(&cache, &testing.replace("mode: testing", "mode: enforce")).unwrap();
+    std::fs::write(&cache, testing.replace("mode: testing", "mode: enforce")).unwrap();
     let before = real.delivered().len();
     let log = w.send(&r, port, "bob@sts.test");
     assert!(log.contains("status=sent"), "{log}");
@@ -366,7 +366,7 @@ fn mta_sts_enforce_testing_changed_id_and_a_cached_policy() {
     // The policy server down, an enforce policy cached (under another id, so a fetch is
     // due and fails): the cached policy holds, nothing goes in clear text.
     w.peers.script("stop.sh", &[&dir, "mta-sts"], &[]);
-    std::fs::write(&cache, &cached.replace("x-id: 1", "x-id: 0")).unwrap();
+    std::fs::write(&cache, cached.replace("x-id: 1", "x-id: 0")).unwrap();
     seen.lock().unwrap().clear();
     let log = w.send(&r, port, "bob@sts.test");
     assert!(deferred(&log), "{log}");
