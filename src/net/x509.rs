@@ -303,13 +303,17 @@ mod tests {
             .unwrap();
         let der = cert.der().to_vec();
         assert!(summary(&der).is_some());
+        // The key DANE's selector 1 hashes is the key rcgen made.
+        assert_eq!(spki(&der), Some(key.public_key_der().as_slice()));
         for cut in 0..der.len() {
             let _ = summary(&der[..cut]);
+            let _ = spki(&der[..cut]);
         }
         for i in 0..der.len() {
             let mut bad = der.clone();
             bad[i] ^= 0xFF;
             let _ = summary(&bad);
+            let _ = spki(&bad);
         }
         assert_eq!(summary(b""), None);
         assert_eq!(summary(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]), None);

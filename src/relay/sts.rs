@@ -370,6 +370,58 @@ mod tests {
         assert!(Policy::parse("version: STSv1\nmode: none\nmax_age: 1\n", "1", 0).is_ok());
     }
 
+    /// A DNS with only the `_mta-sts.d.test` TXT record `txt` (if any): the policy host
+    /// does not exist, so every fetch fails at once.
+    struct Dns(Option<&'static str>);
+
+    impl Lookup for Dns {
+        fn query(&self, q: &[(&str, dns::Type)]) -> Vec<Result<dns::Answer, dns::Failure>> {
+            q.iter()
+                .map(|&(name, kind)| match (name, kind, self.0) {
+                    ("_mta-sts.d.test", dns::Type::Txt, Some(t)) => {
+                        Ok(dns::Answer::Txt(vec![t.to_string()]))
+                    }
+                    _ => Ok(dns::Answer::NxDomain),
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_until_expiry_and_a_due_fetch_that_fails_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            cache: Some(dir.path().join("mta-sts")),
+            ..Settings::default()
+        };
+        let p = Policy::parse(
+            "version: STSv1\nmode: enforce\nmx: mx.d.test\nmax_age: 1000\n",
+            "7",
+            10_000,
+        )
+        .unwrap();
+        write_cache(&s, "d.test", &p).unwrap();
+        let same = Dns(Some("v=STSv1; id=7"));
+        // Fresh, same id: the cache, no fetch.
+        let f = find(&same, &s, "d.test", 10_100);
+        assert_eq!((f.policy.as_ref(), f.how.as_str()), (Some(&p), "cached"));
+        // Past half its max_age: a fetch is due; it fails; the policy holds.
+        let f = find(&same, &s, "D.test.", 10_600);
+        assert_eq!(f.policy.as_ref(), Some(&p));
+        assert!(f.how.starts_with("cached (the fetch failed"), "{}", f.how);
+        // A changed id, the fetch blocked: still the cached enforce policy.
+        let f = find(&Dns(Some("v=STSv1; id=8")), &s, "d.test", 10_100);
+        assert_eq!(f.policy.as_ref(), Some(&p));
+        // The TXT record gone (an attacker, or the domain): the cache still holds.
+        let f = find(&Dns(None), &s, "d.test", 10_999);
+        assert_eq!(f.policy.as_ref(), Some(&p));
+        // Expired: nothing.
+        let f = find(&same, &s, "d.test", 11_000);
+        assert_eq!(f.policy, None);
+        // No cache directory for a name that is not a plain domain.
+        assert_eq!(cache_file(&s, "../x"), None);
+    }
+
     #[test]
     fn the_txt_record_gives_the_id() {
         let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
