@@ -374,3 +374,63 @@ fn mta_sts_enforce_testing_changed_id_and_a_cached_policy() {
     let (_, out) = w.check(&r, "sts.test");
     assert!(out.contains("cached (the fetch failed"), "{out}");
 }
+
+/// The DNSSEC status as net::dns reads it from unbound: secure, insecure and bogus kept
+/// apart, and a server that fails everything (SERVFAIL with and without CD) is a failure to
+/// retry, not "bogus" (that only a resolver on loopback is believed: net::dns's tests).
+#[test]
+fn dnssec_status_secure_insecure_bogus_and_failed() {
+    use mailpipe::net::dns::{Answer, Checked, Lookup, Options, Resolver, Type};
+    let Some(w) = World::start() else { return };
+    let opts = |server: &str| Options {
+        server: Some(server.parse().unwrap()),
+        timeout: Duration::from_secs(2),
+        attempts: 1,
+    };
+    let dns = Resolver::new(&opts(&w.resolver)).unwrap();
+    let ask = |name: &str, kind| dns.validated(&[(name, kind)]).remove(0);
+    assert!(matches!(
+        ask("secure.test", Type::Mx),
+        Ok(Checked::Secure(Answer::Mx(_)))
+    ));
+    assert!(matches!(
+        ask("_25._tcp.mx.secure.test", Type::Tlsa),
+        Ok(Checked::Secure(Answer::Tlsa(r))) if r.len() == 1 && r[0].usage == 3
+    ));
+    // Secure denial: no TLSA records for the port, proven.
+    assert!(matches!(
+        ask("_26._tcp.mx.secure.test", Type::Tlsa),
+        Ok(Checked::Secure(Answer::NxDomain))
+    ));
+    assert!(matches!(
+        ask("insecure.test", Type::Mx),
+        Ok(Checked::Insecure(Answer::Mx(_)))
+    ));
+    assert!(matches!(
+        ask("mx.bogus.test", Type::A),
+        Ok(Checked::Bogus(_))
+    ));
+    assert!(matches!(
+        ask("_mta-sts.sts.test", Type::Txt),
+        Ok(Checked::Insecure(Answer::Txt(t))) if t == ["v=STSv1; id=1"]
+    ));
+
+    // A server that answers SERVFAIL to everything, CD or not.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let servfail = sock.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut reply = buf[..n].to_vec();
+            reply[2] = 0x80 | (buf[2] & 0x01);
+            reply[3] = 0x80 | 2;
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    let failing = Resolver::new(&opts(&servfail)).unwrap();
+    let a = failing.validated(&[("secure.test", Type::Mx)]).remove(0);
+    assert!(matches!(&a, Err(f) if f.is_temporary()), "{a:?}");
+}

@@ -113,7 +113,7 @@ impl Resolver {
 
 /// The server whose AD bit DANE may believe: the first, when every server is on loopback
 /// (RFC 4035 §4.9.3: a secure channel to the validator; loopback is the one we can know).
-fn validator(servers: &[SocketAddr]) -> Option<SocketAddr> {
+pub(super) fn validator(servers: &[SocketAddr]) -> Option<SocketAddr> {
     let all_local = servers.iter().all(|s| s.ip().is_loopback());
     servers.first().copied().filter(|_| all_local)
 }

@@ -616,3 +616,16 @@ fn bogus_is_never_insecure() {
         HostDane::Unusable(_)
     ));
 }
+
+#[test]
+fn the_ad_bit_is_believed_from_loopback_servers_only() {
+    let addrs = |v: &[&str]| v.iter().map(|a| a.parse().unwrap()).collect::<Vec<_>>();
+    let local = addrs(&["127.0.0.1:53", "[::1]:53"]);
+    assert_eq!(resolver::validator(&local), Some(local[0]));
+    // One server elsewhere: any answer may come from it, so none is believed.
+    assert_eq!(
+        resolver::validator(&addrs(&["127.0.0.1:53", "192.0.2.53:53"])),
+        None
+    );
+    assert_eq!(resolver::validator(&addrs(&["192.0.2.53:53"])), None);
+}
