@@ -49,10 +49,9 @@ pub enum Start {
 
 /// How strict a client is about TLS, each level asking more than the one before. The words
 /// are Postfix's (smtp_tls_security_level), so an MTA's administrator reads them as meant.
-/// Room is kept for `dane` (RFC 7672: the destination's TLSA records say what to verify)
-/// and `sts` (RFC 8461: its MTA-STS policy requires verify), which mrelay will bring: both
-/// are verify with the trust decided per destination, so they go after `Encrypt`, and a
-/// match on the level (exhaustive here) shows every place that must learn them.
+/// DANE (RFC 7672) and MTA-STS (RFC 8461) are not levels of their own: both are `Verify`
+/// with the trust decided per MX host (the TLSA records in [`TlsOptions::dane`], or the
+/// roots for the MX host's name), which mrelay's `relay::policy` chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// No TLS, even when offered; the only level at which credentials go in clear text.

@@ -70,13 +70,21 @@ pub fn mx(s: &Settings, dns: &dyn Lookup, domain: &str, targets: &[Target], now:
     };
     let mode = |level| Mode::new(Start::StartTls, level).unwrap_or(Mode::MAY);
     let policy = s.routes.policy_for(&domain);
-    if let TlsPolicy::Fixed(level) = policy {
+    // An address literal has no name for TLSA or MTA-STS records: opportunistic.
+    let fixed = match policy {
+        TlsPolicy::Fixed(level) => Some((level, format!("relay_tls {}", policy.word()))),
+        TlsPolicy::Auto if domain.starts_with('[') => {
+            Some((Level::May, "may (an address literal)".to_string()))
+        }
+        _ => None,
+    };
+    if let Some((level, by)) = fixed {
         let hosts = targets
             .iter()
             .map(|t| Host {
                 host: t.host.clone(),
                 tls: Ok((mode(level), trust.clone())),
-                by: format!("relay_tls {}", policy.word()),
+                by: by.clone(),
             })
             .collect();
         return Plan {
@@ -89,8 +97,12 @@ pub fn mx(s: &Settings, dns: &dyn Lookup, domain: &str, targets: &[Target], now:
     // RFC 7672 §2.2.3: MX delivery's TLSA records are those of port 25, `_25._tcp.HOST`;
     // `--mx-port` moves the connection (tests, a port-forwarding setup), not the service.
     let dane = dns.dane(&domain, targets, 25);
+    // RFC 8461 §2: DANE wins; the policy is fetched only when a host has no DANE.
+    let all_dane = targets
+        .iter()
+        .all(|t| matches!(dane.host(&t.host), HostDane::Records(_)));
     let found = match policy {
-        TlsPolicy::Auto => Some(sts::find(dns, &s.sts, &domain, now)),
+        TlsPolicy::Auto if !all_dane => Some(sts::find(dns, &s.sts, &domain, now)),
         _ => None,
     };
     let sts_policy = found
@@ -164,5 +176,137 @@ pub fn mx(s: &Settings, dns: &dyn Lookup, domain: &str, targets: &[Target], now:
         dane: Some(dane),
         sts: found,
         hosts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::dns::{Answer, Checked, Failure, Type};
+
+    /// d.test: MX a.d.test (10) and b.d.test (20), all signed; a.d.test has TLSA records.
+    /// `signed` false: nothing is signed.
+    struct Dns {
+        signed: bool,
+    }
+
+    impl Lookup for Dns {
+        fn query(&self, q: &[(&str, Type)]) -> Vec<Result<Answer, Failure>> {
+            q.iter()
+                .map(|&(name, kind)| {
+                    Ok(match (name, kind) {
+                        ("d.test", Type::Mx) => {
+                            Answer::Mx(vec![(10, "a.d.test".into()), (20, "b.d.test".into())])
+                        }
+                        ("a.d.test", Type::A) => Answer::Addrs(vec!["192.0.2.1".parse().unwrap()]),
+                        ("b.d.test", Type::A) => Answer::Addrs(vec!["192.0.2.2".parse().unwrap()]),
+                        ("_25._tcp.a.d.test", Type::Tlsa) => Answer::Tlsa(vec![dane::Tlsa {
+                            usage: 3,
+                            selector: 1,
+                            matching: 1,
+                            data: vec![7; 32],
+                        }]),
+                        ("_mta-sts.d.test", Type::Txt) => Answer::Txt(vec!["v=STSv1; id=1".into()]),
+                        (_, Type::Aaaa | Type::Tlsa) => Answer::NoData,
+                        _ => Answer::NxDomain,
+                    })
+                })
+                .collect()
+        }
+
+        fn validated(&self, q: &[(&str, Type)]) -> Vec<Result<Checked, Failure>> {
+            let signed = self.signed;
+            self.query(q)
+                .into_iter()
+                .map(|a| {
+                    a.map(|a| {
+                        if signed {
+                            Checked::Secure(a)
+                        } else {
+                            Checked::Insecure(a)
+                        }
+                    })
+                })
+                .collect()
+        }
+    }
+
+    /// Settings from `config`, with an enforce policy for d.test (mx b.d.test) cached.
+    fn settings(config: &str, dir: &std::path::Path) -> Settings {
+        let mut c = crate::config::Config::default();
+        c.parse(config, "t").unwrap();
+        let mut s = Settings::from_config(&c).unwrap();
+        s.sts.cache = Some(dir.to_path_buf());
+        std::fs::write(
+            dir.join("d.test"),
+            "x-id: 1\nx-fetched: 1000\nversion: STSv1\nmode: enforce\nmx: b.d.test\nmax_age: 86400\n",
+        )
+        .unwrap();
+        s
+    }
+
+    fn plan(config: &str, signed: bool) -> Plan {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(config, dir.path());
+        let dns = Dns { signed };
+        let routing = crate::net::dns::Routing {
+            my_names: Vec::new(),
+            allow_private: false,
+        };
+        let targets = dns.targets("d.test", &routing).unwrap();
+        mx(&s, &dns, "d.test", &targets, 1001)
+    }
+
+    fn level(p: &Plan, host: &str) -> Option<Level> {
+        p.host(host)
+            .unwrap()
+            .tls
+            .as_ref()
+            .ok()
+            .map(|(m, _)| m.level)
+    }
+
+    #[test]
+    fn dane_wins_then_mta_sts_then_may() {
+        // Signed: a.d.test by DANE; b.d.test has no TLSA records: the enforce policy,
+        // which names it: verified by the roots.
+        let p = plan("", true);
+        let a = p.host("a.d.test").unwrap();
+        assert_eq!(a.by, "dane");
+        assert!(a.tls.as_ref().unwrap().1.dane.is_some());
+        assert_eq!(level(&p, "b.d.test"), Some(Level::Verify));
+        assert_eq!(p.host("b.d.test").unwrap().by, "mta-sts enforce");
+        assert!(
+            p.host("b.d.test")
+                .unwrap()
+                .tls
+                .as_ref()
+                .unwrap()
+                .1
+                .dane
+                .is_none()
+        );
+        // Unsigned: no DANE; enforce rules a.d.test out (not in the policy's mx).
+        let p = plan("", false);
+        assert!(p.host("a.d.test").unwrap().tls.is_err());
+        assert_eq!(level(&p, "b.d.test"), Some(Level::Verify));
+    }
+
+    #[test]
+    fn relay_tls_overrides_and_dane_only_rules_out() {
+        let p = plan("relay_tls d.test encrypt\n", true);
+        assert!(p.dane.is_none() && p.sts.is_none());
+        assert_eq!(level(&p, "a.d.test"), Some(Level::Encrypt));
+        assert_eq!(level(&p, "b.d.test"), Some(Level::Encrypt));
+        let p = plan("relay_tls d.test dane-only\n", true);
+        assert_eq!(level(&p, "a.d.test"), Some(Level::Verify));
+        let b = p.host("b.d.test").unwrap();
+        assert!(
+            b.tls.as_ref().is_err_and(|why| why.contains("dane-only")),
+            "{b:?}"
+        );
+        assert!(p.sts.is_none());
+        let p = plan("relay_tls d.test dane-only\n", false);
+        assert!(p.hosts.iter().all(|h| h.tls.is_err()));
     }
 }

@@ -51,6 +51,9 @@ pub fn run(s: &Settings, domain: &str) -> Result<()> {
             Some(p) => out.push_str(&format!("mta-sts: {p} ({})\n", found.how)),
             None => out.push_str(&format!("mta-sts: {}\n", found.how)),
         },
+        None if plan.policy == crate::relay::routes::TlsPolicy::Auto => {
+            out.push_str("mta-sts: not asked (DANE applies to every host)\n")
+        }
         None => out.push_str("mta-sts: not asked (relay_tls is not auto)\n"),
     }
     for t in &targets {
