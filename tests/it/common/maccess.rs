@@ -133,16 +133,21 @@ impl Drop for Maccess {
 }
 
 /// Messages no seed script writes: a line that starts with a dot, a lone dot, a long line,
-/// 8-bit text, an empty body.
+/// 8-bit text, an empty body. Each has a Return-Path, as mail delivered here has (getmail
+/// adds `Return-Path: <unknown>` to one without).
 pub fn awkward() -> Vec<Vec<u8>> {
-    vec![
+    let rp = "Return-Path: <a@example.test>\n";
+    let v: Vec<Vec<u8>> = vec![
         b"Subject: dots\n\n.starts with a dot\n.\n..two\nend\n".to_vec(),
-        format!("Subject: long\n\n{}\n", "x".repeat(5000)).into_bytes(),
+        format!("Subject: long\n\n{}\n", "x".repeat(990)).into_bytes(),
         "Subject: 8bit\nContent-Type: text/plain; charset=utf-8\n\nGrüße, ünïcödé\n"
             .as_bytes()
             .to_vec(),
         b"Subject: empty body\n\n".to_vec(),
-    ]
+    ];
+    v.into_iter()
+        .map(|m| [rp.as_bytes(), &m].concat())
+        .collect()
 }
 
 /// Seed `maildir` with `n` messages of the seed script and [`awkward`]'s.
