@@ -29,7 +29,7 @@ use std::time::Duration;
 /// Passwords are taken only over TLS (STLS, or implicit TLS on port 995 with
 /// --tls-on-connect). Without --listen it serves one session on standard input and output,
 /// for inetd, tcpserver or systemd socket activation.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug)]
 #[command(name = "maccess", version, about = "serve Maildirs over POP3")]
 pub struct Args {
     /// Listen on HOST:PORT instead of serving stdin/stdout (repeatable; [::1]:PORT for IPv6;
@@ -38,22 +38,12 @@ pub struct Args {
     pub listen: Vec<String>,
 
     /// Users' Maildirs are DIR/USER/Maildir (as mreceive -m delivers them)
-    #[arg(
-        short = 'm',
-        long,
-        value_name = "DIR",
-        required_unless_present = "hash_password"
-    )]
-    pub maildir_base: Option<PathBuf>,
+    #[arg(short = 'm', long, value_name = "DIR")]
+    pub maildir_base: PathBuf,
 
     /// Password file (user:$6$… lines, mreceive's; see FILES)
-    #[arg(
-        short = 'p',
-        long,
-        value_name = "FILE",
-        required_unless_present = "hash_password"
-    )]
-    pub passwords: Option<PathBuf>,
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub passwords: PathBuf,
 
     /// TLS certificate chain (PEM) for STLS and implicit TLS
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -95,23 +85,10 @@ pub struct Args {
     /// The syslog socket (implies --syslog) [default: /dev/log]
     #[arg(long, value_name = "PATH")]
     pub syslog_socket: Option<PathBuf>,
-
-    /// Read a password on stdin and print its SHA512-CRYPT hash for the password file
-    #[arg(long, exclusive = true)]
-    pub hash_password: bool,
 }
 
 /// Run maccess.
 pub fn run(args: Args) -> Result<()> {
-    if args.hash_password {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Error::io(Code::IoErr, "read password", e))?;
-        let h = crate::passwd::hash(line.trim_end_matches(['\r', '\n']))?;
-        println!("{h}");
-        return Ok(());
-    }
     let listens = listen::resolve(&args.listen)?;
     // Under inetd stderr is the client's socket: log lines there would be in the dialogue.
     let stderr_is_the_socket = listens.is_empty() && listen::stderr_is_the_socket();
@@ -153,9 +130,6 @@ fn usage(what: &str, why: &str) -> Error {
 }
 
 fn configure(args: &Args, syslog: Option<PathBuf>) -> Result<Settings> {
-    let (Some(base), Some(passwords)) = (&args.maildir_base, &args.passwords) else {
-        return Err(usage("arguments", "give --maildir-base and --passwords"));
-    };
     if args.tls_cert.is_none() && !args.insecure_auth {
         return Err(usage(
             "no --tls-cert",
@@ -174,8 +148,8 @@ fn configure(args: &Args, syslog: Option<PathBuf>) -> Result<Settings> {
             .hostname
             .clone()
             .unwrap_or_else(crate::message::stamp::fqdn),
-        maildir_base: base.clone(),
-        passwords: Arc::new(Passwords::load(passwords)?),
+        maildir_base: args.maildir_base.clone(),
+        passwords: Arc::new(Passwords::load(&args.passwords)?),
         tls,
         insecure_auth: args.insecure_auth,
         auth_failure_delay: Duration::try_from_secs_f64(args.auth_failure_delay)
