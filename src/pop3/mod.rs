@@ -7,5 +7,5 @@
 //! dot-stuffed, as SMTP's DATA does, so both sides read it through `net::conn`'s `LineSink`.
 
 pub mod client;
-pub mod command;
+pub(crate) mod command;
 pub mod server;
