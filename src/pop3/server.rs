@@ -635,7 +635,8 @@ fn open_mailbox(user: &str, root: &Path) -> crate::Result<Option<Mailbox>> {
     let mut msgs = Vec::new();
     for listed in maildir.list()? {
         // A file removed since the listing (by a local reader) is just not in the snapshot.
-        let Ok(size) = sent_size(&listed.path) else {
+        let Some(size) = size_in_name(&listed.unique).or_else(|| sent_size(&listed.path).ok())
+        else {
             continue;
         };
         let uid = uidl(&listed.unique);
@@ -652,6 +653,15 @@ fn open_mailbox(user: &str, root: &Path) -> crate::Result<Option<Mailbox>> {
         msgs,
         _lock: lock,
     }))
+}
+
+/// The size with CRLF line ends when the name says it: `,W=` (Dovecot's and Courier's
+/// "virtual size", what POP3 reports), so a login need not read every file of a Maildir they
+/// filled. Our own names carry only `,S=` (the file's size), and those files are read.
+fn size_in_name(unique: &str) -> Option<u64> {
+    let at = unique.find(",W=")? + 3;
+    let digits = unique[at..].split(',').next()?;
+    digits.parse().ok()
 }
 
 /// The size of the message as RETR sends it, before dot-stuffing: its file's octets with

@@ -9,6 +9,7 @@ use crate::common::mreceive::tls_client;
 use crate::common::{self, messages, run};
 use std::io::Write;
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn tls_pop(m: &Maccess, tcp: TcpStream) -> Pop<mailpipe::net::tls::TlsStream> {
@@ -187,4 +188,64 @@ fn stdio_mode_serves_one_session_and_refuses_bad_usage() {
         .arg(m.dir.path().join("missing"))
         .arg("--insecure-auth");
     assert_eq!(common::code(&run(&mut c, b"")), 78);
+}
+
+/// maccess's peak memory (its parent here is python, so RUSAGE_CHILDREN is maccess's alone)
+/// while it sends a message far larger than any buffer: 64 MiB of lines and a 32 MiB line
+/// without a line end. It must stay a small fraction of either (about 14 MiB here, most of
+/// it the debug binary itself).
+const MEASURE: &str = r#"
+import resource, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL)
+p.stdin.write(b"USER alice\r\nPASS secret\r\nRETR 1\r\nQUIT\r\n")
+p.stdin.close()
+n, tail = 0, b""
+while True:
+    b = p.stdout.read(1 << 16)
+    if not b:
+        break
+    n += len(b)
+    tail = (tail + b)[-64:]
+p.wait()
+print(n, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode, tail.endswith(b"\r\n.\r\n+OK 0 messages deleted, bye\r\n"))
+"#;
+
+#[test]
+fn a_huge_message_is_sent_in_bounded_memory() {
+    if !common::have(&["python3"]) {
+        return;
+    }
+    let m = Maccess::start(&[]);
+    let new = m.maildir().join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(new.join("1.big.host")).unwrap());
+        f.write_all(b"Subject: big\n\n").unwrap();
+        let line = [b"x".repeat(75), b"\n".to_vec()].concat();
+        for _ in 0..(64 << 20) / line.len() {
+            f.write_all(&line).unwrap();
+        }
+        f.write_all(&b"y".repeat(32 << 20)).unwrap();
+    }
+    let c = m.command();
+    let out = Command::new("python3")
+        .args(["-c", MEASURE])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .arg("--insecure-auth")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(
+        f.len(),
+        4,
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (sent, max_kib): (u64, u64) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+    assert!(sent > 96 << 20, "{text}");
+    assert_eq!((f[2], f[3]), ("0", "True"), "{text}");
+    assert!(max_kib < 20 << 10, "maccess peaked at {max_kib} KiB");
 }

@@ -301,6 +301,10 @@ fn content_is_crlf_and_dot_stuffed_whatever_the_pieces() {
         sent_size(&p).unwrap(),
         encode(input, 5, None).len() as u64 - 3
     );
+    assert_eq!(size_in_name("1.2.host,S=10,W=12"), Some(12));
+    assert_eq!(size_in_name("1.2.host,W=12,S=10"), Some(12));
+    assert_eq!(size_in_name("1.2.host,S=10"), None);
+    assert_eq!(size_in_name("1.2.host,W=x"), None);
     assert_eq!(uidl("short.name"), "short.name");
     let long = uidl(&"x".repeat(71));
     assert_eq!(long.len(), 40);
