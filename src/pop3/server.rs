@@ -166,7 +166,8 @@ enum Next {
 
 impl Session<'_> {
     fn ok(&mut self, text: &str) {
-        self.conn.send(format!("+OK {text}\r\n").as_bytes());
+        let sep = if text.is_empty() { "" } else { " " };
+        self.conn.send(format!("+OK{sep}{text}\r\n").as_bytes());
     }
 
     fn err(&mut self, text: &str) {

@@ -143,7 +143,8 @@ fn a_dropped_connection_or_rset_deletes_nothing() {
     assert!(out.contains("+OK message 2 deleted"), "{out}");
     assert_eq!(ended.deleted, 0);
     assert_eq!(md.list().unwrap().len(), 2);
-    let (out, _) = session(&s, &format!("{LOGIN}DELE 1\r\nRSET\r\nQUIT\r\n"));
+    let (out, _) = session(&s, &format!("{LOGIN}DELE 1\r\nRSET\r\nNOOP\r\nQUIT\r\n"));
+    assert!(out.contains("\r\n+OK\r\n+OK\r\n+OK 0"), "{out}");
     assert!(out.ends_with("+OK 0 messages deleted, bye\r\n"), "{out}");
     assert_eq!(md.list().unwrap().len(), 2);
 }
