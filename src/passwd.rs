@@ -103,6 +103,34 @@ impl Passwords {
     }
 }
 
+/// Failed AUTH attempts tolerated per session, by every server that checks this file
+/// (mreceive's SMTP AUTH, maccess's POP3 PASS and AUTH): the third ends the session.
+pub const MAX_AUTH_FAILURES: u32 = 3;
+
+/// A session's failed logins: each one waits `delay` times the failures so far before its
+/// answer (slowing password guessing, as Dovecot's auth_failure_delay and Postfix's
+/// smtpd_error_sleep_time do), and [`MAX_AUTH_FAILURES`] of them end the session. One policy
+/// for SMTP and POP3, so one password file is guarded alike whichever door is knocked on.
+#[derive(Debug)]
+pub struct Failures {
+    delay: std::time::Duration,
+    count: u32,
+}
+
+impl Failures {
+    /// No failures yet; each will wait `delay` times their number.
+    pub fn new(delay: std::time::Duration) -> Failures {
+        Failures { delay, count: 0 }
+    }
+
+    /// Count a failure and wait; true when it was the last one allowed (end the session).
+    pub fn fail(&mut self) -> bool {
+        self.count += 1;
+        std::thread::sleep(self.delay * self.count);
+        self.count >= MAX_AUTH_FAILURES
+    }
+}
+
 /// True when `password` matches the crypt `hash`.
 pub fn check(password: &str, hash: &str) -> bool {
     ShaCrypt::default()

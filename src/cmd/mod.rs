@@ -6,6 +6,7 @@ use crate::docs::{self, Page};
 use clap_complete::Shell;
 use std::path::PathBuf;
 
+pub mod maccess;
 pub mod mcompose;
 pub mod mdeliver;
 pub mod mdrop;
@@ -22,6 +23,7 @@ pub fn pages() -> Vec<Page> {
         mdrop::page(),
         mreceive::page(),
         mdeliver::page(),
+        maccess::page(),
     ]
 }
 

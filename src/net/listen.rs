@@ -1,5 +1,6 @@
-//! A listening server's accept loop (mreceive `--listen`, and next maccess): accept on one or
-//! more sockets, one thread per session, bounded; the protocol is the caller's closure.
+//! A listening server's accept loop (mreceive's and maccess's `--listen`): accept on one or
+//! more sockets, one thread per session, bounded; the protocol is the caller's closure. Also
+//! what the same servers need in stdio mode (the client's address, stderr that is the socket).
 //!
 //! A `--listen` argument is an address (`127.0.0.1:25`, `[::1]:25`) or a host name with a
 //! port (`localhost:25`), which stands for every address the name resolves to, each bound
@@ -306,6 +307,45 @@ fn is_quiet(e: &crate::Error) -> bool {
     let why = e.why();
     // (An end of file here is a client gone during an implicit-TLS handshake: port scanners.)
     why.contains("reset by peer") || why.contains("broken pipe") || why.contains("end of file")
+}
+
+// Stdio mode (inetd, tcpserver, systemd Accept=yes), the other way a server gets its
+// connection: shared by mreceive and maccess.
+
+/// The client's address in stdio mode: tcpserver's TCPREMOTEIP, else the socket on stdin.
+pub fn stdio_peer() -> Option<std::net::IpAddr> {
+    if let Some(ip) = std::env::var("TCPREMOTEIP")
+        .ok()
+        .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+    {
+        return Some(ip);
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 stays open for the whole process; ManuallyDrop never closes it.
+    let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(0) });
+    s.peer_addr().ok().map(|a| a.ip().to_canonical())
+}
+
+/// inetd hands the connection over as stdin, stdout *and* stderr: a warning or a log line
+/// would then be written into the protocol's dialogue. True when stderr is the socket on stdin.
+pub fn stderr_is_the_socket() -> bool {
+    let stat = |fd| {
+        // SAFETY: an all-zero stat is a valid out buffer for fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid, writable stat for the duration of the call.
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        (ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((st.st_dev, st.st_ino))
+    };
+    matches!((stat(0), stat(2)), (Some(a), Some(b)) if a == b)
+}
+
+/// Send stderr to /dev/null (it is the client's socket: see [`stderr_is_the_socket`]).
+pub fn quiet_stderr() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    }
 }
 
 #[cfg(test)]

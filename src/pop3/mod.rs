@@ -3,8 +3,9 @@
 //! deadlines and bounded reads, [`crate::net::tls`], [`crate::net::sasl`]).
 //!
 //! [`client`] is mfetch's side (a maildrop listed, scanned with TOP, fetched, deleted);
-//! [`server`] is maccess's (a Maildir served to a client). Multi-line content travels
+//! [`server`] is maccess's (a Maildir served to a client), on [`command`]'s grammar. Multi-line content travels
 //! dot-stuffed, as SMTP's DATA does, so both sides read it through `net::conn`'s `LineSink`.
 
 pub mod client;
+pub(crate) mod command;
 pub mod server;

@@ -127,8 +127,6 @@ pub struct Peer {
 
 /// Bad commands tolerated before we hang up (Postfix's smtpd_hard_error_limit is 20).
 const MAX_ERRORS: u32 = 20;
-/// Failed AUTH attempts tolerated per session.
-const MAX_AUTH_FAILURES: u32 = 3;
 
 fn r(code: u16, e: (u8, u16, u16), text: impl Into<String>) -> Reply {
     Reply::new(code, Some(EnhancedCode::new(e.0, e.1, e.2)), text)
@@ -149,7 +147,7 @@ struct Session<'a> {
     bdat: Option<(Decoder<Buffer>, Transaction)>,
     auth: Option<String>,
     errors: u32,
-    auth_failures: u32,
+    auth_failures: crate::passwd::Failures,
     /// Command lines read, for the log.
     commands: u32,
     /// Messages accepted.
@@ -180,7 +178,7 @@ pub fn serve(
         bdat: None,
         auth: None,
         errors: 0,
-        auth_failures: 0,
+        auth_failures: crate::passwd::Failures::new(s.auth_failure_delay),
         commands: 0,
         accepted: 0,
         io_end: End::Io,
@@ -799,13 +797,12 @@ impl Session<'_> {
                 self.send(r(235, (2, 7, 0), "authentication successful"));
             }
             Some(tried) => {
-                self.auth_failures += 1;
-                std::thread::sleep(self.s.auth_failure_delay * self.auth_failures);
+                let last = self.auth_failures.fail();
                 // Logged with the user tried (fail2ban's smtp filters read these lines).
                 let user = tried.as_ref().map(|(u, _)| u.as_str());
                 let invalid = r(535, (5, 7, 8), "authentication credentials invalid");
                 self.reject("AUTH", None, None, user, invalid);
-                if self.auth_failures >= MAX_AUTH_FAILURES {
+                if last {
                     self.send(r(421, (4, 7, 0), "too many failed authentications"));
                     return Ok(Next::Quit(End::Auth));
                 }

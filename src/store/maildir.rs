@@ -146,6 +146,116 @@ impl Maildir {
     }
 }
 
+/// One message of a Maildir as a reader found it ([`Maildir::list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Where the file is now.
+    pub path: PathBuf,
+    /// The stable unique part of its name: everything before the `:2,` info (maildir(5)),
+    /// which flags and the move from `new/` to `cur/` never change.
+    pub unique: String,
+    /// True while it is in `new/` (delivered, never seen by a reader).
+    pub new: bool,
+}
+
+impl Maildir {
+    /// The messages in `new/` and `cur/` now, in name order (the delivery time leads the
+    /// name, so oldest first). A reader's snapshot: mail delivered later is not in it. Files
+    /// whose name starts with a dot (maildir(5): not messages) and what is not a regular
+    /// file are left out.
+    pub fn list(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for (sub, new) in [("cur", false), ("new", true)] {
+            let dir = self.root.join(sub);
+            let what = || format!("read {}", dir.display());
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(Code::TempFail, what(), e)),
+            };
+            for entry in entries {
+                let entry = entry.or_code_with(Code::TempFail, what)?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    continue;
+                }
+                let unique = name.split_once(':').map_or(name, |(u, _)| u).to_string();
+                out.push(Listed {
+                    path: entry.path(),
+                    unique,
+                    new,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.unique.cmp(&b.unique));
+        Ok(out)
+    }
+
+    /// Mark a message seen: one in `new/` moves to `cur/` with the `S` flag (maildir(5): a
+    /// reader moves what it has shown), one in `cur/` gains `S` among its flags. Returns
+    /// where it is now. Only a flag: the directories are not synced for it.
+    pub fn mark_seen(&self, msg: &Listed) -> io::Result<PathBuf> {
+        let name = msg
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::other("file name not UTF-8"))?;
+        let flags = match name.split_once(":2,") {
+            Some((_, f)) if f.contains('S') => return Ok(msg.path.clone()),
+            Some((_, f)) => f,
+            None => "",
+        };
+        let to = self.root.join("cur").join(format!(
+            "{}:2,{}",
+            msg.unique,
+            normalize_flags(&format!("{flags}S"))
+        ));
+        fs::rename(&msg.path, &to)?;
+        Ok(to)
+    }
+
+    /// Remove messages (a POP3 session's deletions at QUIT), then fsync `new/` and `cur/`
+    /// so the removal survives a crash before the client is told it happened. A file gone
+    /// already is not an error (someone else removed it). The first other failure is
+    /// returned after trying every file.
+    pub fn remove(&self, paths: &[PathBuf]) -> Result<()> {
+        let mut first = None;
+        for p in paths {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    first.get_or_insert_with(|| {
+                        Error::io(Code::TempFail, format!("remove {}", p.display()), e)
+                    });
+                }
+            }
+        }
+        for sub in ["new", "cur"] {
+            let dir = self.root.join(sub);
+            if let Err(e) = sync_dir(&dir) {
+                first.get_or_insert_with(|| {
+                    Error::io(Code::TempFail, format!("fsync {}", dir.display()), e)
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Take the reader's lock on this Maildir (flock(2) on its directory), or `None` when
+    /// another reader holds it: RFC 1939 §8's exclusive access to a maildrop. Deliveries
+    /// take no lock (Maildir needs none) and go on meanwhile. The lock ends with the file.
+    pub fn lock_reader(&self) -> io::Result<Option<File>> {
+        let dir = File::open(&self.root)?;
+        match dir.try_lock() {
+            Ok(()) => Ok(Some(dir)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
 /// A message being written in `tmp/`; removed on drop unless it was renamed into place.
 struct Tmp {
     file: File,
@@ -474,6 +584,37 @@ mod tests {
         let n = GROUPS.lock().unwrap_or_else(|p| p.into_inner()).len();
         // Other tests sync in parallel; a few of theirs may be in use at the moment.
         assert!(n <= MAX_IDLE_GROUPS + 16, "{n} entries");
+    }
+
+    #[test]
+    fn a_reader_lists_marks_seen_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let a = md.deliver("", |w| w.write_all(b"a")).unwrap();
+        let b = md.deliver("F", |w| w.write_all(b"b")).unwrap();
+        fs::write(dir.path().join("new/.hidden"), b"x").unwrap();
+        let list = md.list().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].path.clone(), list[0].new), (a.path.clone(), true));
+        assert_eq!((list[1].path.clone(), list[1].new), (b.path.clone(), false));
+        assert!(!list[1].unique.contains(':'));
+        // Seen: new/ to cur/ with S; cur/ gains S beside F; the unique part stays.
+        let a2 = md.mark_seen(&list[0]).unwrap();
+        assert!(a2.starts_with(dir.path().join("cur")) && a2.to_str().unwrap().ends_with(":2,S"));
+        let b2 = md.mark_seen(&list[1]).unwrap();
+        assert!(b2.to_str().unwrap().ends_with(":2,FS"));
+        let again = md.list().unwrap();
+        assert_eq!(
+            again.iter().map(|l| &l.unique).collect::<Vec<_>>(),
+            list.iter().map(|l| &l.unique).collect::<Vec<_>>()
+        );
+        // One reader at a time; the lock ends with its file.
+        let lock = md.lock_reader().unwrap().unwrap();
+        assert!(md.lock_reader().unwrap().is_none());
+        drop(lock);
+        assert!(md.lock_reader().unwrap().is_some());
+        md.remove(&[a2, b2.clone(), b2]).unwrap();
+        assert!(md.list().unwrap().is_empty());
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod config_keys;
 mod dns;
 mod docs;
 mod examples;
+mod maccess;
+mod maccess_interop;
 mod mcompose;
 mod mdeliver;
 mod mdeliver_interop;

@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Result<()> {
     let listens = listen::resolve(&args.listen)?;
     // inetd hands the connection over as stdin, stdout *and* stderr: log lines written
     // there would be in the SMTP dialogue, so they go to syslog, the one place left.
-    let stderr_is_the_socket = listens.is_empty() && stderr_is_the_socket();
+    let stderr_is_the_socket = listens.is_empty() && listen::stderr_is_the_socket();
     let syslog = match (&args.syslog_socket, args.syslog || stderr_is_the_socket) {
         (Some(path), _) => Some(path.clone()),
         (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
@@ -189,9 +189,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if stderr_is_the_socket {
-        quiet_stderr();
+        listen::quiet_stderr();
     }
-    let peer = Peer { ip: stdio_peer() };
+    let peer = Peer {
+        ip: listen::stdio_peer(),
+    };
     let conn = Conn::new(Box::new(FdIo::stdio(settings.timeout)));
     server::serve(conn, &settings, &peer, &handoff, args.tls_on_connect).map(drop)
 }
@@ -312,42 +314,6 @@ fn local_delivery(args: &Args) -> Result<Local> {
         argv,
         base: args.maildir_base.clone(),
     })
-}
-
-/// The client's address in stdio mode: tcpserver's TCPREMOTEIP, else the socket on stdin.
-fn stdio_peer() -> Option<std::net::IpAddr> {
-    if let Some(ip) = std::env::var("TCPREMOTEIP")
-        .ok()
-        .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-    {
-        return Some(ip);
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: fd 0 stays open for the whole process; ManuallyDrop never closes it.
-    let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(0) });
-    s.peer_addr().ok().map(|a| a.ip().to_canonical())
-}
-
-/// inetd hands the connection over as stdin, stdout *and* stderr: a warning or a log line
-/// would then be written into the SMTP dialogue. True when stderr is the socket on stdin.
-fn stderr_is_the_socket() -> bool {
-    let stat = |fd| {
-        // SAFETY: an all-zero stat is a valid out buffer for fstat.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: st is a valid, writable stat for the duration of the call.
-        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-        (ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((st.st_dev, st.st_ino))
-    };
-    matches!((stat(0), stat(2)), (Some(a), Some(b)) if a == b)
-}
-
-/// Send stderr to /dev/null (it is the client's socket: see [`stderr_is_the_socket`]).
-fn quiet_stderr() {
-    use std::os::fd::AsRawFd;
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
-        unsafe { libc::dup2(null.as_raw_fd(), 2) };
-    }
 }
 
 fn hash_password() -> Result<()> {

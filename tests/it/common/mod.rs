@@ -4,6 +4,7 @@
 //! Binaries are always called by absolute path (`bin!("mdeliver")` expands to
 //! `CARGO_BIN_EXE_mdeliver`): Debian's mblaze installs its own `mdeliver` on PATH.
 
+pub mod maccess;
 pub mod mreceive;
 pub mod relay;
 pub mod smtp;

@@ -50,7 +50,8 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
     if let Some(s) = stages.iter().find(|s| {
         let p = s.program();
         p == "tcpserver"
-            || p == "mreceive" && s.args().iter().any(|a| *a == "-l" || *a == "--listen")
+            || (p == "mreceive" || p == "maccess")
+                && s.args().iter().any(|a| *a == "-l" || *a == "--listen")
     }) {
         if stages.len() != 1 {
             return Err(format!("{line}\n  a server in a pipeline: no rule runs it"));
@@ -66,9 +67,13 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
         }
         return run_relay_daemon(w, line, s);
     }
-    if stages.iter().any(|s| s.program() == "mreceive") && !cmd.contains("--hash-password") {
+    if stages
+        .iter()
+        .any(|s| s.program() == "maccess" || s.program() == "mreceive")
+        && !cmd.contains("--hash-password")
+    {
         return Err(format!(
-            "{line}\n  mreceive on stdin in a shell line: no rule runs it"
+            "{line}\n  a server on stdin in a shell line: no rule runs it"
         ));
     }
     let expects = expectations(&stages, &w.home, &w.home).map_err(|e| format!("{line}\n  {e}"))?;

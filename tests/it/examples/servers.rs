@@ -106,6 +106,9 @@ pub fn serve_and_probe(
     addrs: &[String],
     args: &[&str],
 ) -> Result<(), String> {
+    if args.first().is_some_and(|p| p.ends_with("maccess")) {
+        pop3_account(w, args)?;
+    }
     let mut c = Command::new("bash");
     w.env(&mut c);
     c.args(["-o", "pipefail", "-c", cmd]);
@@ -128,6 +131,12 @@ pub fn serve_and_probe(
 
 pub fn probe(w: &World, args: &[&str], addrs: &[String]) -> Result<(), String> {
     let implicit = args.contains(&"--tls-on-connect");
+    if args.first().is_some_and(|p| p.ends_with("maccess")) {
+        for a in addrs {
+            pop3_probe(w, args, a, implicit)?;
+        }
+        return Ok(());
+    }
     if args.contains(&"--submission") {
         let passwd =
             option_value(args, &["-p", "--passwords"]).ok_or("a submission server without -p")?;
@@ -165,6 +174,80 @@ pub fn probe(w: &World, args: &[&str], addrs: &[String]) -> Result<(), String> {
         check_mailbox(w, &before)?;
     }
     Ok(())
+}
+
+/// A maccess example's password file (`-p`), with [`PROBE_USER`] in it: made before the
+/// server starts (it reads the file then), as the reader would have made it.
+fn pop3_account(w: &World, args: &[&str]) -> Result<(), String> {
+    let passwd = option_value(args, &["-p", "--passwords"]).ok_or("maccess without -p")?;
+    let passwd = w.path(passwd, &w.home);
+    let known = std::fs::read_to_string(&passwd)
+        .is_ok_and(|t| t.lines().any(|l| l.starts_with(&format!("{PROBE_USER}:"))));
+    if !known {
+        std::fs::create_dir_all(passwd.parent().unwrap()).unwrap();
+        let line = format!(
+            "{PROBE_USER}:{}\n",
+            mailpipe::passwd::hash(PASSWORD).unwrap()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&passwd)
+            .unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    Ok(())
+}
+
+/// A POP3 server example (maccess): [`PROBE_USER`] (added to its password file with
+/// [`PASSWORD`] when missing) must get the message put into their Maildir under `-m`, over
+/// TLS (STLS, or implicit), and delete it.
+fn pop3_probe(w: &World, args: &[&str], addr: &str, implicit: bool) -> Result<(), String> {
+    use crate::common::maccess::Pop;
+    let base = option_value(args, &["-m", "--maildir-base"]).ok_or("maccess without -m")?;
+    pop3_account(w, args)?;
+    let maildir = w.path(base, &w.home).join(PROBE_USER).join("Maildir");
+    let md = mailpipe::store::maildir::Maildir::open(&maildir).map_err(|e| e.to_string())?;
+    md.deliver("", |o| o.write_all(MESSAGE.as_bytes()))
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let tcp = if implicit {
+        tcp
+    } else {
+        let mut plain = Pop::new(tcp);
+        let greeting = plain.line();
+        let stls = plain.cmd("STLS\r\n");
+        if !stls.starts_with("+OK") {
+            return Err(format!("{addr}: STLS refused: {greeting}{stls}"));
+        }
+        plain.into_inner()
+    };
+    let mut c = Pop::new(mreceive::tls_client(&w.srv.ca, tcp).into_inner());
+    let mut said = String::new();
+    if implicit {
+        said += &c.line();
+    }
+    for cmd in ["USER bob\r\n", "PASS secret\r\n", "RETR 1\r\n"] {
+        said += &c.cmd(cmd);
+    }
+    let body = c.multi();
+    said += &c.cmd("DELE 1\r\n");
+    said += &c.cmd("QUIT\r\n");
+    let got = body.replace("\r\n", "\n");
+    if said.matches("+OK").count() != 6 - usize::from(!implicit) || got != MESSAGE {
+        return Err(format!(
+            "{addr}: the probe was not fetched and deleted:\n{said}{body}"
+        ));
+    }
+    if crate::common::messages(&maildir).is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr}: the probe is still in {}",
+            maildir.display()
+        ))
+    }
 }
 
 /// Submit a message as `user` (password [`PASSWORD`]) to the submission server on `addr`;
@@ -290,6 +373,24 @@ pub fn check_mailbox(w: &World, before: &[PathBuf]) -> Result<(), String> {
 /// A server example run under inetd's contract without the server: the program with one SMTP
 /// session on standard input.
 pub fn probe_stdin(w: &World, line: &str, argv: &[&str]) -> Result<(), String> {
+    if argv.first().is_some_and(|p| p.ends_with("maccess")) {
+        // No TLS over a pipe for this test's client: the server must start and offer STLS
+        // (or, for implicit TLS, wait for a handshake).
+        let mut c = Command::new(argv[0]);
+        w.env(&mut c);
+        c.args(&argv[1..]);
+        let out = run_bounded(&mut c, b"CAPA\r\nQUIT\r\n", Duration::from_secs(30))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tls_first = argv.contains(&"--tls-on-connect");
+        return if tls_first || (text.starts_with("+OK") && text.contains("\r\nSTLS\r\n")) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{line}\n  no POP3 greeting with STLS\n  {}",
+                show(&out)
+            ))
+        };
+    }
     let domain = domain_of(argv).ok_or_else(|| format!("{line}\n  no -d: no rule probes it"))?;
     let before = message_files(w.root());
     let mut c = Command::new(argv[0]);

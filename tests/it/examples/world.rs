@@ -248,7 +248,9 @@ impl<'s> World<'s> {
         // Our tools first on PATH (Debian's mblaze has its own mdeliver), a password store
         // for `pass show …`, and an editor that writes the reply.
         let shim = r.join("shim");
-        for t in ["mcompose", "msubmit", "mrelay", "mreceive", "mdeliver"] {
+        for t in [
+            "mcompose", "msubmit", "mrelay", "mreceive", "mdeliver", "maccess",
+        ] {
             std::os::unix::fs::symlink(bin_dir().join(t), shim.join(t)).unwrap();
         }
         let script = |name: &str, body: &str| {
@@ -276,7 +278,7 @@ impl<'s> World<'s> {
     pub fn substitute(&self, text: &str) -> String {
         static PATHS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(
-                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mrelay|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
+                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mrelay|mreceive|mdeliver|maccess)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
             )
             .unwrap()
         });
