@@ -328,13 +328,15 @@ impl<'a> Relay<'a> {
     /// Run the queue once as `schedule` says, [`Settings::lanes`] entries at once: a
     /// thread per lane, each with a relay (its connections, its dead hosts) of its own,
     /// entries grouped by destination ([`dest_key`]). Log lines and warnings go to `log` and
-    /// `warn` from every thread.
+    /// `warn` from every thread. `stop` is asked before each entry, as by [`Relay::run`]:
+    /// once it says yes every thread finishes the transaction in flight and stops.
     pub fn run_parallel(
         settings: &Settings,
         queue: &Queue,
         schedule: &Schedule,
         log: &(dyn Fn(&Line) + Sync),
         warn: &(dyn Fn(&str) + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report> {
         let dead = remote::Dead::default();
         let make = || {
@@ -344,7 +346,7 @@ impl<'a> Relay<'a> {
             move |job: &Job<'_>| relay.send(job)
         };
         let key = |e: &Entry| dest_key(settings, e);
-        queue.run_parallel(schedule, settings.lanes, key, make)
+        queue.run_parallel(schedule, settings.lanes, key, make, stop)
     }
 
     /// Send one job: every due recipient routed, grouped, sent and judged; a report queued

@@ -910,3 +910,101 @@ fn relay_concurrency_1_sends_one_destination_after_the_other() {
     assert_eq!(sequential, 1, "{log}");
     assert!(!r.waiting().is_empty(), "{log}");
 }
+
+#[test]
+fn the_daemon_drains_a_backlog_to_several_destinations_at_once() {
+    // Three servers that greet only once all three have a connection open: a daemon that
+    // sends one destination after the other gets 421 and defers (for 5 minutes).
+    let met = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let servers: Vec<_> = (0..3).map(|_| rendezvous(met.clone(), 2)).collect();
+    let mut config = String::from("relay_tls * none\n");
+    for (i, (port, _)) in servers.iter().enumerate() {
+        config += &format!("route d{i}.test [127.0.0.1]:{port}\n");
+    }
+    let r = Relay::new(&config);
+    for n in 0..4 {
+        for i in 0..3 {
+            let to = format!("u{n}@d{i}.test");
+            r.ok(&["--queue-only", "-f", "a@sender.test", &to], MSG);
+        }
+    }
+    let child = r
+        .cmd()
+        .arg("--daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let took = |i: usize| servers[i].1.load(std::sync::atomic::Ordering::SeqCst);
+    let drained = wait_until(Duration::from_secs(10), || {
+        (0..3).map(took).sum::<usize>() == 12 && r.waiting().is_empty()
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, Duration::from_secs(5));
+    assert!(
+        drained,
+        "{:?} {}",
+        (0..3).map(took).collect::<Vec<_>>(),
+        stderr(&out)
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("status=sent").count(),
+        12,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigterm_lets_the_daemons_transactions_in_flight_finish_and_keeps_the_rest() {
+    let slow = Script {
+        delay: Duration::from_millis(1500),
+        ..Script::default()
+    };
+    let (a, b) = (Fake::start(slow.clone()), Fake::start(slow));
+    let r = Relay::new(&format!(
+        "route a.test [127.0.0.1]:{}\nroute b.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        a.port(),
+        b.port()
+    ));
+    for n in 0..3 {
+        for d in ["a", "b"] {
+            let to = format!("u{n}@{d}.test");
+            r.ok(&["--queue-only", "-f", "x@sender.test", &to], MSG);
+        }
+    }
+    let child = r
+        .cmd()
+        .arg("--daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both destinations' first messages are in their DATA phase: then the signal.
+    assert!(wait_until(Duration::from_secs(5), || {
+        a.log_text().contains("DATA") && b.log_text().contains("DATA")
+    }));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, Duration::from_secs(10));
+    let log = stderr(&out);
+    assert_eq!(code(&out), 0, "{log}");
+    let sent = a.messages().len() + b.messages().len();
+    assert_eq!(
+        sent, 2,
+        "both transactions in flight finish, nothing more: {log}"
+    );
+    assert_eq!(log.matches("status=sent").count(), sent, "{log}");
+    // The rest are waiting, untouched: no attempt counted.
+    assert_eq!(r.waiting().len(), 6 - sent, "{log}");
+    assert_eq!(
+        r.states().matches(" 0\n").count(),
+        6 - sent,
+        "{}",
+        r.states()
+    );
+}

@@ -301,9 +301,8 @@ fn run_queue(
     logger: &log::Logger,
 ) -> Result<()> {
     pickup(q, &settings, logger);
-    let report = Relay::run_parallel(&settings, q, schedule, &|l| logger.line(l), &|w| {
-        run::warn(w)
-    })?;
+    let log = |l: &crate::relay::Line| logger.line(l);
+    let report = Relay::run_parallel(&settings, q, schedule, &log, &|w| run::warn(w), &|| false)?;
     for e in &report.unreadable {
         run::warn(e);
     }
