@@ -61,6 +61,9 @@ pub struct Settings {
     /// After how long a recipient still waiting is reported delayed, once (off by
     /// default, as Postfix's delay_warning_time).
     pub delay_warning: Option<Duration>,
+    /// After how long without a write an incomplete drop file in the maildrop is
+    /// abandoned and removed (`relay_maildrop_timeout`, default 1 day).
+    pub maildrop_timeout: Duration,
     /// How to reach the DNS.
     pub dns: dns::Options,
     /// The port of every MX connection, and of route hosts without one (25).
@@ -133,6 +136,7 @@ impl Settings {
             expire: duration("relay_expire", Duration::from_secs(5 * 86400))?,
             delay_warning: Some(duration("relay_delay_warning", Duration::ZERO)?)
                 .filter(|d| !d.is_zero()),
+            maildrop_timeout: duration("relay_maildrop_timeout", Duration::from_secs(86400))?,
             dns: dns::Options::default(),
             mx_port: 25,
             allow_private: false,

@@ -1008,3 +1008,34 @@ fn sigterm_lets_the_daemons_transactions_in_flight_finish_and_keeps_the_rest() {
         r.states()
     );
 }
+
+#[test]
+fn an_abandoned_incomplete_drop_file_is_removed_and_a_young_one_kept() {
+    let r = Relay::new("relay_maildrop_timeout 1h\n");
+    std::fs::create_dir_all(r.queue()).unwrap();
+    let drop = r.t.path().join("maildrop");
+    std::fs::create_dir(&drop).unwrap();
+    // Two files mdrop began and never marked complete (still 0600): one 2 hours old, one new.
+    let write = |name: &str, age: Duration| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(drop.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut &f, b"half a head").unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+    };
+    write("old", Duration::from_secs(7200));
+    write("young", Duration::from_secs(600));
+    let log = r.ok(&["-q"], b"");
+    assert!(!drop.join("old").exists(), "{log}");
+    assert!(drop.join("young").exists(), "{log}");
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let removed = format!("pickup maildrop=old uid={uid} status=removed reason=");
+    assert!(log.contains(&removed), "{log}");
+    assert!(!log.contains("maildrop=young"), "{log}");
+    assert!(r.waiting().is_empty());
+}
