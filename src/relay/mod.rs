@@ -319,13 +319,14 @@ impl<'a> Relay<'a> {
     pub fn run(&mut self, schedule: &Schedule, stop: &dyn Fn() -> bool) -> Result<Report> {
         self.now = schedule.now;
         let q = self.queue;
+        let dead = remote::Dead::new(Some(hints(&self.settings, q, schedule)));
+        self.remote.use_dead(dead);
         let report = q.run_with(schedule, |job| match stop() {
             true => None,
             false => self.send(job),
         });
         self.remote.close();
         self.account.reset();
-        self.remote.forget_dead();
         report
     }
 
@@ -342,7 +343,7 @@ impl<'a> Relay<'a> {
         warn: &(dyn Fn(&str) + Sync),
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report> {
-        let dead = remote::Dead::default();
+        let dead = remote::Dead::new(Some(hints(settings, queue, schedule)));
         let make = || {
             let mut relay = Relay::new(settings.clone(), queue, log, warn);
             relay.now = schedule.now;
@@ -529,6 +530,17 @@ impl<'a> Relay<'a> {
     pub fn close(&mut self) {
         self.remote.close();
         self.account.quit();
+    }
+}
+
+/// The queue's per-host hints as a run at `schedule` uses them: a forced run (a flush by
+/// hand) dials every host, and still records what it finds.
+fn hints(settings: &Settings, queue: &Queue, schedule: &Schedule) -> remote::Hints {
+    remote::Hints {
+        hosts: queue.hosts(),
+        now: schedule.now,
+        retry: settings.retry,
+        honour: !schedule.force,
     }
 }
 

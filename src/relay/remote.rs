@@ -1,7 +1,9 @@
 //! SMTP to a destination: its hosts in order, every address of each (RFC 5321 §5.1), a
 //! connection kept for the next message to the same destination, and hosts found dead
 //! remembered for the run, so the other messages to them do not each wait for the same
-//! timeout (Exim's per-host hints, in memory).
+//! timeout, and across runs in the queue's hints ([`crate::store::queue::hosts`], Exim's
+//! per-host retry hints): until a dead address's hint is due, no run dials it, and every
+//! message for it waits at once.
 //!
 //! A destination's recipients go in transactions of at most [`super::Settings::max_rcpts`];
 //! the client's [`Session::deliver`] sends those a server refuses as too many (452) in a
@@ -24,7 +26,8 @@ use super::{Outcome, Settings};
 use crate::exit::Error;
 use crate::net::dns::{Failure, Lookup, Resolver, Routing};
 use crate::smtp::client::{self, Content, Envelope, Options, Partial, Session};
-use crate::store::queue::Verdict;
+use crate::store::queue::hosts::Hosts;
+use crate::store::queue::{Retry, Verdict};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex};
@@ -62,9 +65,25 @@ struct Open {
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
 /// run: an address one thread is connecting to for the first time is waited for by the
-/// others, so a dead host costs one timeout in all (Exim's per-host hints, for one run).
+/// others, so a dead host costs one timeout in all; with the queue's hints, an address
+/// found dead in an earlier run counts as dead until its hint is due.
 #[derive(Clone, Default)]
-pub struct Dead(Arc<(Mutex<HashMap<SocketAddr, Health>>, Condvar)>);
+pub struct Dead(
+    Arc<(Mutex<HashMap<SocketAddr, Health>>, Condvar)>,
+    Option<Arc<Hints>>,
+);
+
+/// The queue's per-host hints as one run uses them.
+pub struct Hints {
+    /// Where they are kept.
+    pub hosts: Hosts,
+    /// The run's time.
+    pub now: u64,
+    /// The waits after failures in a row.
+    pub retry: Retry,
+    /// Read them (else only write them: a flush by hand tries every host).
+    pub honour: bool,
+}
 
 /// One address's health in this run.
 #[derive(Clone)]
@@ -78,6 +97,11 @@ enum Health {
 }
 
 impl Dead {
+    /// Nothing known yet; hints read and written through `hints`, when given.
+    pub fn new(hints: Option<Hints>) -> Dead {
+        Dead(Default::default(), hints.map(Arc::new))
+    }
+
     /// `Some(why)` when `addr` is dead; else `None`, and this thread may connect: it must
     /// then call [`Dead::found`] with the outcome.
     fn check(&self, addr: &SocketAddr) -> Option<String> {
@@ -91,6 +115,19 @@ impl Dead {
                     m = cond.wait(m).unwrap_or_else(|p| p.into_inner());
                 }
                 None => {
+                    let hint = (self.1.as_deref())
+                        .filter(|h| h.honour)
+                        .and_then(|h| Some(h.hosts.get(addr)?).filter(|g| g.next > h.now));
+                    if let Some(g) = hint {
+                        let why = format!(
+                            "down in an earlier run ({} failures in a row, not tried before {}): {}",
+                            g.failures,
+                            crate::message::stamp::local_time(g.next),
+                            g.error
+                        );
+                        m.insert(*addr, Health::Dead(why.clone()));
+                        return Some(why);
+                    }
                     m.insert(*addr, Health::Trying);
                     return None;
                 }
@@ -98,17 +135,23 @@ impl Dead {
         }
     }
 
-    /// What connecting to `addr` came to: `Some(why)` when it failed.
-    fn found(&self, addr: &SocketAddr, dead: Option<String>) {
+    /// What connecting to `addr` of `host` came to: `Some(why)` when it failed; recorded in
+    /// the hints (a failure) or cleared from them (a success), then told to the threads
+    /// waiting for it.
+    fn found(&self, host: &str, addr: &SocketAddr, dead: Option<String>) {
+        if let Some(h) = self.1.as_deref() {
+            match &dead {
+                Some(why) => h.hosts.down(host, addr, h.now, &h.retry, why),
+                None => h.hosts.up(addr),
+            }
+        }
         let (map, cond) = &*self.0;
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(*addr, dead.map_or(Health::Alive, Health::Dead));
-        cond.notify_all();
-    }
-
-    fn clear(&self) {
-        let (map, cond) = &*self.0;
-        map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let health = match dead {
+            None => Health::Alive,
+            Some(why) => Health::Dead(format!("down earlier in this run: {why}")),
+        };
+        m.insert(*addr, health);
         cond.notify_all();
     }
 }
@@ -152,9 +195,9 @@ impl Remote {
         }
     }
 
-    /// Forget the dead hosts (a daemon's next run tries them again).
-    pub fn forget_dead(&mut self) {
-        self.dead.clear();
+    /// From now on know of dead hosts what `dead` knows (a new run's, with its hints).
+    pub fn use_dead(&mut self, dead: Dead) {
+        self.dead = dead;
     }
 
     /// Send one message to the recipients `rcpts` (indexes into `env`, all for `dest`); one
@@ -287,7 +330,7 @@ impl Remote {
                 }
                 match Session::connect(&[*addr], name, &plan.options) {
                     Ok(session) => {
-                        self.dead.found(addr, None);
+                        self.dead.found(name, addr, None);
                         if self.open.len() >= KEEP {
                             self.open.remove(0).session.quit();
                         }
@@ -303,14 +346,14 @@ impl Remote {
                     Err(e) => {
                         let why = e.to_string();
                         tried.push(why.clone());
-                        self.dead.found(addr, Some(why));
+                        self.dead.found(name, addr, Some(why));
                     }
                 }
             }
         }
         let why = match (tried.last(), skipped.first()) {
             (Some(last), _) => last.clone(),
-            (None, Some(first)) => format!("host down earlier in this run: {first}"),
+            (None, Some(first)) => format!("host not tried: {first}"),
             (None, None) => "no address to connect to".into(),
         };
         Err(Outcome::deferred(&why, "4.4.1", "none"))

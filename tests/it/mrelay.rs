@@ -1039,3 +1039,99 @@ fn an_abandoned_incomplete_drop_file_is_removed_and_a_young_one_kept() {
     assert!(!log.contains("maildrop=young"), "{log}");
     assert!(r.waiting().is_empty());
 }
+
+/// A server on 127.0.0.1 that answers 421 to every connection while `alive` is false and
+/// takes mail when it is true; its port, the connections made to it, the messages taken.
+fn switchable(
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let took = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (t, k) = (tries.clone(), took.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut w) = conn else { continue };
+            t.fetch_add(1, SeqCst);
+            if !alive.load(SeqCst) {
+                let _ = w.write_all(b"421 4.3.2 down for maintenance\r\n");
+                continue;
+            }
+            let k = k.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(w.try_clone().unwrap());
+                let _ = w.write_all(b"220 up.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("DATA") {
+                        let _ = w.write_all(b"354 go\r\n");
+                        let mut l2 = String::new();
+                        while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
+                            l2.clear();
+                        }
+                        k.fetch_add(1, SeqCst);
+                        b"250 2.0.0 taken\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, tries, took)
+}
+
+#[test]
+fn a_dead_host_costs_one_connection_across_runs_until_its_hint_is_due() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (port, tries, took) = switchable(alive.clone());
+    let r = Relay::new(&format!(
+        "route dead.test [127.0.0.1]:{port}\nrelay_tls * none\n"
+    ));
+    let queue = |to: &str| r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    queue("x@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(tries.load(SeqCst), 1, "{log}");
+    let hint = r.queue().join("hosts").join(format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(&hint).unwrap();
+    assert!(
+        text.contains("failures 1\n") && text.contains("421"),
+        "{text}"
+    );
+    // A second run, with new messages due: the hint defers them all without dialing, and
+    // so does the attempt of a message as it is submitted.
+    queue("y@dead.test");
+    queue("z@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=deferred").count(), 2, "{log}");
+    assert_eq!(log.matches("down in an earlier run").count(), 2, "{log}");
+    let log = r.ok(&["-f", "a@sender.test", "w@dead.test"], MSG);
+    assert!(log.contains("down in an earlier run"), "{log}");
+    assert_eq!(tries.load(SeqCst), 1, "a dead host dialed again: {log}");
+    // The listing shows the hint.
+    let list = r.list();
+    assert!(list.contains(&format!("127.0.0.1:{port}")), "{list}");
+    // A flush by hand dials it anyway; it works now, and the success clears the hint.
+    alive.store(true, SeqCst);
+    let log = r.ok(&["--flush"], b"");
+    assert_eq!(took.load(SeqCst), 4, "{log}");
+    assert!(!hint.exists(), "{log}");
+    queue("v@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(took.load(SeqCst), 5, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
