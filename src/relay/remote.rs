@@ -11,11 +11,11 @@
 //! bounce), or unsettled (the connection broke: later).
 //!
 //! What is checked before a message goes: an address that needs SMTPUTF8 towards a server
-//! without it fails (5.6.7, RFC 6531 §3.2), and so does an 8-bit body towards a server
-//! without 8BITMIME (5.6.3): RFC 6152 §3 allows converting it to 7 bits, but rewriting the
-//! MIME structure of a message in transit is where relays break signatures and messages;
-//! this relay returns it with a reason instead, as Postfix does with
-//! `disable_mime_output_conversion`. Almost every server offers 8BITMIME.
+//! without it fails (5.6.7, RFC 6531 §3.2). An 8-bit body towards a server without
+//! 8BITMIME is converted to 7 bits (RFC 6152 §3, [`crate::message::downgrade`]: its 8-bit
+//! MIME leaves re-encoded, as Postfix and sendmail do), and fails with the converter's
+//! reason only where that is impossible (8-bit in a header: 5.6.7; in a message/* part:
+//! 5.6.3). Almost every server offers 8BITMIME.
 //!
 //! Connection-stage failures (a refused or silent connection, a 4xx or 5xx greeting, a failed
 //! STARTTLS that the TLS level requires) move on to the next address and host, and make the
@@ -24,6 +24,7 @@
 
 use super::{Outcome, Settings};
 use crate::exit::Error;
+use crate::message::downgrade::Error as Downgrade;
 use crate::net::dns::{Failure, Lookup, Resolver, Routing};
 use crate::smtp::client::{self, Content, Envelope, Options, Partial, Session};
 use crate::store::queue::hosts::Hosts;
@@ -250,14 +251,33 @@ impl Remote {
             );
             return vec![Outcome::failed(&why, "5.6.7", &open.relay, Some(&open.host)); n];
         }
-        if env.body.is_eight_bit() && !caps.eightbitmime {
-            let why = format!(
-                "the message has 8-bit content and {} does not support 8BITMIME \
-                 (RFC 6152); it was not converted to 7 bits",
-                open.host
-            );
-            return vec![Outcome::failed(&why, "5.6.3", &open.relay, Some(&open.host)); n];
-        }
+        let mut seven;
+        let mut env7;
+        let (env, content): (&Envelope, &mut dyn Content) =
+            if env.body.is_eight_bit() && !caps.eightbitmime {
+                // RFC 6152 §3: converted to 7 bits, or returned with the reason.
+                match SevenBit::of(content) {
+                    Ok(s) => seven = s,
+                    Err(Downgrade::Refused(r)) => {
+                        let why = format!(
+                            "{} does not support 8BITMIME (RFC 6152) and the message cannot \
+                             be converted to 7 bits: {}",
+                            open.host, r.why
+                        );
+                        let (relay, host) = (&open.relay, Some(open.host.as_str()));
+                        return vec![Outcome::failed(&why, r.status, relay, host); n];
+                    }
+                    Err(Downgrade::Io(e)) => {
+                        let why = format!("read the queued message: {e}");
+                        return vec![Outcome::deferred(&why, "4.3.0", &open.relay); n];
+                    }
+                }
+                env7 = env.clone();
+                env7.body = crate::envelope::Body::SevenBit;
+                (&env7, &mut seven)
+            } else {
+                (env, content)
+            };
         let done = open.session.deliver(env, content, Partial::SendToAccepted);
         open.used = Instant::now();
         let (relay, host) = (open.relay.clone(), open.host.clone());
@@ -498,6 +518,29 @@ impl Default for Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A message converted to 7 bits for a server without 8BITMIME, held for the transaction.
+struct SevenBit(Vec<u8>);
+
+impl SevenBit {
+    /// `content` read whole and converted.
+    fn of(content: &mut dyn Content) -> std::result::Result<SevenBit, Downgrade> {
+        let mut msg = Vec::new();
+        let mut r = content
+            .open()
+            .map_err(|e| Downgrade::Io(std::io::Error::other(e.to_string())))?;
+        std::io::Read::read_to_end(&mut r, &mut msg)?;
+        let mut out = Vec::with_capacity(msg.len() + msg.len() / 4);
+        crate::message::downgrade::seven_bit(&msg, &mut out)?;
+        Ok(SevenBit(out))
+    }
+}
+
+impl Content for SevenBit {
+    fn open(&mut self) -> crate::exit::Result<Box<dyn std::io::Read + '_>> {
+        Ok(Box::new(&self.0[..]))
     }
 }
 

@@ -422,8 +422,80 @@ fn a_recipient_waiting_past_the_delay_warning_is_reported_delayed_once() {
     assert!(text.starts_with("Return-Path: <>\n"), "{text}");
 }
 
+/// What Python's email parser decodes from each leaf of the message in `path`: per part,
+/// `TYPE CTE: TEXT` (the payload decoded, as UTF-8 text or as hex for other types), and its
+/// defects.
+fn python_leaves(path: &Path) -> String {
+    let script = r#"
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'))
+for p in m.walk():
+    if p.is_multipart():
+        continue
+    data = p.get_payload(decode=True)
+    text = data.decode('utf-8') if p.get_content_maintype() == 'text' else data.hex()
+    print(p.get_content_type(), p.get('Content-Transfer-Encoding'), repr(text))
+print("defects", sum(len(p.defects) for p in m.walk()))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
-fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the_reason() {
+fn eight_bit_mail_to_a_server_without_8bitmime_is_converted_to_seven_bits() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let bare = "From: a@sender.test\nSubject: bare\n\nna\u{ef}ve caf\u{e9} =\n".as_bytes();
+    let mut multi = b"From: a@sender.test\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"zz\"\n\n--zz\n\
+Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n\
+gr\xc3\xbc\xc3\x9fe\n--zz\nContent-Type: application/octet-stream\n\
+Content-Transfer-Encoding: binary\n\n"
+        .to_vec();
+    multi.extend(b"\x80\x81\xfe\xff\n--zz--\n");
+    for msg in [bare, &multi[..]] {
+        let log = r.ok(&["-f", "a@sender.test", "x@example.test"], msg);
+        assert!(log.contains("status=sent"), "{log}");
+    }
+    let got = fake.messages();
+    assert_eq!(got.len(), 2);
+    assert!(!fake.log_text().contains("BODY=8BITMIME"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut leaves = Vec::new();
+    for (i, m) in got.iter().enumerate() {
+        assert!(m.iter().all(|b| *b < 128), "{}", String::from_utf8_lossy(m));
+        let path = dir.path().join(i.to_string());
+        std::fs::write(&path, m).unwrap();
+        leaves.push(python_leaves(&path));
+    }
+    assert_eq!(
+        leaves[0],
+        "text/plain quoted-printable 'na\u{ef}ve caf\u{e9} =\\n'\ndefects 0\n"
+    );
+    assert_eq!(
+        leaves[1],
+        "text/plain quoted-printable 'gr\u{fc}\u{df}e'\n\
+         application/octet-stream base64 '8081feff'\ndefects 0\n"
+    );
+}
+
+#[test]
+fn what_cannot_be_made_seven_bit_is_returned_with_the_reason() {
     let fake = Fake::start(Script {
         ehlo: "250-fake.test\r\n250 PIPELINING\r\n",
         ..Script::default()
@@ -435,18 +507,25 @@ fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the
         fake.port(),
         mail.display()
     ));
+    // 8-bit in a header needs SMTPUTF8 (RFC 6531).
     let log = r.ok(
         &["-f", "a@sender.test", "x@example.test"],
         "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes(),
     );
-    assert!(log.contains("dsn=5.6.3"), "{log}");
+    assert!(log.contains("dsn=5.6.7"), "{log}");
     assert!(log.contains("does not support 8BITMIME"), "{log}");
+    // A message/rfc822 part may not be re-encoded (RFC 2046 5.2.1).
+    let inner = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+                 Content-Type: message/rfc822\n\nSubject: in\n\n\u{e9}t\u{e9}\n--b--\n";
+    let log = r.ok(&["-f", "a@sender.test", "x@example.test"], inner.as_bytes());
+    assert!(log.contains("dsn=5.6.3"), "{log}");
+    assert!(log.contains("message/rfc822"), "{log}");
     let log = r.ok(&["-f", "a@sender.test", "j\u{f6}rg@example.test"], MSG);
     assert!(log.contains("dsn=5.6.7"), "{log}");
     assert!(log.contains("does not support SMTPUTF8"), "{log}");
     assert!(fake.messages().is_empty());
     r.ok(&["-q"], b"");
-    assert_eq!(messages(&mail.join("a/Maildir")).len(), 2);
+    assert_eq!(messages(&mail.join("a/Maildir")).len(), 3);
 }
 
 #[test]
