@@ -468,4 +468,37 @@ Content-Type: message/rfc822\n\nSubject: in\n\n\xc3\xa9\n--b--\n";
         deep.extend(b"\n\xc3\xa9\n");
         assert_eq!(refused(&deep).status, "5.6.3");
     }
+
+    #[test]
+    fn mutated_messages_never_panic_and_come_out_7bit_or_refused() {
+        let seed = b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+Content-Type: multipart/alternative; boundary=c\n\n--c\nContent-Type: text/plain\n\n\xc3\xa9\n\
+--c\nContent-Type: text/html\nContent-Transfer-Encoding: binary\n\n<p>\xff</p>\n--c--\n--b\n\
+Content-Type: image/png\n\n\x89PNG\r\n--b--\n";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"\n\r-b\"=;:/ \xc3\xff";
+        for _ in 0..5000 {
+            let mut m = seed.to_vec();
+            for _ in 0..(next() % 6 + 1) {
+                let i = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[i] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => {
+                        m.remove(i);
+                    }
+                    _ => m.insert(i, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            match convert(&m) {
+                Ok(_) | Err(Error::Refused(_)) => {}
+                Err(Error::Io(e)) => panic!("{e}"),
+            }
+        }
+    }
 }
