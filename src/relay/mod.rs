@@ -177,6 +177,11 @@ pub struct Outcome {
     pub remote_mta: Option<String>,
     /// `reply` is an SMTP reply (a report's Diagnostic-Code type `smtp`).
     pub smtp: bool,
+    /// Delivered, and this host owes the sender the success report NOTIFY=SUCCESS asks for
+    /// (RFC 3461 §4.1), with this action: `delivered` by a local route, `relayed` to a
+    /// server that does not take DSN (one that does was given the NOTIFY and reports
+    /// itself, §6.2.2). `None` otherwise.
+    pub success: Option<crate::message::dsn::Action>,
 }
 
 impl Outcome {
@@ -189,6 +194,7 @@ impl Outcome {
             relay: relay.to_string(),
             remote_mta: None,
             smtp: false,
+            success: None,
         }
     }
 
@@ -201,6 +207,7 @@ impl Outcome {
             relay: relay.to_string(),
             remote_mta: remote.map(str::to_string),
             smtp: false,
+            success: None,
         }
     }
 }
@@ -460,6 +467,7 @@ impl<'a> Relay<'a> {
         };
         let bounce_id = bounce.ok().flatten();
         let warned = self.warn_delayed(job, &outcomes, now);
+        self.report_success(job, &outcomes, now);
         let delay = now.saturating_sub(queued.queued);
         let mut attempts = Vec::with_capacity(outcomes.len());
         for (&i, o) in job.rcpts().iter().zip(outcomes) {
@@ -526,6 +534,23 @@ impl<'a> Relay<'a> {
         }
     }
 
+    /// The success report (RFC 3461 §4.1): queued about the recipients of `job` delivered
+    /// with an [`Outcome::success`] whose NOTIFY asks for SUCCESS ([`bounce::success`]
+    /// chooses). The mail is delivered whatever becomes of it: one that cannot be queued
+    /// is warned about, and not tried again.
+    fn report_success(&mut self, job: &Job<'_>, outcomes: &[Outcome], now: u64) {
+        let done: Vec<(usize, &Outcome)> = (job.rcpts().iter().copied())
+            .zip(outcomes)
+            .filter(|(_, o)| o.verdict == Verdict::Delivered && o.success.is_some())
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = bounce::success(self.queue, &self.settings, job, &done, now) {
+            (self.warn)(&format!("{}: success report not queued: {e}", job.id()));
+        }
+    }
+
     /// Close every connection.
     pub fn close(&mut self) {
         self.remote.close();
@@ -562,6 +587,9 @@ fn from_attempt(a: Attempt, relay: &str) -> Outcome {
         reply: a.reply,
         relay: relay.to_string(),
         remote_mta: None,
+        // msubmit's client passes NOTIFY on where the server takes DSN; where it does not,
+        // the account's server is the user's own relay: no report is made for it here.
+        success: None,
     }
 }
 

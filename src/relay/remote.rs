@@ -242,6 +242,9 @@ impl Remote {
             Err(o) => return vec![o; n],
         };
         let caps = open.session.capabilities();
+        // RFC 3461 §6.2.2: a server that takes DSN got the NOTIFY and reports; to one that
+        // does not, this host reports success itself, as `relayed`.
+        let success = (!caps.dsn).then_some(crate::message::dsn::Action::Relayed);
         // RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be sent.
         if env.smtputf8 && !caps.smtputf8 {
             let why = format!(
@@ -297,6 +300,7 @@ impl Remote {
                     relay: relay.clone(),
                     remote_mta: Some(host.clone()),
                     smtp: true,
+                    success,
                 },
                 client::Verdict::Refused(r) => {
                     let text = r.to_string();
@@ -313,6 +317,7 @@ impl Remote {
                         relay: relay.clone(),
                         remote_mta: Some(host.clone()),
                         smtp: true,
+                        success: None,
                     }
                 }
                 client::Verdict::Unsettled => {
@@ -557,5 +562,6 @@ fn dns_outcome(f: &Failure) -> Outcome {
         relay: "none".into(),
         remote_mta: None,
         smtp: false,
+        success: None,
     }
 }

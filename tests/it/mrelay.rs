@@ -1214,3 +1214,57 @@ fn a_dead_host_costs_one_connection_across_runs_until_its_hint_is_due() {
     assert_eq!(took.load(SeqCst), 5, "{log}");
     assert!(r.waiting().is_empty(), "{log}");
 }
+
+#[test]
+fn notify_success_is_reported_relayed_or_delivered_unless_the_next_hop_takes_dsn() {
+    let plain = Fake::start(Script::default());
+    let with_dsn = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME\r\n",
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route plain.test [127.0.0.1]:{}\nroute dsn.test [127.0.0.1]:{}\n\
+         route sender.test local {}\nrelay_tls * none\n",
+        plain.port(),
+        with_dsn.port(),
+        mail.display()
+    ));
+    let send = |notify: &[&str], to: &str| {
+        let mut args = vec!["-f", "a@sender.test"];
+        args.extend(notify);
+        args.push(to);
+        let log = r.ok(&args, MSG);
+        assert!(log.contains("status=sent"), "{log}");
+    };
+    send(&["-N", "success,failure"], "x@plain.test");
+    // Not asked, or the next hop took the NOTIFY and reports itself: no report from us.
+    send(&[], "y@plain.test");
+    send(&["-N", "success"], "z@dsn.test");
+    assert!(with_dsn.log_text().contains("NOTIFY=SUCCESS"));
+    // A local route delivers: the report says delivered.
+    send(&["-N", "success"], "b@sender.test");
+    r.ok(&["-q"], b"");
+    assert_eq!(messages(&mail.join("b/Maildir")).len(), 1);
+    let reports = messages(&mail.join("a/Maildir"));
+    assert_eq!(reports.len(), 2, "{:?}", reports);
+    let parsed: String = reports.iter().map(|p| python_report(p)).collect();
+    assert_eq!(
+        parsed
+            .matches("type multipart/report delivery-status")
+            .count(),
+        2,
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("rcpt rfc822; x@plain.test relayed 2.0.0"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("rcpt rfc822; b@sender.test delivered 2.0.0"),
+        "{parsed}"
+    );
+    assert_eq!(parsed.matches("defects 0").count(), 2, "{parsed}");
+    assert!(r.waiting().is_empty());
+}
