@@ -68,11 +68,20 @@ struct Open {
 /// run: an address one thread is connecting to for the first time is waited for by the
 /// others, so a dead host costs one timeout in all; with the queue's hints, an address
 /// found dead in an earlier run counts as dead until its hint is due.
+///
+/// What a connection came to depends on the TLS level asked as well as on the host: one
+/// that does not offer STARTTLS fails a destination that requires TLS and serves one at
+/// `may`. So addresses are known per level class ([`Strict`]: `encrypt` and `verify`, or
+/// not), and only failures at `may` or `none`, the host's own, become hints (read at every
+/// level: a host that cannot be reached in clear text cannot be reached with TLS either).
 #[derive(Clone, Default)]
 pub struct Dead(
-    Arc<(Mutex<HashMap<SocketAddr, Health>>, Condvar)>,
+    Arc<(Mutex<HashMap<(SocketAddr, Strict), Health>>, Condvar)>,
     Option<Arc<Hints>>,
 );
+
+/// The destination requires TLS (`encrypt`, `verify`): its failures may be its policy's.
+type Strict = bool;
 
 /// The queue's per-host hints as one run uses them.
 pub struct Hints {
@@ -105,11 +114,12 @@ impl Dead {
 
     /// `Some(why)` when `addr` is dead; else `None`, and this thread may connect: it must
     /// then call [`Dead::found`] with the outcome.
-    fn check(&self, addr: &SocketAddr) -> Option<String> {
+    fn check(&self, addr: &SocketAddr, strict: Strict) -> Option<String> {
         let (map, cond) = &*self.0;
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (*addr, strict);
         loop {
-            match m.get(addr) {
+            match m.get(&key) {
                 Some(Health::Dead(why)) => return Some(why.clone()),
                 Some(Health::Alive) => return None,
                 Some(Health::Trying) => {
@@ -126,10 +136,10 @@ impl Dead {
                             crate::message::stamp::local_time(g.next),
                             g.error
                         );
-                        m.insert(*addr, Health::Dead(why.clone()));
+                        m.insert(key, Health::Dead(why.clone()));
                         return Some(why);
                     }
-                    m.insert(*addr, Health::Trying);
+                    m.insert(key, Health::Trying);
                     return None;
                 }
             }
@@ -139,10 +149,11 @@ impl Dead {
     /// What connecting to `addr` of `host` came to: `Some(why)` when it failed; recorded in
     /// the hints (a failure) or cleared from them (a success), then told to the threads
     /// waiting for it.
-    fn found(&self, host: &str, addr: &SocketAddr, dead: Option<String>) {
+    fn found(&self, host: &str, addr: &SocketAddr, strict: Strict, dead: Option<String>) {
         if let Some(h) = self.1.as_deref() {
             match &dead {
-                Some(why) => h.hosts.down(host, addr, h.now, &h.retry, why),
+                Some(why) if !strict => h.hosts.down(host, addr, h.now, &h.retry, why),
+                Some(_) => {}
                 None => h.hosts.up(addr),
             }
         }
@@ -152,7 +163,7 @@ impl Dead {
             None => Health::Alive,
             Some(why) => Health::Dead(format!("down earlier in this run: {why}")),
         };
-        m.insert(*addr, health);
+        m.insert((*addr, strict), health);
         cond.notify_all();
     }
 }
@@ -345,17 +356,18 @@ impl Remote {
             self.open.remove(i).session.quit();
         }
         let plan = self.plan(s, dest)?;
+        let strict = plan.options.tls.level >= crate::net::tls::Level::Encrypt;
         let mut tried = Vec::new();
         let mut skipped = Vec::new();
         for (name, addrs) in &plan.hosts {
             for addr in addrs {
-                if let Some(why) = self.dead.check(addr) {
+                if let Some(why) = self.dead.check(addr, strict) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
                 match Session::connect(&[*addr], name, &plan.options) {
                     Ok(session) => {
-                        self.dead.found(name, addr, None);
+                        self.dead.found(name, addr, strict, None);
                         if self.open.len() >= KEEP {
                             self.open.remove(0).session.quit();
                         }
@@ -371,7 +383,7 @@ impl Remote {
                     Err(e) => {
                         let why = e.to_string();
                         tried.push(why.clone());
-                        self.dead.found(name, addr, Some(why));
+                        self.dead.found(name, addr, strict, Some(why));
                     }
                 }
             }

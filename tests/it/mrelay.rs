@@ -1268,3 +1268,75 @@ fn notify_success_is_reported_relayed_or_delivered_unless_the_next_hop_takes_dsn
     assert_eq!(parsed.matches("defects 0").count(), 2, "{parsed}");
     assert!(r.waiting().is_empty());
 }
+
+#[test]
+fn a_routes_hosts_are_tried_in_order() {
+    // The first host refuses connections (a port just freed); the second takes the mail.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "route multi.test [127.0.0.1]:{dead_port} [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let log = r.ok(&["-f", "a@sender.test", "x@multi.test"], MSG);
+    assert_eq!(fake.messages().len(), 1, "{log}");
+    let second = format!("relay=127.0.0.1[127.0.0.1]:{} ", fake.port());
+    assert!(log.contains(&second), "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn more_than_100_recipients_go_in_transactions_of_100_over_one_connection() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let rcpts: Vec<String> = (0..150).map(|i| format!("u{i}@example.test")).collect();
+    let mut args = vec!["-f", "a@sender.test"];
+    args.extend(rcpts.iter().map(String::as_str));
+    let log = r.ok(&args, MSG);
+    assert_eq!(log.matches("status=sent").count(), 150, "{log}");
+    let text = fake.log_text();
+    assert_eq!(text.matches("MAIL FROM").count(), 2, "{text}");
+    assert_eq!(text.matches("RCPT TO").count(), 150);
+    // The first transaction has 100: its DATA comes after the 100th RCPT.
+    let first = text.split("DATA").next().unwrap();
+    assert_eq!(first.matches("RCPT TO").count(), 100);
+    assert_eq!(fake.peers.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn tls_policy_per_domain_keeps_mail_from_a_server_without_starttls() {
+    // The fake offers no STARTTLS: encrypt and verify wait, may sends in clear text.
+    let fake = Fake::start(Script::default());
+    let p = fake.port();
+    let r = Relay::new(&format!(
+        "route enc.test [127.0.0.1]:{p}\nroute ver.test [127.0.0.1]:{p}\n\
+         route may.test [127.0.0.1]:{p}\nrelay_tls enc.test encrypt\nrelay_tls ver.test verify\n"
+    ));
+    for to in ["x@enc.test", "y@ver.test", "z@may.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(fake.messages().len(), 1, "{log}");
+    let line = |to: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{to}>")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("z@may.test").contains("status=sent"), "{log}");
+    for to in ["x@enc.test", "y@ver.test"] {
+        let l = line(to);
+        assert!(l.contains("status=deferred"), "{l}");
+        assert!(l.to_ascii_lowercase().contains("starttls"), "{l}");
+    }
+    assert_eq!(r.waiting().len(), 2);
+    // A policy's refusal is not the host's death: no hint keeps may.test's next mail.
+    assert!(files(&r.queue().join("hosts")).is_empty());
+    let log = r.ok(&["-f", "a@sender.test", "w@may.test"], MSG);
+    assert!(log.contains("status=sent"), "{log}");
+}
