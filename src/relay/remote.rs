@@ -75,13 +75,13 @@ struct Open {
 /// not), and only failures at `may` or `none`, the host's own, become hints (read at every
 /// level: a host that cannot be reached in clear text cannot be reached with TLS either).
 #[derive(Clone, Default)]
-pub struct Dead(
-    Arc<(Mutex<HashMap<(SocketAddr, Strict), Health>>, Condvar)>,
-    Option<Arc<Hints>>,
-);
+pub struct Dead(Arc<(Mutex<Known>, Condvar)>, Option<Arc<Hints>>);
 
 /// The destination requires TLS (`encrypt`, `verify`): its failures may be its policy's.
 type Strict = bool;
+
+/// Each address's health in this run, per level class.
+type Known = HashMap<(SocketAddr, Strict), Health>;
 
 /// The queue's per-host hints as one run uses them.
 pub struct Hints {
