@@ -1340,3 +1340,44 @@ fn tls_policy_per_domain_keeps_mail_from_a_server_without_starttls() {
     let log = r.ok(&["-f", "a@sender.test", "w@may.test"], MSG);
     assert!(log.contains("status=sent"), "{log}");
 }
+
+#[test]
+fn a_shorter_expiry_set_later_applies_to_mail_already_queued_and_ret_hdrs_returns_the_header() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("@example.test", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    let config = |extra: &str| {
+        r.config(&format!(
+            "route example.test [127.0.0.1]:{}\nroute sender.test local {}\n{extra}",
+            fake.port(),
+            mail.display()
+        ))
+    };
+    // Queued and tried under the defaults (5 days): it waits.
+    config("");
+    let log = r.ok(
+        &["-f", "a@sender.test", "-R", "hdrs", "x@example.test"],
+        MSG,
+    );
+    assert!(log.contains("status=deferred"), "{log}");
+    // The administrator shortens the expiry and the retry: the entry already queued obeys.
+    config("relay_expire 1s\nrelay_retry 1s\n");
+    std::thread::sleep(Duration::from_millis(1100));
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("dsn=4.4.7 status=bounced"), "{log}");
+    r.ok(&["-q"], b"");
+    let report = &messages(&mail.join("a/Maildir"))[0];
+    let parsed = python_report(report);
+    assert!(
+        parsed.contains("rcpt rfc822; x@example.test failed 4.4.7"),
+        "{parsed}"
+    );
+    // RET=HDRS: the original's header comes back, not its body.
+    let text = std::fs::read_to_string(report).unwrap();
+    assert!(text.contains("Content-Type: text/rfc822-headers"), "{text}");
+    assert!(text.contains("Subject: relay test"), "{text}");
+    assert!(!text.contains("\nhello\n"), "{text}");
+}
