@@ -15,13 +15,12 @@
 //! quoted-printable or base64 already (it lies), and a tree nested deeper than [`MAX_DEPTH`].
 //!
 //! Memory: the message is held whole while it is converted (a queue entry, read again for
-//! each server that needs it); the output is written as it is made. Servers without
+//! each server that needs it); the output is written as it is made (the relay writes it
+//! into a [`super::buffer::Buffer`], which spills to a temporary file). Servers without
 //! 8BITMIME are rare, so this path is rare. Line ends in and out are LF, as the queue
 //! keeps them (the SMTP layer sends CRLF).
 
 use super::mime::QpWriter;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use std::io::{self, Write};
 
 /// How deep multiparts may nest (mailparse stops at 100; real mail has a few levels).
@@ -380,16 +379,10 @@ fn quoted_printable(text: &[u8], out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// Content as base64 lines of 76 characters (RFC 2045 §6.8).
+/// Content as base64 lines of 76 characters (RFC 2045 §6.8), by mime's encoder.
 fn base64(content: &[u8], out: &mut dyn Write) -> Result<(), Error> {
-    let mut line = String::with_capacity(80);
-    for chunk in content.chunks(57) {
-        line.clear();
-        STANDARD.encode_string(chunk, &mut line);
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
-    }
-    Ok(())
+    super::mime::write_base64(&mut &content[..], out, "message")
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))
 }
 
 #[cfg(test)]

@@ -538,8 +538,9 @@ impl Drop for Remote {
     }
 }
 
-/// A message converted to 7 bits for a server without 8BITMIME, held for the transaction.
-struct SevenBit(Vec<u8>);
+/// A message converted to 7 bits for a server without 8BITMIME, held for the transaction
+/// (in memory up to the buffer's limit, the rest in a temporary file).
+struct SevenBit(crate::message::buffer::Buffer);
 
 impl SevenBit {
     /// `content` read whole and converted.
@@ -549,7 +550,8 @@ impl SevenBit {
             .open()
             .map_err(|e| Downgrade::Io(std::io::Error::other(e.to_string())))?;
         std::io::Read::read_to_end(&mut r, &mut msg)?;
-        let mut out = Vec::with_capacity(msg.len() + msg.len() / 4);
+        drop(r);
+        let mut out = crate::message::buffer::Buffer::new();
         crate::message::downgrade::seven_bit(&msg, &mut out)?;
         Ok(SevenBit(out))
     }
@@ -557,7 +559,11 @@ impl SevenBit {
 
 impl Content for SevenBit {
     fn open(&mut self) -> crate::exit::Result<Box<dyn std::io::Read + '_>> {
-        Ok(Box::new(&self.0[..]))
+        let r = self
+            .0
+            .reader()
+            .map_err(|e| Error::io(crate::exit::Code::TempFail, "read the converted message", e))?;
+        Ok(Box::new(r))
     }
 }
 
