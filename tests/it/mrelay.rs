@@ -1381,3 +1381,38 @@ fn a_shorter_expiry_set_later_applies_to_mail_already_queued_and_ret_hdrs_return
     assert!(text.contains("Subject: relay test"), "{text}");
     assert!(!text.contains("\nhello\n"), "{text}");
 }
+
+#[test]
+fn msubmit_flush_runs_only_its_account_routes_and_leaves_mrelays_entries() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "host 127.0.0.1\nport {p}\ntls off\nroute example.test [127.0.0.1]:{p}\nrelay_tls * none\n",
+        p = fake.port()
+    ));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    let mut c = tool(bin!("msubmit"), r.t.path());
+    c.arg("-C")
+        .arg(r.t.path().join("config"))
+        .arg("--queue-dir")
+        .arg(r.queue())
+        .arg("--flush");
+    let out = run(&mut c, b"");
+    assert!(
+        stderr(&out).contains("not msubmit's: left in the queue"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fake.messages().is_empty());
+    assert_eq!(r.waiting().len(), 1);
+    assert!(
+        r.states().contains("x@example.test pending 0"),
+        "{}",
+        r.states()
+    );
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("status=sent"), "{log}");
+    assert!(r.waiting().is_empty());
+}
