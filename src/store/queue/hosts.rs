@@ -86,9 +86,14 @@ impl Hosts {
 
     /// Record a failed connection to `addr` of `host` at `now`: one more failure in a row,
     /// the next try after `retry`'s wait for that many (capped). A hint that cannot be
-    /// written is not one: the host is tried at the next run, as without hints.
+    /// written is not one: the host is tried at the next run, as without hints. A hint due
+    /// for longer than the longest wait was not tried since (no mail for that host): the
+    /// count starts again, as Exim lets old retry records lapse.
     pub fn down(&self, host: &str, addr: &SocketAddr, now: u64, retry: &Retry, error: &str) {
-        let failures = self.get(addr).map_or(0, |h| h.failures).saturating_add(1);
+        let stale = |h: &Hint| now > h.next.saturating_add(retry.max.as_secs());
+        let failures = (self.get(addr).filter(|h| !stale(h)))
+            .map_or(0, |h| h.failures)
+            .saturating_add(1);
         let hint = Hint {
             host: host.to_string(),
             addr: *addr,
@@ -117,6 +122,24 @@ impl Hosts {
             .collect();
         hints.sort_by_key(|h| h.addr);
         hints
+    }
+
+    /// Remove the temporary files of writers that died (a SIGKILL between create and
+    /// rename) once they are an hour old.
+    pub(super) fn sweep(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        for e in dir.flatten() {
+            let old = (e.metadata().ok())
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > hour);
+            if old && e.file_name().to_string_lossy().starts_with('.') {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     fn write(&self, hint: &Hint) -> std::io::Result<()> {
@@ -173,11 +196,11 @@ mod tests {
         let one = h.get(&addr).unwrap();
         assert_eq!((one.failures, one.next), (1, 1300));
         assert_eq!(one.error, "connection refused  x");
-        h.down("mx.test", &addr, 2000, &retry, "timed out");
-        h.down("mx.test", &addr, 3000, &retry, "timed out");
+        h.down("mx.test", &addr, 1300, &retry, "timed out");
+        h.down("mx.test", &addr, 1900, &retry, "timed out");
         let three = h.get(&addr).unwrap();
-        // 300, 600 capped at 500.
-        assert_eq!((three.failures, three.next), (3, 3500));
+        // 300, then 600 and 1200 capped at 500.
+        assert_eq!((three.failures, three.next), (3, 2400));
         assert_eq!(h.all(), vec![three]);
         h.up(&addr);
         assert_eq!(h.get(&addr), None);
@@ -188,5 +211,25 @@ mod tests {
         .unwrap();
         assert_eq!(h.get(&addr), None);
         assert!(h.all().is_empty());
+        // A hint long due and not tried since starts the count again.
+        h.down("mx.test", &addr, 1000, &retry, "refused");
+        h.down("mx.test", &addr, 1300, &retry, "refused");
+        assert_eq!(h.get(&addr).unwrap().failures, 2);
+        h.down("mx.test", &addr, 100_000, &retry, "refused");
+        assert_eq!(h.get(&addr).unwrap().failures, 1);
+        // A dead writer's temporary file goes once an hour old; a young one stays.
+        let dir = d.path().join("q/hosts");
+        for name in [".old", ".young"] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        let f = fs::File::options()
+            .write(true)
+            .open(dir.join(".old"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        h.sweep();
+        assert!(!dir.join(".old").exists() && dir.join(".young").exists());
+        assert!(h.get(&addr).is_some());
     }
 }

@@ -551,6 +551,7 @@ impl Queue {
             }
             let _ = fs::remove_file(e.path());
         }
+        self.hosts().sweep();
         Ok(())
     }
 }
