@@ -203,6 +203,8 @@ pub const KEYS: &[Key] = &[
         "how long a recipient may wait before it is bounced [5d]"),
     key("relay_delay_warning", Group::Tool("mrelay"),
         "report a recipient still waiting this long as delayed, once [0: never]"),
+    key("relay_maildrop_timeout", Group::Tool("mrelay"),
+        "remove a drop file left incomplete this long (its writer died) [1d]"),
     key("relay_hostname", Group::Tool("mrelay"),
         "this host's names: EHLO, reports, the MX loop check [its FQDN]"),
     key("relay_connect_timeout", Group::Tool("mrelay"),

@@ -156,7 +156,7 @@ pub fn scan(r: &mut dyn Read) -> io::Result<TextScan> {
 
 /// Copy `r` to `w` as base64 lines of 76 characters (RFC 2045 §6.8), the last one ended
 /// too. Reads in multiples of 57 bytes, so memory stays flat whatever the size.
-fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<()> {
+pub(crate) fn write_base64(r: &mut dyn Read, w: &mut dyn Write, what: &str) -> Result<()> {
     let mut buf = vec![0u8; 57 * 1024];
     let mut out = String::with_capacity(78 * 1024);
     loop {

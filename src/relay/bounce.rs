@@ -28,7 +28,7 @@ pub fn queue(
     failed: &[(usize, &Outcome)],
     now: u64,
 ) -> Result<Option<String>> {
-    let reports = rcpt_reports(job, failed, Action::Failed, None, now);
+    let reports = rcpt_reports(job, failed, |_| Action::Failed, None, now);
     queue_reports(q, s, job, reports, false, now)
 }
 
@@ -43,15 +43,35 @@ pub fn delay(
     now: u64,
 ) -> Result<Option<String>> {
     let until = job.queued().queued.saturating_add(s.expire.as_secs());
-    let reports = rcpt_reports(job, delayed, Action::Delayed, Some(until), now);
+    let reports = rcpt_reports(job, delayed, |_| Action::Delayed, Some(until), now);
     queue_reports(q, s, job, reports, true, now)
+}
+
+/// Queue a success report about the recipients `done` of `job`, delivered, each with the
+/// action of its [`Outcome::success`] (RFC 3461 §4.1: only where NOTIFY asks for SUCCESS).
+/// Results as [`queue`]'s.
+pub fn success(
+    q: &Queue,
+    s: &Settings,
+    job: &Job<'_>,
+    done: &[(usize, &Outcome)],
+    now: u64,
+) -> Result<Option<String>> {
+    let reports = rcpt_reports(
+        job,
+        done,
+        |o| o.success.unwrap_or(Action::Relayed),
+        None,
+        now,
+    );
+    queue_reports(q, s, job, reports, false, now)
 }
 
 /// One recipient report per outcome of `rcpts`.
 fn rcpt_reports(
     job: &Job<'_>,
     rcpts: &[(usize, &Outcome)],
-    action: Action,
+    action: impl Fn(&Outcome) -> Action,
     will_retry_until: Option<u64>,
     now: u64,
 ) -> Vec<RcptReport> {
@@ -59,7 +79,7 @@ fn rcpt_reports(
     rcpts
         .iter()
         .map(|(i, o)| {
-            let mut r = RcptReport::new(original.rcpts[*i].clone(), action);
+            let mut r = RcptReport::new(original.rcpts[*i].clone(), action(o));
             r.status = o.status.clone();
             r.remote_mta = o.remote_mta.clone();
             r.diagnostic = Some(match o.smtp {

@@ -68,6 +68,7 @@ pub fn send(route: &Local, env: &Envelope, rcpts: &[usize], msg: &mut Buffer) ->
                     relay: relay.clone(),
                     remote_mta: None,
                     smtp: false,
+                    success: Some(crate::message::dsn::Action::Delivered),
                 },
                 Err(e) if e.code() == Code::TempFail => {
                     Outcome::deferred(&e.to_string(), "4.3.0", &relay)

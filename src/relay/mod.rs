@@ -64,6 +64,9 @@ pub struct Settings {
     /// After how long a recipient still waiting is reported delayed, once (off by
     /// default, as Postfix's delay_warning_time).
     pub delay_warning: Option<Duration>,
+    /// After how long without a write an incomplete drop file in the maildrop is
+    /// abandoned and removed (`relay_maildrop_timeout`, default 1 day).
+    pub maildrop_timeout: Duration,
     /// How to reach the DNS.
     pub dns: dns::Options,
     /// The port of every MX connection, and of route hosts without one (25).
@@ -142,6 +145,7 @@ impl Settings {
             expire: duration("relay_expire", Duration::from_secs(5 * 86400))?,
             delay_warning: Some(duration("relay_delay_warning", Duration::ZERO)?)
                 .filter(|d| !d.is_zero()),
+            maildrop_timeout: duration("relay_maildrop_timeout", Duration::from_secs(86400))?,
             dns: dns::Options::default(),
             mx_port: 25,
             allow_private: false,
@@ -185,6 +189,11 @@ pub struct Outcome {
     pub remote_mta: Option<String>,
     /// `reply` is an SMTP reply (a report's Diagnostic-Code type `smtp`).
     pub smtp: bool,
+    /// Delivered, and this host owes the sender the success report NOTIFY=SUCCESS asks for
+    /// (RFC 3461 §4.1), with this action: `delivered` by a local route, `relayed` to a
+    /// server that does not take DSN (one that does was given the NOTIFY and reports
+    /// itself, §6.2.2). `None` otherwise.
+    pub success: Option<crate::message::dsn::Action>,
 }
 
 impl Outcome {
@@ -197,6 +206,7 @@ impl Outcome {
             relay: relay.to_string(),
             remote_mta: None,
             smtp: false,
+            success: None,
         }
     }
 
@@ -209,6 +219,7 @@ impl Outcome {
             relay: relay.to_string(),
             remote_mta: remote.map(str::to_string),
             smtp: false,
+            success: None,
         }
     }
 }
@@ -327,28 +338,31 @@ impl<'a> Relay<'a> {
     pub fn run(&mut self, schedule: &Schedule, stop: &dyn Fn() -> bool) -> Result<Report> {
         self.now = schedule.now;
         let q = self.queue;
+        let dead = remote::Dead::new(Some(hints(&self.settings, q, schedule)));
+        self.remote.use_dead(dead);
         let report = q.run_with(schedule, |job| match stop() {
             true => None,
             false => self.send(job),
         });
         self.remote.close();
         self.account.reset();
-        self.remote.forget_dead();
         report
     }
 
     /// Run the queue once as `schedule` says, [`Settings::lanes`] entries at once: a
     /// thread per lane, each with a relay (its connections, its dead hosts) of its own,
     /// entries grouped by destination ([`dest_key`]). Log lines and warnings go to `log` and
-    /// `warn` from every thread.
+    /// `warn` from every thread. `stop` is asked before each entry, as by [`Relay::run`]:
+    /// once it says yes every thread finishes the transaction in flight and stops.
     pub fn run_parallel(
         settings: &Settings,
         queue: &Queue,
         schedule: &Schedule,
         log: &(dyn Fn(&Line) + Sync),
         warn: &(dyn Fn(&str) + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report> {
-        let dead = remote::Dead::default();
+        let dead = remote::Dead::new(Some(hints(settings, queue, schedule)));
         let make = || {
             let mut relay = Relay::new(settings.clone(), queue, log, warn);
             relay.now = schedule.now;
@@ -356,7 +370,7 @@ impl<'a> Relay<'a> {
             move |job: &Job<'_>| relay.send(job)
         };
         let key = |e: &Entry| dest_key(settings, e);
-        queue.run_parallel(schedule, settings.lanes, key, make)
+        queue.run_parallel(schedule, settings.lanes, key, make, stop)
     }
 
     /// Send one job: every due recipient routed, grouped, sent and judged; a report queued
@@ -465,6 +479,7 @@ impl<'a> Relay<'a> {
         };
         let bounce_id = bounce.ok().flatten();
         let warned = self.warn_delayed(job, &outcomes, now);
+        self.report_success(job, &outcomes, now);
         let delay = now.saturating_sub(queued.queued);
         let mut attempts = Vec::with_capacity(outcomes.len());
         for (&i, o) in job.rcpts().iter().zip(outcomes) {
@@ -531,10 +546,38 @@ impl<'a> Relay<'a> {
         }
     }
 
+    /// The success report (RFC 3461 §4.1): queued about the recipients of `job` delivered
+    /// with an [`Outcome::success`] whose NOTIFY asks for SUCCESS ([`bounce::success`]
+    /// chooses). The mail is delivered whatever becomes of it: one that cannot be queued
+    /// is warned about, and not tried again.
+    fn report_success(&mut self, job: &Job<'_>, outcomes: &[Outcome], now: u64) {
+        let done: Vec<(usize, &Outcome)> = (job.rcpts().iter().copied())
+            .zip(outcomes)
+            .filter(|(_, o)| o.verdict == Verdict::Delivered && o.success.is_some())
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = bounce::success(self.queue, &self.settings, job, &done, now) {
+            (self.warn)(&format!("{}: success report not queued: {e}", job.id()));
+        }
+    }
+
     /// Close every connection.
     pub fn close(&mut self) {
         self.remote.close();
         self.account.quit();
+    }
+}
+
+/// The queue's per-host hints as a run at `schedule` uses them: a forced run (a flush by
+/// hand) dials every host, and still records what it finds.
+fn hints(settings: &Settings, queue: &Queue, schedule: &Schedule) -> remote::Hints {
+    remote::Hints {
+        hosts: queue.hosts(),
+        now: schedule.now,
+        retry: settings.retry,
+        honour: !schedule.force,
     }
 }
 
@@ -556,6 +599,9 @@ fn from_attempt(a: Attempt, relay: &str) -> Outcome {
         reply: a.reply,
         relay: relay.to_string(),
         remote_mta: None,
+        // msubmit's client passes NOTIFY on where the server takes DSN; where it does not,
+        // the account's server is the user's own relay: no report is made for it here.
+        success: None,
     }
 }
 

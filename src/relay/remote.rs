@@ -1,7 +1,9 @@
 //! SMTP to a destination: its hosts in order, every address of each (RFC 5321 §5.1), a
 //! connection kept for the next message to the same destination, and hosts found dead
 //! remembered for the run, so the other messages to them do not each wait for the same
-//! timeout (Exim's per-host hints, in memory).
+//! timeout, and across runs in the queue's hints ([`crate::store::queue::hosts`], Exim's
+//! per-host retry hints): until a dead address's hint is due, no run dials it, and every
+//! message for it waits at once.
 //!
 //! A destination's recipients go in transactions of at most [`super::Settings::max_rcpts`];
 //! the client's [`Session::deliver`] sends those a server refuses as too many (452) in a
@@ -9,11 +11,11 @@
 //! bounce), or unsettled (the connection broke: later).
 //!
 //! What is checked before a message goes: an address that needs SMTPUTF8 towards a server
-//! without it fails (5.6.7, RFC 6531 §3.2), and so does an 8-bit body towards a server
-//! without 8BITMIME (5.6.3): RFC 6152 §3 allows converting it to 7 bits, but rewriting the
-//! MIME structure of a message in transit is where relays break signatures and messages;
-//! this relay returns it with a reason instead, as Postfix does with
-//! `disable_mime_output_conversion`. Almost every server offers 8BITMIME.
+//! without it fails (5.6.7, RFC 6531 §3.2). An 8-bit body towards a server without
+//! 8BITMIME is converted to 7 bits (RFC 6152 §3, [`crate::message::downgrade`]: its 8-bit
+//! MIME leaves re-encoded, as Postfix and sendmail do), and fails with the converter's
+//! reason only where that is impossible (8-bit in a header: 5.6.7; in a message/* part:
+//! 5.6.3). Almost every server offers 8BITMIME.
 //!
 //! Connection-stage failures (a refused or silent connection, a 4xx or 5xx greeting, a failed
 //! STARTTLS that the TLS level requires) move on to the next address and host, and make the
@@ -22,9 +24,11 @@
 
 use super::{Outcome, Settings};
 use crate::exit::Error;
+use crate::message::downgrade::Error as Downgrade;
 use crate::net::dns::{Failure, Lookup, Resolver, Routing};
 use crate::smtp::client::{self, Content, Envelope, Options, Partial, Session};
-use crate::store::queue::Verdict;
+use crate::store::queue::hosts::Hosts;
+use crate::store::queue::{Retry, Verdict};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex};
@@ -65,9 +69,34 @@ struct Open {
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
 /// run: an address one thread is connecting to for the first time is waited for by the
-/// others, so a dead host costs one timeout in all (Exim's per-host hints, for one run).
+/// others, so a dead host costs one timeout in all; with the queue's hints, an address
+/// found dead in an earlier run counts as dead until its hint is due.
+///
+/// What a connection came to depends on the TLS level asked as well as on the host: one
+/// that does not offer STARTTLS fails a destination that requires TLS and serves one at
+/// `may`. So addresses are known per level class ([`Strict`]: `encrypt` and `verify`, or
+/// not), and only failures at `may` or `none`, the host's own, become hints (read at every
+/// level: a host that cannot be reached in clear text cannot be reached with TLS either).
 #[derive(Clone, Default)]
-pub struct Dead(Arc<(Mutex<HashMap<SocketAddr, Health>>, Condvar)>);
+pub struct Dead(Arc<(Mutex<Known>, Condvar)>, Option<Arc<Hints>>);
+
+/// The destination requires TLS (`encrypt`, `verify`): its failures may be its policy's.
+type Strict = bool;
+
+/// Each address's health in this run, per level class.
+type Known = HashMap<(SocketAddr, Strict), Health>;
+
+/// The queue's per-host hints as one run uses them.
+pub struct Hints {
+    /// Where they are kept.
+    pub hosts: Hosts,
+    /// The run's time.
+    pub now: u64,
+    /// The waits after failures in a row.
+    pub retry: Retry,
+    /// Read them (else only write them: a flush by hand tries every host).
+    pub honour: bool,
+}
 
 /// One address's health in this run.
 #[derive(Clone)]
@@ -81,37 +110,63 @@ enum Health {
 }
 
 impl Dead {
+    /// Nothing known yet; hints read and written through `hints`, when given.
+    pub fn new(hints: Option<Hints>) -> Dead {
+        Dead(Default::default(), hints.map(Arc::new))
+    }
+
     /// `Some(why)` when `addr` is dead; else `None`, and this thread may connect: it must
     /// then call [`Dead::found`] with the outcome.
-    fn check(&self, addr: &SocketAddr) -> Option<String> {
+    fn check(&self, addr: &SocketAddr, strict: Strict) -> Option<String> {
         let (map, cond) = &*self.0;
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (*addr, strict);
         loop {
-            match m.get(addr) {
+            match m.get(&key) {
                 Some(Health::Dead(why)) => return Some(why.clone()),
                 Some(Health::Alive) => return None,
                 Some(Health::Trying) => {
                     m = cond.wait(m).unwrap_or_else(|p| p.into_inner());
                 }
                 None => {
-                    m.insert(*addr, Health::Trying);
+                    let hint = (self.1.as_deref())
+                        .filter(|h| h.honour)
+                        .and_then(|h| Some(h.hosts.get(addr)?).filter(|g| g.next > h.now));
+                    if let Some(g) = hint {
+                        let why = format!(
+                            "down in an earlier run ({} failures in a row, not tried before {}): {}",
+                            g.failures,
+                            crate::message::stamp::local_time(g.next),
+                            g.error
+                        );
+                        m.insert(key, Health::Dead(why.clone()));
+                        return Some(why);
+                    }
+                    m.insert(key, Health::Trying);
                     return None;
                 }
             }
         }
     }
 
-    /// What connecting to `addr` came to: `Some(why)` when it failed.
-    fn found(&self, addr: &SocketAddr, dead: Option<String>) {
+    /// What connecting to `addr` of `host` came to: `Some(why)` when it failed; recorded in
+    /// the hints (a failure) or cleared from them (a success), then told to the threads
+    /// waiting for it.
+    fn found(&self, host: &str, addr: &SocketAddr, strict: Strict, dead: Option<String>) {
+        if let Some(h) = self.1.as_deref() {
+            match &dead {
+                Some(why) if !strict => h.hosts.down(host, addr, h.now, &h.retry, why),
+                Some(_) => {}
+                None => h.hosts.up(addr),
+            }
+        }
         let (map, cond) = &*self.0;
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(*addr, dead.map_or(Health::Alive, Health::Dead));
-        cond.notify_all();
-    }
-
-    fn clear(&self) {
-        let (map, cond) = &*self.0;
-        map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let health = match dead {
+            None => Health::Alive,
+            Some(why) => Health::Dead(format!("down earlier in this run: {why}")),
+        };
+        m.insert((*addr, strict), health);
         cond.notify_all();
     }
 }
@@ -155,9 +210,9 @@ impl Remote {
         }
     }
 
-    /// Forget the dead hosts (a daemon's next run tries them again).
-    pub fn forget_dead(&mut self) {
-        self.dead.clear();
+    /// From now on know of dead hosts what `dead` knows (a new run's, with its hints).
+    pub fn use_dead(&mut self, dead: Dead) {
+        self.dead = dead;
     }
 
     /// Send one message to the recipients `rcpts` (indexes into `env`, all for `dest`); one
@@ -201,6 +256,9 @@ impl Remote {
             Err(o) => return vec![o; n],
         };
         let caps = open.session.capabilities();
+        // RFC 3461 §6.2.2: a server that takes DSN got the NOTIFY and reports; to one that
+        // does not, this host reports success itself, as `relayed`.
+        let success = (!caps.dsn).then_some(crate::message::dsn::Action::Relayed);
         // RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be sent.
         if env.smtputf8 && !caps.smtputf8 {
             let why = format!(
@@ -210,14 +268,33 @@ impl Remote {
             );
             return vec![Outcome::failed(&why, "5.6.7", &open.relay, Some(&open.host)); n];
         }
-        if env.body.is_eight_bit() && !caps.eightbitmime {
-            let why = format!(
-                "the message has 8-bit content and {} does not support 8BITMIME \
-                 (RFC 6152); it was not converted to 7 bits",
-                open.host
-            );
-            return vec![Outcome::failed(&why, "5.6.3", &open.relay, Some(&open.host)); n];
-        }
+        let mut seven;
+        let mut env7;
+        let (env, content): (&Envelope, &mut dyn Content) =
+            if env.body.is_eight_bit() && !caps.eightbitmime {
+                // RFC 6152 §3: converted to 7 bits, or returned with the reason.
+                match SevenBit::of(content) {
+                    Ok(s) => seven = s,
+                    Err(Downgrade::Refused(r)) => {
+                        let why = format!(
+                            "{} does not support 8BITMIME (RFC 6152) and the message cannot \
+                             be converted to 7 bits: {}",
+                            open.host, r.why
+                        );
+                        let (relay, host) = (&open.relay, Some(open.host.as_str()));
+                        return vec![Outcome::failed(&why, r.status, relay, host); n];
+                    }
+                    Err(Downgrade::Io(e)) => {
+                        let why = format!("read the queued message: {e}");
+                        return vec![Outcome::deferred(&why, "4.3.0", &open.relay); n];
+                    }
+                }
+                env7 = env.clone();
+                env7.body = crate::envelope::Body::SevenBit;
+                (&env7, &mut seven)
+            } else {
+                (env, content)
+            };
         let done = open.session.deliver(env, content, Partial::SendToAccepted);
         open.used = Instant::now();
         let (relay, host) = (open.relay.clone(), open.host.clone());
@@ -237,6 +314,7 @@ impl Remote {
                     relay: relay.clone(),
                     remote_mta: Some(host.clone()),
                     smtp: true,
+                    success,
                 },
                 client::Verdict::Refused(r) => {
                     let text = r.to_string();
@@ -253,6 +331,7 @@ impl Remote {
                         relay: relay.clone(),
                         remote_mta: Some(host.clone()),
                         smtp: true,
+                        success: None,
                     }
                 }
                 client::Verdict::Unsettled => {
@@ -294,14 +373,16 @@ impl Remote {
                     }
                 }
             }
+            // Per host: DANE or MTA-STS may require TLS of one host and not another.
+            let strict = options.tls.level >= crate::net::tls::Level::Encrypt;
             for addr in addrs {
-                if let Some(why) = self.dead.check(addr) {
+                if let Some(why) = self.dead.check(addr, strict) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
                 match Session::connect(&[*addr], name, &options) {
                     Ok(session) => {
-                        self.dead.found(addr, None);
+                        self.dead.found(name, addr, strict, None);
                         if self.open.len() >= KEEP {
                             self.open.remove(0).session.quit();
                         }
@@ -317,14 +398,14 @@ impl Remote {
                     Err(e) => {
                         let why = e.to_string();
                         tried.push(why.clone());
-                        self.dead.found(addr, Some(why));
+                        self.dead.found(name, addr, strict, Some(why));
                     }
                 }
             }
         }
         let why = match (tried.last(), skipped.first(), ruled_out) {
             (Some(last), _, _) => last.clone(),
-            (None, Some(first), _) => format!("host down earlier in this run: {first}"),
+            (None, Some(first), _) => format!("host not tried: {first}"),
             // DANE or MTA-STS ruled every host out: wait (never send unprotected instead).
             (None, None, Some(why)) => {
                 return Err(Outcome::deferred(&why, super::policy::STATUS, "none"));
@@ -483,6 +564,35 @@ impl Drop for Remote {
     }
 }
 
+/// A message converted to 7 bits for a server without 8BITMIME, held for the transaction
+/// (in memory up to the buffer's limit, the rest in a temporary file).
+struct SevenBit(crate::message::buffer::Buffer);
+
+impl SevenBit {
+    /// `content` read whole and converted.
+    fn of(content: &mut dyn Content) -> std::result::Result<SevenBit, Downgrade> {
+        let mut msg = Vec::new();
+        let mut r = content
+            .open()
+            .map_err(|e| Downgrade::Io(std::io::Error::other(e.to_string())))?;
+        std::io::Read::read_to_end(&mut r, &mut msg)?;
+        drop(r);
+        let mut out = crate::message::buffer::Buffer::new();
+        crate::message::downgrade::seven_bit(&msg, &mut out)?;
+        Ok(SevenBit(out))
+    }
+}
+
+impl Content for SevenBit {
+    fn open(&mut self) -> crate::exit::Result<Box<dyn std::io::Read + '_>> {
+        let r = self
+            .0
+            .reader()
+            .map_err(|e| Error::io(crate::exit::Code::TempFail, "read the converted message", e))?;
+        Ok(Box::new(r))
+    }
+}
+
 /// The outcome of a DNS answer that leaves nowhere to go.
 fn dns_outcome(f: &Failure) -> Outcome {
     let verdict = match f.is_temporary() {
@@ -496,5 +606,6 @@ fn dns_outcome(f: &Failure) -> Outcome {
         relay: "none".into(),
         remote_mta: None,
         smtp: false,
+        success: None,
     }
 }

@@ -106,6 +106,9 @@ pub enum Event<'a> {
         /// For each recipient, in order, what the hand-off said; `None` when the message
         /// was refused before (its content: a bare LF, too big, a loop).
         results: Option<&'a [crate::Result<()>]>,
+        /// For each recipient, the queue entry it waits in now, where it was queued
+        /// (another domain's, or a local one that failed for now): logged `status=queued`.
+        queued: &'a [Option<String>],
         /// How long the hand-off took.
         delay: Duration,
     },

@@ -102,10 +102,26 @@ pub trait Deliver: Sync {
     /// [`verdict`] on [`Deliver::deliver`]'s results, which come along for the log. A
     /// `Deliver` that passes the message on to another server (msubmit -bs) answers with
     /// that server's refusal instead of a summary.
-    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<crate::Result<()>>) {
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Answer {
         let results = self.deliver(tx, msg);
-        (verdict(tx, &results), results)
+        Answer {
+            reply: verdict(tx, &results),
+            results,
+            queued: Vec::new(),
+        }
     }
+}
+
+/// What [`Deliver::answer`] did with a message: the reply, and for the log each
+/// recipient's result and the queue entry it now waits in.
+pub struct Answer {
+    /// The reply to the end of data.
+    pub reply: Reply,
+    /// One result per recipient, in order.
+    pub results: Vec<crate::Result<()>>,
+    /// Per recipient, the id of the queue entry that holds it now (for mrelay or msubmit
+    /// to send on); empty or `None` where it was not queued.
+    pub queued: Vec<Option<String>>,
 }
 
 /// How a session ended.
@@ -640,13 +656,18 @@ impl Session<'_> {
         tx.envelope.body = Body::of(decoder.eight_bit());
         let mut spool = decoder.into_inner();
         let start = std::time::Instant::now();
-        let (reply, results) = self.deliver.answer(&tx, &mut spool);
+        let Answer {
+            reply,
+            results,
+            queued,
+        } = self.deliver.answer(&tx, &mut spool);
         self.log(&Event::Message {
             id: &self.message_id,
             envelope: &tx.envelope,
             users: &tx.users,
             reply: &reply,
             results: Some(&results),
+            queued: &queued,
             delay: start.elapsed(),
         });
         if reply.is_positive() {
@@ -664,6 +685,7 @@ impl Session<'_> {
             users: &tx.users,
             reply: &reply,
             results: None,
+            queued: &[],
             delay: Duration::ZERO,
         });
         self.send(reply);

@@ -584,10 +584,13 @@ fn recipients_failing_for_now_are_queued_when_others_succeed() {
         .iter()
         .find(|l| l.get("to") == Some("<temp1@local.test>"))
         .unwrap();
-    assert!(
-        deferred.has("delivery", "status", "deferred"),
-        "{deferred:?}"
-    );
+    assert!(deferred.has("delivery", "status", "queued"), "{deferred:?}");
+    let id = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(deferred.get("queued_as"), Some(id.as_str()), "{deferred:?}");
     assert!(
         deferred.get("reason").unwrap().contains("queued as"),
         "{deferred:?}"

@@ -422,8 +422,80 @@ fn a_recipient_waiting_past_the_delay_warning_is_reported_delayed_once() {
     assert!(text.starts_with("Return-Path: <>\n"), "{text}");
 }
 
+/// What Python's email parser decodes from each leaf of the message in `path`: per part,
+/// `TYPE CTE: TEXT` (the payload decoded, as UTF-8 text or as hex for other types), and its
+/// defects.
+fn python_leaves(path: &Path) -> String {
+    let script = r#"
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'))
+for p in m.walk():
+    if p.is_multipart():
+        continue
+    data = p.get_payload(decode=True)
+    text = data.decode('utf-8') if p.get_content_maintype() == 'text' else data.hex()
+    print(p.get_content_type(), p.get('Content-Transfer-Encoding'), repr(text))
+print("defects", sum(len(p.defects) for p in m.walk()))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
-fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the_reason() {
+fn eight_bit_mail_to_a_server_without_8bitmime_is_converted_to_seven_bits() {
+    let fake = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let bare = "From: a@sender.test\nSubject: bare\n\nna\u{ef}ve caf\u{e9} =\n".as_bytes();
+    let mut multi = b"From: a@sender.test\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"zz\"\n\n--zz\n\
+Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n\
+gr\xc3\xbc\xc3\x9fe\n--zz\nContent-Type: application/octet-stream\n\
+Content-Transfer-Encoding: binary\n\n"
+        .to_vec();
+    multi.extend(b"\x80\x81\xfe\xff\n--zz--\n");
+    for msg in [bare, &multi[..]] {
+        let log = r.ok(&["-f", "a@sender.test", "x@example.test"], msg);
+        assert!(log.contains("status=sent"), "{log}");
+    }
+    let got = fake.messages();
+    assert_eq!(got.len(), 2);
+    assert!(!fake.log_text().contains("BODY=8BITMIME"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut leaves = Vec::new();
+    for (i, m) in got.iter().enumerate() {
+        assert!(m.iter().all(|b| *b < 128), "{}", String::from_utf8_lossy(m));
+        let path = dir.path().join(i.to_string());
+        std::fs::write(&path, m).unwrap();
+        leaves.push(python_leaves(&path));
+    }
+    assert_eq!(
+        leaves[0],
+        "text/plain quoted-printable 'na\u{ef}ve caf\u{e9} =\\n'\ndefects 0\n"
+    );
+    assert_eq!(
+        leaves[1],
+        "text/plain quoted-printable 'gr\u{fc}\u{df}e'\n\
+         application/octet-stream base64 '8081feff'\ndefects 0\n"
+    );
+}
+
+#[test]
+fn what_cannot_be_made_seven_bit_is_returned_with_the_reason() {
     let fake = Fake::start(Script {
         ehlo: "250-fake.test\r\n250 PIPELINING\r\n",
         ..Script::default()
@@ -435,18 +507,25 @@ fn eight_bit_or_utf8_mail_to_a_server_without_the_extension_is_returned_with_the
         fake.port(),
         mail.display()
     ));
+    // 8-bit in a header needs SMTPUTF8 (RFC 6531).
     let log = r.ok(
         &["-f", "a@sender.test", "x@example.test"],
         "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes(),
     );
-    assert!(log.contains("dsn=5.6.3"), "{log}");
+    assert!(log.contains("dsn=5.6.7"), "{log}");
     assert!(log.contains("does not support 8BITMIME"), "{log}");
+    // A message/rfc822 part may not be re-encoded (RFC 2046 5.2.1).
+    let inner = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+                 Content-Type: message/rfc822\n\nSubject: in\n\n\u{e9}t\u{e9}\n--b--\n";
+    let log = r.ok(&["-f", "a@sender.test", "x@example.test"], inner.as_bytes());
+    assert!(log.contains("dsn=5.6.3"), "{log}");
+    assert!(log.contains("message/rfc822"), "{log}");
     let log = r.ok(&["-f", "a@sender.test", "j\u{f6}rg@example.test"], MSG);
     assert!(log.contains("dsn=5.6.7"), "{log}");
     assert!(log.contains("does not support SMTPUTF8"), "{log}");
     assert!(fake.messages().is_empty());
     r.ok(&["-q"], b"");
-    assert_eq!(messages(&mail.join("a/Maildir")).len(), 2);
+    assert_eq!(messages(&mail.join("a/Maildir")).len(), 3);
 }
 
 #[test]
@@ -909,4 +988,430 @@ fn relay_concurrency_1_sends_one_destination_after_the_other() {
     // The first is refused alone; the second comes after the first's (counted) connection.
     assert_eq!(sequential, 1, "{log}");
     assert!(!r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn the_daemon_drains_a_backlog_to_several_destinations_at_once() {
+    // Three servers that greet only once all three have a connection open: a daemon that
+    // sends one destination after the other gets 421 and defers (for 5 minutes).
+    let met = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let servers: Vec<_> = (0..3).map(|_| rendezvous(met.clone(), 2)).collect();
+    let mut config = String::from("relay_tls * none\n");
+    for (i, (port, _)) in servers.iter().enumerate() {
+        config += &format!("route d{i}.test [127.0.0.1]:{port}\n");
+    }
+    let r = Relay::new(&config);
+    for n in 0..4 {
+        for i in 0..3 {
+            let to = format!("u{n}@d{i}.test");
+            r.ok(&["--queue-only", "-f", "a@sender.test", &to], MSG);
+        }
+    }
+    let child = r
+        .cmd()
+        .arg("--daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let took = |i: usize| servers[i].1.load(std::sync::atomic::Ordering::SeqCst);
+    let drained = wait_until(Duration::from_secs(10), || {
+        (0..3).map(took).sum::<usize>() == 12 && r.waiting().is_empty()
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, Duration::from_secs(5));
+    assert!(
+        drained,
+        "{:?} {}",
+        (0..3).map(took).collect::<Vec<_>>(),
+        stderr(&out)
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("status=sent").count(),
+        12,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigterm_lets_the_daemons_transactions_in_flight_finish_and_keeps_the_rest() {
+    let slow = Script {
+        delay: Duration::from_millis(1500),
+        ..Script::default()
+    };
+    let (a, b) = (Fake::start(slow.clone()), Fake::start(slow));
+    let r = Relay::new(&format!(
+        "route a.test [127.0.0.1]:{}\nroute b.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        a.port(),
+        b.port()
+    ));
+    for n in 0..3 {
+        for d in ["a", "b"] {
+            let to = format!("u{n}@{d}.test");
+            r.ok(&["--queue-only", "-f", "x@sender.test", &to], MSG);
+        }
+    }
+    let child = r
+        .cmd()
+        .arg("--daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both destinations' first messages are in their DATA phase: then the signal.
+    assert!(wait_until(Duration::from_secs(5), || {
+        a.log_text().contains("DATA") && b.log_text().contains("DATA")
+    }));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child, Duration::from_secs(10));
+    let log = stderr(&out);
+    assert_eq!(code(&out), 0, "{log}");
+    let sent = a.messages().len() + b.messages().len();
+    // Both transactions in flight at the signal finish (on a loaded machine one lane may
+    // have begun its next before the signal); the lanes stop before the rest.
+    assert!((2..6).contains(&sent), "{sent} sent: {log}");
+    assert_eq!(log.matches("status=sent").count(), sent, "{log}");
+    // The rest are waiting, untouched: no attempt counted.
+    assert_eq!(r.waiting().len(), 6 - sent, "{log}");
+    assert_eq!(
+        r.states().matches(" 0\n").count(),
+        6 - sent,
+        "{}",
+        r.states()
+    );
+}
+
+#[test]
+fn an_abandoned_incomplete_drop_file_is_removed_and_a_young_one_kept() {
+    let r = Relay::new("relay_maildrop_timeout 1h\n");
+    std::fs::create_dir_all(r.queue()).unwrap();
+    let drop = r.t.path().join("maildrop");
+    std::fs::create_dir(&drop).unwrap();
+    // Two files mdrop began and never marked complete (still 0600): one 2 hours old, one new.
+    let write = |name: &str, age: Duration| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(drop.join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut &f, b"half a head").unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+    };
+    write("old", Duration::from_secs(7200));
+    write("young", Duration::from_secs(600));
+    let log = r.ok(&["-q"], b"");
+    assert!(!drop.join("old").exists(), "{log}");
+    assert!(drop.join("young").exists(), "{log}");
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let removed = format!("pickup maildrop=old uid={uid} status=removed reason=");
+    assert!(log.contains(&removed), "{log}");
+    assert!(!log.contains("maildrop=young"), "{log}");
+    assert!(r.waiting().is_empty());
+}
+
+/// A server on 127.0.0.1 that answers 421 to every connection while `alive` is false and
+/// takes mail when it is true; its port, the connections made to it, the messages taken.
+fn switchable(
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let took = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (t, k) = (tries.clone(), took.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut w) = conn else { continue };
+            t.fetch_add(1, SeqCst);
+            if !alive.load(SeqCst) {
+                let _ = w.write_all(b"421 4.3.2 down for maintenance\r\n");
+                continue;
+            }
+            let k = k.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(w.try_clone().unwrap());
+                let _ = w.write_all(b"220 up.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("DATA") {
+                        let _ = w.write_all(b"354 go\r\n");
+                        let mut l2 = String::new();
+                        while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
+                            l2.clear();
+                        }
+                        k.fetch_add(1, SeqCst);
+                        b"250 2.0.0 taken\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, tries, took)
+}
+
+#[test]
+fn a_dead_host_costs_one_connection_across_runs_until_its_hint_is_due() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (port, tries, took) = switchable(alive.clone());
+    let r = Relay::new(&format!(
+        "route dead.test [127.0.0.1]:{port}\nrelay_tls * none\n"
+    ));
+    let queue = |to: &str| r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    queue("x@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(tries.load(SeqCst), 1, "{log}");
+    let hint = r.queue().join("hosts").join(format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(&hint).unwrap();
+    assert!(
+        text.contains("failures 1\n") && text.contains("421"),
+        "{text}"
+    );
+    // A second run, with new messages due: the hint defers them all without dialing, and
+    // so does the attempt of a message as it is submitted.
+    queue("y@dead.test");
+    queue("z@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=deferred").count(), 2, "{log}");
+    assert_eq!(log.matches("down in an earlier run").count(), 2, "{log}");
+    let log = r.ok(&["-f", "a@sender.test", "w@dead.test"], MSG);
+    assert!(log.contains("down in an earlier run"), "{log}");
+    assert_eq!(tries.load(SeqCst), 1, "a dead host dialed again: {log}");
+    // The listing shows the hint.
+    let list = r.list();
+    assert!(list.contains(&format!("127.0.0.1:{port}")), "{list}");
+    // A flush by hand dials it anyway; it works now, and the success clears the hint.
+    alive.store(true, SeqCst);
+    let log = r.ok(&["--flush"], b"");
+    assert_eq!(took.load(SeqCst), 4, "{log}");
+    assert!(!hint.exists(), "{log}");
+    queue("v@dead.test");
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(took.load(SeqCst), 5, "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn notify_success_is_reported_relayed_or_delivered_unless_the_next_hop_takes_dsn() {
+    let plain = Fake::start(Script::default());
+    let with_dsn = Fake::start(Script {
+        ehlo: "250-fake.test\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME\r\n",
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    r.config(&format!(
+        "route plain.test [127.0.0.1]:{}\nroute dsn.test [127.0.0.1]:{}\n\
+         route sender.test local {}\nrelay_tls * none\n",
+        plain.port(),
+        with_dsn.port(),
+        mail.display()
+    ));
+    let send = |notify: &[&str], to: &str| {
+        let mut args = vec!["-f", "a@sender.test"];
+        args.extend(notify);
+        args.push(to);
+        let log = r.ok(&args, MSG);
+        assert!(log.contains("status=sent"), "{log}");
+    };
+    send(&["-N", "success,failure"], "x@plain.test");
+    // Not asked, or the next hop took the NOTIFY and reports itself: no report from us.
+    send(&[], "y@plain.test");
+    send(&["-N", "success"], "z@dsn.test");
+    assert!(with_dsn.log_text().contains("NOTIFY=SUCCESS"));
+    // A local route delivers: the report says delivered.
+    send(&["-N", "success"], "b@sender.test");
+    r.ok(&["-q"], b"");
+    assert_eq!(messages(&mail.join("b/Maildir")).len(), 1);
+    let reports = messages(&mail.join("a/Maildir"));
+    assert_eq!(reports.len(), 2, "{:?}", reports);
+    let parsed: String = reports.iter().map(|p| python_report(p)).collect();
+    assert_eq!(
+        parsed
+            .matches("type multipart/report delivery-status")
+            .count(),
+        2,
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("rcpt rfc822; x@plain.test relayed 2.0.0"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("rcpt rfc822; b@sender.test delivered 2.0.0"),
+        "{parsed}"
+    );
+    assert_eq!(parsed.matches("defects 0").count(), 2, "{parsed}");
+    assert!(r.waiting().is_empty());
+}
+
+#[test]
+fn a_routes_hosts_are_tried_in_order() {
+    // The first host refuses connections (a port just freed); the second takes the mail.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "route multi.test [127.0.0.1]:{dead_port} [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let log = r.ok(&["-f", "a@sender.test", "x@multi.test"], MSG);
+    assert_eq!(fake.messages().len(), 1, "{log}");
+    let second = format!("relay=127.0.0.1[127.0.0.1]:{} ", fake.port());
+    assert!(log.contains(&second), "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+}
+
+#[test]
+fn more_than_100_recipients_go_in_transactions_of_100_over_one_connection() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{}\nrelay_tls * none\n",
+        fake.port()
+    ));
+    let rcpts: Vec<String> = (0..150).map(|i| format!("u{i}@example.test")).collect();
+    let mut args = vec!["-f", "a@sender.test"];
+    args.extend(rcpts.iter().map(String::as_str));
+    let log = r.ok(&args, MSG);
+    assert_eq!(log.matches("status=sent").count(), 150, "{log}");
+    let text = fake.log_text();
+    assert_eq!(text.matches("MAIL FROM").count(), 2, "{text}");
+    assert_eq!(text.matches("RCPT TO").count(), 150);
+    // The first transaction has 100: its DATA comes after the 100th RCPT.
+    let first = text.split("DATA").next().unwrap();
+    assert_eq!(first.matches("RCPT TO").count(), 100);
+    assert_eq!(fake.peers.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn tls_policy_per_domain_keeps_mail_from_a_server_without_starttls() {
+    // The fake offers no STARTTLS: encrypt and verify wait, may sends in clear text.
+    let fake = Fake::start(Script::default());
+    let p = fake.port();
+    let r = Relay::new(&format!(
+        "route enc.test [127.0.0.1]:{p}\nroute ver.test [127.0.0.1]:{p}\n\
+         route may.test [127.0.0.1]:{p}\nrelay_tls enc.test encrypt\nrelay_tls ver.test verify\n"
+    ));
+    for to in ["x@enc.test", "y@ver.test", "z@may.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(fake.messages().len(), 1, "{log}");
+    let line = |to: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{to}>")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("z@may.test").contains("status=sent"), "{log}");
+    for to in ["x@enc.test", "y@ver.test"] {
+        let l = line(to);
+        assert!(l.contains("status=deferred"), "{l}");
+        assert!(l.to_ascii_lowercase().contains("starttls"), "{l}");
+    }
+    assert_eq!(r.waiting().len(), 2);
+    // A policy's refusal is not the host's death: no hint keeps may.test's next mail.
+    assert!(files(&r.queue().join("hosts")).is_empty());
+    let log = r.ok(&["-f", "a@sender.test", "w@may.test"], MSG);
+    assert!(log.contains("status=sent"), "{log}");
+}
+
+#[test]
+fn a_shorter_expiry_set_later_applies_to_mail_already_queued_and_ret_hdrs_returns_the_header() {
+    let fake = Fake::start(Script {
+        rcpt: vec![("@example.test", "451 4.2.1 mailbox busy\r\n")],
+        ..Script::default()
+    });
+    let r = Relay::new("");
+    let mail = r.maildirs();
+    let config = |extra: &str| {
+        r.config(&format!(
+            "route example.test [127.0.0.1]:{}\nroute sender.test local {}\n{extra}",
+            fake.port(),
+            mail.display()
+        ))
+    };
+    // Queued and tried under the defaults (5 days): it waits.
+    config("");
+    let log = r.ok(
+        &["-f", "a@sender.test", "-R", "hdrs", "x@example.test"],
+        MSG,
+    );
+    assert!(log.contains("status=deferred"), "{log}");
+    // The administrator shortens the expiry and the retry: the entry already queued obeys.
+    config("relay_expire 1s\nrelay_retry 1s\n");
+    std::thread::sleep(Duration::from_millis(1100));
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("dsn=4.4.7 status=bounced"), "{log}");
+    r.ok(&["-q"], b"");
+    let report = &messages(&mail.join("a/Maildir"))[0];
+    let parsed = python_report(report);
+    assert!(
+        parsed.contains("rcpt rfc822; x@example.test failed 4.4.7"),
+        "{parsed}"
+    );
+    // RET=HDRS: the original's header comes back, not its body.
+    let text = std::fs::read_to_string(report).unwrap();
+    assert!(text.contains("Content-Type: text/rfc822-headers"), "{text}");
+    assert!(text.contains("Subject: relay test"), "{text}");
+    assert!(!text.contains("\nhello\n"), "{text}");
+}
+
+#[test]
+fn msubmit_flush_runs_only_its_account_routes_and_leaves_mrelays_entries() {
+    let fake = Fake::start(Script::default());
+    let r = Relay::new(&format!(
+        "host 127.0.0.1\nport {p}\ntls off\nroute example.test [127.0.0.1]:{p}\nrelay_tls * none\n",
+        p = fake.port()
+    ));
+    r.ok(
+        &["--queue-only", "-f", "a@sender.test", "x@example.test"],
+        MSG,
+    );
+    let mut c = tool(bin!("msubmit"), r.t.path());
+    c.arg("-C")
+        .arg(r.t.path().join("config"))
+        .arg("--queue-dir")
+        .arg(r.queue())
+        .arg("--flush");
+    let out = run(&mut c, b"");
+    assert!(
+        stderr(&out).contains("not msubmit's: left in the queue"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fake.messages().is_empty());
+    assert_eq!(r.waiting().len(), 1);
+    assert!(
+        r.states().contains("x@example.test pending 0"),
+        "{}",
+        r.states()
+    );
+    let log = r.ok(&["-q"], b"");
+    assert!(log.contains("status=sent"), "{log}");
+    assert!(r.waiting().is_empty());
 }

@@ -17,8 +17,7 @@ use crate::envelope::Envelope;
 use crate::exit::{Code, Error, Result};
 use crate::message::buffer::Buffer;
 use crate::relay::routes::join_words;
-use crate::smtp::reply::Reply;
-use crate::smtp::server::{Deliver, Transaction, verdict};
+use crate::smtp::server::{Answer, Deliver, Transaction, verdict};
 use crate::store::queue::{self, Queue, Route};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,7 +58,7 @@ pub struct Handoff {
 
 impl Deliver for Handoff {
     fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
-        self.deliver_within(tx, msg, COMMAND_TIME_LIMIT)
+        self.deliver_within(tx, msg, COMMAND_TIME_LIMIT).0
     }
 
     /// SMTP has one reply for all recipients (RFC 5321 §4.2.5 leaves LMTP's per-recipient
@@ -67,10 +66,14 @@ impl Deliver for Handoff {
     /// message makes the client send it again to all of them, a duplicate for the ones that
     /// have it. With a queue, the ones that failed for now are queued instead (route local,
     /// with this delivery's settings, for mrelay -q) and the client hears 250; their log
-    /// lines still say deferred, with the queue id. Only when every local recipient failed
-    /// for now, or the queue cannot take them, does the client retry.
-    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<Result<()>>) {
-        let mut results = self.deliver(tx, msg);
+    /// lines say queued, with the queue id and why they failed here. Only when every local
+    /// recipient failed for now, or the queue cannot take them, does the client retry.
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Answer {
+        let (mut results, remote_id) = self.deliver_within(tx, msg, COMMAND_TIME_LIMIT);
+        // Another domain's recipients, queued (Postfix: `status=sent (queued as ID)`).
+        let mut queued: Vec<Option<String>> = (tx.users.iter().zip(&results))
+            .map(|(user, r)| remote_id.clone().filter(|_| user.is_none() && r.is_ok()))
+            .collect();
         let temp = |r: &Result<()>| matches!(r, Err(e) if e.code().is_temporary());
         let local_temp: Vec<usize> = (tx.users.iter().zip(&results).enumerate())
             .filter(|(_, (user, r))| user.is_some() && temp(r))
@@ -93,6 +96,7 @@ impl Deliver for Handoff {
                     })
                     .collect();
                 for &i in &local_temp {
+                    queued[i] = Some(id.clone());
                     let why = results[i]
                         .as_ref()
                         .err()
@@ -104,10 +108,18 @@ impl Deliver for Handoff {
                         format!("{why}; queued as {id} for a retry"),
                     ));
                 }
-                return (verdict(tx, &answered), results);
+                return Answer {
+                    reply: verdict(tx, &answered),
+                    results,
+                    queued,
+                };
             }
         }
-        (verdict(tx, &results), results)
+        Answer {
+            reply: verdict(tx, &results),
+            results,
+            queued,
+        }
     }
 }
 
@@ -115,22 +127,27 @@ impl Handoff {
     /// [`Deliver::deliver`], the delivery commands of all recipients together given at most
     /// `limit`: the client waits for one reply to the whole message (10 minutes, RFC 5321
     /// §4.5.3.2.6), so a limit per command would let 100 slow recipients run for hours and
-    /// the client give up and send it again anyway.
+    /// the client give up and send it again anyway. With the results, the id of the queue
+    /// entry of the other domains' recipients, when they were queued.
     fn deliver_within(
         &self,
         tx: &Transaction,
         msg: &mut Buffer,
         limit: Duration,
-    ) -> Vec<Result<()>> {
+    ) -> (Vec<Result<()>>, Option<String>) {
         let deadline = Instant::now() + limit;
         let env = &tx.envelope;
         // Recipients of other domains (only authenticated clients have them): one queue entry.
         let remote = env.only(|i, _| tx.users[i].is_none());
         let queued = (!remote.rcpts.is_empty()).then(|| self.enqueue(&remote, msg));
-        tx.recipients()
+        let results = tx
+            .recipients()
             .map(|(rc, user)| {
                 let Some(user) = user else {
-                    return queued.as_ref().map_or(Ok(()), clone_result);
+                    return match &queued {
+                        None | Some(Ok(_)) => Ok(()),
+                        Some(Err(e)) => Err(Error::new(e.code(), e.what(), e.why())),
+                    };
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
                 let mailbox = match &self.local {
@@ -149,7 +166,8 @@ impl Handoff {
                 };
                 local::deliver(mailbox, &env.from, &rc.addr, user, msg, left)
             })
-            .collect()
+            .collect();
+        (results, queued.and_then(Result::ok))
     }
 }
 
@@ -161,8 +179,8 @@ fn clone_result(r: &Result<()>) -> Result<()> {
 }
 
 impl Handoff {
-    fn enqueue(&self, envelope: &Envelope, msg: &mut Buffer) -> Result<()> {
-        self.store(self.route.clone(), envelope, msg).map(drop)
+    fn enqueue(&self, envelope: &Envelope, msg: &mut Buffer) -> Result<String> {
+        self.store(self.route.clone(), envelope, msg)
     }
 
     /// The local route that delivers as this handoff does, for the queue.
@@ -229,7 +247,7 @@ mod tests {
         let mut msg = Buffer::new();
         msg.write_all(b"Subject: x\n\nhi\n").unwrap();
         let start = Instant::now();
-        let results = handoff.deliver_within(&env, &mut msg, Duration::from_secs(1));
+        let (results, _) = handoff.deliver_within(&env, &mut msg, Duration::from_secs(1));
         assert!(
             start.elapsed() < Duration::from_millis(1800),
             "{:?}",

@@ -131,6 +131,7 @@ pub fn lines(c: &Client<'_>, event: &Event<'_>) -> Vec<(Severity, String)> {
             users,
             reply,
             results,
+            queued,
             delay,
         } => {
             let mut l = who("message", Some(id));
@@ -161,7 +162,15 @@ pub fn lines(c: &Client<'_>, event: &Event<'_>) -> Vec<(Severity, String)> {
                 if let Some(u) = user {
                     pair(&mut l, "user", u);
                 }
+                let queued_as = queued.get(i).cloned().flatten();
                 let (severity, status, dsn, reason) = match results.get(i) {
+                    // Postfix's `status=sent (queued as ID)`: in the queue, durably, for
+                    // mrelay or msubmit --flush to send on; a local recipient that failed
+                    // here for now says why.
+                    Some(Ok(())) if queued_as.is_some() => (Info, "queued", "2.0.0", None),
+                    Some(Err(e)) if queued_as.is_some() => {
+                        (Warning, "queued", "4.3.0", Some(e.to_string()))
+                    }
                     Some(Ok(())) if user.is_some() => (Info, "sent", "2.0.0", None),
                     // Another domain's recipient: in the queue, for msubmit --flush or mrelay.
                     Some(Ok(())) => (Info, "queued", "2.0.0", None),
@@ -181,6 +190,9 @@ pub fn lines(c: &Client<'_>, event: &Event<'_>) -> Vec<(Severity, String)> {
                     ),
                 };
                 pair(&mut l, "status", status);
+                if let Some(q) = &queued_as {
+                    pair(&mut l, "queued_as", q);
+                }
                 pair(&mut l, "dsn", dsn);
                 if let Some(r) = reason {
                     pair(&mut l, "reason", r);
@@ -271,6 +283,7 @@ mod tests {
             users: &users,
             reply: &reply,
             results: Some(&results),
+            queued: &[],
             delay: Duration::from_millis(30),
         };
         let got = text(lines(&client(Some("client.example.net")), &event));
@@ -310,6 +323,42 @@ mod tests {
                  helo=\"x\\rmreceive[1]: 0: delivery status=sent to=<eve@example.org>\" \
                  cmd=RCPT from=\"<a=b c@example.net>\" to=<eve@elsewhere.test> dsn=5.7.1 \
                  reply=\"550 5.7.1 relay access denied\"",]
+        );
+    }
+
+    #[test]
+    fn queued_recipients_say_queued_with_the_entry_id() {
+        let envelope = Envelope::new("ann@example.net", ["carol@example.org", "dan@else.test"]);
+        let users = [Some("carol".to_string()), None];
+        let results = [
+            Err(Error::new(
+                Code::TempFail,
+                "deliver",
+                "disk full; queued as Q1 for a retry",
+            )),
+            Ok(()),
+        ];
+        let reply = Reply::new(250, Some(EnhancedCode::new(2, 0, 0)), "ok");
+        let queued = [Some("Q1".to_string()), Some("Q2".to_string())];
+        let event = Event::Message {
+            id: "0123456789abcdef",
+            envelope: &envelope,
+            users: &users,
+            reply: &reply,
+            results: Some(&results),
+            queued: &queued,
+            delay: Duration::ZERO,
+        };
+        let got = text(lines(&client(None), &event));
+        assert_eq!(
+            got[1..],
+            [
+                "delivery id=0123456789abcdef from=<ann@example.net> to=<carol@example.org> \
+                 user=carol status=queued queued_as=Q1 dsn=4.3.0 \
+                 reason=\"deliver: disk full; queued as Q1 for a retry\"",
+                "delivery id=0123456789abcdef from=<ann@example.net> to=<dan@else.test> \
+                 status=queued queued_as=Q2 dsn=2.0.0",
+            ]
         );
     }
 }

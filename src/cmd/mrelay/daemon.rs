@@ -3,9 +3,14 @@
 //! that directory; otherwise it sleeps until the earliest next try. Nothing polls the disk
 //! in a loop: without inotify (an old kernel, a full watch table) it looks once a second.
 //!
-//! SIGTERM, SIGINT or SIGHUP stop it cleanly: the handler sets a flag, the transaction in
-//! flight runs to its end (the handler is installed with SA_RESTART semantics, so no read or
-//! write is cut short), the entries not yet begun are left as they are, and mrelay exits 0.
+//! Each wake-up is one parallel queue run, the same as `-q`'s ([`Relay::run_parallel`]:
+//! `relay_concurrency` entries at once, at most `relay_destination_concurrency` per
+//! destination), so a backlog drains as fast under the daemon as by hand.
+//!
+//! SIGTERM, SIGINT or SIGHUP stop it cleanly: the handler sets a flag, every thread's
+//! transaction in flight runs to its end and is recorded (the handler is installed with
+//! SA_RESTART semantics, so no read or write is cut short), the entries not yet begun are
+//! left as they are, and mrelay exits 0.
 
 use crate::exit::Result;
 use crate::relay::{Relay, Settings};
@@ -47,15 +52,16 @@ pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result
         run::warn("inotify unavailable: looking at the queue once a second");
     }
     let retry = settings.retry;
-    let pickup_settings = settings.clone();
-    let mut relay = Relay::new(settings, q, |line| logger.line(line), |w| run::warn(w));
+    let log = |l: &crate::relay::Line| logger.line(l);
+    let warn = |w: &str| run::warn(w);
     while !stopping() {
         if let Some(w) = &watch {
             w.drain();
         }
-        super::pickup(q, &pickup_settings, logger);
+        super::pickup(q, &settings, logger);
         let schedule = Schedule::new(queue::now(), retry);
-        match relay.run(&schedule, &stopping) {
+        // Each run's relays close their connections at its end: an idle daemon holds none.
+        match Relay::run_parallel(&settings, q, &schedule, &log, &warn, &stopping) {
             Ok(report) => {
                 for e in &report.unreadable {
                     run::warn(e);
@@ -92,7 +98,6 @@ pub fn run(q: &Queue, settings: Settings, logger: &super::log::Logger) -> Result
             left = left.saturating_sub(step);
         }
     }
-    relay.close();
     Ok(())
 }
 

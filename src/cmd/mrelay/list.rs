@@ -1,6 +1,8 @@
 //! `mrelay --list` (mailq): every entry, waiting, held or failed, with each recipient's
 //! status, attempts, next try (by this relay's retry settings) and last reply; `--json` the
 //! same as one JSON array for scripts (times in seconds since the epoch, `null` when none).
+//! The text listing ends with the per-host retry hints: the hosts found dead, and when a run
+//! dials them again.
 
 use crate::exit::{Code, Error, Result};
 use crate::message::stamp::local_time;
@@ -43,7 +45,7 @@ pub fn list(q: &Queue, settings: &Settings, json: bool) -> Result<()> {
     }
     let text = match json {
         true => to_json(&all, settings),
-        false => to_text(&all, settings),
+        false => to_text(&all, settings) + &hosts_text(q),
     };
     std::io::stdout()
         .lock()
@@ -113,6 +115,27 @@ fn to_text(all: &[(Entry, Place)], settings: &Settings) -> String {
             }
             out.push('\n');
         }
+    }
+    out
+}
+
+/// The hosts found dead, for the text listing; empty when there are none.
+fn hosts_text(q: &Queue) -> String {
+    let hints = q.hosts().all();
+    let mut out = String::new();
+    if !hints.is_empty() {
+        out.push_str("Hosts found dead (no run dials them before their next try):\n");
+    }
+    for h in hints {
+        let _ = writeln!(
+            out,
+            "  {} ({})  {} failures, next {}: {}",
+            h.addr,
+            h.host,
+            h.failures,
+            local_time(h.next),
+            h.error
+        );
     }
     out
 }

@@ -315,9 +315,8 @@ fn run_queue(
     logger: &log::Logger,
 ) -> Result<()> {
     pickup(q, &settings, logger);
-    let report = Relay::run_parallel(&settings, q, schedule, &|l| logger.line(l), &|w| {
-        run::warn(w)
-    })?;
+    let log = |l: &crate::relay::Line| logger.line(l);
+    let report = Relay::run_parallel(&settings, q, schedule, &log, &|w| run::warn(w), &|| false)?;
     for e in &report.unreadable {
         run::warn(e);
     }
@@ -344,7 +343,8 @@ pub(crate) fn pickup(q: &Queue, settings: &Settings, logger: &log::Logger) {
         return;
     }
     let check = |a: &str| crate::smtp::command::check_mailbox(a).map_err(|e| e.to_string());
-    let picked = match maildrop::pickup(q, &dir, settings.hostname(), &check) {
+    let limit = settings.maildrop_timeout;
+    let picked = match maildrop::pickup(q, &dir, settings.hostname(), &check, limit) {
         Ok(p) => p,
         Err(e) => return run::warn(e),
     };
@@ -354,6 +354,16 @@ pub(crate) fn pickup(q: &Queue, settings: &Settings, logger: &log::Logger) {
             maildrop::Picked::Queued { name, id, uid } => logger.text(
                 Severity::Info,
                 &format!("{id}: pickup uid={uid} maildrop={}", quote(&name)),
+            ),
+            maildrop::Picked::Abandoned { name, uid, age } => logger.text(
+                Severity::Warning,
+                &format!(
+                    "pickup maildrop={} uid={uid} status=removed reason={}",
+                    quote(&name),
+                    quote(&format!(
+                        "incomplete and not written for {age} s: its writer died"
+                    ))
+                ),
             ),
             maildrop::Picked::Rejected { name, why } => logger.text(
                 Severity::Warning,

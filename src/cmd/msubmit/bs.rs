@@ -22,7 +22,7 @@ use crate::message::buffer::Buffer;
 use crate::net::conn::{Conn, FdIo};
 use crate::smtp::event::{Client, Event};
 use crate::smtp::policy::Policy;
-use crate::smtp::server::{self, Deliver, Peer, Settings, Transaction};
+use crate::smtp::server::{self, Answer, Deliver, Peer, Settings, Transaction};
 use crate::smtp::{EnhancedCode, Reply};
 use std::io::Read;
 use std::sync::Mutex;
@@ -88,12 +88,12 @@ struct Relay<'a> {
 
 impl Deliver for Relay<'_> {
     fn deliver(&self, tx: &Transaction, msg: &mut Buffer) -> Vec<Result<()>> {
-        self.answer(tx, msg).1
+        self.answer(tx, msg).results
     }
 
     /// All or nothing, as msubmit sends (past a server's recipient limit the recipients of
     /// earlier transactions may have it: see msubmit(1)).
-    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> (Reply, Vec<Result<()>>) {
+    fn answer(&self, tx: &Transaction, msg: &mut Buffer) -> Answer {
         let reply = self.reply(tx, msg);
         let result = |_| match reply.is_positive() {
             true => Ok(()),
@@ -108,7 +108,11 @@ impl Deliver for Relay<'_> {
             )),
         };
         let results = tx.envelope.rcpts.iter().map(result).collect();
-        (reply, results)
+        Answer {
+            reply,
+            results,
+            queued: Vec::new(),
+        }
     }
 }
 

@@ -174,6 +174,16 @@ pub enum Picked {
         /// The user who dropped it (the file's owner).
         uid: u32,
     },
+    /// Never completed and older than the limit (its writer died: mdrop killed mid-write, a
+    /// full disk): removed, as Postfix's postsuper removes stale temporary files.
+    Abandoned {
+        /// The drop file's name.
+        name: String,
+        /// The user who began it (the file's owner).
+        uid: u32,
+        /// Seconds since it was last written.
+        age: u64,
+    },
     /// Refused: moved into `corrupt/` (or removed when that failed), with why.
     Rejected {
         /// The drop file's name.
@@ -185,12 +195,15 @@ pub enum Picked {
 
 /// The service's side: move every complete drop file of `dir` into `q`. `hostname` names
 /// this host in the `Received:` header; `check` is the address syntax check (RFC 5321
-/// §4.1.2, from the SMTP layer). Files still being written (not yet 0640) are left alone.
+/// §4.1.2, from the SMTP layer). Files still being written (not yet 0640) are left alone,
+/// unless not written for `abandon_after`: then their writer is gone and they are removed
+/// (no mail is lost: mdrop never said done for them).
 pub fn pickup(
     q: &Queue,
     dir: &Path,
     hostname: &str,
     check: &dyn Fn(&str) -> std::result::Result<(), String>,
+    abandon_after: std::time::Duration,
 ) -> Result<Vec<Picked>> {
     let what = || format!("maildrop {}", dir.display());
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -201,8 +214,26 @@ pub fn pickup(
         .collect();
     names.sort();
     let mut done = Vec::new();
+    let now = std::time::SystemTime::now();
     for name in names {
         let path = dir.join(&name);
+        if let Ok(meta) = fs::symlink_metadata(&path)
+            && meta.is_file()
+            && meta.mode() & 0o7777 != DONE_MODE
+        {
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok());
+            if let Some(age) = age.filter(|a| *a > abandon_after) {
+                // The drop directory is ours: its sticky bit lets its owner remove any file.
+                if fs::remove_file(&path).is_ok() {
+                    let (uid, age) = (meta.uid(), age.as_secs());
+                    done.push(Picked::Abandoned { name, uid, age });
+                }
+            }
+            continue;
+        }
         match pick(q, &path, hostname, check) {
             Ok(Some((id, uid))) => {
                 fs::remove_file(&path).or_code_with(Code::TempFail, || {

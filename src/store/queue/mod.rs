@@ -17,6 +17,8 @@
 //!   failures were all reported by a bounce in the queue (mrelay's) is removed instead.
 //! - `hold/ID`: entries put on hold by hand (mrelay `--hold`): no runner sees them until
 //!   they are released, renamed back into `new/` (Postfix's hold queue).
+//! - `hosts/ADDRESS:PORT`: per-host retry hints, the next hops found dead and when to try
+//!   them again ([`hosts`]); an optimisation, never needed to send or keep mail.
 //! - `lock`: taken shared by every runner, so they work side by side while an older
 //!   mailpipe's flush (which takes it exclusively and knows no per-entry lock) cannot run
 //!   beside them.
@@ -51,6 +53,7 @@
 //!   never a loss); one left without its entry is removed by the next run.
 
 mod format;
+pub mod hosts;
 pub mod maildrop;
 mod run;
 
@@ -548,6 +551,7 @@ impl Queue {
             }
             let _ = fs::remove_file(e.path());
         }
+        self.hosts().sweep();
         Ok(())
     }
 }

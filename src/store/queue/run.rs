@@ -254,13 +254,16 @@ impl Queue {
     /// Every thread records outcomes as [`Queue::run_with`] does (the same steps, in the
     /// same order per entry: the crash safety is the same); removals are made durable by a
     /// fsync of `new/` per [`SYNC_EVERY`] removals of a thread and at its end. The first
-    /// state that cannot be written stops every thread before its next entry.
+    /// state that cannot be written stops every thread before its next entry, and so does
+    /// `stop` once it says yes (a daemon's SIGTERM): each thread finishes the entry in
+    /// hand, records it, and leaves the rest as they are.
     pub fn run_parallel<S>(
         &self,
         schedule: &Schedule,
         lanes: Lanes,
         key: impl Fn(&Entry) -> String,
         make: impl Fn() -> S + Sync,
+        stop_when: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report>
     where
         S: FnMut(&Job<'_>) -> Option<Vec<Attempt>>,
@@ -307,7 +310,7 @@ impl Queue {
                 let mut result = Ok(());
                 'lanes: while let Some(lane) = pop(&work) {
                     for listed in &lane {
-                        if stop.load(Ordering::Relaxed) {
+                        if stop.load(Ordering::Relaxed) || stop_when() {
                             break 'lanes;
                         }
                         result = self.step(listed, schedule, &mut send, &mut report, &mut unsynced);

@@ -621,7 +621,13 @@ fn parallel_run(keys: usize, per: usize, lanes: Lanes) -> (usize, usize, Vec<Str
             Some(vec![Attempt::new(Verdict::Delivered, "250 ok")])
         }
     };
-    let report = q.run_parallel(&Schedule::new(10, Retry::default()), lanes, key, make);
+    let report = q.run_parallel(
+        &Schedule::new(10, Retry::default()),
+        lanes,
+        key,
+        make,
+        &|| false,
+    );
     assert_eq!(report.unwrap().sent, keys * per);
     let left = names(&t.path().join("q/new"));
     (most.into_inner(), most_key.into_inner(), left)
@@ -673,7 +679,13 @@ fn a_parallel_run_stops_at_a_state_it_cannot_write_and_loses_nothing() {
             Some(vec![Attempt::new(Verdict::Deferred, "451 busy")])
         }
     };
-    let run = q.run_parallel(&Schedule::new(10, Retry::default()), lanes, key, make);
+    let run = q.run_parallel(
+        &Schedule::new(10, Retry::default()),
+        lanes,
+        key,
+        make,
+        &|| false,
+    );
     assert_eq!(run.unwrap_err().code(), Code::TempFail);
     // Each thread stopped at its first failed write (or before it began).
     assert!((1..=2).contains(&sent.into_inner()));
