@@ -644,6 +644,7 @@ impl Client {
             state: State::Bol,
             done: false,
             left: limit,
+            carry: Vec::new(),
         };
         let r = each(&mut body).and_then(|()| {
             io::copy(&mut body, &mut io::sink())
@@ -799,6 +800,18 @@ impl Source for Client {
     }
 }
 
+/// Put `bytes` into `out` at `n`, what does not fit into `carry`.
+fn emit(out: &mut [u8], bytes: &[u8], n: &mut usize, carry: &mut Vec<u8>) {
+    for &b in bytes {
+        if *n < out.len() {
+            out[*n] = b;
+            *n += 1;
+        } else {
+            carry.push(b);
+        }
+    }
+}
+
 /// Where the unstuffing reader is in a line.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -821,12 +834,18 @@ struct Body<'a> {
     state: State,
     done: bool,
     left: u64,
+    carry: Vec<u8>,
 }
 
 impl Read for Body<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
-        while !self.done && n + 2 <= out.len() {
+        // What did not fit last time (a CR given back with the byte after it).
+        while n < out.len() && !self.carry.is_empty() {
+            out[n] = self.carry.remove(0);
+            n += 1;
+        }
+        while !self.done && n < out.len() {
             let buf = self.conn.fill_buf()?;
             if buf.is_empty() {
                 return Err(io::Error::new(
@@ -835,63 +854,52 @@ impl Read for Body<'_> {
                 ));
             }
             let mut used = 0;
+            let room = out.len();
             for &b in buf {
-                if n + 2 > out.len() || self.done {
+                if n >= room || self.done {
                     break;
                 }
                 used += 1;
-                let mut emit = |bytes: &[u8], n: &mut usize| {
-                    out[*n..*n + bytes.len()].copy_from_slice(bytes);
-                    *n += bytes.len();
-                };
+                let carry = &mut self.carry;
                 self.state = match (self.state, b) {
                     (State::Dot, b'\r') => State::DotCr,
                     (State::Dot, b'\n') | (State::DotCr, b'\n') => {
                         self.done = true;
                         State::Bol
                     }
-                    (State::DotCr, b) | (State::Cr, b)
-                        if b != b'\n' || self.state == State::DotCr =>
-                    {
-                        emit(b"\r", &mut n);
+                    // A CR not before LF is data (so is a stuffed dot's).
+                    (State::DotCr | State::Cr, b) if b != b'\n' => {
+                        emit(out, b"\r", &mut n, carry);
                         match b {
                             b'\r' => State::Cr,
-                            b'\n' => {
-                                emit(b"\n", &mut n);
-                                State::Bol
-                            }
                             b => {
-                                emit(&[b], &mut n);
+                                emit(out, &[b], &mut n, carry);
                                 State::Mid
                             }
                         }
                     }
-                    (State::Cr, _) => {
-                        emit(b"\n", &mut n);
+                    (_, b'\r') => State::Cr,
+                    (_, b'\n') => {
+                        emit(out, b"\n", &mut n, carry);
                         State::Bol
                     }
                     (State::Bol, b'.') => State::Dot,
-                    (_, b'\r') => State::Cr,
-                    (_, b'\n') => {
-                        emit(b"\n", &mut n);
-                        State::Bol
-                    }
                     (_, b) => {
-                        emit(&[b], &mut n);
+                        emit(out, &[b], &mut n, carry);
                         State::Mid
                     }
                 };
             }
             self.conn.consume(used);
-            let got = n as u64;
-            if got > self.left {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "message larger than the server listed it",
-                ));
-            }
         }
-        self.left -= n as u64;
+        let got = n as u64;
+        if got > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "message larger than the server listed it",
+            ));
+        }
+        self.left -= got;
         Ok(n)
     }
 }
