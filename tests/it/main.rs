@@ -17,6 +17,7 @@ mod mdeliver_interop;
 mod mdeliver_rules;
 mod mdeliver_stress;
 mod mdrop;
+mod mfetch;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;
