@@ -18,6 +18,7 @@ mod mdeliver_rules;
 mod mdeliver_stress;
 mod mdrop;
 mod mfetch;
+mod mfetch_interop;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;
