@@ -208,7 +208,7 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let wait = Duration::from_millis(20 + seed % 600);
-        let kill = seed % 4 != 0;
+        let kill = !seed.is_multiple_of(4);
         let t = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
