@@ -12,6 +12,7 @@
 //! 4. **Record** the batch in the state (durably), only after the batch is durable.
 //! 5. **Delete** on the server (unless kept), only after both; then finish the session.
 
+pub mod pop3;
 pub mod state;
 
 use crate::deliver::{Event as Delivered, Pipeline, command};

@@ -214,25 +214,30 @@ fn one(args: &Args, job: &Job, dir: &std::path::Path) -> Result<usize> {
     let client = Client::connect(&addrs, &job.host, &job.opts)?;
     let tty = std::io::stderr().is_terminal();
     let mut failed = Vec::new();
-    let outcome = fetch::run(Box::new(client), &mut state, &settings, &mut |e| match e {
-        Event::Scanned(_, line) => println!("{line}"),
-        Event::Failed(m, err) => {
-            run::warn(format_args!("message {}: {err}", m.id));
-            failed.push(err.code());
-        }
-        Event::Warning(w) => run::warn(w),
-        Event::Recovered(n) if n > 0 => run::warn(format_args!(
-            "{}: the last run was cut off mid-batch; {n} of its messages had arrived",
-            job.name
-        )),
-        Event::Progress(done, total) if tty && total > 0 => {
-            eprint!("\r{}: {done}/{total}", job.name);
-            if done == total {
-                eprintln!();
+    let outcome = fetch::run(
+        Box::new(fetch::pop3::Pop3(client)),
+        &mut state,
+        &settings,
+        &mut |e| match e {
+            Event::Scanned(_, line) => println!("{line}"),
+            Event::Failed(m, err) => {
+                run::warn(format_args!("message {}: {err}", m.id));
+                failed.push(err.code());
             }
-        }
-        _ => {}
-    })?;
+            Event::Warning(w) => run::warn(w),
+            Event::Recovered(n) if n > 0 => run::warn(format_args!(
+                "{}: the last run was cut off mid-batch; {n} of its messages had arrived",
+                job.name
+            )),
+            Event::Progress(done, total) if tty && total > 0 => {
+                eprint!("\r{}: {done}/{total}", job.name);
+                if done == total {
+                    eprintln!();
+                }
+            }
+            _ => {}
+        },
+    )?;
     if let Some(code) = failed.first() {
         return Err(Error::new(
             *code,
@@ -334,7 +339,11 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
         t
     };
     if let Some(server) = &args.pop3 {
-        let mode = flag_mode.unwrap_or(Mode::IMPLICIT);
+        // The fetch_tls keys of the account (or of the defaults) still apply: a trust file
+        // set once for every account, as msubmit --host keeps the defaults' tls_trust_file.
+        let keys = cfg.account(args.account.as_deref())?;
+        let tls = account::tls(&keys, "fetch_")?;
+        let mode = flag_mode.or(tls.mode).unwrap_or(Mode::IMPLICIT);
         let (host, port) = host_port(server, default_port(mode))?;
         let user = args
             .user
@@ -349,7 +358,7 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             keep: false,
             opts: Options {
                 tls: mode,
-                trust: trust(TlsOptions::default()),
+                trust: trust(tls.options),
                 auth: Credentials {
                     user,
                     secret,
