@@ -420,3 +420,30 @@ fn a_run_killed_between_the_maildir_and_the_state_fetches_nothing_twice() {
     assert_eq!(stored(&md), sorted(&msgs), "fetched twice");
     assert_eq!(srv.left(), 0);
 }
+
+#[test]
+fn sasl_plain_by_default_and_login_xoauth2_oauthbearer_when_asked() {
+    for (auth, verb) in [
+        (None, "AUTH PLAIN"),
+        (Some("login"), "AUTH LOGIN"),
+        (Some("xoauth2"), "AUTH XOAUTH2"),
+        (Some("oauthbearer"), "AUTH OAUTHBEARER"),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let md = home.path().join("Maildir");
+        let srv = FakePop3::start(mail(1), Quirk::Sasl);
+        let mut extra = vec!["--maildir", md.to_str().unwrap()];
+        if let Some(a) = auth {
+            extra.extend(["--auth", a]);
+        }
+        let out = run(&mut mfetch(home.path(), srv.port, &extra), b"");
+        assert_eq!(code(&out), 0, "{auth:?}: {}", stderr(&out));
+        assert_eq!(messages(&md).len(), 1);
+        assert!(
+            srv.commands().iter().any(|c| c.starts_with(verb)),
+            "{:?}",
+            srv.commands()
+        );
+        assert!(!srv.commands().iter().any(|c| c.starts_with("USER")));
+    }
+}

@@ -28,6 +28,9 @@ pub enum Quirk {
     Oversized,
     /// No PIPELINING in CAPA.
     NoPipelining,
+    /// SASL PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER (RFC 5034) in CAPA, no USER; a token or
+    /// password "secret" is right.
+    Sasl,
 }
 
 /// The server's shared state.
@@ -145,6 +148,9 @@ fn session(conn: TcpStream, st: &Arc<Mutex<Maildrop>>, quirk: &Quirk) -> std::io
                 if *quirk != Quirk::NoPipelining {
                     c.push_str("PIPELINING\r\n");
                 }
+                if *quirk == Quirk::Sasl {
+                    c = c.replace("USER\r\n", "SASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n");
+                }
                 if matches!(quirk, Quirk::InjectAfterStls | Quirk::RefuseStls) {
                     c.push_str("STLS\r\n");
                 }
@@ -155,6 +161,45 @@ fn session(conn: TcpStream, st: &Arc<Mutex<Maildrop>>, quirk: &Quirk) -> std::io
                 b"+OK begin TLS\r\n+OK injected\r\n".to_vec()
             }
             "STLS" => b"-ERR not now\r\n".to_vec(),
+            "AUTH" => {
+                let mech = cmd
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                let decode = |b: &str| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .unwrap_or_default()
+                };
+                let initial = cmd.split_whitespace().nth(2).map(decode);
+                let ok = match (mech.as_str(), initial) {
+                    ("PLAIN", Some(i)) => i == "\0alice\0secret",
+                    ("XOAUTH2", Some(i)) => i == "user=alice\x01auth=Bearer secret\x01\x01",
+                    ("OAUTHBEARER", Some(i)) => {
+                        i.starts_with("n,a=alice,\x01") && i.ends_with("auth=Bearer secret\x01\x01")
+                    }
+                    ("LOGIN", None) => {
+                        let mut answers = Vec::new();
+                        for prompt in ["+ VXNlcm5hbWU6\r\n", "+ UGFzc3dvcmQ6\r\n"] {
+                            out.write_all(prompt.as_bytes())?;
+                            let mut l = String::new();
+                            r.read_line(&mut l)?;
+                            st.lock().unwrap().commands.push(l.trim_end().to_string());
+                            answers.push(decode(&l));
+                        }
+                        answers == ["alice", "secret"]
+                    }
+                    _ => false,
+                };
+                if ok {
+                    b"+OK logged in\r\n".to_vec()
+                } else {
+                    b"-ERR [AUTH] no\r\n".to_vec()
+                }
+            }
             "USER" => b"+OK\r\n".to_vec(),
             "PASS" if cmd.ends_with(" secret") => b"+OK logged in\r\n".to_vec(),
             "PASS" => b"-ERR [AUTH] wrong password\r\n".to_vec(),
