@@ -23,7 +23,7 @@ _mfetch() {
 
     case "${cmd}" in
         mfetch)
-            opts="-a -C -k -s -h -V --account --config --pop3 --tls --ca-file --fingerprint --tls-server-name --user --password-command --auth --maildir --rules --mda --keep --scan --filter --max-size --since --state-dir --batch --timeout --help --version"
+            opts="-a -C -k -s -h -V --account --config --pop3 --tls --ca-file --fingerprint --tls-server-name --user --password-command --auth --maildir --rules --mda --keep --scan --filter --max-size --since --state-dir --batch --timeout --daemon --interval --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -110,6 +110,10 @@ _mfetch() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,7 +17,9 @@ complete -c mfetch -l since -d 'Leave messages dated before DATE (YYYY-MM-DD, UT
 complete -c mfetch -l state-dir -d 'Keep the state (what was fetched) in DIR [default: $XDG_STATE_HOME/mailpipe/mfetch, else ~/.local/state/mailpipe/mfetch]' -r -F
 complete -c mfetch -l batch -d 'Messages per batch: one sync round, one state write, one round of deletions' -r
 complete -c mfetch -l timeout -d 'Seconds to wait for the server on each step' -r
+complete -c mfetch -l interval -d 'Seconds between polls of an account with --daemon' -r
 complete -c mfetch -s k -l keep -d 'Leave fetched mail on the server'
 complete -c mfetch -s s -l scan -d 'List the new messages (date, from, subject, size) from their headers; fetch nothing'
+complete -c mfetch -l daemon -d 'Keep running: fetch every account each --interval (after a failure, again after a backoff doubling up to an hour) until SIGTERM'
 complete -c mfetch -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mfetch -s V -l version -d 'Print version'

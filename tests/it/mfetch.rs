@@ -447,3 +447,54 @@ fn sasl_plain_by_default_and_login_xoauth2_oauthbearer_when_asked() {
         assert!(!srv.commands().iter().any(|c| c.starts_with("USER")));
     }
 }
+
+#[test]
+fn daemon_polls_fetches_what_arrives_and_stops_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let md = home.path().join("Maildir");
+    let srv = FakePop3::start(mail(1), Quirk::None);
+    let mut c = mfetch(
+        home.path(),
+        srv.port,
+        &[
+            "--maildir",
+            md.to_str().unwrap(),
+            "--daemon",
+            "--interval",
+            "1",
+        ],
+    );
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let arrived =
+        |n| crate::common::wait_until(Duration::from_secs(10), || messages(&md).len() == n);
+    assert!(arrived(1), "the first poll fetched nothing");
+    srv.state
+        .lock()
+        .unwrap()
+        .messages
+        .push(("uid-later".into(), b"Subject: later\n\nlater\n".to_vec()));
+    assert!(arrived(2), "a later poll did not fetch the new message");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(messages(&md).len(), 2);
+    assert_eq!(srv.left(), 0);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

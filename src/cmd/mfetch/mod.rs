@@ -6,6 +6,8 @@
 //! nothing printed when nothing arrived, and the exit status says what happened: 0 mail
 //! was fetched, 1 there was nothing new (fetchmail's), else a sysexits code.
 
+mod daemon;
+
 use crate::account::{self, Account, Password, Protocol};
 use crate::deliver::Pipeline;
 use crate::docs::Page;
@@ -128,6 +130,15 @@ pub struct Args {
     /// Seconds to wait for the server on each step
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+
+    /// Keep running: fetch every account each --interval (after a failure, again after a
+    /// backoff doubling up to an hour) until SIGTERM
+    #[arg(long, conflicts_with = "scan")]
+    pub daemon: bool,
+
+    /// Seconds between polls of an account with --daemon
+    #[arg(long, value_name = "SECS", default_value_t = 300, requires = "daemon")]
+    pub interval: u64,
 }
 
 /// Set when every account ran and none had new mail: exit 1.
@@ -156,7 +167,6 @@ struct Job {
 
 /// Run mfetch.
 pub fn run(args: Args) -> Result<()> {
-    let jobs = jobs(&args)?;
     let state_dir = match &args.state_dir {
         Some(d) => d.clone(),
         None => state::default_dir().ok_or_else(|| {
@@ -167,9 +177,12 @@ pub fn run(args: Args) -> Result<()> {
             )
         })?,
     };
+    if args.daemon {
+        return daemon::run(&args, &state_dir);
+    }
     let mut errors: Vec<Error> = Vec::new();
     let mut fetched = 0;
-    for job in jobs {
+    for job in jobs(&args)? {
         match one(&args, &job, &state_dir) {
             Ok(n) => fetched += n,
             Err(e) => errors.push(e.context(&job.name)),
