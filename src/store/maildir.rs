@@ -651,6 +651,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_shows_nothing_before_its_commit_and_its_tags_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&dir.path().join("Maildir")).unwrap();
+        let count = |sub: &str| fs::read_dir(md.path().join(sub)).unwrap().count();
+        let b = Batch::new();
+        b.tag(Some("0123456789abcdef"));
+        let d = md
+            .deliver_in("", Some(&b), |w| w.write_all(b"one\n"))
+            .unwrap();
+        b.tag(Some("NOT-HEX"));
+        md.deliver_in("", Some(&b), |w| w.write_all(b"two\n"))
+            .unwrap();
+        assert_eq!((count("new"), count("tmp"), b.len()), (0, 2, 2));
+        b.commit().unwrap();
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+        assert_eq!(fs::read(&d.path).unwrap(), b"one\n");
+        let tags = tagged(md.path()).unwrap();
+        assert!(tags.contains("0123456789abcdef"), "{tags:?}");
+        assert_eq!(tags.len(), 1, "an untagged name gave a tag: {tags:?}");
+        // Dropped uncommitted: nothing visible, nothing left in tmp/.
+        let b = Batch::new();
+        md.deliver_in("", Some(&b), |w| w.write_all(b"three\n"))
+            .unwrap();
+        drop(b);
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+    }
+
+    #[test]
     fn folder_names_are_checked() {
         for bad in [
             "", "../x", "a/b", ".hidden", "a..b", "a.", "x\ny", "..", ".",
