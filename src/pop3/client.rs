@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// some servers' greetings are longer, so some room).
 const MAX_LINE: usize = 4096;
 
+/// The most messages a listing may name: a server sending listing lines for ever would
+/// otherwise have us hold them all (a million UIDLs take about 100 MB).
+const MAX_MESSAGES: usize = 1_000_000;
+
 /// How many commands go out before their replies are read, with PIPELINING.
 const WINDOW: usize = 64;
 
@@ -370,15 +374,21 @@ impl Client {
     /// The lines of a multi-line reply up to the lone dot (RFC 1939 §3), unstuffed, each
     /// handed to `each`; the whole within a deadline of its own.
     fn multiline(&mut self, what: &str, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        self.set_timing(None);
-        loop {
+        // Ten timeouts for a listing as a whole: a server dripping lines does not hold us.
+        self.set_timing(Instant::now().checked_add(self.timeout.saturating_mul(10)));
+        let r = (|| loop {
             let line = self.line(what)?;
             if line == b"." {
                 return Ok(());
             }
             let line = line.strip_prefix(b".").unwrap_or(&line);
             each(line)?;
+        })();
+        self.set_timing(None);
+        if r.is_err() {
+            self.broken = true;
         }
+        r
     }
 
     /// One step of a SASL exchange (RFC 5034 §4): `Some(challenge)` after `+ `, or `None`
@@ -696,6 +706,13 @@ impl Client {
         let mut seen = std::collections::HashSet::new();
         let mut bad = None;
         self.multiline("UIDL", |l| {
+            if ids.len() >= MAX_MESSAGES {
+                return Err(Error::new(
+                    Code::Protocol,
+                    "UIDL",
+                    format!("more than {MAX_MESSAGES} messages listed"),
+                ));
+            }
             let (n, id) = numbered(l, "UIDL")?;
             if bad.is_none() && !valid_uidl(&id) {
                 bad = Some(format!(
@@ -715,6 +732,13 @@ impl Client {
         self.expect_ok("LIST")?;
         let mut sizes = std::collections::HashMap::new();
         self.multiline("LIST", |l| {
+            if sizes.len() >= MAX_MESSAGES {
+                return Err(Error::new(
+                    Code::Protocol,
+                    "LIST",
+                    format!("more than {MAX_MESSAGES} messages listed"),
+                ));
+            }
             let (n, size) = numbered(l, "LIST")?;
             let size = size
                 .parse::<u64>()
