@@ -947,3 +947,68 @@ impl Read for Body<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::conn::MemIo;
+
+    /// The content of `wire` as the reader gives it, read `step` octets at a time through a
+    /// buffer of `cap` (so lines and CRLFs split across reads).
+    fn unstuff(wire: &[u8], cap: usize, step: usize) -> io::Result<(Vec<u8>, bool)> {
+        let (io, _) = MemIo::new(wire.to_vec());
+        let mut conn = BufReader::with_capacity(cap, Stream::Plain(Box::new(io)));
+        let mut body = Body {
+            conn: &mut conn,
+            state: State::Bol,
+            done: false,
+            left: 1 << 20,
+            carry: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            let n = body.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok((out, body.done))
+    }
+
+    #[test]
+    fn content_is_unstuffed_with_lf_ends_however_it_is_split() {
+        let wire = b"Subject: x\r\n\r\n..leading dot\r\n.\r\n";
+        let wire2 = b"a\rb\r\n.x\r\n\r\nlast\r\n.\r\nNEXT REPLY\r\n";
+        for cap in [1, 2, 3, 7, 64] {
+            for step in [1, 2, 5, 4096] {
+                let (out, done) = unstuff(wire, cap, step).unwrap();
+                assert_eq!(
+                    out, b"Subject: x\n\n.leading dot\n",
+                    "cap {cap} step {step}"
+                );
+                assert!(done);
+                // A lone CR is data; a stuffed dot before a letter goes; the end mark ends it
+                // and what follows is the next reply's.
+                let (out, done) = unstuff(wire2, cap, step).unwrap();
+                assert_eq!(out, b"a\rb\nx\n\nlast\n", "cap {cap} step {step}");
+                assert!(done);
+            }
+        }
+    }
+
+    #[test]
+    fn content_cut_before_its_end_mark_is_an_error_never_a_short_message() {
+        let e = unstuff(b"Subject: x\r\n\r\nhalf", 16, 4096).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn uidls_are_checked_as_rfc_1939_allows_them() {
+        assert!(valid_uidl("000000016b0f04ec") && valid_uidl("a/b:c.~"));
+        assert!(!valid_uidl("") && !valid_uidl(&"x".repeat(71)) && !valid_uidl("a b"));
+        assert_eq!(numbered(b"3 abc", "UIDL").unwrap(), (3, "abc".to_string()));
+        assert!(numbered(b"0 abc", "UIDL").is_err() && numbered(b"x", "UIDL").is_err());
+    }
+}
