@@ -120,6 +120,49 @@ fn dovecot_over_tls_every_message_byte_for_byte_and_a_wrong_password() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sorted_contents(&home2.path().join("Maildir")), before);
     assert!(d.contents().is_empty(), "not deleted on the server");
+    // A pinned certificate (msubmit's --fingerprint) instead of the CA; a wrong pin is 69
+    // before any credential is sent.
+    let cert = d.peers.dir().join("tls/server.pem");
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    let home3 = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("mfetch"), home3.path());
+    c.args([
+        "--pop3",
+        &format!("127.0.0.1:{}", d.pop3s),
+        "--user",
+        "alice",
+    ])
+    .args(["--password-command", "echo secret", "--fingerprint", &fp])
+    .arg("--state-dir")
+    .arg(home3.path().join("state"))
+    .arg("--maildir")
+    .arg(home3.path().join("Maildir"));
+    let out = run(&mut c, b"");
+    assert_eq!(code(&out), 1, "pinned: {}", stderr(&out));
+    let wrong = format!("{}00", &fp[..fp.len() - 2]);
+    let wrong = if wrong == fp {
+        format!("{}11", &fp[..fp.len() - 2])
+    } else {
+        wrong
+    };
+    let mut c = tool(bin!("mfetch"), home3.path());
+    c.args([
+        "--pop3",
+        &format!("127.0.0.1:{}", d.pop3s),
+        "--user",
+        "alice",
+    ])
+    .args(["--password-command", "echo secret", "--fingerprint", &wrong])
+    .arg("--state-dir")
+    .arg(home3.path().join("state"));
+    let out = run(&mut c, b"");
+    assert_eq!(code(&out), 69, "wrong pin: {}", stderr(&out));
 }
 
 /// A loopback proxy to `to` that cuts its first connection after `cut` bytes from the
