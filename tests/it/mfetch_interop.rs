@@ -239,7 +239,7 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
     let md = home.path().join("Maildir");
     let start = Instant::now();
     let mut kills = 0;
-    // What the killed runs had stored: some, or the kills never landed mid-fetch.
+    // What the killed runs had stored by the last kill: some, or no kill cut a fetch.
     let mut during = 0;
     let mut seed = std::process::id() as u64 ^ start.elapsed().subsec_nanos() as u64;
     loop {
@@ -248,13 +248,15 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
-        // xorshift: the first twelve runs killed somewhere in their first 400 ms (each
-        // fetches a batch or a few first), the runs after them left to finish.
+        // xorshift: up to twelve runs killed at a random moment in a window that grows with
+        // each kill (a loaded machine may need seconds for a first batch), more while no
+        // killed run has stored anything yet; the runs after them left to finish. A run may
+        // finish before its moment comes: the loop ends once the server is empty.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(10 + seed % 400);
-        let kill = kills < 12;
+        let wait = Duration::from_millis(10 + seed % (300 + 100 * kills));
+        let kill = kills < 12 || (during == 0 && kills < 40);
         let t = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -264,9 +266,7 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
                 child.kill().unwrap();
                 child.wait().unwrap();
                 kills += 1;
-                if kills == 12 {
-                    during = messages(&md).len();
-                }
+                during = messages(&md).len();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -289,10 +289,9 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         }
     }
     eprintln!("{kills} kills before done");
-    assert_eq!(kills, 12);
     assert!(
-        during > 0 && during < 2000,
-        "the kills did not cut a fetch: {during} stored"
+        kills > 0 && during > 0,
+        "no killed run stored anything: no kill cut a fetch ({kills} kills)"
     );
     let got = sorted_contents(&md);
     assert_eq!(
