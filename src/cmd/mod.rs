@@ -10,6 +10,7 @@ pub mod maccess;
 pub mod mcompose;
 pub mod mdeliver;
 pub mod mdrop;
+pub mod mfetch;
 pub mod mreceive;
 pub mod mrelay;
 pub mod msubmit;
@@ -24,6 +25,7 @@ pub fn pages() -> Vec<Page> {
         mreceive::page(),
         mdeliver::page(),
         maccess::page(),
+        mfetch::page(),
     ]
 }
 

@@ -112,14 +112,31 @@ impl Maildir {
         flags: &str,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Delivered> {
+        self.deliver_in(flags, None, write)
+    }
+
+    /// [`Maildir::deliver`], or with a `batch`: the message is written into `tmp/` (its
+    /// name carrying the batch's tag) and left there, unsynced, for [`Batch::commit`] to
+    /// sync, rename and make durable with the rest of the batch. The returned path is where
+    /// it will be once committed.
+    pub fn deliver_in(
+        &self,
+        flags: &str,
+        batch: Option<&Batch>,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Delivered> {
         let what = || format!("deliver to {}", self.path().display());
-        let mut tmp = Tmp::create(&self.root.join("tmp")).or_code_with(Code::TempFail, what)?;
+        let tag = batch.and_then(Batch::current_tag);
+        let mut tmp = Tmp::create_tagged(&self.root.join("tmp"), tag.as_deref())
+            .or_code_with(Code::TempFail, what)?;
         {
             let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp.file);
             write(&mut buf).or_code_with(Code::TempFail, what)?;
             buf.flush().or_code_with(Code::TempFail, what)?;
         }
-        tmp.file.sync_all().or_code_with(Code::TempFail, what)?;
+        if batch.is_none() {
+            tmp.file.sync_all().or_code_with(Code::TempFail, what)?;
+        }
         let meta = tmp.file.metadata().or_code_with(Code::TempFail, what)?;
         // The final name adds what makes it unique across hosts' file systems and what
         // readers use without opening the file (maildir(5), Courier's S=size).
@@ -139,11 +156,258 @@ impl Maildir {
         };
         let dir = self.path().join(sub);
         let path = dir.join(name);
+        if let Some(batch) = batch {
+            batch
+                .start_sync(&tmp.file)
+                .or_code_with(Code::TempFail, what)?;
+            // The batch removes it from now on, unless it commits it.
+            tmp.renamed = true;
+            batch.lock().push(Pending {
+                tmp: tmp.path.clone(),
+                path: path.clone(),
+            });
+            return Ok(Delivered { path });
+        }
         fs::rename(&tmp.path, &path).or_code_with(Code::TempFail, what)?;
         tmp.renamed = true;
         group_sync_dir(&dir).or_code_with(Code::TempFail, || format!("fsync {}", dir.display()))?;
         Ok(Delivered { path })
     }
+}
+
+/// A group commit of many deliveries in one process (mfetch's batches): each message is
+/// written into `tmp/` and its fsync started at once on a pool of threads, so the syncs run
+/// while the caller reads the next messages (and in parallel, so the file system's journal
+/// takes them in few commits); [`Batch::commit`] waits for them, renames each file into
+/// place and syncs each directory once. N messages cost one directory sync instead of N,
+/// their file syncs overlap the network, and none is visible in `new/` before its data is
+/// on disk.
+///
+/// A tag set with [`Batch::tag`] goes into the next files' names (`…P<pid>F<tag>.host`), so
+/// a caller that recorded its intent can find, after a crash, which messages made it
+/// ([`tagged`]). Dropped uncommitted, the batch removes its files from `tmp/`.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pending: Mutex<Vec<Pending>>,
+    tag: Mutex<Option<String>>,
+    syncer: Mutex<Option<Syncer>>,
+}
+
+/// The threads that fsync a batch's files as they are written.
+#[derive(Debug)]
+struct Syncer {
+    jobs: std::sync::mpsc::Sender<File>,
+    done: std::sync::mpsc::Receiver<io::Result<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    sent: usize,
+}
+
+/// How many files of a batch are synced at once.
+const SYNC_THREADS: usize = 8;
+
+impl Syncer {
+    fn start() -> io::Result<Syncer> {
+        let (jobs, queue) = std::sync::mpsc::channel::<File>();
+        let (report, done) = std::sync::mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut workers = Vec::new();
+        for _ in 0..SYNC_THREADS {
+            let (queue, report) = (queue.clone(), report.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name("fsync".into())
+                    .spawn(move || {
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(file) = next else { return };
+                            if report.send(file.sync_all()).is_err() {
+                                return;
+                            }
+                        }
+                    })?,
+            );
+        }
+        Ok(Syncer {
+            jobs,
+            done,
+            workers,
+            sent: 0,
+        })
+    }
+
+    /// Wait for every sync started; the first failure.
+    fn finish(self) -> io::Result<()> {
+        let Syncer {
+            jobs,
+            done,
+            workers,
+            sent,
+        } = self;
+        drop(jobs);
+        let mut result = Ok(());
+        for _ in 0..sent {
+            match done.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("fsync thread died"))),
+            }
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        result
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// The tag the next deliveries carry in their names (lowercase hex digits only: the
+    /// name part after it starts with `V`, which ends it for [`tagged`]).
+    pub fn tag(&self, tag: Option<&str>) {
+        let tag = tag.filter(|t| !t.is_empty() && t.bytes().all(is_tag_byte));
+        *self.tag.lock().unwrap_or_else(|p| p.into_inner()) = tag.map(str::to_string);
+    }
+
+    fn current_tag(&self) -> Option<String> {
+        self.tag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Start syncing `file` on the pool (started with the first file).
+    fn start_sync(&self, file: &File) -> io::Result<()> {
+        let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        if syncer.is_none() {
+            *syncer = Some(Syncer::start()?);
+        }
+        if let Some(s) = syncer.as_mut() {
+            s.jobs
+                .send(file.try_clone()?)
+                .map_err(|_| io::Error::other("fsync threads gone"))?;
+            s.sent += 1;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many deliveries wait for the commit.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sync every file, rename each into place, sync each directory once; only then is the
+    /// batch delivered. On failure nothing is claimed: files not yet renamed are removed,
+    /// those renamed stay (a re-run finds them by their tag).
+    pub fn commit(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.lock());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let fail = |p: &Pending, e: io::Error| {
+            Error::io(Code::TempFail, format!("deliver {}", p.path.display()), e)
+        };
+        // The syncs started as the files were written: wait for them all.
+        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let synced = match syncer {
+            Some(s) => s.finish(),
+            None => Ok(()),
+        };
+        let synced = synced.map_err(|e| match pending.first() {
+            Some(p) => fail(p, e),
+            None => Error::io(Code::TempFail, "fsync", e),
+        });
+        let mut result = synced;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for p in &pending {
+            if result.is_ok() {
+                match fs::rename(&p.tmp, &p.path) {
+                    Ok(()) => {
+                        if let Some(d) = p.path.parent()
+                            && !dirs.iter().any(|x| x == d)
+                        {
+                            dirs.push(d.to_path_buf());
+                        }
+                        continue;
+                    }
+                    Err(e) => result = Err(fail(p, e)),
+                }
+            }
+            let _ = fs::remove_file(&p.tmp);
+        }
+        for d in &dirs {
+            let r =
+                group_sync_dir(d).or_code_with(Code::TempFail, || format!("fsync {}", d.display()));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for p in self.lock().iter() {
+            let _ = fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+fn is_tag_byte(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// The tags (see [`Batch::tag`]) of the messages in `new/` and `cur/` of `root` and of its
+/// Maildir++ folders: what a crashed batch delivered.
+pub fn tagged(root: &Path) -> io::Result<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    let mut dirs = vec![root.to_path_buf()];
+    for e in fs::read_dir(root)? {
+        let e = e?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') && e.path().join("cur").is_dir() {
+            dirs.push(e.path());
+        }
+    }
+    for d in dirs {
+        for sub in ["new", "cur"] {
+            let Ok(entries) = fs::read_dir(d.join(sub)) else {
+                continue;
+            };
+            for e in entries {
+                let name = e?.file_name();
+                let name = name.to_string_lossy();
+                let unique = name.split('.').nth(1).unwrap_or("");
+                if let Some(i) = unique.rfind('F')
+                    && unique[..i].contains('P')
+                {
+                    let tag: String = unique[i + 1..]
+                        .bytes()
+                        .take_while(|&b| is_tag_byte(b))
+                        .map(char::from)
+                        .collect();
+                    found.insert(tag);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// One message of a Maildir as a reader found it ([`Maildir::list`]).
@@ -268,7 +532,9 @@ struct Tmp {
 impl Tmp {
     /// A new file in `tmp`, created exclusively (O_EXCL) with mode 0600: a name that is
     /// taken (a clock set back, a pid reused) just means the next counter value.
-    fn create(tmp: &Path) -> io::Result<Tmp> {
+    /// With a `tag` (letters and digits), the unique part ends in `F` and the tag, so the
+    /// file is found again by it ([`Batch`]).
+    fn create_tagged(tmp: &Path, tag: Option<&str>) -> io::Result<Tmp> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         loop {
             let t = SystemTime::now()
@@ -276,10 +542,11 @@ impl Tmp {
                 .map_err(io::Error::other)?;
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let unique = format!(
-                "{}.#{n:x}M{}P{}",
+                "{}.#{n:x}M{}P{}{}",
                 t.as_secs(),
                 t.subsec_nanos(),
-                std::process::id()
+                std::process::id(),
+                tag.map(|t| format!("F{t}")).unwrap_or_default()
             );
             let path = tmp.join(format!("{unique}.{}", *HOSTNAME));
             match OpenOptions::new()
@@ -492,6 +759,34 @@ static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<SyncGroup>>>> =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_shows_nothing_before_its_commit_and_its_tags_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&dir.path().join("Maildir")).unwrap();
+        let count = |sub: &str| fs::read_dir(md.path().join(sub)).unwrap().count();
+        let b = Batch::new();
+        b.tag(Some("0123456789abcdef"));
+        let d = md
+            .deliver_in("", Some(&b), |w| w.write_all(b"one\n"))
+            .unwrap();
+        b.tag(Some("NOT-HEX"));
+        md.deliver_in("", Some(&b), |w| w.write_all(b"two\n"))
+            .unwrap();
+        assert_eq!((count("new"), count("tmp"), b.len()), (0, 2, 2));
+        b.commit().unwrap();
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+        assert_eq!(fs::read(&d.path).unwrap(), b"one\n");
+        let tags = tagged(md.path()).unwrap();
+        assert!(tags.contains("0123456789abcdef"), "{tags:?}");
+        assert_eq!(tags.len(), 1, "an untagged name gave a tag: {tags:?}");
+        // Dropped uncommitted: nothing visible, nothing left in tmp/.
+        let b = Batch::new();
+        md.deliver_in("", Some(&b), |w| w.write_all(b"three\n"))
+            .unwrap();
+        drop(b);
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+    }
 
     #[test]
     fn folder_names_are_checked() {

@@ -19,6 +19,8 @@ mod mdeliver_interop;
 mod mdeliver_rules;
 mod mdeliver_stress;
 mod mdrop;
+mod mfetch;
+mod mfetch_interop;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;

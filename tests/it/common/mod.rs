@@ -6,6 +6,7 @@
 
 pub mod maccess;
 pub mod mreceive;
+pub mod pop3;
 pub mod relay;
 pub mod smtp;
 pub mod tmpfs;
