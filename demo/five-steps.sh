@@ -38,7 +38,7 @@ free_port() {
 }
 wait_port() {
   local i
-  for i in $(seq 100); do
+  for i in $(seq 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.05
   done
@@ -91,7 +91,7 @@ step mcompose "composed $(wc -c < "$dir/message.eml") bytes" "-> stdout"
   --user alice --password-command 'printf alice-secret' -t < "$dir/message.eml"
 step msubmit "submitted over STARTTLS as alice" "-> mreceive :$submit_port"
 queued=$(find "$dir/queue" -type f -path '*/new/*' 2>/dev/null | wc -l)
-step mreceive "accepted for a remote domain, queued ($queued entry)" "-> $dir/queue"
+step mreceive "accepted for a remote domain, queued ($queued entry)" "-> queue/new"
 
 # 3. Relay: the route says where example.net's mail goes (no DNS needed on a demo host).
 printf 'route example.net 127.0.0.1:%s\n' "$mx_port" > "$dir/relay.conf"
@@ -105,6 +105,7 @@ for i in $(seq 50); do [ -n "$(ls -A "$box/new" 2>/dev/null)" ] && break; sleep 
 step mreceive "delivered into bob's Maildir" "-> ${box#"$dir"/}/new"
 
 # 5. Access: bob's reader fetches it over POP3 with TLS, then it is gone from the server.
+mkdir -p "$dir/reader"
 "$bin/mfetch" --pop3 "localhost:$pop_port" --tls implicit --ca-file "$dir/cert.pem" \
   --user bob --password-command 'printf bob-secret' --maildir "$dir/reader/Maildir"
 got=$(find "$dir/reader/Maildir/new" "$dir/reader/Maildir/cur" -type f | head -1)
