@@ -154,6 +154,13 @@ pub const KEYS: &[Key] = &[
         "a PEM client certificate (with its chain) sent to the server, with tls_key_file"),
     key("tls_key_file", Group::Send,
         "the PEM private key of tls_cert_file"),
+    key("dkim", Group::Send,
+        "DOMAIN SELECTOR KEYFILE: sign mail whose From: is at DOMAIN with the PEM key \
+         (RSA or Ed25519) published at SELECTOR._domainkey.DOMAIN; one a line (msubmit: \
+         per account; mrelay: mail it sends by MX)"),
+    key("dkim_headers", Group::Send,
+        "the header fields DKIM signs, separated by colons [From twice, Reply-To, Subject, \
+         Date, To, Cc, Message-ID, In-Reply-To, References and the MIME fields]"),
     key("logfile", Group::Log,
         "append one key=value line per message to this file"),
     key("syslog", Group::Log,

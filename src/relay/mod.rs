@@ -24,6 +24,7 @@
 
 pub mod account;
 pub mod bounce;
+pub mod dkim;
 pub mod local;
 pub mod policy;
 pub mod remote;
@@ -88,6 +89,12 @@ pub struct Settings {
     /// Where MTA-STS policies are fetched from and cached ([`sts`]); the tool sets the
     /// cache in the queue directory.
     pub sts: sts::Settings,
+    /// `dkim` lines (value, origin) and `dkim_headers`: read by [`Settings::load_dkim`] when
+    /// the tool is about to send, not before (a user's mrelay that only hands mail to mdrop
+    /// need not read the service's key).
+    pub dkim_specs: (Vec<(String, String)>, Vec<String>),
+    /// DKIM signers, one per signing domain ([`dkim`]).
+    pub dkim: Vec<std::sync::Arc<crate::message::dkim::Signer>>,
 }
 
 impl Settings {
@@ -156,7 +163,27 @@ impl Settings {
             tls_trust_file: key("relay_tls_trust_file")
                 .map(|v| crate::config::expand_tilde(v.text.trim())),
             sts: sts::Settings::default(),
+            dkim_specs: (
+                (cfg.all("dkim").iter())
+                    .map(|v| (v.text.clone(), v.origin.clone()))
+                    .collect(),
+                key("dkim_headers")
+                    .map(|v| crate::message::dkim::parse_headers(&v.text))
+                    .unwrap_or_default(),
+            ),
+            dkim: Vec::new(),
         })
+    }
+
+    /// Read the DKIM keys of `dkim_specs` (a bad line or key is a configuration error).
+    pub fn load_dkim(&mut self) -> Result<()> {
+        let (specs, headers) = &self.dkim_specs;
+        let specs = specs.iter().map(|(t, o)| (t.as_str(), o.as_str()));
+        self.dkim = crate::message::dkim::load_all(specs, headers)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        Ok(())
     }
 
     /// This host's name: EHLO, Reporting-MTA, the postmaster's domain.
@@ -405,13 +432,29 @@ impl<'a> Relay<'a> {
             groups.entry(group).or_default().push(k);
         }
         let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        let signed = match groups.keys().any(|g| matches!(g, Group::Smtp(_))) {
+            true => dkim::field(&self.settings.dkim, job).unwrap_or_else(|why| {
+                (self.warn)(&format!("{}: sent unsigned: {why}", job.id()));
+                None
+            }),
+            false => None,
+        };
         for (group, ks) in groups {
             let idx: Vec<usize> = ks.iter().map(|&k| rcpts[k]).collect();
             let results = match &group {
-                Group::Smtp(dest) => {
-                    let content = &mut account::Queued(job);
-                    self.remote.send(&self.settings, dest, env, &idx, content)
-                }
+                Group::Smtp(dest) => match &signed {
+                    Some(field) => {
+                        let content = &mut dkim::Signed {
+                            field,
+                            inner: account::Queued(job),
+                        };
+                        self.remote.send(&self.settings, dest, env, &idx, content)
+                    }
+                    None => {
+                        let content = &mut account::Queued(job);
+                        self.remote.send(&self.settings, dest, env, &idx, content)
+                    }
+                },
                 Group::Local(l) => match Buffer::read_from(&mut job.message(), None) {
                     Ok(mut msg) => local::send(l, env, &idx, &mut msg),
                     Err(e) => vec![Outcome::deferred(&e.to_string(), "4.3.0", "local"); idx.len()],

@@ -25,7 +25,7 @@ use crate::run;
 use crate::smtp::client::{Direction, Trace};
 use crate::store::queue::{self, Queue, Route, Schedule, maildrop};
 use clap::{ArgAction, CommandFactory, Parser};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -122,6 +122,17 @@ pub struct Args {
     #[arg(long, value_name = "DOMAIN", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush"])]
     pub check: Option<String>,
 
+    /// Sign mail from DOMAIN with the PEM key in KEYFILE, published at
+    /// SELECTOR._domainkey.DOMAIN (DKIM, RFC 6376; repeatable; added to the configuration's
+    /// dkim lines)
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
+    pub dkim: Vec<String>,
+
+    /// Print the DNS TXT record that publishes KEYFILE's public key for DOMAIN, first
+    /// creating an Ed25519 key there when the file does not exist; nothing is sent
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
+    pub dkim_keygen: Option<String>,
+
     /// The queue directory [default: queue_dir in the configuration, else
     /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
     #[arg(long, value_name = "DIR")]
@@ -195,6 +206,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(domain) = &args.check {
         return check::run(&settings, domain);
     }
+    if let Some(spec) = &args.dkim_keygen {
+        return dkim_keygen(spec);
+    }
     let syslog = match (&args.syslog_socket, args.syslog) {
         (Some(path), _) => Some(path.clone()),
         (None, true) => Some(crate::log::SYSLOG_SOCKET.into()),
@@ -216,6 +230,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(id) = &args.delete {
         return q.delete(id);
+    }
+    if args.daemon || args.queue_run || args.flush.is_some() {
+        settings.load_dkim()?;
     }
     if args.daemon {
         return daemon::run(&q, settings, &logger);
@@ -269,7 +286,22 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
         s.delay_warning = Some(d).filter(|d| !d.is_zero());
     }
     s.trace = trace(args.verbose);
+    s.dkim_specs
+        .0
+        .extend(args.dkim.iter().map(|d| (d.clone(), "--dkim".to_string())));
     Ok(s)
+}
+
+/// `--dkim-keygen`: the key made if missing, its record printed.
+fn dkim_keygen(spec: &str) -> Result<()> {
+    let (_, _, file) = crate::message::dkim::parse_spec(spec)
+        .map_err(|why| Error::new(Code::Usage, "--dkim-keygen", why))?;
+    if !file.exists() {
+        crate::message::dkim::keygen(&file)?;
+    }
+    let signer = crate::message::dkim::Signer::load(spec, &[], "--dkim-keygen")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", signer.record()).map_err(|e| Error::io(Code::IoErr, "stdout", e))
 }
 
 /// The queue directory: the flag, the configuration's `queue_dir`, else the system queue
@@ -420,6 +452,11 @@ fn submit(
             run::warn(format_args!("dropped into {}", drop_dir.display()));
         }
         return Ok(());
+    }
+    let mut settings = settings;
+    if !args.queue_only {
+        // Before the message is queued: a key that cannot be read is the caller's to fix now.
+        settings.load_dkim()?;
     }
     let q = Queue::open(dir)?;
     let id = q.store(&queued, |w| msg.copy_to(w))?;
