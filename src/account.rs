@@ -431,6 +431,8 @@ impl Account {
                     .map_err(|_| format!("not an IP address: {a:?}"))
             })?,
             proxy: proxy(k)?,
+            dkim: value(k, "dkim").filter(|v| !v.text.is_empty()).cloned(),
+            dkim_headers: set(k, "dkim_headers").map(str::to_string),
         })
     }
 
@@ -532,6 +534,11 @@ pub struct Send {
     pub source_ip: Option<std::net::IpAddr>,
     /// `proxy_host` and the other `proxy_` keys.
     pub proxy: Option<Proxy>,
+    /// `dkim` (DOMAIN SELECTOR KEYFILE, with its origin) and `dkim_headers`: the key is read
+    /// by `message::dkim` when a message is signed; an empty value unsets an inherited one.
+    pub dkim: Option<crate::config::Value>,
+    /// `dkim_headers`.
+    pub dkim_headers: Option<String>,
 }
 
 /// A SOCKS5 proxy (RFC 1928), msmtp's `proxy_host` and `proxy_port`.

@@ -19,6 +19,7 @@ complete -c msubmit -l fingerprint -d 'Accept only the server certificate with t
 complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r
 complete -c msubmit -l tls-cert-file -d 'Present this client certificate (PEM, with its chain) when the server asks for one' -r -F
 complete -c msubmit -l tls-key-file -d 'The private key of the client certificate (PEM)' -r -F
+complete -c msubmit -l dkim -d 'Sign the message with DKIM when its From: is at DOMAIN, with the PEM key in KEYFILE published at SELECTOR._domainkey.DOMAIN (instead of the account\'s dkim)' -r
 complete -c msubmit -l aliases -d 'Replace recipients without a domain by the addresses this aliases file gives them (msmtp\'s format; empty: none)' -r -F
 complete -c msubmit -l source-ip -d 'Connect from this local address (empty: the system\'s choice)' -r
 complete -c msubmit -l proxy-host -d 'Connect through this SOCKS5 proxy, which resolves the server\'s name (empty: directly)' -r

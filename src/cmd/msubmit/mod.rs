@@ -140,6 +140,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Sign the message with DKIM when its From: is at DOMAIN, with the PEM key in KEYFILE
+    /// published at SELECTOR._domainkey.DOMAIN (instead of the account's dkim)
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
+    pub dkim: Option<String>,
+
     /// Replace recipients without a domain by the addresses this aliases file gives them
     /// (msmtp's format; empty: none)
     #[arg(long, value_name = "FILE")]
@@ -365,6 +370,7 @@ fn send_message(
         .iter()
         .any(|f| f.is("Resent-To") || f.is("Resent-Cc") || f.is("Resent-Bcc"));
     let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
+    sign(args, &acct, &mut prepared)?;
     let mut rcpts: Vec<String> = Vec::new();
     let given = args
         .recipients
@@ -442,6 +448,23 @@ fn send_message(
             Err(f.chosen.error)
         }
     }
+}
+
+/// DKIM (RFC 6376): the account's `dkim`, or `--dkim`, signs a message whose From: is at
+/// its domain; a key that cannot be read stops the message (78) rather than send it
+/// unsigned.
+fn sign(args: &Args, acct: &Account, prepared: &mut message::Prepared<'_>) -> Result<()> {
+    let send = acct.send()?;
+    let (spec, origin) = match (&args.dkim, &send.dkim) {
+        (Some(d), _) => (d.clone(), "--dkim".to_string()),
+        (None, Some(v)) => (v.text.clone(), v.origin.clone()),
+        (None, None) => return Ok(()),
+    };
+    let headers = (send.dkim_headers.as_deref())
+        .map(crate::message::dkim::parse_headers)
+        .unwrap_or_default();
+    let signer = crate::message::dkim::Signer::load(&spec, &headers, &origin)?;
+    prepared.sign(&signer)
 }
 
 /// The queue directory, found only when needed.
