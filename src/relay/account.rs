@@ -519,7 +519,7 @@ impl<'a> Flush<'a> {
         let server = self.server.as_ref()?;
         let n = job.rcpts().len();
         let all = |verdict, why: &str| Some(vec![Attempt::new(verdict, why); n]);
-        if job.queued().requiretls {
+        if job.queued().envelope.requiretls {
             // RFC 8689 §4.2.1: a message that cannot be sent as REQUIRETLS asks is not sent.
             let e = Error::new(
                 Code::Unavailable,

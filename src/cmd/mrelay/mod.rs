@@ -438,7 +438,6 @@ fn submit(
         route: Route::Mx,
         envelope: env,
         queued: queue::now(),
-        requiretls: false,
     };
     // The system queue, which this user may not write: through mdrop into the maildrop,
     // for the service's next queue run (its daemon picks it up at once).

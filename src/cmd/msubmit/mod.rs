@@ -519,7 +519,6 @@ fn queue_envelope(
         route: route::record(args, acct.name.clone()),
         envelope,
         queued: queue::now(),
-        requiretls: false,
     })
 }
 
