@@ -61,6 +61,9 @@ struct Open {
     /// The server's name for Remote-MTA.
     host: String,
     used: Instant,
+    /// Its TLS was authenticated (DANE, or a certificate verified for its name): what a
+    /// REQUIRETLS message needs (RFC 8689 §4.2.1).
+    verified: bool,
 }
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
@@ -196,11 +199,20 @@ impl Remote {
         content: &mut dyn Content,
     ) -> Vec<Outcome> {
         let n = env.rcpts.len();
-        let open = match self.session(s, dest) {
+        let open = match self.session(s, dest, env.requiretls) {
             Ok(o) => o,
             Err(o) => return vec![o; n],
         };
         let caps = open.session.capabilities();
+        // RFC 8689 §4.2.1: only to a server that offers REQUIRETLS, over verified TLS (the
+        // session was opened so); else the message is returned, 5.7.30 (RFC 8689 §5).
+        if env.requiretls && !(caps.requiretls && open.verified) {
+            let why = format!(
+                "{} does not support REQUIRETLS, which the sender asked for (RFC 8689)",
+                open.host
+            );
+            return vec![Outcome::failed(&why, "5.7.30", &open.relay, Some(&open.host)); n];
+        }
         // RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be sent.
         if env.smtputf8 && !caps.smtputf8 {
             let why = format!(
@@ -270,9 +282,16 @@ impl Remote {
 
     /// The open connection to `dest`, or a new one; or the outcome for its recipients
     /// when no host can be reached.
-    fn session(&mut self, s: &Settings, dest: &Dest) -> std::result::Result<&mut Open, Outcome> {
+    /// With `requiretls`, only over authenticated TLS: each host at least `verify` unless
+    /// DANE authenticates it (RFC 8689 §4.2.1: DANE, MTA-STS or a verified certificate).
+    fn session(
+        &mut self,
+        s: &Settings,
+        dest: &Dest,
+        requiretls: bool,
+    ) -> std::result::Result<&mut Open, Outcome> {
         if let Some(i) = self.open.iter().position(|o| o.dest == *dest) {
-            if self.open[i].session.is_reusable() {
+            if self.open[i].session.is_reusable() && (self.open[i].verified || !requiretls) {
                 let o = self.open.remove(i);
                 self.open.push(o);
                 return Ok(self.open.last_mut().expect("just pushed"));
@@ -294,6 +313,11 @@ impl Remote {
                     }
                 }
             }
+            if requiretls && options.trust.dane.is_none() {
+                options.tls.level = options.tls.level.max(crate::net::tls::Level::Verify);
+            }
+            let verified =
+                options.tls.level == crate::net::tls::Level::Verify || options.trust.dane.is_some();
             for addr in addrs {
                 if let Some(why) = self.dead.check(addr) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
@@ -311,6 +335,7 @@ impl Remote {
                             relay: format!("{name}[{}]:{}", addr.ip(), addr.port()),
                             host: name.clone(),
                             used: Instant::now(),
+                            verified,
                         });
                         return Ok(self.open.last_mut().expect("just pushed"));
                     }
@@ -339,7 +364,10 @@ impl Remote {
     fn plan(&mut self, s: &Settings, dest: &Dest) -> std::result::Result<Plan, Outcome> {
         let mut options = Options {
             tls: crate::net::tls::Mode::MAY,
-            trust: Default::default(),
+            trust: crate::net::tls::TlsOptions {
+                ca_file: s.tls_trust_file.clone(),
+                ..Default::default()
+            },
             helo: s.hostname().to_string(),
             auth: None,
             timeouts: s.timeouts,

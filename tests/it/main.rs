@@ -34,3 +34,4 @@ mod msubmit_route;
 mod msubmit_tls;
 mod pipeline;
 mod private_files;
+mod requiretls;
