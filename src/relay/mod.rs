@@ -432,6 +432,7 @@ impl<'a> Relay<'a> {
             groups.entry(group).or_default().push(k);
         }
         let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        let relax = !env.requiretls && tls_optional(job);
         let signed = match groups.keys().any(|g| matches!(g, Group::Smtp(_))) {
             true => dkim::field(&self.settings.dkim, job).unwrap_or_else(|why| {
                 (self.warn)(&format!("{}: sent unsigned: {why}", job.id()));
@@ -448,11 +449,13 @@ impl<'a> Relay<'a> {
                             field,
                             inner: account::Queued(job),
                         };
-                        self.remote.send(&self.settings, dest, env, &idx, content)
+                        self.remote
+                            .send(&self.settings, dest, env, &idx, relax, content)
                     }
                     None => {
                         let content = &mut account::Queued(job);
-                        self.remote.send(&self.settings, dest, env, &idx, content)
+                        self.remote
+                            .send(&self.settings, dest, env, &idx, relax, content)
                     }
                 },
                 Group::Local(l) => match Buffer::read_from(&mut job.message(), None) {
@@ -638,4 +641,24 @@ pub fn dest_key(s: &Settings, e: &Entry) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// `TLS-Required: No` (RFC 8689 §5) in the message's header: the sender prefers delivery to
+/// the recipient domain's TLS policy, so DANE and MTA-STS are not applied (a `relay_tls`
+/// level the administrator fixed still is). Ignored with REQUIRETLS (the caller checks).
+fn tls_optional(job: &Job<'_>) -> bool {
+    use std::io::Read;
+    // The header block is all that is read: at most 64 KiB of it.
+    let mut head = Vec::new();
+    if job
+        .message()
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return false;
+    }
+    let block = crate::message::header::block(&head);
+    crate::message::header::first(block, "TLS-Required")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("no"))
 }

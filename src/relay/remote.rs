@@ -64,6 +64,9 @@ struct Open {
     /// Its TLS was authenticated (DANE, or a certificate verified for its name): what a
     /// REQUIRETLS message needs (RFC 8689 §4.2.1).
     verified: bool,
+    /// Opened without DANE and MTA-STS, for a `TLS-Required: No` message: never reused for
+    /// another.
+    relaxed: bool,
 }
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
@@ -164,13 +167,15 @@ impl Remote {
     }
 
     /// Send one message to the recipients `rcpts` (indexes into `env`, all for `dest`); one
-    /// outcome per recipient of `rcpts`, in order.
+    /// outcome per recipient of `rcpts`, in order. `relax`: the message says `TLS-Required:
+    /// No` (RFC 8689 §5), so DANE and MTA-STS are not applied to it.
     pub fn send(
         &mut self,
         s: &Settings,
         dest: &Dest,
         env: &Envelope,
         rcpts: &[usize],
+        relax: bool,
         content: &mut dyn Content,
     ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
@@ -180,7 +185,7 @@ impl Remote {
         {
             let mut group = env.only(|i, _| chunk.iter().any(|&k| rcpts[k] == i));
             group.smtputf8 = group.needs_smtputf8();
-            let results = self.transaction(s, dest, &group, content);
+            let results = self.transaction(s, dest, &group, relax, content);
             for (&k, o) in chunk.iter().zip(results) {
                 out[k] = Some(o);
             }
@@ -196,10 +201,11 @@ impl Remote {
         s: &Settings,
         dest: &Dest,
         env: &Envelope,
+        relax: bool,
         content: &mut dyn Content,
     ) -> Vec<Outcome> {
         let n = env.rcpts.len();
-        let open = match self.session(s, dest, env.requiretls) {
+        let open = match self.session(s, dest, env.requiretls, relax) {
             Ok(o) => o,
             Err(o) => return vec![o; n],
         };
@@ -289,9 +295,15 @@ impl Remote {
         s: &Settings,
         dest: &Dest,
         requiretls: bool,
+        relax: bool,
     ) -> std::result::Result<&mut Open, Outcome> {
+        // Only the automatic policy is relaxed: a level the administrator fixed stays.
+        let relax = relax
+            && matches!(dest, Dest::Mx(d)
+                if matches!(s.routes.policy_for(d), super::routes::TlsPolicy::Auto));
         if let Some(i) = self.open.iter().position(|o| o.dest == *dest) {
-            if self.open[i].session.is_reusable() && (self.open[i].verified || !requiretls) {
+            let o = &mut self.open[i];
+            if o.session.is_reusable() && (o.verified || !requiretls) && (!o.relaxed || relax) {
                 let o = self.open.remove(i);
                 self.open.push(o);
                 return Ok(self.open.last_mut().expect("just pushed"));
@@ -304,7 +316,10 @@ impl Remote {
         let mut ruled_out = None;
         for (name, addrs) in &plan.hosts {
             let mut options = plan.options.clone();
-            if let Some(h) = plan.tls.as_ref().and_then(|p| p.host(name)) {
+            if let Some(h) = (plan.tls.as_ref())
+                .filter(|_| !relax)
+                .and_then(|p| p.host(name))
+            {
                 match &h.tls {
                     Ok((mode, trust)) => (options.tls, options.trust) = (*mode, trust.clone()),
                     Err(why) => {
@@ -336,6 +351,7 @@ impl Remote {
                             host: name.clone(),
                             used: Instant::now(),
                             verified,
+                            relaxed: relax,
                         });
                         return Ok(self.open.last_mut().expect("just pushed"));
                     }

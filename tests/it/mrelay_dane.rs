@@ -226,6 +226,28 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
     assert!(deferred(&log) && log.contains("TLSA"), "{log}");
     assert!(bad.delivered().is_empty());
 
+    // TLS-Required: No (RFC 8689 §5): the sender relaxes DANE for this message only; the
+    // waiting one stays waiting (its own header does not say so).
+    let relaxed = b"TLS-Required: No\r\nSubject: dane\r\n\r\nrelaxed\r\n";
+    let log = r.ok(
+        &[
+            "--dns-server",
+            &w.resolver,
+            "--mx-port",
+            &port.to_string(),
+            "--allow-private-targets",
+            "-f",
+            "a@relay.test",
+            "bob@badtlsa.test",
+        ],
+        relaxed,
+    );
+    let sent = log.lines().filter(|l| l.contains("status=sent")).count();
+    assert_eq!(sent, 1, "{log}");
+    let got = bad.delivered();
+    assert_eq!(got.len(), 1, "{log}");
+    assert!(String::from_utf8_lossy(&got[0]).contains("relaxed"));
+
     let (rc, out) = w.check(&r, "secure.test");
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("dnssec: MX set secure"), "{out}");
@@ -239,7 +261,7 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
     let r = w.relay("relay_tls badtlsa.test may\n");
     let log = w.send(&r, port, "bob@badtlsa.test");
     assert!(log.contains("status=sent"), "{log}");
-    assert_eq!(bad.delivered().len(), 1);
+    assert_eq!(bad.delivered().len(), 2);
 }
 
 #[test]
