@@ -30,6 +30,7 @@ pub mod policy;
 pub mod remote;
 pub mod routes;
 pub mod sts;
+pub mod tlsrpt;
 
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -93,6 +94,8 @@ pub struct Settings {
     /// the tool is about to send, not before (a user's mrelay that only hands mail to mdrop
     /// need not read the service's key).
     pub dkim_specs: (Vec<(String, String)>, Vec<String>),
+    /// Where TLS-RPT results are recorded ([`tlsrpt`]; the tool sets `QUEUE/tls-rpt`).
+    pub tlsrpt: Option<std::path::PathBuf>,
     /// DKIM signers, one per signing domain ([`dkim`]).
     pub dkim: Vec<std::sync::Arc<crate::message::dkim::Signer>>,
 }
@@ -172,6 +175,7 @@ impl Settings {
                     .unwrap_or_default(),
             ),
             dkim: Vec::new(),
+            tlsrpt: None,
         })
     }
 

@@ -316,6 +316,17 @@ impl Remote {
         let mut ruled_out = None;
         for (name, addrs) in &plan.hosts {
             let mut options = plan.options.clone();
+            // TLS-RPT (RFC 8460): the MX route's sessions, by the policy this host is held to.
+            let policy = match dest {
+                Dest::Mx(domain) => Some((
+                    domain.as_str(),
+                    (plan.tls.as_ref())
+                        .filter(|_| !relax)
+                        .and_then(|p| p.host(name))
+                        .map_or("no-policy-found", |h| super::tlsrpt::policy_type(&h.by)),
+                )),
+                _ => None,
+            };
             if let Some(h) = (plan.tls.as_ref())
                 .filter(|_| !relax)
                 .and_then(|p| p.host(name))
@@ -338,7 +349,20 @@ impl Remote {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
-                match Session::connect(&[*addr], name, &options) {
+                let connected = Session::connect(&[*addr], name, &options);
+                if let (Some((domain, policy)), Some(dir)) = (policy, &s.tlsrpt) {
+                    let result = match &connected {
+                        Ok(_) => Some("success"),
+                        Err(e) => super::tlsrpt::result_type(&e.to_string()),
+                    };
+                    if let Some(result) = result {
+                        let now = crate::store::queue::now();
+                        let ip = addr.ip().to_string();
+                        // Statistics: a line that cannot be written costs a count, not mail.
+                        let _ = super::tlsrpt::record(dir, now, domain, policy, result, name, &ip);
+                    }
+                }
+                match connected {
                     Ok(session) => {
                         self.dead.found(addr, None);
                         if self.open.len() >= KEEP {

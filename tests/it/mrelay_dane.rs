@@ -248,6 +248,36 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
     assert_eq!(got.len(), 1, "{log}");
     assert!(String::from_utf8_lossy(&got[0]).contains("relaxed"));
 
+    // TLS-RPT (RFC 8460): the day's sessions, per policy domain, as its JSON report.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8(today.stdout).unwrap();
+    let out = r.run(&["--tls-report", today.trim()], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secure = text
+        .lines()
+        .find(|l| l.contains(r#""policy-domain":"secure.test""#));
+    let secure = secure.unwrap_or_else(|| panic!("no report for secure.test: {text}"));
+    assert!(secure.contains(r#""policy-type":"tlsa""#), "{secure}");
+    assert!(
+        secure.contains(r#""total-successful-session-count":1"#),
+        "{secure}"
+    );
+    let report = text.lines().find(|l| l.contains("badtlsa.test")).unwrap();
+    assert!(
+        report.contains(r#""result-type":"validation-failure""#),
+        "{report}"
+    );
+    assert!(report.contains(r#""failed-session-count":1"#), "{report}");
+    // The relaxed message was held to no policy: a success of its own kind.
+    assert!(
+        report.contains(r#""policy-type":"no-policy-found""#),
+        "{report}"
+    );
+
     let (rc, out) = w.check(&r, "secure.test");
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("dnssec: MX set secure"), "{out}");

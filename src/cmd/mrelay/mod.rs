@@ -133,6 +133,11 @@ pub struct Args {
     #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
     pub dkim_keygen: Option<String>,
 
+    /// Write the TLS-RPT reports (RFC 8460 JSON, one line per recipient domain) of DATE
+    /// (YYYY-MM-DD, UTC) [default: yesterday]; nothing is sent
+    #[arg(long, value_name = "DATE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
+    pub tls_report: Option<String>,
+
     /// The queue directory [default: queue_dir in the configuration, else
     /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
     #[arg(long, value_name = "DIR")]
@@ -203,6 +208,11 @@ pub fn run(args: Args) -> Result<()> {
     let dir = queue_dir(&args, &cfg)?;
     // RFC 8461 §5.1: the MTA-STS policies seen, kept beside the queue so a restart keeps them.
     settings.sts.cache = Some(dir.join("mta-sts"));
+    // RFC 8460: the TLS results of each day, beside the queue.
+    settings.tlsrpt = Some(dir.join("tls-rpt"));
+    if let Some(date) = &args.tls_report {
+        return tls_report(&settings, date);
+    }
     if let Some(domain) = &args.check {
         return check::run(&settings, domain);
     }
@@ -290,6 +300,24 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
         .0
         .extend(args.dkim.iter().map(|d| (d.clone(), "--dkim".to_string())));
     Ok(s)
+}
+
+/// `--tls-report`: the day's reports on stdout, a JSON document a line.
+fn tls_report(settings: &Settings, date: &str) -> Result<()> {
+    let date = match date.is_empty() {
+        true => crate::relay::tlsrpt::day(queue::now().saturating_sub(86400)),
+        false => date.to_string(),
+    };
+    let Some(dir) = &settings.tlsrpt else {
+        return Ok(());
+    };
+    let reports =
+        crate::relay::tlsrpt::reports(dir, &date, settings.hostname(), &settings.postmaster())?;
+    let mut out = std::io::stdout().lock();
+    for (_, json) in reports {
+        writeln!(out, "{json}").map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+    }
+    Ok(())
 }
 
 /// `--dkim-keygen`: the key made if missing, its record printed.
