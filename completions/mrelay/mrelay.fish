@@ -23,6 +23,7 @@ complete -c mrelay -s q -l queue-run -d 'Run the queue once: every entry that is
 complete -c mrelay -l daemon -d 'Run the queue continuously, new entries at once, until SIGTERM'
 complete -c mrelay -l list -d 'List the queue (mailq): each entry, its recipients and what became of them'
 complete -c mrelay -l json -d 'With --list: one JSON array, for scripts'
+complete -c mrelay -l send -d 'With --tls-report: queue each report to the mailto: addresses of its domain\'s _smtp._tls TXT record (RFC 8460 section 3) instead of writing it'
 complete -c mrelay -l allow-private-targets -d 'Allow mail exchangers and address literals in loopback and private ranges (tests, split horizon)'
 complete -c mrelay -l syslog -d 'Log to syslog (facility mail) instead of standard error'
 complete -c mrelay -s v -l verbose -d 'Print the SMTP dialogue on standard error'

@@ -161,9 +161,106 @@ pub fn reports(dir: &Path, date: &str, org: &str, contact: &str) -> Result<Vec<(
     Ok(out)
 }
 
+/// The `mailto:` addresses of a domain's `_smtp._tls` TXT records (RFC 8460 §3:
+/// `v=TLSRPTv1; rua=mailto:...,https://...`); https: endpoints are not used.
+pub fn rua(records: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records {
+        let mut fields = r.split(';').map(str::trim);
+        if fields.next() != Some("v=TLSRPTv1") {
+            continue;
+        }
+        for f in fields {
+            let Some(list) = f.strip_prefix("rua=") else {
+                continue;
+            };
+            for uri in list.split(',').map(str::trim) {
+                if let Some(addr) = uri.strip_prefix("mailto:") {
+                    let addr = addr.split('?').next().unwrap_or("");
+                    if addr.contains('@') && addr.is_ascii() && !addr.contains(['<', '>', ' ']) {
+                        out.push(addr.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The report mail (RFC 8460 §5.3): multipart/report with report-type tlsrpt, the JSON
+/// gzip'd as `application/tlsrpt+gzip`, and `TLS-Required: No` (RFC 8689 §5: a report about
+/// failing TLS must not itself wait for TLS).
+pub fn message(domain: &str, submitter: &str, date: &str, json: &str, to: &[String]) -> Vec<u8> {
+    use base64::Engine;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(json.as_bytes());
+    let gz = gz.finish().unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
+    let boundary = crate::message::mime::boundary();
+    let id = crate::message::stamp::message_id(submitter);
+    let mut m = String::new();
+    m += &format!("From: <postmaster@{submitter}>\n");
+    m += &format!(
+        "To: {}\n",
+        to.iter()
+            .map(|a| format!("<{a}>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    m += &format!(
+        "Subject: Report Domain: {domain} Submitter: {submitter} Report-ID: <{date}.{domain}@{submitter}>\n"
+    );
+    m += &format!("Date: {}\n", crate::message::stamp::date_now());
+    m += &format!("Message-ID: {id}\n");
+    m += &format!("TLS-Report-Domain: {domain}\nTLS-Report-Submitter: {submitter}\n");
+    m += "TLS-Required: No\nMIME-Version: 1.0\n";
+    m += &format!(
+        "Content-Type: multipart/report; report-type=\"tlsrpt\";\n boundary=\"{boundary}\"\n\n"
+    );
+    m += &format!("--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n");
+    m += &format!("The TLS report of {submitter} for {domain}, {date} (RFC 8460).\n\n");
+    m += &format!("--{boundary}\nContent-Type: application/tlsrpt+gzip\n");
+    m += &format!(
+        "Content-Transfer-Encoding: base64\nContent-Disposition: attachment;\n filename=\"{submitter}!{domain}!{date}.json.gz\"\n\n"
+    );
+    for chunk in b64.as_bytes().chunks(76) {
+        m += &String::from_utf8_lossy(chunk);
+        m += "\n";
+    }
+    m += &format!("\n--{boundary}--\n");
+    m.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rua_and_the_report_mail() {
+        let txt = vec![
+            "v=TLSRPTv1; rua=mailto:tls@d.test,https://r.d.test/x, mailto:b@e.test?subject=x"
+                .to_string(),
+            "v=spf1 -all".to_string(),
+        ];
+        assert_eq!(rua(&txt), ["tls@d.test", "b@e.test"]);
+        assert!(rua(&["v=TLSRPTv2; rua=mailto:a@b".into()]).is_empty());
+        let json = r#"{"policies":[]}"#;
+        let m = message("d.test", "relay.test", "2026-12-01", json, &rua(&txt));
+        let text = String::from_utf8(m.clone()).unwrap();
+        assert!(text.contains("TLS-Required: No\n"), "{text}");
+        assert!(text.contains("report-type=\"tlsrpt\""), "{text}");
+        let parsed = mailparse::parse_mail(&m).unwrap();
+        let part = &parsed.subparts[1];
+        assert_eq!(part.ctype.mimetype, "application/tlsrpt+gzip");
+        let gz = part.get_body_raw().unwrap();
+        let mut out = String::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, json);
+    }
 
     #[test]
     fn lines_sum_into_one_report_per_domain() {

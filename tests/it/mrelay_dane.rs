@@ -278,6 +278,28 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
         "{report}"
     );
 
+    // --send: each report queued to its domain's _smtp._tls rua (secure.test has one), then
+    // sent like any mail.
+    let dns = [
+        "--dns-server",
+        w.resolver.as_str(),
+        "--allow-private-targets",
+    ];
+    r.ok(
+        &[&dns[..], &["--tls-report", today.trim(), "--send"]].concat(),
+        b"",
+    );
+    let port_s = port.to_string();
+    let log = r.ok(&[&dns[..], &["--mx-port", &port_s, "-q"]].concat(), b"");
+    let got = good.delivered();
+    let report = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("TLS-Report-Domain: secure.test"));
+    let report = report.unwrap_or_else(|| panic!("no report delivered: {log}\n{}", r.list()));
+    assert!(report.contains("application/tlsrpt+gzip"), "{report}");
+    assert!(report.contains("TLS-Required: No"), "{report}");
+
     let (rc, out) = w.check(&r, "secure.test");
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("dnssec: MX set secure"), "{out}");

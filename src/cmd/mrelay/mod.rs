@@ -138,6 +138,11 @@ pub struct Args {
     #[arg(long, value_name = "DATE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
     pub tls_report: Option<String>,
 
+    /// With --tls-report: queue each report to the mailto: addresses of its domain's
+    /// _smtp._tls TXT record (RFC 8460 section 3) instead of writing it
+    #[arg(long, requires = "tls_report")]
+    pub send: bool,
+
     /// The queue directory [default: queue_dir in the configuration, else
     /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
     #[arg(long, value_name = "DIR")]
@@ -211,7 +216,7 @@ pub fn run(args: Args) -> Result<()> {
     // RFC 8460: the TLS results of each day, beside the queue.
     settings.tlsrpt = Some(dir.join("tls-rpt"));
     if let Some(date) = &args.tls_report {
-        return tls_report(&settings, date);
+        return tls_report(&settings, date, args.send.then_some(dir.as_path()));
     }
     if let Some(domain) = &args.check {
         return check::run(&settings, domain);
@@ -302,8 +307,10 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
     Ok(s)
 }
 
-/// `--tls-report`: the day's reports on stdout, a JSON document a line.
-fn tls_report(settings: &Settings, date: &str) -> Result<()> {
+/// `--tls-report`: the day's reports on stdout, a JSON document a line; with `--send`, into
+/// the queue at `send` for each domain's rua instead (a domain without one is skipped, a
+/// DNS failure named and the others sent).
+fn tls_report(settings: &Settings, date: &str, send: Option<&std::path::Path>) -> Result<()> {
     let date = match date.is_empty() {
         true => crate::relay::tlsrpt::day(queue::now().saturating_sub(86400)),
         false => date.to_string(),
@@ -313,11 +320,44 @@ fn tls_report(settings: &Settings, date: &str) -> Result<()> {
     };
     let reports =
         crate::relay::tlsrpt::reports(dir, &date, settings.hostname(), &settings.postmaster())?;
-    let mut out = std::io::stdout().lock();
-    for (_, json) in reports {
-        writeln!(out, "{json}").map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+    let Some(queue_dir) = send else {
+        let mut out = std::io::stdout().lock();
+        for (_, json) in reports {
+            writeln!(out, "{json}").map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+        }
+        return Ok(());
+    };
+    use crate::net::dns::Lookup;
+    let dns = crate::net::dns::Resolver::new(&settings.dns)?;
+    let q = Queue::open(queue_dir)?;
+    let mut failed = None;
+    for (domain, json) in reports {
+        let rua = match dns.txt(&format!("_smtp._tls.{domain}")) {
+            Ok(t) => crate::relay::tlsrpt::rua(&t),
+            Err(f) => {
+                let e = Error::new(Code::TempFail, format!("_smtp._tls.{domain}"), f.text());
+                run::warn(&e);
+                failed = Some(e);
+                continue;
+            }
+        };
+        if rua.is_empty() {
+            continue;
+        }
+        let host = settings.hostname();
+        let msg = crate::relay::tlsrpt::message(&domain, host, &date, &json, &rua);
+        // The null sender: a report that cannot be delivered is not reported back.
+        let queued = queue::Queued {
+            route: Route::Mx,
+            envelope: Envelope {
+                size: Some(msg.len() as u64),
+                ..Envelope::new("", rua)
+            },
+            queued: queue::now(),
+        };
+        q.store(&queued, |w| w.write_all(&msg))?;
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// `--dkim-keygen`: the key made if missing, its record printed.
