@@ -344,24 +344,55 @@ impl Remote {
             }
             let verified =
                 options.tls.level == crate::net::tls::Level::Verify || options.trust.dane.is_some();
+            let testing = !relax
+                && (plan.tls.as_ref().and_then(|p| p.host(name)))
+                    .is_some_and(|h| h.by.starts_with("mta-sts testing"));
             for addr in addrs {
                 if let Some(why) = self.dead.check(addr) {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
-                let connected = Session::connect(&[*addr], name, &options);
-                if let (Some((domain, policy)), Some(dir)) = (policy, &s.tlsrpt) {
-                    let result = match &connected {
-                        Ok(_) => Some("success"),
-                        Err(e) => super::tlsrpt::result_type(&e.to_string()),
-                    };
-                    if let Some(result) = result {
+                let record = |result: &str| {
+                    if let (Some((domain, policy)), Some(dir)) = (policy, &s.tlsrpt) {
                         let now = crate::store::queue::now();
                         let ip = addr.ip().to_string();
                         // Statistics: a line that cannot be written costs a count, not mail.
                         let _ = super::tlsrpt::record(dir, now, domain, policy, result, name, &ip);
                     }
-                }
+                };
+                let connected = match testing && s.tlsrpt.is_some() {
+                    // RFC 8461 §5 and RFC 8460: a testing policy delivers as without one but
+                    // reports what enforce would have refused, so try as enforce first and
+                    // fall back (a second connection only when that fails for TLS).
+                    true => {
+                        let mut strict = options.clone();
+                        strict.tls.level = crate::net::tls::Level::Verify;
+                        match Session::connect(&[*addr], name, &strict) {
+                            Ok(session) => {
+                                record("success");
+                                Ok(session)
+                            }
+                            Err(e) => match super::tlsrpt::result_type(&e.to_string()) {
+                                Some(result) => {
+                                    record(result);
+                                    Session::connect(&[*addr], name, &options)
+                                }
+                                None => Err(e),
+                            },
+                        }
+                    }
+                    false => {
+                        let connected = Session::connect(&[*addr], name, &options);
+                        let result = match &connected {
+                            Ok(_) => Some("success"),
+                            Err(e) => super::tlsrpt::result_type(&e.to_string()),
+                        };
+                        if let Some(result) = result {
+                            record(result);
+                        }
+                        connected
+                    }
+                };
                 match connected {
                     Ok(session) => {
                         self.dead.found(addr, None);

@@ -436,6 +436,27 @@ fn mta_sts_enforce_testing_changed_id_and_a_cached_policy() {
             .contains("mode: testing")
     );
     assert!(real.delivered().len() > before);
+    // ... and reported (RFC 8460): what enforce would have refused.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let out = r.run(
+        &[
+            "--tls-report",
+            String::from_utf8_lossy(&today.stdout).trim(),
+        ],
+        b"",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let sts = text
+        .lines()
+        .find(|l| l.contains(r#""policy-domain":"sts.test""#))
+        .unwrap();
+    assert!(
+        sts.contains(r#""result-type":"starttls-not-supported""#),
+        "{sts}"
+    );
 
     // The policy server down, an enforce policy cached (under another id, so a fetch is
     // due and fails): the cached policy holds, nothing goes in clear text.
