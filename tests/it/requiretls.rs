@@ -136,3 +136,41 @@ fn requiretls_is_returned_by_a_verified_host_without_it() {
     let mail = std::path::PathBuf::from(peers.env_value("postfix-rtls", "MAIL_BASE").unwrap());
     assert!(messages(&mail.join("bob/Maildir")).is_empty());
 }
+
+#[test]
+fn msubmit_requiretls_needs_verified_tls_and_the_servers_offer() {
+    let t = tempfile::tempdir().unwrap();
+    let msg = b"From: alice@local.test\nTo: bob@remote.test\nSubject: s\n\nsecret\n";
+    // Clear text: refused before MAIL, nothing sent, 69.
+    let fake = Fake::start(Script::default());
+    let mut c = tool(crate::bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &fake.port().to_string()])
+        .args(["--tls", "none", "--timeout", "5", "--requiretls", "-t"]);
+    let out = run(&mut c, msg);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(stderr(&out).contains("REQUIRETLS"), "{}", stderr(&out));
+    assert!(fake.messages().is_empty());
+    assert!(
+        !fake.log_text().contains("MAIL FROM"),
+        "{}",
+        fake.log_text()
+    );
+
+    // Verified STARTTLS to mreceive, which offers it: sent with REQUIRETLS, queued with it.
+    let front = Server::start(&[]);
+    let mut c = tool(crate::bin!("msubmit"), t.path());
+    c.args(["--host", "127.0.0.1", "--port", &front.port.to_string()])
+        .arg("--ca-file")
+        .arg(&front.ca)
+        .args(["--user", "alice", "--password-command", "echo secret"])
+        .args(["--timeout", "10", "--requiretls", "-t"]);
+    let out = run(&mut c, msg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let q = front.dir.path().join("queue");
+    let queued: String = ["new", "cur", "tmp", ""]
+        .iter()
+        .flat_map(|d| files(&q.join(d)))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    assert!(queued.lines().any(|l| l == "requiretls 1"), "{queued}");
+}

@@ -140,6 +140,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// REQUIRETLS (RFC 8689): send only over verified TLS to a server that offers
+    /// REQUIRETLS, and ask every later hop for the same; else fail (69)
+    #[arg(long)]
+    pub requiretls: bool,
+
     /// Sign the message with DKIM when its From: is at DOMAIN, with the PEM key in KEYFILE
     /// published at SELECTOR._domainkey.DOMAIN (instead of the account's dkim)
     #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
@@ -513,6 +518,7 @@ fn queue_envelope(
     }
     envelope.ret = settings::dsn_return(&args.dsn_return, &send)?;
     envelope.envid = args.envid.clone();
+    envelope.requiretls = args.requiretls;
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
@@ -572,9 +578,10 @@ fn send_or_queue(
     }
     let server = settings::server(args, cfg, route_account(queued), trace(args.verbose))?;
     let env = &queued.envelope;
-    let result = upstream
-        .session(&server)
-        .and_then(|session| deliver(session, env, prepared));
+    let result = upstream.session(&server).and_then(|session| {
+        account::requiretls(&server, session, env)?;
+        deliver(session, env, prepared)
+    });
     log::log(&server, env, &result);
     let failure = match result {
         Ok(sent) => match worst(sent.refusals) {
