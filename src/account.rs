@@ -154,6 +154,13 @@ pub const KEYS: &[Key] = &[
         "a PEM client certificate (with its chain) sent to the server, with tls_key_file"),
     key("tls_key_file", Group::Send,
         "the PEM private key of tls_cert_file"),
+    key("dkim", Group::Send,
+        "DOMAIN SELECTOR KEYFILE: sign mail whose From: is at DOMAIN with the PEM key \
+         (RSA or Ed25519) published at SELECTOR._domainkey.DOMAIN; one a line (msubmit: \
+         per account; mrelay: mail it sends by MX)"),
+    key("dkim_headers", Group::Send,
+        "the header fields DKIM signs, separated by colons [From twice, Reply-To, Subject, \
+         Date, To, Cc, Message-ID, In-Reply-To, References and the MIME fields]"),
     key("logfile", Group::Log,
         "append one key=value line per message to this file"),
     key("syslog", Group::Log,
@@ -426,6 +433,8 @@ impl Account {
                     .map_err(|_| format!("not an IP address: {a:?}"))
             })?,
             proxy: proxy(k)?,
+            dkim: value(k, "dkim").filter(|v| !v.text.is_empty()).cloned(),
+            dkim_headers: set(k, "dkim_headers").map(str::to_string),
         })
     }
 
@@ -527,6 +536,11 @@ pub struct Send {
     pub source_ip: Option<std::net::IpAddr>,
     /// `proxy_host` and the other `proxy_` keys.
     pub proxy: Option<Proxy>,
+    /// `dkim` (DOMAIN SELECTOR KEYFILE, with its origin) and `dkim_headers`: the key is read
+    /// by `message::dkim` when a message is signed; an empty value unsets an inherited one.
+    pub dkim: Option<crate::config::Value>,
+    /// `dkim_headers`.
+    pub dkim_headers: Option<String>,
 }
 
 /// A SOCKS5 proxy (RFC 1928), msmtp's `proxy_host` and `proxy_port`.

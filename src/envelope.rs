@@ -51,6 +51,9 @@ pub struct Envelope {
     pub envid: Option<String>,
     /// The message size in octets, when known (SIZE=, RFC 1870).
     pub size: Option<u64>,
+    /// MAIL ... REQUIRETLS (RFC 8689 §4): every hop over verified TLS, or a bounce. Taken by
+    /// the server over TLS only, kept in the queue (`requiretls 1`), sent on by mrelay.
+    pub requiretls: bool,
 }
 
 impl Envelope {

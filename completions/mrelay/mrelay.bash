@@ -23,7 +23,7 @@ _mrelay() {
 
     case "${cmd}" in
         mrelay)
-            opts="-f -N -R -V -i -q -C -v -h --queue-only --queue-run --daemon --list --json --flush --delete --hold --release --check --queue-dir --config --hostname --dns-server --mx-port --delay-warning --allow-private-targets --syslog --syslog-socket --verbose --version --help"
+            opts="-f -N -R -V -i -q -C -v -h --queue-only --queue-run --daemon --list --json --flush --delete --hold --release --check --dkim --dkim-keygen --tls-report --send --queue-dir --config --hostname --dns-server --mx-port --delay-warning --allow-private-targets --syslog --syslog-socket --verbose --version --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,6 +62,18 @@ _mrelay() {
                     return 0
                     ;;
                 --check)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dkim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dkim-keygen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-report)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

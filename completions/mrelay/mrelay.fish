@@ -7,6 +7,9 @@ complete -c mrelay -l delete -d 'Delete entry ID from the queue, for good (no re
 complete -c mrelay -l hold -d 'Put entry ID on hold: it is never tried until released' -r
 complete -c mrelay -l release -d 'Release entry ID from hold' -r
 complete -c mrelay -l check -d 'Print what would happen to mail for DOMAIN: its MX hosts, DNSSEC status, TLSA records, MTA-STS policy and the TLS each host requires; nothing is sent' -r
+complete -c mrelay -l dkim -d 'Sign mail from DOMAIN with the PEM key in KEYFILE, published at SELECTOR._domainkey.DOMAIN (DKIM, RFC 6376; repeatable; added to the configuration\'s dkim lines)' -r
+complete -c mrelay -l dkim-keygen -d 'Print the DNS TXT record that publishes KEYFILE\'s public key for DOMAIN, first creating an Ed25519 key there when the file does not exist; nothing is sent' -r
+complete -c mrelay -l tls-report -d 'Write the TLS-RPT reports (RFC 8460 JSON, one line per recipient domain) of DATE (YYYY-MM-DD, UTC) [default: yesterday]; nothing is sent' -r
 complete -c mrelay -l queue-dir -d 'The queue directory [default: queue_dir in the configuration, else /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]' -r -F
 complete -c mrelay -s C -l config -d 'Read configuration from FILE only [default: /etc/mailpipe/config, then ~/.config/mailpipe/config]' -r -F
 complete -c mrelay -l hostname -d 'This host\'s name, for EHLO, reports and the MX loop check (repeatable: the others are more names of this host) [default: relay_hostname, else this host\'s FQDN]' -r
@@ -20,6 +23,7 @@ complete -c mrelay -s q -l queue-run -d 'Run the queue once: every entry that is
 complete -c mrelay -l daemon -d 'Run the queue continuously, new entries at once, until SIGTERM'
 complete -c mrelay -l list -d 'List the queue (mailq): each entry, its recipients and what became of them'
 complete -c mrelay -l json -d 'With --list: one JSON array, for scripts'
+complete -c mrelay -l send -d 'With --tls-report: queue each report to the mailto: addresses of its domain\'s _smtp._tls TXT record (RFC 8460 section 3) instead of writing it'
 complete -c mrelay -l allow-private-targets -d 'Allow mail exchangers and address literals in loopback and private ranges (tests, split horizon)'
 complete -c mrelay -l syslog -d 'Log to syslog (facility mail) instead of standard error'
 complete -c mrelay -s v -l verbose -d 'Print the SMTP dialogue on standard error'

@@ -23,7 +23,7 @@ _msubmit() {
 
     case "${cmd}" in
         msubmit)
-            opts="-t -i -f -F -v -N -R -V -a -C -P -S -h --verbose --account --config --host --port --tls --ca-file --fingerprint --tls-server-name --tls-cert-file --tls-key-file --aliases --source-ip --proxy-host --proxy-port --user --password-command --auth --helo --timeout --log --syslog --queue --queue-on-failure --flush --list --queue-dir --smtp-stdio --pretend --serverinfo --version --refused --newaliases --help"
+            opts="-t -i -f -F -v -N -R -V -a -C -P -S -h --verbose --account --config --host --port --tls --ca-file --fingerprint --tls-server-name --tls-cert-file --tls-key-file --requiretls --dkim --aliases --source-ip --proxy-host --proxy-port --user --password-command --auth --helo --timeout --log --syslog --queue --queue-on-failure --flush --list --queue-dir --smtp-stdio --pretend --serverinfo --version --refused --newaliases --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,10 @@ _msubmit() {
                     return 0
                     ;;
                 --tls-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dkim)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

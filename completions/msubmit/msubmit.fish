@@ -19,6 +19,7 @@ complete -c msubmit -l fingerprint -d 'Accept only the server certificate with t
 complete -c msubmit -l tls-server-name -d 'Verify the certificate for this name instead of HOST' -r
 complete -c msubmit -l tls-cert-file -d 'Present this client certificate (PEM, with its chain) when the server asks for one' -r -F
 complete -c msubmit -l tls-key-file -d 'The private key of the client certificate (PEM)' -r -F
+complete -c msubmit -l dkim -d 'Sign the message with DKIM when its From: is at DOMAIN, with the PEM key in KEYFILE published at SELECTOR._domainkey.DOMAIN (instead of the account\'s dkim)' -r
 complete -c msubmit -l aliases -d 'Replace recipients without a domain by the addresses this aliases file gives them (msmtp\'s format; empty: none)' -r -F
 complete -c msubmit -l source-ip -d 'Connect from this local address (empty: the system\'s choice)' -r
 complete -c msubmit -l proxy-host -d 'Connect through this SOCKS5 proxy, which resolves the server\'s name (empty: directly)' -r
@@ -34,6 +35,7 @@ complete -c msubmit -l refused -d 'A sendmail option we do not support (set by t
 complete -c msubmit -s t -d 'Also send to the To, Cc and Bcc addresses of the header (the Resent-To, Resent-Cc and Resent-Bcc ones when any is present); added to the RECIPIENT arguments'
 complete -c msubmit -s i -d 'Accepted and ignored (also -oi), for sendmail\'s callers: the message always ends at the end of input, never at a line holding a single dot'
 complete -c msubmit -s v -l verbose -d 'Print the SMTP dialogue on standard error (passwords masked)'
+complete -c msubmit -l requiretls -d 'REQUIRETLS (RFC 8689): send only over verified TLS to a server that offers REQUIRETLS, and ask every later hop for the same; else fail (69)'
 complete -c msubmit -l syslog -d 'Also send the log line to syslog (facility mail)'
 complete -c msubmit -l queue -d 'Store the message in the queue instead of sending it (also -odq)'
 complete -c msubmit -l queue-on-failure -d 'When sending fails temporarily (server unreachable, 4xx), queue the message instead and exit 0'

@@ -531,6 +531,8 @@ fn write_with(
         ret: None,
         envid: None,
         size: Some(w.n),
+        // RFC 8689 §5: a report about a REQUIRETLS message is not itself sent REQUIRETLS.
+        requiretls: false,
     };
     Ok(Written {
         envelope,

@@ -15,6 +15,7 @@
 pub mod address;
 pub mod buffer;
 pub mod compose;
+pub mod dkim;
 pub mod downgrade;
 pub mod dsn;
 pub mod fold;

@@ -373,6 +373,28 @@ pub fn connect(server: &Server) -> Result<Session> {
     }
 }
 
+/// RFC 8689 §4.2.1: a REQUIRETLS message goes only over verified TLS (the account's `tls`
+/// at `verify`, msubmit's default) to a server that offers REQUIRETLS; else it is not sent,
+/// for good (the sender asked for that rather than a weaker path).
+pub fn requiretls(server: &Server, session: &Session, env: &Envelope) -> Result<()> {
+    if !env.requiretls {
+        return Ok(());
+    }
+    let verified = server.options.tls.level == crate::net::tls::Level::Verify;
+    if !verified || !session.is_tls() {
+        let why = "REQUIRETLS needs TLS with the certificate verified (tls verify): not sent";
+        return Err(Error::new(Code::Unavailable, "REQUIRETLS", why));
+    }
+    if !session.capabilities().requiretls {
+        let why = format!(
+            "{} does not offer REQUIRETLS (RFC 8689), which the message requires: not sent",
+            server.host
+        );
+        return Err(Error::new(Code::Unavailable, "REQUIRETLS", why));
+    }
+    Ok(())
+}
+
 /// A message in the queue, locked by the runner.
 pub struct Queued<'a, 'q>(pub &'a queue::Job<'q>);
 
@@ -519,17 +541,6 @@ impl<'a> Flush<'a> {
         let server = self.server.as_ref()?;
         let n = job.rcpts().len();
         let all = |verdict, why: &str| Some(vec![Attempt::new(verdict, why); n]);
-        if job.queued().requiretls {
-            // RFC 8689 §4.2.1: a message that cannot be sent as REQUIRETLS asks is not sent.
-            let e = Error::new(
-                Code::Unavailable,
-                job.id(),
-                "REQUIRETLS (RFC 8689) is not supported by msubmit",
-            );
-            (self.warn)(&e.to_string());
-            self.codes.push(e.code());
-            return all(Verdict::Failed, &e.to_string());
-        }
         if let Some(why) = &self.down {
             return all(Verdict::Deferred, why);
         }
@@ -554,7 +565,8 @@ impl<'a> Flush<'a> {
         }
         let session = self.session.as_mut()?;
         let env = job.envelope();
-        let result = deliver(session, &env, &mut Queued(job));
+        let result = requiretls(server, session, &env)
+            .and_then(|()| deliver(session, &env, &mut Queued(job)));
         (self.logged)(server, &env, &result);
         let (delivered, errs) = match result {
             Ok(sent) => (

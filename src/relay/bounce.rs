@@ -128,7 +128,6 @@ fn queue_reports(
         route: Route::Mx,
         envelope: written.envelope,
         queued: now,
-        requiretls: false,
     };
     q.store(&queued, |w| std::io::copy(&mut spool, w).map(drop))
         .map(Some)

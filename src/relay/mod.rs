@@ -24,11 +24,13 @@
 
 pub mod account;
 pub mod bounce;
+pub mod dkim;
 pub mod local;
 pub mod policy;
 pub mod remote;
 pub mod routes;
 pub mod sts;
+pub mod tlsrpt;
 
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -91,6 +93,14 @@ pub struct Settings {
     /// Where MTA-STS policies are fetched from and cached ([`sts`]); the tool sets the
     /// cache in the queue directory.
     pub sts: sts::Settings,
+    /// `dkim` lines (value, origin) and `dkim_headers`: read by [`Settings::load_dkim`] when
+    /// the tool is about to send, not before (a user's mrelay that only hands mail to mdrop
+    /// need not read the service's key).
+    pub dkim_specs: (Vec<(String, String)>, Vec<String>),
+    /// Where TLS-RPT results are recorded ([`tlsrpt`]; the tool sets `QUEUE/tls-rpt`).
+    pub tlsrpt: Option<std::path::PathBuf>,
+    /// DKIM signers, one per signing domain ([`dkim`]).
+    pub dkim: Vec<std::sync::Arc<crate::message::dkim::Signer>>,
 }
 
 impl Settings {
@@ -160,7 +170,28 @@ impl Settings {
             tls_trust_file: key("relay_tls_trust_file")
                 .map(|v| crate::config::expand_tilde(v.text.trim())),
             sts: sts::Settings::default(),
+            dkim_specs: (
+                (cfg.all("dkim").iter())
+                    .map(|v| (v.text.clone(), v.origin.clone()))
+                    .collect(),
+                key("dkim_headers")
+                    .map(|v| crate::message::dkim::parse_headers(&v.text))
+                    .unwrap_or_default(),
+            ),
+            dkim: Vec::new(),
+            tlsrpt: None,
         })
+    }
+
+    /// Read the DKIM keys of `dkim_specs` (a bad line or key is a configuration error).
+    pub fn load_dkim(&mut self) -> Result<()> {
+        let (specs, headers) = &self.dkim_specs;
+        let specs = specs.iter().map(|(t, o)| (t.as_str(), o.as_str()));
+        self.dkim = crate::message::dkim::load_all(specs, headers)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        Ok(())
     }
 
     /// This host's name: EHLO, Reporting-MTA, the postmaster's domain.
@@ -419,13 +450,32 @@ impl<'a> Relay<'a> {
             groups.entry(group).or_default().push(k);
         }
         let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        let relax = !env.requiretls && tls_optional(job);
+        let signed = match groups.keys().any(|g| matches!(g, Group::Smtp(_))) {
+            true => dkim::field(&self.settings.dkim, job).unwrap_or_else(|why| {
+                (self.warn)(&format!("{}: sent unsigned: {why}", job.id()));
+                None
+            }),
+            false => None,
+        };
         for (group, ks) in groups {
             let idx: Vec<usize> = ks.iter().map(|&k| rcpts[k]).collect();
             let results = match &group {
-                Group::Smtp(dest) => {
-                    let content = &mut account::Queued(job);
-                    self.remote.send(&self.settings, dest, env, &idx, content)
-                }
+                Group::Smtp(dest) => match &signed {
+                    Some(field) => {
+                        let content = &mut dkim::Signed {
+                            field,
+                            inner: account::Queued(job),
+                        };
+                        self.remote
+                            .send(&self.settings, dest, env, &idx, relax, content)
+                    }
+                    None => {
+                        let content = &mut account::Queued(job);
+                        self.remote
+                            .send(&self.settings, dest, env, &idx, relax, content)
+                    }
+                },
                 Group::Local(l) => match Buffer::read_from(&mut job.message(), None) {
                     Ok(mut msg) => local::send(l, env, &idx, &mut msg),
                     Err(e) => vec![Outcome::deferred(&e.to_string(), "4.3.0", "local"); idx.len()],
@@ -641,4 +691,24 @@ pub fn dest_key(s: &Settings, e: &Entry) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// `TLS-Required: No` (RFC 8689 §5) in the message's header: the sender prefers delivery to
+/// the recipient domain's TLS policy, so DANE and MTA-STS are not applied (a `relay_tls`
+/// level the administrator fixed still is). Ignored with REQUIRETLS (the caller checks).
+fn tls_optional(job: &Job<'_>) -> bool {
+    use std::io::Read;
+    // The header block is all that is read: at most 64 KiB of it.
+    let mut head = Vec::new();
+    if job
+        .message()
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return false;
+    }
+    let block = crate::message::header::block(&head);
+    crate::message::header::first(block, "TLS-Required")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("no"))
 }

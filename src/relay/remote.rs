@@ -65,6 +65,12 @@ struct Open {
     /// The server's name for Remote-MTA.
     host: String,
     used: Instant,
+    /// Its TLS was authenticated (DANE, or a certificate verified for its name): what a
+    /// REQUIRETLS message needs (RFC 8689 §4.2.1).
+    verified: bool,
+    /// Opened without DANE and MTA-STS, for a `TLS-Required: No` message: never reused for
+    /// another.
+    relaxed: bool,
 }
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
@@ -216,13 +222,15 @@ impl Remote {
     }
 
     /// Send one message to the recipients `rcpts` (indexes into `env`, all for `dest`); one
-    /// outcome per recipient of `rcpts`, in order.
+    /// outcome per recipient of `rcpts`, in order. `relax`: the message says `TLS-Required:
+    /// No` (RFC 8689 §5), so DANE and MTA-STS are not applied to it.
     pub fn send(
         &mut self,
         s: &Settings,
         dest: &Dest,
         env: &Envelope,
         rcpts: &[usize],
+        relax: bool,
         content: &mut dyn Content,
     ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; rcpts.len()];
@@ -232,7 +240,7 @@ impl Remote {
         {
             let mut group = env.only(|i, _| chunk.iter().any(|&k| rcpts[k] == i));
             group.smtputf8 = group.needs_smtputf8();
-            let results = self.transaction(s, dest, &group, content);
+            let results = self.transaction(s, dest, &group, relax, content);
             for (&k, o) in chunk.iter().zip(results) {
                 out[k] = Some(o);
             }
@@ -248,14 +256,24 @@ impl Remote {
         s: &Settings,
         dest: &Dest,
         env: &Envelope,
+        relax: bool,
         content: &mut dyn Content,
     ) -> Vec<Outcome> {
         let n = env.rcpts.len();
-        let open = match self.session(s, dest) {
+        let open = match self.session(s, dest, env.requiretls, relax) {
             Ok(o) => o,
             Err(o) => return vec![o; n],
         };
         let caps = open.session.capabilities();
+        // RFC 8689 §4.2.1: only to a server that offers REQUIRETLS, over verified TLS (the
+        // session was opened so); else the message is returned, 5.7.30 (RFC 8689 §5).
+        if env.requiretls && !(caps.requiretls && open.verified) {
+            let why = format!(
+                "{} does not support REQUIRETLS, which the sender asked for (RFC 8689)",
+                open.host
+            );
+            return vec![Outcome::failed(&why, "5.7.30", &open.relay, Some(&open.host)); n];
+        }
         // RFC 3461 §6.2.2: a server that takes DSN got the NOTIFY and reports; to one that
         // does not, this host reports success itself, as `relayed`.
         let success = (!caps.dsn).then_some(crate::message::dsn::Action::Relayed);
@@ -349,9 +367,22 @@ impl Remote {
 
     /// The open connection to `dest`, or a new one; or the outcome for its recipients
     /// when no host can be reached.
-    fn session(&mut self, s: &Settings, dest: &Dest) -> std::result::Result<&mut Open, Outcome> {
+    /// With `requiretls`, only over authenticated TLS: each host at least `verify` unless
+    /// DANE authenticates it (RFC 8689 §4.2.1: DANE, MTA-STS or a verified certificate).
+    fn session(
+        &mut self,
+        s: &Settings,
+        dest: &Dest,
+        requiretls: bool,
+        relax: bool,
+    ) -> std::result::Result<&mut Open, Outcome> {
+        // Only the automatic policy is relaxed: a level the administrator fixed stays.
+        let relax = relax
+            && matches!(dest, Dest::Mx(d)
+                if matches!(s.routes.policy_for(d), super::routes::TlsPolicy::Auto));
         if let Some(i) = self.open.iter().position(|o| o.dest == *dest) {
-            if self.open[i].session.is_reusable() {
+            let o = &mut self.open[i];
+            if o.session.is_reusable() && (o.verified || !requiretls) && (!o.relaxed || relax) {
                 let o = self.open.remove(i);
                 self.open.push(o);
                 return Ok(self.open.last_mut().expect("just pushed"));
@@ -364,7 +395,21 @@ impl Remote {
         let mut ruled_out = None;
         for (name, addrs) in &plan.hosts {
             let mut options = plan.options.clone();
-            if let Some(h) = plan.tls.as_ref().and_then(|p| p.host(name)) {
+            // TLS-RPT (RFC 8460): the MX route's sessions, by the policy this host is held to.
+            let policy = match dest {
+                Dest::Mx(domain) => Some((
+                    domain.as_str(),
+                    (plan.tls.as_ref())
+                        .filter(|_| !relax)
+                        .and_then(|p| p.host(name))
+                        .map_or("no-policy-found", |h| super::tlsrpt::policy_type(&h.by)),
+                )),
+                _ => None,
+            };
+            if let Some(h) = (plan.tls.as_ref())
+                .filter(|_| !relax)
+                .and_then(|p| p.host(name))
+            {
                 match &h.tls {
                     Ok((mode, trust)) => (options.tls, options.trust) = (*mode, trust.clone()),
                     Err(why) => {
@@ -373,6 +418,14 @@ impl Remote {
                     }
                 }
             }
+            if requiretls && options.trust.dane.is_none() {
+                options.tls.level = options.tls.level.max(crate::net::tls::Level::Verify);
+            }
+            let verified =
+                options.tls.level == crate::net::tls::Level::Verify || options.trust.dane.is_some();
+            let testing = !relax
+                && (plan.tls.as_ref().and_then(|p| p.host(name)))
+                    .is_some_and(|h| h.by.starts_with("mta-sts testing"));
             // Per host: DANE or MTA-STS may require TLS of one host and not another.
             let strict = options.tls.level >= crate::net::tls::Level::Encrypt;
             for addr in addrs {
@@ -380,7 +433,48 @@ impl Remote {
                     skipped.push(format!("{name}[{}]: {why}", addr.ip()));
                     continue;
                 }
-                match Session::connect(&[*addr], name, &options) {
+                let record = |result: &str| {
+                    if let (Some((domain, policy)), Some(dir)) = (policy, &s.tlsrpt) {
+                        let now = crate::store::queue::now();
+                        let ip = addr.ip().to_string();
+                        // Statistics: a line that cannot be written costs a count, not mail.
+                        let _ = super::tlsrpt::record(dir, now, domain, policy, result, name, &ip);
+                    }
+                };
+                let connected = match testing && s.tlsrpt.is_some() {
+                    // RFC 8461 §5 and RFC 8460: a testing policy delivers as without one but
+                    // reports what enforce would have refused, so try as enforce first and
+                    // fall back (a second connection only when that fails for TLS).
+                    true => {
+                        let mut strict = options.clone();
+                        strict.tls.level = crate::net::tls::Level::Verify;
+                        match Session::connect(&[*addr], name, &strict) {
+                            Ok(session) => {
+                                record("success");
+                                Ok(session)
+                            }
+                            Err(e) => match super::tlsrpt::result_type(&e.to_string()) {
+                                Some(result) => {
+                                    record(result);
+                                    Session::connect(&[*addr], name, &options)
+                                }
+                                None => Err(e),
+                            },
+                        }
+                    }
+                    false => {
+                        let connected = Session::connect(&[*addr], name, &options);
+                        let result = match &connected {
+                            Ok(_) => Some("success"),
+                            Err(e) => super::tlsrpt::result_type(&e.to_string()),
+                        };
+                        if let Some(result) = result {
+                            record(result);
+                        }
+                        connected
+                    }
+                };
+                match connected {
                     Ok(session) => {
                         self.dead.found(name, addr, strict, None);
                         if self.open.len() >= KEEP {
@@ -392,6 +486,8 @@ impl Remote {
                             relay: format!("{name}[{}]:{}", addr.ip(), addr.port()),
                             host: name.clone(),
                             used: Instant::now(),
+                            verified,
+                            relaxed: relax,
                         });
                         return Ok(self.open.last_mut().expect("just pushed"));
                     }
@@ -420,7 +516,10 @@ impl Remote {
     fn plan(&mut self, s: &Settings, dest: &Dest) -> std::result::Result<Plan, Outcome> {
         let mut options = Options {
             tls: crate::net::tls::Mode::MAY,
-            trust: Default::default(),
+            trust: crate::net::tls::TlsOptions {
+                ca_file: s.tls_trust_file.clone(),
+                ..Default::default()
+            },
             helo: s.hostname().to_string(),
             auth: None,
             timeouts: s.timeouts,

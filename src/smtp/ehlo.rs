@@ -16,6 +16,8 @@ pub struct Capabilities {
     pub eightbitmime: bool,
     /// SMTPUTF8 (RFC 6531).
     pub smtputf8: bool,
+    /// REQUIRETLS (RFC 8689 §3): offered only over TLS.
+    pub requiretls: bool,
     /// DSN (RFC 3461).
     pub dsn: bool,
     /// STARTTLS (RFC 3207).
@@ -59,6 +61,7 @@ impl Capabilities {
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "DSN" => caps.dsn = true,
                 "STARTTLS" => caps.starttls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
@@ -103,6 +106,7 @@ impl Capabilities {
             (size.is_some(), size.as_deref().unwrap_or("")),
             (self.eightbitmime, "8BITMIME"),
             (self.smtputf8, "SMTPUTF8"),
+            (self.requiretls, "REQUIRETLS"),
             (self.dsn, "DSN"),
             (self.starttls, "STARTTLS"),
             (self.enhanced_status_codes, "ENHANCEDSTATUSCODES"),

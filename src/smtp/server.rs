@@ -429,6 +429,8 @@ impl Session<'_> {
             size: Some(s.max_size),
             eightbitmime: true,
             smtputf8: true,
+            // RFC 8689 §3: offered in the EHLO response that follows TLS, never before.
+            requiretls: self.conn.is_tls(),
             starttls: s.tls.is_some() && !self.conn.is_tls(),
             enhanced_status_codes: true,
             chunking: true,
@@ -460,9 +462,18 @@ impl Session<'_> {
         if !smtputf8 && !from.is_ascii() {
             return refuse(self, not_ascii());
         }
+        let mut requiretls = false;
         for p in params {
             let v = p.value.as_deref().unwrap_or("");
             match p.keyword.as_str() {
+                // RFC 8689 §4.1: only on a TLS session (where it was offered).
+                "REQUIRETLS" if p.value.is_none() => match self.conn.is_tls() {
+                    true => requiretls = true,
+                    false => {
+                        let plain = r(530, (5, 7, 10), "REQUIRETLS needs a TLS session");
+                        return refuse(self, plain);
+                    }
+                },
                 // RFC 1870 §6: refuse at once what will be too big.
                 "SIZE" => match v.parse::<u64>() {
                     Ok(n) if n > self.s.max_size => {
@@ -483,6 +494,7 @@ impl Session<'_> {
             envelope: Envelope {
                 from,
                 smtputf8,
+                requiretls,
                 ..Envelope::default()
             },
             users: Vec::new(),

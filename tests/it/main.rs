@@ -8,6 +8,7 @@
 mod common;
 
 mod config_keys;
+mod dkim;
 mod dns;
 mod docs;
 mod examples;
@@ -37,3 +38,4 @@ mod msubmit_route;
 mod msubmit_tls;
 mod pipeline;
 mod private_files;
+mod requiretls;

@@ -226,6 +226,80 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
     assert!(deferred(&log) && log.contains("TLSA"), "{log}");
     assert!(bad.delivered().is_empty());
 
+    // TLS-Required: No (RFC 8689 §5): the sender relaxes DANE for this message only; the
+    // waiting one stays waiting (its own header does not say so).
+    let relaxed = b"TLS-Required: No\r\nSubject: dane\r\n\r\nrelaxed\r\n";
+    let log = r.ok(
+        &[
+            "--dns-server",
+            &w.resolver,
+            "--mx-port",
+            &port.to_string(),
+            "--allow-private-targets",
+            "-f",
+            "a@relay.test",
+            "bob@badtlsa.test",
+        ],
+        relaxed,
+    );
+    let sent = log.lines().filter(|l| l.contains("status=sent")).count();
+    assert_eq!(sent, 1, "{log}");
+    let got = bad.delivered();
+    assert_eq!(got.len(), 1, "{log}");
+    assert!(String::from_utf8_lossy(&got[0]).contains("relaxed"));
+
+    // TLS-RPT (RFC 8460): the day's sessions, per policy domain, as its JSON report.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8(today.stdout).unwrap();
+    let out = r.run(&["--tls-report", today.trim()], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secure = text
+        .lines()
+        .find(|l| l.contains(r#""policy-domain":"secure.test""#));
+    let secure = secure.unwrap_or_else(|| panic!("no report for secure.test: {text}"));
+    assert!(secure.contains(r#""policy-type":"tlsa""#), "{secure}");
+    assert!(
+        secure.contains(r#""total-successful-session-count":1"#),
+        "{secure}"
+    );
+    let report = text.lines().find(|l| l.contains("badtlsa.test")).unwrap();
+    assert!(
+        report.contains(r#""result-type":"validation-failure""#),
+        "{report}"
+    );
+    assert!(report.contains(r#""failed-session-count":1"#), "{report}");
+    // The relaxed message was held to no policy: a success of its own kind.
+    assert!(
+        report.contains(r#""policy-type":"no-policy-found""#),
+        "{report}"
+    );
+
+    // --send: each report queued to its domain's _smtp._tls rua (secure.test has one), then
+    // sent like any mail.
+    let dns = [
+        "--dns-server",
+        w.resolver.as_str(),
+        "--allow-private-targets",
+    ];
+    r.ok(
+        &[&dns[..], &["--tls-report", today.trim(), "--send"]].concat(),
+        b"",
+    );
+    let port_s = port.to_string();
+    let log = r.ok(&[&dns[..], &["--mx-port", &port_s, "-q"]].concat(), b"");
+    let got = good.delivered();
+    let report = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("TLS-Report-Domain: secure.test"));
+    let report = report.unwrap_or_else(|| panic!("no report delivered: {log}\n{}", r.list()));
+    assert!(report.contains("application/tlsrpt+gzip"), "{report}");
+    assert!(report.contains("TLS-Required: No"), "{report}");
+
     let (rc, out) = w.check(&r, "secure.test");
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("dnssec: MX set secure"), "{out}");
@@ -239,7 +313,7 @@ fn dane_matching_tlsa_delivers_over_tls_and_a_mismatch_defers() {
     let r = w.relay("relay_tls badtlsa.test may\n");
     let log = w.send(&r, port, "bob@badtlsa.test");
     assert!(log.contains("status=sent"), "{log}");
-    assert_eq!(bad.delivered().len(), 1);
+    assert_eq!(bad.delivered().len(), 2);
 }
 
 #[test]
@@ -362,6 +436,27 @@ fn mta_sts_enforce_testing_changed_id_and_a_cached_policy() {
             .contains("mode: testing")
     );
     assert!(real.delivered().len() > before);
+    // ... and reported (RFC 8460): what enforce would have refused.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let out = r.run(
+        &[
+            "--tls-report",
+            String::from_utf8_lossy(&today.stdout).trim(),
+        ],
+        b"",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let sts = text
+        .lines()
+        .find(|l| l.contains(r#""policy-domain":"sts.test""#))
+        .unwrap();
+    assert!(
+        sts.contains(r#""result-type":"starttls-not-supported""#),
+        "{sts}"
+    );
 
     // The policy server down, an enforce policy cached (under another id, so a fetch is
     // due and fails): the cached policy holds, nothing goes in clear text.

@@ -209,7 +209,6 @@ impl Handoff {
                 ..envelope.clone()
             },
             queued: queue::now(),
-            requiretls: false,
         };
         Queue::open(dir)?.store(&queued, |w| msg.copy_to(w))
     }

@@ -25,7 +25,7 @@ use crate::run;
 use crate::smtp::client::{Direction, Trace};
 use crate::store::queue::{self, Queue, Route, Schedule, maildrop};
 use clap::{ArgAction, CommandFactory, Parser};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -122,6 +122,27 @@ pub struct Args {
     #[arg(long, value_name = "DOMAIN", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush"])]
     pub check: Option<String>,
 
+    /// Sign mail from DOMAIN with the PEM key in KEYFILE, published at
+    /// SELECTOR._domainkey.DOMAIN (DKIM, RFC 6376; repeatable; added to the configuration's
+    /// dkim lines)
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
+    pub dkim: Vec<String>,
+
+    /// Print the DNS TXT record that publishes KEYFILE's public key for DOMAIN, first
+    /// creating an Ed25519 key there when the file does not exist; nothing is sent
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
+    pub dkim_keygen: Option<String>,
+
+    /// Write the TLS-RPT reports (RFC 8460 JSON, one line per recipient domain) of DATE
+    /// (YYYY-MM-DD, UTC) [default: yesterday]; nothing is sent
+    #[arg(long, value_name = "DATE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["recipients", "queue_run", "daemon", "list", "flush", "check"])]
+    pub tls_report: Option<String>,
+
+    /// With --tls-report: queue each report to the mailto: addresses of its domain's
+    /// _smtp._tls TXT record (RFC 8460 section 3) instead of writing it
+    #[arg(long, requires = "tls_report")]
+    pub send: bool,
+
     /// The queue directory [default: queue_dir in the configuration, else
     /// /var/spool/mailpipe/queue for root, ~/.local/share/mailpipe/queue for others]
     #[arg(long, value_name = "DIR")]
@@ -192,8 +213,16 @@ pub fn run(args: Args) -> Result<()> {
     let dir = queue_dir(&args, &cfg)?;
     // RFC 8461 §5.1: the MTA-STS policies seen, kept beside the queue so a restart keeps them.
     settings.sts.cache = Some(dir.join("mta-sts"));
+    // RFC 8460: the TLS results of each day, beside the queue.
+    settings.tlsrpt = Some(dir.join("tls-rpt"));
+    if let Some(date) = &args.tls_report {
+        return tls_report(&settings, date, args.send.then_some(dir.as_path()));
+    }
     if let Some(domain) = &args.check {
         return check::run(&settings, domain);
+    }
+    if let Some(spec) = &args.dkim_keygen {
+        return dkim_keygen(spec);
     }
     let syslog = match (&args.syslog_socket, args.syslog) {
         (Some(path), _) => Some(path.clone()),
@@ -216,6 +245,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(id) = &args.delete {
         return q.delete(id);
+    }
+    if args.daemon || args.queue_run || args.flush.is_some() {
+        settings.load_dkim()?;
     }
     if args.daemon {
         return daemon::run(&q, settings, &logger);
@@ -269,7 +301,75 @@ fn settings(args: &Args, cfg: &Config) -> Result<Settings> {
         s.delay_warning = Some(d).filter(|d| !d.is_zero());
     }
     s.trace = trace(args.verbose);
+    s.dkim_specs
+        .0
+        .extend(args.dkim.iter().map(|d| (d.clone(), "--dkim".to_string())));
     Ok(s)
+}
+
+/// `--tls-report`: the day's reports on stdout, a JSON document a line; with `--send`, into
+/// the queue at `send` for each domain's rua instead (a domain without one is skipped, a
+/// DNS failure named and the others sent).
+fn tls_report(settings: &Settings, date: &str, send: Option<&std::path::Path>) -> Result<()> {
+    let date = match date.is_empty() {
+        true => crate::relay::tlsrpt::day(queue::now().saturating_sub(86400)),
+        false => date.to_string(),
+    };
+    let Some(dir) = &settings.tlsrpt else {
+        return Ok(());
+    };
+    let reports =
+        crate::relay::tlsrpt::reports(dir, &date, settings.hostname(), &settings.postmaster())?;
+    let Some(queue_dir) = send else {
+        let mut out = std::io::stdout().lock();
+        for (_, json) in reports {
+            writeln!(out, "{json}").map_err(|e| Error::io(Code::IoErr, "stdout", e))?;
+        }
+        return Ok(());
+    };
+    use crate::net::dns::Lookup;
+    let dns = crate::net::dns::Resolver::new(&settings.dns)?;
+    let q = Queue::open(queue_dir)?;
+    let mut failed = None;
+    for (domain, json) in reports {
+        let rua = match dns.txt(&format!("_smtp._tls.{domain}")) {
+            Ok(t) => crate::relay::tlsrpt::rua(&t),
+            Err(f) => {
+                let e = Error::new(Code::TempFail, format!("_smtp._tls.{domain}"), f.text());
+                run::warn(&e);
+                failed = Some(e);
+                continue;
+            }
+        };
+        if rua.is_empty() {
+            continue;
+        }
+        let host = settings.hostname();
+        let msg = crate::relay::tlsrpt::message(&domain, host, &date, &json, &rua);
+        // The null sender: a report that cannot be delivered is not reported back.
+        let queued = queue::Queued {
+            route: Route::Mx,
+            envelope: Envelope {
+                size: Some(msg.len() as u64),
+                ..Envelope::new("", rua)
+            },
+            queued: queue::now(),
+        };
+        q.store(&queued, |w| w.write_all(&msg))?;
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// `--dkim-keygen`: the key made if missing, its record printed.
+fn dkim_keygen(spec: &str) -> Result<()> {
+    let (_, _, file) = crate::message::dkim::parse_spec(spec)
+        .map_err(|why| Error::new(Code::Usage, "--dkim-keygen", why))?;
+    if !file.exists() {
+        crate::message::dkim::keygen(&file)?;
+    }
+    let signer = crate::message::dkim::Signer::load(spec, &[], "--dkim-keygen")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", signer.record()).map_err(|e| Error::io(Code::IoErr, "stdout", e))
 }
 
 /// The queue directory: the flag, the configuration's `queue_dir`, else the system queue
@@ -416,7 +516,6 @@ fn submit(
         route: Route::Mx,
         envelope: env,
         queued: queue::now(),
-        requiretls: false,
     };
     // The system queue, which this user may not write: through mdrop into the maildrop,
     // for the service's next queue run (its daemon picks it up at once).
@@ -430,6 +529,11 @@ fn submit(
             run::warn(format_args!("dropped into {}", drop_dir.display()));
         }
         return Ok(());
+    }
+    let mut settings = settings;
+    if !args.queue_only {
+        // Before the message is queued: a key that cannot be read is the caller's to fix now.
+        settings.load_dkim()?;
     }
     let q = Queue::open(dir)?;
     let id = q.store(&queued, |w| msg.copy_to(w))?;

@@ -160,6 +160,7 @@ impl Relay<'_> {
         };
         let acct = account(self.args, self.cfg, hint.as_deref())?;
         let (mut prepared, _) = fix(self.args, msg, stats, &env.from)?;
+        super::sign(self.args, &acct, &mut prepared)?;
         let rcpts = env.rcpts.iter().map(|rc| rc.addr.clone()).collect();
         let queued = queue_envelope(self.args, &acct, env.from.clone(), rcpts, &prepared)?;
         let mut upstream = self.upstream();

@@ -88,6 +88,20 @@ impl Prepared<'_> {
         Ok(self.header.as_slice().chain(r))
     }
 
+    /// Put `signer`'s DKIM-Signature in front when the From: address is at its domain (the
+    /// header is final: Date, Message-ID and the Bcc removal are signed as sent). The whole
+    /// message is read once for it.
+    pub fn sign(&mut self, signer: &crate::message::dkim::Signer) -> Result<()> {
+        let mut msg = Vec::new();
+        self.write_to(&mut msg).map_err(spool_error)?;
+        if crate::message::dkim::pick(std::slice::from_ref(signer), &msg).is_none() {
+            return Ok(());
+        }
+        let field = signer.sign(&msg)?;
+        self.header.splice(0..0, field);
+        Ok(())
+    }
+
     /// Write the whole prepared message to `out`.
     pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
         let mut r = self.reader()?;

@@ -140,6 +140,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// REQUIRETLS (RFC 8689): send only over verified TLS to a server that offers
+    /// REQUIRETLS, and ask every later hop for the same; else fail (69)
+    #[arg(long)]
+    pub requiretls: bool,
+
+    /// Sign the message with DKIM when its From: is at DOMAIN, with the PEM key in KEYFILE
+    /// published at SELECTOR._domainkey.DOMAIN (instead of the account's dkim)
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
+    pub dkim: Option<String>,
+
     /// Replace recipients without a domain by the addresses this aliases file gives them
     /// (msmtp's format; empty: none)
     #[arg(long, value_name = "FILE")]
@@ -365,6 +375,7 @@ fn send_message(
         .iter()
         .any(|f| f.is("Resent-To") || f.is("Resent-Cc") || f.is("Resent-Bcc"));
     let (mut prepared, header_rcpts) = fix(args, spool, stats, &sender)?;
+    sign(args, &acct, &mut prepared)?;
     let mut rcpts: Vec<String> = Vec::new();
     let given = args
         .recipients
@@ -444,6 +455,23 @@ fn send_message(
     }
 }
 
+/// DKIM (RFC 6376): the account's `dkim`, or `--dkim`, signs a message whose From: is at
+/// its domain; a key that cannot be read stops the message (78) rather than send it
+/// unsigned.
+fn sign(args: &Args, acct: &Account, prepared: &mut message::Prepared<'_>) -> Result<()> {
+    let send = acct.send()?;
+    let (spec, origin) = match (&args.dkim, &send.dkim) {
+        (Some(d), _) => (d.clone(), "--dkim".to_string()),
+        (None, Some(v)) => (v.text.clone(), v.origin.clone()),
+        (None, None) => return Ok(()),
+    };
+    let headers = (send.dkim_headers.as_deref())
+        .map(crate::message::dkim::parse_headers)
+        .unwrap_or_default();
+    let signer = crate::message::dkim::Signer::load(&spec, &headers, &origin)?;
+    prepared.sign(&signer)
+}
+
 /// The queue directory, found only when needed.
 type QueueDir<'a> = dyn Fn() -> Result<PathBuf> + Sync + 'a;
 
@@ -490,13 +518,13 @@ fn queue_envelope(
     }
     envelope.ret = settings::dsn_return(&args.dsn_return, &send)?;
     envelope.envid = args.envid.clone();
+    envelope.requiretls = args.requiretls;
     envelope.body = Body::of(prepared.eight_bit());
     envelope.size = Some(prepared.size_estimate());
     Ok(queue::Queued {
         route: route::record(args, acct.name.clone()),
         envelope,
         queued: queue::now(),
-        requiretls: false,
     })
 }
 
@@ -550,9 +578,10 @@ fn send_or_queue(
     }
     let server = settings::server(args, cfg, route_account(queued), trace(args.verbose))?;
     let env = &queued.envelope;
-    let result = upstream
-        .session(&server)
-        .and_then(|session| deliver(session, env, prepared));
+    let result = upstream.session(&server).and_then(|session| {
+        account::requiretls(&server, session, env)?;
+        deliver(session, env, prepared)
+    });
     log::log(&server, env, &result);
     let failure = match result {
         Ok(sent) => match worst(sent.refusals) {

@@ -58,6 +58,10 @@ pub fn flags(args: &Args) -> ServerFlags {
         dsn_notify: _,
         dsn_return: _,
         envid: _,
+        // Signed before it is queued: the entry holds the signed message.
+        dkim: _,
+        // In the entry's envelope.
+        requiretls: _,
         // The account is the route's own (by name); the configuration is the flush's (a
         // queue belongs to the configuration that names it).
         account: _,

@@ -311,6 +311,11 @@ impl Session {
         if env.smtputf8 && self.caps.smtputf8 {
             params.push(Param::flag("SMTPUTF8"));
         }
+        // RFC 8689 §4.2.1: the next hop is told, so it holds itself to it too (the relay
+        // checked that the server offers it).
+        if env.requiretls && self.caps.requiretls {
+            params.push(Param::flag("REQUIRETLS"));
+        }
         if self.caps.dsn {
             if let Some(ret) = &env.ret {
                 params.push(Param::new("RET", ret.to_ascii_uppercase()));

@@ -385,9 +385,6 @@ pub struct Queued {
     pub envelope: Envelope,
     /// When it arrived in the queue (seconds since the epoch).
     pub queued: u64,
-    /// REQUIRETLS (RFC 8689 §4): the message must travel over verified TLS all the way or
-    /// not at all. No writer sets it yet; a sender that cannot honour it must not send.
-    pub requiretls: bool,
 }
 
 /// What became of one recipient so far.
@@ -466,7 +463,7 @@ impl Queued {
         for (k, v) in self.route.lines()? {
             line(k, &v)?;
         }
-        if self.requiretls {
+        if self.envelope.requiretls {
             line("requiretls", "1")?;
         }
         line("from", &env.from)?;
@@ -548,7 +545,7 @@ impl Queued {
                 k if k.starts_with("route.") => {
                     details.insert(k.to_string(), val.to_string());
                 }
-                "requiretls" => q.requiretls = val == "1",
+                "requiretls" => env.requiretls = val == "1",
                 "from" => env.from = val.to_string(),
                 "rcpt" => env.rcpts.push(Recipient::new(val)),
                 "notify" | "orcpt" => match env.rcpts.last_mut() {
@@ -675,7 +672,6 @@ mod tests {
                 ..Envelope::default()
             },
             queued: 5,
-            requiretls: false,
         }
     }
 
@@ -737,7 +733,7 @@ mod tests {
             assert_eq!(round_trip(&q), q);
         }
         let mut q = queued(Route::Mx);
-        q.requiretls = true;
+        q.envelope.requiretls = true;
         assert_eq!(round_trip(&q), q);
     }
 

@@ -51,7 +51,6 @@ fn queued(rcpts: &[&str], at: u64) -> Queued {
         route: Route::account(Some("work".into())),
         envelope: env,
         queued: at,
-        requiretls: false,
     }
 }
 
