@@ -11,6 +11,7 @@ mod config_keys;
 mod dns;
 mod docs;
 mod examples;
+mod imap_interop;
 mod mcompose;
 mod mdeliver;
 mod mdeliver_interop;
