@@ -234,3 +234,63 @@ fn mailbox_names_in_modified_utf7() {
         "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
     );
 }
+
+/// A server on loopback that sends `head`, then `tail` repeated for ever (or nothing).
+fn hostile(head: &'static [u8], tail: Option<&'static [u8]>) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.write_all(head);
+        match tail {
+            Some(t) => while s.write_all(t).is_ok() {},
+            None => std::thread::sleep(Duration::from_secs(30)),
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_greeting_that_never_comes_times_out() {
+    let addr = hostile(b"", None);
+    let mut o = Options::new(Mode::NONE);
+    o.timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let e = Client::connect(&[addr], "imap.test", &o).err().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(e.code(), Code::TempFail);
+    assert!(e.to_string().contains("timed out"), "{e}");
+}
+
+#[test]
+fn a_line_that_never_ends_is_refused_in_bounded_memory() {
+    let addr = hostile(b"* OK ", Some(&[b'x'; 65536]));
+    let e = Client::connect(&[addr], "imap.test", &Options::new(Mode::NONE))
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Code::TempFail);
+    assert!(e.to_string().contains("line longer"), "{e}");
+}
+
+#[test]
+fn a_two_gigabyte_literal_is_streamed_not_buffered() {
+    let head = b"* OK [CAPABILITY IMAP4rev1] hi\r\na1 OK in\r\na2 OK caps\r\n\
+                 * 1 FETCH (UID 5 BODY[] {2147483648}\r\n";
+    let addr = hostile(head, Some(&[b'x'; 65536]));
+    let mut c = Client::connect(&[addr], "imap.test", &plain_opts()).unwrap();
+    // The sink takes 64 MiB and gives up, as a size limit would: the client held no more
+    // than its buffer meanwhile (the reader hands over what arrives).
+    let mut seen = 0u64;
+    let e = c
+        .fetch(&[5], &mut |l, r| {
+            assert_eq!(l.size, 1 << 31);
+            let mut buf = vec![0u8; 1 << 16];
+            while seen < 64 << 20 {
+                seen += r.read(&mut buf).unwrap() as u64;
+            }
+            Err(Error::new(Code::DataErr, "message", "too large"))
+        })
+        .unwrap_err();
+    assert!(seen >= 64 << 20);
+    assert_eq!(e.code(), Code::DataErr, "{e}");
+}
