@@ -10,6 +10,8 @@
 //! - [`relay`]: mail on its way to the next hop: routing a recipient (static routes, DNS
 //!   MX), SMTP to the destinations, local routes through [`deliver`], bounces, and sending
 //!   through an account's server (msubmit's and mrelay's account routes).
+//! - [`fetch`]: mail on a server's mailbox (POP3, IMAP) brought into a Maildir or an MDA,
+//!   never twice, never lost (mfetch's engine, beside [`relay`]).
 //! - [`deliver`]: the local delivery pipeline (loop check, trace, rules, dedupe, store) and
 //!   delivery to a command.
 //! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
@@ -31,6 +33,7 @@ pub mod deliver;
 pub mod docs;
 pub mod envelope;
 pub mod exit;
+pub mod fetch;
 pub mod imap;
 pub mod log;
 pub mod message;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod mcompose;
 pub mod mdeliver;
 pub mod mdrop;
+pub mod mfetch;
 pub mod mreceive;
 pub mod mrelay;
 pub mod msubmit;
@@ -22,6 +23,7 @@ pub fn pages() -> Vec<Page> {
         mdrop::page(),
         mreceive::page(),
         mdeliver::page(),
+        mfetch::page(),
     ]
 }
 

@@ -46,7 +46,7 @@ use crate::message::buffer::Buffer;
 use crate::message::header;
 use crate::message::trace::{check_loop, trace_for_command, trace_over};
 use crate::store::dedupe::{self, Cache};
-use crate::store::maildir::{Delivered, Maildir};
+use crate::store::maildir::{Batch, Delivered, Maildir};
 use rules::{Facts, Planned, Rules, Source, Step};
 use std::io::Write;
 use std::path::PathBuf;
@@ -161,6 +161,20 @@ impl Pipeline {
         recipient: Option<&str>,
         report: &mut dyn FnMut(Event),
     ) -> Result<Delivery> {
+        self.deliver_in(msg, sender, recipient, None, report)
+    }
+
+    /// [`Pipeline::deliver`], the stored copies left to `batch` (when given) to be made
+    /// durable by [`Batch::commit`] with the rest of it (mfetch's group commit): the copies
+    /// are not delivered until then.
+    pub fn deliver_in(
+        &self,
+        msg: &mut Buffer,
+        sender: Option<&str>,
+        recipient: Option<&str>,
+        batch: Option<&Batch>,
+        report: &mut dyn FnMut(Event),
+    ) -> Result<Delivery> {
         let (sender, recipient) = (
             sender.map(header::bare_addr),
             recipient.map(header::bare_addr),
@@ -198,7 +212,9 @@ impl Pipeline {
         while !at.done() {
             let msg = filtered.as_mut().unwrap_or(&mut *msg);
             let steps = rules.next(&facts(msg, sender, recipient), &mut at, &self.folder);
-            let output = self.run(&steps, msg, &root, sender, recipient, &mut done, report)?;
+            let output = self.run(
+                &steps, msg, &root, sender, recipient, batch, &mut done, report,
+            )?;
             if let Some(output) = output {
                 filtered = Some(output);
             }
@@ -221,6 +237,7 @@ impl Pipeline {
         root: &Maildir,
         sender: Option<&str>,
         recipient: Option<&str>,
+        batch: Option<&Batch>,
         done: &mut Delivery,
         report: &mut dyn FnMut(Event),
     ) -> Result<Option<Buffer>> {
@@ -253,9 +270,9 @@ impl Pipeline {
                     };
                     // The inbox is the root already opened: no second look at its tree.
                     let stored = if folder.eq_ignore_ascii_case("inbox") {
-                        root.deliver(flags, write)?
+                        root.deliver_in(flags, batch, write)?
                     } else {
-                        root.folder(folder)?.deliver(flags, write)?
+                        root.folder(folder)?.deliver_in(flags, batch, write)?
                     };
                     report(Event::Stored(&stored));
                     done.stored.push(stored);
