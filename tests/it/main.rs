@@ -18,6 +18,7 @@ mod mdeliver_interop;
 mod mdeliver_rules;
 mod mdeliver_stress;
 mod mdrop;
+mod mfetch_imap;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;

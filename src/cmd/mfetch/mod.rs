@@ -23,6 +23,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod imap;
+
 /// Fetch mail from a POP3 server into a Maildir, never twice, never lost.
 ///
 /// mfetch fetches the new messages of every account of the configuration that names a
@@ -50,6 +52,19 @@ pub struct Args {
     /// 995 with implicit TLS, 110 otherwise]
     #[arg(long, value_name = "HOST[:PORT]")]
     pub pop3: Option<String>,
+
+    /// Fetch from this IMAP server instead of the configuration's accounts [default port:
+    /// 993 with implicit TLS, 143 otherwise]
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with = "pop3")]
+    pub imap: Option<String>,
+
+    /// IMAP: fetch this folder (repeatable) [default: the account's folders, else INBOX]
+    #[arg(long, value_name = "NAME")]
+    pub folder: Vec<String>,
+
+    /// IMAP: move fetched mail to this folder on the server instead of deleting it
+    #[arg(long, value_name = "NAME", conflicts_with = "keep")]
+    pub move_to: Option<String>,
 
     /// TLS: how it starts (starttls, implicit) and how strict it is (none, encrypt,
     /// verify), one word or a start and a level joined by a comma [default: implicit]
@@ -152,6 +167,8 @@ struct Job {
     port: u16,
     opts: Options,
     keep: bool,
+    /// IMAP: the folder (the name is the account's and the folder's); POP3: none.
+    folder: Option<String>,
 }
 
 /// Run mfetch.
@@ -211,10 +228,13 @@ fn one(args: &Args, job: &Job, dir: &std::path::Path) -> Result<usize> {
             )
         })?
         .collect();
-    let client = Client::connect(&addrs, &job.host, &job.opts)?;
+    let source: Box<dyn fetch::Source> = match &job.folder {
+        Some(folder) => imap::source(args, job, folder, &addrs, dir)?,
+        None => Box::new(Client::connect(&addrs, &job.host, &job.opts)?),
+    };
     let tty = std::io::stderr().is_terminal();
     let mut failed = Vec::new();
-    let outcome = fetch::run(Box::new(client), &mut state, &settings, &mut |e| match e {
+    let outcome = fetch::run(source, &mut state, &settings, &mut |e| match e {
         Event::Scanned(_, line) => println!("{line}"),
         Event::Failed(m, err) => {
             run::warn(format_args!("message {}: {err}", m.id));
@@ -333,16 +353,21 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
         }
         t
     };
-    if let Some(server) = &args.pop3 {
+    if let Some(server) = args.pop3.as_ref().or(args.imap.as_ref()) {
+        let is_imap = args.imap.is_some();
         let mode = flag_mode.unwrap_or(Mode::IMPLICIT);
-        let (host, port) = host_port(server, default_port(mode))?;
+        let port = match is_imap {
+            true => imap::default_port(mode),
+            false => default_port(mode),
+        };
+        let (host, port) = host_port(server, port)?;
         let user = args
             .user
             .clone()
             .ok_or_else(|| Error::new(Code::Usage, "--pop3", "needs --user"))?;
         let name = format!("{user}@{host}:{port}");
         let secret = secret(None, &name)?;
-        return Ok(vec![Job {
+        let job = Job {
             name,
             host,
             port,
@@ -357,7 +382,12 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
                 },
                 timeout,
             },
-        }]);
+            folder: None,
+        };
+        if is_imap {
+            return Ok(imap::per_folder(job, &args.folder, &[]));
+        }
+        return Ok(vec![job]);
     }
     let names: Vec<String> = match &args.account {
         Some(a) => vec![a.clone()],
@@ -376,19 +406,11 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             }
             continue;
         };
-        if f.protocol != Protocol::Pop3 {
-            // IMAP accounts are the IMAP client's; this build fetches POP3.
-            if args.account.is_some() {
-                return Err(Error::new(
-                    Code::Config,
-                    format!("account {name}"),
-                    "imap_host: IMAP is not supported by this mfetch yet",
-                ));
-            }
-            continue;
-        }
         let mode = flag_mode.unwrap_or(f.mode());
-        let port = f.port.unwrap_or(default_port(mode));
+        let port = f.port.unwrap_or(match f.protocol {
+            Protocol::Imap => imap::default_port(mode),
+            Protocol::Pop3 => default_port(mode),
+        });
         let user = args.user.clone().or(f.user.clone()).ok_or_else(|| {
             Error::new(
                 Code::Config,
@@ -397,7 +419,7 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             )
         })?;
         let secret = secret(f.password.clone(), &format!("account {name}"))?;
-        jobs.push(Job {
+        let job = Job {
             name: name.clone(),
             host: f.host.clone(),
             port,
@@ -412,7 +434,12 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
                 },
                 timeout,
             },
-        });
+            folder: None,
+        };
+        match f.protocol {
+            Protocol::Imap => jobs.extend(imap::per_folder(job, &args.folder, &f.folders)),
+            Protocol::Pop3 => jobs.push(job),
+        }
     }
     if jobs.is_empty() {
         return Err(Error::new(

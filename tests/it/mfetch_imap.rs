@@ -1,0 +1,189 @@
+//! mfetch over IMAP against a real Dovecot over implicit TLS: every message once into the
+//! Maildir and expunged on the server, `--keep` and a second run that finds nothing new
+//! (exit 1), `--scan` from three header fields, `--move-to` a folder, and a UIDVALIDITY
+//! change that fetches only what is new (found again by Message-ID and size) and says so.
+
+use crate::common::*;
+use crate::imap_interop::Dovecot;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+struct Run {
+    home: tempfile::TempDir,
+    maildir: PathBuf,
+    state: PathBuf,
+}
+
+impl Run {
+    fn new() -> Run {
+        let home = tempfile::tempdir().unwrap();
+        let maildir = home.path().join("Maildir");
+        let state = home.path().join("state");
+        Run {
+            home,
+            maildir,
+            state,
+        }
+    }
+
+    fn mfetch(&self, d: &Dovecot, extra: &[&str]) -> Output {
+        let mut c = tool(bin!("mfetch"), self.home.path());
+        c.args(["--imap", &format!("127.0.0.1:{}", d.imaps)])
+            .args(["--tls", "implicit", "--ca-file", d.ca.to_str().unwrap()])
+            .args(["--user", "alice", "--password-command", "echo secret"])
+            .arg("--maildir")
+            .arg(&self.maildir)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(extra);
+        run(&mut c, b"")
+    }
+
+    /// Message-ID → how many copies arrived.
+    fn arrived(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for sub in ["new", "cur"] {
+            for p in files(&self.maildir.join(sub)) {
+                *out.entry(message_id(&p)).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+fn message_id(p: &Path) -> String {
+    let text = String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Messages in the server's folder (its Maildir's new/ and cur/).
+fn on_server(md: &Path) -> usize {
+    messages(md).len()
+}
+
+#[test]
+fn fetch_everything_once_and_expunge() {
+    let Some(d) = Dovecot::start(30) else { return };
+    let r = Run::new();
+    let out = r.mfetch(&d, &["--batch", "7"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    let got = r.arrived();
+    assert_eq!(got.len(), 30);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    assert_eq!(on_server(&d.maildir()), 0, "fetched mail is expunged");
+    // Nothing new: fetchmail's 1, quietly.
+    let out = r.mfetch(&d, &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn keep_then_only_the_new_ones() {
+    let Some(d) = Dovecot::start(5) else { return };
+    let r = Run::new();
+    let out = r.mfetch(&d, &["--keep"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(r.arrived().len(), 5);
+    assert_eq!(on_server(&d.maildir()), 5);
+    let out = r.mfetch(&d, &["--keep"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    d.peers.script(
+        "seed-maildir.sh",
+        &[d.maildir().to_str().unwrap(), "2"],
+        &[],
+    );
+    let out = r.mfetch(&d, &["--keep"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let got = r.arrived();
+    assert_eq!(got.values().sum::<usize>(), 7, "{got:?}");
+    // Without --keep the five fetched earlier are deleted too: they are durable here.
+    let out = r.mfetch(&d, &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(on_server(&d.maildir()), 0);
+    assert_eq!(r.arrived().values().sum::<usize>(), 7);
+}
+
+#[test]
+fn a_new_uidvalidity_fetches_only_what_is_new_and_says_so() {
+    let Some(d) = Dovecot::start(6) else { return };
+    let r = Run::new();
+    let out = r.mfetch(&d, &["--keep"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(r.arrived().len(), 6);
+    // The server forgets its UIDs (a restored backup, a rebuilt index).
+    for f in fs::read_dir(d.maildir()).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("dovecot")
+        {
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.peers.script(
+        "seed-maildir.sh",
+        &[d.maildir().to_str().unwrap(), "3"],
+        &[],
+    );
+    let out = r.mfetch(&d, &["--keep"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("UIDVALIDITY") && err.contains("6 of 9"),
+        "the change is said: {err}"
+    );
+    let got = r.arrived();
+    assert_eq!(got.len(), 9, "{got:?}");
+    assert!(got.values().all(|&n| n == 1), "duplicates: {got:?}");
+    // And the state follows the new UIDVALIDITY: nothing new next time.
+    let out = r.mfetch(&d, &["--keep"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn scan_lists_new_mail_from_headers_and_fetches_nothing() {
+    let Some(d) = Dovecot::start(3) else { return };
+    let r = Run::new();
+    let out = r.mfetch(&d, &["--scan"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("Sender <sender@example.test>") && text.contains("Test message 2"));
+    assert!(r.arrived().is_empty());
+    assert_eq!(on_server(&d.maildir()), 3);
+}
+
+#[test]
+fn move_to_a_folder_instead_of_deleting() {
+    let Some(d) = Dovecot::start(4) else { return };
+    // A Maildir++ folder for Dovecot, owned as the mailbox is.
+    let trash = d.maildir().join(".Trash");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(trash.join(sub)).unwrap();
+    }
+    let owner = std::process::Command::new("chown")
+        .args(["-R", "vmail:vmail"])
+        .arg(&trash)
+        .status()
+        .unwrap();
+    assert!(owner.success());
+    let r = Run::new();
+    let out = r.mfetch(&d, &["--move-to", "Trash"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(r.arrived().len(), 4);
+    assert_eq!(on_server(&d.maildir()), 0);
+    assert_eq!(messages(&trash).len(), 4);
+}
