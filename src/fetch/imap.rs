@@ -167,14 +167,20 @@ impl ImapFolder {
         r.map_err(|e| io_error(path, e))
     }
 
-    /// Rewrite the file with only the current UIDVALIDITY's prints of UIDs in `keep`.
+    /// Forget the prints of this UIDVALIDITY's UIDs not in `keep` (gone from the server);
+    /// another UIDVALIDITY's stay until [`Source::carried`] has used them.
     fn prune(&mut self, keep: &dyn Fn(u32) -> bool) -> Result<()> {
         let v = self.mailbox.uidvalidity;
         let before = self.prints.len();
-        self.prints.retain(|&(pv, uid), _| pv == v && keep(uid));
+        self.prints.retain(|&(pv, uid), _| pv != v || keep(uid));
         if self.prints.len() == before {
             return Ok(());
         }
+        self.rewrite()
+    }
+
+    /// Write the prints as the whole file, durably (new file, fsync, rename, dir fsync).
+    fn rewrite(&mut self) -> Result<()> {
         let mut lines: Vec<String> = self
             .prints
             .iter()
@@ -216,10 +222,7 @@ impl Source for ImapFolder {
         let listed = self.client.list()?;
         let present: std::collections::HashSet<u32> = listed.iter().map(|l| l.uid).collect();
         // Prints of messages gone from the server (deleted here or elsewhere) go.
-        let v = self.mailbox.uidvalidity;
-        if self.prints.keys().any(|&(pv, _)| pv == v) {
-            self.prune(&|uid| present.contains(&uid))?;
-        }
+        self.prune(&|uid| present.contains(&uid))?;
         Ok(listed
             .into_iter()
             .map(|l| Listed {
@@ -333,17 +336,14 @@ impl Source for ImapFolder {
                 Ok(())
             },
         )?;
-        // Their fingerprints move to the new UIDs, so a later change finds them again.
+        // Their fingerprints move to the new UIDs, so a later change finds them again; the
+        // old UIDVALIDITY's go.
         let v = self.mailbox.uidvalidity;
-        self.new_prints.extend(
-            matched
-                .iter()
-                .map(|(uid, size, id)| format!("{v} {uid} {size} {id}")),
-        );
         for (uid, size, id) in &matched {
             self.prints.insert((v, *uid), (*size, id.clone()));
         }
-        self.save_new()?;
+        self.prints.retain(|&(pv, _), _| pv == v);
+        self.rewrite()?;
         Ok(matched.iter().map(|(uid, _, _)| uid.to_string()).collect())
     }
 

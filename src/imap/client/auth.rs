@@ -191,18 +191,30 @@ impl Client {
         } else {
             self.send(&format!("AUTHENTICATE {name}"), None)?
         };
-        let mut sent_initial = ir;
+        // Continuations answered so far, the initial response counted when in the command.
+        let mut answered = usize::from(ir);
         loop {
             match self.read(&what)? {
                 Response::Continue(_) => {
-                    // The initial response, or, after it, an error challenge (XOAUTH2's
-                    // JSON, RFC 7628 §3.2.2): an empty line (or `*`) gets the verdict.
-                    let line = if sent_initial {
-                        String::new()
-                    } else {
-                        sent_initial = true;
-                        initial.clone()
+                    // The initial response; then, after an error challenge (JSON), an empty
+                    // response for XOAUTH2 or a single ^A for OAUTHBEARER (RFC 7628 §3.2.3)
+                    // gets the verdict; a challenge after that is cancelled with `*`
+                    // (RFC 3501 §6.2.2), and one after the cancel ends the session.
+                    let line = match (answered, method) {
+                        (0, _) => initial.clone(),
+                        (1, Method::OAuthBearer) => sasl::encode(b"\x01"),
+                        (1, _) => String::new(),
+                        (2, _) => "*".to_string(),
+                        _ => {
+                            self.broken = true;
+                            return Err(Error::new(
+                                Code::TempFail,
+                                what,
+                                "the server goes on asking after a cancel",
+                            ));
+                        }
                     };
+                    answered += 1;
                     self.trace(true, "***");
                     self.write(format!("{line}\r\n").as_bytes(), &what)?;
                 }

@@ -294,3 +294,25 @@ fn a_two_gigabyte_literal_is_streamed_not_buffered() {
     assert!(seen >= 64 << 20);
     assert_eq!(e.code(), Code::DataErr, "{e}");
 }
+
+#[test]
+fn oauthbearer_errors_are_answered_then_cancelled_never_looped() {
+    let mut o = plain_opts();
+    o.auth.as_mut().unwrap().method = Some(Method::OAuthBearer);
+    let caps = "* OK [CAPABILITY IMAP4rev1 AUTH=OAUTHBEARER] hi\r\n";
+    let script =
+        format!("{caps}+ \r\n+ eyJzdGF0dXMiOiI0MDEifQ==\r\na1 NO [AUTHENTICATIONFAILED] no\r\n");
+    let (c, out) = session(&script, &o);
+    assert_eq!(c.err().unwrap().code(), Code::NoPerm);
+    let lines: Vec<String> = sent(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "a1 AUTHENTICATE OAUTHBEARER");
+    assert_eq!(
+        lines[2], "AQ==",
+        "RFC 7628 §3.2.3: ^A after an error challenge"
+    );
+    // A server that never stops challenging: `*`, then the session ends.
+    let script = format!("{caps}{}", "+ x\r\n".repeat(50));
+    let (c, out) = session(&script, &o);
+    assert_eq!(c.err().unwrap().code(), Code::TempFail);
+    assert_eq!(sent(&out).lines().last(), Some("*"));
+}
