@@ -13,6 +13,7 @@
 //! 5. **Delete** on the server (unless kept), only after both; then finish the session.
 
 pub mod imap;
+pub mod pop3;
 pub mod state;
 
 use crate::deliver::{Event as Delivered, Pipeline, command};

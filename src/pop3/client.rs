@@ -2,9 +2,10 @@
 //!
 //! One blocking session over any [`Io`]: the greeting, CAPA (RFC 2449), STLS (RFC 2595),
 //! the login (USER/PASS, RFC 1939 §7; SASL, RFC 5034: PLAIN, LOGIN, XOAUTH2, OAUTHBEARER),
-//! then the transaction commands. It is the [`Source`] of the fetch engine for a maildrop:
-//! UIDLs are the ids (RFC 1939 §7, so a message is known again at the next session), TOP n 0
-//! reads a header, RETR a message, dot-unstuffed as it streams, DELE marks, QUIT commits.
+//! then the transaction commands: UIDL and LIST (a message is known again at the next
+//! session by its UIDL, RFC 1939 §7), TOP n 0 reads a header, RETR a message, dot-unstuffed
+//! as it streams, DELE marks, QUIT commits. The fetch engine sees it as a `Source` through
+//! `fetch::pop3`, above this layer.
 //!
 //! Safety, as the SMTP client's: every read has a timeout and a line limit; a status line
 //! has a deadline as a whole; credentials go only over TLS unless TLS was turned off
@@ -15,7 +16,6 @@
 //! says PIPELINING (RFC 2449 §6.6), in windows, so neither side's buffers fill up.
 
 use crate::exit::{Code, Error, Result};
-use crate::fetch::{Listed, Source};
 use crate::net::conn::{Io, TcpIo};
 use crate::net::sasl;
 use crate::net::tls::{self, Level, Mode, Start, TlsOptions, TlsStream};
@@ -601,18 +601,18 @@ fn numbered(line: &[u8], what: &str) -> Result<(u32, String)> {
 impl Client {
     /// Commands for `which`, in windows when the server pipelines, each reply read with
     /// `read` in order.
-    fn each_command(
+    fn each_command<T>(
         &mut self,
-        which: &[Listed],
-        command: impl Fn(&Listed) -> String,
-        mut read: impl FnMut(&mut Client, &Listed) -> Result<()>,
+        which: &[T],
+        command: impl Fn(&T) -> String,
+        mut read: impl FnMut(&mut Client, usize, &T) -> Result<()>,
     ) -> Result<()> {
         let window = if self.caps.pipelining { WINDOW } else { 1 };
-        for group in which.chunks(window) {
+        for (g, group) in which.chunks(window).enumerate() {
             let lines: Vec<String> = group.iter().map(&command).collect();
             self.send(&lines)?;
-            for m in group {
-                if let Err(e) = read(self, m) {
+            for (k, m) in group.iter().enumerate() {
+                if let Err(e) = read(self, g * window + k, m) {
                     // Replies still on their way: the session is out of step.
                     if group.len() > 1 {
                         self.broken = true;
@@ -663,12 +663,21 @@ impl Client {
     }
 }
 
-impl Source for Client {
-    fn epoch(&self) -> Option<u32> {
-        None
-    }
+/// One message as UIDL and LIST give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its number in this session (RFC 1939 §5).
+    pub number: u32,
+    /// Its UIDL: the same in every session (RFC 1939 §7).
+    pub uidl: String,
+    /// Its size in octets, as LIST says.
+    pub size: u64,
+}
 
-    fn list(&mut self) -> Result<Vec<Listed>> {
+impl Client {
+    /// Every message: UIDL and LIST (RFC 1939 §7, §5). A maildrop with an invalid or a
+    /// repeated UIDL is refused whole ([`Code::Protocol`]).
+    pub fn list(&mut self) -> Result<Vec<Entry>> {
         if self.caps.known && !self.caps.uidl {
             return Err(Error::new(
                 Code::Unavailable,
@@ -720,7 +729,11 @@ impl Source for Client {
         }
         ids.into_iter()
             .map(|(number, id)| match sizes.get(&number) {
-                Some(&size) => Ok(Listed { number, id, size }),
+                Some(&size) => Ok(Entry {
+                    number,
+                    uidl: id,
+                    size,
+                }),
                 None => Err(Error::new(
                     Code::Protocol,
                     "LIST",
@@ -730,10 +743,12 @@ impl Source for Client {
             .collect()
     }
 
-    fn headers(
+    /// The header of each of `which` (TOP n 0, RFC 1939 §7), pipelined when offered, handed
+    /// to `each` with its index in `which`.
+    pub fn top(
         &mut self,
-        which: &[Listed],
-        each: &mut dyn FnMut(&Listed, &[u8]) -> Result<()>,
+        which: &[u32],
+        each: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
     ) -> Result<()> {
         if self.caps.known && !self.caps.top {
             return Err(Error::new(
@@ -744,9 +759,9 @@ impl Source for Client {
         }
         self.each_command(
             which,
-            |m| format!("TOP {} 0", m.number),
-            |c, m| {
-                let what = format!("TOP {}", m.number);
+            |n| format!("TOP {n} 0"),
+            |c, i, n| {
+                let what = format!("TOP {n}");
                 c.expect_ok(&what)?;
                 // A header of up to 1 MiB; more is a server's attack, not mail.
                 let mut head = Vec::new();
@@ -755,39 +770,44 @@ impl Source for Client {
                         .map(|_| ())
                         .map_err(|e| net_error(&what, e))
                 })?;
-                each(m, &head)
+                each(i, &head)
             },
         )
     }
 
-    fn fetch(
+    /// Each of `which` (number and listed size) whole (RETR), pipelined when offered,
+    /// streamed to `each` with its index in `which`: dot-unstuffed, LF line ends, at most
+    /// twice the listed size and 64 KiB.
+    pub fn retr(
         &mut self,
-        which: &[Listed],
-        each: &mut dyn FnMut(&Listed, &mut dyn Read) -> Result<()>,
+        which: &[(u32, u64)],
+        each: &mut dyn FnMut(usize, &mut dyn Read) -> Result<()>,
     ) -> Result<()> {
         self.each_command(
             which,
-            |m| format!("RETR {}", m.number),
-            |c, m| {
-                let what = format!("RETR {}", m.number);
+            |(n, _)| format!("RETR {n}"),
+            |c, i, &(n, size)| {
+                let what = format!("RETR {n}");
                 c.expect_ok(&what)?;
                 // The size LIST gave, with room for servers that count LF line ends or add
                 // a header; never unbounded.
-                let limit = m.size.saturating_mul(2).saturating_add(64 * 1024);
-                c.content(&what, limit, &mut |r| each(m, r))
+                let limit = size.saturating_mul(2).saturating_add(64 * 1024);
+                c.content(&what, limit, &mut |r| each(i, r))
             },
         )
     }
 
-    fn delete(&mut self, which: &[Listed]) -> Result<()> {
+    /// Mark `which` deleted (DELE); QUIT deletes them.
+    pub fn dele(&mut self, which: &[u32]) -> Result<()> {
         self.each_command(
             which,
-            |m| format!("DELE {}", m.number),
-            |c, m| c.expect_ok(&format!("DELE {}", m.number)).map(|_| ()),
+            |n| format!("DELE {n}"),
+            |c, _, n| c.expect_ok(&format!("DELE {n}")).map(|_| ()),
         )
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
+    /// QUIT: the deletions are made (RFC 1939 §6), the session ends.
+    pub fn quit(mut self) -> Result<()> {
         // RFC 1939 §6: the deletions are done at QUIT, in the UPDATE state; its -ERR says
         // some were not.
         self.send(&["QUIT".into()])?;

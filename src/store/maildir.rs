@@ -201,9 +201,10 @@ impl Batch {
         Batch::default()
     }
 
-    /// The tag the next deliveries carry in their names (ASCII letters and digits only).
+    /// The tag the next deliveries carry in their names (lowercase hex digits only: the
+    /// name part after it starts with `V`, which ends it for [`tagged`]).
     pub fn tag(&self, tag: Option<&str>) {
-        let tag = tag.filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let tag = tag.filter(|t| !t.is_empty() && t.bytes().all(is_tag_byte));
         *self.tag.lock().unwrap_or_else(|p| p.into_inner()) = tag.map(str::to_string);
     }
 
@@ -296,6 +297,10 @@ impl Drop for Batch {
     }
 }
 
+fn is_tag_byte(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
 /// The tags (see [`Batch::tag`]) of the messages in `new/` and `cur/` of `root` and of its
 /// Maildir++ folders: what a crashed batch delivered.
 pub fn tagged(root: &Path) -> io::Result<std::collections::HashSet<String>> {
@@ -320,7 +325,12 @@ pub fn tagged(root: &Path) -> io::Result<std::collections::HashSet<String>> {
                 if let Some(i) = unique.rfind('F')
                     && unique[..i].contains('P')
                 {
-                    found.insert(unique[i + 1..].to_string());
+                    let tag: String = unique[i + 1..]
+                        .bytes()
+                        .take_while(|&b| is_tag_byte(b))
+                        .map(char::from)
+                        .collect();
+                    found.insert(tag);
                 }
             }
         }

@@ -6,6 +6,8 @@
 //! nothing printed when nothing arrived, and the exit status says what happened: 0 mail
 //! was fetched, 1 there was nothing new (fetchmail's), else a sysexits code.
 
+mod daemon;
+
 use crate::account::{self, Account, Password, Protocol};
 use crate::deliver::Pipeline;
 use crate::docs::Page;
@@ -143,6 +145,15 @@ pub struct Args {
     /// Seconds to wait for the server on each step
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+
+    /// Keep running: fetch every account each --interval (after a failure, again after a
+    /// backoff doubling up to an hour) until SIGTERM
+    #[arg(long, conflicts_with = "scan")]
+    pub daemon: bool,
+
+    /// Seconds between polls of an account with --daemon
+    #[arg(long, value_name = "SECS", default_value_t = 300, requires = "daemon")]
+    pub interval: u64,
 }
 
 /// Set when every account ran and none had new mail: exit 1.
@@ -173,7 +184,6 @@ struct Job {
 
 /// Run mfetch.
 pub fn run(args: Args) -> Result<()> {
-    let jobs = jobs(&args)?;
     let state_dir = match &args.state_dir {
         Some(d) => d.clone(),
         None => state::default_dir().ok_or_else(|| {
@@ -184,9 +194,12 @@ pub fn run(args: Args) -> Result<()> {
             )
         })?,
     };
+    if args.daemon {
+        return daemon::run(&args, &state_dir);
+    }
     let mut errors: Vec<Error> = Vec::new();
     let mut fetched = 0;
-    for job in jobs {
+    for job in jobs(&args)? {
         match one(&args, &job, &state_dir) {
             Ok(n) => fetched += n,
             Err(e) => errors.push(e.context(&job.name)),
@@ -230,7 +243,9 @@ fn one(args: &Args, job: &Job, dir: &std::path::Path) -> Result<usize> {
         .collect();
     let source: Box<dyn fetch::Source> = match &job.folder {
         Some(folder) => imap::source(args, job, folder, &addrs, dir)?,
-        None => Box::new(Client::connect(&addrs, &job.host, &job.opts)?),
+        None => Box::new(fetch::pop3::Pop3(Client::connect(
+            &addrs, &job.host, &job.opts,
+        )?)),
     };
     let tty = std::io::stderr().is_terminal();
     let mut failed = Vec::new();
@@ -355,7 +370,11 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
     };
     if let Some(server) = args.pop3.as_ref().or(args.imap.as_ref()) {
         let is_imap = args.imap.is_some();
-        let mode = flag_mode.unwrap_or(Mode::IMPLICIT);
+        // The fetch_tls keys of the account (or of the defaults) still apply: a trust file
+        // set once for every account, as msubmit --host keeps the defaults' tls_trust_file.
+        let keys = cfg.account(args.account.as_deref())?;
+        let tls = account::tls(&keys, "fetch_")?;
+        let mode = flag_mode.or(tls.mode).unwrap_or(Mode::IMPLICIT);
         let port = match is_imap {
             true => imap::default_port(mode),
             false => default_port(mode),
@@ -374,7 +393,7 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             keep: false,
             opts: Options {
                 tls: mode,
-                trust: trust(TlsOptions::default()),
+                trust: trust(tls.options),
                 auth: Credentials {
                     user,
                     secret,

@@ -5,6 +5,7 @@
 //! `CARGO_BIN_EXE_mdeliver`): Debian's mblaze installs its own `mdeliver` on PATH.
 
 pub mod mreceive;
+pub mod pop3;
 pub mod relay;
 pub mod smtp;
 pub mod tmpfs;

@@ -141,7 +141,7 @@ pub fn roff_blocks(file: &str, text: &str) -> Result<Vec<Block>, String> {
     let mut section = String::new();
     let mut block: Option<(usize, Vec<String>)> = None;
     let command_like = Regex::new(
-        r"^(mcompose|msubmit|mrelay|mreceive|mdeliver|echo|printf|cat|sudo|fetchmail|make|\$ )",
+        r"^(mcompose|msubmit|mrelay|mreceive|mdeliver|mfetch|echo|printf|cat|sudo|fetchmail|make|\$ )",
     )
     .unwrap();
     for (n, raw) in text.lines().enumerate() {
@@ -335,6 +335,7 @@ pub const PROGRAMS: &[&str] = &[
     "mrelay",
     "mreceive",
     "mdeliver",
+    "mfetch",
     "echo",
     "printf",
     "cat",

@@ -72,6 +72,7 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
         ));
     }
     let expects = expectations(&stages, &w.home, &w.home).map_err(|e| format!("{line}\n  {e}"))?;
+    let (_mfetch_pop, cmd) = with_pop3s(w, &cmd)?;
     let mut pop = None;
     if stages.iter().any(|s| s.program() == "fetchmail") {
         pop = Some(Pop3::start(w)?);
@@ -162,6 +163,18 @@ pub fn check_sendmail_link(w: &World, link: &Path) -> Result<(), String> {
     }
 }
 
+/// mfetch's server: for a line that fetches from 127.0.0.1 (an example's pop.example.org), a
+/// POP3 server with implicit TLS (the test CA's certificate) serving one message, and the
+/// line with its port.
+fn with_pop3s(w: &World, cmd: &str) -> Result<(Option<Pop3>, String), String> {
+    if !cmd.contains("--pop3 127.0.0.1") {
+        return Ok((None, cmd.to_string()));
+    }
+    let (pop, port) = Pop3::start_tls(w)?;
+    let cmd = cmd.replace("--pop3 127.0.0.1", &format!("--pop3 127.0.0.1:{port}"));
+    Ok((Some(pop), cmd))
+}
+
 /// A crontab line: checked by cron's own `crontab -n`, its command run as cron runs it.
 pub fn run_cron(w: &World, line: &str) -> Result<(), String> {
     let file = w.root().join("crontab");
@@ -195,7 +208,10 @@ pub fn run_cron(w: &World, line: &str) -> Result<(), String> {
     // cron's PATH is /usr/bin:/bin: a bare name finds another program or none.
     for s in parse_stages(&command)? {
         if let Some(p) = s.command().first()
-            && ["mcompose", "msubmit", "mrelay", "mreceive", "mdeliver"].contains(p)
+            && [
+                "mcompose", "msubmit", "mrelay", "mreceive", "mdeliver", "mfetch",
+            ]
+            .contains(p)
         {
             return Err(format!(
                 "{line}\n  cron runs commands with PATH=/usr/bin:/bin: give {p}'s absolute path"
@@ -204,6 +220,7 @@ pub fn run_cron(w: &World, line: &str) -> Result<(), String> {
     }
     let cmd = w.substitute(&command);
     let expects = expectations(&parse_stages(&cmd)?, &w.home, &w.home)?;
+    let (_pop, cmd) = with_pop3s(w, &cmd)?;
     run_checked(w, line, &expects, || {
         let mut c = Command::new("/bin/sh");
         c.env_clear()

@@ -445,6 +445,27 @@ impl Pop3 {
         Ok(Pop3 { retrieved })
     }
 
+    /// The same server with implicit TLS (RFC 8314) on a port of its own, for mfetch; the
+    /// port beside it.
+    pub fn start_tls(w: &World) -> Result<(Pop3, u16), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = mailpipe::net::tls::server_config(&w.srv.cert, &w.srv.key)
+            .map_err(|e| e.to_string())?;
+        let retrieved = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = retrieved.clone();
+        std::thread::spawn(move || {
+            if let Ok((conn, _)) = listener.accept() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(20)));
+                let Ok(tls) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let _ = pop3_over(rustls::StreamOwned::new(tls, conn), &flag);
+            }
+        });
+        Ok((Pop3 { retrieved }, port))
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.retrieved.load(std::sync::atomic::Ordering::SeqCst) {
             Ok(())
@@ -459,11 +480,19 @@ pub fn pop3_session(
     retrieved: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut out = conn.try_clone()?;
+    pop3_over(conn, retrieved)
+}
+
+/// The session over any stream (TCP, TLS).
+fn pop3_over(
+    conn: impl Read + Write,
+    retrieved: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
     let mut r = BufReader::new(conn);
     let msg = MESSAGE.replace('\n', "\r\n");
     let size = msg.len();
-    out.write_all(b"+OK test POP3 server ready\r\n")?;
+    r.get_mut().write_all(b"+OK test POP3 server ready\r\n")?;
+    r.get_mut().flush()?;
     let mut line = String::new();
     loop {
         line.clear();
@@ -474,7 +503,7 @@ pub fn pop3_session(
         let verb = cmd.split_whitespace().next().unwrap_or("");
         let arg = cmd.split_whitespace().nth(1);
         let reply = match (verb, arg) {
-            ("CAPA", _) => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string(),
+            ("CAPA", _) => "+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n".to_string(),
             ("USER" | "PASS" | "NOOP" | "RSET" | "DELE", _) => "+OK\r\n".into(),
             ("STAT", _) => format!("+OK 1 {size}\r\n"),
             ("LIST", None) => format!("+OK\r\n1 {size}\r\n.\r\n"),
@@ -487,12 +516,14 @@ pub fn pop3_session(
                 format!("+OK {size} octets\r\n{msg}.\r\n")
             }
             ("QUIT", _) => {
-                out.write_all(b"+OK bye\r\n")?;
+                r.get_mut().write_all(b"+OK bye\r\n")?;
+                r.get_mut().flush()?;
                 return Ok(());
             }
             _ => "-ERR not here\r\n".into(),
         };
-        out.write_all(reply.as_bytes())?;
+        r.get_mut().write_all(reply.as_bytes())?;
+        r.get_mut().flush()?;
     }
 }
 

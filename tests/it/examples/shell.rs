@@ -278,6 +278,8 @@ pub enum Expect {
     Directory(PathBuf),
     /// A message on standard output.
     MessageOnStdout,
+    /// mfetch --scan: a line per new message on standard output.
+    Scanned,
 }
 
 /// Whether `opt` of our tool `program` takes a value (the next word is then no operand),
@@ -424,6 +426,16 @@ pub fn expectations(stages: &[Stage], home: &Path, cwd: &Path) -> Result<Vec<Exp
                     dirs.iter()
                         .map(|d| Expect::Directory(resolve(d, home, cwd))),
                 );
+            }
+            "mfetch" => {
+                if has(&["--scan", "-s"]) {
+                    out.push(Expect::Scanned);
+                } else if let Some(mda) = option_value(&args, &["--mda"]) {
+                    out.extend(expectations(&parse_stages(mda)?, home, cwd)?);
+                } else {
+                    let md = option_value(&args, &["--maildir"]).unwrap_or("~/Maildir");
+                    out.push(Expect::Delivered(resolve(md, home, cwd)));
+                }
             }
             "fetchmail" => {
                 let Some(mda) = option_value(&args, &["--mda", "-m"]) else {

@@ -215,6 +215,7 @@ impl<'s> World<'s> {
             b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n%%EOF\n",
         );
         put(r.join("etc/aliases"), b"root: me@example.org\n");
+        put(home.join(".mailpass"), format!("{PASSWORD}\n").as_bytes());
         put(home.join("data.csv"), b"quarter,revenue\nQ3,42\n");
         put(home.join("note.html"), b"<p>See you at <b>noon</b>.</p>\n");
         for f in [
@@ -233,10 +234,11 @@ impl<'s> World<'s> {
             home.join(".config/mailpipe/config"),
             format!(
                 "# the test's submission server (tests/it/examples.rs)\ndefaults\nhost 127.0.0.1\n\
-                 port {}\ntls_trust_file {}\n\
+                 port {}\ntls_trust_file {}\nfetch_tls_trust_file {}\n\
                  # mrelay: every domain to the test server, the queue in the home (root's would\n\
                  # be the system's)\nroute * [127.0.0.1]:{}\nqueue_dir {}\n",
                 srv.starttls,
+                srv.ca.display(),
                 srv.ca.display(),
                 srv.starttls,
                 home.join(".local/share/mailpipe/queue").display()
@@ -248,7 +250,9 @@ impl<'s> World<'s> {
         // Our tools first on PATH (Debian's mblaze has its own mdeliver), a password store
         // for `pass show …`, and an editor that writes the reply.
         let shim = r.join("shim");
-        for t in ["mcompose", "msubmit", "mrelay", "mreceive", "mdeliver"] {
+        for t in [
+            "mcompose", "msubmit", "mrelay", "mreceive", "mdeliver", "mfetch",
+        ] {
             std::os::unix::fs::symlink(bin_dir().join(t), shim.join(t)).unwrap();
         }
         let script = |name: &str, body: &str| {
@@ -276,13 +280,15 @@ impl<'s> World<'s> {
     pub fn substitute(&self, text: &str) -> String {
         static PATHS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(
-                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mrelay|mreceive|mdeliver)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
+                r#"(^|[\s='"(<>,])(/usr(?:/local)?/s?bin/(mcompose|msubmit|mrelay|mreceive|mdeliver|mfetch)\b|/usr/s?bin/(?:sendmail|mailq|newaliases)\b|/(?:etc|var|home|tmp)/|~([a-z][a-z0-9_-]*)/)"#,
             )
             .unwrap()
         });
         static HOSTS: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"(^|[\s=])(?:smtp|mail|mx|submission)\d*\.example\.(?:org|com|net)\b")
-                .unwrap()
+            Regex::new(
+                r"(^|[\s=])(?:smtp|mail|mx|submission|pop3?|imap)\d*\.example\.(?:org|com|net)\b",
+            )
+            .unwrap()
         });
         static LISTEN: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r"(-l|--listen)(\s+|=)(\[[0-9a-fA-F:]*\]|[0-9.]+|localhost):(\d+)").unwrap()
@@ -480,6 +486,7 @@ pub fn check(
         Expect::DryRun(_) => after == before && !out.stdout.is_empty(),
         Expect::MessageFile(f) => std::fs::read(f).is_ok_and(|d| looks_like_message(&d)),
         Expect::MessageOnStdout => looks_like_message(&out.stdout),
+        Expect::Scanned => !out.stdout.is_empty(),
         Expect::Link(target, link) => std::fs::read_link(link).is_ok_and(|t| &t == target),
         Expect::Directory(d) => d.is_dir(),
     };
