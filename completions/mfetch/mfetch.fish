@@ -1,4 +1,4 @@
-complete -c mfetch -s a -l account -d 'Fetch for this account of the configuration only [default: every account with a pop3_host]' -r
+complete -c mfetch -s a -l account -d 'Fetch for this account of the configuration only [default: every account with a pop3_host or imap_host]' -r
 complete -c mfetch -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F
 complete -c mfetch -l pop3 -d 'Fetch from this POP3 server instead of the configuration\'s accounts [default port: 995 with implicit TLS, 110 otherwise]' -r
 complete -c mfetch -l imap -d 'Fetch from this IMAP server instead of the configuration\'s accounts [default port: 993 with implicit TLS, 143 otherwise]' -r

@@ -10,8 +10,9 @@
 //! required, since no STARTTLS is possible in the authenticated state (RFC 3501 §6.2.1,
 //! fetchmail CVE-2021-39272's neighbour). Every read has a timeout and every line a length
 //! limit; a message body is never held in memory (`BODY[]` goes to the caller's reader).
-//! Network trouble and a server we cannot understand are [`Code::TempFail`]: nothing was
-//! deleted, the next run tries again.
+//! Network trouble is [`Code::TempFail`]; a server that breaks the grammar or sends a UID
+//! twice, one not asked for, or data before the STARTTLS handshake is [`Code::Protocol`]
+//! (mfetch's 76, as for POP3). Either way nothing was deleted, the next run tries again.
 
 use super::response::{self, Feed, Literal, MAX_LINE, Response, Status, Value, Wire};
 use crate::exit::{Code, Error, Result};
@@ -198,7 +199,7 @@ fn net_error(what: &str, e: io::Error) -> Error {
             Error::new(Code::TempFail, what, "connection closed by the server")
         }
         io::ErrorKind::InvalidData => {
-            Error::new(Code::TempFail, what, format!("bad response: {e}"))
+            Error::new(Code::Protocol, what, format!("bad response: {e}"))
         }
         _ => Error::io(Code::TempFail, what, e),
     }
@@ -456,7 +457,7 @@ impl Client {
             text,
         } = greeting
         else {
-            return Err(Error::new(Code::TempFail, what, "not an IMAP greeting"));
+            return Err(Error::new(Code::Protocol, what, "not an IMAP greeting"));
         };
         if let Some(("CAPABILITY", list)) = code.as_ref().map(|(c, a)| (c.as_str(), a.as_str())) {
             c.caps = list
@@ -1026,7 +1027,7 @@ impl Client {
 }
 
 fn bad_server(why: &str) -> Error {
-    Error::new(Code::TempFail, "UID FETCH", format!("bad response: {why}"))
+    Error::new(Code::Protocol, "UID FETCH", format!("bad response: {why}"))
 }
 
 /// `* n FETCH (list)` → n and the list.

@@ -27,22 +27,23 @@ use std::time::Duration;
 
 mod imap;
 
-/// Fetch mail from a POP3 server into a Maildir, never twice, never lost.
+/// Fetch mail from a POP3 or IMAP server into a Maildir, never twice, never lost.
 ///
 /// mfetch fetches the new messages of every account of the configuration that names a
-/// server to fetch from (pop3_host), of one account (-a), or of the server the flags name
-/// (--pop3), into a Maildir through the delivery pipeline or to a program per message.
-/// It remembers what it fetched (by UIDL) in its state directory, and deletes on the
-/// server only what is durable here (unless --keep).
+/// server to fetch from (pop3_host, imap_host), of one account (-a), or of the server the
+/// flags name (--pop3, --imap), into a Maildir through the delivery pipeline or to a
+/// program per message. It remembers what it fetched (by UIDL; by folder, UIDVALIDITY and
+/// UID) in its state directory, and deletes on the server only what is durable here
+/// (unless --keep).
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "mfetch",
     version,
-    about = "fetch mail from a POP3 server into a Maildir, never twice, never lost"
+    about = "fetch mail from a POP3 or IMAP server into a Maildir, never twice, never lost"
 )]
 pub struct Args {
     /// Fetch for this account of the configuration only [default: every account with a
-    /// pop3_host]
+    /// pop3_host or imap_host]
     #[arg(short = 'a', long, value_name = "NAME")]
     pub account: Option<String>,
 
@@ -464,7 +465,7 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
         return Err(Error::new(
             Code::Config,
             "mfetch",
-            "no account names a server to fetch from (pop3_host), and no --pop3",
+            "no account names a server to fetch from (pop3_host, imap_host), and no --pop3 or --imap",
         ));
     }
     Ok(jobs)

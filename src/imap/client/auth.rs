@@ -30,7 +30,7 @@ impl Client {
         if self.wire.has_buffered() || waiting {
             self.broken = true;
             return Err(Error::new(
-                Code::Unavailable,
+                Code::Protocol,
                 "STARTTLS",
                 "server sent data after its OK before the TLS handshake (response injection?)",
             ));
