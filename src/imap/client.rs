@@ -950,7 +950,6 @@ impl Client {
         if !self.has("IDLE") && !self.has("IMAP4REV2") {
             return Err(Error::new(Code::Unavailable, "IDLE", "not offered"));
         }
-        let before = self.exists;
         let tag = self.send("IDLE", None)?;
         match self.read("IDLE")? {
             Response::Continue(_) => {}
@@ -974,12 +973,18 @@ impl Client {
                 break;
             }
             self.opts.timeout = left;
+            // Compared with the count just before each response: an EXPUNGE (ours, from
+            // another session) lowers it, the EXISTS of new mail raises it from there.
+            let prev = self.exists;
             let r = self.read("IDLE");
             self.opts.timeout = keep;
             match r {
                 Ok(Response::Data(v)) => {
                     let w = v.get(1).and_then(Value::atom).unwrap_or_default();
-                    if w.eq_ignore_ascii_case("RECENT") || self.exists > before {
+                    let n = v.first().and_then(Value::number).unwrap_or(0);
+                    if (w.eq_ignore_ascii_case("RECENT") && n > 0)
+                        || (w.eq_ignore_ascii_case("EXISTS") && self.exists > prev)
+                    {
                         changed = true;
                     }
                 }
@@ -1001,11 +1006,7 @@ impl Client {
         self.trace(true, "DONE");
         self.write(b"DONE\r\n", "IDLE")?;
         self.complete(&tag, "IDLE", |_, _| Ok(()))?;
-        Ok(if changed || self.exists > before {
-            Idle::Changed
-        } else {
-            Idle::Quiet
-        })
+        Ok(if changed { Idle::Changed } else { Idle::Quiet })
     }
 
     /// LOGOUT and close; errors are ignored, everything is already decided.

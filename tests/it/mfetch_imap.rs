@@ -187,3 +187,54 @@ fn move_to_a_folder_instead_of_deleting() {
     assert_eq!(on_server(&d.maildir()), 0);
     assert_eq!(messages(&trash).len(), 4);
 }
+
+#[test]
+fn daemon_fetches_on_idle_and_comes_back_after_the_server_closed() {
+    let Some(d) = Dovecot::start(1) else { return };
+    let r = Run::new();
+    let mut c = tool(bin!("mfetch"), r.home.path());
+    c.args(["--imap", &format!("127.0.0.1:{}", d.imaps)])
+        .args(["--tls", "implicit", "--ca-file", d.ca.to_str().unwrap()])
+        .args(["--user", "alice", "--password-command", "echo secret"])
+        .arg("--maildir")
+        .arg(&r.maildir)
+        .arg("--state-dir")
+        .arg(&r.state)
+        // An hour between polls: only IDLE can bring the next messages in time.
+        .args(["--daemon", "--interval", "3600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    let count = || r.arrived().values().sum::<usize>();
+    let seed = || {
+        d.peers.script(
+            "seed-maildir.sh",
+            &[d.maildir().to_str().unwrap(), "1"],
+            &[],
+        )
+    };
+    let limit = std::time::Duration::from_secs(30);
+    let first = wait_until(limit, || count() == 1);
+    seed();
+    let second = wait_until(limit, || count() == 2);
+    // The server closes every session (the watcher's in IDLE too); mail comes meanwhile.
+    let kick = std::process::Command::new("doveadm")
+        .args(["-c", &d.conf, "kick", "alice"])
+        .output()
+        .unwrap();
+    seed();
+    let third = wait_until(limit, || count() == 3);
+    seed();
+    let fourth = wait_until(limit, || count() == 4);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = wait_output(child, limit);
+    let err = stderr(&out);
+    assert!(first && second, "IDLE brought nothing: {} {err}", count());
+    assert!(kick.status.success(), "{kick:?}");
+    assert!(third && fourth, "nothing after the kick: {} {err}", count());
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(r.arrived().values().all(|&n| n == 1));
+}

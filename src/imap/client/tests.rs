@@ -316,3 +316,15 @@ fn oauthbearer_errors_are_answered_then_cancelled_never_looped() {
     assert_eq!(c.err().unwrap().code(), Code::TempFail);
     assert_eq!(sent(&out).lines().last(), Some("*"));
 }
+
+#[test]
+fn idle_sees_new_mail_after_an_expunge_left_the_count_where_it_was() {
+    let script = format!(
+        "{GREETING}a1 OK in\r\na2 OK caps\r\n* 1 EXISTS\r\n* OK [UIDVALIDITY 1] v\r\na3 OK s\r\n\
+         + idling\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\na4 OK done\r\n"
+    );
+    let (c, _) = session(&script, &plain_opts());
+    let mut c = c.unwrap();
+    c.select("INBOX", true).unwrap();
+    assert_eq!(c.idle(Duration::from_secs(5)).unwrap(), Idle::Changed);
+}
