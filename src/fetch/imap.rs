@@ -89,6 +89,48 @@ impl Read for Sniff<'_> {
     }
 }
 
+/// A message as IMAP sends it (CRLF line ends, RFC 3501 §4.3) with LF line ends, as a Maildir
+/// holds it and as the POP3 side stores it; a CR not before an LF is kept.
+struct Lf<'a> {
+    inner: &'a mut dyn Read,
+    /// A CR read last, not yet known to end a line.
+    cr: bool,
+    out: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Lf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                if !std::mem::take(&mut self.cr) {
+                    return Ok(0);
+                }
+                self.out.push(b'\r');
+                break;
+            }
+            for &b in &chunk[..n] {
+                if std::mem::take(&mut self.cr) && b != b'\n' {
+                    self.out.push(b'\r');
+                }
+                if b == b'\r' {
+                    self.cr = true;
+                } else {
+                    self.out.push(b);
+                }
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 impl ImapFolder {
     /// `folder` of the session `client`, selected (examined when nothing will be changed:
     /// `read_only`); fingerprints in `prints_path`.
@@ -264,8 +306,14 @@ impl Source for ImapFolder {
             let Some(m) = by_uid.get(&l.uid) else {
                 return Ok(());
             };
-            let mut sniff = Sniff {
+            let mut lf = Lf {
                 inner: r,
+                cr: false,
+                out: Vec::new(),
+                pos: 0,
+            };
+            let mut sniff = Sniff {
+                inner: &mut lf,
                 head: Vec::new(),
                 done: false,
             };
@@ -350,5 +398,48 @@ impl Source for ImapFolder {
     fn finish(self: Box<Self>) -> Result<()> {
         self.client.logout();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out `chunk` bytes at a time.
+    struct Drip<'a>(&'a [u8], usize);
+
+    impl Read for Drip<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_reads_and_a_lone_cr_stays() {
+        let input = b"Subject: a\r\n\r\nline\rwith CR\r\nend\r";
+        for chunk in [1, 2, 3, 5, 100] {
+            let mut d = Drip(input, chunk);
+            let mut lf = Lf {
+                inner: &mut d,
+                cr: false,
+                out: Vec::new(),
+                pos: 0,
+            };
+            let mut got = Vec::new();
+            lf.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"Subject: a\n\nline\rwith CR\nend\r", "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn the_message_id_of_a_header() {
+        assert_eq!(
+            message_id(b"From: a\nMessage-ID:\n <x@y>\n\nbody").as_deref(),
+            Some("<x@y>")
+        );
+        assert_eq!(message_id(b"From: a\n\n"), None);
     }
 }

@@ -238,3 +238,127 @@ fn daemon_fetches_on_idle_and_comes_back_after_the_server_closed() {
     assert_eq!(code(&out), 0, "{err}");
     assert!(r.arrived().values().all(|&n| n == 1));
 }
+
+/// The server's messages as they lie in its Maildir (LF line ends, as mfetch stores them).
+fn server_contents(md: &Path) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = messages(md).iter().map(|p| fs::read(p).unwrap()).collect();
+    v.sort();
+    v
+}
+
+fn stored(md: &Path) -> Vec<Vec<u8>> {
+    server_contents(md)
+}
+
+#[test]
+fn a_connection_cut_mid_fetch_then_a_rerun_gets_each_message_once() {
+    let Some(d) = Dovecot::start(200) else { return };
+    let before = server_contents(&d.maildir());
+    // Cut after about 40 kB of TLS from the server: inside a UID FETCH's literals.
+    let (port, conns) = crate::mfetch_interop::cutting_proxy(d.imaps, 40_000);
+    let r = Run::new();
+    let fetch = |r: &Run| {
+        let mut c = tool(bin!("mfetch"), r.home.path());
+        c.args(["--imap", &format!("127.0.0.1:{port}")])
+            .args(["--tls", "implicit", "--ca-file", d.ca.to_str().unwrap()])
+            .args(["--tls-server-name", "localhost"])
+            .args(["--user", "alice", "--password-command", "echo secret"])
+            .arg("--maildir")
+            .arg(&r.maildir)
+            .arg("--state-dir")
+            .arg(&r.state)
+            .args(["--batch", "50"]);
+        run(&mut c, b"")
+    };
+    let out = fetch(&r);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    let part = messages(&r.maildir).len();
+    assert!(part < 200, "the cut did not cut");
+    let out = fetch(&r);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let got = stored(&r.maildir);
+    assert_eq!(got.len(), before.len(), "lost or duplicated");
+    assert!(
+        got == before,
+        "not byte for byte (LF line ends, as the server's Maildir)"
+    );
+    assert_eq!(on_server(&d.maildir()), 0);
+}
+
+#[test]
+fn sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_once() {
+    use std::time::{Duration, Instant};
+    let Some(d) = Dovecot::start(2000) else {
+        return;
+    };
+    let before = server_contents(&d.maildir());
+    assert_eq!(before.len(), 2000);
+    let r = Run::new();
+    let start = Instant::now();
+    let mut kills = 0;
+    let mut seed = std::process::id() as u64 ^ start.elapsed().subsec_nanos() as u64 | 1;
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(300), "never finished");
+        let mut c = tool(bin!("mfetch"), r.home.path());
+        c.args(["--imap", &format!("127.0.0.1:{}", d.imaps)])
+            .args(["--tls", "implicit", "--ca-file", d.ca.to_str().unwrap()])
+            .args(["--user", "alice", "--password-command", "echo secret"])
+            .arg("--maildir")
+            .arg(&r.maildir)
+            .arg("--state-dir")
+            .arg(&r.state)
+            .args(["--batch", "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        // xorshift: a kill somewhere in the first 600 ms (the first eight runs always, then
+        // none on every fourth run), so batches are cut at every stage.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(20 + seed % 600);
+        let kill = kills < 8 || !seed.is_multiple_of(4);
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if kill && t.elapsed() >= wait {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if let Some(s) = status {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            match s.code() {
+                Some(1) if on_server(&d.maildir()) == 0 => break,
+                Some(0 | 1) => {}
+                other => panic!("mfetch exited {other:?}: {err}"),
+            }
+        }
+    }
+    eprintln!("{kills} kills before done");
+    assert!(kills >= 8);
+    let got = stored(&r.maildir);
+    assert_eq!(
+        got.len(),
+        2000,
+        "{} messages after {kills} kills",
+        got.len()
+    );
+    assert!(
+        got == before,
+        "not every message exactly once, byte for byte"
+    );
+}
