@@ -306,6 +306,18 @@ impl Source for ImapFolder {
             let Some(m) = by_uid.get(&l.uid) else {
                 return Ok(());
             };
+            // As POP3's bound: twice the listed size (with room for a small message's
+            // header), else the server lies about one of the two.
+            if l.size > m.size.saturating_mul(2).max(m.size + 64 * 1024) {
+                return Err(Error::new(
+                    Code::Protocol,
+                    format!("message {}", m.id),
+                    format!(
+                        "{} bytes sent, {} listed: larger than listed",
+                        l.size, m.size
+                    ),
+                ));
+            }
             let mut lf = Lf {
                 inner: r,
                 cr: false,
@@ -432,6 +444,49 @@ mod tests {
             lf.read_to_end(&mut got).unwrap();
             assert_eq!(got, b"Subject: a\n\nline\rwith CR\nend\r", "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn a_message_far_larger_than_listed_is_refused() {
+        use crate::imap::client::{Credentials, Options};
+        use crate::net::tls::Mode;
+        let body = "x".repeat(70_000);
+        let script = format!(
+            "* OK [CAPABILITY IMAP4rev1 UIDPLUS] hi\r\na1 OK in\r\na2 OK caps\r\n\
+             * 1 EXISTS\r\n* OK [UIDVALIDITY 9] v\r\na3 OK sel\r\n\
+             * 1 FETCH (UID 4 RFC822.SIZE 10 BODY[] {{70000}}\r\n{body})\r\na4 OK\r\n"
+        );
+        let (io, _) = crate::net::conn::MemIo::new(script.into_bytes());
+        let mut o = Options::new(Mode::NONE);
+        o.auth = Some(Credentials {
+            user: "u".into(),
+            secret: "p".into(),
+            method: None,
+        });
+        let c = Client::over(Box::new(io), "imap.test", &o).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = ImapFolder::open(
+            c,
+            "INBOX",
+            false,
+            Removal::Expunge,
+            dir.path().join("k.imap"),
+        )
+        .unwrap();
+        let m = Listed {
+            number: 4,
+            id: "4".into(),
+            size: 10,
+        };
+        let mut called = false;
+        let e = f
+            .fetch(&[m], &mut |_, _| {
+                called = true;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Protocol, "{e}");
+        assert!(!called);
     }
 
     #[test]
