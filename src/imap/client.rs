@@ -14,11 +14,14 @@
 //! twice, one not asked for, or data before the STARTTLS handshake is [`Code::Protocol`]
 //! (mfetch's 76, as for POP3). Either way nothing was deleted, the next run tries again.
 
-use super::response::{self, Feed, Literal, MAX_LINE, Response, Status, Value, Wire};
+pub use super::command::{mailbox_name, uid_sets};
+use super::command::{parse_set, quote};
+use super::response::{self, Response, Status, Value, Wire};
 use crate::exit::{Code, Error, Result};
 use crate::net::conn::{Io, TcpIo};
 use crate::net::dial;
 use crate::net::tls::{self, Level, Mode, Start, TlsOptions, TlsStream};
+use reader::Reader;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -205,94 +208,6 @@ fn net_error(what: &str, e: io::Error) -> Error {
     }
 }
 
-/// A quoted string or, when it cannot be quoted (CR, LF, NUL, 8-bit), `None`.
-fn quote(s: &[u8]) -> Option<String> {
-    if s.iter()
-        .any(|&b| b == 0 || b == b'\r' || b == b'\n' || b >= 0x80)
-    {
-        return None;
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push('\\');
-        }
-        out.push(b as char);
-    }
-    out.push('"');
-    Some(out)
-}
-
-/// A mailbox name in modified UTF-7 (RFC 3501 §5.1.3), as IMAP4rev1 servers expect.
-pub fn mailbox_name(name: &str) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    let mut out = String::new();
-    let mut wide: Vec<u16> = Vec::new();
-    let flush = |wide: &mut Vec<u16>, out: &mut String| {
-        if wide.is_empty() {
-            return;
-        }
-        let bytes: Vec<u8> = wide.iter().flat_map(|u| u.to_be_bytes()).collect();
-        out.push('&');
-        out.push_str(&b64.encode(bytes).replace('/', ","));
-        out.push('-');
-        wide.clear();
-    };
-    for c in name.chars() {
-        if (' '..='~').contains(&c) {
-            flush(&mut wide, &mut out);
-            if c == '&' {
-                out.push_str("&-");
-            } else {
-                out.push(c);
-            }
-        } else {
-            let mut units = [0u16; 2];
-            wide.extend_from_slice(c.encode_utf16(&mut units));
-        }
-    }
-    flush(&mut wide, &mut out);
-    out
-}
-
-/// UIDs as a sequence set (`1:4,7,9:12`) in pieces short enough for one command line each
-/// (RFC 7162 §4: servers should take 8192 octets; we stay well under).
-pub fn uid_sets(uids: &[u32]) -> Vec<String> {
-    let mut sorted: Vec<u32> = uids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut sets = Vec::new();
-    let mut cur = String::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let first = sorted[i];
-        let mut last = first;
-        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
-            i += 1;
-            last = sorted[i];
-        }
-        i += 1;
-        let piece = if first == last {
-            first.to_string()
-        } else {
-            format!("{first}:{last}")
-        };
-        if cur.len() + piece.len() + 1 > 4000 {
-            sets.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push(',');
-        }
-        cur.push_str(&piece);
-    }
-    if !cur.is_empty() {
-        sets.push(cur);
-    }
-    sets
-}
-
 /// What a FETCH response item list says: UID, RFC822.SIZE and the values after other keys.
 fn items(list: &[Value]) -> HashMap<String, &Value> {
     let mut out = HashMap::new();
@@ -310,96 +225,6 @@ fn uid_of(v: &Value) -> Option<u32> {
     v.number()
         .and_then(|n| u32::try_from(n).ok())
         .filter(|&n| n > 0)
-}
-
-/// The reader of one response: lines under a deadline, literals bounded or streamed.
-struct Reader<'a, 'b> {
-    wire: &'a mut Wire<Stream>,
-    timeout: Duration,
-    max_literal: usize,
-    /// Where a `BODY[]` literal goes.
-    body: Option<&'a mut BodySink<'b>>,
-    seq_uid: &'a HashMap<u32, u32>,
-    /// UIDs whose body went to the sink in this command.
-    seen: &'a mut HashSet<u32>,
-    /// Why the sink failed, when it did (the parser sees only an I/O error).
-    sink_error: Option<Error>,
-}
-
-impl Reader<'_, '_> {
-    fn timing(&mut self, deadline: bool) {
-        let t = self.timeout.max(Duration::from_millis(1));
-        if let Some(io) = self.wire.get_mut().io() {
-            io.set_timeout(t);
-            io.set_deadline(if deadline {
-                Instant::now().checked_add(t)
-            } else {
-                None
-            });
-        }
-    }
-
-    fn line(&mut self) -> io::Result<Vec<u8>> {
-        self.timing(true);
-        let r = self.wire.line(MAX_LINE);
-        self.timing(false);
-        r
-    }
-}
-
-impl Feed for Reader<'_, '_> {
-    fn line(&mut self) -> io::Result<Vec<u8>> {
-        Reader::line(self)
-    }
-
-    fn literal(&mut self, n: u64, path: &[Vec<Value>]) -> io::Result<Value> {
-        let is_body = path.len() == 2
-            && path[0]
-                .get(1)
-                .and_then(Value::atom)
-                .is_some_and(|a| a.eq_ignore_ascii_case("FETCH"))
-            && path[1]
-                .last()
-                .and_then(Value::atom)
-                .is_some_and(|a| a.eq_ignore_ascii_case("BODY[]"));
-        if !is_body || self.body.is_none() {
-            self.timing(false);
-            return self.wire.literal_vec(n, self.max_literal).map(Value::Str);
-        };
-        // The UID before the body (Dovecot, Gmail), else by the sequence number listed.
-        let before = items(&path[1][..path[1].len() - 1]);
-        let uid = match before.get("UID") {
-            Some(v) => uid_of(v),
-            None => path[0]
-                .first()
-                .and_then(Value::number)
-                .and_then(|s| u32::try_from(s).ok())
-                .and_then(|s| self.seq_uid.get(&s).copied()),
-        };
-        let Some(uid) = uid else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "message body without a UID",
-            ));
-        };
-        if !self.seen.insert(uid) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("UID {uid} sent twice"),
-            ));
-        }
-        self.timing(false);
-        let Some(sink) = self.body.as_mut() else {
-            return Err(io::Error::other("no sink"));
-        };
-        let mut lit: Literal<'_, Stream> = self.wire.literal(n);
-        if let Err(e) = sink(Listed { uid, size: n }, &mut lit) {
-            self.sink_error = Some(e);
-            return Err(io::Error::other("sink failed"));
-        }
-        lit.finish()?;
-        Ok(Value::Taken)
-    }
 }
 
 impl Client {
@@ -1042,21 +867,7 @@ fn fetch_data(r: &Response) -> Option<(u32, &[Value])> {
     }
 }
 
-/// A sequence set of numbers (`1:3,7`) into its members; `None` when malformed or huge.
-fn parse_set(set: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    for part in set.split(',') {
-        let (a, b) = part.split_once(':').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-        let (lo, hi) = (a.min(b), a.max(b));
-        if lo == 0 || out.len() as u64 + u64::from(hi - lo) > 10_000_000 {
-            return None;
-        }
-        out.extend(lo..=hi);
-    }
-    Some(out)
-}
-
 mod auth;
+mod reader;
 #[cfg(test)]
 mod tests;

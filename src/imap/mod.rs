@@ -2,7 +2,8 @@
 //! beside [`crate::pop3`] and on the same network layer ([`crate::net::conn`]'s transports
 //! with their timeouts, [`crate::net::tls`], [`crate::net::sasl`]).
 //!
-//! [`response`] is the server's grammar as a client reads it; [`client`] is the session.
+//! [`response`] is the server's grammar as a client reads it, [`command`] how a client
+//! writes its arguments; [`client`] is the session.
 //!
 //! Why a grammar of our own and not a codec crate. imap-codec 1.0 (stable) decodes a
 //! response only from a buffer that holds all of it, literals included: a `BODY[]` of a
@@ -20,4 +21,5 @@
 //! few and written out where they are sent.
 
 pub mod client;
+pub mod command;
 pub mod response;
