@@ -23,7 +23,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --locked --quiet --bin mfetch --bin mdeliver
   BIN=$PWD/target/release
 fi
-for c in dovecot mpop fetchmail getmail python3; do
+for c in dovecot mpop fetchmail getmail python3 runuser; do
   command -v "$c" >/dev/null || { echo "$0: $c missing (tests/peers/install.sh)" >&2; exit 69; }
 done
 [ "$(id -u)" = 0 ] || { echo "$0: Dovecot needs root" >&2; exit 77; }
@@ -51,7 +51,13 @@ run() { # name maildir command...
   seed
   local t0 t1 n
   t0=$(now)
-  "$@" >"$D/$name.out" 2>&1 || { echo "$name failed:"; cat "$D/$name.out"; exit 1; }
+  if ! "$@" >"$D/$name.out" 2>&1; then
+    # An incumbent that fails here (getmail6's SIGCHLD race under load) is reported, not
+    # fatal; the server is emptied for the next one.
+    echo "$name failed: $(tail -n 1 "$D/$name.out")"
+    find "$DROP/new" "$DROP/cur" -type f -delete
+    return 0
+  fi
   t1=$(now)
   n=$(count "$md")
   [ "$n" = "$N" ] || { echo "$name: $n of $N messages in $md"; cat "$D/$name.out"; exit 1; }
@@ -85,7 +91,8 @@ run mpop "$D/m-mpop" mpop -C "$D/mpoprc" -q
 cat > "$D/fetchmailrc" <<CONF
 set no syslog
 poll 127.0.0.1 service $POP3S protocol pop3 auth password timeout 60
-  user alice password secret ssl sslcertfile $CA sslcertck fetchall nokeep
+  user alice password secret ssl sslcertfile $CA sslcertck sslcommonname localhost
+  fetchall nokeep
   mda "$BIN/mdeliver $D/m-fetchmail"
 CONF
 chmod 600 "$D/fetchmailrc"
@@ -108,9 +115,12 @@ delete = true
 read_all = true
 verbose = 0
 CONF
-run getmail6 "$D/m-getmail" getmail --getmaildir "$D/getmail" --rcfile getmailrc
+# getmail refuses to deliver as root: it runs as nobody, its files handed over.
+chown -R nobody "$D/getmail" "$D/m-getmail"
+run getmail6 "$D/m-getmail" runuser -u nobody -- getmail --getmaildir "$D/getmail" --rcfile getmailrc
 
 echo
 for t in mfetch fetchmail+mdeliver getmail6; do
+  [ -n "${RATE[$t]:-}" ] || continue
   printf '%-22s %sx mpop\n' "$t" "$(python3 -c "print(round(${RATE[$t]}/${RATE[mpop]}, 2))")"
 done

@@ -157,10 +157,12 @@ impl Maildir {
         let dir = self.path().join(sub);
         let path = dir.join(name);
         if let Some(batch) = batch {
+            batch
+                .start_sync(&tmp.file)
+                .or_code_with(Code::TempFail, what)?;
+            // The batch removes it from now on, unless it commits it.
             tmp.renamed = true;
-            let file = tmp.file.try_clone().or_code_with(Code::TempFail, what)?;
             batch.lock().push(Pending {
-                file,
                 tmp: tmp.path.clone(),
                 path: path.clone(),
             });
@@ -174,10 +176,12 @@ impl Maildir {
 }
 
 /// A group commit of many deliveries in one process (mfetch's batches): each message is
-/// written into `tmp/` without a sync; [`Batch::commit`] then syncs the files (in parallel,
-/// so the file system's journal takes them in few commits), renames each into place and
-/// syncs each directory once. N messages cost one sync round instead of N file and N
-/// directory syncs, and none is visible in `new/` before its data is on disk.
+/// written into `tmp/` and its fsync started at once on a pool of threads, so the syncs run
+/// while the caller reads the next messages (and in parallel, so the file system's journal
+/// takes them in few commits); [`Batch::commit`] waits for them, renames each file into
+/// place and syncs each directory once. N messages cost one directory sync instead of N,
+/// their file syncs overlap the network, and none is visible in `new/` before its data is
+/// on disk.
 ///
 /// A tag set with [`Batch::tag`] goes into the next files' names (`…P<pid>F<tag>.host`), so
 /// a caller that recorded its intent can find, after a crash, which messages made it
@@ -186,11 +190,77 @@ impl Maildir {
 pub struct Batch {
     pending: Mutex<Vec<Pending>>,
     tag: Mutex<Option<String>>,
+    syncer: Mutex<Option<Syncer>>,
+}
+
+/// The threads that fsync a batch's files as they are written.
+#[derive(Debug)]
+struct Syncer {
+    jobs: std::sync::mpsc::Sender<File>,
+    done: std::sync::mpsc::Receiver<io::Result<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    sent: usize,
+}
+
+/// How many files of a batch are synced at once.
+const SYNC_THREADS: usize = 8;
+
+impl Syncer {
+    fn start() -> io::Result<Syncer> {
+        let (jobs, queue) = std::sync::mpsc::channel::<File>();
+        let (report, done) = std::sync::mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut workers = Vec::new();
+        for _ in 0..SYNC_THREADS {
+            let (queue, report) = (queue.clone(), report.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name("fsync".into())
+                    .spawn(move || {
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(file) = next else { return };
+                            if report.send(file.sync_all()).is_err() {
+                                return;
+                            }
+                        }
+                    })?,
+            );
+        }
+        Ok(Syncer {
+            jobs,
+            done,
+            workers,
+            sent: 0,
+        })
+    }
+
+    /// Wait for every sync started; the first failure.
+    fn finish(self) -> io::Result<()> {
+        let Syncer {
+            jobs,
+            done,
+            workers,
+            sent,
+        } = self;
+        drop(jobs);
+        let mut result = Ok(());
+        for _ in 0..sent {
+            match done.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("fsync thread died"))),
+            }
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        result
+    }
 }
 
 #[derive(Debug)]
 struct Pending {
-    file: File,
     tmp: PathBuf,
     path: PathBuf,
 }
@@ -210,6 +280,21 @@ impl Batch {
 
     fn current_tag(&self) -> Option<String> {
         self.tag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Start syncing `file` on the pool (started with the first file).
+    fn start_sync(&self, file: &File) -> io::Result<()> {
+        let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        if syncer.is_none() {
+            *syncer = Some(Syncer::start()?);
+        }
+        if let Some(s) = syncer.as_mut() {
+            s.jobs
+                .send(file.try_clone()?)
+                .map_err(|_| io::Error::other("fsync threads gone"))?;
+            s.sent += 1;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
@@ -237,30 +322,17 @@ impl Batch {
         let fail = |p: &Pending, e: io::Error| {
             Error::io(Code::TempFail, format!("deliver {}", p.path.display()), e)
         };
-        // Parallel fsyncs: the journal commits them together.
-        let threads = pending.len().clamp(1, 8);
-        let chunk = pending.len().div_ceil(threads);
-        let synced: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = pending
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        for p in part {
-                            p.file.sync_all().map_err(|e| fail(p, e))?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::new(Code::Software, "fsync", "panicked")))
-                })
-                .collect()
+        // The syncs started as the files were written: wait for them all.
+        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let synced = match syncer {
+            Some(s) => s.finish(),
+            None => Ok(()),
+        };
+        let synced = synced.map_err(|e| match pending.first() {
+            Some(p) => fail(p, e),
+            None => Error::io(Code::TempFail, "fsync", e),
         });
-        let mut result = synced.into_iter().collect::<Result<Vec<()>>>().map(|_| ());
+        let mut result = synced;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for p in &pending {
             if result.is_ok() {
@@ -577,6 +649,34 @@ static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<SyncGroup>>>> =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_shows_nothing_before_its_commit_and_its_tags_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&dir.path().join("Maildir")).unwrap();
+        let count = |sub: &str| fs::read_dir(md.path().join(sub)).unwrap().count();
+        let b = Batch::new();
+        b.tag(Some("0123456789abcdef"));
+        let d = md
+            .deliver_in("", Some(&b), |w| w.write_all(b"one\n"))
+            .unwrap();
+        b.tag(Some("NOT-HEX"));
+        md.deliver_in("", Some(&b), |w| w.write_all(b"two\n"))
+            .unwrap();
+        assert_eq!((count("new"), count("tmp"), b.len()), (0, 2, 2));
+        b.commit().unwrap();
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+        assert_eq!(fs::read(&d.path).unwrap(), b"one\n");
+        let tags = tagged(md.path()).unwrap();
+        assert!(tags.contains("0123456789abcdef"), "{tags:?}");
+        assert_eq!(tags.len(), 1, "an untagged name gave a tag: {tags:?}");
+        // Dropped uncommitted: nothing visible, nothing left in tmp/.
+        let b = Batch::new();
+        md.deliver_in("", Some(&b), |w| w.write_all(b"three\n"))
+            .unwrap();
+        drop(b);
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+    }
 
     #[test]
     fn folder_names_are_checked() {

@@ -196,6 +196,8 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
     let md = home.path().join("Maildir");
     let start = Instant::now();
     let mut kills = 0;
+    // What the killed runs had stored: some, or the kills never landed mid-fetch.
+    let mut during = 0;
     let mut seed = std::process::id() as u64 ^ start.elapsed().subsec_nanos() as u64;
     loop {
         assert!(start.elapsed() < Duration::from_secs(300), "never finished");
@@ -203,12 +205,13 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
-        // xorshift: a kill somewhere in the first 600 ms, or none on every fourth run.
+        // xorshift: the first twelve runs killed somewhere in their first 400 ms (each
+        // fetches a batch or a few first), the runs after them left to finish.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(20 + seed % 600);
-        let kill = !seed.is_multiple_of(4);
+        let wait = Duration::from_millis(10 + seed % 400);
+        let kill = kills < 12;
         let t = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -218,6 +221,9 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
                 child.kill().unwrap();
                 child.wait().unwrap();
                 kills += 1;
+                if kills == 12 {
+                    during = messages(&md).len();
+                }
                 break None;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -240,6 +246,11 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         }
     }
     eprintln!("{kills} kills before done");
+    assert_eq!(kills, 12);
+    assert!(
+        during > 0 && during < 2000,
+        "the kills did not cut a fetch: {during} stored"
+    );
     let got = sorted_contents(&md);
     assert_eq!(
         got.len(),
