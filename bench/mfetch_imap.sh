@@ -12,10 +12,12 @@
 # each timed from start to exit, the count in the Maildir checked; prints messages/second and
 # the ratio to mbsync. Not a test: figures depend on the machine (2 cores, shared). Needs
 # root for Dovecot.
-# Measured here (2 shared cores at a load of ~12 from other builds, ext4 on virtio, N=2000,
-# one run, 1 Dec 2026): mfetch --keep 1458/s, mbsync 189/s (7.7x), mfetch deleting 936/s
-# (4.95x; Dovecot's expunge of 500 files a batch is most of the difference). mfetch itself
-# used 0.01 s user and 0.22 s system time of its 1.24 s: the rest is Dovecot and the disk.
+# Measured here (2 shared cores at a load of ~13 from other workers' builds, ext4 on virtio,
+# one run each, 1 Dec 2026): N=2000: mfetch --keep 2943/s, mbsync 758/s (3.9x), mfetch
+# deleting 1867/s (2.5x); an earlier run at N=2000 under heavier load: 1458/s vs 189/s.
+# N=20000: mfetch --keep 3077/s, mbsync 734/s (4.2x), mfetch deleting 2185/s (3.0x;
+# Dovecot's expunge of 500 files a batch is most of the difference). mfetch itself used
+# 0.01 s user and 0.22 s system time of 1.24 s for 2000: the rest is Dovecot and the disk.
 #   usage: bench/mfetch_imap.sh [N=2000]
 #   env:   BIN=/abs/dir with a release mfetch (default: cargo build --release)
 #          BENCH_DIR=DIR (default: a new dir in /var/tmp)
