@@ -362,3 +362,70 @@ fn sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_once() {
         "not every message exactly once, byte for byte"
     );
 }
+
+/// A fake IMAP server on loopback that sends `script` whole once a client connects and
+/// keeps what the client sent (until it closes); `None`: it never says a word.
+fn fake(script: Option<&'static str>) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        use std::io::{Read, Write};
+        if let Some(script) = script {
+            let _ = s.write_all(script.as_bytes());
+        }
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(20)));
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let _ = tx.send(String::from_utf8_lossy(&got).into_owned());
+    });
+    (port, rx)
+}
+
+fn mfetch_plain(r: &Run, port: u16) -> Output {
+    let mut c = tool(bin!("mfetch"), r.home.path());
+    c.args(["--imap", &format!("127.0.0.1:{port}"), "--tls", "none"])
+        .args(["--user", "alice", "--password-command", "echo secret"])
+        .args(["--timeout", "2"])
+        .arg("--maildir")
+        .arg(&r.maildir)
+        .arg("--state-dir")
+        .arg(&r.state);
+    run(&mut c, b"")
+}
+
+#[test]
+fn a_server_that_lists_a_uid_twice_gets_nothing_deleted() {
+    let (port, sent) = fake(Some(
+        "* OK [CAPABILITY IMAP4rev1 UIDPLUS] fake\r\na1 OK in\r\na2 OK caps\r\n\
+         * 2 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\na3 OK sel\r\n\
+         * 1 FETCH (UID 7 RFC822.SIZE 10)\r\n* 2 FETCH (UID 7 RFC822.SIZE 12)\r\na4 OK\r\n",
+    ));
+    let r = Run::new();
+    let out = mfetch_plain(&r, port);
+    assert_eq!(code(&out), 76, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("UID 7 listed twice"),
+        "{}",
+        stderr(&out)
+    );
+    let sent = sent.recv().unwrap();
+    assert!(sent.contains("a4 UID FETCH 1:*"), "{sent}");
+    assert!(
+        !sent.contains("STORE") && !sent.contains("EXPUNGE"),
+        "{sent}"
+    );
+    assert!(r.arrived().is_empty());
+}
+
+#[test]
+fn a_greeting_that_never_comes_is_a_temporary_failure_in_bounded_time() {
+    let (port, _sent) = fake(None);
+    let r = Run::new();
+    let start = std::time::Instant::now();
+    let out = mfetch_plain(&r, port);
+    assert!(start.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+}
