@@ -16,6 +16,12 @@
 #          BENCH_DIR=DIR (default: a new dir in /var/tmp)
 # Durability: every message mfetch stores is synced (file and new/) before its UIDL is saved
 # and before the DELE; mdeliver syncs each file and new/ before it exits 0 to fetchmail.
+# Measured here (2 shared cores under a load of 13 from other builds, ext4 on virtio,
+# N=2000, one run, 1 Dec 2026): mfetch 2772/s, mpop 829/s (mfetch/mpop 3.34x),
+# fetchmail+mdeliver 76/s, getmail6 38/s. The machine's load moves every figure by 2x
+# between runs (mfetch 1600 to 2800/s, mpop 170 to 830/s); mfetch was ahead of mpop in each.
+# Where mfetch's time goes: into a tmpfs 0.37 s for 2000, onto ext4 0.9 s: the file syncs
+# (started as each file is written, eight at a time) are most of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}

@@ -11,8 +11,8 @@
 //!   `passwordeval`, `domain`, `timeout`, `dsn_notify`, `dsn_return` — plus our
 //!   `queue_on_failure`. One deliberate difference from msmtp: without `tls`, TLS is required
 //!   (STARTTLS), not off.
-//! - **Fetching** ([`Fetch`], POP3 or IMAP, for mfetch: typed and checked here, read by no
-//!   tool yet). The server is named by the key that also says the protocol, `pop3_host` or
+//! - **Fetching** ([`Fetch`], POP3 or IMAP, for mfetch: typed and checked here, read by
+//!   mfetch). The server is named by the key that also says the protocol, `pop3_host` or
 //!   `imap_host`: fetchmail's `poll HOST protocol P` in one key, mpop's `host` with the
 //!   protocol it implies. Every other key of that server is the sending key's name after
 //!   `fetch_` (`fetch_port`, `fetch_tls`, `fetch_tls_starttls`, `fetch_tls_trust_file`,
@@ -74,7 +74,7 @@ pub enum Group {
     Identity,
     /// SMTP submission: [`Send`].
     Send,
-    /// POP3 or IMAP: [`Fetch`] (mfetch, not written yet).
+    /// POP3 or IMAP: [`Fetch`] (mfetch).
     Fetch,
     /// The log of a sending or fetching tool.
     Log,
@@ -586,7 +586,7 @@ fn client_cert(k: &Keys) -> Result<Option<crate::net::tls::ClientCert>> {
     }
 }
 
-/// The fetching keys of an account, typed. Not used by any tool yet (mfetch's).
+/// The fetching keys of an account, typed: mfetch's.
 #[derive(Debug, Clone)]
 pub struct Fetch {
     /// Which key named the server: `pop3_host` or `imap_host`.

@@ -498,3 +498,72 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn since_leaves_older_messages() {
+    let home = tempfile::tempdir().unwrap();
+    let md = home.path().join("Maildir");
+    let mut msgs = mail(1);
+    msgs.push((
+        "new".into(),
+        b"Subject: new\nDate: Fri, 01 Jan 2027 10:00:00 +0000\n\nnew\n".to_vec(),
+    ));
+    let srv = FakePop3::start(msgs, Quirk::None);
+    let md_arg = md.to_str().unwrap();
+    let out = run(
+        &mut mfetch(
+            home.path(),
+            srv.port,
+            &["--maildir", md_arg, "--since", "2027-01-01"],
+        ),
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let got = stored(&md);
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: new"));
+    assert_eq!(srv.left(), 1, "the older one was not left");
+}
+
+#[test]
+fn every_account_with_a_pop3_host_or_one_by_name_state_under_xdg_state_home() {
+    let home = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        FakePop3::start(mail(2), Quirk::None),
+        FakePop3::start(mail(3), Quirk::None),
+    );
+    let cfg = home.path().join(".config/mailpipe/config");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "defaults\nfetch_tls none\nfetch_user alice\nfetch_passwordeval echo secret\n\
+             account send\nhost smtp.example.org\n\
+             account one\npop3_host 127.0.0.1\nfetch_port {}\n\
+             account two\npop3_host 127.0.0.1\nfetch_port {}\nkeep on\n",
+            one.port, two.port
+        ),
+    )
+    .unwrap();
+    let md = home.path().join("Maildir");
+    let state = home.path().join("xdg-state");
+    let fetch = |extra: &[&str]| {
+        let mut c = tool(bin!("mfetch"), home.path());
+        c.env("XDG_STATE_HOME", &state)
+            .args(["--maildir", md.to_str().unwrap()])
+            .args(extra);
+        run(&mut c, b"")
+    };
+    let out = fetch(&["-a", "one"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!((messages(&md).len(), one.left(), two.left()), (2, 0, 3));
+    let out = fetch(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Account two keeps its mail (keep on); each account's state is its own.
+    assert_eq!((messages(&md).len(), one.left(), two.left()), (5, 0, 3));
+    assert!(state.join("mailpipe/mfetch/one.seen").exists());
+    assert!(state.join("mailpipe/mfetch/two.seen").exists());
+    let out = fetch(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(messages(&md).len(), 5);
+}
