@@ -37,7 +37,17 @@ impl Dovecot {
         }
         let peers = Peers::new();
         let s = peers.dir().to_str().unwrap().to_string();
-        let (imap, imaps, pop3, pop3s) = (free_port(), free_port(), free_port(), free_port());
+        // Four distinct ports: each listener is held until all are chosen (free_port one at a
+        // time can hand out the same port twice).
+        let held: Vec<std::net::TcpListener> = (0..4)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let p: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(held);
+        let (imap, imaps, pop3, pop3s) = (p[0], p[1], p[2], p[3]);
         peers.script(
             "start-dovecot.sh",
             &[&s, "127.0.0.1"],

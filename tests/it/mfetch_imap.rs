@@ -429,3 +429,55 @@ fn a_greeting_that_never_comes_is_a_temporary_failure_in_bounded_time() {
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_imap_host_account_fetches_each_of_its_folders_with_a_state_each() {
+    let Some(d) = Dovecot::start(3) else { return };
+    // A second folder, Lists, with two messages of its own.
+    let lists = d.maildir().join(".Lists");
+    d.peers
+        .script("seed-maildir.sh", &[lists.to_str().unwrap(), "2"], &[]);
+    let owner = std::process::Command::new("chown")
+        .args(["-R", "vmail:vmail"])
+        .arg(&lists)
+        .status()
+        .unwrap();
+    assert!(owner.success());
+    let r = Run::new();
+    let cfg = r.home.path().join(".config/mailpipe/config");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(
+        &cfg,
+        format!(
+            "account work\nimap_host localhost\nfetch_port {}\nfetch_tls on\n\
+             fetch_tls_starttls off\nfetch_tls_trust_file {}\nuser alice\n\
+             passwordeval echo secret\nfolders INBOX, Lists\nkeep on\n",
+            d.imaps,
+            d.ca.display()
+        ),
+    )
+    .unwrap();
+    let fetch = || {
+        let mut c = tool(bin!("mfetch"), r.home.path());
+        c.arg("--maildir")
+            .arg(&r.maildir)
+            .arg("--state-dir")
+            .arg(&r.state);
+        run(&mut c, b"")
+    };
+    let out = fetch();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let got = r.arrived();
+    assert_eq!(got.values().sum::<usize>(), 5, "{got:?}");
+    // One state per folder, named by the account and the folder.
+    let names: Vec<String> = fs::read_dir(&r.state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "work%2FINBOX.seen"), "{names:?}");
+    assert!(names.iter().any(|n| n == "work%2FLists.seen"), "{names:?}");
+    // keep on: all still there, and nothing new for either folder.
+    assert_eq!(on_server(&d.maildir()), 3);
+    let out = fetch();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
