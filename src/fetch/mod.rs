@@ -167,7 +167,7 @@ pub fn run(
             let c = source.carried(&listed, was, &|id| state.seen(id))?;
             report(Event::Warning(&Error::new(
                 Code::TempFail,
-                "UIDVALIDITY",
+                format!("{}: UIDVALIDITY", state.key()),
                 format!(
                     "changed from {was} to {now}: {} of {} messages found here already by \
                      Message-ID and size, not fetched again",

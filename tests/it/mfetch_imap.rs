@@ -142,7 +142,9 @@ fn a_new_uidvalidity_fetches_only_what_is_new_and_says_so() {
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
     assert!(
-        err.contains("UIDVALIDITY") && err.contains("6 of 9"),
+        err.contains("alice@127.0.0.1:")
+            && err.contains("/INBOX: UIDVALIDITY")
+            && err.contains("6 of 9"),
         "the change is said: {err}"
     );
     let got = r.arrived();
