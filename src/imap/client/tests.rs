@@ -328,3 +328,20 @@ fn idle_sees_new_mail_after_an_expunge_left_the_count_where_it_was() {
     c.select("INBOX", true).unwrap();
     assert_eq!(c.idle(Duration::from_secs(5)).unwrap(), Idle::Changed);
 }
+
+#[test]
+fn move_without_move_is_copy_then_delete_and_expunge_without_uidplus() {
+    let script = "* OK [CAPABILITY IMAP4rev1] hi\r\na1 OK in\r\na2 OK caps\r\n\
+                  a3 OK copied\r\na4 OK stored\r\na5 OK expunged\r\n";
+    let (c, out) = session(script, &plain_opts());
+    let mut c = c.unwrap();
+    c.move_to(&[3, 4], "Trash").unwrap();
+    let sent = sent(&out);
+    assert!(
+        sent.ends_with(
+            "a3 UID COPY 3:4 \"Trash\"\r\na4 UID STORE 3:4 +FLAGS.SILENT (\\Deleted)\r\n\
+             a5 EXPUNGE\r\n"
+        ),
+        "{sent}"
+    );
+}
