@@ -350,7 +350,10 @@ fn recover(
     let key = state.key().to_string();
     let arrived: Vec<&String> = pending
         .iter()
-        .filter(|id| found.contains(&state::tag(&key, epoch, id)))
+        // Tagged under the epoch the state had when the batch was written (a run records its
+        // epoch before its first batch): after a new UIDVALIDITY the current one would find
+        // none of them, and they would come again.
+        .filter(|id| found.contains(&state::tag(&key, state.epoch().or(epoch), id)))
         .collect();
     report(Event::Recovered(arrived.len()));
     let keep_epoch = state.epoch().or(epoch);
