@@ -38,26 +38,35 @@ impl Dovecot {
         let peers = Peers::new();
         let s = peers.dir().to_str().unwrap().to_string();
         // Four distinct ports: each listener is held until all are chosen (free_port one at a
-        // time can hand out the same port twice).
-        let held: Vec<std::net::TcpListener> = (0..4)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let p: Vec<u16> = held
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
-        drop(held);
-        let (imap, imaps, pop3, pop3s) = (p[0], p[1], p[2], p[3]);
-        peers.script(
-            "start-dovecot.sh",
-            &[&s, "127.0.0.1"],
-            &[
-                ("IMAP_PORT", &imap.to_string()),
-                ("IMAPS_PORT", &imaps.to_string()),
-                ("POP3_PORT", &pop3.to_string()),
-                ("POP3S_PORT", &pop3s.to_string()),
-            ],
-        );
+        // time can hand out the same port twice). Another test may still take one before
+        // Dovecot binds it: then again with new ones.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/start-dovecot.sh");
+        let mut started = None;
+        for _ in 0..3 {
+            let held: Vec<std::net::TcpListener> = (0..4)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let p: Vec<u16> = held
+                .iter()
+                .map(|l| l.local_addr().unwrap().port())
+                .collect();
+            drop(held);
+            let out = Command::new("bash")
+                .arg(&script)
+                .args([s.as_str(), "127.0.0.1"])
+                .env("IMAP_PORT", p[0].to_string())
+                .env("IMAPS_PORT", p[1].to_string())
+                .env("POP3_PORT", p[2].to_string())
+                .env("POP3S_PORT", p[3].to_string())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                started = Some((p[0], p[1]));
+                break;
+            }
+            eprintln!("start-dovecot.sh: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let (imap, imaps) = started.expect("dovecot did not start on three sets of ports");
         if n > 0 {
             let md = peers.dir().join("mail/alice/Maildir");
             peers.script(
