@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// some servers' greetings are longer, so some room).
 const MAX_LINE: usize = 4096;
 
+/// The most messages a listing may name: a server sending listing lines for ever would
+/// otherwise have us hold them all (a million UIDLs take about 100 MB).
+const MAX_MESSAGES: usize = 1_000_000;
+
 /// How many commands go out before their replies are read, with PIPELINING.
 const WINDOW: usize = 64;
 
@@ -370,15 +374,21 @@ impl Client {
     /// The lines of a multi-line reply up to the lone dot (RFC 1939 §3), unstuffed, each
     /// handed to `each`; the whole within a deadline of its own.
     fn multiline(&mut self, what: &str, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        self.set_timing(None);
-        loop {
+        // Ten timeouts for a listing as a whole: a server dripping lines does not hold us.
+        self.set_timing(Instant::now().checked_add(self.timeout.saturating_mul(10)));
+        let r = (|| loop {
             let line = self.line(what)?;
             if line == b"." {
                 return Ok(());
             }
             let line = line.strip_prefix(b".").unwrap_or(&line);
             each(line)?;
+        })();
+        self.set_timing(None);
+        if r.is_err() {
+            self.broken = true;
         }
+        r
     }
 
     /// One step of a SASL exchange (RFC 5034 §4): `Some(challenge)` after `+ `, or `None`
@@ -696,6 +706,13 @@ impl Client {
         let mut seen = std::collections::HashSet::new();
         let mut bad = None;
         self.multiline("UIDL", |l| {
+            if ids.len() >= MAX_MESSAGES {
+                return Err(Error::new(
+                    Code::Protocol,
+                    "UIDL",
+                    format!("more than {MAX_MESSAGES} messages listed"),
+                ));
+            }
             let (n, id) = numbered(l, "UIDL")?;
             if bad.is_none() && !valid_uidl(&id) {
                 bad = Some(format!(
@@ -715,6 +732,13 @@ impl Client {
         self.expect_ok("LIST")?;
         let mut sizes = std::collections::HashMap::new();
         self.multiline("LIST", |l| {
+            if sizes.len() >= MAX_MESSAGES {
+                return Err(Error::new(
+                    Code::Protocol,
+                    "LIST",
+                    format!("more than {MAX_MESSAGES} messages listed"),
+                ));
+            }
             let (n, size) = numbered(l, "LIST")?;
             let size = size
                 .parse::<u64>()
@@ -921,5 +945,70 @@ impl Read for Body<'_> {
         }
         self.left -= got;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::conn::MemIo;
+
+    /// The content of `wire` as the reader gives it, read `step` octets at a time through a
+    /// buffer of `cap` (so lines and CRLFs split across reads).
+    fn unstuff(wire: &[u8], cap: usize, step: usize) -> io::Result<(Vec<u8>, bool)> {
+        let (io, _) = MemIo::new(wire.to_vec());
+        let mut conn = BufReader::with_capacity(cap, Stream::Plain(Box::new(io)));
+        let mut body = Body {
+            conn: &mut conn,
+            state: State::Bol,
+            done: false,
+            left: 1 << 20,
+            carry: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            let n = body.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok((out, body.done))
+    }
+
+    #[test]
+    fn content_is_unstuffed_with_lf_ends_however_it_is_split() {
+        let wire = b"Subject: x\r\n\r\n..leading dot\r\n.\r\n";
+        let wire2 = b"a\rb\r\n.x\r\n\r\nlast\r\n.\r\nNEXT REPLY\r\n";
+        for cap in [1, 2, 3, 7, 64] {
+            for step in [1, 2, 5, 4096] {
+                let (out, done) = unstuff(wire, cap, step).unwrap();
+                assert_eq!(
+                    out, b"Subject: x\n\n.leading dot\n",
+                    "cap {cap} step {step}"
+                );
+                assert!(done);
+                // A lone CR is data; a stuffed dot before a letter goes; the end mark ends it
+                // and what follows is the next reply's.
+                let (out, done) = unstuff(wire2, cap, step).unwrap();
+                assert_eq!(out, b"a\rb\nx\n\nlast\n", "cap {cap} step {step}");
+                assert!(done);
+            }
+        }
+    }
+
+    #[test]
+    fn content_cut_before_its_end_mark_is_an_error_never_a_short_message() {
+        let e = unstuff(b"Subject: x\r\n\r\nhalf", 16, 4096).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn uidls_are_checked_as_rfc_1939_allows_them() {
+        assert!(valid_uidl("000000016b0f04ec") && valid_uidl("a/b:c.~"));
+        assert!(!valid_uidl("") && !valid_uidl(&"x".repeat(71)) && !valid_uidl("a b"));
+        assert_eq!(numbered(b"3 abc", "UIDL").unwrap(), (3, "abc".to_string()));
+        assert!(numbered(b"0 abc", "UIDL").is_err() && numbered(b"x", "UIDL").is_err());
     }
 }

@@ -120,6 +120,49 @@ fn dovecot_over_tls_every_message_byte_for_byte_and_a_wrong_password() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sorted_contents(&home2.path().join("Maildir")), before);
     assert!(d.contents().is_empty(), "not deleted on the server");
+    // A pinned certificate (msubmit's --fingerprint) instead of the CA; a wrong pin is 69
+    // before any credential is sent.
+    let cert = d.peers.dir().join("tls/server.pem");
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    let home3 = tempfile::tempdir().unwrap();
+    let mut c = tool(bin!("mfetch"), home3.path());
+    c.args([
+        "--pop3",
+        &format!("127.0.0.1:{}", d.pop3s),
+        "--user",
+        "alice",
+    ])
+    .args(["--password-command", "echo secret", "--fingerprint", &fp])
+    .arg("--state-dir")
+    .arg(home3.path().join("state"))
+    .arg("--maildir")
+    .arg(home3.path().join("Maildir"));
+    let out = run(&mut c, b"");
+    assert_eq!(code(&out), 1, "pinned: {}", stderr(&out));
+    let wrong = format!("{}00", &fp[..fp.len() - 2]);
+    let wrong = if wrong == fp {
+        format!("{}11", &fp[..fp.len() - 2])
+    } else {
+        wrong
+    };
+    let mut c = tool(bin!("mfetch"), home3.path());
+    c.args([
+        "--pop3",
+        &format!("127.0.0.1:{}", d.pop3s),
+        "--user",
+        "alice",
+    ])
+    .args(["--password-command", "echo secret", "--fingerprint", &wrong])
+    .arg("--state-dir")
+    .arg(home3.path().join("state"));
+    let out = run(&mut c, b"");
+    assert_eq!(code(&out), 69, "wrong pin: {}", stderr(&out));
 }
 
 /// A loopback proxy to `to` that cuts its first connection after `cut` bytes from the
@@ -196,7 +239,7 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
     let md = home.path().join("Maildir");
     let start = Instant::now();
     let mut kills = 0;
-    // What the killed runs had stored: some, or the kills never landed mid-fetch.
+    // What the killed runs had stored by the last kill: some, or no kill cut a fetch.
     let mut during = 0;
     let mut seed = std::process::id() as u64 ^ start.elapsed().subsec_nanos() as u64;
     loop {
@@ -205,13 +248,15 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
-        // xorshift: the first twelve runs killed somewhere in their first 400 ms (each
-        // fetches a batch or a few first), the runs after them left to finish.
+        // xorshift: up to twelve runs killed at a random moment in a window that grows with
+        // each kill (a loaded machine may need seconds for a first batch), more while no
+        // killed run has stored anything yet; the runs after them left to finish. A run may
+        // finish before its moment comes: the loop ends once the server is empty.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(10 + seed % 400);
-        let kill = kills < 12;
+        let wait = Duration::from_millis(10 + seed % (300 + 100 * kills));
+        let kill = kills < 12 || (during == 0 && kills < 40);
         let t = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -221,9 +266,7 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
                 child.kill().unwrap();
                 child.wait().unwrap();
                 kills += 1;
-                if kills == 12 {
-                    during = messages(&md).len();
-                }
+                during = messages(&md).len();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -246,10 +289,9 @@ fn dovecot_sigkill_at_random_during_a_2000_message_fetch_every_message_exactly_o
         }
     }
     eprintln!("{kills} kills before done");
-    assert_eq!(kills, 12);
     assert!(
-        during > 0 && during < 2000,
-        "the kills did not cut a fetch: {during} stored"
+        kills > 0 && during > 0,
+        "no killed run stored anything: no kill cut a fetch ({kills} kills)"
     );
     let got = sorted_contents(&md);
     assert_eq!(

@@ -70,7 +70,8 @@ pub struct Args {
     pub move_to: Option<String>,
 
     /// TLS: how it starts (starttls, implicit) and how strict it is (none, encrypt,
-    /// verify), one word or a start and a level joined by a comma [default: implicit]
+    /// verify; may is taken as encrypt: a mailbox's password never goes in clear text by
+    /// chance), one word or a start and a level joined by a comma [default: implicit]
     #[arg(long, value_name = "MODE", value_parser = tls_words)]
     pub tls: Option<String>,
 

@@ -28,6 +28,8 @@ pub enum Quirk {
     Oversized,
     /// No PIPELINING in CAPA.
     NoPipelining,
+    /// UIDL lists messages for ever.
+    EndlessUidl,
     /// SASL PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER (RFC 5034) in CAPA, no USER; a token or
     /// password "secret" is right.
     Sasl,
@@ -203,6 +205,18 @@ fn session(conn: TcpStream, st: &Arc<Mutex<Maildrop>>, quirk: &Quirk) -> std::io
             "USER" => b"+OK\r\n".to_vec(),
             "PASS" if cmd.ends_with(" secret") => b"+OK logged in\r\n".to_vec(),
             "PASS" => b"-ERR [AUTH] wrong password\r\n".to_vec(),
+            "UIDL" if *quirk == Quirk::EndlessUidl => {
+                out.write_all(b"+OK\r\n")?;
+                let mut n = 0u64;
+                loop {
+                    let mut chunk = String::new();
+                    for _ in 0..1000 {
+                        n += 1;
+                        chunk.push_str(&format!("{n} u{n}\r\n"));
+                    }
+                    out.write_all(chunk.as_bytes())?;
+                }
+            }
             "UIDL" => {
                 let mut s = String::from("+OK\r\n");
                 for (i, (id, _)) in msgs.iter().enumerate() {
