@@ -12,6 +12,7 @@
 # Needs root for Dovecot.
 #   usage: bench/mfetch.sh [N=2000]
 #   env:   BIN=/abs/dir with a release mfetch and mdeliver (default: cargo build --release)
+#          IMAP=0 to skip the IMAP half (bench/mfetch_imap.sh: mfetch --imap vs mbsync)
 #          BENCH_DIR=DIR (default: a new dir in /var/tmp)
 # Durability: every message mfetch stores is synced (file and new/) before its UIDL is saved
 # and before the DELE; mdeliver syncs each file and new/ before it exits 0 to fetchmail.
@@ -130,3 +131,9 @@ for t in mfetch fetchmail+mdeliver getmail6; do
   [ -n "${RATE[$t]:-}" ] || continue
   printf '%-22s %sx mpop\n' "$t" "$(python3 -c "print(round(${RATE[$t]}/${RATE[mpop]}, 2))")"
 done
+
+# IMAP: mfetch --imap against mbsync, on a Dovecot of its own.
+if [ "${IMAP:-1}" != 0 ]; then
+  echo
+  BIN=$BIN bash bench/mfetch_imap.sh "$N"
+fi

@@ -16,6 +16,7 @@
 //!   delivery to a command.
 //! - [`smtp`]: the protocol, client and server, sans-IO pieces below both.
 //! - [`pop3`]: the POP3 protocol, client (mfetch) and server (maccess).
+//! - [`imap`]: the IMAP client (mfetch).
 //! - [`store`]: Maildirs, the queue, the dedupe cache: durable storage.
 //! - [`net`]: connections with deadlines, TLS, SASL, the accept loop.
 //! - [`message`]: RFC 5322 and MIME text: headers, addresses, folding, bodies, trace fields.
@@ -33,6 +34,7 @@ pub mod docs;
 pub mod envelope;
 pub mod exit;
 pub mod fetch;
+pub mod imap;
 pub mod log;
 pub mod message;
 pub mod net;

@@ -23,7 +23,7 @@ _mfetch() {
 
     case "${cmd}" in
         mfetch)
-            opts="-a -C -k -s -h -V --account --config --pop3 --tls --ca-file --fingerprint --tls-server-name --user --password-command --auth --maildir --rules --mda --keep --scan --filter --max-size --since --state-dir --batch --timeout --daemon --interval --help --version"
+            opts="-a -C -k -s -h -V --account --config --pop3 --imap --folder --move-to --tls --ca-file --fingerprint --tls-server-name --user --password-command --auth --maildir --rules --mda --keep --scan --filter --max-size --since --state-dir --batch --timeout --daemon --interval --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -46,6 +46,18 @@ _mfetch() {
                     return 0
                     ;;
                 --pop3)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --imap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --move-to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

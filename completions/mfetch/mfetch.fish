@@ -1,6 +1,9 @@
-complete -c mfetch -s a -l account -d 'Fetch for this account of the configuration only [default: every account with a pop3_host]' -r
+complete -c mfetch -s a -l account -d 'Fetch for this account of the configuration only [default: every account with a pop3_host or imap_host]' -r
 complete -c mfetch -s C -l config -d 'Read configuration from FILE only [default: ~/.config/mailpipe/config, /etc/mailpipe/config]' -r -F
 complete -c mfetch -l pop3 -d 'Fetch from this POP3 server instead of the configuration\'s accounts [default port: 995 with implicit TLS, 110 otherwise]' -r
+complete -c mfetch -l imap -d 'Fetch from this IMAP server instead of the configuration\'s accounts [default port: 993 with implicit TLS, 143 otherwise]' -r
+complete -c mfetch -l folder -d 'IMAP: fetch this folder (repeatable) [default: the account\'s folders, else INBOX]' -r
+complete -c mfetch -l move-to -d 'IMAP: move fetched mail to this folder on the server instead of deleting it' -r
 complete -c mfetch -l tls -d 'TLS: how it starts (starttls, implicit) and how strict it is (none, encrypt, verify; may is taken as encrypt: a mailbox\'s password never goes in clear text by chance), one word or a start and a level joined by a comma [default: implicit]' -r
 complete -c mfetch -l ca-file -d 'Trust the CA certificates in this PEM file instead of the built-in roots' -r -F
 complete -c mfetch -l fingerprint -d 'Accept only the server certificate with this SHA-256 fingerprint (hex, colons optional)' -r

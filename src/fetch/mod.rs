@@ -12,6 +12,7 @@
 //! 4. **Record** the batch in the state (durably), only after the batch is durable.
 //! 5. **Delete** on the server (unless kept), only after both; then finish the session.
 
+pub mod imap;
 pub mod pop3;
 pub mod state;
 
@@ -57,6 +58,17 @@ pub trait Source {
     fn delete(&mut self, which: &[Listed]) -> Result<()>;
     /// End the session (QUIT commits POP3's deletions; LOGOUT).
     fn finish(self: Box<Self>) -> Result<()>;
+    /// After the epoch changed from `old` (IMAP's UIDVALIDITY): the ids, of `listed`, of
+    /// the messages already durable here under `old` (whose old ids `seen` knows), found
+    /// again by what else identifies them (Message-ID and size). None for POP3.
+    fn carried(
+        &mut self,
+        _listed: &[Listed],
+        _old: u32,
+        _seen: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Where fetched mail goes.
@@ -144,15 +156,44 @@ pub fn run(
     recover(state, s, epoch, report)?;
     let listed = source.list()?;
     let present: HashSet<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+    // A new epoch (UIDVALIDITY, RFC 3501 §2.3.1.1): the recorded ids mean nothing now;
+    // what was durable here is found again by the source, the rest is new.
+    let changed = match (state.epoch(), epoch) {
+        (Some(was), Some(now)) if was != now && !state.is_empty() => Some((was, now)),
+        _ => None,
+    };
+    let carried: HashSet<String> = match changed {
+        Some((was, now)) => {
+            let c = source.carried(&listed, was, &|id| state.seen(id))?;
+            report(Event::Warning(&Error::new(
+                Code::TempFail,
+                format!("{}: UIDVALIDITY", state.key()),
+                format!(
+                    "changed from {was} to {now}: {} of {} messages found here already by \
+                     Message-ID and size, not fetched again",
+                    c.len(),
+                    listed.len()
+                ),
+            )));
+            c.into_iter().collect()
+        }
+        None => HashSet::new(),
+    };
     let (old, new): (Vec<&Listed>, Vec<&Listed>) = listed
         .iter()
-        .partition(|m| state.epoch() == epoch && state.seen(&m.id));
+        .partition(|m| (state.epoch() == epoch && state.seen(&m.id)) || carried.contains(&m.id));
     let mut out = Outcome {
         new: new.len(),
         ..Outcome::default()
     };
-    // What is no longer on the server is forgotten now (the new ones come per batch).
-    state.record(std::iter::empty(), Some(&present), epoch)?;
+    if changed.is_some() {
+        // The old ids are dropped whole: a new UID equal to an old one is another message.
+        let none = HashSet::new();
+        state.record(carried.iter().map(String::as_str), Some(&none), epoch)?;
+    } else {
+        // What is no longer on the server is forgotten now (the new ones come per batch).
+        state.record(std::iter::empty(), Some(&present), epoch)?;
+    }
     if s.scan {
         let new: Vec<Listed> = new.into_iter().cloned().collect();
         source.headers(&new, &mut |m, head| {
@@ -309,7 +350,10 @@ fn recover(
     let key = state.key().to_string();
     let arrived: Vec<&String> = pending
         .iter()
-        .filter(|id| found.contains(&state::tag(&key, epoch, id)))
+        // Tagged under the epoch the state had when the batch was written (a run records its
+        // epoch before its first batch): after a new UIDVALIDITY the current one would find
+        // none of them, and they would come again.
+        .filter(|id| found.contains(&state::tag(&key, state.epoch().or(epoch), id)))
         .collect();
     report(Event::Recovered(arrived.len()));
     let keep_epoch = state.epoch().or(epoch);

@@ -1,5 +1,6 @@
-//! SASL for SMTP AUTH (RFC 4954): the client responses for PLAIN (RFC 4616), LOGIN and
-//! XOAUTH2, and the PLAIN decoding a server needs. Sans-IO: base64 in, base64 out.
+//! SASL for SMTP AUTH (RFC 4954) and IMAP AUTHENTICATE: the client responses for PLAIN
+//! (RFC 4616), LOGIN, XOAUTH2 and OAUTHBEARER (RFC 7628), and the PLAIN decoding a server
+//! needs. Sans-IO: base64 in, base64 out.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -61,6 +62,14 @@ pub fn xoauth2(user: &str, token: &str) -> String {
     encode(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
 }
 
+/// The OAUTHBEARER initial response (RFC 7628 §3.1): a GS2 header naming the user, then
+/// `auth=Bearer T` between ^A separators. Host and port are optional there and left out.
+pub fn oauthbearer(user: &str, token: &str) -> String {
+    // RFC 5801 §4: `,` and `=` in the name are escaped as =2C and =3D.
+    let user = user.replace('=', "=3D").replace(',', "=2C");
+    encode(format!("n,a={user},\x01auth=Bearer {token}\x01\x01").as_bytes())
+}
+
 /// What a PLAIN response carries (RFC 4616 §2).
 #[derive(Debug, PartialEq, Eq)]
 pub struct PlainCredentials {
@@ -112,5 +121,11 @@ mod tests {
         assert_eq!(d, b"user=u@x\x01auth=Bearer tok\x01\x01");
         assert_eq!(Mechanism::from_name("login"), Some(Mechanism::Login));
         assert_eq!(Mechanism::from_name("cram-md5"), None);
+    }
+
+    #[test]
+    fn oauthbearer_format() {
+        let d = decode(&oauthbearer("u,=@x", "tok")).unwrap();
+        assert_eq!(d, b"n,a=u=2C=3D@x,\x01auth=Bearer tok\x01\x01");
     }
 }

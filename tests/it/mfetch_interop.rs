@@ -167,7 +167,7 @@ fn dovecot_over_tls_every_message_byte_for_byte_and_a_wrong_password() {
 
 /// A loopback proxy to `to` that cuts its first connection after `cut` bytes from the
 /// server; later connections pass whole.
-fn cutting_proxy(to: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+pub fn cutting_proxy(to: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let conns = Arc::new(AtomicUsize::new(0));

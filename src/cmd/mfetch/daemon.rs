@@ -2,12 +2,14 @@
 //! account that failed tried again after a backoff that doubles up to an hour (a server
 //! down is not hammered, a password refused is not retried every minute), until SIGTERM,
 //! SIGINT or SIGHUP, which stop it between fetches: a batch under way is finished, so the
-//! stop loses nothing and leaves nothing to recover.
+//! stop loses nothing and leaves nothing to recover. An IMAP folder whose server offers IDLE
+//! is watched by a thread of its own (`imap::watch`), which makes it due the moment new mail
+//! arrives; the poll stays, for servers without IDLE and as a safety net.
 
 use super::{Args, jobs, one};
 use crate::exit::Result;
 use crate::run;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +37,9 @@ pub fn run(args: &Args, state_dir: &Path) -> Result<()> {
     let interval = Duration::from_secs(args.interval.max(1));
     // Per account: when it is due, and the backoff after its last failure.
     let mut due: HashMap<String, (Instant, Option<Duration>)> = HashMap::new();
+    // IMAP folders watched in IDLE: a job named here is due at once.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut watched: HashSet<String> = HashSet::new();
     while !STOP.load(Ordering::SeqCst) {
         // Read again each round: a password command's token may have changed (OAuth).
         let round = match jobs(args) {
@@ -48,6 +53,9 @@ pub fn run(args: &Args, state_dir: &Path) -> Result<()> {
         for job in &round {
             if STOP.load(Ordering::SeqCst) {
                 break;
+            }
+            if job.folder.is_some() && watched.insert(job.name.clone()) {
+                super::imap::watch(job, tx.clone());
             }
             let (at, backoff) = due.get(&job.name).copied().unwrap_or((now, None));
             if at > now {
@@ -73,7 +81,13 @@ pub fn run(args: &Args, state_dir: &Path) -> Result<()> {
             .min()
             .unwrap_or_else(|| Instant::now() + interval);
         while !STOP.load(Ordering::SeqCst) && Instant::now() < wake {
-            std::thread::sleep(TICK.min(wake.saturating_duration_since(Instant::now())));
+            let tick = TICK.min(wake.saturating_duration_since(Instant::now()));
+            if let Ok(name) = rx.recv_timeout(tick) {
+                if let Some(d) = due.get_mut(&name) {
+                    d.0 = Instant::now();
+                }
+                break;
+            }
         }
     }
     Ok(())

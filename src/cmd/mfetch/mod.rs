@@ -25,22 +25,25 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Fetch mail from a POP3 server into a Maildir, never twice, never lost.
+mod imap;
+
+/// Fetch mail from a POP3 or IMAP server into a Maildir, never twice, never lost.
 ///
 /// mfetch fetches the new messages of every account of the configuration that names a
-/// server to fetch from (pop3_host), of one account (-a), or of the server the flags name
-/// (--pop3), into a Maildir through the delivery pipeline or to a program per message.
-/// It remembers what it fetched (by UIDL) in its state directory, and deletes on the
-/// server only what is durable here (unless --keep).
+/// server to fetch from (pop3_host, imap_host), of one account (-a), or of the server the
+/// flags name (--pop3, --imap), into a Maildir through the delivery pipeline or to a
+/// program per message. It remembers what it fetched (by UIDL; by folder, UIDVALIDITY and
+/// UID) in its state directory, and deletes on the server only what is durable here
+/// (unless --keep).
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "mfetch",
     version,
-    about = "fetch mail from a POP3 server into a Maildir, never twice, never lost"
+    about = "fetch mail from a POP3 or IMAP server into a Maildir, never twice, never lost"
 )]
 pub struct Args {
     /// Fetch for this account of the configuration only [default: every account with a
-    /// pop3_host]
+    /// pop3_host or imap_host]
     #[arg(short = 'a', long, value_name = "NAME")]
     pub account: Option<String>,
 
@@ -52,6 +55,19 @@ pub struct Args {
     /// 995 with implicit TLS, 110 otherwise]
     #[arg(long, value_name = "HOST[:PORT]")]
     pub pop3: Option<String>,
+
+    /// Fetch from this IMAP server instead of the configuration's accounts [default port:
+    /// 993 with implicit TLS, 143 otherwise]
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with = "pop3")]
+    pub imap: Option<String>,
+
+    /// IMAP: fetch this folder (repeatable) [default: the account's folders, else INBOX]
+    #[arg(long, value_name = "NAME")]
+    pub folder: Vec<String>,
+
+    /// IMAP: move fetched mail to this folder on the server instead of deleting it
+    #[arg(long, value_name = "NAME", conflicts_with = "keep")]
+    pub move_to: Option<String>,
 
     /// TLS: how it starts (starttls, implicit) and how strict it is (none, encrypt,
     /// verify; may is taken as encrypt: a mailbox's password never goes in clear text by
@@ -164,6 +180,8 @@ struct Job {
     port: u16,
     opts: Options,
     keep: bool,
+    /// IMAP: the folder (the name is the account's and the folder's); POP3: none.
+    folder: Option<String>,
 }
 
 /// Run mfetch.
@@ -225,33 +243,33 @@ fn one(args: &Args, job: &Job, dir: &std::path::Path) -> Result<usize> {
             )
         })?
         .collect();
-    let client = Client::connect(&addrs, &job.host, &job.opts)?;
+    let source: Box<dyn fetch::Source> = match &job.folder {
+        Some(folder) => imap::source(args, job, folder, &addrs, dir)?,
+        None => Box::new(fetch::pop3::Pop3(Client::connect(
+            &addrs, &job.host, &job.opts,
+        )?)),
+    };
     let tty = std::io::stderr().is_terminal();
     let mut failed = Vec::new();
-    let outcome = fetch::run(
-        Box::new(fetch::pop3::Pop3(client)),
-        &mut state,
-        &settings,
-        &mut |e| match e {
-            Event::Scanned(_, line) => println!("{line}"),
-            Event::Failed(m, err) => {
-                run::warn(format_args!("message {}: {err}", m.id));
-                failed.push(err.code());
+    let outcome = fetch::run(source, &mut state, &settings, &mut |e| match e {
+        Event::Scanned(_, line) => println!("{line}"),
+        Event::Failed(m, err) => {
+            run::warn(format_args!("message {}: {err}", m.id));
+            failed.push(err.code());
+        }
+        Event::Warning(w) => run::warn(w),
+        Event::Recovered(n) if n > 0 => run::warn(format_args!(
+            "{}: the last run was cut off mid-batch; {n} of its messages had arrived",
+            job.name
+        )),
+        Event::Progress(done, total) if tty && total > 0 => {
+            eprint!("\r{}: {done}/{total}", job.name);
+            if done == total {
+                eprintln!();
             }
-            Event::Warning(w) => run::warn(w),
-            Event::Recovered(n) if n > 0 => run::warn(format_args!(
-                "{}: the last run was cut off mid-batch; {n} of its messages had arrived",
-                job.name
-            )),
-            Event::Progress(done, total) if tty && total > 0 => {
-                eprint!("\r{}: {done}/{total}", job.name);
-                if done == total {
-                    eprintln!();
-                }
-            }
-            _ => {}
-        },
-    )?;
+        }
+        _ => {}
+    })?;
     if let Some(code) = failed.first() {
         return Err(Error::new(
             *code,
@@ -352,20 +370,25 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
         }
         t
     };
-    if let Some(server) = &args.pop3 {
+    if let Some(server) = args.pop3.as_ref().or(args.imap.as_ref()) {
+        let is_imap = args.imap.is_some();
         // The fetch_tls keys of the account (or of the defaults) still apply: a trust file
         // set once for every account, as msubmit --host keeps the defaults' tls_trust_file.
         let keys = cfg.account(args.account.as_deref())?;
         let tls = account::tls(&keys, "fetch_")?;
         let mode = flag_mode.or(tls.mode).unwrap_or(Mode::IMPLICIT);
-        let (host, port) = host_port(server, default_port(mode))?;
+        let port = match is_imap {
+            true => imap::default_port(mode),
+            false => default_port(mode),
+        };
+        let (host, port) = host_port(server, port)?;
         let user = args
             .user
             .clone()
             .ok_or_else(|| Error::new(Code::Usage, "--pop3", "needs --user"))?;
         let name = format!("{user}@{host}:{port}");
         let secret = secret(None, &name)?;
-        return Ok(vec![Job {
+        let job = Job {
             name,
             host,
             port,
@@ -380,7 +403,12 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
                 },
                 timeout,
             },
-        }]);
+            folder: None,
+        };
+        if is_imap {
+            return Ok(imap::per_folder(job, &args.folder, &[]));
+        }
+        return Ok(vec![job]);
     }
     let names: Vec<String> = match &args.account {
         Some(a) => vec![a.clone()],
@@ -399,19 +427,11 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             }
             continue;
         };
-        if f.protocol != Protocol::Pop3 {
-            // IMAP accounts are the IMAP client's; this build fetches POP3.
-            if args.account.is_some() {
-                return Err(Error::new(
-                    Code::Config,
-                    format!("account {name}"),
-                    "imap_host: IMAP is not supported by this mfetch yet",
-                ));
-            }
-            continue;
-        }
         let mode = flag_mode.unwrap_or(f.mode());
-        let port = f.port.unwrap_or(default_port(mode));
+        let port = f.port.unwrap_or(match f.protocol {
+            Protocol::Imap => imap::default_port(mode),
+            Protocol::Pop3 => default_port(mode),
+        });
         let user = args.user.clone().or(f.user.clone()).ok_or_else(|| {
             Error::new(
                 Code::Config,
@@ -420,7 +440,7 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
             )
         })?;
         let secret = secret(f.password.clone(), &format!("account {name}"))?;
-        jobs.push(Job {
+        let job = Job {
             name: name.clone(),
             host: f.host.clone(),
             port,
@@ -435,13 +455,18 @@ fn jobs(args: &Args) -> Result<Vec<Job>> {
                 },
                 timeout,
             },
-        });
+            folder: None,
+        };
+        match f.protocol {
+            Protocol::Imap => jobs.extend(imap::per_folder(job, &args.folder, &f.folders)),
+            Protocol::Pop3 => jobs.push(job),
+        }
     }
     if jobs.is_empty() {
         return Err(Error::new(
             Code::Config,
             "mfetch",
-            "no account names a server to fetch from (pop3_host), and no --pop3",
+            "no account names a server to fetch from (pop3_host, imap_host), and no --pop3 or --imap",
         ));
     }
     Ok(jobs)
