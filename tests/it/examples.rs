@@ -21,8 +21,10 @@
 //! be): crontab lines through `crontab -n` and then as cron runs them (sh, PATH=/usr/bin:/bin),
 //! inetd.conf lines under `inetd -d`, tcpserver lines under tcpserver, systemd units through
 //! `systemd-analyze verify` and `systemd-socket-activate`, Postfix main.cf and master.cf lines
-//! through `postconf` and then the way local(8) and pipe(8) run their commands, fetchmail
-//! against a small POP3 server. Snippets for our own tools (a configuration, rules, an
+//! through `postconf` and then the way local(8) and pipe(8) run their commands, Exim's and
+//! OpenSMTPD's through their own checkers (`exim -bV`/`-bt`, `smtpd -n`, from the packages
+//! tests/peers/install.sh unpacks, since both conflict with Postfix) and then the way their
+//! pipe transport and mda run the command, fetchmail against a small POP3 server. Snippets for our own tools (a configuration, rules, an
 //! address list) are loaded by the tool that reads them; mreceive's log lines must be what
 //! mreceive logs when the session they tell of is played to it (examples/logs.rs).
 //!
