@@ -269,3 +269,41 @@ fn a_log_example_is_what_mreceive_logs() {
         assert!(e.contains(error), "{right} -> {wrong}: {e}");
     }
 }
+
+/// Postfix's two files in one block, Exim's sections and OpenSMTPD's action lines each go to
+/// their own program's checker; a service unit no rule runs fails.
+#[test]
+fn other_mtas_configurations_are_told_apart() {
+    let block = |text: &str| Block {
+        origin: "R.md:1".into(),
+        file: "R.md".into(),
+        text: text.into(),
+    };
+    let postfix = "# main.cf\nx_destination_recipient_limit = 1\n# master.cf\nx unix - n n - - pipe\n  argv=/bin/true";
+    assert_eq!(
+        classify(&block(postfix)).unwrap()[0].kind,
+        Kind::Postfix(
+            "x_destination_recipient_limit = 1\n".into(),
+            "x unix - n n - - pipe\n  argv=/bin/true\n".into()
+        )
+    );
+    assert!(classify(&block("a = b\n# main.cf\n# master.cf\n")).is_err());
+    let exim = "begin transports\nt:\n  driver = pipe\n  command = /bin/true";
+    assert_eq!(
+        classify(&block(exim)).unwrap()[0].kind,
+        Kind::Exim(exim.into())
+    );
+    let smtpd = "action \"l\" mda \"/bin/true\"\nmatch for local action \"l\"";
+    assert_eq!(
+        classify(&block(smtpd)).unwrap()[0].kind,
+        Kind::Smtpd(smtpd.into())
+    );
+    let srv = Servers::start();
+    let w = World::new(&srv);
+    let unit = vec![(
+        "x.service".to_string(),
+        "[Service]\nExecStart=/usr/local/bin/mrelay -q\n".to_string(),
+    )];
+    let e = servers::run_units(&w, &unit).unwrap_err();
+    assert!(e.contains("no rule runs this service"), "{e}");
+}
