@@ -732,10 +732,18 @@ fn nss_wrapper() -> Option<PathBuf> {
 /// `$domain`, `$home` expanded, a From_ line before the message (its message_prefix).
 pub fn run_exim(w: &World, text: &str) -> Result<(), String> {
     let exim = format!("{CHECKERS}/usr/sbin/exim4");
-    let nss = nss_wrapper();
-    if !have(&[exim.as_str(), "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"]) || nss.is_none() {
+    if !have(&[exim.as_str()]) {
         return Ok(());
     }
+    let Some(nss) = nss_wrapper() else {
+        if crate::common::in_ci() {
+            return Err(format!(
+                "{text}\n  libnss_wrapper.so missing (libnss-wrapper)"
+            ));
+        }
+        eprintln!("SKIPPED: libnss_wrapper.so missing (run tests/peers/install.sh)");
+        return Ok(());
+    };
     let root = w.root();
     let bob = root.join("home/bob");
     // Exim refuses to run as its user with uid 0, and never delivers to root: a number of
@@ -764,7 +772,7 @@ pub fn run_exim(w: &World, text: &str) -> Result<(), String> {
     .unwrap();
     let run = |args: &[&str]| -> Result<String, String> {
         let out = Command::new(&exim)
-            .env("LD_PRELOAD", nss.as_ref().unwrap())
+            .env("LD_PRELOAD", &nss)
             .env("NSS_WRAPPER_PASSWD", root.join("nss-passwd"))
             .env("NSS_WRAPPER_GROUP", root.join("nss-group"))
             .arg("-C")
