@@ -21,8 +21,10 @@
 //! be): crontab lines through `crontab -n` and then as cron runs them (sh, PATH=/usr/bin:/bin),
 //! inetd.conf lines under `inetd -d`, tcpserver lines under tcpserver, systemd units through
 //! `systemd-analyze verify` and `systemd-socket-activate`, Postfix main.cf and master.cf lines
-//! through `postconf` and then the way local(8) and pipe(8) run their commands, fetchmail
-//! against a small POP3 server. Snippets for our own tools (a configuration, rules, an
+//! through `postconf` and then the way local(8) and pipe(8) run their commands, Exim's and
+//! OpenSMTPD's through their own checkers (`exim -bV`/`-bt`, `smtpd -n`, from the packages
+//! tests/peers/install.sh unpacks, since both conflict with Postfix) and then the way their
+//! pipe transport and mda run the command, fetchmail against a small POP3 server. Snippets for our own tools (a configuration, rules, an
 //! address list) are loaded by the tool that reads them; mreceive's log lines must be what
 //! mreceive logs when the session they tell of is played to it (examples/logs.rs).
 //!
@@ -266,4 +268,42 @@ fn a_log_example_is_what_mreceive_logs() {
         let e = logs::run_log(&w, &good.replace(right, wrong)).unwrap_err();
         assert!(e.contains(error), "{right} -> {wrong}: {e}");
     }
+}
+
+/// Postfix's two files in one block, Exim's sections and OpenSMTPD's action lines each go to
+/// their own program's checker; a service unit no rule runs fails.
+#[test]
+fn other_mtas_configurations_are_told_apart() {
+    let block = |text: &str| Block {
+        origin: "R.md:1".into(),
+        file: "R.md".into(),
+        text: text.into(),
+    };
+    let postfix = "# main.cf\nx_destination_recipient_limit = 1\n# master.cf\nx unix - n n - - pipe\n  argv=/bin/true";
+    assert_eq!(
+        classify(&block(postfix)).unwrap()[0].kind,
+        Kind::Postfix(
+            "x_destination_recipient_limit = 1\n".into(),
+            "x unix - n n - - pipe\n  argv=/bin/true\n".into()
+        )
+    );
+    assert!(classify(&block("a = b\n# main.cf\n# master.cf\n")).is_err());
+    let exim = "begin transports\nt:\n  driver = pipe\n  command = /bin/true";
+    assert_eq!(
+        classify(&block(exim)).unwrap()[0].kind,
+        Kind::Exim(exim.into())
+    );
+    let smtpd = "action \"l\" mda \"/bin/true\"\nmatch for local action \"l\"";
+    assert_eq!(
+        classify(&block(smtpd)).unwrap()[0].kind,
+        Kind::Smtpd(smtpd.into())
+    );
+    let srv = Servers::start();
+    let w = World::new(&srv);
+    let unit = vec![(
+        "x.service".to_string(),
+        "[Service]\nExecStart=/usr/local/bin/mrelay -q\n".to_string(),
+    )];
+    let e = servers::run_units(&w, &unit).unwrap_err();
+    assert!(e.contains("no rule runs this service"), "{e}");
 }

@@ -581,6 +581,34 @@ mdeliver unix \- n n \- \- pipe
 .RE
 .fi
 .PP
+As Exim's local delivery, a router (before Debian's local_user) and a pipe transport; Exim
+takes exit 75 as temporary:
+.PP
+.nf
+.RS
+begin routers
+mdeliver_user:
+  driver = accept
+  domains = +local_domains
+  check_local_user
+  transport = mdeliver_pipe
+begin transports
+mdeliver_pipe:
+  driver = pipe
+  command = /usr/local/bin/mdeliver \-f $sender_address \-a $local_part@$domain $home/Maildir
+  return_fail_output
+.RE
+.fi
+.PP
+As OpenSMTPD's mda, in smtpd.conf (run as the recipient, through /bin/sh \-c):
+.PP
+.nf
+.RS
+action "local" mda "/usr/local/bin/mdeliver \-f %{sender} \-a %{rcpt} %{user.directory}/Maildir"
+match from any for domain "example.org" action "local"
+.RE
+.fi
+.PP
 As fetchmail's MDA, into a folder:
 .PP
 .nf
@@ -594,5 +622,6 @@ fetchmail \-\-mda "/usr/local/bin/mdeliver \-\-folder Lists \-f %F"
 .BR mcompose (1),
 .BR mreceive (1),
 .BR maildir (5),
-.BR postconf (5)
+.BR postconf (5),
+.BR smtpd.conf (5)
 "#;

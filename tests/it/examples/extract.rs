@@ -273,6 +273,13 @@ pub enum Kind {
     MainCf(Vec<String>),
     /// Postfix master.cf entries.
     MasterCf(String),
+    /// Postfix main.cf and master.cf lines together, each after a `# main.cf` or
+    /// `# master.cf` line: (main.cf, master.cf).
+    Postfix(String, String),
+    /// Exim configuration: routers and transports (`begin routers`, `begin transports`).
+    Exim(String),
+    /// OpenSMTPD's smtpd.conf lines (`action … mda …`, `match …`).
+    Smtpd(String),
     /// systemd unit files: (file name, contents).
     Units(Vec<(String, String)>),
     /// A mailpipe configuration file.
@@ -418,6 +425,37 @@ pub fn classify(block: &Block) -> Result<Vec<Example>, String> {
             }
         }
         return one(Kind::Units(units));
+    }
+    // Files of other programs, told apart by their own syntax: a Postfix block naming both
+    // its files, Exim's section headers, OpenSMTPD's action lines.
+    if trimmed.contains(&"# main.cf") && trimmed.contains(&"# master.cf") {
+        let (mut main, mut master, mut into) = (String::new(), String::new(), None);
+        for line in text.lines() {
+            match line.trim() {
+                "# main.cf" => into = Some(&mut main),
+                "# master.cf" => into = Some(&mut master),
+                _ => match into.as_mut() {
+                    Some(s) => {
+                        s.push_str(line);
+                        s.push('\n');
+                    }
+                    None if line.trim().is_empty() => {}
+                    None => {
+                        return Err(format!(
+                            "{}: Postfix lines before a `# main.cf` or `# master.cf` line",
+                            block.origin
+                        ));
+                    }
+                },
+            }
+        }
+        return one(Kind::Postfix(main, master));
+    }
+    if trimmed.iter().any(|l| l.starts_with("begin ")) && trimmed.contains(&"driver = pipe") {
+        return one(Kind::Exim(text.to_string()));
+    }
+    if first.starts_with("action ") {
+        return one(Kind::Smtpd(text.to_string()));
     }
     // A program, by name or by path (/usr/local/bin/mdeliver …).
     let command = first_word(first);

@@ -10,7 +10,7 @@ use crate::examples::servers::{
 use crate::examples::shell::{Expect, Stage, Word, expectations, parse_stages};
 use crate::examples::world::{MESSAGE, PASSWORD, World, bin_dir, run_bounded, run_checked, show};
 use regex::Regex;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -22,7 +22,10 @@ pub fn run_example(w: &World, ex: &Example) -> Result<(), String> {
         Kind::Cron(line) => run_cron(w, line),
         Kind::Inetd(line) => run_inetd(w, line),
         Kind::MainCf(lines) => run_main_cf(w, lines),
-        Kind::MasterCf(text) => run_master_cf(w, text),
+        Kind::MasterCf(text) => run_postfix(w, "", text),
+        Kind::Postfix(main, master) => run_postfix(w, main, master),
+        Kind::Exim(text) => run_exim(w, text),
+        Kind::Smtpd(text) => run_smtpd(w, text),
         Kind::Units(units) => run_units(w, units),
         Kind::Config(text) => run_config(w, text),
         Kind::Rules(text) => run_rules(w, text),
@@ -103,19 +106,25 @@ pub fn run_shell(w: &World, line: &str) -> Result<(), String> {
 
 /// `mrelay --daemon`: started in the background, it must send a message queued after it
 /// started (within a few seconds: it watches the queue) and stop with exit 0 on SIGTERM.
-fn run_relay_daemon(w: &World, line: &str, stage: &Stage) -> Result<(), String> {
+pub fn run_relay_daemon(w: &World, line: &str, stage: &Stage) -> Result<(), String> {
     let mut c = Command::new(bin_dir().join("mrelay"));
     w.env(&mut c);
     c.args(&stage.command()[1..]);
     let daemon = crate::examples::world::Background::start(c)?;
     std::thread::sleep(Duration::from_millis(300));
-    let queue = "mrelay --queue-only -f me@example.org bob@example.org <message.eml";
+    // The daemon's queue: its --queue-dir (a system service's), else the user's default.
+    let q = crate::examples::shell::option_value(&stage.command(), &["--queue-dir"])
+        .map_or(w.home.join(".local/share/mailpipe/queue"), |q| {
+            w.path(q, &w.home)
+        });
+    let queue = &format!(
+        "mrelay --queue-only --queue-dir {} -f me@example.org bob@example.org <message.eml",
+        q.display()
+    );
     let before = w.srv.count();
-    let q = w.home.join(".local/share/mailpipe/queue");
-    run_checked(w, queue, &[Expect::Queued(q.clone())], || {
-        w.bash(queue, b"")
-    })
-    .map_err(|e| format!("{line}\n  {e}"))?;
+    // No Expect::Queued: the daemon may have sent it before the queue is looked at; the
+    // server's count below is the proof (nothing else sends).
+    run_checked(w, queue, &[], || w.bash(queue, b"")).map_err(|e| format!("{line}\n  {e}"))?;
     let sent = crate::common::wait_until(Duration::from_secs(10), || {
         w.srv.count() > before && crate::examples::world::maildir_count(&q) == 0
     });
@@ -312,15 +321,18 @@ pub fn postconf(shown: &str, dir: &Path, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Postfix master.cf entries: postconf -M must read them; a pipe(8) service is then run the
-/// way pipe(8) runs it (argv without a shell, ${…} expanded, flags honoured) for bob.
-pub fn run_master_cf(w: &World, text: &str) -> Result<(), String> {
+/// Postfix master.cf entries, with the main.cf lines shown beside them (a
+/// `SERVICE_destination_recipient_limit` is a warning without its service): postconf -M and
+/// -n must read them without a word; a pipe(8) service is then run the way pipe(8) runs it
+/// (argv without a shell, ${…} expanded, flags honoured) for bob.
+pub fn run_postfix(w: &World, main: &str, text: &str) -> Result<(), String> {
     let dir = w.root().join("postfix-master");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("main.cf"), "").unwrap();
+    std::fs::write(dir.join("main.cf"), main).unwrap();
     std::fs::write(dir.join("master.cf"), format!("{text}\n")).unwrap();
-    postconf(text, &dir, &["-M"])?;
-    postconf(text, &dir, &["-n"])?;
+    let shown = format!("{main}{text}");
+    postconf(&shown, &dir, &["-M"])?;
+    postconf(&shown, &dir, &["-n"])?;
     // Entries: a line at column 0, continued by indented lines.
     let mut entries: Vec<String> = Vec::new();
     for l in text.lines() {
@@ -651,4 +663,272 @@ pub fn run_make(w: &World, words: &[String]) -> Result<(), String> {
         }
         t => Err(format!("{shown}\n  no rule says how to run make {t}")),
     }
+}
+
+/// Where tests/peers/install.sh unpacks Exim's and OpenSMTPD's packages without installing
+/// them (both conflict with Postfix as Debian packages): only their syntax checkers run.
+const CHECKERS: &str = "/opt/mailpipe-checkers";
+
+/// The envelope and the user an MTA's delivery example is run for.
+fn expand_envelope(a: &str, bob: &Path, pairs: &[(&str, &str)]) -> String {
+    let home = bob.display().to_string();
+    let mut a = a.to_string();
+    for (k, v) in pairs {
+        a = a.replace(k, &v.replace("HOME", &home));
+    }
+    a
+}
+
+/// Run an MTA's delivery command for bob, with `prefix` before the message on stdin (what
+/// that MTA writes first), `env` its environment, `argv` as it splits the command (or, with
+/// `shell`, the command line /bin/sh -c runs, whose words `argv` are).
+fn run_mta_command(
+    w: &World,
+    shown: &str,
+    argv: &[String],
+    shell: Option<&str>,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> Result<(), String> {
+    let bob = w.root().join("home/bob");
+    let stage = Stage {
+        words: argv
+            .iter()
+            .map(|a| Word {
+                text: a.clone(),
+                span: (0, 0),
+            })
+            .collect(),
+        ..Stage::default()
+    };
+    let expects = expectations(&[stage], &bob, &bob)?;
+    let mut stdin = prefix.as_bytes().to_vec();
+    stdin.extend_from_slice(MESSAGE.as_bytes());
+    run_checked(w, shown, &expects, || {
+        let mut c = match shell {
+            Some(line) => {
+                let mut c = Command::new("/bin/sh");
+                c.args(["-c", line]);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &bob)
+            .current_dir(&bob);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_bounded(&mut c, &stdin, Duration::from_secs(30))
+    })
+    .map(drop)
+}
+
+/// The NSS wrapper that lets the unpacked Exim find its compiled-in user (Debian-exim) and
+/// bob without adding either to the system.
+fn nss_wrapper() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("libnss_wrapper.so"))
+    .find(|p| p.is_file())
+}
+
+/// Exim routers and transports: Exim's own `-bV` must read them (with the main section a
+/// Debian configuration has: local_domains, and logs and spool in the root), `-bt` must route
+/// bob@example.org to a pipe transport, and that transport's command is run as Exim's pipe
+/// transport runs it: split into words without a shell, `$sender_address`, `$local_part`,
+/// `$domain`, `$home` expanded, a From_ line before the message (its message_prefix).
+pub fn run_exim(w: &World, text: &str) -> Result<(), String> {
+    let exim = format!("{CHECKERS}/usr/sbin/exim4");
+    if !have(&[exim.as_str()]) {
+        return Ok(());
+    }
+    let Some(nss) = nss_wrapper() else {
+        if crate::common::in_ci() {
+            return Err(format!(
+                "{text}\n  libnss_wrapper.so missing (libnss-wrapper)"
+            ));
+        }
+        eprintln!("SKIPPED: libnss_wrapper.so missing (run tests/peers/install.sh)");
+        return Ok(());
+    };
+    let root = w.root();
+    let bob = root.join("home/bob");
+    // Exim refuses to run as its user with uid 0, and never delivers to root: a number of
+    // their own for both (no process runs under it; the checker only looks them up).
+    let (uid, gid) = (64_991, 64_991);
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd += &format!(
+        "Debian-exim:x:{uid}:{gid}::/:/bin/false\nbob:x:{uid}:{gid}::{}:/bin/sh\n",
+        bob.display()
+    );
+    let mut group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    group += &format!("Debian-exim:x:{gid}:\n");
+    std::fs::write(root.join("nss-passwd"), passwd).unwrap();
+    std::fs::write(root.join("nss-group"), group).unwrap();
+    std::fs::create_dir_all(root.join("exim-spool")).unwrap();
+    let conf = root.join("exim.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "primary_hostname = mx.example.org\ndomainlist local_domains = example.org\n\
+             log_file_path = {r}/exim-%slog\nspool_directory = {r}/exim-spool\n{}\n",
+            w.substitute(text),
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(&exim)
+            .env("LD_PRELOAD", &nss)
+            .env("NSS_WRAPPER_PASSWD", root.join("nss-passwd"))
+            .env("NSS_WRAPPER_GROUP", root.join("nss-group"))
+            .arg("-C")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{exim}: {e}"))?;
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() || all.contains("configuration error") {
+            return Err(format!("{text}\n  exim {}: {all}", args.join(" ")));
+        }
+        Ok(all)
+    };
+    run(&["-bV"])?;
+    let routed = run(&["-bt", "bob@example.org"])?;
+    let transport = Regex::new(r"transport = (\S+)")
+        .unwrap()
+        .captures(&routed)
+        .map(|c| c[1].to_string())
+        .ok_or_else(|| format!("{text}\n  exim -bt bob@example.org: no transport: {routed}"))?;
+    let options = run(&["-bP", "transport", &transport])?;
+    let command = options
+        .lines()
+        .find_map(|l| l.strip_prefix("command = "))
+        .ok_or_else(|| format!("{text}\n  transport {transport} has no command"))?;
+    let argv: Vec<String> = command
+        .split_whitespace()
+        .map(|a| {
+            expand_envelope(
+                a,
+                &bob,
+                &[
+                    ("$sender_address", "ann@example.net"),
+                    ("${sender_address}", "ann@example.net"),
+                    ("$local_part", "bob"),
+                    ("${local_part}", "bob"),
+                    ("$domain", "example.org"),
+                    ("${domain}", "example.org"),
+                    ("$home", "HOME"),
+                    ("${home}", "HOME"),
+                ],
+            )
+        })
+        .collect();
+    if let Some(left) = argv.iter().find(|a| a.contains('$')) {
+        return Err(format!("{text}\n  no rule expands {left}"));
+    }
+    if !argv[0].starts_with('/') {
+        return Err(format!(
+            "{text}\n  a pipe transport needs the absolute path"
+        ));
+    }
+    run_mta_command(
+        w,
+        text,
+        &argv,
+        None,
+        "From ann@example.net Mon Jan  1 10:00:00 2024\n",
+        &[
+            ("LOCAL_PART", "bob".into()),
+            ("DOMAIN", "example.org".into()),
+            ("SENDER", "ann@example.net".into()),
+            ("USER", "bob".into()),
+            ("LOGNAME", "bob".into()),
+        ],
+    )
+}
+
+/// OpenSMTPD's smtpd.conf lines: `smtpd -n` must find the configuration OK (with the
+/// snippet alone: it is whole), and each `action … mda "…"` command runs as smtpd runs it
+/// for bob: through /bin/sh -c, %{…} expanded, Return-Path: and Delivered-To: before the
+/// message.
+pub fn run_smtpd(w: &World, text: &str) -> Result<(), String> {
+    let smtpd = format!("{CHECKERS}/usr/sbin/smtpd");
+    if !have(&[smtpd.as_str()]) {
+        return Ok(());
+    }
+    let conf = w.root().join("smtpd.conf");
+    std::fs::write(&conf, format!("{}\n", w.substitute(text))).unwrap();
+    let out = Command::new(&smtpd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .map_err(|e| format!("{smtpd}: {e}"))?;
+    if !out.status.success() || !show(&out).contains("configuration OK") {
+        return Err(format!("{text}\n  smtpd -n: {}", show(&out)));
+    }
+    let bob = w.root().join("home/bob");
+    let mda = Regex::new(r#"^action\s+\S+\s+mda\s+"((?:[^"\\]|\\.)*)""#).unwrap();
+    let mut ran = 0;
+    for line in text.lines() {
+        let Some(c) = mda.captures(line.trim()) else {
+            continue;
+        };
+        let cmd = expand_envelope(
+            &w.substitute(&c[1]),
+            &bob,
+            &[
+                ("%{sender}", "ann@example.net"),
+                ("%{rcpt}", "bob@example.org"),
+                ("%{dest}", "bob@example.org"),
+                ("%{rcpt.user}", "bob"),
+                ("%{dest.user}", "bob"),
+                ("%{rcpt.domain}", "example.org"),
+                ("%{user.username}", "bob"),
+                ("%{user.directory}", "HOME"),
+            ],
+        );
+        if cmd.contains("%{") {
+            return Err(format!("{line}\n  no rule expands the %{{…}} in {cmd}"));
+        }
+        let stages = parse_stages(&cmd)?;
+        if stages.len() != 1 || !stages[0].args().first().is_some_and(|p| p.starts_with('/')) {
+            return Err(format!("{line}\n  an mda command needs one absolute path"));
+        }
+        let argv: Vec<String> = stages[0].args().iter().map(|a| a.to_string()).collect();
+        run_mta_command(
+            w,
+            line,
+            &argv,
+            Some(&cmd),
+            "Return-Path: <ann@example.net>\nDelivered-To: bob@example.org\n",
+            &[
+                ("USER", "bob".into()),
+                ("LOGNAME", "bob".into()),
+                ("SHELL", "/bin/sh".into()),
+                ("SENDER", "ann@example.net".into()),
+                ("RECIPIENT", "bob@example.org".into()),
+            ],
+        )?;
+        ran += 1;
+    }
+    if ran == 0 {
+        return Err(format!("{text}\n  no `action … mda` line: no rule runs it"));
+    }
+    Ok(())
 }

@@ -485,6 +485,20 @@ pub fn run_units(w: &World, units: &[(String, String)]) -> Result<(), String> {
                     .find_map(|l| l.strip_prefix(&format!("{k}=")).map(String::from))
             })
     };
+    // A service of its own (no socket): mrelay --daemon, run as the daemon example is.
+    if !units.iter().any(|(n, _)| n.ends_with(".socket")) {
+        let exec =
+            key(".service", "ExecStart").ok_or_else(|| format!("{shown}\n  no ExecStart="))?;
+        let exec = w.substitute(exec.trim_start_matches(['-', '@', '+', '!']));
+        let stages = crate::examples::shell::parse_stages(&exec)?;
+        if let [s] = stages.as_slice()
+            && s.program() == "mrelay"
+            && s.args().contains(&"--daemon")
+        {
+            return crate::examples::runners::run_relay_daemon(w, &shown, s);
+        }
+        return Err(format!("{shown}\n  no rule runs this service"));
+    }
     if key(".socket", "Accept").as_deref() != Some("yes")
         || key(".service", "StandardInput").as_deref() != Some("socket")
     {
