@@ -36,12 +36,10 @@ peers:
 docs:
 	MAILPIPE_REGEN=1 $(CARGO) test --locked --test it docs::
 
-# The main job on an embedded default: compose a message and deliver it into a Maildir.
+# The main job on an embedded default: all five steps on one host (compose, submit, relay,
+# receive, access), no root, no server to install, loopback ports in a temporary directory.
 demo: build
-	mkdir -p /tmp/mailpipe-demo
-	echo 'Hello from mailpipe: composed, then delivered.' \
-	  | ./target/release/mcompose -f me@localhost.localdomain -t you@localhost.localdomain -s 'hello from mailpipe' \
-	  | ./target/release/mdeliver /tmp/mailpipe-demo/Maildir -v
+	bash demo/five-steps.sh target/release
 
 bench: build
 	bash bench/run

@@ -28,11 +28,12 @@ trap 'exit 130' INT TERM
 
 step() { printf '%-9s %-52s %s\n' "$1" "$2" "$3"; }
 
-# A free port on 127.0.0.1: one nobody answers on.
+# A free port on 127.0.0.1: one nobody answers on, below the kernel's range of ephemeral
+# ports (32768 and up), which outgoing connections may hold without listening.
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -42,10 +43,13 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "demo: nothing listens on 127.0.0.1:$1 (see $dir/*.log)" >&2
+  echo "demo: nothing listens on 127.0.0.1:$1; the servers said:" >&2
+  tail -n 5 "$dir"/*.log >&2 || true
   return 1
 }
 submit_port=$(free_port); mx_port=$(free_port); pop_port=$(free_port)
+while [ "$mx_port" = "$submit_port" ]; do mx_port=$(free_port); done
+while [ "$pop_port" = "$submit_port" ] || [ "$pop_port" = "$mx_port" ]; do pop_port=$(free_port); done
 
 # A throw-away certificate for localhost, trusted by the clients through --ca-file.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
@@ -109,19 +113,22 @@ mkdir -p "$dir/reader"
 "$bin/mfetch" --pop3 "localhost:$pop_port" --tls implicit --ca-file "$dir/cert.pem" \
   --user bob --password-command 'printf bob-secret' --maildir "$dir/reader/Maildir"
 got=$(find "$dir/reader/Maildir/new" "$dir/reader/Maildir/cur" -type f | head -1)
-step maccess "served it over POP3 with TLS, then deleted it" "-> mfetch"
-step mfetch "fetched into the reader's Maildir" "-> ${got#"$dir"/}"
+[ -n "$got" ] || { echo "demo: mfetch stored nothing" >&2; exit 1; }
+left=$(find "$box/new" "$box/cur" -type f | wc -l)
+[ "$left" = 0 ] || { echo "demo: $left message(s) still on the POP3 server" >&2; exit 1; }
+step maccess "served it over POP3 with TLS, deleted it after QUIT" "-> mfetch"
+step mfetch "fetched, synced, then told the server to delete it" "-> reader/Maildir/new"
 
 echo
 echo "--- the message as the reader got it ---"
 cat "$got"
 echo "---"
 # The body as sent: what follows the header's empty line, CRLF or LF.
-python_free_body() { sed -e 's/\r$//' "$1" | sed -n '/^$/,$p' | sed 1d; }
-if [ "$(python_free_body "$got")" = "$body" ]; then
+body_of() { sed -e 's/\r$//' "$1" | sed -n '/^$/,$p' | sed 1d; }
+if [ "$(body_of "$got")" = "$body" ]; then
   echo "demo: the body arrived byte-identical"
 else
   echo "demo: the body differs from what was sent" >&2
-  diff <(printf '%s\n' "$body") <(python_free_body "$got") >&2 || true
+  diff <(printf '%s\n' "$body") <(body_of "$got") >&2 || true
   exit 1
 fi

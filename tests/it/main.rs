@@ -8,6 +8,7 @@
 mod common;
 
 mod config_keys;
+mod demo;
 mod dkim;
 mod dns;
 mod docs;

@@ -296,6 +296,8 @@ pub enum Kind {
     Make(Vec<String>),
     /// Lines of mreceive's log (mreceive(1)'s LOGGING).
     Log(String),
+    /// What `make demo` prints (demo/five-steps.sh), `...` where lines are left out.
+    DemoOutput(String),
 }
 
 #[derive(Debug, Clone)]
@@ -472,6 +474,9 @@ pub fn classify(block: &Block) -> Result<Vec<Example>, String> {
     }
     if crate::examples::logs::is_log(text) {
         return one(Kind::Log(text.to_string()));
+    }
+    if first.starts_with("mcompose  composed ") {
+        return one(Kind::DemoOutput(text.to_string()));
     }
     if lines.iter().all(|(_, l)| PASSWD_LINE.is_match(l)) {
         return one(Kind::Passwords(text.to_string()));

@@ -412,7 +412,7 @@ pub fn expectations(stages: &[Stage], home: &Path, cwd: &Path) -> Result<Vec<Exp
                     resolve(args[3], home, cwd),
                 ));
             }
-            // `make demo`'s first step: mdeliver creates a Maildir but not its missing parents.
+            // mdeliver creates a Maildir but not its missing parents: examples make them.
             "mkdir" => {
                 let dirs: Vec<&str> = args[1..]
                     .iter()
