@@ -156,6 +156,8 @@ struct Session<'a> {
     accepted: usize,
     /// Why the session ends when the connection fails ([`End::Tls`] during a handshake).
     io_end: End,
+    /// When the session last got somewhere: its start, or its last accepted message.
+    progress: std::time::Instant,
 }
 
 /// Serve one SMTP session on `conn` until QUIT, end of input, a timeout or too many errors.
@@ -184,6 +186,7 @@ pub fn serve(
         commands: 0,
         accepted: 0,
         io_end: End::Io,
+        progress: std::time::Instant::now(),
     };
     ses.conn.set_timeout(s.timeout);
     ses.log(&Event::Connect);
@@ -265,7 +268,26 @@ impl Session<'_> {
             let accepted = ses.accepted;
             Ok((Ended { accepted, clean }, end))
         };
+        let mut accepted = self.accepted;
         loop {
+            if accepted != self.accepted {
+                (accepted, self.progress) = (self.accepted, std::time::Instant::now());
+            }
+            // Postfix's stress mode, and more: while the server's sessions are near their
+            // limit, a session that accepted no message for the short timeout gives its
+            // place up, so clients that hold sessions sending NOOP now and then cannot keep
+            // one that has mail out for longer than that.
+            if let Some(short) = self.conn.stressed()
+                && self.progress.elapsed() >= short
+            {
+                self.send(r(
+                    421,
+                    (4, 7, 0),
+                    format!("{} busy, try again later", self.s.hostname),
+                ));
+                let _ = self.conn.flush();
+                return ended(self, false, End::Timeout);
+            }
             // Between transactions a server shutdown may end the session (see below).
             let idle = self.tx.is_none() && self.bdat.is_none();
             self.conn.set_interruptible(idle);

@@ -20,6 +20,7 @@ mod mdrop;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;
+mod mreceive_load;
 mod mreceive_tls;
 mod mrelay;
 mod mrelay_interop;
