@@ -6,6 +6,8 @@ complete -c mreceive -s c -l deliver-command -d 'Run COMMAND (words split as a s
 complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]; given, local recipients that fail for now while others succeed wait there too' -r -F
 complete -c mreceive -l route -d 'How authenticated mail for other domains leaves the queue: mx (mrelay looks the domains up) or account[:NAME] (msubmit --flush sends it through an account\'s server)' -r
 complete -c mreceive -s p -l passwords -d 'Password file for AUTH (user:$6$… lines; see FILES)' -r -F
+complete -c mreceive -l sender-login-map -d 'Which MAIL FROM addresses each login may use besides its own: ADDRESS LOGIN[,LOGIN...] lines, @DOMAIN for a whole domain (see FILES)' -r -F
+complete -c mreceive -l trusted-sender-login -d 'A login that may use any MAIL FROM address, such as a relay\'s account (repeatable)' -r
 complete -c mreceive -l tls-cert -d 'TLS certificate chain (PEM) for STARTTLS' -r -F
 complete -c mreceive -l tls-key -d 'TLS private key (PEM)' -r -F
 complete -c mreceive -l auth-failure-delay -d 'Wait SECS seconds times the failures so far before answering a failed AUTH' -r

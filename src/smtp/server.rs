@@ -462,6 +462,13 @@ impl Session<'_> {
         if self.s.submission && self.auth.is_none() {
             return refuse(self, r(530, (5, 7, 0), "authentication required"));
         }
+        // Postfix's reject_sender_login_mismatch: a password is not a licence to send as
+        // anyone.
+        if let Some(login) = &self.auth
+            && let Err(reply) = self.s.policy.check_sender(login, &from)
+        {
+            return refuse(self, reply);
+        }
         let smtputf8 = params
             .iter()
             .any(|p| p.keyword == "SMTPUTF8" && p.value.is_none());

@@ -185,10 +185,11 @@ fn sessions_that_send_no_mail_give_way_under_stress() {
         "2",
     ]);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let port = s.port;
     let drips: Vec<_> = (0..3)
         .map(|_| {
-            let stop = Arc::clone(&stop);
+            let (stop, holding) = (Arc::clone(&stop), Arc::clone(&holding));
             std::thread::spawn(move || {
                 // Take a place whenever one is free, and hold it with NOOPs.
                 let mut held = 0;
@@ -199,18 +200,23 @@ fn sessions_that_send_no_mail_give_way_under_stress() {
                         continue;
                     }
                     held += 1;
+                    holding.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     while !stop.load(std::sync::atomic::Ordering::SeqCst)
                         && c.cmd("NOOP\r\n").starts_with("250")
                     {
                         std::thread::sleep(Duration::from_millis(500));
                     }
+                    holding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 held
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Every session taken before the client with mail tries.
+    assert!(crate::common::wait_until(Duration::from_secs(10), || {
+        holding.load(std::sync::atomic::Ordering::SeqCst) == 3
+    }));
     let t0 = Instant::now();
     let mut delivered = false;
     while t0.elapsed() < Duration::from_secs(20) {

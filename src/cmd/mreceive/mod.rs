@@ -20,7 +20,7 @@ use crate::exit::{Code, Error, Result};
 use crate::net::conn::{Conn, FdIo};
 use crate::net::listen;
 use crate::passwd::Passwords;
-use crate::smtp::policy::{Policy, load_users};
+use crate::smtp::policy::{Policy, Senders, load_users};
 use crate::smtp::server::{self, Peer, Settings};
 use crate::store::queue::Route;
 use clap::{CommandFactory, Parser};
@@ -91,6 +91,15 @@ pub struct Args {
     /// Password file for AUTH (user:$6$… lines; see FILES)
     #[arg(short = 'p', long, value_name = "FILE")]
     pub passwords: Option<PathBuf>,
+
+    /// Which MAIL FROM addresses each login may use besides its own: ADDRESS
+    /// LOGIN[,LOGIN...] lines, @DOMAIN for a whole domain (see FILES)
+    #[arg(long, value_name = "FILE", requires = "passwords")]
+    pub sender_login_map: Option<PathBuf>,
+
+    /// A login that may use any MAIL FROM address, such as a relay's account (repeatable)
+    #[arg(long, value_name = "LOGIN", requires = "passwords")]
+    pub trusted_sender_login: Vec<String>,
 
     /// TLS certificate chain (PEM) for STARTTLS
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -290,7 +299,10 @@ fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Sett
             .hostname
             .clone()
             .unwrap_or_else(crate::message::stamp::fqdn),
-        policy: Policy::new(&args.domains, users),
+        policy: Policy::new(&args.domains, users).with_senders(Senders::load(
+            args.sender_login_map.as_deref(),
+            &args.trusted_sender_login,
+        )?),
         max_size: args.max_size,
         max_recipients: args.max_recipients,
         max_received: args.max_received,
