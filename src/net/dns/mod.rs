@@ -14,10 +14,13 @@
 //!
 //! The logic sits on one primitive, [`Lookup::query`], so it is tested with a table of
 //! answers (`tests.rs`); [`Resolver`] answers it from the real DNS with hickory-resolver
-//! (`resolver.rs`), and tests/dns.rs asks a real dnsmasq.
+//! (`resolver.rs`), and tests/dns.rs asks a real dnsmasq. A client's server name (msubmit's
+//! host, an account's) is [`resolve_host`]'s: the system's resolver, within a deadline.
 
+mod host;
 mod resolver;
 
+pub use host::resolve_host;
 pub use resolver::{Options, Resolver};
 
 use std::collections::hash_map::RandomState;
