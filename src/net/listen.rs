@@ -584,6 +584,53 @@ mod tests {
     }
 
     #[test]
+    fn networks_and_the_per_client_counts() {
+        let net = |s: &str| s.parse::<Network>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("127.0.0.0/8").contains(ip("127.9.9.9")));
+        assert!(net("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")));
+        assert!(!net("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(net("::1").contains(ip("::1")) && !net("::1").contains(ip("::2")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(net("0.0.0.0/0").contains(ip("192.0.2.1")));
+        assert!(!net("10.0.0.1").contains(ip("10.0.0.2")));
+        for bad in ["10.0.0.0/33", "x", "::/129", "10.0.0.0/"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+        let limits = Limits {
+            max_sessions: 10,
+            per_client: 2,
+            rate: 3,
+            exempt: Vec::new(),
+            backlog: None,
+            timeout: Duration::from_secs(1),
+            stress_timeout: Duration::from_secs(1),
+        };
+        let mut anvil = Anvil::default();
+        let (a, b, t0) = (ip("192.0.2.1"), ip("192.0.2.2"), Instant::now());
+        assert!(anvil.admit(a, &limits, t0) && anvil.admit(a, &limits, t0));
+        assert!(!anvil.admit(a, &limits, t0), "a third session at once");
+        assert!(
+            anvil.admit(b, &limits, t0),
+            "another address has its own count"
+        );
+        anvil.leave(a);
+        assert!(
+            anvil.admit(a, &limits, t0),
+            "the third connection this minute"
+        );
+        anvil.leave(a);
+        assert!(!anvil.admit(a, &limits, t0), "a fourth this minute");
+        let later = t0 + RATE_WINDOW;
+        assert!(anvil.admit(a, &limits, later), "a minute later");
+        anvil.leave(a);
+        anvil.leave(a);
+        anvil.leave(b);
+        anvil.sweep(later + RATE_WINDOW);
+        assert!(anvil.clients.is_empty(), "forgotten when idle");
+    }
+
+    #[test]
     fn an_address_of_a_name_that_is_not_on_this_host_is_skipped() {
         // 192.0.2.1 (TEST-NET-1, RFC 5737) is on no interface here: bind(2) refuses it
         // with EADDRNOTAVAIL, and nothing is sent anywhere.
