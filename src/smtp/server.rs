@@ -208,6 +208,23 @@ pub fn serve(
         .map_err(|e| Error::io(Code::IoErr, "session", e))
 }
 
+/// The first author in the message's From: that its authenticated sender does not own
+/// (by the rule MAIL FROM is judged by, [`Policy::check_sender`]): a password is no licence
+/// to write in another's name either. `None` without AUTH or when every author is the
+/// login's. (Only the header in memory is read: a From: past the first megabytes of header
+/// is not looked for.)
+fn foreign_author(s: &Settings, tx: &Transaction, spool: &Buffer) -> Option<String> {
+    use crate::message::{address, header};
+    let login = tx.auth.as_deref()?;
+    let block = header::block(spool.head());
+    header::fields(block)
+        .iter()
+        .filter(|f| f.is("from"))
+        .flat_map(|f| address::parse_list_lenient(&f.value_raw()))
+        .map(|m| format!("{}@{}", m.addr.local, m.addr.domain))
+        .find(|a| s.policy.check_sender(login, a).is_err())
+}
+
 /// `bytes` random bytes in hex.
 fn random_id(bytes: usize) -> String {
     let mut id = vec![0u8; bytes];
@@ -670,6 +687,11 @@ impl Session<'_> {
         }
         tx.envelope.body = Body::of(decoder.eight_bit());
         let mut spool = decoder.into_inner();
+        if let (Some(login), Some(author)) = (&tx.auth, foreign_author(self.s, &tx, &spool)) {
+            let why = format!("From: {author} not owned by user {login}");
+            self.refuse_content(&tx, r(550, (5, 7, 1), why));
+            return Next::Go;
+        }
         let start = std::time::Instant::now();
         let (reply, results) = self.deliver.answer(&tx, &mut spool);
         self.log(&Event::Message {

@@ -303,3 +303,42 @@ fn an_authenticated_user_may_not_send_as_another() {
     );
     assert!(r.iter().all(|r| r.starts_with("250")), "{r:?}");
 }
+
+#[test]
+fn an_authenticated_user_may_not_write_as_another() {
+    // The From: check at the end of data: 550 5.7.1 for an author the login does not own,
+    // whatever MAIL FROM said; a trusted login writes as anyone.
+    for (extra, from, want) in [
+        (&[][..], "Alice <alice@local.test>", "250"),
+        (
+            &[][..],
+            "\"alice@local.test\" <bob@local.test>",
+            "550 5.7.1 ",
+        ),
+        (&[][..], "alice@local.test, bob@local.test", "550 5.7.1 "),
+        (
+            &["--trusted-sender-login", "alice"][..],
+            "bob@local.test",
+            "250",
+        ),
+    ] {
+        let s = Server::start(extra);
+        let mut c = s.connect();
+        c.reply();
+        c.cmd("EHLO c.test\r\n");
+        assert!(c.cmd("STARTTLS\r\n").starts_with("220"));
+        let mut t = tls_client(&s.ca, c.into_inner());
+        t.cmd("EHLO c.test\r\n");
+        assert!(
+            t.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+                .starts_with("235")
+        );
+        assert!(t.cmd("MAIL FROM:<alice@local.test>\r\n").starts_with("250"));
+        assert!(t.cmd("RCPT TO:<bob@local.test>\r\n").starts_with("250"));
+        assert!(t.cmd("DATA\r\n").starts_with("354"));
+        let end = t.cmd(&format!("From: {from}\r\nSubject: t\r\n\r\nhi\r\n.\r\n"));
+        assert!(end.starts_with(want), "{from}: {end}");
+        let stored = messages(&s.maildir("bob")).len();
+        assert_eq!(stored, usize::from(want == "250"), "{from}");
+    }
+}
