@@ -268,6 +268,21 @@ fn system_backlog() -> u32 {
         .unwrap_or(4096)
 }
 
+/// Fewer malloc arenas than glibc's default (8 a core): with a thread per session, each new
+/// thread may take an arena of its own and keep it at its high-water mark, so a long run
+/// grows (bench/soak.sh: +25% resident in 10 minutes with the default, +3% with 2 arenas)
+/// although nothing leaks. Two a core; `MALLOC_ARENA_MAX` in the environment still rules.
+fn few_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(2 * cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets an allocator parameter; called before the session
+        // threads exist.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
+}
+
 /// The per-client bookkeeping (Postfix's anvil): sessions open and recent connections per
 /// address. Bounded: an address leaves it when it has neither.
 #[derive(Default)]
@@ -336,6 +351,7 @@ where
 {
     let backlog = limits.backlog.unwrap_or_else(system_backlog);
     let listeners = bind_all(listens, backlog)?;
+    few_arenas();
     install_handlers();
     let session = Arc::new(session);
     let active = Arc::new(AtomicUsize::new(0));
