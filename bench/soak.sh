@@ -12,6 +12,9 @@
 # drips (a byte every half second), 2 sending random bytes, 2 trying SMTP smuggling (a
 # bare-LF, bare-CR or NUL end of data followed by a second transaction).
 # Exit 0 when all hold, 1 otherwise. Not part of the test suite (it takes 10 minutes).
+# Measured here (2 shared cores, 1 Dec 2026, 600 s): 633526 messages accepted and stored, no
+# other stored; RSS 8972 KiB after the warm-up, 9052 KiB at the end (+1%); fds and threads
+# back to their idle count. (Before mreceive set fewer malloc arenas: +25%, 10516 -> 13200.)
 #   usage: bench/soak.sh [DURATION=600] [WARMUP=60]
 #   env:   BIN=/abs/dir with a release mreceive (default: cargo build --release)
 set -euo pipefail

@@ -270,7 +270,7 @@ fn system_backlog() -> u32 {
 
 /// Fewer malloc arenas than glibc's default (8 a core): with a thread per session, each new
 /// thread may take an arena of its own and keep it at its high-water mark, so a long run
-/// grows (bench/soak.sh: +25% resident in 10 minutes with the default, +3% with 2 arenas)
+/// grows (bench/soak.sh: +25% resident in 10 minutes with the default, +1% with these)
 /// although nothing leaks. Two a core; `MALLOC_ARENA_MAX` in the environment still rules.
 fn few_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
