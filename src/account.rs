@@ -746,27 +746,108 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// How long a password command may run: long enough for a person to answer a pinentry
+/// prompt (`pass`, `gpg`), not for ever (a hung command would hold the queue runner).
+const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The most a password command may print: a password or an OAuth2 access token (a few KiB)
+/// fits many times; a command printing without end is not read into memory.
+const COMMAND_OUTPUT: u64 = 64 * 1024;
+
 impl Password {
-    /// The password: the text, or the first line the command prints.
+    /// The password: the text, or the first line the command prints (within
+    /// [`COMMAND_LIMIT`] and [`COMMAND_OUTPUT`], else it is killed with its process group).
     pub fn reveal(&self) -> Result<String> {
+        self.reveal_within(COMMAND_LIMIT)
+    }
+
+    fn reveal_within(&self, limit: std::time::Duration) -> Result<String> {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        use std::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
         let cmd = match self {
             Password::Text(p) => return Ok(p.clone()),
             Password::Command(cmd) => cmd,
         };
-        let out = std::process::Command::new("sh")
+        let what = "password command";
+        let mut child = std::process::Command::new("sh")
             .args(["-c", cmd])
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| Error::io(Code::Config, "password command", e))?;
-        if !out.status.success() {
+            // Its own process group, so a time-out stops what it started too.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io(Code::Config, what, e))?;
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) has no memory effects; the group is the child's (see below).
+        let kill_group = || unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let Some(out) = child.stdout.take() else {
+            kill_group();
+            let _ = child.wait();
+            return Err(Error::new(Code::Config, what, "no output pipe"));
+        };
+        let too_much = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&too_much);
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let r = out.take(COMMAND_OUTPUT + 1).read_to_end(&mut buf);
+            flag.store(buf.len() as u64 > COMMAND_OUTPUT, Ordering::SeqCst);
+            (r, buf)
+        });
+        let deadline = Instant::now() + limit;
+        // The group is killed before the child is reaped (its id cannot be reused while it
+        // is a zombie), or after, while a member it left behind holds the pipe open (the
+        // group's id is in use then): that one gets a second after the command exited.
+        let mut status = None;
+        let mut exited = None;
+        let mut overdue = false;
+        while !(reader.is_finished() && status.is_some()) {
+            if status.is_none() {
+                status = child
+                    .try_wait()
+                    .map_err(|e| Error::io(Code::Config, what, e))?;
+                if status.is_some() {
+                    exited = Some(Instant::now());
+                }
+            }
+            let lingering = exited.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
+            overdue = Instant::now() >= deadline;
+            if overdue || lingering || too_much.load(Ordering::SeqCst) {
+                kill_group();
+                if status.is_none() {
+                    status = child.wait().ok();
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (read, buf) = reader
+            .join()
+            .map_err(|_| Error::new(Code::Config, what, "its output was lost"))?;
+        if overdue {
+            let secs = limit.as_secs_f32();
             return Err(Error::new(
-                Code::Config,
-                "password command",
-                format!("failed ({})", out.status),
+                Code::TempFail,
+                what,
+                format!("killed after {secs} seconds"),
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
+        if buf.len() as u64 > COMMAND_OUTPUT {
+            return Err(Error::new(
+                Code::Config,
+                what,
+                format!("printed more than {} KiB", COMMAND_OUTPUT / 1024),
+            ));
+        }
+        read.map_err(|e| Error::io(Code::Config, what, e))?;
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => return Err(Error::new(Code::Config, what, format!("failed ({s})"))),
+            None => return Err(Error::new(Code::Config, what, "lost")),
+        }
+        let text = String::from_utf8_lossy(&buf);
         Ok(text.lines().next().unwrap_or("").to_string())
     }
 }
@@ -882,6 +963,35 @@ fn config_error(keys: &Keys, key: &str, why: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_command_is_bounded_in_time_and_output() {
+        use std::time::{Duration, Instant};
+        let run = |cmd: &str, limit| Password::Command(cmd.into()).reveal_within(limit);
+        assert_eq!(
+            run("printf 'pw\\nrest'", Duration::from_secs(5)).unwrap(),
+            "pw"
+        );
+        // It exits, but what it left running holds its output open: a second, then killed.
+        let t0 = Instant::now();
+        assert_eq!(
+            run("echo pw; sleep 30 &", Duration::from_secs(20)).unwrap(),
+            "pw"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        // Hung: killed at the limit, with what it started.
+        let t0 = Instant::now();
+        let e = run("sleep 30; echo late", Duration::from_millis(300)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert_eq!(e.code(), Code::TempFail);
+        assert!(e.to_string().contains("killed after"), "{e}");
+        // Printing without end: refused, not read into memory.
+        let t0 = Instant::now();
+        let e = run("yes", Duration::from_secs(20)).unwrap_err();
+        assert!(e.to_string().contains("more than 64 KiB"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(run("exit 3", Duration::from_secs(5)).is_err());
+    }
 
     fn config(text: &str) -> Config {
         let mut cfg = Config::default();

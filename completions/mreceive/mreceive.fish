@@ -6,6 +6,8 @@ complete -c mreceive -s c -l deliver-command -d 'Run COMMAND (words split as a s
 complete -c mreceive -l queue-dir -d 'The outgoing queue for authenticated mail [default: ~/.local/share/mailpipe/queue]; given, local recipients that fail for now while others succeed wait there too' -r -F
 complete -c mreceive -l route -d 'How authenticated mail for other domains leaves the queue: mx (mrelay looks the domains up) or account[:NAME] (msubmit --flush sends it through an account\'s server)' -r
 complete -c mreceive -s p -l passwords -d 'Password file for AUTH (user:$6$… lines; see FILES)' -r -F
+complete -c mreceive -l sender-login-map -d 'Which MAIL FROM addresses each login may use besides its own: ADDRESS LOGIN[,LOGIN...] lines, @DOMAIN for a whole domain (see FILES)' -r -F
+complete -c mreceive -l trusted-sender-login -d 'A login that may use any MAIL FROM address, such as a relay\'s account (repeatable)' -r
 complete -c mreceive -l tls-cert -d 'TLS certificate chain (PEM) for STARTTLS' -r -F
 complete -c mreceive -l tls-key -d 'TLS private key (PEM)' -r -F
 complete -c mreceive -l auth-failure-delay -d 'Wait SECS seconds times the failures so far before answering a failed AUTH' -r
@@ -14,7 +16,12 @@ complete -c mreceive -l max-size -d 'Refuse messages larger than SIZE bytes (suf
 complete -c mreceive -l max-recipients -d 'Accept at most N recipients per message' -r
 complete -c mreceive -l max-received -d 'Refuse a message with more than N Received: headers as a mail loop' -r
 complete -c mreceive -l max-sessions -d 'With --listen: serve at most N sessions at once (more get 421)' -r
+complete -c mreceive -l client-connection-count-limit -d 'With --listen: at most N sessions at once from one client address (more get 421 4.7.0; 0: no limit)' -r
+complete -c mreceive -l client-connection-rate-limit -d 'With --listen: at most N connections a minute from one client address (more get 421 4.7.0; 0: no limit)' -r
+complete -c mreceive -l client-limit-exceptions -d 'With --listen: client networks the two limits above do not apply to (repeatable, or comma-separated; ADDRESS or ADDRESS/BITS; none by default, loopback included)' -r
+complete -c mreceive -l backlog -d 'With --listen: the listen queue\'s length [default: the system\'s limit, /proc/sys/net/core/somaxconn]' -r
 complete -c mreceive -l timeout -d 'Give up on a client that sends nothing for SECONDS' -r
+complete -c mreceive -l stress-timeout -d 'With --listen, while 90% of --max-sessions are taken: give up on a client that sends nothing, or sends no message, for SECONDS' -r
 complete -c mreceive -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
 complete -c mreceive -l submission -d 'Submission role: MAIL requires AUTH first'
 complete -c mreceive -l tls-on-connect -d 'Start TLS at once, before the greeting (port 465, RFC 8314)'

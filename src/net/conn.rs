@@ -36,6 +36,12 @@ pub trait Io: Read + Write + Send {
         false
     }
 
+    /// While the server is under stress (its sessions near their limit), the short time a
+    /// read may take then; `None` otherwise, and for transports that cannot tell.
+    fn stressed(&self) -> Option<Duration> {
+        None
+    }
+
     /// True when input is already waiting, so a read would not block. The SMTP client asks
     /// after the server's reply to STARTTLS: a byte there was sent before the handshake and
     /// must not be read as if it came over TLS (RFC 3207 §4.2, CVE-2011-0411). `false` when
@@ -65,6 +71,9 @@ impl<T: Io + ?Sized> Io for Box<T> {
     }
     fn stopping(&self) -> bool {
         (**self).stopping()
+    }
+    fn stressed(&self) -> Option<Duration> {
+        (**self).stressed()
     }
     fn has_input(&self) -> bool {
         (**self).has_input()
@@ -116,6 +125,8 @@ pub struct FdIo {
     timeout: Duration,
     deadline: Option<Instant>,
     stop: Option<&'static AtomicBool>,
+    /// While this flag is set, a read waits at most this long (a server under stress).
+    stress: Option<(&'static AtomicBool, Duration)>,
     interruptible: bool,
     _owner: Option<std::net::TcpStream>,
 }
@@ -129,6 +140,7 @@ impl FdIo {
             timeout,
             deadline: None,
             stop: None,
+            stress: None,
             interruptible: false,
             _owner: None,
         }
@@ -143,6 +155,7 @@ impl FdIo {
             timeout,
             deadline: None,
             stop: None,
+            stress: None,
             interruptible: false,
             _owner: Some(s),
         }
@@ -151,6 +164,13 @@ impl FdIo {
     /// Watch `flag`: once it is set, interruptible reads end (see [`Io::set_interruptible`]).
     pub fn stop_on(mut self, flag: &'static AtomicBool) -> FdIo {
         self.stop = Some(flag);
+        self
+    }
+
+    /// Watch `flag`: while it is set, a read waits at most `timeout` (Postfix's stress
+    /// mode), however long the usual timeout is.
+    pub fn stress_on(mut self, flag: &'static AtomicBool, timeout: Duration) -> FdIo {
+        self.stress = Some((flag, timeout));
         self
     }
 }
@@ -188,27 +208,34 @@ impl Read for FdIo {
             },
             None => self.timeout,
         };
-        match self.stop.filter(|_| self.interruptible) {
-            None => wait(self.rfd, libc::POLLIN, timeout)?,
-            Some(stop) => {
-                // Wait in slices, looking at the flag when a slice passed without input (input
-                // that is there, a QUIT say, is still read).
-                let slice = Duration::from_millis(200);
-                let mut left = timeout;
-                loop {
-                    match wait(self.rfd, libc::POLLIN, left.min(slice)) {
-                        Ok(()) => break,
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                            if stop.load(Ordering::SeqCst) {
-                                return Err(io::Error::new(STOPPING, "shutting down"));
-                            }
-                            if left <= slice {
-                                return Err(e);
-                            }
-                            left -= slice;
+        let stop = self.stop.filter(|_| self.interruptible);
+        if stop.is_none() && self.stress.is_none() {
+            wait(self.rfd, libc::POLLIN, timeout)?;
+        } else {
+            // Wait in slices, looking at the flags when a slice passed without input (input
+            // that is there, a QUIT say, is still read).
+            let slice = Duration::from_millis(200);
+            let (mut left, mut waited) = (timeout, Duration::ZERO);
+            loop {
+                match wait(self.rfd, libc::POLLIN, left.min(slice)) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                            return Err(io::Error::new(STOPPING, "shutting down"));
                         }
-                        Err(e) => return Err(e),
+                        waited += left.min(slice);
+                        if let Some((flag, short)) = self.stress
+                            && waited >= short
+                            && flag.load(Ordering::Relaxed)
+                        {
+                            return Err(e);
+                        }
+                        if left <= slice {
+                            return Err(e);
+                        }
+                        left -= slice;
                     }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -262,6 +289,12 @@ impl Io for FdIo {
 
     fn stopping(&self) -> bool {
         self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    fn stressed(&self) -> Option<Duration> {
+        self.stress
+            .filter(|(flag, _)| flag.load(Ordering::Relaxed))
+            .map(|(_, t)| t)
     }
 }
 
@@ -724,6 +757,15 @@ impl Conn {
             Stream::Plain(s) => s.stopping(),
             Stream::Tls(s) => s.sock.stopping(),
             Stream::Gone => false,
+        }
+    }
+
+    /// The short read timeout while the server is under stress ([`Io::stressed`]).
+    pub fn stressed(&self) -> Option<Duration> {
+        match &self.stream {
+            Stream::Plain(s) => s.stressed(),
+            Stream::Tls(s) => s.sock.stressed(),
+            Stream::Gone => None,
         }
     }
 

@@ -355,10 +355,11 @@ fn login(over: &Overrides, send: &account::Send) -> Result<Option<Login>> {
 /// proxy (no DNS query for it leaves this host).
 pub fn connect(server: &Server) -> Result<Session> {
     let host = server.host.as_str();
+    // The connect timeout covers the name's lookup too (getaddrinfo has none of its own).
+    let deadline = server.options.timeouts.connect;
     let resolve = |host: &str, port: u16| -> Result<Vec<std::net::SocketAddr>> {
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        crate::net::dns::resolve_host(host, port, deadline)
             .map_err(|e| Error::io(Code::TempFail, format!("resolve {host}"), e))
-            .map(Iterator::collect)
     };
     match &server.proxy {
         Some(p) => {

@@ -619,17 +619,13 @@ impl Remote {
                     return Err(Outcome::deferred(&why, "4.3.5", "none"));
                 }
                 let host = server.host.clone();
+                let deadline = server.options.timeouts.connect;
                 let addrs: Vec<SocketAddr> =
-                    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), server.port))
-                        .map_err(|e| {
-                            let e = Error::io(
-                                crate::exit::Code::TempFail,
-                                format!("resolve {host}"),
-                                e,
-                            );
-                            Outcome::deferred(&e.to_string(), "4.4.3", "none")
-                        })?
-                        .collect();
+                    crate::net::dns::resolve_host(&host, server.port, deadline).map_err(|e| {
+                        let e =
+                            Error::io(crate::exit::Code::TempFail, format!("resolve {host}"), e);
+                        Outcome::deferred(&e.to_string(), "4.4.3", "none")
+                    })?;
                 options = server.options;
                 vec![(host, addrs)]
             }

@@ -26,11 +26,77 @@ pub struct Local {
     pub user: String,
 }
 
-/// The MX's recipient policy.
+/// The MX's recipient policy, and which senders an authenticated user may give.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     domains: Vec<String>,
     users: Option<HashSet<String>>,
+    senders: Senders,
+}
+
+/// Which MAIL FROM addresses each login owns (Postfix's smtpd_sender_login_maps with
+/// reject_sender_login_mismatch): its own address always (the login itself when it is an
+/// address, else the login at each local domain, `+extensions` included), the addresses a
+/// sender-login map gives it, and any address for a trusted login (a relay account that
+/// sends for others). Without this, a user's password lets them send as anyone.
+#[derive(Clone, Debug, Default)]
+pub struct Senders {
+    /// An address (lower case) or `@domain` → the logins that may use it.
+    map: std::collections::HashMap<String, Vec<String>>,
+    /// Logins that may give any sender.
+    trusted: HashSet<String>,
+}
+
+impl Senders {
+    /// Read a sender-login map: one `ADDRESS LOGIN[,LOGIN…]` a line (`@domain` for a whole
+    /// domain), `#` comments; logins in `trusted` may give any sender.
+    pub fn load(map: Option<&Path>, trusted: &[String]) -> Result<Senders> {
+        let mut senders = Senders {
+            trusted: trusted.iter().cloned().collect(),
+            ..Senders::default()
+        };
+        let Some(path) = map else {
+            return Ok(senders);
+        };
+        let text = std::fs::read_to_string(path).or_code_with(Code::Config, || {
+            format!("sender login map {}", path.display())
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad =
+                |why: &str| Error::new(Code::Config, format!("{}:{}", path.display(), n + 1), why);
+            let mut words = line.split_whitespace();
+            let (Some(address), Some(logins), None) = (words.next(), words.next(), words.next())
+            else {
+                return Err(bad("expected ADDRESS LOGIN[,LOGIN...]"));
+            };
+            if !address.contains('@') {
+                return Err(bad("expected an address or @domain"));
+            }
+            let logins: Vec<String> = logins
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            senders
+                .map
+                .entry(normalize_address(address))
+                .or_default()
+                .extend(logins);
+        }
+        Ok(senders)
+    }
+}
+
+/// An address as the sender check compares it: lower case, the domain without a trailing dot.
+fn normalize_address(a: &str) -> String {
+    match split_mailbox(a) {
+        (local, Some(domain)) => format!("{}@{}", local.to_lowercase(), normalize_domain(domain)),
+        (local, None) => local.to_lowercase(),
+    }
 }
 
 /// A domain as compared and stored: ASCII lower case, without one trailing dot.
@@ -52,7 +118,43 @@ impl Policy {
         Policy {
             domains: domains.iter().map(|d| normalize_domain(d)).collect(),
             users,
+            senders: Senders::default(),
         }
+    }
+
+    /// Judge MAIL FROM by who `senders` says owns which address.
+    pub fn with_senders(mut self, senders: Senders) -> Policy {
+        self.senders = senders;
+        self
+    }
+
+    /// May `login` (authenticated) give `from` as its MAIL FROM? 553 5.7.1 if not. The null
+    /// sender is anyone's (a bounce names no one).
+    pub fn check_sender(&self, login: &str, from: &str) -> std::result::Result<(), Reply> {
+        let s = &self.senders;
+        if from.is_empty() || s.trusted.contains(login) {
+            return Ok(());
+        }
+        let from = normalize_address(from);
+        let (local, domain) = split_mailbox(&from);
+        // An +extension is the owner's too (alice+lists@ is alice's).
+        let base = local.split('+').next().unwrap_or(local);
+        let own = match (login.contains('@'), domain) {
+            (true, Some(d)) => normalize_address(login) == format!("{base}@{d}"),
+            (false, Some(d)) => base == login.to_lowercase() && self.is_local(d),
+            (_, None) => false,
+        };
+        let mapped = |key: &str| s.map.get(key).is_some_and(|l| l.iter().any(|l| l == login));
+        let listed = mapped(&from)
+            || domain.is_some_and(|d| mapped(&format!("{base}@{d}")) || mapped(&format!("@{d}")));
+        if own || listed {
+            return Ok(());
+        }
+        Err(refuse(
+            553,
+            (5, 7, 1),
+            format!("sender address not owned by user {login}"),
+        ))
     }
 
     /// The first local domain (where `<postmaster>` without a domain goes).
@@ -220,6 +322,42 @@ mod tests {
             let code = judge(&p, trick).expect_err(trick);
             assert!(code >= 550, "{trick}: {code}");
         }
+    }
+
+    #[test]
+    fn an_authenticated_user_sends_only_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("senders");
+        std::fs::write(
+            &map,
+            "# shared addresses\nsales@Local.Test alice,bob\n@other.test carol\n",
+        )
+        .unwrap();
+        let senders = Senders::load(Some(&map), &["relay".into()]).unwrap();
+        let p = Policy::new(&["local.test".into()], None).with_senders(senders);
+        let ok = |login, from| p.check_sender(login, from).is_ok();
+        assert!(ok("alice", "alice@local.test"));
+        assert!(ok("alice", "Alice+lists@LOCAL.test."));
+        assert!(ok("alice", ""));
+        assert!(ok("alice", "sales@local.test") && ok("bob", "SALES@local.test"));
+        assert!(ok("carol", "anyone@other.test"));
+        assert!(ok("dave@else.test", "dave@else.test"));
+        assert!(ok("relay", "whoever@anywhere.test"));
+        for (login, from) in [
+            ("alice", "bob@local.test"),
+            ("alice", "alice@other.test"),
+            ("alice", "alice"),
+            ("bob", "sales2@local.test"),
+            ("carol", "carol@else.test"),
+            ("dave@else.test", "dave@local.test"),
+            ("mallory", "mallory@elsewhere.test"),
+        ] {
+            let reply = p.check_sender(login, from).expect_err(from);
+            assert_eq!(reply.code, 553, "{login} as {from}");
+        }
+        std::fs::write(&map, "sales@local.test\n").unwrap();
+        let e = Senders::load(Some(&map), &[]).unwrap_err();
+        assert_eq!(e.code(), Code::Config);
     }
 
     #[test]

@@ -170,6 +170,8 @@ struct Session<'a> {
     accepted: usize,
     /// Why the session ends when the connection fails ([`End::Tls`] during a handshake).
     io_end: End,
+    /// When the session last got somewhere: its start, or its last accepted message.
+    progress: std::time::Instant,
 }
 
 /// Serve one SMTP session on `conn` until QUIT, end of input, a timeout or too many errors.
@@ -198,6 +200,7 @@ pub fn serve(
         commands: 0,
         accepted: 0,
         io_end: End::Io,
+        progress: std::time::Instant::now(),
     };
     ses.conn.set_timeout(s.timeout);
     ses.log(&Event::Connect);
@@ -217,6 +220,23 @@ pub fn serve(
     result
         .map(|(ended, _)| ended)
         .map_err(|e| Error::io(Code::IoErr, "session", e))
+}
+
+/// The first author in the message's From: that its authenticated sender does not own
+/// (by the rule MAIL FROM is judged by, [`Policy::check_sender`]): a password is no licence
+/// to write in another's name either. `None` without AUTH or when every author is the
+/// login's. (Only the header in memory is read: a From: past the first megabytes of header
+/// is not looked for.)
+fn foreign_author(s: &Settings, tx: &Transaction, spool: &Buffer) -> Option<String> {
+    use crate::message::{address, header};
+    let login = tx.auth.as_deref()?;
+    let block = header::block(spool.head());
+    header::fields(block)
+        .iter()
+        .filter(|f| f.is("from"))
+        .flat_map(|f| address::parse_list_lenient(&f.value_raw()))
+        .map(|m| format!("{}@{}", m.addr.local, m.addr.domain))
+        .find(|a| s.policy.check_sender(login, a).is_err())
 }
 
 /// `bytes` random bytes in hex.
@@ -279,7 +299,26 @@ impl Session<'_> {
             let accepted = ses.accepted;
             Ok((Ended { accepted, clean }, end))
         };
+        let mut accepted = self.accepted;
         loop {
+            if accepted != self.accepted {
+                (accepted, self.progress) = (self.accepted, std::time::Instant::now());
+            }
+            // Postfix's stress mode, and more: while the server's sessions are near their
+            // limit, a session that accepted no message for the short timeout gives its
+            // place up, so clients that hold sessions sending NOOP now and then cannot keep
+            // one that has mail out for longer than that.
+            if let Some(short) = self.conn.stressed()
+                && self.progress.elapsed() >= short
+            {
+                self.send(r(
+                    421,
+                    (4, 7, 0),
+                    format!("{} busy, try again later", self.s.hostname),
+                ));
+                let _ = self.conn.flush();
+                return ended(self, false, End::Timeout);
+            }
             // Between transactions a server shutdown may end the session (see below).
             let idle = self.tx.is_none() && self.bdat.is_none();
             self.conn.set_interruptible(idle);
@@ -455,6 +494,13 @@ impl Session<'_> {
         };
         if self.s.submission && self.auth.is_none() {
             return refuse(self, r(530, (5, 7, 0), "authentication required"));
+        }
+        // Postfix's reject_sender_login_mismatch: a password is not a licence to send as
+        // anyone.
+        if let Some(login) = &self.auth
+            && let Err(reply) = self.s.policy.check_sender(login, &from)
+        {
+            return refuse(self, reply);
         }
         let smtputf8 = params
             .iter()
@@ -667,6 +713,11 @@ impl Session<'_> {
         }
         tx.envelope.body = Body::of(decoder.eight_bit());
         let mut spool = decoder.into_inner();
+        if let (Some(login), Some(author)) = (&tx.auth, foreign_author(self.s, &tx, &spool)) {
+            let why = format!("From: {author} not owned by user {login}");
+            self.refuse_content(&tx, r(550, (5, 7, 1), why));
+            return Next::Go;
+        }
         let start = std::time::Instant::now();
         let Answer {
             reply,

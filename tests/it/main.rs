@@ -28,6 +28,7 @@ mod mfetch_interop;
 mod mreceive;
 mod mreceive_fuzz;
 mod mreceive_interop;
+mod mreceive_load;
 mod mreceive_tls;
 mod mrelay;
 mod mrelay_dane;

@@ -155,12 +155,14 @@ fn msmtp_as_mx_client_and_submission_client() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let m = std::fs::read_to_string(&messages(&s.maildir("bob"))[0]).unwrap();
     assert!(m.ends_with("Subject: via msmtp\n\nhi\n.\n..\nend\n"), "{m}");
+    // Submitted, the message is alice's own (mreceive refuses another author after AUTH).
+    let mine = b"From: alice@local.test\nTo: far@remote.test\nSubject: via msmtp\n\nhi\n";
     let out = run(
         Command::new("msmtp")
             .arg("-C")
             .arg(&conf)
             .args(["-a", "sub", "far@remote.test"]),
-        msg,
+        mine,
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(messages(&s.dir.path().join("queue")).len(), 1);
@@ -212,7 +214,8 @@ fn msubmit_to_mreceive_to_mdeliver() {
             "alice@local.test",
             "far@remote.test",
         ],
-        msg,
+        // Submitted, the message is alice's own (mreceive refuses another author after AUTH).
+        b"From: alice@local.test\nTo: far@remote.test\nSubject: end to end\n\n.dot line\nbye\n",
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(messages(&home.join("queue")).len(), 1);

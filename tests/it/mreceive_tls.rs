@@ -243,3 +243,102 @@ fn listen_takes_a_host_name() {
     assert!(send_mail(&mut c, "a@r.test", "bob@local.test").starts_with("250"));
     assert_eq!(messages(&s.maildir("bob")).len(), 1);
 }
+
+/// Log in as alice over TLS on a server started with `extra`; the replies to MAIL FROM each
+/// of `froms` (each transaction reset after).
+fn mail_from_as_alice(extra: &[&str], froms: &[&str]) -> Vec<String> {
+    let s = Server::start(extra);
+    let mut c = s.connect();
+    c.reply();
+    c.cmd("EHLO c.test\r\n");
+    assert!(c.cmd("STARTTLS\r\n").starts_with("220"));
+    let mut t = tls_client(&s.ca, c.into_inner());
+    t.cmd("EHLO c.test\r\n");
+    assert!(
+        t.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+            .starts_with("235")
+    );
+    froms
+        .iter()
+        .map(|f| {
+            let r = t.cmd(&format!("MAIL FROM:<{f}>\r\n"));
+            assert!(t.cmd("RSET\r\n").starts_with("250"));
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn an_authenticated_user_may_not_send_as_another() {
+    // Postfix's reject_sender_login_mismatch: alice's own address (and its +extensions) and
+    // the null sender, nothing else unless a map or trust says so.
+    let r = mail_from_as_alice(
+        &[],
+        &[
+            "alice@local.test",
+            "alice+x@LOCAL.test",
+            "",
+            "bob@local.test",
+            "alice@r.test",
+        ],
+    );
+    assert!(r[..3].iter().all(|r| r.starts_with("250")), "{r:?}");
+    for refused in &r[3..] {
+        assert!(refused.starts_with("553 5.7.1 "), "{r:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("senders");
+    std::fs::write(&map, "sales@local.test alice,bob\n@r.test alice\n").unwrap();
+    let map = map.to_str().unwrap();
+    let r = mail_from_as_alice(
+        &["--sender-login-map", map],
+        &["sales@local.test", "any@r.test", "bob@local.test"],
+    );
+    assert!(r[0].starts_with("250") && r[1].starts_with("250"), "{r:?}");
+    assert!(r[2].starts_with("553 5.7.1 "), "{r:?}");
+    // A trusted relay account may give any sender.
+    let r = mail_from_as_alice(
+        &["--trusted-sender-login", "alice"],
+        &["bob@local.test", "x@elsewhere.test"],
+    );
+    assert!(r.iter().all(|r| r.starts_with("250")), "{r:?}");
+}
+
+#[test]
+fn an_authenticated_user_may_not_write_as_another() {
+    // The From: check at the end of data: 550 5.7.1 for an author the login does not own,
+    // whatever MAIL FROM said; a trusted login writes as anyone.
+    for (extra, from, want) in [
+        (&[][..], "Alice <alice@local.test>", "250"),
+        (
+            &[][..],
+            "\"alice@local.test\" <bob@local.test>",
+            "550 5.7.1 ",
+        ),
+        (&[][..], "alice@local.test, bob@local.test", "550 5.7.1 "),
+        (
+            &["--trusted-sender-login", "alice"][..],
+            "bob@local.test",
+            "250",
+        ),
+    ] {
+        let s = Server::start(extra);
+        let mut c = s.connect();
+        c.reply();
+        c.cmd("EHLO c.test\r\n");
+        assert!(c.cmd("STARTTLS\r\n").starts_with("220"));
+        let mut t = tls_client(&s.ca, c.into_inner());
+        t.cmd("EHLO c.test\r\n");
+        assert!(
+            t.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+                .starts_with("235")
+        );
+        assert!(t.cmd("MAIL FROM:<alice@local.test>\r\n").starts_with("250"));
+        assert!(t.cmd("RCPT TO:<bob@local.test>\r\n").starts_with("250"));
+        assert!(t.cmd("DATA\r\n").starts_with("354"));
+        let end = t.cmd(&format!("From: {from}\r\nSubject: t\r\n\r\nhi\r\n.\r\n"));
+        assert!(end.starts_with(want), "{from}: {end}");
+        let stored = messages(&s.maildir("bob")).len();
+        assert_eq!(stored, usize::from(want == "250"), "{from}");
+    }
+}

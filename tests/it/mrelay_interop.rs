@@ -567,6 +567,8 @@ fn msubmit_queue_and_mreceive_submission_fill_the_queue_mrelay_drains() {
         // By the defaults' server, as msubmit's account route goes (mreceive's own default,
         // route mx, would look far.test up in DNS).
         .args(["--route", "account"])
+        // alice sends as alice@sender.test, not an address of hers by default.
+        .args(["--trusted-sender-login", "alice"])
         .arg("--passwords")
         .arg(&pw)
         .arg("--queue-dir")

@@ -100,20 +100,29 @@ pub fn run(args: Args) -> Result<()> {
     let settings = Arc::new(configure(&args, syslog)?);
     if !listens.is_empty() {
         let implicit_tls = args.tls_on_connect;
-        return listen::serve(
-            &listens,
-            args.max_sessions,
-            settings.timeout,
-            b"-ERR [SYS/TEMP] too many sessions, try again later\r\n",
-            move |conn, addr| {
-                let peer = Peer {
-                    ip: Some(addr.ip().to_canonical()),
-                };
-                // A failed session says so in its disconnect line.
-                let _ = server::serve(conn, &settings, &peer, implicit_tls);
-                Ok(())
-            },
-        );
+        // The listener's backlog (the system's limit) and its stress mode (reads shortened
+        // near --max-sessions) as mreceive's; no per-client limits (no options for them yet).
+        let limits = listen::Limits {
+            max_sessions: args.max_sessions,
+            per_client: 0,
+            rate: 0,
+            exempt: Vec::new(),
+            backlog: None,
+            timeout: settings.timeout,
+            stress_timeout: settings.timeout.min(std::time::Duration::from_secs(10)),
+        };
+        let refusals = listen::Refusals {
+            busy: b"-ERR [SYS/TEMP] too many sessions, try again later\r\n",
+            client: b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+        };
+        return listen::serve(&listens, &limits, refusals, move |conn, addr| {
+            let peer = Peer {
+                ip: Some(addr.ip().to_canonical()),
+            };
+            // A failed session says so in its disconnect line.
+            let _ = server::serve(conn, &settings, &peer, implicit_tls);
+            Ok(())
+        });
     }
     if stderr_is_the_socket {
         listen::quiet_stderr();

@@ -20,7 +20,7 @@ use crate::exit::{Code, Error, Result};
 use crate::net::conn::{Conn, FdIo};
 use crate::net::listen;
 use crate::passwd::Passwords;
-use crate::smtp::policy::{Policy, load_users};
+use crate::smtp::policy::{Policy, Senders, load_users};
 use crate::smtp::server::{self, Peer, Settings};
 use crate::store::queue::Route;
 use clap::{CommandFactory, Parser};
@@ -92,6 +92,15 @@ pub struct Args {
     #[arg(short = 'p', long, value_name = "FILE")]
     pub passwords: Option<PathBuf>,
 
+    /// Which MAIL FROM addresses each login may use besides its own: ADDRESS
+    /// LOGIN[,LOGIN...] lines, @DOMAIN for a whole domain (see FILES)
+    #[arg(long, value_name = "FILE", requires = "passwords")]
+    pub sender_login_map: Option<PathBuf>,
+
+    /// A login that may use any MAIL FROM address, such as a relay's account (repeatable)
+    #[arg(long, value_name = "LOGIN", requires = "passwords")]
+    pub trusted_sender_login: Vec<String>,
+
     /// TLS certificate chain (PEM) for STARTTLS
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -132,9 +141,34 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_sessions: usize,
 
+    /// With --listen: at most N sessions at once from one client address (more get 421
+    /// 4.7.0; 0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub client_connection_count_limit: usize,
+
+    /// With --listen: at most N connections a minute from one client address (more get 421
+    /// 4.7.0; 0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub client_connection_rate_limit: usize,
+
+    /// With --listen: client networks the two limits above do not apply to (repeatable, or
+    /// comma-separated; ADDRESS or ADDRESS/BITS; none by default, loopback included)
+    #[arg(long, value_name = "NETWORK", value_delimiter = ',')]
+    pub client_limit_exceptions: Vec<listen::Network>,
+
+    /// With --listen: the listen queue's length [default: the system's limit,
+    /// /proc/sys/net/core/somaxconn]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub backlog: Option<u32>,
+
     /// Give up on a client that sends nothing for SECONDS
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
+
+    /// With --listen, while 90% of --max-sessions are taken: give up on a client that sends
+    /// nothing, or sends no message, for SECONDS
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub stress_timeout: u64,
 
     /// Take bare CR and bare LF in messages as line ends instead of refusing the message
     #[arg(long)]
@@ -171,22 +205,31 @@ pub fn run(args: Args) -> Result<()> {
     let settings = Arc::new(settings);
     if !listens.is_empty() {
         let implicit_tls = args.tls_on_connect;
-        let timeout = settings.timeout;
-        return listen::serve(
-            &listens,
-            args.max_sessions,
-            timeout,
-            b"421 4.3.2 too many sessions, try again later\r\n",
-            move |conn, addr| {
-                let peer = Peer {
-                    ip: Some(addr.ip().to_canonical()),
-                };
-                // A session that failed (the client vanished, a TLS handshake) says so in
-                // its disconnect line, in the log the operator chose: not again on stderr.
-                let _ = server::serve(conn, &settings, &peer, &handoff, implicit_tls);
-                Ok(())
-            },
-        );
+        let limits = listen::Limits {
+            max_sessions: args.max_sessions,
+            per_client: args.client_connection_count_limit,
+            rate: args.client_connection_rate_limit,
+            exempt: args.client_limit_exceptions.clone(),
+            backlog: args.backlog,
+            timeout: settings.timeout,
+            // Never longer than the usual timeout.
+            stress_timeout: Duration::from_secs(args.stress_timeout).min(settings.timeout),
+        };
+        let refusals = listen::Refusals {
+            // RFC 5321 §3.8: 421 closes; 4.3.2 "system not accepting network messages".
+            busy: b"421 4.3.2 too many sessions, try again later\r\n",
+            // 4.7.0: a policy refusal (Postfix's anvil answers the same).
+            client: b"421 4.7.0 too many connections from your address, try again later\r\n",
+        };
+        return listen::serve(&listens, &limits, refusals, move |conn, addr| {
+            let peer = Peer {
+                ip: Some(addr.ip().to_canonical()),
+            };
+            // A session that failed (the client vanished, a TLS handshake) says so in
+            // its disconnect line, in the log the operator chose: not again on stderr.
+            let _ = server::serve(conn, &settings, &peer, &handoff, implicit_tls);
+            Ok(())
+        });
     }
     if stderr_is_the_socket {
         listen::quiet_stderr();
@@ -230,7 +273,11 @@ fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Sett
             "AUTH is offered only after TLS: give --tls-cert and --tls-key",
         ));
     }
-    if args.max_recipients == 0 || args.max_sessions == 0 || args.timeout == 0 {
+    if args.max_recipients == 0
+        || args.max_sessions == 0
+        || args.timeout == 0
+        || args.stress_timeout == 0
+    {
         return Err(usage("limits", "must be at least 1"));
     }
     let local = local_delivery(args)?;
@@ -254,7 +301,10 @@ fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Sett
             .hostname
             .clone()
             .unwrap_or_else(crate::message::stamp::fqdn),
-        policy: Policy::new(&args.domains, users),
+        policy: Policy::new(&args.domains, users).with_senders(Senders::load(
+            args.sender_login_map.as_deref(),
+            &args.trusted_sender_login,
+        )?),
         max_size: args.max_size,
         max_recipients: args.max_recipients,
         max_received: args.max_received,

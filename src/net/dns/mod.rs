@@ -14,7 +14,8 @@
 //!
 //! The logic sits on one primitive, [`Lookup::query`], so it is tested with a table of
 //! answers (`tests.rs`); [`Resolver`] answers it from the real DNS with hickory-resolver
-//! (`resolver.rs`), and tests/dns.rs asks a real dnsmasq.
+//! (`resolver.rs`), and tests/dns.rs asks a real dnsmasq. A client's server name (msubmit's
+//! host, an account's) is [`resolve_host`]'s: the system's resolver, within a deadline.
 //!
 //! DANE (RFC 7672) needs one more thing of each answer: whether DNSSEC validated it.
 //! [`Lookup::validated`] asks that; the [`Resolver`] trusts the AD bit of a validating
@@ -22,9 +23,11 @@
 //! set's, the hosts' and their TLSA records' statuses into what each host requires.
 
 mod ad;
+mod host;
 mod resolver;
 mod tlsa;
 
+pub use host::resolve_host;
 pub use resolver::{Options, Resolver};
 pub use tlsa::{Dane, HostDane, Security};
 

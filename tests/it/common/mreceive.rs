@@ -67,7 +67,13 @@ impl Server {
         .unwrap();
         let mut c = tool(crate::bin!("mreceive"), dir.path());
         c.args(["-l", &format!("127.0.0.1:{port}"), "-d", "local.test"])
-            .args(["--hostname", "mx.local.test", "--timeout", "10"])
+            .args(["--hostname", "mx.local.test"])
+            // Ten seconds unless the test says.
+            .args(
+                ["--timeout", "10"]
+                    .iter()
+                    .filter(|_| !extra.contains(&"--timeout")),
+            )
             .arg("-m")
             .arg(dir.path().join("mail"))
             .arg("--queue-dir")

@@ -288,6 +288,8 @@ pub enum Kind {
     Rules(String),
     /// Lines of mreceive's password file.
     Passwords(String),
+    /// Lines of mreceive's sender-login map: `ADDRESS LOGIN[,LOGIN…]`.
+    SenderMap(String),
     /// An RFC 5322 address list, as an option of mcompose takes it.
     Addresses(String),
     /// A line of Alpine's ~/.pinerc.
@@ -328,6 +330,10 @@ pub static MAIN_CF: LazyLock<Regex> =
 
 pub static PINERC: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([a-z]+(-[a-z]+)+)=(.*)$").unwrap());
+
+/// A line of mreceive's sender-login map: an address or `@domain`, then logins.
+static SENDER_MAP_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^\s@]*@[^\s@]+\s+[^\s,]+(,[^\s,]+)*$").unwrap());
 
 pub static PASSWD_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([^\s:#]+):((?:\{[A-Z0-9-]+\})?)\$([56])\$((?:rounds=(\d+)\$)?)[^:]*(.*)$")
@@ -480,6 +486,9 @@ pub fn classify(block: &Block) -> Result<Vec<Example>, String> {
     }
     if lines.iter().all(|(_, l)| PASSWD_LINE.is_match(l)) {
         return one(Kind::Passwords(text.to_string()));
+    }
+    if lines.iter().all(|(_, l)| SENDER_MAP_LINE.is_match(l)) {
+        return one(Kind::SenderMap(text.to_string()));
     }
     if MASTER.is_match(first) {
         return one(Kind::MasterCf(text.to_string()));

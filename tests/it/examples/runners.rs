@@ -30,6 +30,7 @@ pub fn run_example(w: &World, ex: &Example) -> Result<(), String> {
         Kind::Config(text) => run_config(w, text),
         Kind::Rules(text) => run_rules(w, text),
         Kind::Passwords(text) => run_passwords(w, text),
+        Kind::SenderMap(text) => run_sender_map(w, text),
         Kind::Addresses(list) => run_addresses(w, list),
         Kind::Pinerc(key, value) => run_pinerc(w, key, value),
         Kind::Make(words) => run_make(w, words),
@@ -964,6 +965,32 @@ pub fn run_smtpd(w: &World, text: &str) -> Result<(), String> {
     }
     if ran == 0 {
         return Err(format!("{text}\n  no `action … mda` line: no rule runs it"));
+/// Lines of a sender-login map: mreceive's own loader reads them, and each login may then
+/// send as the address it is given (an address at the domain for `@domain`) and no login
+/// as an address of a domain no line names.
+fn run_sender_map(w: &World, text: &str) -> Result<(), String> {
+    use mailpipe::smtp::policy::{Policy, Senders};
+    let path = w.root().join("senders");
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    let senders = Senders::load(Some(&path), &[]).map_err(|e| format!("{text}\n  {e}"))?;
+    let policy = Policy::new(&[], None).with_senders(senders);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let (Some(address), Some(logins)) = (words.next(), words.next()) else {
+            return Err(format!("{line}\n  not ADDRESS LOGINS"));
+        };
+        let address = match address.strip_prefix('@') {
+            Some(domain) => format!("anyone@{domain}"),
+            None => address.to_string(),
+        };
+        for login in logins.split(',') {
+            if policy.check_sender(login, &address).is_err() {
+                return Err(format!("{line}\n  {login} may not send as {address}"));
+            }
+            if policy.check_sender(login, "x@unnamed.test").is_ok() {
+                return Err(format!("{line}\n  {login} may send as anyone"));
+            }
+        }
     }
     Ok(())
 }

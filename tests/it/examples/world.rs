@@ -78,6 +78,12 @@ impl Servers {
                 .arg(&key)
                 .arg("-p")
                 .arg(&pw)
+                // A provider's server that lets its users send as the examples' authors.
+                .args(
+                    SERVER_USERS
+                        .iter()
+                        .flat_map(|u| ["--trusted-sender-login", u]),
+                )
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             if implicit {
