@@ -965,6 +965,10 @@ pub fn run_smtpd(w: &World, text: &str) -> Result<(), String> {
     }
     if ran == 0 {
         return Err(format!("{text}\n  no `action … mda` line: no rule runs it"));
+    }
+    Ok(())
+}
+
 /// Lines of a sender-login map: mreceive's own loader reads them, and each login may then
 /// send as the address it is given (an address at the domain for `@domain`) and no login
 /// as an address of a domain no line names.
