@@ -30,6 +30,8 @@ pub mod deliver;
 pub mod docs;
 pub mod envelope;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log;
 pub mod message;
 pub mod net;
