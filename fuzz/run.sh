@@ -29,7 +29,7 @@ cargo afl build --release --locked --quiet
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
 export AFL_NO_UI=1 AFL_AUTORESUME=1 AFL_FAST_CAL=1 AFL_QUIET=1
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_command smtp_reply ehlo inbound header address rfc2047 rfc2231 mime config rules)
+[ ${#targets[@]} -gt 0 ] || targets=($(cd src/bin && ls *.rs | sed 's/\.rs$//'))
 crashed=0
 for t in "${targets[@]}"; do
   mkdir -p out
