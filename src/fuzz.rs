@@ -368,10 +368,14 @@ pub fn rfc2047(data: &[u8]) {
         // Field values never hold line ends: callers split them first.
         return;
     }
+    // Whitespace runs compare as one space: mailparse, our reader, unfolds a line break and
+    // the blanks after it into a single space where RFC 5322 §2.2.3 keeps the blanks (a
+    // reader's difference, found by this target; the words and where they break must agree).
+    let blanks = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
     let field = fold::unstructured("Subject", &s);
     assert_eq!(
-        read_back(&field),
-        s.trim_matches([' ', '\t']),
+        blanks(&read_back(&field)),
+        blanks(&s),
         "unstructured round trip through {field:?}"
     );
     let words = fold::phrase(&s);
