@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t: $(get execs_done) execs in $(get run_time) s, corpus $(get corpus_count), crashes $crashes, hangs $(get saved_hangs)"
   if [ "$crashes" != 0 ]; then
     crashed=1
-    ls "out/$t/default/crashes/"id* >&2
+    echo "fuzz: $t: crash inputs in fuzz/out/$t/default/crashes/ (replay: fuzz/target/release/$t < FILE)" >&2
   fi
 done
 exit $crashed
