@@ -4,7 +4,8 @@
 //! to [`run::main`] and the tool's module under [`cmd`]. Layers, each importing only from
 //! those below it (docs/ARCHITECTURE.md draws them):
 //!
-//! - [`cmd`]: one module per tool, its flags, its run, its man page text.
+//! - [`cmd`]: one module per tool, its flags, its run, its man page text; beside it, hidden,
+//!   `fuzz`: the fuzz targets' entry points (fuzz/ and its regression tests), over every layer.
 //! - [`account`]: the configuration's accounts, typed: the sending (SMTP) keys apart from
 //!   the fetching (POP3, IMAP) ones, and the table of every key.
 //! - [`relay`]: mail on its way to the next hop: routing a recipient (static routes, DNS
@@ -35,6 +36,8 @@ pub mod envelope;
 pub mod exit;
 pub mod fetch;
 pub mod imap;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log;
 pub mod message;
 pub mod net;

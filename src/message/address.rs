@@ -204,7 +204,19 @@ impl Mailbox {
             Some(n) => {
                 let words: Vec<&str> = n.split_whitespace().collect();
                 let plain = !n.contains("=?") && words.iter().all(|w| w.chars().all(is_atext));
-                let name = if plain { words.join(" ") } else { quote(n) };
+                // Line ends and runs of blanks become one space, as [`Mailbox::words`] writes
+                // them: a quoted-string drops a CR or LF (unfolding, RFC 5322 §3.2.2), which
+                // would join the words around it. Other control characters (a comment taken
+                // as the name may hold them: obs-ctext, §4.1) are no qtext: they go as
+                // encoded-words (RFC 2047), which read back to the same name.
+                let joined = words.join(" ");
+                let name = if plain {
+                    joined
+                } else if joined.chars().any(char::is_control) {
+                    fold::phrase(&joined).join(" ")
+                } else {
+                    quote(&joined)
+                };
                 format!("{name} <{}>", self.addr)
             }
         }

@@ -515,7 +515,7 @@ pub fn reply(d: &mut Draft, orig: &[u8], all: bool, me: &Mailbox) -> Result<Stri
 }
 
 /// The first text/plain part of a message that is not an attachment, decoded.
-fn original_text(orig: &[u8]) -> String {
+pub(crate) fn original_text(orig: &[u8]) -> String {
     fn find(m: &mailparse::ParsedMail) -> Option<String> {
         if m.subparts.is_empty() {
             let attached =

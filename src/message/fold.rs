@@ -228,7 +228,9 @@ pub fn is_token(s: &str) -> bool {
 /// last ends in `;` so the caller can append them after a `;`.
 pub fn parameter(name: &str, value: &str) -> Vec<String> {
     let plain = |b: u8| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\';
-    if value.len() <= 60 && value.bytes().all(plain) {
+    // Not `=?` either: readers (mailparse among them) decode encoded-words even inside a
+    // quoted-string, against RFC 2047 §5, so such a name would come back changed.
+    if value.len() <= 60 && value.bytes().all(plain) && !value.contains("=?") {
         return vec![format!("{name}={}", crate::message::header::quote(value))];
     }
     // RFC 2231 §7 attribute-char: token characters other than "*", "'" and "%".

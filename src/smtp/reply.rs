@@ -248,7 +248,10 @@ impl ReplyParser {
         if self.lines.len() >= MAX_LINES {
             return Err(ReplyError(format!("reply longer than {MAX_LINES} lines")));
         }
-        let text = String::from_utf8_lossy(line.get(4..).unwrap_or(&[])).into_owned();
+        // RFC 5321 §4.2: textstring has no CR. A bare one is taken as a space, as the line
+        // would be written again (`to_bytes` never sends one): otherwise `2.1.0<CR> ok`
+        // gained an enhanced code when written out (found by fuzz/ smtp_reply).
+        let text = String::from_utf8_lossy(line.get(4..).unwrap_or(&[])).replace('\r', " ");
         // RFC 2034 §4: the enhanced code, when used, starts every line; its class must agree
         // with the reply code's first digit.
         let text = match EnhancedCode::parse_prefix(&text) {

@@ -615,7 +615,8 @@ pub fn run_pinerc(w: &World, key: &str, value: &str) -> Result<(), String> {
 /// binaries for target/release and DESTDIR in the test's root), the others cannot run inside
 /// a test and stop at make -n: build (a release build takes minutes and the tests already
 /// run these sources), test and ci (this suite itself), peers (apt-get as root), docs
-/// (rewrites the source tree; tests/it/docs.rs checks it), bench (minutes of benchmarks).
+/// (rewrites the source tree; tests/it/docs.rs checks it), bench (minutes of benchmarks),
+/// fuzz and fuzz-ci (minutes of fuzzing, installing cargo-afl).
 pub fn run_make(w: &World, words: &[String]) -> Result<(), String> {
     let shown = format!("make {}", words.join(" "));
     let target = words.first().map(String::as_str).unwrap_or("all");
@@ -655,7 +656,8 @@ pub fn run_make(w: &World, words: &[String]) -> Result<(), String> {
     match target {
         // install-spool needs root, the service user and the drop group: its recipe is
         // checked by make -n here, its effect by tests/it/mdrop.rs, which builds the same.
-        "build" | "all" | "test" | "ci" | "peers" | "docs" | "bench" | "install-spool" => Ok(()),
+        "build" | "all" | "test" | "ci" | "peers" | "docs" | "bench" | "fuzz" | "fuzz-ci"
+        | "install-spool" => Ok(()),
         // The five-step script: run as make would (its binaries ours), judged by its own
         // byte-for-byte check (tests/it/demo.rs runs it in more detail).
         "demo" => {
