@@ -7,12 +7,14 @@
 //! any `&[u8]` and asserts what must hold for every input, not just "no panic": output
 //! bounded by the input, and a round trip wherever we both parse and write a form
 //! (format(parse(x)) parses again to the same value). An assertion that fails is a finding,
-//! like a panic.
+//! like a panic. The POP3 and IMAP targets read as mfetch and maccess do: maccess's command
+//! grammar, mfetch's POP3 session against a server that says anything, and IMAP responses
+//! with their literals.
 //!
 //! Why one module here rather than making the parsers `pub`: the parsers stay `pub(crate)` or
 //! as they are, and this is the only door the fuzz crate needs (hidden from the docs). The
-//! POP3 and IMAP response parsers get their entries here when `pop3/` and `imap/` grow them
-//! (mfetch, maccess), listed in [`TARGETS`] and given a binary in `fuzz/src/bin/`.
+//! A new parser gets its entry here, listed in [`TARGETS`] and given a binary in
+//! `fuzz/src/bin/`, and seeds in `fuzz/seeds/<target>/`.
 
 use crate::config::Config;
 use crate::message::{address, compose, fold, header};
@@ -40,6 +42,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mime", mime),
     ("config", config),
     ("rules", rules),
+    ("pop3_command", pop3_command),
+    ("pop3_client", pop3_client),
+    ("imap_response", imap_response),
 ];
 
 /// Text for the parsers that take `&str`: the fuzzer's bytes, lossily.
@@ -153,6 +158,102 @@ impl Write for Wire {
 }
 
 impl Io for Wire {}
+
+/// A POP3 command line as maccess parses it (`pop3::command`): what it accepts holds no
+/// control character and no more text than the line had.
+pub fn pop3_command(data: &[u8]) {
+    use crate::pop3::command::{Command as Pop, parse};
+    let Ok(cmd) = parse(data) else { return };
+    let strings: Vec<&str> = match &cmd {
+        Pop::User(u) => vec![u],
+        Pop::Pass(p) => vec![p],
+        Pop::Auth { mechanism, initial } => mechanism
+            .iter()
+            .chain(initial.iter())
+            .map(String::as_str)
+            .collect(),
+        _ => Vec::new(),
+    };
+    for t in strings {
+        assert!(
+            !t.chars().any(char::is_control),
+            "control character kept: {cmd:?}"
+        );
+        assert!(t.len() <= data.len(), "more text than the line: {cmd:?}");
+    }
+}
+
+/// mfetch's POP3 session (`pop3::client`) against a server whose every byte is the fuzzer's:
+/// greeting, CAPA, login, UIDL and LIST, RETR of each. Whatever it says, no panic, and no
+/// message handed on larger than the bound the client sets from LIST's size.
+pub fn pop3_client(data: &[u8]) {
+    use crate::net::tls::{Level, Mode, Start};
+    use crate::pop3::client::{Client, Credentials, Options};
+    let opts = Options {
+        tls: Mode {
+            start: Start::StartTls,
+            level: Level::None,
+        },
+        trust: Default::default(),
+        auth: Credentials {
+            user: "user".into(),
+            secret: "secret".into(),
+            login: None,
+        },
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let wire = Wire {
+        bytes: data.to_vec(),
+        pos: 0,
+        chunk: usize::MAX,
+    };
+    let Ok(mut client) = Client::over(Box::new(wire), "pop.test", "pop.test", &opts) else {
+        return;
+    };
+    let Ok(list) = client.list() else { return };
+    let which: Vec<(u32, u64)> = list.iter().map(|e| (e.number, e.size)).collect();
+    let _ = client.retr(&which, &mut |i, r| {
+        let mut body = Vec::new();
+        r.read_to_end(&mut body)
+            .map_err(|e| crate::Error::io(crate::Code::Protocol, "read", e))?;
+        let limit = which[i].1.saturating_mul(2).saturating_add(64 * 1024);
+        assert!(
+            body.len() as u64 <= limit,
+            "{} octets over {limit}",
+            body.len()
+        );
+        assert!(body.len() <= data.len(), "more octets than the server sent");
+        Ok(())
+    });
+}
+
+/// IMAP responses as mfetch reads them (`imap::response::parse`): lines and literals from
+/// memory, literals up to a bound; no panic, and no value longer than the input.
+pub fn imap_response(data: &[u8]) {
+    use crate::imap::response::{Feed, Value, Wire as Lines, parse};
+    struct Mem<'a> {
+        wire: &'a mut Lines<io::Cursor<Vec<u8>>>,
+    }
+    impl Feed for Mem<'_> {
+        fn line(&mut self) -> io::Result<Vec<u8>> {
+            self.wire.line(64 * 1024)
+        }
+        fn literal(&mut self, n: u64, _path: &[Vec<Value>]) -> io::Result<Value> {
+            self.wire.literal_vec(n, 64 * 1024).map(Value::Str)
+        }
+    }
+    let mut wire = Lines::new(io::Cursor::new(data.to_vec()));
+    for _ in 0..64 {
+        let Ok(line) = wire.line(64 * 1024) else {
+            return;
+        };
+        assert!(line.len() <= data.len());
+        let mut feed = Mem { wire: &mut wire };
+        if parse(&line, &mut feed).is_err() {
+            return;
+        }
+    }
+}
 
 /// What the server made of some DATA content.
 #[derive(Debug, PartialEq, Eq)]

@@ -35,9 +35,9 @@ pub mod docs;
 pub mod envelope;
 pub mod exit;
 pub mod fetch;
-pub mod imap;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod imap;
 pub mod log;
 pub mod message;
 pub mod net;

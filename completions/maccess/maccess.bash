@@ -23,7 +23,7 @@ _maccess() {
 
     case "${cmd}" in
         maccess)
-            opts="-l -m -p -h -V --listen --maildir-base --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-sessions --timeout --syslog --syslog-socket --help --version"
+            opts="-l -m -p -h -V --listen --maildir-base --passwords --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-sessions --timeout --client-connection-count-limit --client-connection-rate-limit --client-limit-exceptions --backlog --stress-timeout --syslog --syslog-socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,6 +74,26 @@ _maccess() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-connection-count-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-connection-rate-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-limit-exceptions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backlog)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stress-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -23,7 +23,7 @@ _mreceive() {
 
     case "${cmd}" in
         mreceive)
-            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --route --submission --passwords --sender-login-map --trusted-sender-login --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --client-connection-count-limit --client-connection-rate-limit --client-limit-exceptions --backlog --timeout --stress-timeout --normalize-line-ends --syslog --syslog-socket --hash-password --help --version"
+            opts="-l -d -u -m -c -p -h -V --listen --domain --users --maildir-base --deliver-command --queue-dir --route --submission --passwords --sender-login-map --trusted-sender-login --tls-cert --tls-key --tls-on-connect --insecure-auth --auth-failure-delay --hostname --max-size --max-recipients --max-received --max-sessions --client-connection-count-limit --client-connection-rate-limit --client-limit-exceptions --backlog --stress-timeout --timeout --normalize-line-ends --syslog --syslog-socket --hash-password --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,11 +141,11 @@ _mreceive() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --timeout)
+                --stress-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --stress-timeout)
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,12 +16,12 @@ complete -c mreceive -l max-size -d 'Refuse messages larger than SIZE bytes (suf
 complete -c mreceive -l max-recipients -d 'Accept at most N recipients per message' -r
 complete -c mreceive -l max-received -d 'Refuse a message with more than N Received: headers as a mail loop' -r
 complete -c mreceive -l max-sessions -d 'With --listen: serve at most N sessions at once (more get 421)' -r
-complete -c mreceive -l client-connection-count-limit -d 'With --listen: at most N sessions at once from one client address (more get 421 4.7.0; 0: no limit)' -r
-complete -c mreceive -l client-connection-rate-limit -d 'With --listen: at most N connections a minute from one client address (more get 421 4.7.0; 0: no limit)' -r
+complete -c mreceive -l client-connection-count-limit -d 'With --listen: at most N sessions at once from one client address (more are refused, 421 4.7.0 in SMTP, -ERR [SYS/TEMP] in POP3; 0: no limit)' -r
+complete -c mreceive -l client-connection-rate-limit -d 'With --listen: at most N connections a minute from one client address (more are refused as above; 0: no limit)' -r
 complete -c mreceive -l client-limit-exceptions -d 'With --listen: client networks the two limits above do not apply to (repeatable, or comma-separated; ADDRESS or ADDRESS/BITS; none by default, loopback included)' -r
 complete -c mreceive -l backlog -d 'With --listen: the listen queue\'s length [default: the system\'s limit, /proc/sys/net/core/somaxconn]' -r
+complete -c mreceive -l stress-timeout -d 'With --listen, while 90% of --max-sessions are taken: give up on a client that sends nothing (in SMTP: or sends no message) for SECONDS' -r
 complete -c mreceive -l timeout -d 'Give up on a client that sends nothing for SECONDS' -r
-complete -c mreceive -l stress-timeout -d 'With --listen, while 90% of --max-sessions are taken: give up on a client that sends nothing, or sends no message, for SECONDS' -r
 complete -c mreceive -l syslog-socket -d 'The syslog socket (implies --syslog) [default: /dev/log]' -r -F
 complete -c mreceive -l submission -d 'Submission role: MAIL requires AUTH first'
 complete -c mreceive -l tls-on-connect -d 'Start TLS at once, before the greeting (port 465, RFC 8314)'

@@ -6,6 +6,7 @@ use crate::docs::{self, Page};
 use clap_complete::Shell;
 use std::path::PathBuf;
 
+pub mod limits;
 pub mod maccess;
 pub mod mcompose;
 pub mod mdeliver;

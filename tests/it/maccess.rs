@@ -124,6 +124,29 @@ fn the_session_limit_and_a_graceful_stop() {
 }
 
 #[test]
+fn sessions_per_client_address_are_limited_as_mreceives_are() {
+    let m = Maccess::start(&["--insecure-auth", "--client-connection-count-limit", "2"]);
+    let mut held = Vec::new();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        held.clear();
+        held.extend([m.connect(), m.connect()]);
+        held.iter_mut().all(|p| p.line().starts_with("+OK"))
+    }));
+    let mut third = m.connect();
+    let refused = third.line();
+    assert!(
+        refused.starts_with("-ERR [SYS/TEMP] too many connections from your address"),
+        "{refused}"
+    );
+    // A session that ended gives its place back.
+    held.pop();
+    assert!(common::wait_until(Duration::from_secs(5), || m
+        .connect()
+        .line()
+        .starts_with("+OK")));
+}
+
+#[test]
 fn a_slow_drip_times_out() {
     let m = Maccess::start(&["--insecure-auth", "--timeout", "2"]);
     let mut c = m.connect();

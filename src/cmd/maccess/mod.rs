@@ -78,6 +78,9 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
 
+    #[command(flatten)]
+    pub limits: crate::cmd::limits::Flags,
+
     /// Log to syslog (facility mail) instead of standard error
     #[arg(long)]
     pub syslog: bool,
@@ -100,20 +103,11 @@ pub fn run(args: Args) -> Result<()> {
     let settings = Arc::new(configure(&args, syslog)?);
     if !listens.is_empty() {
         let implicit_tls = args.tls_on_connect;
-        // The listener's backlog (the system's limit) and its stress mode (reads shortened
-        // near --max-sessions) as mreceive's; no per-client limits (no options for them yet).
-        let limits = listen::Limits {
-            max_sessions: args.max_sessions,
-            per_client: 0,
-            rate: 0,
-            exempt: Vec::new(),
-            backlog: None,
-            timeout: settings.timeout,
-            stress_timeout: settings.timeout.min(std::time::Duration::from_secs(10)),
-        };
+        let limits = args.limits.limits(args.max_sessions, settings.timeout);
         let refusals = listen::Refusals {
             busy: b"-ERR [SYS/TEMP] too many sessions, try again later\r\n",
-            client: b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+            // RFC 2449 §8.1.2's SYS/TEMP: the same refusal later would succeed.
+            client: b"-ERR [SYS/TEMP] too many connections from your address, try again later\r\n",
         };
         return listen::serve(&listens, &limits, refusals, move |conn, addr| {
             let peer = Peer {
@@ -145,7 +139,7 @@ fn configure(args: &Args, syslog: Option<PathBuf>) -> Result<Settings> {
             "passwords are taken only over TLS: give --tls-cert and --tls-key (or --insecure-auth)",
         ));
     }
-    if args.max_sessions == 0 || args.timeout == 0 {
+    if args.max_sessions == 0 || args.timeout == 0 || args.limits.stress_timeout == 0 {
         return Err(usage("limits", "must be at least 1"));
     }
     let tls = match (&args.tls_cert, &args.tls_key) {

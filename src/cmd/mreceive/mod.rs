@@ -141,34 +141,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_sessions: usize,
 
-    /// With --listen: at most N sessions at once from one client address (more get 421
-    /// 4.7.0; 0: no limit)
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    pub client_connection_count_limit: usize,
-
-    /// With --listen: at most N connections a minute from one client address (more get 421
-    /// 4.7.0; 0: no limit)
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub client_connection_rate_limit: usize,
-
-    /// With --listen: client networks the two limits above do not apply to (repeatable, or
-    /// comma-separated; ADDRESS or ADDRESS/BITS; none by default, loopback included)
-    #[arg(long, value_name = "NETWORK", value_delimiter = ',')]
-    pub client_limit_exceptions: Vec<listen::Network>,
-
-    /// With --listen: the listen queue's length [default: the system's limit,
-    /// /proc/sys/net/core/somaxconn]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub backlog: Option<u32>,
+    #[command(flatten)]
+    pub limits: crate::cmd::limits::Flags,
 
     /// Give up on a client that sends nothing for SECONDS
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
-
-    /// With --listen, while 90% of --max-sessions are taken: give up on a client that sends
-    /// nothing, or sends no message, for SECONDS
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub stress_timeout: u64,
 
     /// Take bare CR and bare LF in messages as line ends instead of refusing the message
     #[arg(long)]
@@ -205,16 +183,7 @@ pub fn run(args: Args) -> Result<()> {
     let settings = Arc::new(settings);
     if !listens.is_empty() {
         let implicit_tls = args.tls_on_connect;
-        let limits = listen::Limits {
-            max_sessions: args.max_sessions,
-            per_client: args.client_connection_count_limit,
-            rate: args.client_connection_rate_limit,
-            exempt: args.client_limit_exceptions.clone(),
-            backlog: args.backlog,
-            timeout: settings.timeout,
-            // Never longer than the usual timeout.
-            stress_timeout: Duration::from_secs(args.stress_timeout).min(settings.timeout),
-        };
+        let limits = args.limits.limits(args.max_sessions, settings.timeout);
         let refusals = listen::Refusals {
             // RFC 5321 §3.8: 421 closes; 4.3.2 "system not accepting network messages".
             busy: b"421 4.3.2 too many sessions, try again later\r\n",
@@ -276,7 +245,7 @@ fn configure(args: &Args, log: Box<dyn crate::smtp::event::Log>) -> Result<(Sett
     if args.max_recipients == 0
         || args.max_sessions == 0
         || args.timeout == 0
-        || args.stress_timeout == 0
+        || args.limits.stress_timeout == 0
     {
         return Err(usage("limits", "must be at least 1"));
     }
