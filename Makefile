@@ -40,7 +40,7 @@ docs:
 # The main job on an embedded default: all five steps on one host (compose, submit, relay,
 # receive, access), no root, no server to install, loopback ports in a temporary directory.
 demo: build
-	bash demo/five-steps.sh target/release
+	bash demo/five-steps.sh ./target/release/
 
 # Coverage-guided fuzzing (cargo-afl): every target in fuzz/ for SECS seconds each, one at a
 # time; fuzz-ci is CI's short pass (fuzz/run.sh says what it installs and prints). Its cost,
