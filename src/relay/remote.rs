@@ -71,6 +71,8 @@ struct Open {
     /// Opened without DANE and MTA-STS, for a `TLS-Required: No` message: never reused for
     /// another.
     relaxed: bool,
+    /// Kept from an earlier transaction (not opened for this one).
+    reused: bool,
 }
 
 /// What a run knows of the addresses it connected to, shared by the threads of a parallel
@@ -316,9 +318,17 @@ impl Remote {
         let done = open.session.deliver(env, content, Partial::SendToAccepted);
         open.used = Instant::now();
         let (relay, host) = (open.relay.clone(), open.host.clone());
+        let reused = open.reused;
         let broken = !open.session.is_usable();
         if broken {
             self.drop_session(dest);
+        }
+        // A kept connection the server closed while it waited (its idle timeout) can look
+        // alive until the first command fails: nothing was answered, so nothing was taken,
+        // and the message goes at once on a new connection instead of waiting for a retry.
+        // Only once: a new connection is not reused, so this cannot loop.
+        if broken && reused && done.unanswered {
+            return self.transaction(s, dest, env, relax, content);
         }
         let why = done.error.as_ref().map(Error::to_string);
         done.rcpts
@@ -383,7 +393,8 @@ impl Remote {
         if let Some(i) = self.open.iter().position(|o| o.dest == *dest) {
             let o = &mut self.open[i];
             if o.session.is_reusable() && (o.verified || !requiretls) && (!o.relaxed || relax) {
-                let o = self.open.remove(i);
+                let mut o = self.open.remove(i);
+                o.reused = true;
                 self.open.push(o);
                 return Ok(self.open.last_mut().expect("just pushed"));
             }
@@ -488,6 +499,7 @@ impl Remote {
                             used: Instant::now(),
                             verified,
                             relaxed: relax,
+                            reused: false,
                         });
                         return Ok(self.open.last_mut().expect("just pushed"));
                     }

@@ -943,6 +943,61 @@ fn a_server_closing_a_kept_connection_costs_a_new_connection_not_a_deferral() {
 }
 
 #[test]
+fn a_kept_connection_closed_unanswered_is_replaced_at_once() {
+    // The race the test above leaves to chance, made certain: the kept connection still
+    // looks open when it is reused, and the server closes it without a word at the next
+    // transaction's first command (its idle timeout firing just then). Nothing was answered,
+    // so nothing was taken: the message goes at once on a new connection, not deferred.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+    let port = hostile(|c| {
+        SESSIONS.fetch_add(1, Ordering::SeqCst);
+        let mut w = c.try_clone().unwrap();
+        let mut r = BufReader::new(c);
+        let _ = w.write_all(b"220 hostile.test ESMTP\r\n");
+        let (mut served, mut line) = (false, String::new());
+        loop {
+            line.clear();
+            if r.read_line(&mut line).map_or(true, |n| n == 0) {
+                return;
+            }
+            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+            if served && (verb == "MAIL" || verb == "RSET") {
+                return;
+            }
+            let reply = match verb.as_str() {
+                "EHLO" => EHLO,
+                "DATA" => {
+                    let _ = w.write_all(b"354 go ahead\r\n");
+                    let mut data = String::new();
+                    while r.read_line(&mut data).is_ok_and(|n| n > 0)
+                        && !data.ends_with("\r\n.\r\n")
+                    {}
+                    served = true;
+                    "250 2.0.0 taken\r\n"
+                }
+                "QUIT" => "221 bye\r\n",
+                _ => "250 ok\r\n",
+            };
+            if w.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let r = Relay::new(&format!(
+        "route example.test [127.0.0.1]:{port}\nrelay_timeout 5s\nrelay_retry 1h\n"
+    ));
+    for to in ["x@example.test", "y@example.test", "z@example.test"] {
+        r.ok(&["--queue-only", "-f", "a@sender.test", to], MSG);
+    }
+    let log = r.ok(&["-q"], b"");
+    assert_eq!(log.matches("status=sent").count(), 3, "{log}");
+    assert!(!log.contains("status=deferred"), "{log}");
+    assert!(r.waiting().is_empty(), "{log}");
+    assert_eq!(SESSIONS.load(Ordering::SeqCst), 3);
+}
+
+#[test]
 fn an_account_routes_server_closing_a_kept_connection_costs_no_deferral() {
     let port = hostile(|c| {
         let mut w = c.try_clone().unwrap();

@@ -195,6 +195,9 @@ pub struct Session {
     interrupted: Option<crate::smtp::envelope::Outcome>,
     /// Why TLS was tried and not used, at [`Level::May`].
     tls_failure: Option<Error>,
+    /// Replies read so far in the session: a transaction that read none cannot have been
+    /// taken ([`transaction::Delivery::unanswered`]).
+    replies: u64,
     /// The server as messages name it: `name:port`, or the name alone.
     peer: String,
     opts: Options,
@@ -271,6 +274,7 @@ impl Session {
             needs_rset: false,
             broken: false,
             interrupted: None,
+            replies: 0,
             tls_failure: None,
             peer,
             opts: opts.clone(),
@@ -423,8 +427,11 @@ impl Session {
         match &r {
             Err(_) => self.broken = true,
             // 421: the server is closing the connection (RFC 5321 §3.8).
-            Ok(reply) if reply.code == 421 => self.broken = true,
-            Ok(_) => {}
+            Ok(reply) if reply.code == 421 => {
+                self.replies += 1;
+                self.broken = true;
+            }
+            Ok(_) => self.replies += 1,
         }
         r
     }

@@ -47,6 +47,11 @@ pub struct Delivery {
     /// a reply that could not be read, the message could not be read. The recipients still
     /// [`Verdict::Unsettled`] are the ones it left.
     pub error: Option<Error>,
+    /// It failed before the server answered anything (not even MAIL FROM or RSET): the
+    /// message cannot have been taken, since its body goes only after the 354. On a kept
+    /// connection that the server had closed meanwhile, a caller may connect again and try
+    /// at once, with no risk of a duplicate.
+    pub unanswered: bool,
 }
 
 impl Delivery {
@@ -73,7 +78,9 @@ impl Session {
             refusals: Vec::new(),
             data: None,
             error: None,
+            unanswered: false,
         };
+        let replies = self.replies;
         if env.rcpts.is_empty() {
             d.error = Some(Error::new(Code::Usage, "send", "no recipients"));
         }
@@ -149,6 +156,7 @@ impl Session {
             d.data = outcome.data;
             pending = later;
         }
+        d.unanswered = d.error.is_some() && self.replies == replies;
         d
     }
 
