@@ -129,24 +129,29 @@ impl Maildir {
         let tag = batch.and_then(Batch::current_tag);
         let mut tmp = Tmp::create_tagged(&self.root.join("tmp"), tag.as_deref())
             .or_code_with(Code::TempFail, what)?;
-        {
-            let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp.file);
-            write(&mut buf).or_code_with(Code::TempFail, what)?;
-            buf.flush().or_code_with(Code::TempFail, what)?;
-        }
+        let crlf_size = {
+            let buf = io::BufWriter::with_capacity(64 * 1024, &mut tmp.file);
+            let mut counted = CrlfSize::new(buf);
+            write(&mut counted).or_code_with(Code::TempFail, what)?;
+            counted.inner.flush().or_code_with(Code::TempFail, what)?;
+            counted.size()
+        };
         if batch.is_none() {
             tmp.file.sync_all().or_code_with(Code::TempFail, what)?;
         }
         let meta = tmp.file.metadata().or_code_with(Code::TempFail, what)?;
         // The final name adds what makes it unique across hosts' file systems and what
-        // readers use without opening the file (maildir(5), Courier's S=size).
+        // readers use without opening the file: maildir(5)'s and Courier's S= (the file's
+        // size) and W= (its size with CRLF line ends, what POP3's LIST reports: Dovecot's
+        // and Courier's "virtual size"), so a POP3 server lists a mailbox without reading it.
         let id = format!(
-            "{}V{}I{}.{},S={}",
+            "{}V{}I{}.{},S={},W={}",
             tmp.unique,
             meta.dev(),
             meta.ino(),
             *HOSTNAME,
-            meta.size()
+            meta.size(),
+            crlf_size
         );
         let flags = normalize_flags(flags);
         let (sub, name) = if flags.is_empty() {
@@ -517,6 +522,61 @@ impl Maildir {
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+/// A writer that counts what the bytes through it come to with CRLF line ends: each LF not
+/// after a CR counts one more, and a last line without its line end counts the CRLF (or LF,
+/// after a CR) a reader in CRLF adds, as maccess's RETR sends it (`pop3::server`).
+struct CrlfSize<W> {
+    inner: W,
+    len: u64,
+    bare_lfs: u64,
+    last: Option<u8>,
+}
+
+impl<W: Write> CrlfSize<W> {
+    fn new(inner: W) -> CrlfSize<W> {
+        CrlfSize {
+            inner,
+            len: 0,
+            bare_lfs: 0,
+            last: None,
+        }
+    }
+
+    /// The size with CRLF line ends of everything written.
+    fn size(&self) -> u64 {
+        let end = match self.last {
+            None | Some(b'\n') => 0,
+            Some(b'\r') => 1,
+            Some(_) => 2,
+        };
+        self.len + self.bare_lfs + end
+    }
+}
+
+impl<W: Write> Write for CrlfSize<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let done = &buf[..n];
+        let mut prev = self.last;
+        for i in memchr::memchr_iter(b'\n', done) {
+            let before = if i == 0 { prev } else { Some(done[i - 1]) };
+            if before != Some(b'\r') {
+                self.bare_lfs += 1;
+            }
+        }
+        if let Some(&b) = done.last() {
+            prev = Some(b);
+        }
+        self.last = prev;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

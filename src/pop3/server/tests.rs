@@ -364,3 +364,39 @@ fn failed_logins_wait_longer_each_time() {
     // 20 + 40 + 60 ms.
     assert!(start.elapsed() >= Duration::from_millis(120));
 }
+
+/// What mreceive and mdeliver deliver carries W= in its name (store::maildir), and it is the
+/// size maccess would count by reading the file, whatever the line ends and however the
+/// writer split the message: so a login lists a mailbox without reading it.
+#[test]
+fn the_size_in_a_delivered_name_is_the_size_retr_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open(&dir.path().join("Maildir")).unwrap();
+    let inputs: [&[u8]; 8] = [
+        b"",
+        b"Subject: a\n\nbody\n",
+        b"Subject: a\r\n\r\nbody\r\n",
+        b"Subject: a\n\nno end",
+        b"Subject: a\n\nends in CR\r",
+        b"\n\n\r\n\rmixed\r\r\n\n.dot\n",
+        b"Subject: x\n\nA\r\nB\nC\r",
+        b"\r\n",
+    ];
+    for input in inputs {
+        for split in 0..=input.len() {
+            let d = md
+                .deliver("", |w| {
+                    w.write_all(&input[..split])?;
+                    w.write_all(&input[split..])
+                })
+                .unwrap();
+            let name = d.path.file_name().unwrap().to_str().unwrap().to_string();
+            assert_eq!(
+                size_in_name(&name),
+                Some(sent_size(&d.path).unwrap()),
+                "{input:?} split at {split}: {name}"
+            );
+            std::fs::remove_file(&d.path).unwrap();
+        }
+    }
+}
