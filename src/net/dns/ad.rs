@@ -22,7 +22,7 @@
 //! server: asked again with checking disabled (CD, RFC 4035 §3.2.2), a bogus answer comes
 //! back and a broken server still fails, which keeps "bogus" apart from "try later".
 
-use super::resolver::{rcode_name, record_type, records, type_name};
+use super::records::{rcode_name, record_type, records, type_name};
 use super::{Answer, BAD_SYNTAX, Checked, DNS_TEMPFAIL, Failure, Type};
 use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_resolver::proto::rr::Name;

@@ -24,6 +24,7 @@
 
 mod ad;
 mod host;
+mod records;
 mod resolver;
 mod tlsa;
 
