@@ -28,7 +28,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 use rustls::{SignatureScheme, server::ParsedCertificate};
 use std::cell::Cell;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -911,6 +911,53 @@ impl ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// A client's transport (the SMTP and POP3 clients'): clear text until TLS starts,
+/// then TLS over it.
+pub enum ClientStream {
+    Plain(Box<dyn Io>),
+    Tls(Box<TlsStream>),
+    /// Dropped on purpose (a transaction that must not complete) or lost.
+    Closed,
+}
+
+impl ClientStream {
+    /// The connection under it, for deadlines; `None` once closed.
+    pub fn io(&mut self) -> Option<&mut dyn Io> {
+        match self {
+            ClientStream::Plain(s) => Some(s.as_mut()),
+            ClientStream::Tls(s) => Some(s.sock.as_mut()),
+            ClientStream::Closed => None,
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf),
+            ClientStream::Tls(s) => s.read(buf),
+            ClientStream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf),
+            ClientStream::Tls(s) => s.write(buf),
+            ClientStream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush(),
+            ClientStream::Tls(s) => s.flush(),
+            ClientStream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 }
 

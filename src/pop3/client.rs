@@ -18,7 +18,7 @@
 use crate::exit::{Code, Error, Result};
 use crate::net::conn::{Io, TcpIo};
 use crate::net::sasl;
-use crate::net::tls::{self, Level, Mode, Start, TlsOptions, TlsStream};
+use crate::net::tls::{self, ClientStream as Stream, Level, Mode, Start, TlsOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,49 +115,6 @@ struct Caps {
     uidl: bool,
     pipelining: bool,
     sasl: Vec<String>,
-}
-
-enum Stream {
-    Plain(Box<dyn Io>),
-    Tls(Box<TlsStream>),
-    Closed,
-}
-
-impl Stream {
-    fn io(&mut self) -> Option<&mut dyn Io> {
-        match self {
-            Stream::Plain(s) => Some(s.as_mut()),
-            Stream::Tls(s) => Some(s.sock.as_mut()),
-            Stream::Closed => None,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
 }
 
 /// A logged-in POP3 session (the TRANSACTION state, RFC 1939 §5).
@@ -259,7 +216,7 @@ impl Client {
         {
             c.stls(cfg, &tls_name)?;
         }
-        c.login(&opts.auth, opts.tls.level, name)?;
+        c.login(&opts.auth, opts.tls.level)?;
         Ok(c)
     }
 
@@ -487,7 +444,7 @@ impl Client {
         self.capa()
     }
 
-    fn login(&mut self, cred: &Credentials, level: Level, host: &str) -> Result<()> {
+    fn login(&mut self, cred: &Credentials, level: Level) -> Result<()> {
         if !self.is_tls() && level != Level::None {
             return Err(Error::new(
                 Code::Config,
@@ -548,7 +505,7 @@ impl Client {
                 let initial = match m {
                     Login::Plain => sasl::plain(&cred.user, &cred.secret),
                     Login::XOAuth2 => sasl::xoauth2(&cred.user, &cred.secret),
-                    _ => oauthbearer(&cred.user, &cred.secret, host),
+                    _ => sasl::oauthbearer(&cred.user, &cred.secret),
                 };
                 self.send(&[format!("AUTH {} {initial}", m.sasl_name())])?;
                 // An OAuth error comes as a challenge (RFC 7628 §3.2.3): answered with the
@@ -567,12 +524,6 @@ impl Client {
         };
         reply.map(|_| ()).map_err(|t| refusal(&what, &t, true))
     }
-}
-
-/// The OAUTHBEARER initial response (RFC 7628 §3.1): the GS2 header with the user, the
-/// host and the bearer token.
-fn oauthbearer(user: &str, token: &str, host: &str) -> String {
-    sasl::encode(format!("n,a={user},\x01host={host}\x01auth=Bearer {token}\x01\x01").as_bytes())
 }
 
 /// A line cut for a message.

@@ -35,8 +35,8 @@ use super::reply::{MAX_LINE, Reply, ReplyParser};
 use crate::exit::{Code, Error, Result};
 use crate::net::conn::Io;
 use crate::net::sasl::{self as auth, Mechanism};
-use crate::net::tls::{self, Level, Mode, Start, TlsOptions, TlsStream};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use crate::net::tls::{self, ClientStream as Stream, Level, Mode, Start, TlsOptions, TlsStream};
+use std::io::{self, BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use transaction::{Content, Delivery, Verdict};
@@ -134,51 +134,6 @@ pub struct Options {
     pub trace: Option<Trace>,
     /// Connect from this local address (msmtp's `source_ip`).
     pub source: Option<std::net::IpAddr>,
-}
-
-/// The transport under the session.
-enum Stream {
-    Plain(Box<dyn Io>),
-    Tls(Box<TlsStream>),
-    /// Dropped on purpose (a transaction that must not complete) or lost.
-    Closed,
-}
-
-impl Stream {
-    fn io(&mut self) -> Option<&mut dyn Io> {
-        match self {
-            Stream::Plain(s) => Some(s.as_mut()),
-            Stream::Tls(s) => Some(s.sock.as_mut()),
-            Stream::Closed => None,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
 }
 
 /// A connected, greeted (and, as asked, encrypted and authenticated) SMTP session.
