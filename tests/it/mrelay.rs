@@ -890,6 +890,38 @@ fn a_pipe_route_runs_its_command_per_recipient_and_its_refusal_bounces() {
     );
 }
 
+/// The SMTP session of the test servers below, after their own checks: a greeting as
+/// `host`, 250 to everything, each message read to its dot and counted in `took`.
+fn serve(
+    mut r: std::io::BufReader<std::net::TcpStream>,
+    mut w: std::net::TcpStream,
+    host: &str,
+    took: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::{BufRead, Write};
+    let _ = w.write_all(format!("220 {host} ESMTP\r\n").as_bytes());
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        let cmd = line.to_ascii_uppercase();
+        let reply: &[u8] = if cmd.starts_with("DATA") {
+            let _ = w.write_all(b"354 go\r\n");
+            let mut l2 = String::new();
+            while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
+                l2.clear();
+            }
+            took.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            b"250 2.0.0 taken\r\n"
+        } else if cmd.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n");
+            return;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = w.write_all(reply);
+        line.clear();
+    }
+}
+
 /// A minimal SMTP server on 127.0.0.1 that greets a connection only once `others` more
 /// connections have been made to the servers sharing the `met` counter (else, after 2 s,
 /// 421): a session of the first connection gets through only when another one opens
@@ -899,7 +931,7 @@ fn rendezvous(
     met: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     others: usize,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufReader, Write};
     use std::sync::atomic::Ordering::SeqCst;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -910,7 +942,7 @@ fn rendezvous(
             let Ok(mut w) = conn else { continue };
             let (met, count) = (met.clone(), count.clone());
             std::thread::spawn(move || {
-                let mut r = BufReader::new(w.try_clone().unwrap());
+                let r = BufReader::new(w.try_clone().unwrap());
                 met.fetch_add(1, SeqCst);
                 let end = Instant::now() + Duration::from_secs(2);
                 while met.load(SeqCst) <= others && Instant::now() < end {
@@ -920,27 +952,7 @@ fn rendezvous(
                     let _ = w.write_all(b"421 4.3.2 alone\r\n");
                     return;
                 }
-                let _ = w.write_all(b"220 meet.test ESMTP\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.to_ascii_uppercase();
-                    let reply: &[u8] = if cmd.starts_with("DATA") {
-                        let _ = w.write_all(b"354 go\r\n");
-                        let mut l2 = String::new();
-                        while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
-                            l2.clear();
-                        }
-                        count.fetch_add(1, SeqCst);
-                        b"250 2.0.0 taken\r\n"
-                    } else if cmd.starts_with("QUIT") {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                    line.clear();
-                }
+                serve(r, w, "meet.test", &count);
             });
         }
     });
@@ -1127,7 +1139,7 @@ fn switchable(
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufReader, Write};
     use std::sync::atomic::Ordering::SeqCst;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -1144,28 +1156,8 @@ fn switchable(
             }
             let k = k.clone();
             std::thread::spawn(move || {
-                let mut r = BufReader::new(w.try_clone().unwrap());
-                let _ = w.write_all(b"220 up.test ESMTP\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.to_ascii_uppercase();
-                    let reply: &[u8] = if cmd.starts_with("DATA") {
-                        let _ = w.write_all(b"354 go\r\n");
-                        let mut l2 = String::new();
-                        while r.read_line(&mut l2).unwrap_or(0) > 0 && l2 != ".\r\n" {
-                            l2.clear();
-                        }
-                        k.fetch_add(1, SeqCst);
-                        b"250 2.0.0 taken\r\n"
-                    } else if cmd.starts_with("QUIT") {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                    line.clear();
-                }
+                let r = BufReader::new(w.try_clone().unwrap());
+                serve(r, w, "up.test", &k);
             });
         }
     });
